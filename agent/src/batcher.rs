@@ -1,0 +1,122 @@
+//! The batcher: the one consumer of the collectors' samples. It applies report by
+//! exception, cuts batches by size and age, appends them to the outbox (which gives each
+//! its `seq`), makes them durable every flush interval, and wakes the publisher.
+
+use crate::outbox::SharedOutbox;
+use crate::report::ReportFilter;
+use fieldlink_wire::{Batch, Sample, encode_batch};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+
+/// What the batcher is handed.
+pub struct BatcherContext {
+    /// The gateway id written into every batch.
+    pub gateway: String,
+    /// Samples from every collector; the batcher ends when all senders are gone.
+    pub samples_rx: mpsc::Receiver<Vec<Sample>>,
+    /// Report-by-exception rules.
+    pub filter: ReportFilter,
+    /// The outbox batches go to.
+    pub outbox: SharedOutbox,
+    /// Set to the newest appended `seq`, to wake the publisher.
+    pub appended_tx: watch::Sender<u64>,
+    /// Cut a batch at this many samples...
+    pub max_samples: usize,
+    /// ... or when its first sample has waited this long.
+    pub max_delay: Duration,
+    /// Make appended batches durable at least this often.
+    pub flush_interval: Duration,
+}
+
+/// Runs until every collector has dropped its sender, then cuts, appends and flushes what
+/// is left. Returns the number of samples lost to outbox write failures.
+pub async fn run(mut cx: BatcherContext) -> u64 {
+    let mut pending: Vec<Sample> = Vec::with_capacity(cx.max_samples);
+    let mut first_at: Option<Instant> = None;
+    let mut flush_tick = tokio::time::interval(cx.flush_interval);
+    flush_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut lost = 0u64;
+    loop {
+        let cut_at = first_at.map(|t| t + cx.max_delay);
+        tokio::select! {
+            received = cx.samples_rx.recv() => match received {
+                Some(mut samples) => {
+                    cx.filter.retain(&mut samples);
+                    if samples.is_empty() {
+                        continue;
+                    }
+                    first_at.get_or_insert_with(Instant::now);
+                    pending.append(&mut samples);
+                    while pending.len() >= cx.max_samples {
+                        let rest = pending.split_off(cx.max_samples);
+                        let full = std::mem::replace(&mut pending, rest);
+                        lost += append(&cx, full).await;
+                    }
+                    if pending.is_empty() {
+                        first_at = None;
+                    }
+                }
+                None => break,
+            },
+            () = sleep_until(cut_at), if cut_at.is_some() => {
+                lost += append(&cx, std::mem::take(&mut pending)).await;
+                first_at = None;
+            }
+            _ = flush_tick.tick() => {
+                // Acks are committed by the publisher without fsync; flushing every
+                // interval makes them durable too, so flush even if nothing was appended.
+                flush(&cx.outbox).await;
+            }
+        }
+    }
+    lost += append(&cx, pending).await;
+    flush(&cx.outbox).await;
+    lost
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Appends one batch; returns the number of samples lost if the outbox refused it.
+async fn append(cx: &BatcherContext, samples: Vec<Sample>) -> u64 {
+    if samples.is_empty() {
+        return 0;
+    }
+    let count = samples.len();
+    let gateway = cx.gateway.clone();
+    let result = cx
+        .outbox
+        .run(move |outbox| {
+            let mut batch = Batch {
+                gateway,
+                seq: 0,
+                samples,
+            };
+            outbox.append(count as u32, |seq| {
+                batch.seq = seq;
+                encode_batch(&batch)
+            })
+        })
+        .await;
+    match result {
+        Ok(seq) => {
+            cx.appended_tx.send_replace(seq);
+            0
+        }
+        Err(e) => {
+            tracing::error!(samples = count, error = %e, "cannot write a batch to the outbox; its samples are lost");
+            count as u64
+        }
+    }
+}
+
+async fn flush(outbox: &SharedOutbox) {
+    if let Err(e) = outbox.run(|o| o.flush()).await {
+        tracing::error!(error = %e, "cannot make the outbox durable (fsync failed)");
+    }
+}

@@ -1,0 +1,155 @@
+//! The validated configuration model: what the rest of the agent is handed. Every value
+//! here has been checked; nothing downstream re-parses strings.
+
+use fieldlink_modbus::TcpDevice;
+use fieldlink_simulator::SimulatorDevice;
+use std::net::SocketAddr;
+use std::num::{NonZeroU16, NonZeroUsize};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The whole agent configuration.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// `[gateway]`.
+    pub gateway: GatewayConfig,
+    /// `[platform]`.
+    pub platform: PlatformConfig,
+    /// `[publish]`.
+    pub publish: PublishConfig,
+    /// `[buffer]`.
+    pub buffer: BufferConfig,
+    /// `[status]`.
+    pub status: StatusConfig,
+    /// `[[device]]`, in file order.
+    pub devices: Vec<DeviceConfig>,
+}
+
+/// `[gateway]`: identity and where state lives.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The gateway id; `None` until enrollment supplies one.
+    pub id: Option<String>,
+    /// The directory holding the outbox and enrollment state.
+    pub state_dir: PathBuf,
+}
+
+/// Where the broker is and how to reach it securely.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttUrl {
+    /// True for `mqtts://` (TLS).
+    pub tls: bool,
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port (1883 / 8883 by default).
+    pub port: u16,
+}
+
+impl std::fmt::Display for MqttUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// `[platform]`: the broker and credentials.
+#[derive(Debug, Clone)]
+pub struct PlatformConfig {
+    /// The broker's URL.
+    pub mqtt: MqttUrl,
+    /// MQTT username (by contract, the gateway id).
+    pub username: Option<String>,
+    /// MQTT password.
+    pub password: Option<String>,
+    /// PEM file of CA certificates to verify the broker with, instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain for mutual TLS.
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
+    /// The platform's enrollment URL.
+    pub enroll_url: Option<String>,
+    /// MQTT keep-alive interval.
+    pub keep_alive: Duration,
+}
+
+/// `[publish]`: how samples are cut into batches and sent.
+#[derive(Debug, Clone)]
+pub struct PublishConfig {
+    /// A batch is cut when it holds this many samples...
+    pub batch_max_samples: NonZeroUsize,
+    /// ... or when its oldest sample has waited this long.
+    pub batch_max_delay: Duration,
+    /// Unacknowledged QoS 1 publishes allowed at once.
+    pub max_inflight: NonZeroU16,
+    /// The share of the in-flight window a draining backlog may use while live data flows.
+    pub backlog_share: f64,
+    /// How long SIGTERM may spend publishing before exiting.
+    pub shutdown_timeout: Duration,
+}
+
+/// `[buffer]`: the durable outbox.
+#[derive(Debug, Clone)]
+pub struct BufferConfig {
+    /// The cap on the outbox's size on disk.
+    pub max_size: u64,
+    /// How often appended batches are made durable (fsync).
+    pub flush_interval: Duration,
+}
+
+/// `[status]`: the local status endpoint.
+#[derive(Debug, Clone)]
+pub struct StatusConfig {
+    /// Where the local status endpoint listens.
+    pub listen: SocketAddr,
+}
+
+/// One `[[device]]`.
+#[derive(Debug, Clone)]
+pub struct DeviceConfig {
+    /// The device's name.
+    pub name: Arc<str>,
+    /// Its protocol and protocol settings.
+    pub kind: DeviceKind,
+    /// Its points' descriptions and reporting rules, in file order.
+    pub points: Vec<PointInfo>,
+}
+
+/// A device's protocol-specific settings, ready for its collector.
+#[derive(Debug, Clone)]
+pub enum DeviceKind {
+    /// `protocol = "modbus-tcp"`.
+    ModbusTcp(TcpDevice),
+    /// `protocol = "simulator"`.
+    Simulator(SimulatorDevice),
+}
+
+impl DeviceKind {
+    /// The protocol's configuration name.
+    pub fn protocol(&self) -> &'static str {
+        match self {
+            DeviceKind::ModbusTcp(_) => "modbus-tcp",
+            DeviceKind::Simulator(_) => "simulator",
+        }
+    }
+}
+
+/// What every point has whatever its protocol: its catalogue entry and reporting rules.
+#[derive(Debug, Clone)]
+pub struct PointInfo {
+    /// The point's name.
+    pub name: Arc<str>,
+    /// Its data type's configuration name, for the catalogue.
+    pub data_type: &'static str,
+    /// Its engineering unit.
+    pub unit: Option<String>,
+    /// Report by exception: publish only changes larger than this.
+    pub deadband: Option<f64>,
+    /// ... but at least this often.
+    pub heartbeat: Option<Duration>,
+}

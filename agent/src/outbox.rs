@@ -1,0 +1,45 @@
+//! The agent's handle on the durable outbox: the blocking store, shared between the
+//! batcher and the publisher, with every call run off the async threads.
+
+use fieldlink_outbox::{Outbox, OutboxError};
+use std::sync::Arc;
+
+/// Why an outbox call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store refused the operation (disk full, I/O error); see the inner error.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    /// The blocking task running the call panicked or was cancelled at shutdown.
+    #[error("outbox task failed: {0}")]
+    Task(String),
+}
+
+/// A cloneable handle on the outbox.
+#[derive(Clone)]
+pub struct SharedOutbox(Arc<Outbox>);
+
+impl SharedOutbox {
+    /// Shares `outbox`.
+    pub fn new(outbox: Outbox) -> Self {
+        SharedOutbox(Arc::new(outbox))
+    }
+
+    /// Runs a blocking outbox call on the blocking pool.
+    pub async fn run<T, F>(&self, call: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Outbox) -> Result<T, OutboxError> + Send + 'static,
+    {
+        let outbox = self.0.clone();
+        match tokio::task::spawn_blocking(move || call(&outbox)).await {
+            Ok(result) => Ok(result?),
+            Err(e) => Err(StoreError::Task(e.to_string())),
+        }
+    }
+
+    /// The store's counters (cheap, in memory).
+    pub fn stats(&self) -> fieldlink_outbox::OutboxStats {
+        self.0.stats()
+    }
+}

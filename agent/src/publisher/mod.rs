@@ -1,0 +1,426 @@
+//! The MQTT publisher: the single task that sends outbox batches to the broker and deletes
+//! each one only after its PUBACK.
+//!
+//! rumqttc's own retransmit queue lives in memory and is cleared when the broker answers
+//! with no session, and `publish()` does not return the packet id. So the outbox is the
+//! source of truth: every connection starts a fresh rumqttc client with a clean session,
+//! each publish request is matched to the packet id rumqttc reports when it writes it
+//! (`Outgoing::Publish`), each PUBACK to that id, and after any reconnect everything not
+//! acknowledged is sent again from the outbox.
+
+mod plan;
+pub mod tls;
+
+use crate::config::PlatformConfig;
+use crate::outbox::{SharedOutbox, StoreError};
+use fieldlink_collector_api::Backoff;
+use fieldlink_outbox::Record;
+use fieldlink_wire::{Meta, Status, Topics};
+use plan::SendPlan;
+use rumqttc::{
+    AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, Transport,
+};
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use tls::TlsSetupError;
+
+/// How long a CONNECT may take before the attempt is abandoned.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A broker that acknowledges nothing for this long is treated as a lost connection.
+const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the final offline status and DISCONNECT may take.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the publisher is handed.
+pub struct PublisherContext {
+    /// The gateway id: MQTT client id and topic level.
+    pub gateway: String,
+    /// The broker and credentials.
+    pub platform: PlatformConfig,
+    /// Batches in flight at once.
+    pub max_inflight: u16,
+    /// The backlog's share of the in-flight window while live data flows.
+    pub backlog_share: f64,
+    /// How long to keep publishing once `finish` fires.
+    pub shutdown_timeout: Duration,
+    /// Where batches come from.
+    pub outbox: SharedOutbox,
+    /// The newest appended `seq`; changes wake the publisher.
+    pub appended_rx: watch::Receiver<u64>,
+    /// Fires when nothing more will be appended: publish what is left, then exit.
+    pub finish: CancellationToken,
+    /// The `online` status published (retained) on every connect.
+    pub birth: Status,
+    /// The catalogue published (retained) on every connect.
+    pub meta: Meta,
+}
+
+/// The publisher's modes.
+///
+/// `Connecting` → `Live` on CONNACK; `Live` → `Connecting` (after a backoff) when the
+/// connection fails or the broker stops acknowledging; either → `Draining` when `finish`
+/// fires; `Draining` ends when the outbox is empty or the shutdown deadline passes, with an
+/// `offline` status and a DISCONNECT if connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Collecting goes on; publish as it comes.
+    Live,
+    /// Nothing more will be appended; exit when empty or at the deadline.
+    Draining {
+        /// When to give up and leave the rest in the outbox.
+        deadline: Instant,
+    },
+}
+
+/// How a session ended.
+enum SessionEnd {
+    /// The connection failed or was lost; reconnect after a backoff.
+    Lost(String),
+    /// Draining is over.
+    Done,
+}
+
+/// A publish request waiting for, or holding, a packet id.
+#[derive(Debug, Clone, Copy)]
+enum InFlight {
+    /// A batch from the outbox.
+    Batch {
+        /// Its `seq`.
+        seq: u64,
+        /// True if it belongs to the backlog.
+        backlog: bool,
+    },
+    /// A status or meta message (not from the outbox).
+    Control,
+}
+
+/// Publish requests handed to rumqttc and not yet acknowledged.
+#[derive(Debug, Default)]
+struct Window {
+    /// Requested, in order, not yet written (rumqttc writes them in request order).
+    awaiting_pkid: VecDeque<InFlight>,
+    /// Written, by packet id, awaiting PUBACK.
+    by_pkid: HashMap<u16, InFlight>,
+    /// Backlog batches among the above.
+    backlog: usize,
+    /// When the last PUBACK (or the session's start) happened.
+    last_progress: Option<Instant>,
+}
+
+impl Window {
+    fn len(&self) -> usize {
+        self.awaiting_pkid.len() + self.by_pkid.len()
+    }
+
+    fn push(&mut self, entry: InFlight) {
+        if matches!(entry, InFlight::Batch { backlog: true, .. }) {
+            self.backlog += 1;
+        }
+        if self.len() == 0 {
+            self.last_progress = Some(Instant::now());
+        }
+        self.awaiting_pkid.push_back(entry);
+    }
+
+    fn written(&mut self, pkid: u16) {
+        if let Some(entry) = self.awaiting_pkid.pop_front() {
+            self.by_pkid.insert(pkid, entry);
+        }
+    }
+
+    fn acked(&mut self, pkid: u16) -> Option<InFlight> {
+        let entry = self.by_pkid.remove(&pkid)?;
+        if matches!(entry, InFlight::Batch { backlog: true, .. }) {
+            self.backlog -= 1;
+        }
+        self.last_progress = Some(Instant::now());
+        Some(entry)
+    }
+
+    fn stalled(&self) -> Option<Instant> {
+        (self.len() > 0)
+            .then(|| self.last_progress.map(|t| t + ACK_TIMEOUT))
+            .flatten()
+    }
+}
+
+/// Runs the publisher until draining ends.
+pub async fn run(mut cx: PublisherContext) {
+    let topics = Topics::new(&cx.gateway);
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+    let mut mode = Mode::Live;
+    loop {
+        mode = next_mode(&cx, mode);
+        if let Mode::Draining { deadline } = mode {
+            if Instant::now() >= deadline {
+                return;
+            }
+        }
+        match session(&mut cx, &topics, &mut mode, &mut backoff).await {
+            SessionEnd::Done => return,
+            SessionEnd::Lost(why) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(broker = %cx.platform.mqtt, error = %why, retry_in = ?delay, "MQTT connection lost");
+                let wake = match mode {
+                    Mode::Draining { deadline } => deadline.min(Instant::now() + delay),
+                    Mode::Live => Instant::now() + delay,
+                };
+                tokio::select! {
+                    () = tokio::time::sleep_until(wake) => {}
+                    () = cx.finish.cancelled(), if mode == Mode::Live => {}
+                }
+            }
+        }
+    }
+}
+
+fn next_mode(cx: &PublisherContext, mode: Mode) -> Mode {
+    match mode {
+        Mode::Live if cx.finish.is_cancelled() => Mode::Draining {
+            deadline: Instant::now() + cx.shutdown_timeout,
+        },
+        other => other,
+    }
+}
+
+fn mqtt_options(cx: &PublisherContext, topics: &Topics) -> Result<MqttOptions, TlsSetupError> {
+    let platform = &cx.platform;
+    let mut options = MqttOptions::new(
+        cx.gateway.clone(),
+        platform.mqtt.host.clone(),
+        platform.mqtt.port,
+    );
+    options
+        .set_clean_session(true)
+        .set_keep_alive(platform.keep_alive)
+        .set_inflight(cx.max_inflight.saturating_add(4))
+        .set_max_packet_size(1 << 20, 64 << 20)
+        .set_request_channel_capacity(usize::from(cx.max_inflight) + 8)
+        .set_last_will(LastWill::new(
+            &topics.status,
+            json(&Status::offline()),
+            QoS::AtLeastOnce,
+            true,
+        ));
+    if let Some(password) = &platform.password {
+        let username = platform
+            .username
+            .clone()
+            .unwrap_or_else(|| cx.gateway.clone());
+        options.set_credentials(username, password.clone());
+    } else if let Some(username) = &platform.username {
+        options.set_credentials(username.clone(), String::new());
+    }
+    if platform.mqtt.tls {
+        options.set_transport(Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(tls::client_config(platform)?),
+        ));
+    }
+    Ok(options)
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// Connects, then publishes until the connection is lost or draining ends.
+async fn session(
+    cx: &mut PublisherContext,
+    topics: &Topics,
+    mode: &mut Mode,
+    backoff: &mut Backoff,
+) -> SessionEnd {
+    let options = match mqtt_options(cx, topics) {
+        Ok(o) => o,
+        Err(e) => return SessionEnd::Lost(e.to_string()),
+    };
+    let (client, mut events) = AsyncClient::new(options, usize::from(cx.max_inflight) + 8);
+    if let Err(why) = connect(&mut events, *mode).await {
+        return SessionEnd::Lost(why);
+    }
+    backoff.reset();
+    tracing::info!(broker = %cx.platform.mqtt, gateway = %cx.gateway, "MQTT connected");
+
+    let stats = cx.outbox.stats();
+    let mut birth = cx.birth.clone();
+    birth.backlog_batches = Some(stats.batches);
+    birth.evicted_batches = Some(stats.evicted_batches);
+    let mut window = Window::default();
+    for (topic, payload) in [
+        (&topics.status, json(&birth)),
+        (&topics.meta, json(&cx.meta)),
+    ] {
+        if client
+            .try_publish(topic.as_str(), QoS::AtLeastOnce, true, payload)
+            .is_ok()
+        {
+            window.push(InFlight::Control);
+        }
+    }
+    let mut plan = SendPlan::at_connect(&stats, usize::from(cx.max_inflight), cx.backlog_share);
+    if plan.has_backlog() {
+        tracing::info!(
+            backlog = plan.backlog_end - plan.backlog_next,
+            "draining the backlog behind live data"
+        );
+    }
+    let window_size = usize::from(cx.max_inflight) + 2;
+    let mut appender_alive = true;
+    loop {
+        *mode = next_mode(cx, *mode);
+        if let Err(e) = fill(
+            cx,
+            &client,
+            &topics.data,
+            &mut plan,
+            &mut window,
+            window_size,
+        )
+        .await
+        {
+            return SessionEnd::Lost(format!("outbox: {e}"));
+        }
+        if let Mode::Draining { deadline } = *mode {
+            let empty = cx.outbox.stats().batches == 0 && window.len() == 0;
+            if empty || Instant::now() >= deadline {
+                goodbye(&client, &mut events, &topics.status).await;
+                return SessionEnd::Done;
+            }
+        }
+        let deadline = match *mode {
+            Mode::Draining { deadline } => Some(deadline),
+            Mode::Live => None,
+        };
+        let stalled = window.stalled();
+        tokio::select! {
+            event = events.poll() => match event {
+                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => window.written(pkid),
+                Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                    if let Some(InFlight::Batch { seq, .. }) = window.acked(ack.pkid) {
+                        if let Err(e) = cx.outbox.run(move |o| o.ack(seq)).await {
+                            return SessionEnd::Lost(format!("outbox: {e}"));
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return SessionEnd::Lost(e.to_string()),
+            },
+            changed = cx.appended_rx.changed(), if appender_alive => {
+                // An error means the batcher is gone; `finish` follows.
+                appender_alive = changed.is_ok();
+            }
+            () = cx.finish.cancelled(), if *mode == Mode::Live => {}
+            () = sleep_until(deadline) => {}
+            () = sleep_until(stalled) => return SessionEnd::Lost(format!("no PUBACK for {ACK_TIMEOUT:?}")),
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Drives the event loop until CONNACK.
+async fn connect(events: &mut EventLoop, mode: Mode) -> Result<(), String> {
+    let limit = match mode {
+        Mode::Draining { deadline } => deadline.min(Instant::now() + CONNECT_TIMEOUT),
+        Mode::Live => Instant::now() + CONNECT_TIMEOUT,
+    };
+    loop {
+        match tokio::time::timeout_at(limit, events.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => return Ok(()),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err("connect timed out".to_owned()),
+        }
+    }
+}
+
+/// Hands rumqttc as many outbox batches as the window allows: live ones first.
+async fn fill(
+    cx: &PublisherContext,
+    client: &AsyncClient,
+    topic: &str,
+    plan: &mut SendPlan,
+    window: &mut Window,
+    window_size: usize,
+) -> Result<(), StoreError> {
+    let newest = (*cx.appended_rx.borrow()).max(plan.newest_at_connect);
+    let free = window_size.saturating_sub(window.len());
+    if free > 0 && plan.live_next <= newest {
+        let from = plan.live_next;
+        let records = cx.outbox.run(move |o| o.oldest(from, free)).await?;
+        for record in records {
+            let seq = record.seq;
+            if !send(client, topic, record, false, window) {
+                return Ok(());
+            }
+            plan.live_next = seq + 1;
+        }
+    }
+    let free = window_size
+        .saturating_sub(window.len())
+        .min(plan.backlog_slots.saturating_sub(window.backlog));
+    if free > 0 && plan.has_backlog() {
+        let from = plan.backlog_next;
+        let records = cx.outbox.run(move |o| o.oldest(from, free)).await?;
+        let exhausted = records.len() < free;
+        for record in records {
+            let seq = record.seq;
+            if seq >= plan.backlog_end {
+                plan.backlog_next = plan.backlog_end;
+                return Ok(());
+            }
+            if !send(client, topic, record, true, window) {
+                return Ok(());
+            }
+            plan.backlog_next = seq + 1;
+        }
+        if exhausted {
+            plan.backlog_next = plan.backlog_end;
+        }
+    }
+    Ok(())
+}
+
+/// Queues one batch with rumqttc; false if its request channel is full.
+fn send(
+    client: &AsyncClient,
+    topic: &str,
+    record: Record,
+    backlog: bool,
+    window: &mut Window,
+) -> bool {
+    let seq = record.seq;
+    match client.try_publish(topic, QoS::AtLeastOnce, false, record.payload) {
+        Ok(()) => {
+            window.push(InFlight::Batch { seq, backlog });
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Publishes the retained `offline` status and disconnects cleanly.
+async fn goodbye(client: &AsyncClient, events: &mut EventLoop, status_topic: &str) {
+    let _ = client.try_publish(
+        status_topic,
+        QoS::AtLeastOnce,
+        true,
+        json(&Status::offline()),
+    );
+    let _ = client.try_disconnect();
+    let limit = Instant::now() + GOODBYE_TIMEOUT;
+    while let Ok(Ok(event)) = tokio::time::timeout_at(limit, events.poll()).await {
+        if matches!(event, Event::Outgoing(Outgoing::Disconnect)) {
+            break;
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests of the agent library (config and check); end-to-end tests against
+//! real peers live in the workspace's `tests/` crate.
+
+mod check;
+mod config;

@@ -1,0 +1,20 @@
+//! The boundary between the agent and its device collectors.
+//!
+//! A collector owns one device (or one bus): it reads points on its own schedule and hands
+//! every reading, good or bad, to a [`SampleSink`]. Collectors never touch MQTT or the
+//! outbox and never wait on the network beyond their own device; they stop when the
+//! context's cancellation token fires.
+//!
+//! Parts: [`Collector`] and [`CollectorContext`] ([`collector`]), the point addressing
+//! types that configuration is parsed into ([`point`]), and [`clock`] for timestamps.
+
+pub mod backoff;
+pub mod clock;
+pub mod collector;
+pub mod point;
+pub mod stats;
+
+pub use backoff::Backoff;
+pub use collector::{BoxFuture, Collector, CollectorContext, SampleSink, SinkClosed};
+pub use point::{Area, DataType, WordOrder};
+pub use stats::DeviceStats;

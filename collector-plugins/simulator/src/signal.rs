@@ -1,0 +1,319 @@
+//! The simulated signals: pure functions of (signal, seed, time).
+
+use fieldlink_wire::Value;
+use std::f64::consts::TAU;
+use std::fmt;
+use std::str::FromStr;
+
+/// The shape of a simulated point's value over time. Every signal is a pure function of
+/// `(signal, seed, t_ms)`: the same point name gives the same curve on every run and
+/// every machine, and two gateways simulating the same point agree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Signal {
+    /// Slow analog drift, like a temperature:
+    /// `22.5 + 2.5·sin(2π·(t mod P)/P + φ)`, with period `P` from 4 to 6 minutes and phase
+    /// `φ` both chosen by the seed; a `Float` in `[20, 25]`, rounded to 0.01.
+    #[default]
+    Sine,
+    /// Sawtooth: `100·((t + o) mod P)/P`, with period `P` from 1 to 2 minutes and offset
+    /// `o` chosen by the seed; a `Float` in `[0, 100]`, rounded to 0.01.
+    Ramp,
+    /// Production counter: `⌊t/1000⌋ + seed mod 1000`, an `Int` that grows by one per
+    /// second of wall time.
+    Counter,
+    /// On/off state: a `Bool` that flips every `N` seconds, `N = 5 + seed mod 26` (5 to
+    /// 30 s), with a phase chosen by the seed.
+    Toggle,
+    /// Smooth pseudo-random drift, like a pressure: `50 + 10·(0.5·sin a + 0.3·sin b +
+    /// 0.2·sin c)`, three sines whose periods (37–74 s, 173–346 s, 907–1814 s) and phases
+    /// are chosen by the seed so that they are effectively incommensurate; a `Float` in
+    /// `[40, 60]`, rounded to 0.01. It is not a stateful random walk: being a pure
+    /// function of time keeps it deterministic and lets any instant be computed alone.
+    RandomWalk,
+}
+
+impl Signal {
+    /// The configuration names of all signals, for error messages.
+    pub const NAMES: &str = "sine, ramp, counter, toggle, random-walk";
+
+    /// The signal's configuration name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Sine => "sine",
+            Signal::Ramp => "ramp",
+            Signal::Counter => "counter",
+            Signal::Toggle => "toggle",
+            Signal::RandomWalk => "random-walk",
+        }
+    }
+
+    /// The value at `t_ms` (ms since the Unix epoch) of the curve chosen by `seed`; the
+    /// formulas are on the variants.
+    pub fn value(self, seed: u64, t_ms: i64) -> Value {
+        match self {
+            Signal::Counter => Value::Int(counter(seed, t_ms)),
+            Signal::Toggle => Value::Bool(toggle(seed, t_ms)),
+            Signal::Sine | Signal::Ramp | Signal::RandomWalk => {
+                Value::Float(self.number(seed, t_ms))
+            }
+        }
+    }
+
+    /// The value as a number (booleans as 0 or 1), with the same rounding as [`value`].
+    ///
+    /// [`value`]: Signal::value
+    pub(crate) fn number(self, seed: u64, t_ms: i64) -> f64 {
+        match self {
+            Signal::Sine => {
+                let period = 240_000 + span(seed, 1, 120_000);
+                let phase = TAU * fraction(seed, 2);
+                round2(22.5 + 2.5 * (TAU * cycle(t_ms, period) + phase).sin())
+            }
+            Signal::Ramp => {
+                let period = 60_000 + span(seed, 1, 60_000);
+                let offset = span(seed, 2, period);
+                round2(100.0 * cycle(t_ms.saturating_add(offset), period))
+            }
+            Signal::Counter => counter(seed, t_ms) as f64,
+            Signal::Toggle => f64::from(u8::from(toggle(seed, t_ms))),
+            Signal::RandomWalk => {
+                let part = |base_ms: i64, weight: f64, stream: u64| {
+                    let period = base_ms + span(seed, stream, base_ms);
+                    let phase = TAU * fraction(seed, stream + 10);
+                    weight * (TAU * cycle(t_ms, period) + phase).sin()
+                };
+                let drift = part(37_000, 0.5, 3) + part(173_000, 0.3, 4) + part(907_000, 0.2, 5);
+                round2(50.0 + 10.0 * drift)
+            }
+        }
+    }
+}
+
+fn counter(seed: u64, t_ms: i64) -> i64 {
+    // `seed % 1000` is below 1000, so the cast is exact.
+    t_ms.div_euclid(1000).saturating_add((seed % 1000) as i64)
+}
+
+fn toggle(seed: u64, t_ms: i64) -> bool {
+    // `seed % 26` is below 26, so the cast is exact.
+    let half_period = (5 + (seed % 26) as i64) * 1000;
+    let phase = span(seed, 2, 2 * half_period);
+    t_ms.saturating_add(phase)
+        .div_euclid(half_period)
+        .rem_euclid(2)
+        == 1
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A signal name that is not one of [`Signal::NAMES`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown signal `{0}`; expected one of: {names}", names = Signal::NAMES)]
+pub struct UnknownSignal(pub String);
+
+impl FromStr for Signal {
+    type Err = UnknownSignal;
+    fn from_str(s: &str) -> Result<Self, UnknownSignal> {
+        match s {
+            "sine" => Ok(Signal::Sine),
+            "ramp" => Ok(Signal::Ramp),
+            "counter" => Ok(Signal::Counter),
+            "toggle" => Ok(Signal::Toggle),
+            "random-walk" => Ok(Signal::RandomWalk),
+            other => Err(UnknownSignal(other.to_owned())),
+        }
+    }
+}
+
+/// The seed of a point: the 64-bit FNV-1a hash of its name, stable across runs, builds and
+/// platforms (unlike std's randomly keyed SipHash).
+pub fn seed_for(point_name: &str) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    point_name.bytes().fold(OFFSET_BASIS, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    })
+}
+
+/// A fraction in `[0, 1)` drawn from `seed` for one parameter (`stream`): the SplitMix64
+/// finaliser, so that nearby seeds and streams give unrelated fractions.
+pub(crate) fn fraction(seed: u64, stream: u64) -> f64 {
+    let mut z = seed.wrapping_add(stream.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// An integer in `[0, len)` drawn from `seed` for one parameter.
+pub(crate) fn span(seed: u64, stream: u64, len: i64) -> i64 {
+    // The fraction is below 1, so the product is below `len` and fits.
+    (fraction(seed, stream) * len as f64) as i64
+}
+
+/// Where `t_ms` falls in a period of `period_ms`, as a fraction in `[0, 1)`; the modulo is
+/// taken on integers so that precision does not decay with the size of epoch timestamps.
+fn cycle(t_ms: i64, period_ms: i64) -> f64 {
+    t_ms.rem_euclid(period_ms) as f64 / period_ms as f64
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Signal; 5] = [
+        Signal::Sine,
+        Signal::Ramp,
+        Signal::Counter,
+        Signal::Toggle,
+        Signal::RandomWalk,
+    ];
+    // 2025-12-01T00:00:00Z.
+    const DAY_START: i64 = 1_764_547_200_000;
+    const DAY_MS: i64 = 86_400_000;
+
+    #[test]
+    fn names_round_trip_and_default_is_sine() {
+        for signal in ALL {
+            assert_eq!(signal.as_str().parse::<Signal>(), Ok(signal));
+            assert!(Signal::NAMES.contains(signal.as_str()));
+        }
+        assert_eq!(Signal::default(), Signal::Sine);
+        let err = "square".parse::<Signal>().unwrap_err();
+        assert!(err.to_string().contains("random-walk"), "{err}");
+    }
+
+    #[test]
+    fn seed_is_fnv1a() {
+        // Reference values of 64-bit FNV-1a.
+        assert_eq!(seed_for(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(seed_for("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(seed_for("foobar"), 0x8594_4171_f739_67e8);
+        assert_ne!(seed_for("temperature"), seed_for("pressure"));
+    }
+
+    #[test]
+    fn same_input_gives_same_output() {
+        for signal in ALL {
+            for name in ["temperature", "pressure", "x"] {
+                let seed = seed_for(name);
+                for t in [0, -1, DAY_START, DAY_START + 123_456, i64::MAX, i64::MIN] {
+                    assert_eq!(
+                        signal.value(seed, t),
+                        signal.value(seed, t),
+                        "{signal} {name} {t}"
+                    );
+                }
+            }
+        }
+    }
+
+    fn floats_over_a_day(signal: Signal, seed: u64) -> Vec<f64> {
+        (0..DAY_MS / 1000)
+            .map(|s| match signal.value(seed, DAY_START + s * 1000) {
+                Value::Float(v) => v,
+                other => panic!("{signal} gave {other:?}"),
+            })
+            .collect()
+    }
+
+    fn assert_range(values: &[f64], lo: f64, hi: f64, what: &str) {
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        assert!(
+            min >= lo && max <= hi,
+            "{what}: [{min}, {max}] not within [{lo}, {hi}]"
+        );
+        // The curve uses most of its range, so it is not stuck.
+        assert!(
+            max - min > 0.8 * (hi - lo),
+            "{what}: [{min}, {max}] too narrow"
+        );
+        for v in values {
+            assert_eq!(
+                (v * 100.0).round() / 100.0,
+                *v,
+                "{what}: {v} not rounded to 0.01"
+            );
+        }
+    }
+
+    #[test]
+    fn analog_signals_stay_in_documented_ranges_over_a_day() {
+        for name in ["temperature", "pressure", "motor_current", "a", ""] {
+            let seed = seed_for(name);
+            assert_range(&floats_over_a_day(Signal::Sine, seed), 20.0, 25.0, "sine");
+            assert_range(&floats_over_a_day(Signal::Ramp, seed), 0.0, 100.0, "ramp");
+            assert_range(
+                &floats_over_a_day(Signal::RandomWalk, seed),
+                40.0,
+                60.0,
+                "random-walk",
+            );
+        }
+    }
+
+    #[test]
+    fn counter_grows_by_one_per_second() {
+        let seed = seed_for("parts_made");
+        let at = |t| match Signal::Counter.value(seed, t) {
+            Value::Int(v) => v,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(at(DAY_START), DAY_START / 1000 + (seed % 1000) as i64);
+        for s in 0..DAY_MS / 1000 {
+            let t = DAY_START + s * 1000;
+            assert_eq!(at(t + 1000) - at(t), 1);
+            assert_eq!(at(t + 999), at(t));
+        }
+    }
+
+    #[test]
+    fn toggle_flips_every_5_to_30_seconds() {
+        for name in ["door_open", "running", "a", "b", "c"] {
+            let seed = seed_for(name);
+            let half_period = 5 + (seed % 26) as i64;
+            let states: Vec<bool> = (0..DAY_MS / 1000)
+                .map(|s| match Signal::Toggle.value(seed, DAY_START + s * 1000) {
+                    Value::Bool(b) => b,
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            let flips: Vec<usize> = states
+                .windows(2)
+                .enumerate()
+                .filter(|(_, w)| w[0] != w[1])
+                .map(|(i, _)| i)
+                .collect();
+            assert!(flips.len() > 1000, "{name}: only {} flips", flips.len());
+            for gap in flips.windows(2) {
+                assert_eq!((gap[1] - gap[0]) as i64, half_period, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn signals_move_over_time() {
+        let seed = seed_for("temperature");
+        for signal in [
+            Signal::Sine,
+            Signal::Ramp,
+            Signal::RandomWalk,
+            Signal::Counter,
+        ] {
+            assert_ne!(
+                signal.value(seed, DAY_START),
+                signal.value(seed, DAY_START + 30_000),
+                "{signal}"
+            );
+        }
+    }
+}

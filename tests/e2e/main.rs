@@ -1,0 +1,6 @@
+//! End-to-end tests: the real agent against real peers over loopback (a tokio-modbus
+//! device, the in-process broker, mosquitto in CI), never mocks of them.
+
+mod interop;
+mod pipeline;
+mod resilience;

@@ -1,0 +1,23 @@
+//! The fieldlink MQTT contract (version 1), shared by the agent and the platform.
+//!
+//! Parts:
+//! - [`sample`]: one reading ([`Sample`], [`Value`], [`Quality`]);
+//! - [`batch`]: what goes out on the `data` topic ([`Batch`]);
+//! - [`topic`]: the topic names under `fieldlink/v1/{gateway}`;
+//! - [`message`]: the retained `status` and `meta` payloads;
+//! - [`codec`]: bytes on the wire (UTF-8 JSON; zstd-framed JSON is recognised by its magic).
+//!
+//! Invariants: the JSON produced here is exactly the shape of `DESIGN.md` (field names and
+//! order are pinned by golden tests); this crate does no I/O and has no async.
+
+pub mod batch;
+pub mod codec;
+pub mod message;
+pub mod sample;
+pub mod topic;
+
+pub use batch::Batch;
+pub use codec::{DecodeError, decode_batch, encode_batch, encode_batch_into};
+pub use message::{DeviceMeta, GatewayState, Meta, PointMeta, Status};
+pub use sample::{Quality, Sample, Value};
+pub use topic::Topics;

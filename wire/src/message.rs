@@ -1,0 +1,77 @@
+//! The retained `status` and `meta` payloads.
+
+use serde::{Deserialize, Serialize};
+
+/// Whether a gateway is connected; the broker publishes `offline` as the will.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GatewayState {
+    /// The agent is connected and publishing.
+    Online,
+    /// The agent stopped or lost its connection.
+    Offline,
+}
+
+/// The payload of `fieldlink/v1/{gateway}/status`. The will is `{"state":"offline"}`
+/// alone, so every field but `state` is optional.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// Online or offline.
+    pub state: GatewayState,
+    /// The agent's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// When the agent started, ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<i64>,
+    /// Batches waiting in the outbox when this status was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog_batches: Option<u64>,
+    /// Batches evicted from the outbox since its creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evicted_batches: Option<u64>,
+}
+
+impl Status {
+    /// The last-will payload: `{"state":"offline"}`.
+    pub fn offline() -> Self {
+        Status {
+            state: GatewayState::Offline,
+            version: None,
+            started_at: None,
+            backlog_batches: None,
+            evicted_batches: None,
+        }
+    }
+}
+
+/// The payload of `fieldlink/v1/{gateway}/meta`: the device and point catalogue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    /// The gateway's devices, in configuration order.
+    pub devices: Vec<DeviceMeta>,
+}
+
+/// One device of the catalogue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceMeta {
+    /// The device's name.
+    pub name: String,
+    /// Its protocol, as configured (`modbus-tcp`, `simulator`, ...).
+    pub protocol: String,
+    /// Its points, in configuration order.
+    pub points: Vec<PointMeta>,
+}
+
+/// One point of the catalogue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointMeta {
+    /// The point's name.
+    pub name: String,
+    /// Its data type as configured (`f32`, `bool`, ...).
+    #[serde(rename = "type")]
+    pub data_type: String,
+    /// Its engineering unit, if configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+}

@@ -1,0 +1,217 @@
+//! Golden tests: the exact JSON of the MQTT contract (DESIGN.md, "MQTT contract").
+
+use fieldlink_wire::topic::{self, TopicKind};
+use fieldlink_wire::{
+    Batch, DecodeError, DeviceMeta, GatewayState, Meta, PointMeta, Quality, Sample, Status, Topics,
+    Value,
+};
+use fieldlink_wire::{decode_batch, encode_batch};
+
+fn design_batch() -> Batch {
+    Batch {
+        gateway: "gw-demo".into(),
+        seq: 1842,
+        samples: vec![
+            Sample::good(
+                "press-1".into(),
+                "temperature".into(),
+                1764201600000,
+                Value::Float(21.5),
+            ),
+            Sample::good(
+                "press-1".into(),
+                "door_open".into(),
+                1764201600000,
+                Value::Bool(false),
+            ),
+            Sample::bad(
+                "press-2".into(),
+                "temperature".into(),
+                1764201600000,
+                "timeout",
+            ),
+        ],
+    }
+}
+
+const DESIGN_JSON: &str = concat!(
+    r#"{"gateway":"gw-demo","seq":1842,"samples":["#,
+    r#"{"device":"press-1","point":"temperature","ts":1764201600000,"value":21.5,"quality":"good"},"#,
+    r#"{"device":"press-1","point":"door_open","ts":1764201600000,"value":false,"quality":"good"},"#,
+    r#"{"device":"press-2","point":"temperature","ts":1764201600000,"value":null,"quality":"bad","error":"timeout"}"#,
+    r#"]}"#
+);
+
+#[test]
+fn the_design_batch_encodes_to_the_exact_contract_json() {
+    assert_eq!(
+        String::from_utf8(encode_batch(&design_batch())).unwrap(),
+        DESIGN_JSON
+    );
+}
+
+#[test]
+fn the_design_batch_as_printed_in_design_md_decodes() {
+    let pretty = r#"{
+      "gateway": "gw-demo",
+      "seq": 1842,
+      "samples": [
+        {"device": "press-1", "point": "temperature", "ts": 1764201600000, "value": 21.5, "quality": "good"},
+        {"device": "press-1", "point": "door_open",   "ts": 1764201600000, "value": false, "quality": "good"},
+        {"device": "press-2", "point": "temperature", "ts": 1764201600000, "value": null, "quality": "bad", "error": "timeout"}
+      ]
+    }"#;
+    assert_eq!(decode_batch(pretty.as_bytes()).unwrap(), design_batch());
+}
+
+#[test]
+fn every_value_kind_round_trips() {
+    let values = [
+        Value::None,
+        Value::Bool(true),
+        Value::Bool(false),
+        Value::Int(0),
+        Value::Int(-32768),
+        Value::Int(i64::MIN),
+        Value::Int(i64::MAX),
+        Value::UInt(u64::MAX),
+        Value::Float(21.5),
+        Value::Float(-0.001),
+        Value::Float(1e300),
+        Value::Float(3.0),
+        Value::Text(String::new()),
+        Value::Text("AX-7 \"quoted\" °C 温度 \u{1}".into()),
+    ];
+    let samples: Vec<Sample> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Sample::good("d".into(), format!("p{i}").into(), i as i64, v.clone()))
+        .collect();
+    let mut batch = Batch {
+        gateway: "gw".into(),
+        seq: u64::MAX,
+        samples,
+    };
+    batch.samples.push(Sample {
+        quality: Quality::Uncertain,
+        ..Sample::good("d".into(), "u".into(), 1, Value::Int(5))
+    });
+    batch.samples.push(Sample::bad(
+        "d".into(),
+        "b".into(),
+        2,
+        "exception 02 illegal data address",
+    ));
+    let decoded = decode_batch(&encode_batch(&batch)).unwrap();
+    assert_eq!(decoded, batch);
+}
+
+#[test]
+fn a_float_with_no_fraction_stays_a_float() {
+    let batch = Batch {
+        gateway: "g".into(),
+        seq: 1,
+        samples: vec![Sample::good("d".into(), "p".into(), 0, Value::Float(3.0))],
+    };
+    let json = String::from_utf8(encode_batch(&batch)).unwrap();
+    assert!(json.contains(r#""value":3.0"#), "{json}");
+}
+
+#[test]
+fn unsigned_values_that_fit_decode_as_signed_integers() {
+    assert_eq!(Value::from_u64(7), Value::Int(7));
+    assert_eq!(Value::from_u64(u64::MAX), Value::UInt(u64::MAX));
+}
+
+#[test]
+fn malformed_payloads_are_errors_not_panics() {
+    for payload in [
+        &b""[..],
+        b"{",
+        b"[]",
+        b"{\"gateway\":1}",
+        b"{\"gateway\":\"g\",\"seq\":-1,\"samples\":[]}",
+    ] {
+        assert!(
+            matches!(decode_batch(payload), Err(DecodeError::Json(_))),
+            "{payload:?}"
+        );
+    }
+    let bad_quality = br#"{"gateway":"g","seq":1,"samples":[{"device":"d","point":"p","ts":1,"value":1,"quality":"great"}]}"#;
+    assert!(decode_batch(bad_quality).is_err());
+}
+
+#[test]
+fn a_zstd_frame_is_recognised_by_its_magic() {
+    assert!(matches!(
+        decode_batch(&[0x28, 0xB5, 0x2F, 0xFD, 0, 0]),
+        Err(DecodeError::ZstdUnsupported)
+    ));
+}
+
+#[test]
+fn topics_follow_the_contract() {
+    let t = Topics::new("gw-demo");
+    assert_eq!(t.data, "fieldlink/v1/gw-demo/data");
+    assert_eq!(t.status, "fieldlink/v1/gw-demo/status");
+    assert_eq!(t.meta, "fieldlink/v1/gw-demo/meta");
+    assert_eq!(
+        topic::parse("fieldlink/v1/gw-demo/data"),
+        Some(("gw-demo", TopicKind::Data))
+    );
+    assert_eq!(
+        topic::parse("fieldlink/v1/gw-demo/meta"),
+        Some(("gw-demo", TopicKind::Meta))
+    );
+    assert_eq!(topic::parse("fieldlink/v2/gw-demo/data"), None);
+    assert_eq!(topic::parse("fieldlink/v1/gw/x/data"), None);
+    assert!(topic::is_valid_gateway_id("gw-demo_1.a"));
+    for bad in ["", "a/b", "a+b", "a#", "a b", &"x".repeat(65)] {
+        assert!(!topic::is_valid_gateway_id(bad), "{bad:?}");
+    }
+}
+
+#[test]
+fn status_birth_and_will_have_the_contract_shape() {
+    assert_eq!(
+        serde_json::to_string(&Status::offline()).unwrap(),
+        r#"{"state":"offline"}"#
+    );
+    let birth = Status {
+        state: GatewayState::Online,
+        version: Some("0.1.0".into()),
+        started_at: Some(1764201600000),
+        backlog_batches: Some(0),
+        evicted_batches: Some(0),
+    };
+    assert_eq!(
+        serde_json::to_string(&birth).unwrap(),
+        r#"{"state":"online","version":"0.1.0","started_at":1764201600000,"backlog_batches":0,"evicted_batches":0}"#
+    );
+}
+
+#[test]
+fn meta_lists_devices_and_points_with_type_and_unit() {
+    let meta = Meta {
+        devices: vec![DeviceMeta {
+            name: "press-1".into(),
+            protocol: "modbus-tcp".into(),
+            points: vec![
+                PointMeta {
+                    name: "temperature".into(),
+                    data_type: "f32".into(),
+                    unit: Some("°C".into()),
+                },
+                PointMeta {
+                    name: "door_open".into(),
+                    data_type: "bool".into(),
+                    unit: None,
+                },
+            ],
+        }],
+    };
+    assert_eq!(
+        serde_json::to_string(&meta).unwrap(),
+        r#"{"devices":[{"name":"press-1","protocol":"modbus-tcp","points":[{"name":"temperature","type":"f32","unit":"°C"},{"name":"door_open","type":"bool"}]}]}"#
+    );
+}
