@@ -2,9 +2,14 @@
 //! exception, cuts batches by size and age, appends them to the outbox (which gives each
 //! its `seq`), makes them durable every flush interval, and wakes the publisher.
 
+use crate::config::DeviceConfig;
 use crate::outbox::SharedOutbox;
 use crate::report::ReportFilter;
-use fieldlink_wire::{Batch, Sample, encode_batch};
+use crate::telemetry::{DeviceTelemetry, Telemetry};
+use fieldlink_wire::{Batch, Compression, Sample, encode_batch_with};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -17,6 +22,10 @@ pub struct BatcherContext {
     pub samples_rx: mpsc::Receiver<Vec<Sample>>,
     /// Report-by-exception rules.
     pub filter: ReportFilter,
+    /// New device configurations after a reload (new reporting rules, new device list).
+    pub reload_rx: mpsc::Receiver<Vec<DeviceConfig>>,
+    /// The agent's counters.
+    pub telemetry: Arc<Telemetry>,
     /// The outbox batches go to.
     pub outbox: SharedOutbox,
     /// Set to the newest appended `seq`, to wake the publisher.
@@ -27,6 +36,8 @@ pub struct BatcherContext {
     pub max_delay: Duration,
     /// Make appended batches durable at least this often.
     pub flush_interval: Duration,
+    /// How batches are framed on the wire.
+    pub compression: Compression,
 }
 
 /// Runs until every collector has dropped its sender, then cuts, appends and flushes what
@@ -37,11 +48,15 @@ pub async fn run(mut cx: BatcherContext) -> u64 {
     let mut flush_tick = tokio::time::interval(cx.flush_interval);
     flush_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut lost = 0u64;
+    let mut counters = DeviceCounters::new(&cx.telemetry);
+    let mut beat = tokio::time::interval(Duration::from_secs(1));
     loop {
         let cut_at = first_at.map(|t| t + cx.max_delay);
+        Telemetry::beat(&cx.telemetry.batcher_beat_ms);
         tokio::select! {
             received = cx.samples_rx.recv() => match received {
                 Some(mut samples) => {
+                    counters.count(&samples);
                     cx.filter.retain(&mut samples);
                     if samples.is_empty() {
                         continue;
@@ -68,6 +83,11 @@ pub async fn run(mut cx: BatcherContext) -> u64 {
                 // interval makes them durable too, so flush even if nothing was appended.
                 flush(&cx.outbox).await;
             }
+            Some(devices) = cx.reload_rx.recv() => {
+                cx.filter.set_rules(&devices);
+                counters = DeviceCounters::new(&cx.telemetry);
+            }
+            _ = beat.tick() => {}
         }
     }
     lost += append(&cx, pending).await;
@@ -89,6 +109,7 @@ async fn append(cx: &BatcherContext, samples: Vec<Sample>) -> u64 {
     }
     let count = samples.len();
     let gateway = cx.gateway.clone();
+    let compression = cx.compression;
     let result = cx
         .outbox
         .run(move |outbox| {
@@ -99,17 +120,22 @@ async fn append(cx: &BatcherContext, samples: Vec<Sample>) -> u64 {
             };
             outbox.append(count as u32, |seq| {
                 batch.seq = seq;
-                encode_batch(&batch)
+                encode_batch_with(&batch, compression)
             })
         })
         .await;
     match result {
         Ok(seq) => {
             cx.appended_tx.send_replace(seq);
+            Telemetry::set_error(&cx.telemetry.outbox_error, None);
             0
         }
         Err(e) => {
             tracing::error!(samples = count, error = %e, "cannot write a batch to the outbox; its samples are lost");
+            cx.telemetry
+                .lost_samples
+                .fetch_add(count as u64, Ordering::Relaxed);
+            Telemetry::set_error(&cx.telemetry.outbox_error, Some(e.to_string()));
             count as u64
         }
     }
@@ -118,5 +144,33 @@ async fn append(cx: &BatcherContext, samples: Vec<Sample>) -> u64 {
 async fn flush(outbox: &SharedOutbox) {
     if let Err(e) = outbox.run(|o| o.flush()).await {
         tracing::error!(error = %e, "cannot make the outbox durable (fsync failed)");
+    }
+}
+
+/// Counts samples per device as they arrive; one cycle's samples come from one device, so
+/// the lookup happens once per run of samples, not once per sample.
+struct DeviceCounters {
+    by_name: HashMap<Arc<str>, Arc<DeviceTelemetry>>,
+}
+
+impl DeviceCounters {
+    fn new(telemetry: &Telemetry) -> Self {
+        DeviceCounters {
+            by_name: telemetry
+                .devices()
+                .into_iter()
+                .map(|d| (d.name.clone(), d))
+                .collect(),
+        }
+    }
+
+    fn count(&self, samples: &[Sample]) {
+        for run in samples.chunk_by(|a, b| Arc::ptr_eq(&a.device, &b.device)) {
+            if let Some(device) = self.by_name.get(&run[0].device) {
+                device
+                    .collected
+                    .fetch_add(run.len() as u64, Ordering::Relaxed);
+            }
+        }
     }
 }

@@ -10,16 +10,26 @@
 //!
 //! Parts: [`config`] (TOML into a validated model), [`collectors`] (devices into
 //! collectors), [`report`] (report by exception), [`batcher`], [`outbox`] (the shared
-//! store), [`publisher`] (MQTT), [`check`] (what `fieldlink check` prints) and [`run`],
-//! which composes them and shuts them down in order.
+//! store), [`publisher`] (MQTT), [`supervisor`] (running collectors, reloads),
+//! [`telemetry`], [`status`], [`metrics`] and [`notify`] (what the outside sees), [`check`]
+//! (what `fieldlink check` prints) and [`run`], which composes them and stops them in order.
 
 pub mod batcher;
+pub mod browse;
 pub mod check;
 pub mod collectors;
 pub mod config;
+pub mod enroll;
+pub mod metrics;
+pub mod notify;
+pub mod opcua_trust;
 pub mod outbox;
+pub mod probe;
 pub mod publisher;
 pub mod report;
 mod run;
+pub mod status;
+pub mod supervisor;
+pub mod telemetry;
 
-pub use run::{RunError, run};
+pub use run::{Controls, RunError, meta, run, run_with};

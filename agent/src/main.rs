@@ -1,6 +1,8 @@
 //! The `fieldlink` command: parses arguments, loads the config, installs signal handling
 //! and calls the library.
 
+mod status_cli;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -40,6 +42,46 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// List a server's variables and print ready [[device.point]] blocks for a config.
+    Browse {
+        #[command(subcommand)]
+        target: fieldlink::browse::BrowseTarget,
+    },
+    /// OPC UA certificates: list and trust servers' certificates.
+    Opcua {
+        #[command(subcommand)]
+        command: fieldlink::opcua_trust::OpcuaCommand,
+    },
+    /// Read registers or bits from a device once and show them in every type and byte
+    /// order, to find a device's settings: `probe modbus tcp://HOST:PORT --address 0`.
+    Probe(fieldlink::probe::ProbeArgs),
+    /// Enroll this gateway with the platform: stores its id and MQTT credentials in state_dir.
+    Enroll {
+        /// The config file (its `state_dir` receives the enrollment).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The platform's URL, e.g. https://platform.example.org (default: `[platform] enroll_url`).
+        #[arg(long)]
+        url: Option<String>,
+        /// The enrollment token the bureau issued.
+        #[arg(long)]
+        token: String,
+        /// This gateway's name within its enterprise (default: the host name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Show a running agent's state: devices, buffer (with drain progress), MQTT.
+    Status {
+        /// The agent's config file (its `[status] listen` address is asked).
+        #[arg(long, short, default_value = "/etc/fieldlink/agent.toml")]
+        config: PathBuf,
+        /// Ask this status URL instead, e.g. http://127.0.0.1:9810.
+        #[arg(long)]
+        url: Option<String>,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,14 +99,66 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { config } => match run(config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Run { config } => exit(run(config)),
+        Command::Browse { target } => exit(fieldlink::browse::run(target).map_err(Into::into)),
+        Command::Opcua { command } => {
+            exit(fieldlink::opcua_trust::run(command).map_err(Into::into))
+        }
+        Command::Probe(args) => fieldlink::probe::main(args),
+        Command::Enroll {
+            config,
+            url,
+            token,
+            name,
+        } => exit(enroll(&config, url, &token, name)),
+        Command::Status { config, url, json } => {
+            exit(status_cli::show(&config, url.as_deref(), json))
+        }
     }
+}
+
+fn exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn enroll(
+    path: &std::path::Path,
+    url: Option<String>,
+    token: &str,
+    name: Option<String>,
+) -> anyhow::Result<()> {
+    let config = fieldlink::config::load(path)?;
+    let url = url
+        .or(config.platform.enroll_url.clone())
+        .context("no platform URL: pass --url or set [platform] enroll_url")?;
+    let name = name
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|n| !n.is_empty())
+        .context("no gateway name: pass --name")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let enrollment = runtime.block_on(fieldlink::enroll::request(&url, token, &name))?;
+    let stored = fieldlink::enroll::store(&config.gateway.state_dir, &enrollment)?;
+    println!(
+        "enrolled as gateway {} of {} ({}); credentials stored in {} (mode 0600)",
+        enrollment.gateway_id,
+        enrollment.enterprise.name,
+        enrollment.enterprise.credit_code,
+        stored.display()
+    );
+    println!("start or restart the agent to use them: systemctl restart fieldlink");
+    Ok(())
 }
 
 fn run(path: PathBuf) -> anyhow::Result<()> {
@@ -75,30 +169,60 @@ fn run(path: PathBuf) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
-        let result = fieldlink::run(config, shutdown.clone()).await;
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+        let signals = tokio::spawn(handle_signals(path, shutdown.clone(), reload_tx));
+        let controls = fieldlink::Controls {
+            shutdown: shutdown.clone(),
+            reload_rx: Some(reload_rx),
+            notifier: std::sync::Arc::new(fieldlink::notify::Notifier::from_env()),
+        };
+        let result = fieldlink::run_with(config, controls).await;
         shutdown.cancel();
         signals.abort();
         result.context("fieldlink stopped with an error")
     })
 }
 
-/// Cancels `shutdown` on SIGINT or SIGTERM.
-async fn wait_for_signal(shutdown: CancellationToken) {
+/// SIGINT or SIGTERM cancel `shutdown`; SIGHUP re-reads the config file and hands it over
+/// if it is valid, or logs its errors and keeps the running configuration.
+async fn handle_signals(
+    path: PathBuf,
+    shutdown: CancellationToken,
+    reload_tx: tokio::sync::mpsc::Sender<fieldlink::config::AgentConfig>,
+) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         tracing::error!("cannot install signal handlers; stop the agent with SIGKILL");
         return;
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-        () = shutdown.cancelled() => return,
+    loop {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+            _ = hup.recv() => {
+                match fieldlink::config::load(&path) {
+                    Ok(config) => {
+                        tracing::info!(config = %path.display(), "SIGHUP: reloading");
+                        let _ = reload_tx.send(config).await;
+                    }
+                    Err(e) => {
+                        for line in e.to_string().lines() {
+                            tracing::error!("{line}");
+                        }
+                        tracing::error!(config = %path.display(), "SIGHUP: the new config has errors; keeping the running one");
+                    }
+                }
+                continue;
+            }
+            () = shutdown.cancelled() => return,
+        }
+        shutdown.cancel();
+        return;
     }
-    shutdown.cancel();
 }
 
 fn init_logging(format: LogFormat) {

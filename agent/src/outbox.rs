@@ -19,6 +19,14 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct SharedOutbox(Arc<Outbox>);
 
+impl std::fmt::Debug for SharedOutbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SharedOutbox")
+            .field(&self.0.stats())
+            .finish()
+    }
+}
+
 impl SharedOutbox {
     /// Shares `outbox`.
     pub fn new(outbox: Outbox) -> Self {

@@ -1,24 +1,22 @@
-//! Composes the pipeline and runs it until shutdown.
+//! Composes the pipeline, applies reloads, and shuts it down in order.
 
 use crate::batcher::{self, BatcherContext};
-use crate::collectors;
-use crate::config::AgentConfig;
-use crate::outbox::SharedOutbox;
+use crate::config::{AgentConfig, DeviceConfig};
+use crate::notify::{self, Notifier};
+use crate::outbox::{SharedOutbox, StoreError};
 use crate::publisher::{self, PublisherContext};
 use crate::report::ReportFilter;
-use fieldlink_collector_api::{CollectorContext, DeviceStats, SampleSink, clock};
+use crate::status::{self, Rates};
+use crate::supervisor::Supervisor;
+use crate::telemetry::Telemetry;
 use fieldlink_outbox::{Outbox, OutboxOptions};
 use fieldlink_wire::{DeviceMeta, GatewayState, Meta, PointMeta, Status};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// Batches of samples the collectors may hand over before they wait for the batcher.
 const SAMPLE_CHANNEL: usize = 1024;
-/// How long collectors get to stop after shutdown is requested.
-const COLLECTOR_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// The outbox's page cache.
 const OUTBOX_CACHE_BYTES: usize = 4 << 20;
 
@@ -30,47 +28,106 @@ pub enum RunError {
         "no gateway id: set [gateway] id in the config, or enroll this gateway with `fieldlink enroll`"
     )]
     NoGatewayId,
+    /// The stored enrollment could not be read: enroll again.
+    #[error("the stored enrollment is unusable: {0}")]
+    Enrollment(#[from] crate::enroll::EnrollError),
     /// The outbox could not be opened or created (permissions, disk).
     #[error("cannot open the outbox in {dir}: {source}")]
     Outbox {
         /// The state directory.
         dir: String,
         /// The store's error.
-        source: crate::outbox::StoreError,
+        source: StoreError,
     },
 }
 
-/// Runs the agent with `config` until `shutdown` fires, then stops in order: collectors,
-/// batcher (everything collected goes into the outbox and is flushed), publisher (sends
-/// what it can within the shutdown timeout, then says offline and disconnects).
+/// How the outside world steers a running agent.
+pub struct Controls {
+    /// Fires to stop the agent.
+    pub shutdown: CancellationToken,
+    /// New, already validated configurations to apply (SIGHUP).
+    pub reload_rx: Option<mpsc::Receiver<AgentConfig>>,
+    /// The service manager.
+    pub notifier: Arc<Notifier>,
+}
+
+/// Runs the agent with `config` until `shutdown` fires.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(), RunError> {
+    run_with(
+        config,
+        Controls {
+            shutdown,
+            reload_rx: None,
+            notifier: Arc::new(Notifier::from_env()),
+        },
+    )
+    .await
+}
+
+/// Runs the agent until `controls.shutdown` fires, applying reloads meanwhile, then stops
+/// in order: collectors, batcher (everything collected goes into the outbox and is
+/// flushed), publisher (sends what it can within the shutdown timeout, then says offline
+/// and disconnects).
+pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), RunError> {
+    let Controls {
+        shutdown,
+        mut reload_rx,
+        notifier,
+    } = controls;
+    let mut config = config;
+    if let Some(enrollment) = crate::enroll::load(&config.gateway.state_dir)? {
+        crate::enroll::apply(&mut config, &enrollment)?;
+        tracing::info!(gateway = %enrollment.gateway_id, enterprise = %enrollment.enterprise.name, "using this gateway's enrollment");
+    }
     let gateway = config.gateway.id.clone().ok_or(RunError::NoGatewayId)?;
     let outbox = open_outbox(&config).await?;
+    let telemetry = Arc::new(Telemetry::new(
+        gateway.clone(),
+        outbox.clone(),
+        config.buffer.max_size,
+    ));
+    let rates = Arc::new(Rates::default());
+    let background = CancellationToken::new();
+    let mut helpers = tokio::task::JoinSet::new();
+    helpers.spawn(status::sample(
+        telemetry.clone(),
+        rates.clone(),
+        background.clone(),
+    ));
+    match tokio::net::TcpListener::bind(config.status.listen).await {
+        Ok(listener) => {
+            tracing::info!(listen = %listener.local_addr().map_or(config.status.listen, |a| a), "status endpoint: /healthz /status /metrics");
+            let (t, r, stop) = (telemetry.clone(), rates.clone(), background.clone());
+            helpers.spawn(async move {
+                if let Err(e) = status::serve(listener, t, r, stop).await {
+                    tracing::error!(error = %e, "the status endpoint failed");
+                }
+            });
+        }
+        Err(e) => {
+            tracing::error!(listen = %config.status.listen, error = %e, "cannot serve the status endpoint; running without it")
+        }
+    }
 
     let (samples_tx, samples_rx) = mpsc::channel(SAMPLE_CHANNEL);
     let (appended_tx, appended_rx) = watch::channel(0u64);
-    let collectors_stop = CancellationToken::new();
-    let mut collectors = JoinSet::new();
-    for device in &config.devices {
-        let collector = collectors::build(device);
-        let cx = CollectorContext {
-            sink: SampleSink::new(samples_tx.clone()),
-            shutdown: collectors_stop.child_token(),
-            stats: Arc::new(DeviceStats::default()),
-        };
-        collectors.spawn(collector.run(cx));
-    }
-    drop(samples_tx);
+    let (devices_tx, devices_rx) = mpsc::channel(4);
+    let (meta_tx, meta_rx) = watch::channel(meta(&config.devices));
+    let mut supervisor = Supervisor::new(samples_tx, telemetry.clone());
+    supervisor.apply(&config.devices).await;
 
     let batcher = tokio::spawn(batcher::run(BatcherContext {
         gateway: gateway.clone(),
         samples_rx,
         filter: ReportFilter::new(&config.devices),
+        reload_rx: devices_rx,
+        telemetry: telemetry.clone(),
         outbox: outbox.clone(),
         appended_tx,
         max_samples: config.publish.batch_max_samples.get(),
         max_delay: config.publish.batch_max_delay,
         flush_interval: config.buffer.flush_interval,
+        compression: config.publish.compression,
     }));
     let finish = CancellationToken::new();
     let publisher = tokio::spawn(publisher::run(PublisherContext {
@@ -85,25 +142,53 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
         birth: Status {
             state: GatewayState::Online,
             version: Some(env!("CARGO_PKG_VERSION").to_owned()),
-            started_at: Some(clock::now_ms()),
+            started_at: Some(telemetry.started_at_ms),
             backlog_batches: None,
             evicted_batches: None,
         },
-        meta: meta(&config),
+        meta_rx,
+        telemetry: telemetry.clone(),
     }));
+    if let Some(interval) = notify::watchdog_interval() {
+        helpers.spawn(notify::watchdog(
+            telemetry.clone(),
+            notifier.clone(),
+            interval,
+            background.clone(),
+        ));
+    }
+    notifier.notify("READY=1");
     tracing::info!(gateway = %gateway, devices = config.devices.len(), broker = %config.platform.mqtt, "fieldlink running");
 
-    shutdown.cancelled().await;
-    tracing::info!("shutting down: stopping collectors");
-    collectors_stop.cancel();
-    let stopped = tokio::time::timeout(COLLECTOR_STOP_TIMEOUT, async {
-        while collectors.join_next().await.is_some() {}
-    })
-    .await;
-    if stopped.is_err() {
-        tracing::warn!("some collectors did not stop in time; aborting them");
-        collectors.shutdown().await;
+    let mut current = config;
+    loop {
+        let next = tokio::select! {
+            () = shutdown.cancelled() => break,
+            next = recv(&mut reload_rx) => next,
+        };
+        let Some(next) = next else {
+            reload_rx = None;
+            continue;
+        };
+        notifier.notify("RELOADING=1");
+        for section in restart_only_changes(&current, &next) {
+            tracing::warn!(
+                section,
+                "this section changed; it takes effect at the next restart"
+            );
+        }
+        let changes = supervisor.apply(&next.devices).await;
+        let _ = devices_tx.send(next.devices.clone()).await;
+        meta_tx.send_replace(meta(&next.devices));
+        tracing::info!(started = ?changes.started, stopped = ?changes.stopped, unchanged = changes.unchanged, "configuration reloaded");
+        current.devices = next.devices;
+        notifier.notify("READY=1");
     }
+
+    notifier.notify("STOPPING=1");
+    tracing::info!("shutting down: stopping collectors");
+    supervisor.shutdown().await;
+    drop(devices_tx);
     match batcher.await {
         Ok(0) => tracing::info!("everything collected is in the outbox"),
         Ok(lost) => tracing::error!(samples = lost, "samples could not be written to the outbox"),
@@ -113,12 +198,42 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
     if let Err(e) = publisher.await {
         tracing::error!(error = %e, "the publisher failed");
     }
+    background.cancel();
+    while helpers.join_next().await.is_some() {}
     let left = outbox.stats().batches;
     tracing::info!(
         unpublished_batches = left,
         "stopped; unpublished batches stay in the outbox"
     );
     Ok(())
+}
+
+async fn recv(rx: &mut Option<mpsc::Receiver<AgentConfig>>) -> Option<AgentConfig> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The sections of `next` that differ from `current` and need a restart to apply.
+fn restart_only_changes(current: &AgentConfig, next: &AgentConfig) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if current.gateway != next.gateway {
+        changed.push("[gateway]");
+    }
+    if current.platform != next.platform {
+        changed.push("[platform]");
+    }
+    if current.publish != next.publish {
+        changed.push("[publish]");
+    }
+    if current.buffer != next.buffer {
+        changed.push("[buffer]");
+    }
+    if current.status != next.status {
+        changed.push("[status]");
+    }
+    changed
 }
 
 async fn open_outbox(config: &AgentConfig) -> Result<SharedOutbox, RunError> {
@@ -130,8 +245,8 @@ async fn open_outbox(config: &AgentConfig) -> Result<SharedOutbox, RunError> {
     };
     let opened = tokio::task::spawn_blocking(move || Outbox::open(options)).await;
     let outcome = match opened {
-        Ok(result) => result.map_err(crate::outbox::StoreError::from),
-        Err(e) => Err(crate::outbox::StoreError::Task(e.to_string())),
+        Ok(result) => result.map_err(StoreError::from),
+        Err(e) => Err(StoreError::Task(e.to_string())),
     };
     let (outbox, report) = outcome.map_err(|source| RunError::Outbox {
         dir: dir.display().to_string(),
@@ -149,10 +264,9 @@ async fn open_outbox(config: &AgentConfig) -> Result<SharedOutbox, RunError> {
 }
 
 /// The device and point catalogue published on `meta`.
-pub fn meta(config: &AgentConfig) -> Meta {
+pub fn meta(devices: &[DeviceConfig]) -> Meta {
     Meta {
-        devices: config
-            .devices
+        devices: devices
             .iter()
             .map(|d| DeviceMeta {
                 name: d.name.to_string(),

@@ -162,7 +162,7 @@ batch_max_samples = 0
 
 [[device]]
 name = "press-1"
-protocol = "modbus-rtu"
+protocol = "modbus-ascii"
 
 [[device]]
 name = "press-2"
@@ -181,7 +181,7 @@ scale = 2
         "agent.toml:3:6: [gateway]: `id` must be 1 to 64 letters, digits, '-', '_' or '.' (it is an MQTT topic level), found \"gw/1\"",
         "agent.toml:4:1: [gateway]: unknown key `colour`; expected one of: id, state_dir",
         "agent.toml:7:21: [publish]: `batch_max_samples` must be an integer from 1 to 100000, found 0",
-        "agent.toml:11:12: [[device]] \"press-1\": `protocol` must be one of modbus-tcp, simulator, found \"modbus-rtu\"",
+        "agent.toml:11:12: [[device]] \"press-1\": `protocol` must be one of modbus-tcp, modbus-rtu, modbus-rtu-over-tcp, opcua, simulator, found \"modbus-ascii\"",
         "agent.toml:16:11: [[device]] \"press-2\": `address` must be HOST:PORT like \"192.168.1.10:502\", found \"nowhere:port\"",
         "agent.toml:22:8: [[device]] \"press-2\" [[device.point]]: type \"f32\" does not fit area \"coil\": coils and discrete inputs are single bits; use type = \"bool\"",
     ];
@@ -271,4 +271,266 @@ fn mqtt_urls_and_tls_options_are_checked() {
     )
     .unwrap();
     assert_eq!(ok.platform.mqtt.to_string(), "mqtts://[::1]:8883");
+}
+
+#[test]
+fn compression_is_off_unless_asked_for_and_zstd_defaults_to_level_3() {
+    use fieldlink_wire::Compression;
+    let compression = |publish: &str| {
+        let text = format!("{MINIMAL}\n[publish]\n{publish}\n");
+        config::parse(&text, FILE).unwrap().publish.compression
+    };
+    assert_eq!(compression(""), Compression::None);
+    assert_eq!(compression("compression = \"none\""), Compression::None);
+    assert_eq!(
+        compression("compression = \"zstd\""),
+        Compression::Zstd { level: 3 }
+    );
+    assert_eq!(
+        compression("compression = \"zstd\"\ncompression_level = 19"),
+        Compression::Zstd { level: 19 }
+    );
+    assert_eq!(
+        compression("compression_level = 1\ncompression = \"zstd\""),
+        Compression::Zstd { level: 1 }
+    );
+}
+
+#[test]
+fn bad_compression_settings_are_errors() {
+    let publish = |lines: &str| errors(&format!("{MINIMAL}\n[publish]\n{lines}\n"));
+    let errs = publish("compression = \"gzip\"");
+    assert!(errs.contains(&"agent.toml:16:15: [publish]: `compression` must be one of \"none\", \"zstd\", found \"gzip\"".to_owned()), "{errs:?}");
+    for level in ["0", "20"] {
+        let errs = publish(&format!(
+            "compression = \"zstd\"\ncompression_level = {level}"
+        ));
+        let expected = format!(
+            "agent.toml:17:21: [publish]: `compression_level` must be an integer from 1 to 19, found {level}"
+        );
+        assert!(errs.contains(&expected), "{errs:?}");
+    }
+    let errs = publish("compression_level = \"high\"\ncompression = \"zstd\"");
+    assert!(
+        errs.contains(
+            &"agent.toml:16:21: [publish]: `compression_level` must be an integer, found a string"
+                .to_owned()
+        ),
+        "{errs:?}"
+    );
+    // A level without zstd would silently do nothing.
+    let errs = publish("compression_level = 9");
+    assert!(errs.contains(&"agent.toml:16:21: [publish]: `compression_level` applies only with compression = \"zstd\"".to_owned()), "{errs:?}");
+}
+
+const OPCUA: &str = r#"
+[gateway]
+id = "gw-1"
+state_dir = "/tmp/fl"
+
+[[device]]
+name = "cnc-7"
+protocol = "opcua"
+endpoint = "opc.tcp://192.168.1.20:4840"
+
+[[device.point]]
+name = "speed"
+node = "ns=2;s=Spindle.Speed"
+"#;
+
+/// Asserts that one of the errors is located in the file and ends with `message`.
+fn assert_error_ends(text: &str, message: &str) {
+    let errors = errors(text);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("agent.toml:") && e.ends_with(message)),
+        "expected an error ending with\n  {message}\namong\n  {}",
+        errors.join("\n  ")
+    );
+}
+
+#[test]
+fn an_opcua_device_gets_the_documented_defaults() {
+    use fieldlink_opcua::{
+        Identity, Mode, PolicyChoice, SecurityMode, ServerTrust, node::Namespace,
+    };
+    let c = config::parse(OPCUA, FILE).unwrap();
+    let DeviceKind::Opcua(d) = &c.devices[0].kind else {
+        panic!("not opcua")
+    };
+    assert_eq!(c.devices[0].kind.protocol(), "opcua");
+    assert_eq!(d.endpoint, "opc.tcp://192.168.1.20:4840");
+    assert_eq!(
+        d.mode,
+        Mode::Subscription {
+            publishing_interval: Duration::from_secs(1)
+        }
+    );
+    assert_eq!(d.timeout, Duration::from_secs(5));
+    assert_eq!(
+        (d.security.mode, d.security.policy),
+        (SecurityMode::None, PolicyChoice::Auto)
+    );
+    assert_eq!(d.identity, Identity::Anonymous);
+    assert_eq!(d.trust, ServerTrust::TrustedOnly);
+    assert_eq!(d.pki.dir, std::path::PathBuf::from("/tmp/fl/pki"));
+    assert_eq!(d.pki.gateway_id.as_deref(), Some("gw-1"));
+    assert_eq!(d.pki.config_file, FILE);
+    let p = &d.points[0];
+    assert_eq!(p.node.namespace, Namespace::Index(2));
+    assert_eq!(p.node.to_string(), "ns=2;s=Spindle.Speed");
+    assert_eq!(
+        (p.sampling_interval, p.queue_size.get(), p.deadband),
+        (Duration::from_secs(1), 1, None)
+    );
+}
+
+#[test]
+fn opcua_security_identity_and_subscription_settings_are_read() {
+    use fieldlink_opcua::{Deadband, Identity, Policy, PolicyChoice, SecurityMode, ServerTrust};
+    let text = OPCUA
+        .replace(
+            "endpoint = \"opc.tcp://192.168.1.20:4840\"\n",
+            "endpoint = \"opc.tcp://192.168.1.20:4840\"\nsecurity = \"sign-and-encrypt\"\npolicy = \"Basic256Sha256\"\nusername = \"op\"\npassword = \"pw\"\ntrust_server_certificate = \"any\"\npublishing_interval = \"500ms\"\nsampling_interval = \"100ms\"\n",
+        )
+        .replace(
+            "node = \"ns=2;s=Spindle.Speed\"\n",
+            "node = \"nsu=urn:acme:cnc;i=1001\"\ndeadband = 0.5\n\n[[device.point]]\nname = \"load\"\nnode = \"ns=3;i=7\"\ndeadband_percent = 2.0\nqueue_size = 5\n",
+        );
+    let c = config::parse(&text, FILE).unwrap();
+    let DeviceKind::Opcua(d) = &c.devices[0].kind else {
+        panic!("not opcua")
+    };
+    assert_eq!(
+        (d.security.mode, d.security.policy),
+        (
+            SecurityMode::SignAndEncrypt,
+            PolicyChoice::Exact(Policy::Basic256Sha256)
+        )
+    );
+    assert_eq!(
+        d.identity,
+        Identity::UserName {
+            user: "op".into(),
+            password: "pw".into()
+        }
+    );
+    assert_eq!(d.trust, ServerTrust::Any);
+    let (speed, load) = (&d.points[0], &d.points[1]);
+    assert_eq!(speed.node.to_string(), "nsu=urn:acme:cnc;i=1001");
+    // 100 ms sampling within 500 ms publishing: five samples queued by default.
+    assert_eq!(
+        (speed.sampling_interval, speed.queue_size.get()),
+        (Duration::from_millis(100), 5)
+    );
+    assert_eq!(speed.deadband, Some(Deadband::Absolute(0.5)));
+    assert_eq!(c.devices[0].points[0].deadband, Some(0.5));
+    assert_eq!(load.deadband, Some(Deadband::Percent(2.0)));
+    assert_eq!(load.queue_size.get(), 5);
+}
+
+#[test]
+fn opcua_poll_mode_reads_on_the_poll_period() {
+    use fieldlink_opcua::Mode;
+    let text = OPCUA.replace(
+        "protocol = \"opcua\"\n",
+        "protocol = \"opcua\"\nmode = \"poll\"\npoll = \"250ms\"\n",
+    );
+    let c = config::parse(&text, FILE).unwrap();
+    let DeviceKind::Opcua(d) = &c.devices[0].kind else {
+        panic!("not opcua")
+    };
+    assert_eq!(
+        d.mode,
+        Mode::Poll {
+            period: Duration::from_millis(250)
+        }
+    );
+}
+
+#[test]
+fn opcua_keys_are_checked_and_located() {
+    assert_error(
+        &OPCUA.replace("opc.tcp://192.168.1.20:4840", "http://plc:4840"),
+        "agent.toml:9:12: [[device]] \"cnc-7\": `endpoint` must start with opc.tcp://, found \"http://plc:4840\" (expected opc.tcp://HOST:PORT, e.g. \"opc.tcp://192.168.1.20:4840\")",
+    );
+    assert_error(
+        &OPCUA.replace("ns=2;s=Spindle.Speed", "ns=2;x=1"),
+        "agent.toml:13:8: [[device]] \"cnc-7\" [[device.point]]: `node` is not a NodeId: the identifier must be i=NUMBER, s=TEXT, g=GUID or b=BASE64 (found \"x=1\"); found \"ns=2;x=1\"",
+    );
+    assert_error(
+        &OPCUA.replace("ns=2;s=Spindle.Speed", "ns=99999;i=1"),
+        "agent.toml:13:8: [[device]] \"cnc-7\" [[device.point]]: `node` is not a NodeId: `ns=` must be a namespace index from 0 to 65535; found \"ns=99999;i=1\"",
+    );
+    let device = |extra: &str| {
+        OPCUA.replace(
+            "protocol = \"opcua\"\n",
+            &format!("protocol = \"opcua\"\n{extra}\n"),
+        )
+    };
+    assert_error(
+        &device("security = \"encrypt\""),
+        "agent.toml:9:12: [[device]] \"cnc-7\": `security` must be one of none, sign, sign-and-encrypt, found \"encrypt\"",
+    );
+    assert_error_ends(
+        &device("policy = \"Basic256Sha256\""),
+        "`policy` applies to security = \"sign\" or \"sign-and-encrypt\"; with security = \"none\" there is no policy to choose",
+    );
+    assert_error_ends(
+        &device("security = \"sign\"\npolicy = \"Basic512\""),
+        "`policy` must be one of auto, Aes256Sha256RsaPss, Basic256Sha256, Aes128Sha256RsaOaep, Basic256, Basic128Rsa15, found \"Basic512\"",
+    );
+    assert_error_ends(
+        &device("username = \"op\""),
+        "`username` and `password` go together: set both, or neither for anonymous login",
+    );
+    assert_error_ends(
+        &device(
+            "username = \"op\"\npassword = \"x\"\nuser_certificate = \"/c.der\"\nuser_private_key = \"/k.pem\"",
+        ),
+        "log in either with `username` and `password` or with `user_certificate` and `user_private_key`, not both",
+    );
+    assert_error_ends(
+        &device("trust_server_certificate = \"yes\""),
+        "`trust_server_certificate` must be one of trusted, any, found \"yes\"",
+    );
+    assert_error_ends(
+        &device("mode = \"poll\"\npublishing_interval = \"1s\""),
+        "`publishing_interval` applies to mode = subscription (the default) only",
+    );
+    assert_error_ends(
+        &device("poll = \"1s\""),
+        "`poll` applies to mode = poll only",
+    );
+    assert_error_ends(
+        &device("mode = \"cyclic\""),
+        "`mode` must be one of subscription, poll, found \"cyclic\"",
+    );
+    let point = |extra: &str| {
+        OPCUA.replace(
+            "node = \"ns=2;s=Spindle.Speed\"\n",
+            &format!("node = \"ns=2;s=Spindle.Speed\"\n{extra}\n"),
+        )
+    };
+    assert_error_ends(
+        &point("deadband = 1.0\ndeadband_percent = 5.0"),
+        "set `deadband` (absolute, in the variable's units) or `deadband_percent` (of its EURange), not both",
+    );
+    assert_error_ends(
+        &point("deadband_percent = 150.0"),
+        "`deadband_percent` must be from 0 to 100 (percent of the variable's EURange)",
+    );
+    assert_error_ends(
+        &point("queue_size = 0"),
+        "`queue_size` must be an integer from 1 to 10000, found 0",
+    );
+    assert_error_ends(
+        &point("area = \"holding\""),
+        "unknown key `area`; expected one of: deadband, deadband_percent, heartbeat, name, node, queue_size, sampling_interval, unit",
+    );
+    assert_error_ends(
+        &OPCUA.replace("node = \"ns=2;s=Spindle.Speed\"\n", ""),
+        "missing key `node` (the variable's NodeId, e.g. \"ns=2;s=Machine.Speed\")",
+    );
 }

@@ -4,7 +4,9 @@
 //! value, so a gap in the delivered values is a lost sample.
 
 use fieldlink_broker::Broker;
-use fieldlink_testkit::{CountingDevice, LinkCutter, Message, Recorder, counted_values, counting_config, loss_report};
+use fieldlink_testkit::{
+    CountingDevice, LinkCutter, Message, Recorder, counted_values, counting_config, loss_report,
+};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,16 +18,23 @@ fn loopback() -> SocketAddr {
 }
 
 /// The agent as an operating system process, as systemd runs it.
-struct Agent {
+pub struct Agent {
     child: Child,
 }
 
 impl Agent {
-    fn start(config: &Path) -> Self {
+    /// Starts `fieldlink run --config CONFIG`.
+    pub fn start(config: &Path) -> Self {
+        Self::start_with_env(config, &[])
+    }
+
+    /// Starts it with extra environment variables.
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_fieldlink"))
             .args(["run", "--config"])
             .arg(config)
             .env("FIELDLINK_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -33,13 +42,17 @@ impl Agent {
         Agent { child }
     }
 
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill").args(["-s", signal, &self.child.id().to_string()]).status().expect("kill");
+    /// Sends a signal (`TERM`, `KILL`, `HUP`).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
         assert!(status.success(), "kill -s {signal} failed");
     }
 
     /// Waits (bounded) for the process to exit.
-    fn wait(mut self, limit: Duration) -> ExitStatus {
+    pub fn wait(mut self, limit: Duration) -> ExitStatus {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for fieldlink") {
@@ -61,11 +74,14 @@ impl Drop for Agent {
     }
 }
 
-/// Writes a config for `toml` with its state in `state`; returns the file's path.
-fn write_config(dir: &Path, toml: &str) -> PathBuf {
+/// Writes a config for `toml` with its state in `dir/state`; returns the file's path.
+pub fn write_config(dir: &Path, toml: &str) -> PathBuf {
     let state = dir.join("state");
     let path = dir.join("agent.toml");
-    let toml = toml.replace("[gateway]\n", &format!("[gateway]\nstate_dir = \"{}\"\n", state.display()));
+    let toml = toml.replace(
+        "[gateway]\n",
+        &format!("[gateway]\nstate_dir = \"{}\"\n", state.display()),
+    );
     std::fs::write(&path, toml).expect("write config");
     path
 }
@@ -74,9 +90,14 @@ fn write_config(dir: &Path, toml: &str) -> PathBuf {
 fn batches_by_seq(messages: &[Message]) -> HashMap<u64, Vec<u8>> {
     let mut by_seq: HashMap<u64, Vec<u8>> = HashMap::new();
     for m in messages.iter().filter(|m| m.topic.ends_with("/data")) {
-        let seq = fieldlink_wire::decode_batch(&m.payload).expect("valid batch").seq;
+        let seq = fieldlink_wire::decode_batch(&m.payload)
+            .expect("valid batch")
+            .seq;
         if let Some(previous) = by_seq.insert(seq, m.payload.clone()) {
-            assert_eq!(previous, m.payload, "seq {seq} was reused for different content");
+            assert_eq!(
+                previous, m.payload,
+                "seq {seq} was reused for different content"
+            );
         }
     }
     by_seq
@@ -88,18 +109,42 @@ async fn sigterm_under_load_loses_nothing_and_exits_0() {
     let device = CountingDevice::start(loopback()).await;
     let recorder = Recorder::start(broker.addr(), "fieldlink/v1/gw-term/#").await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path(), &counting_config("gw-term", device.addr(), broker.addr(), "5ms"));
+    let config = write_config(
+        dir.path(),
+        &counting_config("gw-term", device.addr(), broker.addr(), "5ms"),
+    );
     let agent = Agent::start(&config);
-    assert!(recorder.wait_for(Duration::from_secs(15), |m| counted_values(m).0.len() >= 300).await, "no data flowing");
+    assert!(
+        recorder
+            .wait_for(Duration::from_secs(15), |m| counted_values(m).0.len()
+                >= 300)
+            .await,
+        "no data flowing"
+    );
     agent.signal("TERM");
-    let status = tokio::task::spawn_blocking(move || agent.wait(Duration::from_secs(30))).await.expect("join");
+    let status = tokio::task::spawn_blocking(move || agent.wait(Duration::from_secs(30)))
+        .await
+        .expect("join");
     assert!(status.success(), "fieldlink exited with {status}");
     let served = device.stop().await;
-    recorder.wait_for(Duration::from_secs(5), |m| counted_values(m).0.len() as u64 + 1 >= served).await;
+    recorder
+        .wait_for(Duration::from_secs(5), |m| {
+            counted_values(m).0.len() as u64 + 1 >= served
+        })
+        .await;
     let (values, _) = counted_values(&recorder.messages());
     let (missing, duplicates) = loss_report(&values, served);
-    eprintln!("SIGTERM: {served} reads answered, {} delivered, {} missing, {duplicates} duplicates", values.len(), missing.len());
-    assert!(missing.is_empty(), "SIGTERM lost {} samples: {:?}", missing.len(), &missing[..missing.len().min(20)]);
+    eprintln!(
+        "SIGTERM: {served} reads answered, {} delivered, {} missing, {duplicates} duplicates",
+        values.len(),
+        missing.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "SIGTERM lost {} samples: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
+    );
     batches_by_seq(&recorder.messages());
     recorder.stop().await;
 }
@@ -117,39 +162,67 @@ async fn sigkill_twenty_times_loses_at_most_the_last_flush_interval_each_time() 
     let device = CountingDevice::start(loopback()).await;
     let recorder = Recorder::start(broker.addr(), "fieldlink/v1/gw-kill/#").await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path(), &counting_config("gw-kill", device.addr(), broker.addr(), &format!("{POLL_MS}ms")));
+    let config = write_config(
+        dir.path(),
+        &counting_config(
+            "gw-kill",
+            device.addr(),
+            broker.addr(),
+            &format!("{POLL_MS}ms"),
+        ),
+    );
     let mut kills = Vec::new();
     for _ in 0..KILLS {
         let agent = Agent::start(&config);
         let before = device.served();
         // Wait until this incarnation reads, then kill it at a random moment.
-        let started = fieldlink_testkit::wait_until(Duration::from_secs(10), || device.served() > before + 5).await;
+        let started =
+            fieldlink_testkit::wait_until(Duration::from_secs(10), || device.served() > before + 5)
+                .await;
         assert!(started, "the restarted agent did not resume reading");
         tokio::time::sleep(Duration::from_millis(fastrand::u64(100..1500))).await;
         agent.signal("KILL");
-        let status = tokio::task::spawn_blocking(move || agent.wait(Duration::from_secs(10))).await.expect("join");
+        let status = tokio::task::spawn_blocking(move || agent.wait(Duration::from_secs(10)))
+            .await
+            .expect("join");
         assert!(!status.success());
         kills.push(device.served());
     }
     let agent = Agent::start(&config);
     let last_kill = *kills.last().expect("kills");
-    let delivered = recorder.wait_for(Duration::from_secs(30), |m| counted_values(m).0.iter().any(|&v| v > last_kill + 50)).await;
+    let delivered = recorder
+        .wait_for(Duration::from_secs(30), |m| {
+            counted_values(m).0.iter().any(|&v| v > last_kill + 50)
+        })
+        .await;
     agent.signal("TERM");
-    let status = tokio::task::spawn_blocking(move || agent.wait(Duration::from_secs(30))).await.expect("join");
-    assert!(delivered && status.success(), "the final run did not deliver and stop cleanly");
+    let status = tokio::task::spawn_blocking(move || agent.wait(Duration::from_secs(30)))
+        .await
+        .expect("join");
+    assert!(
+        delivered && status.success(),
+        "the final run did not deliver and stop cleanly"
+    );
     let served = device.stop().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (values, _) = counted_values(&recorder.messages());
     let (missing, duplicates) = loss_report(&values, served);
     let window = WINDOW_MS / POLL_MS;
-    let unexplained: Vec<u64> = missing.iter().copied().filter(|&v| !kills.iter().any(|&k| v <= k && v + window > k)).collect();
+    let unexplained: Vec<u64> = missing
+        .iter()
+        .copied()
+        .filter(|&v| !kills.iter().any(|&k| v <= k && v + window > k))
+        .collect();
     eprintln!(
         "SIGKILL x{KILLS}: {served} reads answered, {} delivered, {} missing (all within {WINDOW_MS} ms before a kill: {}), {duplicates} duplicates",
         values.len(),
         missing.len(),
         unexplained.is_empty()
     );
-    assert!(unexplained.is_empty(), "samples lost outside the last flush interval before a kill: {unexplained:?}");
+    assert!(
+        unexplained.is_empty(),
+        "samples lost outside the last flush interval before a kill: {unexplained:?}"
+    );
     batches_by_seq(&recorder.messages());
     recorder.stop().await;
 }
@@ -161,9 +234,18 @@ async fn a_broker_restarted_ten_times_under_load_loses_nothing() {
     let device = CountingDevice::start(loopback()).await;
     let recorder = Recorder::start(broker.addr(), "fieldlink/v1/gw-flap/#").await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path(), &counting_config("gw-flap", device.addr(), link.addr(), "5ms"));
+    let config = write_config(
+        dir.path(),
+        &counting_config("gw-flap", device.addr(), link.addr(), "5ms"),
+    );
     let agent = Agent::start(&config);
-    assert!(recorder.wait_for(Duration::from_secs(15), |m| counted_values(m).0.len() >= 100).await, "no data flowing");
+    assert!(
+        recorder
+            .wait_for(Duration::from_secs(15), |m| counted_values(m).0.len()
+                >= 100)
+            .await,
+        "no data flowing"
+    );
     for _ in 0..10 {
         link.cut();
         tokio::time::sleep(Duration::from_millis(fastrand::u64(300..1500))).await;
@@ -171,15 +253,35 @@ async fn a_broker_restarted_ten_times_under_load_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(fastrand::u64(300..1500))).await;
     }
     agent.signal("TERM");
-    let status = tokio::task::spawn_blocking(move || agent.wait(Duration::from_secs(40))).await.expect("join");
+    let status = tokio::task::spawn_blocking(move || agent.wait(Duration::from_secs(40)))
+        .await
+        .expect("join");
     assert!(status.success(), "fieldlink exited with {status}");
     let served = device.stop().await;
-    recorder.wait_for(Duration::from_secs(5), |m| counted_values(m).0.len() as u64 + 1 >= served).await;
+    recorder
+        .wait_for(Duration::from_secs(5), |m| {
+            counted_values(m).0.len() as u64 + 1 >= served
+        })
+        .await;
     let (values, _) = counted_values(&recorder.messages());
     let (missing, duplicates) = loss_report(&values, served);
-    eprintln!("broker x10: {served} reads answered, {} delivered, {} missing, {duplicates} duplicates, {} connections", values.len(), missing.len(), link.connections());
-    assert!(link.connections() >= 10, "the agent reconnected only {} times", link.connections());
-    assert!(missing.is_empty(), "lost {} samples: {:?}", missing.len(), &missing[..missing.len().min(20)]);
+    eprintln!(
+        "broker x10: {served} reads answered, {} delivered, {} missing, {duplicates} duplicates, {} connections",
+        values.len(),
+        missing.len(),
+        link.connections()
+    );
+    assert!(
+        link.connections() >= 10,
+        "the agent reconnected only {} times",
+        link.connections()
+    );
+    assert!(
+        missing.is_empty(),
+        "lost {} samples: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
+    );
     recorder.stop().await;
     link.stop().await;
 }
@@ -191,7 +293,8 @@ async fn with_the_broker_down_a_small_cap_keeps_the_disk_bounded_and_the_newest_
     link.cut();
     let device = CountingDevice::start(loopback()).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let toml = counting_config("gw-cap", device.addr(), link.addr(), "1ms").replace("[buffer]\n", "[buffer]\nmax_size = \"1MiB\"\n");
+    let toml = counting_config("gw-cap", device.addr(), link.addr(), "1ms")
+        .replace("[buffer]\n", "[buffer]\nmax_size = \"1MiB\"\n");
     let config = write_config(dir.path(), &toml);
     let outbox_file = dir.path().join("state/outbox.redb");
     let agent = Agent::start(&config);
@@ -199,25 +302,55 @@ async fn with_the_broker_down_a_small_cap_keeps_the_disk_bounded_and_the_newest_
     let mut largest = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
     while device.served() < 30_000 && Instant::now() < deadline {
-        largest = largest.max(std::fs::metadata(&outbox_file).map(|m| m.len()).unwrap_or(0));
+        largest = largest.max(
+            std::fs::metadata(&outbox_file)
+                .map(|m| m.len())
+                .unwrap_or(0),
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let recorder = Recorder::start(broker.addr(), "fieldlink/v1/gw-cap/#").await;
     link.restore();
     let newest = device.served();
-    let caught_up = recorder.wait_for(Duration::from_secs(30), |m| counted_values(m).0.iter().any(|&v| v >= newest)).await;
+    let caught_up = recorder
+        .wait_for(Duration::from_secs(30), |m| {
+            counted_values(m).0.iter().any(|&v| v >= newest)
+        })
+        .await;
     agent.signal("TERM");
-    let status = tokio::task::spawn_blocking(move || agent.wait(Duration::from_secs(30))).await.expect("join");
+    let status = tokio::task::spawn_blocking(move || agent.wait(Duration::from_secs(30)))
+        .await
+        .expect("join");
     device.stop().await;
     assert!(status.success());
     eprintln!("cap 1 MiB: largest outbox file {largest} bytes after {newest} reads");
-    assert!(largest <= 1 << 20, "the outbox grew to {largest} bytes, over its 1 MiB cap");
-    assert!(caught_up, "the newest data did not arrive after the link came back");
-    let statuses: Vec<serde_json::Value> = recorder.on("/status").iter().filter_map(|m| serde_json::from_slice(&m.payload).ok()).collect();
-    let evicted = statuses.iter().filter_map(|s| s["evicted_batches"].as_u64()).max().unwrap_or(0);
-    assert!(evicted > 0, "evictions are not counted in the status: {statuses:?}");
+    assert!(
+        largest <= 1 << 20,
+        "the outbox grew to {largest} bytes, over its 1 MiB cap"
+    );
+    assert!(
+        caught_up,
+        "the newest data did not arrive after the link came back"
+    );
+    let statuses: Vec<serde_json::Value> = recorder
+        .on("/status")
+        .iter()
+        .filter_map(|m| serde_json::from_slice(&m.payload).ok())
+        .collect();
+    let evicted = statuses
+        .iter()
+        .filter_map(|s| s["evicted_batches"].as_u64())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        evicted > 0,
+        "evictions are not counted in the status: {statuses:?}"
+    );
     let (values, _) = counted_values(&recorder.messages());
-    assert!(!values.contains(&1), "the oldest sample should have been evicted");
+    assert!(
+        !values.contains(&1),
+        "the oldest sample should have been evicted"
+    );
     recorder.stop().await;
     link.stop().await;
 }

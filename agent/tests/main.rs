@@ -4,3 +4,6 @@
 mod check;
 mod config;
 mod faults;
+mod modbus;
+mod probe;
+mod service;

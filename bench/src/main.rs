@@ -1,10 +1,23 @@
-//! `fieldlink-bench SCENARIO`: the benchmark harness. Run it in release mode
-//! (`cargo run --release -p fieldlink-bench -- SCENARIO`); each scenario prints one summary
-//! line of figures, measured, never asserted. This machine is shared and noisy: run a
+//! `fieldlink-bench SCENARIO`: the benchmark harness. Build it and the agent in release mode
+//! (`cargo build --release -p fieldlink -p fieldlink-bench`), then run
+//! `target/release/fieldlink-bench SCENARIO`; each scenario prints one summary line of
+//! figures, measured, never asserted. Scenarios that run the agent start
+//! `target/release/fieldlink` as a child process, so that its CPU time and memory are read
+//! apart from the broker's and the subscriber's. This machine is shared and noisy: run a
 //! scenario several times and quote the median (`--runs N` does it for you).
 
+mod agent;
+mod backlog;
+mod broker;
+mod footprint;
+mod ingest;
 mod measure;
+mod modbus_scale;
 mod outbox;
+mod pipeline;
+mod subscriber;
+mod system;
+mod wire;
 
 use clap::{Parser, Subcommand};
 
@@ -22,6 +35,18 @@ struct Cli {
 enum Scenario {
     /// Outbox append-and-ack throughput with 1,000-sample batches.
     Outbox(outbox::Args),
+    /// Simulator at full rate → agent → outbox → QoS 1 → broker → counting subscriber.
+    Pipeline(pipeline::Args),
+    /// 1,000 Modbus TCP devices x 100 holding registers every second.
+    ModbusScale(modbus_scale::Args),
+    /// Broker unreachable for 60 s at a fixed live rate, then back: the drain.
+    Backlog(backlog::Args),
+    /// Bytes per sample on the wire, JSON and zstd.
+    Wire(wire::Args),
+    /// Binary size and resident memory with 10 and 10,000 points.
+    Footprint(footprint::Args),
+    /// The platform's ingest: batches from 100 gateways stored in SQLite.
+    Ingest(ingest::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,12 +54,20 @@ fn main() -> anyhow::Result<()> {
     if cfg!(debug_assertions) {
         eprintln!("warning: a debug build; run with --release for meaningful figures");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let mut figures = Vec::new();
     for run in 1..=cli.runs.max(1) {
         let result = runtime.block_on(async {
             match &cli.scenario {
                 Scenario::Outbox(args) => outbox::run(args).await,
+                Scenario::Pipeline(args) => pipeline::run(args).await,
+                Scenario::ModbusScale(args) => modbus_scale::run(args).await,
+                Scenario::Backlog(args) => backlog::run(args).await,
+                Scenario::Wire(args) => wire::run(args).await,
+                Scenario::Footprint(args) => footprint::run(args).await,
+                Scenario::Ingest(args) => ingest::run(args).await,
             }
         })?;
         println!("run {run}: {}", result.line());

@@ -10,12 +10,24 @@ pub struct Summary {
     pub scenario: &'static str,
     /// (name, value, unit).
     pub figures: Vec<(&'static str, f64, &'static str)>,
+    /// Settings that qualify the figures (the broker used, the compression), printed after them.
+    pub notes: Vec<String>,
 }
 
 impl Summary {
     /// A summary for `scenario`.
     pub fn new(scenario: &'static str) -> Self {
-        Summary { scenario, figures: Vec::new() }
+        Summary {
+            scenario,
+            figures: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// Adds a note.
+    pub fn note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
     }
 
     /// Adds a figure.
@@ -34,7 +46,12 @@ impl Summary {
                 format!("{name}={value}{}{unit}", if unit.is_empty() { "" } else { " " })
             })
             .collect();
-        format!("{}: {}", self.scenario, figures.join(", "))
+        let notes = if self.notes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.notes.join(", "))
+        };
+        format!("{}: {}{notes}", self.scenario, figures.join(", "))
     }
 
     /// The median of each figure over several runs of one scenario.
@@ -50,35 +67,90 @@ impl Summary {
                 (name, values[values.len() / 2], unit)
             })
             .collect();
-        Summary { scenario: first.scenario, figures }
+        Summary {
+            scenario: first.scenario,
+            figures,
+            notes: first.notes.clone(),
+        }
     }
 }
 
 /// This process's CPU time (user + system) so far, from /proc/self/stat.
 pub fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    // utime and stime are fields 14 and 15 of the full line; 11 and 12 after the ')'.
-    let clock_ticks_per_second = 100;
-    Duration::from_millis((ticks(11) + ticks(12)) * 1000 / clock_ticks_per_second)
+    proc_cpu_time("self")
+}
+
+/// The calling thread's CPU time so far (nanosecond resolution): for figures measured on one
+/// thread, which other processes on a busy machine inflate far less than wall time.
+pub fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
 }
 
 /// This process's peak resident set size (VmHWM) in MiB.
 pub fn peak_rss_mib() -> f64 {
-    status_kib("VmHWM:") / 1024.0
+    status_kib("self", "VmHWM:") / 1024.0
 }
 
-/// This process's current resident set size (VmRSS) in MiB.
-pub fn rss_mib() -> f64 {
-    status_kib("VmRSS:") / 1024.0
+/// CPU time and memory of another process (the agent, run as a child), from /proc/PID.
+#[derive(Debug, Clone, Copy)]
+pub struct Process {
+    /// Its process id.
+    pub pid: u32,
 }
 
-fn status_kib(key: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+impl Process {
+    /// Its CPU time (user + system) so far.
+    pub fn cpu_time(&self) -> Duration {
+        proc_cpu_time(&self.pid.to_string())
+    }
+
+    /// Its current resident set size (VmRSS) in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        status_kib(&self.pid.to_string(), "VmRSS:") / 1024.0
+    }
+
+    /// Its peak resident set size (VmHWM) in MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        status_kib(&self.pid.to_string(), "VmHWM:") / 1024.0
+    }
+}
+
+/// The `p`-th percentile (0-100) of `values`, by nearest rank; NaN if there are none.
+pub fn percentile(values: &mut [f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
+}
+
+fn proc_cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of the full line; 11 and 12 after the ')'.
+    // Linux reports them in USER_HZ, which is 100 on every architecture it supports.
+    let clock_ticks_per_second = 100;
+    Duration::from_millis((ticks(11) + ticks(12)) * 1000 / clock_ticks_per_second)
+}
+
+/// A `/proc/PID/status` memory field in kB.
+fn status_kib(pid: &str, key: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix(key).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix(key)
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
         .unwrap_or(0.0)
 }

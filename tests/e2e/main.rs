@@ -2,5 +2,8 @@
 //! device, the in-process broker, mosquitto in CI), never mocks of them.
 
 mod interop;
+mod opcua;
 mod pipeline;
+mod pymodbus;
 mod resilience;
+mod rtu;

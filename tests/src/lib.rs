@@ -15,4 +15,3 @@ pub fn agent_config(toml: &str, state: &Path) -> AgentConfig {
     config.gateway.state_dir = state.to_owned();
     config
 }
-

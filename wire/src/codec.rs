@@ -1,10 +1,42 @@
 //! Bytes on the wire. A payload is UTF-8 JSON, or one zstd frame holding that JSON; the
 //! two are told apart by the zstd magic bytes, which JSON never starts with.
+//!
+//! Encoding picks the framing from [`Compression`]; decoding needs no setting, it reads
+//! both. A zstd frame is decompressed into at most [`MAX_DECOMPRESSED_BYTES`], so that a
+//! small hostile payload (a "zip bomb") cannot make a receiver allocate without bound.
 
 use crate::batch::Batch;
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::io::Read;
+use std::ops::RangeInclusive;
 
 /// The first four bytes of a zstd frame.
 pub const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+
+/// The zstd levels a sender may choose: 1 (fastest) to 19 (smallest).
+pub const ZSTD_LEVELS: RangeInclusive<i32> = 1..=19;
+
+/// The zstd level used when none is configured: zstd's own default, a good trade on
+/// batches of a few thousand samples.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
+/// The most bytes a zstd-framed payload may decompress to. A batch of 100,000 samples (the
+/// largest `batch_max_samples`) is about 9 MB of JSON, so this leaves a wide margin.
+pub const MAX_DECOMPRESSED_BYTES: usize = 64 << 20;
+
+/// How a batch is framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// Plain UTF-8 JSON.
+    #[default]
+    None,
+    /// One zstd frame holding the JSON.
+    Zstd {
+        /// The compression level, within [`ZSTD_LEVELS`] (values outside are clamped).
+        level: i32,
+    },
+}
 
 /// Why a payload could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -12,14 +44,26 @@ pub enum DecodeError {
     /// The payload is not a batch in the contract's JSON shape; drop it and log the reason.
     #[error("not a valid batch: {0}")]
     Json(#[from] serde_json::Error),
-    /// The payload is zstd-framed and this build cannot decompress it.
+    /// The payload starts with zstd's magic but is not a valid zstd frame (truncated or
+    /// corrupted); drop it and log the reason.
+    #[error("not a valid zstd frame: {0}")]
+    Zstd(String),
+    /// Decompressed, the payload would exceed `limit` bytes: a misbehaving sender or a
+    /// decompression bomb. Drop it and log the sender.
+    #[error("zstd frame decompresses to more than {limit} bytes")]
+    TooLarge {
+        /// The limit, [`MAX_DECOMPRESSED_BYTES`].
+        limit: usize,
+    },
+    /// No longer returned: zstd frames are decoded since the codec learnt zstd. Kept so that
+    /// receivers matching on it still build; match [`DecodeError::Zstd`] instead.
     #[error("zstd-framed payloads are not supported by this build")]
     ZstdUnsupported,
 }
 
 /// Encodes a batch as the contract's JSON.
 pub fn encode_batch(batch: &Batch) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + batch.samples.len() * 96);
+    let mut out = Vec::with_capacity(json_capacity(batch));
     encode_batch_into(batch, &mut out);
     out
 }
@@ -33,10 +77,112 @@ pub fn encode_batch_into(batch: &Batch, out: &mut Vec<u8>) {
     }
 }
 
-/// Decodes a batch from JSON (or reports a zstd frame this build cannot read).
-pub fn decode_batch(payload: &[u8]) -> Result<Batch, DecodeError> {
-    if payload.starts_with(&ZSTD_MAGIC) {
-        return Err(DecodeError::ZstdUnsupported);
+/// Encodes a batch framed as `compression` says: JSON, or one zstd frame holding it.
+pub fn encode_batch_with(batch: &Batch, compression: Compression) -> Vec<u8> {
+    match compression {
+        Compression::None => encode_batch(batch),
+        Compression::Zstd { level } => SCRATCH.with_borrow_mut(|scratch| {
+            scratch.json.clear();
+            encode_batch_into(batch, &mut scratch.json);
+            let Scratch { json, zstd } = scratch;
+            let payload = zstd.compress(json, level).unwrap_or_else(|| json.clone());
+            if json.capacity() > SCRATCH_KEEP_BYTES {
+                *json = Vec::new();
+            }
+            payload
+        }),
     }
-    Ok(serde_json::from_slice(payload)?)
+}
+
+/// Decodes a batch from a payload: JSON, or a zstd frame holding JSON.
+pub fn decode_batch(payload: &[u8]) -> Result<Batch, DecodeError> {
+    Ok(serde_json::from_slice(&payload_json(payload)?)?)
+}
+
+/// The JSON of a payload: the payload itself, or the content of its zstd frame (at most
+/// [`MAX_DECOMPRESSED_BYTES`]). For receivers that read batches without [`decode_batch`].
+pub fn payload_json(payload: &[u8]) -> Result<Cow<'_, [u8]>, DecodeError> {
+    if !payload.starts_with(&ZSTD_MAGIC) {
+        return Ok(Cow::Borrowed(payload));
+    }
+    decompress(payload, MAX_DECOMPRESSED_BYTES).map(Cow::Owned)
+}
+
+/// Decompresses a zstd frame into at most `limit` bytes.
+fn decompress(frame: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
+    let invalid = |e: std::io::Error| DecodeError::Zstd(e.to_string());
+    match zstd::zstd_safe::get_frame_content_size(frame) {
+        // The frame states its size (our encoder always writes it): allocate exactly that;
+        // zstd refuses to write past it if the header lies.
+        Ok(Some(size)) => {
+            let size = usize::try_from(size)
+                .ok()
+                .filter(|&s| s <= limit)
+                .ok_or(DecodeError::TooLarge { limit })?;
+            zstd::bulk::Decompressor::new()
+                .and_then(|mut d| d.decompress(frame, size))
+                .map_err(invalid)
+        }
+        // A streaming frame of unknown size: read it, stopping one byte past the limit.
+        Ok(None) => {
+            let decoder = zstd::stream::read::Decoder::with_buffer(frame).map_err(invalid)?;
+            let mut out = Vec::new();
+            decoder
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(invalid)?;
+            if out.len() > limit {
+                return Err(DecodeError::TooLarge { limit });
+            }
+            Ok(out)
+        }
+        Err(_) => Err(DecodeError::Zstd(
+            "the frame header cannot be read".to_owned(),
+        )),
+    }
+}
+
+/// A first guess at a batch's JSON size: about 90 bytes per sample.
+fn json_capacity(batch: &Batch) -> usize {
+    64 + batch.samples.len() * 96
+}
+
+/// A thread keeps its JSON scratch buffer between batches up to this size (a batch of
+/// 10,000 samples); a larger one is freed after use.
+const SCRATCH_KEEP_BYTES: usize = 1 << 20;
+
+/// Per-thread buffers for compressed encoding: the JSON before compression, and a zstd
+/// context kept between batches (creating one costs more than compressing a small batch).
+#[derive(Default)]
+struct Scratch {
+    json: Vec<u8>,
+    zstd: ZstdContext,
+}
+
+#[derive(Default)]
+struct ZstdContext {
+    /// The context and the level it is set to.
+    compressor: Option<(i32, zstd::bulk::Compressor<'static>)>,
+}
+
+impl ZstdContext {
+    /// One zstd frame (with its content size in the header) holding `data`; `None` if zstd
+    /// fails, which it does only when it cannot allocate.
+    fn compress(&mut self, data: &[u8], level: i32) -> Option<Vec<u8>> {
+        let level = level.clamp(*ZSTD_LEVELS.start(), *ZSTD_LEVELS.end());
+        let compressor = match &mut self.compressor {
+            Some((current, compressor)) if *current == level => compressor,
+            slot => {
+                *slot = None;
+                &mut slot.insert((level, zstd::bulk::Compressor::new(level).ok()?)).1
+            }
+        };
+        let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));
+        compressor.compress_to_buffer(data, &mut out).ok()?;
+        Some(out)
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }

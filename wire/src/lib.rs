@@ -5,7 +5,8 @@
 //! - [`batch`]: what goes out on the `data` topic ([`Batch`]);
 //! - [`topic`]: the topic names under `fieldlink/v1/{gateway}`;
 //! - [`message`]: the retained `status` and `meta` payloads;
-//! - [`codec`]: bytes on the wire (UTF-8 JSON; zstd-framed JSON is recognised by its magic).
+//! - [`codec`]: bytes on the wire: UTF-8 JSON, or one zstd frame holding it ([`Compression`]);
+//!   the decoder reads both, told apart by the zstd magic.
 //!
 //! Invariants: the JSON produced here is exactly the shape of `DESIGN.md` (field names and
 //! order are pinned by golden tests); this crate does no I/O and has no async.
@@ -17,7 +18,10 @@ pub mod sample;
 pub mod topic;
 
 pub use batch::Batch;
-pub use codec::{DecodeError, decode_batch, encode_batch, encode_batch_into};
+pub use codec::{
+    Compression, DecodeError, decode_batch, encode_batch, encode_batch_into, encode_batch_with,
+    payload_json,
+};
 pub use message::{DeviceMeta, GatewayState, Meta, PointMeta, Status};
 pub use sample::{Quality, Sample, Value};
 pub use topic::Topics;

@@ -73,6 +73,11 @@ impl<'a> Diagnostics<'a> {
         });
     }
 
+    /// The file's name, as the user gave it.
+    pub fn file(&self) -> &str {
+        self.file
+    }
+
     /// True if no error was recorded.
     pub fn is_empty(&self) -> bool {
         self.errors.is_empty()

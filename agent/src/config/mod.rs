@@ -6,20 +6,22 @@
 //! run of `fieldlink check` shows all of them. Components only ever see [`AgentConfig`].
 
 mod error;
+mod modbus;
 mod model;
+mod opcua;
 mod reader;
 pub mod units;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
     AgentConfig, BufferConfig, DeviceConfig, DeviceKind, GatewayConfig, MqttUrl, PlatformConfig,
-    PointInfo, PublishConfig, StatusConfig,
+    PointInfo, PublishConfig, ReportDefaults, StatusConfig,
 };
 
 use error::Diagnostics;
-use fieldlink_collector_api::{Area, DataType, WordOrder};
-use fieldlink_modbus::{PlanLimits, PointSpec, TcpDevice};
 use fieldlink_simulator::{Signal, SimPoint, SimulatorDevice};
+use fieldlink_wire::Compression;
+use fieldlink_wire::codec::{DEFAULT_ZSTD_LEVEL, ZSTD_LEVELS};
 use reader::TableReader;
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -111,9 +113,10 @@ fn read_config(dx: &mut Diagnostics<'_>, root: &mut TableReader<'_, '_>) -> Opti
 
     let mut devices = Vec::new();
     let mut names = HashSet::new();
+    let mut buses = modbus::Buses::default();
     for (table, span) in root.tables(dx, "device") {
         let mut t = TableReader::new(table, span, "[[device]]");
-        if let Some(device) = read_device(dx, &mut t) {
+        if let Some(device) = read_device(dx, &mut t, &mut buses) {
             if !names.insert(device.name.clone()) {
                 dx.error(
                     t.span(),
@@ -123,6 +126,9 @@ fn read_config(dx: &mut Diagnostics<'_>, root: &mut TableReader<'_, '_>) -> Opti
             devices.push(device);
         }
         t.finish(dx);
+    }
+    if let Some(gateway) = &gateway {
+        opcua::attach_pki(&mut devices, gateway, dx.file());
     }
     Some(AgentConfig {
         gateway: gateway?,
@@ -269,12 +275,35 @@ fn read_publish(dx: &mut Diagnostics<'_>, t: &mut TableReader<'_, '_>) -> Publis
     let shutdown_timeout = t
         .duration(dx, "shutdown_timeout")
         .map_or(Duration::from_secs(10), |d| d.value);
+    let zstd = t
+        .choice(dx, "compression", "\"none\", \"zstd\"", |s| match s {
+            "none" => Some(false),
+            "zstd" => Some(true),
+            _ => None,
+        })
+        .is_some_and(|c| c.value);
+    let (min, max) = (*ZSTD_LEVELS.start(), *ZSTD_LEVELS.end());
+    let level = t.integer(dx, "compression_level", min.into(), max.into());
+    let compression = match level {
+        Some(level) if !zstd => {
+            dx.error(
+                level.range(),
+                "[publish]: `compression_level` applies only with compression = \"zstd\"",
+            );
+            Compression::None
+        }
+        _ if !zstd => Compression::None,
+        level => Compression::Zstd {
+            level: level.map_or(DEFAULT_ZSTD_LEVEL, |l| l.value as i32),
+        },
+    };
     PublishConfig {
         batch_max_samples,
         batch_max_delay,
         max_inflight,
         backlog_share,
         shutdown_timeout,
+        compression,
     }
 }
 
@@ -312,9 +341,13 @@ fn read_status(dx: &mut Diagnostics<'_>, t: &mut TableReader<'_, '_>) -> Option<
 }
 
 /// The protocols a device may name.
-const PROTOCOLS: &str = "modbus-tcp, simulator";
+const PROTOCOLS: &str = "modbus-tcp, modbus-rtu, modbus-rtu-over-tcp, opcua, simulator";
 
-fn read_device(dx: &mut Diagnostics<'_>, t: &mut TableReader<'_, '_>) -> Option<DeviceConfig> {
+fn read_device(
+    dx: &mut Diagnostics<'_>,
+    t: &mut TableReader<'_, '_>,
+    buses: &mut modbus::Buses,
+) -> Option<DeviceConfig> {
     let name = t
         .required_string(dx, "name", "a unique device name")
         .and_then(|n| {
@@ -335,9 +368,19 @@ fn read_device(dx: &mut Diagnostics<'_>, t: &mut TableReader<'_, '_>) -> Option<
     t.set_section(&section);
     let protocol = t.required_string(dx, "protocol", PROTOCOLS);
     let poll = t.positive_duration(dx, "poll", Duration::from_secs(1));
+    let report = read_report_defaults(dx, t);
     let points = t.tables(dx, "point");
     let device = match protocol.map(|p| p.value) {
-        Some("modbus-tcp") => read_modbus_tcp(dx, t, name.clone(), poll, &points),
+        Some("modbus-tcp") => modbus::read_modbus_tcp(dx, t, name.clone(), poll, &points),
+        Some("modbus-rtu") => {
+            let over = modbus::RtuOver::Serial;
+            modbus::read_modbus_rtu(dx, t, over, name.clone(), poll, &points, buses)
+        }
+        Some("modbus-rtu-over-tcp") => {
+            let over = modbus::RtuOver::Tcp;
+            modbus::read_modbus_rtu(dx, t, over, name.clone(), poll, &points, buses)
+        }
+        Some("opcua") => opcua::read_opcua(dx, t, name.clone(), poll, &points),
         Some("simulator") => read_simulator(dx, t, name.clone(), poll, &points),
         Some(other) => {
             if let Some(p) = protocol {
@@ -364,73 +407,61 @@ fn read_device(dx: &mut Diagnostics<'_>, t: &mut TableReader<'_, '_>) -> Option<
         name: name?,
         kind,
         points: point_infos,
+        report,
     })
+}
+
+/// Reads a device's report-by-exception defaults, which apply to its points that do not
+/// set their own.
+fn read_report_defaults(dx: &mut Diagnostics<'_>, t: &mut TableReader<'_, '_>) -> ReportDefaults {
+    let section = t.section().to_owned();
+    let deadband = t.float(dx, "deadband").and_then(|d| {
+        if d.value < 0.0 {
+            dx.error(
+                d.range(),
+                format!("{section}: `deadband` must not be negative"),
+            );
+            None
+        } else {
+            Some(d.value)
+        }
+    });
+    let deadband_percent = read_deadband_percent(dx, t, true);
+    let heartbeat = t.duration(dx, "heartbeat").map(|h| h.value);
+    ReportDefaults {
+        deadband,
+        deadband_percent,
+        heartbeat,
+    }
+}
+
+/// Reads `deadband_percent`: report by exception relative to the last published value,
+/// 0 to 100 (numbers only).
+fn read_deadband_percent(
+    dx: &mut Diagnostics<'_>,
+    p: &mut TableReader<'_, '_>,
+    numeric: bool,
+) -> Option<f64> {
+    let section = p.section().to_owned();
+    let d = p.float(dx, "deadband_percent")?;
+    if !(0.0..=100.0).contains(&d.value) {
+        dx.error(
+            d.range(),
+            format!("{section}: `deadband_percent` must be from 0 to 100 (percent of the last published value)"),
+        );
+        None
+    } else if !numeric {
+        dx.error(d.range(), format!("{section}: `deadband_percent` applies to numbers only; booleans and strings publish on change"));
+        None
+    } else {
+        Some(d.value)
+    }
 }
 
 type DeviceParts = (DeviceKind, Vec<PointInfo>);
 
-fn read_modbus_tcp(
-    dx: &mut Diagnostics<'_>,
-    t: &mut TableReader<'_, '_>,
-    name: Option<Arc<str>>,
-    poll: Duration,
-    points: &[(&DeTable<'_>, std::ops::Range<usize>)],
-) -> Option<DeviceParts> {
-    let section = t.section().to_owned();
-    let address = t.required_string(dx, "address", "the device's HOST:PORT, e.g. \"192.168.1.10:502\"").and_then(|a| {
-        match parse_host_port(a.value, 502) {
-            Some(addr) => Some(addr),
-            None => {
-                dx.error(a.range(), format!("{section}: `address` must be HOST:PORT like \"192.168.1.10:502\", found {:?}", a.value));
-                None
-            }
-        }
-    });
-    let unit = t.integer(dx, "unit", 0, 255).map_or(1, |u| u.value as u8);
-    let timeout = t.positive_duration(dx, "timeout", Duration::from_secs(1));
-    let max_gap = t
-        .integer(dx, "max_gap", 0, 1999)
-        .map_or(0, |g| g.value as u16);
-    let max_registers = t
-        .integer(dx, "max_registers_per_request", 1, 125)
-        .map_or(125, |g| g.value as u16);
-    let max_bits = t
-        .integer(dx, "max_bits_per_request", 1, 2000)
-        .map_or(2000, |g| g.value as u16);
-    let mut specs = Vec::new();
-    let mut infos = Vec::new();
-    for (table, span) in points {
-        let mut p = TableReader::new(table, span.clone(), format!("{section} [[device.point]]"));
-        if let Some((spec, info)) = read_modbus_point(dx, &mut p, max_registers) {
-            specs.push(spec);
-            infos.push(info);
-        }
-        p.finish(dx);
-    }
-    if points.is_empty() {
-        dx.error(
-            t.span(),
-            format!("{section}: a device needs at least one [[device.point]]"),
-        );
-    }
-    let device = TcpDevice {
-        name: name?,
-        address: address?,
-        unit,
-        poll,
-        timeout,
-        limits: PlanLimits {
-            max_gap,
-            max_registers,
-            max_bits,
-        },
-        points: specs,
-    };
-    Some((DeviceKind::ModbusTcp(device), infos))
-}
-
 /// Accepts `HOST:PORT`, `[V6]:PORT`, or a bare host (given `default_port`).
-fn parse_host_port(text: &str, default_port: u16) -> Option<String> {
+pub fn parse_host_port(text: &str, default_port: u16) -> Option<String> {
     if text.is_empty() || text.contains(['/', ' ']) {
         return None;
     }
@@ -489,117 +520,6 @@ fn read_point_common(
     Some((name?, unit, deadband, heartbeat))
 }
 
-fn read_modbus_point(
-    dx: &mut Diagnostics<'_>,
-    p: &mut TableReader<'_, '_>,
-    max_registers: u16,
-) -> Option<(PointSpec, PointInfo)> {
-    let section = p.section().to_owned();
-    let area = p
-        .choice(dx, "area", Area::NAMES, |s| s.parse().ok())
-        .map_or(Area::Holding, |a| a.value);
-    let address = p.integer(dx, "address", 0, 65535);
-    if !p.has("address") {
-        p.missing(dx, "address", "the zero-based protocol address, 0 to 65535");
-    }
-    let type_at = p.choice(dx, "type", DataType::NAMES, parse_type_name);
-    let length = p.integer(dx, "length", 1, i64::from(max_registers));
-    let mut data_type = type_at.map_or(
-        if area.is_bits() {
-            DataType::Bool
-        } else {
-            DataType::U16
-        },
-        |t| t.value,
-    );
-    match (&mut data_type, length) {
-        (DataType::String { len }, Some(l)) => *len = l.value as u16,
-        (DataType::String { .. }, None) => {
-            let span = type_at.map_or(p.span(), |t| t.range());
-            dx.error(span, format!("{section}: a string point needs `length`, its size in registers (2 characters each)"));
-        }
-        (_, Some(l)) => dx.error(
-            l.range(),
-            format!("{section}: `length` applies to type = \"string\" only"),
-        ),
-        (_, None) => {}
-    }
-    if area.is_bits() && data_type != DataType::Bool {
-        let span = type_at.map_or(p.span(), |t| t.range());
-        dx.error(
-            span,
-            format!("{section}: type \"{data_type}\" does not fit area \"{area}\": coils and discrete inputs are single bits; use type = \"bool\""),
-        );
-    }
-    if let Some(a) = address {
-        let last = a.value + i64::from(data_type.registers()) - 1;
-        if !area.is_bits() && last > 65535 {
-            dx.error(
-                a.range(),
-                format!(
-                    "{section}: address {} with type \"{data_type}\" ({} registers) runs past 65535",
-                    a.value,
-                    data_type.registers()
-                ),
-            );
-        }
-    }
-    let order = p
-        .choice(dx, "order", "ABCD, CDAB, BADC, DCBA", |s| {
-            s.parse::<WordOrder>().ok()
-        })
-        .map_or(WordOrder::Abcd, |o| o.value);
-    let numeric = data_type.is_numeric();
-    let mut scaling = |dx: &mut Diagnostics<'_>, key, default| match p.float(dx, key) {
-        Some(v) if !numeric => {
-            dx.error(
-                v.range(),
-                format!("{section}: `{key}` applies to numeric types only, not \"{data_type}\""),
-            );
-            default
-        }
-        Some(v) => v.value,
-        None => default,
-    };
-    let scale = scaling(dx, "scale", 1.0);
-    let offset = scaling(dx, "offset", 0.0);
-    let (name, unit, deadband, heartbeat) = read_point_common(dx, p, numeric)?;
-    let address = address?.value as u16;
-    let spec = PointSpec {
-        name: name.clone(),
-        area,
-        address,
-        data_type,
-        order,
-        scale,
-        offset,
-    };
-    let info = PointInfo {
-        name,
-        data_type: data_type.as_str(),
-        unit,
-        deadband,
-        heartbeat,
-    };
-    Some((spec, info))
-}
-
-fn parse_type_name(name: &str) -> Option<DataType> {
-    Some(match name {
-        "bool" => DataType::Bool,
-        "u16" => DataType::U16,
-        "i16" => DataType::I16,
-        "u32" => DataType::U32,
-        "i32" => DataType::I32,
-        "u64" => DataType::U64,
-        "i64" => DataType::I64,
-        "f32" => DataType::F32,
-        "f64" => DataType::F64,
-        "string" => DataType::String { len: 1 },
-        _ => return None,
-    })
-}
-
 fn read_simulator(
     dx: &mut Diagnostics<'_>,
     t: &mut TableReader<'_, '_>,
@@ -616,6 +536,7 @@ fn read_simulator(
             .choice(dx, "signal", Signal::NAMES, |s| s.parse().ok())
             .map_or(Signal::default(), |s| s.value);
         let numeric = !matches!(signal, Signal::Toggle);
+        let deadband_percent = read_deadband_percent(dx, &mut p, numeric);
         if let Some((name, unit, deadband, heartbeat)) = read_point_common(dx, &mut p, numeric) {
             let data_type = match signal {
                 Signal::Toggle => "bool",
@@ -631,6 +552,7 @@ fn read_simulator(
                 data_type,
                 unit,
                 deadband,
+                deadband_percent,
                 heartbeat,
             });
         }

@@ -1,8 +1,9 @@
 //! The validated configuration model: what the rest of the agent is handed. Every value
 //! here has been checked; nothing downstream re-parses strings.
 
-use fieldlink_modbus::TcpDevice;
+use fieldlink_modbus::{RtuDevice, TcpDevice};
 use fieldlink_simulator::SimulatorDevice;
+use fieldlink_wire::Compression;
 use std::net::SocketAddr;
 use std::num::{NonZeroU16, NonZeroUsize};
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The whole agent configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AgentConfig {
     /// `[gateway]`.
     pub gateway: GatewayConfig,
@@ -27,7 +28,7 @@ pub struct AgentConfig {
 }
 
 /// `[gateway]`: identity and where state lives.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GatewayConfig {
     /// The gateway id; `None` until enrollment supplies one.
     pub id: Option<String>,
@@ -58,7 +59,7 @@ impl std::fmt::Display for MqttUrl {
 }
 
 /// `[platform]`: the broker and credentials.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PlatformConfig {
     /// The broker's URL.
     pub mqtt: MqttUrl,
@@ -79,7 +80,7 @@ pub struct PlatformConfig {
 }
 
 /// `[publish]`: how samples are cut into batches and sent.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PublishConfig {
     /// A batch is cut when it holds this many samples...
     pub batch_max_samples: NonZeroUsize,
@@ -91,10 +92,12 @@ pub struct PublishConfig {
     pub backlog_share: f64,
     /// How long SIGTERM may spend publishing before exiting.
     pub shutdown_timeout: Duration,
+    /// How batches are framed on the wire: plain JSON, or zstd at a level in 1..=19.
+    pub compression: Compression,
 }
 
 /// `[buffer]`: the durable outbox.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BufferConfig {
     /// The cap on the outbox's size on disk.
     pub max_size: u64,
@@ -103,14 +106,14 @@ pub struct BufferConfig {
 }
 
 /// `[status]`: the local status endpoint.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StatusConfig {
     /// Where the local status endpoint listens.
     pub listen: SocketAddr,
 }
 
 /// One `[[device]]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeviceConfig {
     /// The device's name.
     pub name: Arc<str>,
@@ -118,13 +121,36 @@ pub struct DeviceConfig {
     pub kind: DeviceKind,
     /// Its points' descriptions and reporting rules, in file order.
     pub points: Vec<PointInfo>,
+    /// Reporting rules for the points that do not set their own.
+    pub report: ReportDefaults,
+}
+
+/// A device's report-by-exception defaults (`deadband`, `deadband_percent`, `heartbeat` on
+/// the `[[device]]`): a point that sets neither deadband takes the device's deadbands, a
+/// point without a heartbeat takes the device's heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ReportDefaults {
+    /// Publish only changes larger than this (numbers).
+    pub deadband: Option<f64>,
+    /// Publish only changes larger than this percentage of the last published value's
+    /// magnitude (numbers).
+    pub deadband_percent: Option<f64>,
+    /// ... but at least this often.
+    pub heartbeat: Option<Duration>,
 }
 
 /// A device's protocol-specific settings, ready for its collector.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum DeviceKind {
     /// `protocol = "modbus-tcp"`.
     ModbusTcp(TcpDevice),
+    /// `protocol = "modbus-rtu"`: a unit on a local serial line.
+    ModbusRtu(RtuDevice),
+    /// `protocol = "modbus-rtu-over-tcp"`: a unit behind a serial device server that
+    /// passes RTU frames through TCP.
+    ModbusRtuOverTcp(RtuDevice),
+    /// `protocol = "opcua"`.
+    Opcua(fieldlink_opcua::OpcuaDevice),
     /// `protocol = "simulator"`.
     Simulator(SimulatorDevice),
 }
@@ -134,13 +160,16 @@ impl DeviceKind {
     pub fn protocol(&self) -> &'static str {
         match self {
             DeviceKind::ModbusTcp(_) => "modbus-tcp",
+            DeviceKind::ModbusRtu(_) => "modbus-rtu",
+            DeviceKind::ModbusRtuOverTcp(_) => "modbus-rtu-over-tcp",
+            DeviceKind::Opcua(_) => "opcua",
             DeviceKind::Simulator(_) => "simulator",
         }
     }
 }
 
 /// What every point has whatever its protocol: its catalogue entry and reporting rules.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PointInfo {
     /// The point's name.
     pub name: Arc<str>,
@@ -150,6 +179,8 @@ pub struct PointInfo {
     pub unit: Option<String>,
     /// Report by exception: publish only changes larger than this.
     pub deadband: Option<f64>,
+    /// ... or than this percentage of the last published value's magnitude.
+    pub deadband_percent: Option<f64>,
     /// ... but at least this often.
     pub heartbeat: Option<Duration>,
 }

@@ -13,6 +13,7 @@ pub mod tls;
 
 use crate::config::PlatformConfig;
 use crate::outbox::{SharedOutbox, StoreError};
+use crate::telemetry::Telemetry;
 use fieldlink_collector_api::Backoff;
 use fieldlink_outbox::Record;
 use fieldlink_wire::{Meta, Status, Topics};
@@ -21,6 +22,8 @@ use rumqttc::{
     AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, Transport,
 };
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -55,8 +58,10 @@ pub struct PublisherContext {
     pub finish: CancellationToken,
     /// The `online` status published (retained) on every connect.
     pub birth: Status,
-    /// The catalogue published (retained) on every connect.
-    pub meta: Meta,
+    /// The catalogue, published (retained) on every connect and whenever it changes.
+    pub meta_rx: watch::Receiver<Meta>,
+    /// The agent's counters.
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// The publisher's modes.
@@ -91,8 +96,12 @@ enum InFlight {
     Batch {
         /// Its `seq`.
         seq: u64,
+        /// Its sample count.
+        samples: u32,
         /// True if it belongs to the backlog.
         backlog: bool,
+        /// When it was handed to rumqttc.
+        sent_at: Instant,
     },
     /// A status or meta message (not from the outbox).
     Control,
@@ -141,6 +150,14 @@ impl Window {
         Some(entry)
     }
 
+    fn batches(&self) -> usize {
+        self.awaiting_pkid
+            .iter()
+            .chain(self.by_pkid.values())
+            .filter(|e| matches!(e, InFlight::Batch { .. }))
+            .count()
+    }
+
     fn stalled(&self) -> Option<Instant> {
         (self.len() > 0)
             .then(|| self.last_progress.map(|t| t + ACK_TIMEOUT))
@@ -148,30 +165,70 @@ impl Window {
     }
 }
 
+/// Marks the publisher dead in the telemetry if its task ends other than by draining
+/// (a panic), so `/healthz` and the watchdog see it.
+struct AliveGuard {
+    telemetry: Arc<Telemetry>,
+    finished: bool,
+}
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.telemetry
+            .mqtt
+            .connected
+            .store(false, Ordering::Relaxed);
+        if !self.finished {
+            self.telemetry
+                .publisher_alive
+                .store(false, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Runs the publisher until draining ends.
 pub async fn run(mut cx: PublisherContext) {
+    let mut guard = AliveGuard {
+        telemetry: cx.telemetry.clone(),
+        finished: false,
+    };
+    publish(&mut cx).await;
+    guard.finished = true;
+}
+
+async fn publish(cx: &mut PublisherContext) {
     let topics = Topics::new(&cx.gateway);
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
     let mut mode = Mode::Live;
     loop {
-        mode = next_mode(&cx, mode);
+        mode = next_mode(cx, mode);
         if let Mode::Draining { deadline } = mode {
             if Instant::now() >= deadline {
                 return;
             }
         }
-        match session(&mut cx, &topics, &mut mode, &mut backoff).await {
+        let end = session(cx, &topics, &mut mode, &mut backoff).await;
+        cx.telemetry.mqtt.connected.store(false, Ordering::Relaxed);
+        cx.telemetry.mqtt.in_flight.store(0, Ordering::Relaxed);
+        match end {
             SessionEnd::Done => return,
             SessionEnd::Lost(why) => {
+                cx.telemetry.mqtt.reconnects.fetch_add(1, Ordering::Relaxed);
+                Telemetry::set_error(&cx.telemetry.mqtt.last_error, Some(why.clone()));
                 let delay = backoff.next_delay();
                 tracing::warn!(broker = %cx.platform.mqtt, error = %why, retry_in = ?delay, "MQTT connection lost");
                 let wake = match mode {
                     Mode::Draining { deadline } => deadline.min(Instant::now() + delay),
                     Mode::Live => Instant::now() + delay,
                 };
-                tokio::select! {
-                    () = tokio::time::sleep_until(wake) => {}
-                    () = cx.finish.cancelled(), if mode == Mode::Live => {}
+                let mut beat = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    Telemetry::beat(&cx.telemetry.publisher_beat_ms);
+                    tokio::select! {
+                        () = tokio::time::sleep_until(wake) => break,
+                        () = cx.finish.cancelled(), if mode == Mode::Live => break,
+                        _ = beat.tick() => {}
+                    }
                 }
             }
         }
@@ -244,16 +301,20 @@ async fn session(
     }
     backoff.reset();
     tracing::info!(broker = %cx.platform.mqtt, gateway = %cx.gateway, "MQTT connected");
+    cx.telemetry.mqtt.connected.store(true, Ordering::Relaxed);
+    Telemetry::set_error(&cx.telemetry.mqtt.last_error, None);
 
     let stats = cx.outbox.stats();
+    cx.telemetry
+        .mqtt
+        .backlog_at_connect
+        .store(stats.batches, Ordering::Relaxed);
     let mut birth = cx.birth.clone();
     birth.backlog_batches = Some(stats.batches);
     birth.evicted_batches = Some(stats.evicted_batches);
     let mut window = Window::default();
-    for (topic, payload) in [
-        (&topics.status, json(&birth)),
-        (&topics.meta, json(&cx.meta)),
-    ] {
+    let meta = json(&*cx.meta_rx.borrow_and_update());
+    for (topic, payload) in [(&topics.status, json(&birth)), (&topics.meta, meta)] {
         if client
             .try_publish(topic.as_str(), QoS::AtLeastOnce, true, payload)
             .is_ok()
@@ -270,7 +331,9 @@ async fn session(
     }
     let window_size = usize::from(cx.max_inflight) + 2;
     let mut appender_alive = true;
+    let mut beat = tokio::time::interval(Duration::from_secs(1));
     loop {
+        Telemetry::beat(&cx.telemetry.publisher_beat_ms);
         *mode = next_mode(cx, *mode);
         if let Err(e) = fill(
             cx,
@@ -291,6 +354,10 @@ async fn session(
                 return SessionEnd::Done;
             }
         }
+        cx.telemetry
+            .mqtt
+            .in_flight
+            .store(window.batches() as u64, Ordering::Relaxed);
         let deadline = match *mode {
             Mode::Draining { deadline } => Some(deadline),
             Mode::Live => None,
@@ -300,10 +367,15 @@ async fn session(
             event = events.poll() => match event {
                 Ok(Event::Outgoing(Outgoing::Publish(pkid))) => window.written(pkid),
                 Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                    if let Some(InFlight::Batch { seq, .. }) = window.acked(ack.pkid) {
+                    if let Some(InFlight::Batch { seq, samples, sent_at, .. }) = window.acked(ack.pkid) {
                         if let Err(e) = cx.outbox.run(move |o| o.ack(seq)).await {
                             return SessionEnd::Lost(format!("outbox: {e}"));
                         }
+                        let mqtt = &cx.telemetry.mqtt;
+                        mqtt.publish_seconds.observe(sent_at.elapsed().as_secs_f64());
+                        mqtt.published_batches.fetch_add(1, Ordering::Relaxed);
+                        mqtt.published_samples.fetch_add(u64::from(samples), Ordering::Relaxed);
+                        mqtt.last_ack_ms.store(fieldlink_collector_api::clock::now_ms(), Ordering::Relaxed);
                     }
                 }
                 Ok(_) => {}
@@ -314,8 +386,15 @@ async fn session(
                 appender_alive = changed.is_ok();
             }
             () = cx.finish.cancelled(), if *mode == Mode::Live => {}
+            Ok(()) = cx.meta_rx.changed() => {
+                let meta = json(&*cx.meta_rx.borrow_and_update());
+                if client.try_publish(topics.meta.as_str(), QoS::AtLeastOnce, true, meta).is_ok() {
+                    window.push(InFlight::Control);
+                }
+            }
             () = sleep_until(deadline) => {}
             () = sleep_until(stalled) => return SessionEnd::Lost(format!("no PUBACK for {ACK_TIMEOUT:?}")),
+            _ = beat.tick() => {}
         }
     }
 }
@@ -398,10 +477,15 @@ fn send(
     backlog: bool,
     window: &mut Window,
 ) -> bool {
-    let seq = record.seq;
+    let (seq, samples) = (record.seq, record.samples);
     match client.try_publish(topic, QoS::AtLeastOnce, false, record.payload) {
         Ok(()) => {
-            window.push(InFlight::Batch { seq, backlog });
+            window.push(InFlight::Batch {
+                seq,
+                samples,
+                backlog,
+                sent_at: Instant::now(),
+            });
             true
         }
         Err(_) => false,

@@ -1,4 +1,5 @@
-//! Modbus TCP for fieldlink: read planning, decoding and the polling collector.
+//! Modbus for fieldlink: TCP, RTU on serial lines and RTU over TCP; read planning,
+//! bus scheduling, decoding and the polling collectors.
 //!
 //! Parts:
 //! - [`plan`]: [`ReadPlan`] coalesces a device's [`PointSpec`]s into the fewest read
@@ -6,9 +7,16 @@
 //! - [`decode`](mod@decode): registers and bits to [`Value`](fieldlink_wire::Value)s, for
 //!   every [`DataType`](fieldlink_collector_api::DataType) and
 //!   [`WordOrder`](fieldlink_collector_api::WordOrder), and scaling;
+//! - [`read`](mod@read): one request and what its answer means ([`ReadError`] keeps device
+//!   exceptions, malformed answers and transport failures apart);
 //! - [`tcp`]: [`ModbusTcpCollector`], the [`Collector`](fieldlink_collector_api::Collector)
 //!   of one [`TcpDevice`];
-//! - `transport`: the byte stream under tokio-modbus that drops late answers to timed-out
+//! - [`serial`]: [`SerialLine`] settings and the inter-frame silence they imply;
+//! - [`bus`]: a serial line or RTU-over-TCP link ([`BusLink`]) shared by several devices,
+//!   and its scheduler, which serializes their requests;
+//! - [`rtu`]: [`ModbusRtuCollector`], the collector of one [`RtuDevice`] on a bus, which
+//!   backs off a slave that does not answer so that the others keep their poll rate;
+//! - `transport`: the byte streams under tokio-modbus that drop late answers to timed-out
 //!   requests, so that a timeout costs one request and not the connection.
 //!
 //! Invariants of the collector:
@@ -21,14 +29,27 @@
 //! - a device exception or a timeout spoils only its request; a transport error spoils the
 //!   rest of the cycle and drops the connection, which is retried with capped, jittered
 //!   exponential backoff (250 ms doubling to 30 s, reset once the device answers);
+//! - an answer with a wrong byte count or quantity spoils its request and recycles the
+//!   connection (the next request reconnects);
+//! - a request is repeated `retries` times after a timeout or a transport error, never
+//!   after an exception;
 //! - the collector returns soon after the shutdown token fires, wherever it is waiting,
 //!   and when the sink is closed.
 
+pub mod bus;
 pub mod decode;
 pub mod plan;
+pub mod read;
+pub mod rtu;
+mod schedule;
+pub mod serial;
 pub mod tcp;
 mod transport;
 
+pub use bus::BusLink;
 pub use decode::{DecodeError, apply_scale, decode, decode_bit};
 pub use plan::{PlanLimits, PointSpec, ReadPlan, ReadRequest};
+pub use read::{Data, ReadError};
+pub use rtu::{ModbusRtuCollector, RtuDevice};
+pub use serial::{DataBits, Parity, SerialLine, StopBits};
 pub use tcp::{ModbusTcpCollector, TcpDevice};

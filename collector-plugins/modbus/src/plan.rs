@@ -291,6 +291,67 @@ mod tests {
     }
 
     #[test]
+    fn max_registers_per_request_splits_long_runs() {
+        let points: Vec<_> = (0..30).map(|a| holding(a, DataType::U16)).collect();
+        let limits = PlanLimits {
+            max_registers: 10,
+            ..PlanLimits::default()
+        };
+        let plan = ReadPlan::new(&points, limits);
+        let quantities: Vec<u16> = plan.requests.iter().map(|r| r.quantity).collect();
+        assert_eq!(quantities, vec![10, 10, 10]);
+    }
+
+    #[test]
+    fn max_registers_per_request_never_splits_a_value() {
+        // u16 at 0, f32 at 1-2, u16 at 3 with a limit of 2: the f32 must stay whole.
+        let points = [
+            holding(0, DataType::U16),
+            holding(1, DataType::F32),
+            holding(3, DataType::U16),
+        ];
+        let limits = PlanLimits {
+            max_registers: 2,
+            ..PlanLimits::default()
+        };
+        assert_eq!(
+            shape(&ReadPlan::new(&points, limits)),
+            vec![
+                (Area::Holding, 0, 1, vec![0]),
+                (Area::Holding, 1, 2, vec![1]),
+                (Area::Holding, 3, 1, vec![2]),
+            ]
+        );
+    }
+
+    #[test]
+    fn max_bits_per_request_splits_coils_and_leaves_registers_alone() {
+        let mut points: Vec<_> = (0..40)
+            .map(|a| point(Area::Coil, a, DataType::Bool))
+            .collect();
+        points.extend((0..40).map(|a| holding(a, DataType::U16)));
+        let limits = PlanLimits {
+            max_bits: 16,
+            ..PlanLimits::default()
+        };
+        let plan = ReadPlan::new(&points, limits);
+        let shape: Vec<(Area, u16, u16)> = plan
+            .requests
+            .iter()
+            .map(|r| (r.area, r.address, r.quantity))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (Area::Holding, 0, 40),
+                (Area::Coil, 0, 16),
+                (Area::Coil, 16, 16),
+                (Area::Coil, 32, 8),
+            ]
+        );
+    }
+
+    #[test]
     fn bit_and_register_areas_are_never_mixed() {
         let points = [
             point(Area::Coil, 0, DataType::Bool),

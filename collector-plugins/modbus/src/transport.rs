@@ -11,6 +11,11 @@
 //! that answers the latest request; late answers are dropped. A stream that is not MBAP
 //! framed is passed through untouched, so that tokio-modbus reports the corruption as the
 //! transport error it is.
+//!
+//! RTU frames carry no transaction id, so [`StaleInputDropped`] does the RTU equivalent:
+//! before a request goes out, every byte already received (a late answer to a timed-out
+//! request, line noise) is read and dropped, so that the answer read next is one sent
+//! after the request.
 
 use std::io;
 use std::pin::Pin;
@@ -21,6 +26,17 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 const MBAP_PREFIX: usize = 6;
 /// The largest MBAP length field: the unit id and a PDU of at most 253 bytes.
 const MAX_MBAP_LENGTH: usize = 254;
+
+/// The end of the stream, as the error tokio-modbus passes on: tokio-modbus turns a plain
+/// end of stream into the last OS error, which says nothing useful, so it is named here.
+/// `ConnectionAborted` rather than `UnexpectedEof`, which tokio-modbus uses for a frame
+/// shorter than its own byte count.
+fn closed_by_device() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "connection closed by the device",
+    )
+}
 
 /// A transport that passes up only the answer to the latest request (see the module note).
 #[derive(Debug)]
@@ -141,12 +157,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for LatestAnswerOnly<T> {
             let mut chunk = ReadBuf::new(&mut chunk);
             ready!(Pin::new(&mut this.inner).poll_read(cx, &mut chunk))?;
             if chunk.filled().is_empty() {
-                // tokio-modbus turns a plain end of stream into the last OS error, which
-                // says nothing useful; name what happened instead.
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection closed by the device",
-                )));
+                return Poll::Ready(Err(closed_by_device()));
             }
             this.received.extend_from_slice(chunk.filled());
         }
@@ -163,6 +174,91 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for LatestAnswerOnly<T> {
         let written = ready!(Pin::new(&mut this.inner).poll_write(cx, buf))?;
         this.observe_sent(&buf[..written]);
         Poll::Ready(Ok(written))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// A transport for RTU framing that drops all input received before each request (see
+/// the module note).
+#[derive(Debug)]
+pub(crate) struct StaleInputDropped<T> {
+    inner: T,
+    /// True while a request is being written: the drain runs once, before its first byte.
+    writing: bool,
+}
+
+impl<T> StaleInputDropped<T> {
+    /// Wraps a freshly opened stream or port.
+    pub(crate) fn new(inner: T) -> Self {
+        StaleInputDropped {
+            inner,
+            writing: false,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> StaleInputDropped<T> {
+    /// Reads and drops whatever input is ready now, without waiting for more.
+    fn drain(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        let mut scratch = [0u8; 256];
+        let mut dropped = 0usize;
+        loop {
+            let mut chunk = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut chunk) {
+                Poll::Ready(Ok(())) if chunk.filled().is_empty() => {
+                    return Err(closed_by_device());
+                }
+                Poll::Ready(Ok(())) => dropped += chunk.filled().len(),
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => break,
+            }
+        }
+        if dropped > 0 {
+            tracing::debug!(
+                bytes = dropped,
+                "dropped stale input before a request (a late answer or line noise)"
+            );
+        }
+        Ok(())
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for StaleInputDropped<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.writing = false;
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        if buf.filled().len() == before && buf.remaining() > 0 {
+            return Poll::Ready(Err(closed_by_device()));
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for StaleInputDropped<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if !this.writing {
+            this.drain(cx)?;
+            this.writing = true;
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -245,7 +341,9 @@ mod tests {
         let mut client = LatestAnswerOnly::new(client);
         drop(device);
         let error = client.read_u8().await.expect_err("end of stream");
-        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+        // Not `UnexpectedEof`: tokio-modbus raises that for a frame too short for its own
+        // byte count, which is a malformed answer, not a lost connection.
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionAborted);
         assert_eq!(error.to_string(), "connection closed by the device");
     }
 
@@ -263,5 +361,40 @@ mod tests {
         let mut got = vec![0u8; garbage.len()];
         client.read_exact(&mut got).await.expect("read garbage");
         assert_eq!(&got, garbage);
+    }
+
+    #[tokio::test]
+    async fn rtu_input_received_before_a_request_is_dropped() {
+        let (client, mut device) = duplex(1024);
+        let mut client = StaleInputDropped::new(client);
+        // A late answer to an abandoned request arrives before the next request.
+        device
+            .write_all(&[1, 3, 2, 0xAA, 0xAA, 0, 0])
+            .await
+            .expect("device writes");
+        tokio::task::yield_now().await;
+        client
+            .write_all(&[1, 3, 0, 0, 0, 1, 0x84, 0x0A])
+            .await
+            .expect("request");
+        let answer = [1, 3, 2, 0x12, 0x34, 0xB5, 0x33];
+        device.write_all(&answer).await.expect("device answers");
+        let mut got = [0u8; 7];
+        client.read_exact(&mut got).await.expect("read answer");
+        assert_eq!(got, answer);
+        let mut request = [0u8; 8];
+        device
+            .read_exact(&mut request)
+            .await
+            .expect("request arrived");
+    }
+
+    #[tokio::test]
+    async fn rtu_end_of_stream_is_a_lost_connection() {
+        let (client, device) = duplex(64);
+        let mut client = StaleInputDropped::new(client);
+        drop(device);
+        let error = client.read_u8().await.expect_err("end of stream");
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionAborted);
     }
 }

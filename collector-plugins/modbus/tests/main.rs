@@ -1,9 +1,10 @@
-//! Integration tests of the Modbus TCP collector against a real tokio-modbus server on
-//! loopback. One test binary with modules, to keep link time down.
+//! Integration tests of the Modbus collectors against real tokio-modbus servers on
+//! loopback (TCP, RTU over TCP, RTU on a pseudo-terminal). One test binary with modules, to keep link time down.
 
 mod support;
 
 mod connection;
 mod failures;
+mod rtu;
 mod schedule;
 mod values;

@@ -1,10 +1,13 @@
-//! A tokio-modbus TCP server playing the device, and a harness running the collector with
-//! a real channel as its sink.
+//! tokio-modbus servers playing the device (Modbus TCP, RTU over TCP, RTU on a serial
+//! port), a hand-written server for malformed answers, and a harness running a collector
+//! with a real channel as its sink.
 
 use fieldlink_collector_api::{
     Area, Collector, CollectorContext, DataType, DeviceStats, SampleSink, WordOrder,
 };
-use fieldlink_modbus::{ModbusTcpCollector, PlanLimits, PointSpec, TcpDevice};
+use fieldlink_modbus::{
+    BusLink, ModbusRtuCollector, ModbusTcpCollector, PlanLimits, PointSpec, RtuDevice, TcpDevice,
+};
 use fieldlink_wire::Sample;
 use std::collections::HashMap;
 use std::future::Future;
@@ -12,9 +15,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::net::TcpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_modbus::server::Service;
@@ -46,8 +51,17 @@ pub struct TestDevice {
     /// The very first request is answered this much later.
     pub slow_first: Duration,
     first_done: AtomicBool,
+    /// Areas whose read function the device does not implement (exception 01).
+    pub unsupported: Vec<Area>,
     /// Requests received.
     pub requests: AtomicUsize,
+    /// Requests received, by unit.
+    pub requests_by_unit: Mutex<HashMap<u8, usize>>,
+    /// The largest quantity any request asked for.
+    pub largest_quantity: AtomicUsize,
+    /// Once `set_answering` was called, the units answered are these instead of `units`.
+    answering_changed: AtomicBool,
+    extra_units: Mutex<Vec<u8>>,
 }
 
 impl TestDevice {
@@ -75,7 +89,19 @@ impl TestDevice {
 
     async fn answer(&self, req: SlaveRequest<'static>) -> Result<Option<Response>, ExceptionCode> {
         self.requests.fetch_add(1, Ordering::SeqCst);
-        if !self.units.contains(&req.slave) {
+        if let Ok(mut by_unit) = self.requests_by_unit.lock() {
+            *by_unit.entry(req.slave).or_default() += 1;
+        }
+        if let Some(quantity) = match req.request {
+            Request::ReadHoldingRegisters(_, q)
+            | Request::ReadInputRegisters(_, q)
+            | Request::ReadCoils(_, q)
+            | Request::ReadDiscreteInputs(_, q) => Some(usize::from(q)),
+            _ => None,
+        } {
+            self.largest_quantity.fetch_max(quantity, Ordering::SeqCst);
+        }
+        if !self.answers(req.slave) {
             if self.silent_for_unknown_units {
                 return Ok(None);
             }
@@ -90,6 +116,15 @@ impl TestDevice {
                 .contains(&u32::from(slow))
         {
             tokio::time::sleep(delay).await;
+        }
+        let area = match req.request {
+            Request::ReadHoldingRegisters(..) => Area::Holding,
+            Request::ReadInputRegisters(..) => Area::Input,
+            Request::ReadCoils(..) => Area::Coil,
+            _ => Area::Discrete,
+        };
+        if self.unsupported.contains(&area) {
+            return Err(ExceptionCode::IllegalFunction);
         }
         let response = match req.request {
             Request::ReadHoldingRegisters(a, q) => {
@@ -138,6 +173,36 @@ impl Service for DeviceService {
     }
 }
 
+impl TestDevice {
+    /// Requests received for `unit`.
+    pub fn requests_for(&self, unit: u8) -> usize {
+        self.requests_by_unit
+            .lock()
+            .map_or(0, |by_unit| by_unit.get(&unit).copied().unwrap_or(0))
+    }
+
+    /// Starts (or stops) answering `unit`.
+    pub fn set_answering(&self, unit: u8, answering: bool) {
+        self.answering_changed.store(true, Ordering::SeqCst);
+        if let Ok(mut extra) = self.extra_units.lock() {
+            extra.retain(|u| *u != unit);
+            if answering {
+                extra.push(unit);
+            }
+        }
+    }
+
+    fn answers(&self, unit: u8) -> bool {
+        if self.answering_changed.load(Ordering::SeqCst) {
+            return self
+                .extra_units
+                .lock()
+                .is_ok_and(|extra| extra.contains(&unit));
+        }
+        self.units.contains(&unit)
+    }
+}
+
 /// A running server; dropping it aborts it (and with it every connection it serves).
 pub struct RunningServer {
     pub addr: SocketAddr,
@@ -165,6 +230,42 @@ impl RunningServer {
         });
         Ok(RunningServer {
             addr,
+            task: Some(task),
+        })
+    }
+
+    /// Serves `device` with RTU framing over TCP (a serial device server's view) on any
+    /// free loopback port.
+    pub async fn start_rtu_over_tcp(device: Arc<TestDevice>) -> io::Result<Self> {
+        use tokio_modbus::server::rtu_over_tcp::{Server, accept_tcp_connection};
+        let listener = TcpListener::bind(any_port()).await?;
+        let addr = listener.local_addr()?;
+        let server = Server::new(listener);
+        let task = tokio::spawn(async move {
+            let new_service = |_peer| Ok(Some(DeviceService(Arc::clone(&device))));
+            let on_connected =
+                |stream, peer| async move { accept_tcp_connection(stream, peer, new_service) };
+            if let Err(e) = server.serve(&on_connected, |_| {}).await {
+                eprintln!("test server stopped: {e}");
+            }
+        });
+        Ok(RunningServer {
+            addr,
+            task: Some(task),
+        })
+    }
+
+    /// Serves `device` with RTU framing on the serial port at `path`.
+    pub fn start_rtu_serial(device: Arc<TestDevice>, path: &str) -> io::Result<Self> {
+        let port = tokio_serial::SerialStream::open(&tokio_serial::new(path, 9600))?;
+        let server = tokio_modbus::server::rtu::Server::new(port);
+        let task = tokio::spawn(async move {
+            if let Err(e) = server.serve_forever(DeviceService(device)).await {
+                eprintln!("test serial server stopped: {e}");
+            }
+        });
+        Ok(RunningServer {
+            addr: any_port(),
             task: Some(task),
         })
     }
@@ -219,9 +320,102 @@ pub fn tcp_device(addr: SocketAddr, points: Vec<PointSpec>) -> TcpDevice {
         unit: 1,
         poll: Duration::from_millis(100),
         timeout: Duration::from_millis(200),
+        retries: 0,
         limits: PlanLimits::default(),
         points,
     }
+}
+
+/// A device with unit `unit` on the RTU-over-TCP link `addr`, polled every 100 ms with a
+/// 200 ms timeout.
+pub fn rtu_device(name: &str, link: BusLink, unit: u8, points: Vec<PointSpec>) -> RtuDevice {
+    RtuDevice {
+        name: name.into(),
+        bus: link,
+        unit,
+        poll: Duration::from_millis(100),
+        timeout: Duration::from_millis(200),
+        retries: 0,
+        limits: PlanLimits::default(),
+        points,
+    }
+}
+
+/// The RTU-over-TCP link to `addr`.
+pub fn rtu_tcp(addr: SocketAddr) -> BusLink {
+    BusLink::Tcp(addr.to_string())
+}
+
+/// A hand-written server that answers every request with what `answer` makes of it, to
+/// play a device that sends malformed answers. Counts the connections it accepted.
+pub struct ScriptedServer {
+    pub addr: SocketAddr,
+    pub connections: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl ScriptedServer {
+    /// Serves on any free loopback port; each request is read as one chunk of
+    /// `request_len` bytes.
+    pub async fn start(
+        request_len: usize,
+        answer: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind(any_port()).await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let answer = Arc::new(answer);
+        let counted = Arc::clone(&connections);
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let answer = Arc::clone(&answer);
+                tokio::spawn(async move {
+                    let mut request = vec![0u8; request_len];
+                    while stream.read_exact(&mut request).await.is_ok() {
+                        if stream.write_all(&answer(&request)).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        ScriptedServer {
+            addr,
+            connections,
+            task,
+        }
+    }
+}
+
+impl Drop for ScriptedServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The Modbus CRC-16 of `bytes` (polynomial 0xA001, reflected, initial 0xFFFF), as an RTU
+/// frame carries it: low byte first.
+pub fn crc16(bytes: &[u8]) -> [u8; 2] {
+    let mut crc: u16 = 0xFFFF;
+    for byte in bytes {
+        crc ^= u16::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xA001
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    crc.to_le_bytes()
+}
+
+/// `frame` with its CRC appended.
+pub fn with_crc(frame: &[u8]) -> Vec<u8> {
+    let mut bytes = frame.to_vec();
+    bytes.extend_from_slice(&crc16(frame));
+    bytes
 }
 
 /// A collector running on its own task, its sink a real channel.
@@ -235,6 +429,18 @@ pub struct Collecting {
 impl Collecting {
     /// Starts the collector of `device` with a channel of `capacity` batches.
     pub fn start(device: TcpDevice, capacity: usize) -> Self {
+        let collector: Box<dyn Collector> = Box::new(ModbusTcpCollector::new(device));
+        assert_eq!(&**collector.name(), "press-1");
+        Collecting::run(collector, capacity)
+    }
+
+    /// Starts the collector of the RTU `device` with a channel of `capacity` batches.
+    pub fn start_rtu(device: RtuDevice, capacity: usize) -> Self {
+        Collecting::run(Box::new(ModbusRtuCollector::new(device)), capacity)
+    }
+
+    /// Runs `collector` with a channel of `capacity` batches.
+    pub fn run(collector: Box<dyn Collector>, capacity: usize) -> Self {
         let (tx, rx) = mpsc::channel(capacity);
         let stats = Arc::new(DeviceStats::default());
         let shutdown = CancellationToken::new();
@@ -243,8 +449,6 @@ impl Collecting {
             shutdown: shutdown.clone(),
             stats: Arc::clone(&stats),
         };
-        let collector: Box<dyn Collector> = Box::new(ModbusTcpCollector::new(device));
-        assert_eq!(&**collector.name(), "press-1");
         let task = tokio::spawn(collector.run(ctx));
         Collecting {
             rx,

@@ -273,6 +273,7 @@ async fn proxy(
 pub struct CountingDevice {
     addr: SocketAddr,
     served: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
     stop: CancellationToken,
     task: Option<JoinHandle<()>>,
 }
@@ -314,11 +315,13 @@ impl CountingDevice {
         let service = Arc::new(CountingService {
             served: served.clone(),
         });
+        let connections = Arc::new(AtomicU64::new(0));
         let task = {
-            let stop = stop.clone();
+            let (stop, connections) = (stop.clone(), connections.clone());
             tokio::spawn(async move {
                 let server = tokio_modbus::server::tcp::Server::new(listener);
                 let on_connected = |stream: TcpStream, _peer: SocketAddr| {
+                    connections.fetch_add(1, Ordering::SeqCst);
                     let service = service.clone();
                     async move { std::io::Result::Ok(Some((service, stream))) }
                 };
@@ -331,6 +334,7 @@ impl CountingDevice {
         CountingDevice {
             addr,
             served,
+            connections,
             stop,
             task: Some(task),
         }
@@ -339,6 +343,11 @@ impl CountingDevice {
     /// Where the device listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Connections accepted since this incarnation started.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// Reads answered so far.

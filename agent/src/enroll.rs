@@ -1,0 +1,240 @@
+//! Enrollment on the gateway: `fieldlink enroll` trades a one-time token for a gateway id
+//! and MQTT credentials (`POST /api/v1/enroll`) and stores them in `state_dir`, readable by
+//! the agent's user alone; `fieldlink run` then uses them without the config being edited.
+
+use crate::config::{AgentConfig, MqttUrl, parse_mqtt_url};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The file under `state_dir` that holds the enrollment.
+pub const FILE_NAME: &str = "enrollment.json";
+
+/// What the platform answered, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Enrollment {
+    /// The gateway id the platform assigned.
+    pub gateway_id: String,
+    /// The enterprise the gateway belongs to.
+    pub enterprise: Enterprise,
+    /// The broker and the gateway's credentials.
+    pub mqtt: MqttCredentials,
+}
+
+/// The enterprise, as the platform names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Enterprise {
+    /// Its unified social credit code.
+    pub credit_code: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// Where and as whom to publish.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MqttCredentials {
+    /// The broker URL gateways can reach.
+    pub url: String,
+    /// The MQTT username (the gateway id).
+    pub username: String,
+    /// The MQTT password.
+    pub password: String,
+}
+
+/// Why enrollment failed; each says what the integrator does next.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    /// The URL is not an http(s) URL.
+    #[error(
+        "bad platform URL {0:?}: expected https://HOST[:PORT] (or http:// on a trusted network)"
+    )]
+    BadUrl(String),
+    /// The platform could not be reached (DNS, refused, TLS verification, timeout).
+    #[error("cannot reach the platform at {url}: {detail}")]
+    Unreachable {
+        /// The URL tried.
+        url: String,
+        /// What went wrong, with its causes.
+        detail: String,
+    },
+    /// The token is unknown or expired: ask the bureau for a new one.
+    #[error("the platform refused the token (unknown or expired): {0}")]
+    TokenRefused(String),
+    /// The token's gateways are used up: ask for a token with more gateways.
+    #[error("the token has no gateways left: {0}")]
+    TokenUsedUp(String),
+    /// The platform answered with another error.
+    #[error("the platform answered {status}: {detail}")]
+    Platform {
+        /// The HTTP status.
+        status: u16,
+        /// The platform's error text.
+        detail: String,
+    },
+    /// The answer is not what the contract says (wrong platform version?).
+    #[error("the platform's answer is not a valid enrollment: {0}")]
+    BadAnswer(String),
+    /// The state directory could not be written.
+    #[error("cannot store the enrollment in {path}: {source}")]
+    Store {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+#[derive(Serialize)]
+struct EnrollRequest<'a> {
+    token: &'a str,
+    gateway_name: &'a str,
+    hostname: Option<String>,
+    agent_version: &'static str,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+    #[serde(default)]
+    detail: Option<String>,
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Calls `POST {url}/api/v1/enroll` with `token` for the gateway named `gateway_name`.
+pub async fn request(
+    url: &str,
+    token: &str,
+    gateway_name: &str,
+) -> Result<Enrollment, EnrollError> {
+    let base = url.trim_end_matches('/');
+    if !(base.starts_with("https://") || base.starts_with("http://")) {
+        return Err(EnrollError::BadUrl(url.to_owned()));
+    }
+    // Installing fails only if a provider is already installed, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| EnrollError::Unreachable {
+            url: base.to_owned(),
+            detail: describe(&e),
+        })?;
+    let body = EnrollRequest {
+        token,
+        gateway_name,
+        hostname: std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned()),
+        agent_version: env!("CARGO_PKG_VERSION"),
+    };
+    let endpoint = format!("{base}/api/v1/enroll");
+    let response = client
+        .post(&endpoint)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| EnrollError::Unreachable {
+            url: endpoint.clone(),
+            detail: describe(&e),
+        })?;
+    let status = response.status().as_u16();
+    let text = response
+        .text()
+        .await
+        .map_err(|e| EnrollError::Unreachable {
+            url: endpoint.clone(),
+            detail: describe(&e),
+        })?;
+    if status == 201 || status == 200 {
+        let enrollment: Enrollment =
+            serde_json::from_str(&text).map_err(|e| EnrollError::BadAnswer(e.to_string()))?;
+        if !fieldlink_wire::topic::is_valid_gateway_id(&enrollment.gateway_id) {
+            return Err(EnrollError::BadAnswer(format!(
+                "gateway id {:?} cannot be a topic level",
+                enrollment.gateway_id
+            )));
+        }
+        parse_mqtt_url(&enrollment.mqtt.url).map_err(|why| {
+            EnrollError::BadAnswer(format!("mqtt url {:?} {why}", enrollment.mqtt.url))
+        })?;
+        return Ok(enrollment);
+    }
+    let detail = serde_json::from_str::<ErrorBody>(&text)
+        .map(|b| match b.detail {
+            Some(d) => format!("{}: {d}", b.error),
+            None => b.error,
+        })
+        .unwrap_or_else(|_| text.chars().take(200).collect());
+    Err(match status {
+        401 => EnrollError::TokenRefused(detail),
+        409 => EnrollError::TokenUsedUp(detail),
+        _ => EnrollError::Platform { status, detail },
+    })
+}
+
+/// The enrollment file of a state directory.
+pub fn path(state_dir: &Path) -> PathBuf {
+    state_dir.join(FILE_NAME)
+}
+
+/// Stores `enrollment` under `state_dir`, mode 0600 (the directory 0700), replacing any
+/// earlier one atomically.
+pub fn store(state_dir: &Path, enrollment: &Enrollment) -> Result<PathBuf, EnrollError> {
+    let target = path(state_dir);
+    let io = |source| EnrollError::Store {
+        path: target.clone(),
+        source,
+    };
+    std::fs::create_dir_all(state_dir).map_err(io)?;
+    std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    let temp = state_dir.join(format!(".{FILE_NAME}.tmp"));
+    let json = serde_json::to_vec_pretty(enrollment).map_err(|e| io(std::io::Error::other(e)))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temp)
+        .map_err(io)?;
+    file.write_all(&json)
+        .and_then(|()| file.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&temp, &target).map_err(io)?;
+    Ok(target)
+}
+
+/// The stored enrollment, if the gateway is enrolled.
+pub fn load(state_dir: &Path) -> Result<Option<Enrollment>, EnrollError> {
+    let file = path(state_dir);
+    match std::fs::read(&file) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| EnrollError::BadAnswer(format!("{}: {e}", file.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(EnrollError::Store { path: file, source }),
+    }
+}
+
+/// Applies an enrollment to a config: the gateway id, the broker URL and the credentials
+/// come from the platform (they are rotated by re-enrolling, not by editing the config).
+pub fn apply(config: &mut AgentConfig, enrollment: &Enrollment) -> Result<(), EnrollError> {
+    let url: MqttUrl = parse_mqtt_url(&enrollment.mqtt.url)
+        .map_err(|why| EnrollError::BadAnswer(format!("mqtt url {why}")))?;
+    config.gateway.id = Some(enrollment.gateway_id.clone());
+    config.platform.mqtt = url;
+    config.platform.username = Some(enrollment.mqtt.username.clone());
+    config.platform.password = Some(enrollment.mqtt.password.clone());
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! `fieldlink status`: a readable summary of a running agent, from its `/status`.
+
+use anyhow::Context;
+use fieldlink::status::StatusReport;
+use std::path::Path;
+use std::time::Duration;
+
+/// Asks the agent and prints the summary (or the raw JSON).
+pub fn show(config: &Path, url: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let base = match url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let config = fieldlink::config::load(config)?;
+            let listen = config.status.listen;
+            let host = if listen.ip().is_unspecified() {
+                "127.0.0.1".to_owned()
+            } else {
+                listen.ip().to_string()
+            };
+            let host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host
+            };
+            format!("http://{host}:{}", listen.port())
+        }
+    };
+    // reqwest is built without a default TLS provider; installing fails only if one is
+    // already installed, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let body = runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        client
+            .get(format!("{base}/status"))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await
+    });
+    let body = body.with_context(|| {
+        format!("cannot reach the agent's status endpoint at {base} (is fieldlink running?)")
+    })?;
+    if json {
+        println!("{body}");
+        return Ok(());
+    }
+    let report: StatusReport =
+        serde_json::from_str(&body).context("the status endpoint answered something unexpected")?;
+    print!(
+        "{}",
+        render(&report, fieldlink_collector_api::clock::now_ms())
+    );
+    Ok(())
+}
+
+fn ago(now_ms: i64, at_ms: i64) -> String {
+    if at_ms <= 0 {
+        return "never".to_owned();
+    }
+    format!(
+        "{} ago",
+        human_duration((now_ms - at_ms).max(0) as f64 / 1000.0)
+    )
+}
+
+fn human_duration(seconds: f64) -> String {
+    match seconds {
+        s if s < 60.0 => format!("{s:.1} s"),
+        s if s < 3600.0 => format!("{:.0} min", s / 60.0),
+        s if s < 86400.0 => format!("{:.1} h", s / 3600.0),
+        s => format!("{:.1} days", s / 86400.0),
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+/// The summary's text.
+pub fn render(r: &StatusReport, now_ms: i64) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let health = if r.healthy {
+        "healthy".to_owned()
+    } else {
+        format!("UNHEALTHY: {}", r.problems.join("; "))
+    };
+    let _ = writeln!(
+        out,
+        "fieldlink {} (gateway {}), up {}, {health}",
+        r.version,
+        r.gateway,
+        human_duration((now_ms - r.started_at_ms) as f64 / 1000.0)
+    );
+    let _ = writeln!(out, "\ndevices");
+    for d in &r.devices {
+        let state = if d.connected { "connected" } else { "DOWN" };
+        let _ = writeln!(
+            out,
+            "  {:<20} {:<11} {:<9} last good read {:<12} cycles {:<7} errors {:<5} missed ticks {:<4} cycle {:.1} ms",
+            d.name,
+            d.protocol,
+            state,
+            ago(now_ms, d.last_good_read_ms),
+            d.cycles,
+            d.read_errors,
+            d.missed_ticks,
+            d.last_cycle_ms
+        );
+    }
+    let o = &r.outbox;
+    let _ = writeln!(out, "\nbuffer (outbox)");
+    let oldest = o
+        .oldest_age_s
+        .map(|s| format!(", oldest {} old", human_duration(s)))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "  {} batches waiting ({} samples, {}){oldest}; file {} of a {} cap",
+        o.batches,
+        o.samples,
+        mib(o.payload_bytes),
+        mib(o.file_bytes),
+        mib(o.cap_bytes)
+    );
+    if let Some(hours) = o.retention_hours {
+        let _ = writeln!(
+            out,
+            "  collecting {:.1} batches/s ({:.1} KiB/s): the cap holds about {hours:.1} h of outage",
+            o.append_batches_per_s,
+            o.append_bytes_per_s / 1024.0
+        );
+    }
+    let m = &r.mqtt;
+    let net = m.publish_batches_per_s - o.append_batches_per_s;
+    if o.batches > 0 && m.connected && m.backlog_at_connect > 0 {
+        let done =
+            m.backlog_at_connect.saturating_sub(o.batches) as f64 / m.backlog_at_connect as f64;
+        let bar: String = (0..20)
+            .map(|i| if (i as f64) < done * 20.0 { '#' } else { '-' })
+            .collect();
+        let eta = if net > 0.0 {
+            format!("empty in about {}", human_duration(o.batches as f64 / net))
+        } else {
+            "not shrinking yet".to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "  draining backlog [{bar}] {:.0}%: sending {:.1} batches/s, net {net:.1}/s, {eta}",
+            done * 100.0,
+            m.publish_batches_per_s
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  evicted {} batches ({} samples) at the cap; {} samples lost to write errors",
+        o.evicted_batches, o.evicted_samples, o.lost_samples
+    );
+    if let Some(e) = &o.write_error {
+        let _ = writeln!(out, "  WRITE ERROR: {e}");
+    }
+    let _ = writeln!(out, "\nmqtt");
+    let state = if m.connected {
+        "connected".to_owned()
+    } else {
+        format!(
+            "DISCONNECTED ({})",
+            m.last_error.as_deref().unwrap_or("connecting")
+        )
+    };
+    let _ = writeln!(
+        out,
+        "  {state}; last ack {}; {} in flight; {} reconnects; published {} batches ({} samples)",
+        ago(now_ms, m.last_ack_ms),
+        m.in_flight,
+        m.reconnects,
+        m.published_batches,
+        m.published_samples
+    );
+    out
+}

@@ -1,0 +1,143 @@
+//! The platform's ingest: 1,000-sample batches from 100 gateways, published at QoS 1
+//! through the in-process broker, decoded and stored in SQLite (WAL, synchronous=FULL,
+//! acknowledged after commit). Figure: samples stored per second, from the first publish
+//! to the last sample committed. Payloads are encoded before the clock starts.
+//!
+//! The in-process broker keeps at most 128 MiB of messages per subscription in memory:
+//! keep `gateways × batches × samples` around a million samples (about 80 MB).
+
+use crate::measure::{Summary, cpu_time, peak_rss_mib};
+use fieldlink_platform::credit_code::CreditCode;
+use fieldlink_platform::registry::{EnrollInput, EnterpriseInput, TokenInput};
+use fieldlink_platform::{BrokerConfig, MqttUrl, Platform, PlatformConfig};
+use fieldlink_wire::{Batch, Topics, encode_batch};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// The ingest scenario's settings.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Gateways publishing at once.
+    #[arg(long, default_value_t = 100)]
+    gateways: usize,
+    /// Batches per gateway.
+    #[arg(long, default_value_t = 10)]
+    batches: u64,
+    /// Samples per batch.
+    #[arg(long, default_value_t = 1000)]
+    samples: usize,
+}
+
+/// Runs the scenario once.
+pub async fn run(args: &Args) -> anyhow::Result<Summary> {
+    let dir = tempfile::tempdir()?;
+    let shutdown = CancellationToken::new();
+    let mut config = PlatformConfig::new("127.0.0.1:0".parse()?, dir.path());
+    config.broker = BrokerConfig::Embedded { listen: "127.0.0.1:0".parse()? };
+    config.admin_token = Some("bench".to_owned());
+    let platform = Platform::start(config, shutdown.clone()).await?;
+    let url = MqttUrl::parse(platform.public_mqtt_url())?;
+
+    // Enroll the gateways through the registry, as the HTTP API does.
+    let registry = platform.registry();
+    let mut gateways = Vec::with_capacity(args.gateways);
+    for i in 0..args.gateways {
+        let code = CreditCode::complete(&format!("91420100{:09}", 900_000 + i))?;
+        let input = EnterpriseInput {
+            credit_code: code.to_string(),
+            name: format!("bench enterprise {i}"),
+            industry: "auto-parts".to_owned(),
+            district: "洪山区".to_owned(),
+            in_program: false,
+        };
+        registry.create(&input).await?;
+        let token = registry
+            .issue_token(code.as_str(), &TokenInput { expires_in_days: None, max_gateways: Some(1) })
+            .await?;
+        let enrollment = registry
+            .enroll(&EnrollInput { token: token.token, gateway_name: "bench".to_owned(), hostname: None, agent_version: None })
+            .await?;
+        gateways.push((enrollment.gateway_id, enrollment.mqtt.password));
+    }
+
+    // Payloads, encoded before the clock starts.
+    let samples = crate::outbox::realistic_samples(args.samples, 1_764_201_600_000);
+    let mut publishers = Vec::with_capacity(gateways.len());
+    for (id, password) in gateways {
+        let mut batch = Batch { gateway: id.clone(), seq: 0, samples: samples.clone() };
+        let payloads: Vec<Vec<u8>> = (1..=args.batches)
+            .map(|seq| {
+                batch.seq = seq;
+                encode_batch(&batch)
+            })
+            .collect();
+        let mut options = MqttOptions::new(id.clone(), url.host.clone(), url.port);
+        options.set_credentials(id.clone(), password).set_inflight(20).set_max_packet_size(16 << 20, 16 << 20);
+        let (client, mut events) = AsyncClient::new(options, 32);
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), events.poll()).await {
+                Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => break,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => anyhow::bail!("gateway {id} cannot connect: {e}"),
+                Err(_) => anyhow::bail!("gateway {id}: no CONNACK"),
+            }
+        }
+        publishers.push((Topics::new(&id).data, client, events, payloads));
+    }
+
+    let total_samples = args.gateways as u64 * args.batches * args.samples as u64;
+    let before = platform.ingest_stats().samples_stored;
+    let cpu0 = cpu_time();
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (topic, client, mut events, payloads) in publishers {
+        let expected = payloads.len();
+        tasks.spawn(async move {
+            let pump = tokio::spawn(async move {
+                let mut acked = 0;
+                while acked < expected {
+                    match events.poll().await {
+                        Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
+                        Ok(_) => {}
+                        Err(e) => return Err(anyhow::anyhow!("publisher connection failed: {e}")),
+                    }
+                }
+                Ok(events)
+            });
+            for payload in payloads {
+                client.publish(topic.as_str(), QoS::AtLeastOnce, false, payload).await?;
+            }
+            let _events = pump.await??;
+            client.try_disconnect().ok();
+            anyhow::Ok(())
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result??;
+    }
+    let published = started.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while platform.ingest_stats().samples_stored - before < total_samples {
+        anyhow::ensure!(Instant::now() < deadline, "ingest did not store everything: {:?}", platform.ingest_stats());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = (cpu_time() - cpu0).as_secs_f64();
+    let db_mib = std::fs::read_dir(dir.path())?
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum::<u64>() as f64
+        / (1024.0 * 1024.0);
+    shutdown.cancel();
+    platform.wait().await?;
+    let batches = (args.gateways as u64 * args.batches) as f64;
+    Ok(Summary::new("ingest")
+        .add("samples_per_s", total_samples as f64 / elapsed, "")
+        .add("batches_per_s", batches / elapsed, "")
+        .add("publish_s", published, "s")
+        .add("stored_s", elapsed, "s")
+        .add("cpu_s_per_million_samples", cpu / total_samples as f64 * 1e6, "s")
+        .add("db_mib", db_mib, "MiB")
+        .add("peak_rss_mib", peak_rss_mib(), "MiB"))
+}

@@ -1,0 +1,209 @@
+//! The platform's configuration: what `fieldlink-platform`'s flags set, and what the demo
+//! and the tests build directly with [`PlatformConfig::new`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The MQTT broker's username for the platform's own ingest client when the platform
+/// manages mosquitto's password file.
+pub const DEFAULT_INGEST_USERNAME: &str = "fieldlink-ingest";
+
+/// Everything the platform needs to run.
+#[derive(Debug, Clone)]
+pub struct PlatformConfig {
+    /// Where the HTTP API listens (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Where SQLite and the generated secrets live.
+    pub data_dir: PathBuf,
+    /// The broker the ingest reads from.
+    pub broker: BrokerConfig,
+    /// The MQTT URL handed to enrolled gateways; defaults to the broker's URL.
+    pub public_mqtt_url: Option<String>,
+    /// The bureau's bearer token. Without one, a token is generated once and kept in
+    /// `DATA_DIR/admin-token` (mode 0600).
+    pub admin_token: Option<String>,
+    /// mosquitto's password and ACL files to keep in step with enrollments, if any.
+    pub mosquitto: Option<MosquittoFiles>,
+    /// The MQTT client id of the ingest's persistent session; one per ingest instance.
+    pub ingest_client_id: String,
+    /// An MQTT shared-subscription group: several ingest instances with the same group
+    /// split the batches between them (`$share/GROUP/fieldlink/v1/+/data`, EMQX).
+    pub ingest_share_group: Option<String>,
+    /// How long samples (and the batch ids that deduplicate them) are kept.
+    pub retention: Duration,
+    /// How often old samples are pruned.
+    pub prune_interval: Duration,
+    /// The program's targets, shown beside the counts.
+    pub targets: Targets,
+    /// The program's time zone for daily counts, in minutes east of UTC (China Standard
+    /// Time, UTC+08:00, by default; China has no daylight saving time).
+    pub utc_offset_minutes: i32,
+}
+
+impl PlatformConfig {
+    /// A configuration with the defaults: in-process broker on 127.0.0.1:1883, 30 days
+    /// of retention, the plan's targets.
+    pub fn new(listen: SocketAddr, data_dir: impl Into<PathBuf>) -> Self {
+        PlatformConfig {
+            listen,
+            data_dir: data_dir.into(),
+            broker: BrokerConfig::Embedded {
+                listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            },
+            public_mqtt_url: None,
+            admin_token: None,
+            mosquitto: None,
+            ingest_client_id: "fieldlink-platform-ingest".to_owned(),
+            ingest_share_group: None,
+            retention: Duration::from_secs(30 * 86_400),
+            prune_interval: Duration::from_secs(3600),
+            targets: Targets::default(),
+            utc_offset_minutes: 8 * 60,
+        }
+    }
+}
+
+/// Which MQTT broker the platform uses.
+#[derive(Debug, Clone)]
+pub enum BrokerConfig {
+    /// An in-process rumqttd broker listening here (port 0 picks a free port). It has no
+    /// authentication or ACL: any client may publish as any gateway.
+    Embedded {
+        /// The broker's listen address.
+        listen: SocketAddr,
+    },
+    /// An external broker (mosquitto, EMQX) at this address.
+    External {
+        /// Host and port, from a `mqtt://host:port` URL.
+        url: MqttUrl,
+        /// The ingest client's username, if the broker asks for one.
+        username: Option<String>,
+        /// The ingest client's password. When the platform manages mosquitto's password
+        /// file and none is given, one is generated and kept in `DATA_DIR/ingest-mqtt-password`.
+        password: Option<String>,
+    },
+}
+
+/// mosquitto's files the platform rewrites on every enrollment, and how mosquitto is told.
+#[derive(Debug, Clone)]
+pub struct MosquittoFiles {
+    /// mosquitto's `password_file`.
+    pub password_file: PathBuf,
+    /// mosquitto's `acl_file`.
+    pub acl_file: PathBuf,
+    /// How mosquitto is made to re-read them.
+    pub reload: Reload,
+}
+
+/// How mosquitto is made to re-read its password and ACL files.
+#[derive(Debug, Clone)]
+pub enum Reload {
+    /// Not at all (mosquitto is reloaded by other means).
+    None,
+    /// SIGHUP to the process whose id is in this file (mosquitto's `pid_file`).
+    PidFile(PathBuf),
+    /// Run this command with `sh -c` (e.g. `systemctl reload mosquitto`).
+    Command(String),
+}
+
+/// A plain-TCP MQTT URL, `mqtt://host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttUrl {
+    /// Host name or IP address.
+    pub host: String,
+    /// Port (1883 if the URL names none).
+    pub port: u16,
+}
+
+/// Why a broker URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// The URL is not `mqtt://host[:port]`; the ingest speaks plain MQTT to a broker on its
+    /// own network (put TLS on the gateway-facing listener).
+    #[error("{0:?} is not an mqtt://host[:port] URL")]
+    Invalid(String),
+}
+
+impl MqttUrl {
+    /// Parses `mqtt://host[:port]` (`tcp://` is accepted too).
+    pub fn parse(url: &str) -> Result<MqttUrl, UrlError> {
+        let invalid = || UrlError::Invalid(url.to_owned());
+        let rest = url
+            .strip_prefix("mqtt://")
+            .or_else(|| url.strip_prefix("tcp://"))
+            .ok_or_else(invalid)?
+            .trim_end_matches('/');
+        if rest.is_empty() || rest.contains(['/', '@', '?']) {
+            return Err(invalid());
+        }
+        let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
+            let (host, after) = bracketed.split_once(']').ok_or_else(invalid)?;
+            match after.strip_prefix(':') {
+                Some(port) => (host, port.parse().map_err(|_| invalid())?),
+                None if after.is_empty() => (host, 1883),
+                None => return Err(invalid()),
+            }
+        } else {
+            match rest.rsplit_once(':') {
+                Some((host, port)) => (host, port.parse().map_err(|_| invalid())?),
+                None => (rest, 1883),
+            }
+        };
+        if host.is_empty() || port == 0 {
+            return Err(invalid());
+        }
+        Ok(MqttUrl {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for MqttUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "mqtt://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "mqtt://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The program's targets (the plan's by default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Targets {
+    /// In-program (transformed) enterprises on the cloud.
+    pub in_program_on_cloud: u64,
+    /// Enterprises of the key industries on the cloud.
+    pub key_industries_on_cloud: u64,
+    /// Enterprises on the cloud per industry.
+    pub per_industry_on_cloud: u64,
+}
+
+impl Default for Targets {
+    fn default() -> Self {
+        Targets {
+            in_program_on_cloud: 480,
+            key_industries_on_cloud: 4000,
+            per_industry_on_cloud: 1000,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mqtt_urls() {
+        let url = MqttUrl::parse("mqtt://broker.local:1884").unwrap();
+        assert_eq!((url.host.as_str(), url.port), ("broker.local", 1884));
+        assert_eq!(MqttUrl::parse("mqtt://h").unwrap().port, 1883);
+        assert_eq!(MqttUrl::parse("mqtt://[::1]:9").unwrap().host, "::1");
+        assert_eq!(MqttUrl::parse("mqtt://[::1]:9").unwrap().to_string(), "mqtt://[::1]:9");
+        assert!(MqttUrl::parse("mqtts://h:8883").is_err());
+        assert!(MqttUrl::parse("http://h").is_err());
+        assert!(MqttUrl::parse("mqtt://user:pw@h").is_err());
+    }
+}

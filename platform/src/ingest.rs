@@ -1,0 +1,560 @@
+//! The MQTT ingest: reads the gateways' topics from the broker and stores them.
+//!
+//! Two MQTT connections:
+//! - **data**: a persistent session (clean session off, fixed client id) subscribed to
+//!   `fieldlink/v1/+/data` at QoS 1 with manual acknowledgements. The broker queues
+//!   batches while the platform is down. Received batches go, in arrival order, to one
+//!   writer task that decodes a group of them (up to [`GROUP_MAX`]) and stores the group
+//!   in one transaction; only after it commits are their PUBACKs sent. A batch that fails
+//!   to store is not acknowledged, so the broker delivers it again; a batch stored twice
+//!   is dropped by its `(gateway, seq)`.
+//! - **state**: a clean session subscribed to `+/status` and `+/meta` at QoS 0. Both
+//!   are retained, so every (re)connect delivers the current state of every gateway;
+//!   QoS 0 because rumqttd hands a QoS 1 subscription at most 100 retained messages.
+//!
+//! Payloads are JSON or one zstd frame holding it (decoded by `fieldlink_wire`, which
+//! caps the decompressed size). Rejected (and acknowledged, so never delivered again),
+//! each counted in [`IngestStats`] and logged: payloads that do not decode (bad JSON, bad
+//! or oversized zstd frames), batches whose `gateway` is not their topic's, batches from
+//! gateways that are not enrolled.
+
+use crate::clock::{day_of, now_ms};
+use crate::config::MqttUrl;
+use crate::store::{BatchOutcome, IncomingBatch, Store};
+use fieldlink_wire::topic::{self, TopicKind};
+use fieldlink_wire::codec::ZSTD_MAGIC;
+use fieldlink_wire::{Meta, Status, decode_batch};
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, Publish, QoS};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The most batches stored in one transaction.
+pub const GROUP_MAX: usize = 100;
+/// The topic filter of batches.
+pub const DATA_FILTER: &str = "fieldlink/v1/+/data";
+/// The topic filter of statuses.
+pub const STATUS_FILTER: &str = "fieldlink/v1/+/status";
+/// The topic filter of catalogues.
+pub const META_FILTER: &str = "fieldlink/v1/+/meta";
+/// How long shutdown waits for the batches in hand to be stored and acknowledged.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Received publishes waiting for the writer; above any broker's in-flight window
+/// (rumqttd 100, mosquitto 20 by default, EMQX 32).
+const QUEUE: usize = 4096;
+/// The largest payload accepted (the embedded broker's limit).
+const MAX_PAYLOAD: usize = fieldlink_broker::MAX_PAYLOAD_SIZE;
+/// Gateways named in "unknown gateway" warnings before they are no longer logged.
+const WARN_ONCE_LIMIT: usize = 10_000;
+
+/// Where and how the ingest connects.
+#[derive(Debug, Clone)]
+pub struct IngestContext {
+    /// The broker.
+    pub broker: MqttUrl,
+    /// Username, if the broker wants one.
+    pub username: Option<String>,
+    /// Password, if the broker wants one.
+    pub password: Option<String>,
+    /// The data session's client id (the state session appends `-state`).
+    pub client_id: String,
+    /// An MQTT shared-subscription group (`$share/GROUP/...`) for several ingest instances.
+    pub share_group: Option<String>,
+    /// Where batches go.
+    pub store: Store,
+    /// Counters, shared with the API.
+    pub counters: Arc<IngestCounters>,
+    /// The time zone of the daily counts, minutes east of UTC.
+    pub utc_offset_minutes: i32,
+    /// Stops the ingest (after storing and acknowledging what it holds).
+    pub shutdown: CancellationToken,
+}
+
+/// Live counters of the ingest.
+#[derive(Debug, Default)]
+pub struct IngestCounters {
+    batches_received: AtomicU64,
+    batches_stored: AtomicU64,
+    samples_stored: AtomicU64,
+    duplicates: AtomicU64,
+    gateway_mismatch: AtomicU64,
+    unknown_gateway: AtomicU64,
+    undecodable: AtomicU64,
+    compressed: AtomicU64,
+    gaps: AtomicU64,
+    missing_batches: AtomicU64,
+    store_errors: AtomicU64,
+    status_updates: AtomicU64,
+    meta_updates: AtomicU64,
+    state_rejected: AtomicU64,
+    data_connected: AtomicU64,
+    state_connected: AtomicU64,
+}
+
+/// A snapshot of [`IngestCounters`] since the platform started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct IngestStats {
+    /// Data messages received.
+    pub batches_received: u64,
+    /// Batches stored.
+    pub batches_stored: u64,
+    /// Samples stored.
+    pub samples_stored: u64,
+    /// Batches dropped as already stored.
+    pub duplicates: u64,
+    /// Batches rejected because their `gateway` is not their topic's.
+    pub gateway_mismatch: u64,
+    /// Batches rejected because their gateway is not enrolled.
+    pub unknown_gateway: u64,
+    /// Payloads rejected as not a batch.
+    pub undecodable: u64,
+    /// Batches received zstd-framed (and decoded).
+    pub compressed: u64,
+    /// Gaps detected (a `seq` jump).
+    pub gaps: u64,
+    /// Batches missing in those gaps when detected.
+    pub missing_batches: u64,
+    /// Failed store transactions (retried).
+    pub store_errors: u64,
+    /// Statuses recorded.
+    pub status_updates: u64,
+    /// Catalogues recorded.
+    pub meta_updates: u64,
+    /// Statuses and catalogues rejected (not decodable or gateway not enrolled).
+    pub state_rejected: u64,
+    /// True while the data session is connected.
+    pub data_connected: bool,
+    /// True while the state session is connected.
+    pub state_connected: bool,
+}
+
+fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+impl IngestCounters {
+    /// The counters now.
+    pub fn snapshot(&self) -> IngestStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        IngestStats {
+            batches_received: get(&self.batches_received),
+            batches_stored: get(&self.batches_stored),
+            samples_stored: get(&self.samples_stored),
+            duplicates: get(&self.duplicates),
+            gateway_mismatch: get(&self.gateway_mismatch),
+            unknown_gateway: get(&self.unknown_gateway),
+            undecodable: get(&self.undecodable),
+            compressed: get(&self.compressed),
+            gaps: get(&self.gaps),
+            missing_batches: get(&self.missing_batches),
+            store_errors: get(&self.store_errors),
+            status_updates: get(&self.status_updates),
+            meta_updates: get(&self.meta_updates),
+            state_rejected: get(&self.state_rejected),
+            data_connected: get(&self.data_connected) > 0,
+            state_connected: get(&self.state_connected) > 0,
+        }
+    }
+}
+
+/// Runs both sessions until `shutdown` fires and the data in hand is stored.
+pub async fn run(cx: IngestContext) {
+    tokio::join!(data_session(&cx), state_session(&cx));
+}
+
+fn options(cx: &IngestContext, client_id: String) -> MqttOptions {
+    let mut options = MqttOptions::new(client_id, cx.broker.host.clone(), cx.broker.port);
+    options
+        .set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(MAX_PAYLOAD + 70 * 1024, 1 << 20)
+        .set_request_channel_capacity(QUEUE);
+    match (&cx.username, &cx.password) {
+        (Some(user), password) => {
+            options.set_credentials(user.clone(), password.clone().unwrap_or_default());
+        }
+        (None, Some(password)) => {
+            options.set_credentials(String::new(), password.clone());
+        }
+        (None, None) => {}
+    }
+    options
+}
+
+/// Exponential backoff between reconnects, 250 ms to 30 s.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff(Duration::from_millis(250))
+    }
+    fn next(&mut self) -> Duration {
+        let delay = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(30));
+        delay
+    }
+    fn reset(&mut self) {
+        self.0 = Duration::from_millis(250);
+    }
+}
+
+/// The data session's modes: `Running` until `shutdown`, then `Draining` until the
+/// writer has stored and acknowledged what it was handed (or the deadline passes), then
+/// `Disconnecting` until the DISCONNECT is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DataMode {
+    Running,
+    Draining,
+    Disconnecting,
+}
+
+async fn data_session(cx: &IngestContext) {
+    let mut options = options(cx, cx.client_id.clone());
+    // Persistent session: the broker keeps the subscription and queues QoS 1 batches
+    // while the platform is away; acknowledgements wait for the database.
+    options.set_clean_session(false).set_manual_acks(true);
+    let filter = match &cx.share_group {
+        Some(group) => format!("$share/{group}/{DATA_FILTER}"),
+        None => DATA_FILTER.to_owned(),
+    };
+    let (client, mut events) = AsyncClient::new(options, QUEUE);
+    let (publish_tx, publish_rx) = mpsc::channel(QUEUE);
+    let writer_stop = CancellationToken::new();
+    let mut writer = tokio::spawn(writer(
+        client.clone(),
+        publish_rx,
+        cx.clone(),
+        writer_stop.clone(),
+    ));
+    let mut publish_tx = Some(publish_tx);
+    let mut writer_done = false;
+    let mut mode = DataMode::Running;
+    let mut deadline = None;
+    let mut backoff = Backoff::new();
+    loop {
+        tokio::select! {
+            () = cx.shutdown.cancelled(), if mode == DataMode::Running => {
+                // Batches received from now on are left unacknowledged: the broker
+                // delivers them again to the next session.
+                publish_tx = None;
+                mode = DataMode::Draining;
+                deadline = Some(Instant::now() + DRAIN_TIMEOUT);
+            }
+            _ = &mut writer, if mode == DataMode::Draining => {
+                writer_done = true;
+                mode = DataMode::Disconnecting;
+                if client.try_disconnect().is_err() {
+                    break;
+                }
+            }
+            () = sleep_until(deadline) => {
+                tracing::warn!("ingest shutdown deadline passed; unacknowledged batches will be delivered again");
+                writer_stop.cancel();
+                break;
+            }
+            event = events.poll() => match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    backoff.reset();
+                    cx.counters.data_connected.store(1, Ordering::Relaxed);
+                    tracing::info!(broker = %cx.broker, session_present = ack.session_present, "ingest connected (data)");
+                    if let Err(e) = client.try_subscribe(filter.as_str(), QoS::AtLeastOnce) {
+                        tracing::error!(error = %e, "cannot subscribe to the data topics");
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    add(&cx.counters.batches_received, 1);
+                    if let Some(tx) = &publish_tx {
+                        if tx.send(publish).await.is_err() {
+                            tracing::error!("the ingest writer stopped");
+                            break;
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    tracing::debug!(?ack, "subscribed to the data topics");
+                }
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    cx.counters.data_connected.store(0, Ordering::Relaxed);
+                    if mode != DataMode::Running {
+                        break;
+                    }
+                    let delay = backoff.next();
+                    tracing::warn!(broker = %cx.broker, error = %e, retry_in = ?delay, "ingest connection (data) lost");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = cx.shutdown.cancelled() => {}
+                    }
+                }
+            }
+        }
+    }
+    cx.counters.data_connected.store(0, Ordering::Relaxed);
+    writer_stop.cancel();
+    drop(publish_tx);
+    if !writer_done {
+        let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+    }
+    tracing::info!("ingest stopped (data)");
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What a received data message turned out to be.
+enum Decoded {
+    Batch(IncomingBatch),
+    Rejected,
+}
+
+/// Stores groups of batches and acknowledges them after the commit.
+async fn writer(
+    client: AsyncClient,
+    mut publish_rx: mpsc::Receiver<Publish>,
+    cx: IngestContext,
+    stop: CancellationToken,
+) {
+    let mut warned = HashSet::new();
+    while let Some(first) = publish_rx.recv().await {
+        let mut group = vec![first];
+        while group.len() < GROUP_MAX {
+            match publish_rx.try_recv() {
+                Ok(p) => group.push(p),
+                Err(_) => break,
+            }
+        }
+        if !store_group(&client, group, &cx, &stop, &mut warned).await {
+            return;
+        }
+    }
+}
+
+/// Decodes, stores and acknowledges one group; false if stopped before it was stored.
+async fn store_group(
+    client: &AsyncClient,
+    group: Vec<Publish>,
+    cx: &IngestContext,
+    stop: &CancellationToken,
+    warned: &mut HashSet<String>,
+) -> bool {
+    let counters = cx.counters.clone();
+    let decoded = tokio::task::spawn_blocking(move || {
+        let decoded: Vec<Decoded> = group.iter().map(|p| decode(p, &counters)).collect();
+        (group, decoded)
+    })
+    .await;
+    let Ok((group, decoded)) = decoded else {
+        tracing::error!("decoding a group of batches panicked");
+        return false;
+    };
+    let batches: Arc<[IncomingBatch]> = decoded
+        .into_iter()
+        .filter_map(|d| match d {
+            Decoded::Batch(b) => Some(b),
+            Decoded::Rejected => None,
+        })
+        .collect();
+    if !batches.is_empty() {
+        let mut delay = Backoff::new();
+        loop {
+            let now = now_ms();
+            let day = day_of(now, cx.utc_offset_minutes);
+            match cx.store.ingest(batches.clone(), now, day).await {
+                Ok(outcomes) => {
+                    record(&cx.counters, &batches, &outcomes, warned);
+                    break;
+                }
+                Err(e) => {
+                    add(&cx.counters.store_errors, 1);
+                    let wait = delay.next();
+                    tracing::error!(error = %e, retry_in = ?wait, batches = batches.len(), "cannot store batches; they stay unacknowledged");
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = stop.cancelled() => return false,
+                    }
+                }
+            }
+        }
+    }
+    for publish in &group {
+        if let Err(e) = client.ack(publish).await {
+            tracing::warn!(error = %e, "cannot acknowledge a batch; the broker will deliver it again");
+        }
+    }
+    true
+}
+
+fn decode(publish: &Publish, counters: &IngestCounters) -> Decoded {
+    let topic = publish.topic.as_str();
+    let Some((gateway, TopicKind::Data)) = topic::parse(&topic) else {
+        add(&counters.undecodable, 1);
+        tracing::warn!(%topic, "message on an unexpected topic dropped");
+        return Decoded::Rejected;
+    };
+    match decode_batch(&publish.payload) {
+        Ok(batch) if batch.gateway != gateway => {
+            add(&counters.gateway_mismatch, 1);
+            tracing::warn!(topic_gateway = %gateway, batch_gateway = %batch.gateway, seq = batch.seq,
+                "batch rejected: its gateway is not its topic's");
+            Decoded::Rejected
+        }
+        Ok(batch) if i64::try_from(batch.seq).is_err() => {
+            add(&counters.undecodable, 1);
+            tracing::warn!(%gateway, seq = batch.seq, "batch rejected: seq out of range");
+            Decoded::Rejected
+        }
+        Ok(batch) => {
+            if publish.payload.starts_with(&ZSTD_MAGIC) {
+                add(&counters.compressed, 1);
+            }
+            Decoded::Batch(IncomingBatch {
+                gateway: batch.gateway,
+                seq: batch.seq,
+                samples: batch.samples,
+            })
+        }
+        Err(e) => {
+            add(&counters.undecodable, 1);
+            tracing::warn!(%gateway, error = %e, "undecodable batch dropped");
+            Decoded::Rejected
+        }
+    }
+}
+
+fn record(
+    counters: &IngestCounters,
+    batches: &[IncomingBatch],
+    outcomes: &[BatchOutcome],
+    warned: &mut HashSet<String>,
+) {
+    for (batch, outcome) in batches.iter().zip(outcomes) {
+        match outcome {
+            BatchOutcome::Stored { samples, gap } => {
+                add(&counters.batches_stored, 1);
+                add(&counters.samples_stored, *samples);
+                if let Some(gap) = gap {
+                    add(&counters.gaps, 1);
+                    add(&counters.missing_batches, gap.last_seq - gap.first_seq + 1);
+                    tracing::warn!(gateway = %batch.gateway, first_missing = gap.first_seq,
+                        last_missing = gap.last_seq, "gap in batch sequence");
+                }
+            }
+            BatchOutcome::Duplicate => {
+                add(&counters.duplicates, 1);
+                tracing::debug!(gateway = %batch.gateway, seq = batch.seq, "duplicate batch dropped");
+            }
+            BatchOutcome::UnknownGateway => {
+                add(&counters.unknown_gateway, 1);
+                if warned.len() < WARN_ONCE_LIMIT && warned.insert(batch.gateway.clone()) {
+                    tracing::warn!(gateway = %batch.gateway, "batches from a gateway that is not enrolled are dropped");
+                }
+            }
+        }
+    }
+}
+
+async fn state_session(cx: &IngestContext) {
+    let mut options = options(cx, format!("{}-state", cx.client_id));
+    options.set_clean_session(true);
+    let (client, mut events) = AsyncClient::new(options, QUEUE);
+    let mut backoff = Backoff::new();
+    let mut stop_deadline = None;
+    loop {
+        tokio::select! {
+            () = cx.shutdown.cancelled(), if stop_deadline.is_none() => {
+                stop_deadline = Some(Instant::now() + Duration::from_secs(2));
+                if client.try_disconnect().is_err() {
+                    break;
+                }
+            }
+            () = sleep_until(stop_deadline) => break,
+            event = events.poll() => match event {
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    backoff.reset();
+                    cx.counters.state_connected.store(1, Ordering::Relaxed);
+                    tracing::info!(broker = %cx.broker, "ingest connected (status and meta)");
+                    let filters = [STATUS_FILTER, META_FILTER]
+                        .map(|f| rumqttc::SubscribeFilter::new(f.to_owned(), QoS::AtMostOnce));
+                    if let Err(e) = client.try_subscribe_many(filters) {
+                        tracing::error!(error = %e, "cannot subscribe to the status topics");
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) if stop_deadline.is_none() => {
+                    handle_state(cx, &publish).await;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    cx.counters.state_connected.store(0, Ordering::Relaxed);
+                    if stop_deadline.is_some() {
+                        break;
+                    }
+                    let delay = backoff.next();
+                    tracing::warn!(broker = %cx.broker, error = %e, retry_in = ?delay, "ingest connection (status) lost");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = cx.shutdown.cancelled() => {}
+                    }
+                }
+            }
+        }
+    }
+    cx.counters.state_connected.store(0, Ordering::Relaxed);
+    tracing::info!("ingest stopped (status and meta)");
+}
+
+async fn handle_state(cx: &IngestContext, publish: &Publish) {
+    if publish.payload.is_empty() {
+        return;
+    }
+    let topic = publish.topic.as_str();
+    let Some((gateway, kind)) = topic::parse(&topic) else {
+        return;
+    };
+    let now = now_ms();
+    let result = match kind {
+        TopicKind::Status => match serde_json::from_slice::<Status>(&publish.payload) {
+            Ok(status) => cx
+                .store
+                .update_status(gateway, status, now)
+                .await
+                .map(|known| (known, &cx.counters.status_updates)),
+            Err(e) => {
+                add(&cx.counters.state_rejected, 1);
+                tracing::warn!(%gateway, error = %e, "undecodable status dropped");
+                return;
+            }
+        },
+        TopicKind::Meta => match serde_json::from_slice::<Meta>(&publish.payload)
+            .and_then(|m| serde_json::to_value(&m))
+        {
+            Ok(meta) => cx
+                .store
+                .update_meta(gateway, meta, now)
+                .await
+                .map(|known| (known, &cx.counters.meta_updates)),
+            Err(e) => {
+                add(&cx.counters.state_rejected, 1);
+                tracing::warn!(%gateway, error = %e, "undecodable catalogue dropped");
+                return;
+            }
+        },
+        TopicKind::Data => return,
+    };
+    match result {
+        Ok((true, counter)) => add(counter, 1),
+        Ok((false, _)) => {
+            add(&cx.counters.state_rejected, 1);
+            tracing::debug!(%gateway, "status or catalogue of a gateway that is not enrolled ignored");
+        }
+        Err(e) => tracing::error!(%gateway, error = %e, "cannot store a status or catalogue"),
+    }
+}

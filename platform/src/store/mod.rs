@@ -1,0 +1,406 @@
+//! Storage: ONE interface, [`Store`], over the backends. SQLite (WAL, under the data
+//! directory) is the embedded default and today's only backend; a PostgreSQL/TimescaleDB
+//! backend for city scale is another variant and module beside [`sqlite`], not a rewrite:
+//! everything above this module (registry, ingest, API, counts) sees only [`Store`] and the
+//! plain types below.
+//!
+//! Invariants every backend keeps:
+//! - a batch is identified by `(gateway, seq)`; storing one is idempotent, and a batch's
+//!   samples, its dedup row, its gateway's counters and its enterprise's on-cloud times
+//!   commit in one transaction, so an acknowledged batch is stored exactly once;
+//! - enrollment (token check, slot count, gateway insert or credential rotation) is one
+//!   transaction, so two integrators cannot overrun a token's `max_gateways`;
+//! - secrets are stored only as hashes (SHA-256 for tokens, mosquitto `$7$` for passwords).
+
+pub mod sqlite;
+
+use crate::catalog::{District, Industry};
+use crate::credit_code::CreditCode;
+use fieldlink_wire::{Quality, Sample, Status, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Why a storage operation failed. All are server-side faults (HTTP 500); the ingest
+/// leaves the batches unacknowledged so the broker delivers them again.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error (disk full, I/O error, corruption).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The data directory or database file cannot be created or opened.
+    #[error("cannot open the database at {path}: {source}")]
+    Open {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database was written by a newer fieldlink-platform; run that version, or
+    /// restore a backup made before the upgrade.
+    #[error(
+        "the database has schema version {found}, newer than this build's {supported}: use a newer fieldlink-platform"
+    )]
+    TooNew {
+        /// The database's schema version.
+        found: i64,
+        /// The newest this build knows.
+        supported: i64,
+    },
+    /// A stored value is not what this build writes (edited by hand?).
+    #[error("unexpected data in the database: {0}")]
+    Corrupt(String),
+    /// The blocking database task panicked or was cancelled; see the logs.
+    #[error("the database task failed")]
+    TaskFailed,
+}
+
+/// An enterprise to register (already validated).
+#[derive(Debug, Clone)]
+pub struct NewEnterprise {
+    /// Its credit code.
+    pub credit_code: CreditCode,
+    /// Its registered name.
+    pub name: String,
+    /// Its industry.
+    pub industry: Industry,
+    /// Its district or zone.
+    pub district: District,
+    /// On the city's list of enterprises being transformed.
+    pub in_program: bool,
+}
+
+/// A registered enterprise and its on-cloud times.
+#[derive(Debug, Clone)]
+pub struct Enterprise {
+    /// Its credit code.
+    pub credit_code: String,
+    /// Its registered name.
+    pub name: String,
+    /// Its industry.
+    pub industry: Industry,
+    /// Its district or zone.
+    pub district: District,
+    /// On the city's list of enterprises being transformed.
+    pub in_program: bool,
+    /// When it was registered (ms since the epoch).
+    pub registered_at: i64,
+    /// When the first batch of any of its gateways arrived: on the cloud since then.
+    pub first_batch_at: Option<i64>,
+    /// When the latest batch of any of its gateways arrived.
+    pub last_batch_at: Option<i64>,
+}
+
+/// The latest retained status of a gateway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayStatus {
+    /// The status payload.
+    pub status: Status,
+    /// When the platform received it (ms since the epoch).
+    pub received_at: i64,
+}
+
+impl GatewayStatus {
+    /// True if the gateway's latest status says online.
+    pub fn online(&self) -> bool {
+        self.status.state == fieldlink_wire::GatewayState::Online
+    }
+}
+
+/// An enrolled gateway.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    /// Its id: MQTT username and topic level.
+    pub id: String,
+    /// Its enterprise's credit code.
+    pub credit_code: String,
+    /// The name it was enrolled under.
+    pub name: String,
+    /// The host name it reported at enrollment.
+    pub hostname: Option<String>,
+    /// The agent version it reported at enrollment.
+    pub agent_version: Option<String>,
+    /// First enrollment.
+    pub enrolled_at: i64,
+    /// Latest enrollment (credential rotation).
+    pub credentials_issued_at: i64,
+    /// Its first batch's arrival.
+    pub first_batch_at: Option<i64>,
+    /// Its latest batch's arrival.
+    pub last_batch_at: Option<i64>,
+    /// Batches stored.
+    pub batches: u64,
+    /// Samples stored (before pruning).
+    pub samples: u64,
+    /// The highest `seq` received.
+    pub max_seq: Option<u64>,
+    /// Batches missing between received ones (open gaps).
+    pub missing_batches: u64,
+    /// Its latest retained status, if any.
+    pub status: Option<GatewayStatus>,
+    /// Its latest retained catalogue (the `meta` payload), if any.
+    pub meta: Option<serde_json::Value>,
+}
+
+/// A range of `seq` never received, between batches that were.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Gap {
+    /// The first missing `seq`.
+    pub first_seq: u64,
+    /// The last missing `seq`.
+    pub last_seq: u64,
+}
+
+/// The latest value of one point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatestValue {
+    /// The device.
+    pub device: String,
+    /// The point.
+    pub point: String,
+    /// When it was read (ms since the epoch).
+    pub ts: i64,
+    /// The value.
+    pub value: Value,
+    /// Its quality.
+    pub quality: Quality,
+}
+
+/// A new enrollment token, by its hash.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    /// The enterprise it enrolls gateways for.
+    pub credit_code: String,
+    /// SHA-256 of the token (hex).
+    pub token_sha256: String,
+    /// When it was issued.
+    pub created_at: i64,
+    /// When it stops working.
+    pub expires_at: i64,
+    /// How many gateways it may enroll.
+    pub max_gateways: u32,
+}
+
+/// An enrollment to carry out.
+#[derive(Debug, Clone)]
+pub struct EnrollRequest {
+    /// SHA-256 of the presented token (hex).
+    pub token_sha256: String,
+    /// The gateway's name within its enterprise.
+    pub gateway_name: String,
+    /// Reported host name.
+    pub hostname: Option<String>,
+    /// Reported agent version.
+    pub agent_version: Option<String>,
+    /// The new MQTT password's mosquitto hash.
+    pub password_hash: String,
+    /// Now.
+    pub now: i64,
+}
+
+/// What an enrollment did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnrollOutcome {
+    /// The gateway is enrolled (`rotated`: it was already, and got new credentials).
+    Enrolled {
+        /// Its id.
+        gateway_id: String,
+        /// Its enterprise's credit code.
+        credit_code: String,
+        /// Its enterprise's name.
+        enterprise_name: String,
+        /// True if this re-enrolled an existing gateway.
+        rotated: bool,
+    },
+    /// No token has this hash.
+    UnknownToken,
+    /// The token expired at this time.
+    Expired {
+        /// Its expiry.
+        expires_at: i64,
+    },
+    /// The token has enrolled its maximum of gateways.
+    UsedUp {
+        /// The maximum.
+        max_gateways: u32,
+    },
+}
+
+/// A decoded batch whose `gateway` matches its topic, ready to store.
+#[derive(Debug, Clone)]
+pub struct IncomingBatch {
+    /// The gateway id.
+    pub gateway: String,
+    /// The batch's `seq`.
+    pub seq: u64,
+    /// Its samples.
+    pub samples: Vec<Sample>,
+}
+
+/// What storing one batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Stored; `gap` is set when this batch revealed missing batches.
+    Stored {
+        /// Samples stored.
+        samples: u64,
+        /// Newly missing `seq` range, if the batch jumped ahead.
+        gap: Option<Gap>,
+    },
+    /// `(gateway, seq)` was stored before: dropped.
+    Duplicate,
+    /// The gateway is not enrolled: dropped.
+    UnknownGateway,
+}
+
+/// One enterprise's onboarding state, the input of the counts.
+#[derive(Debug, Clone, Copy)]
+pub struct OnboardingRow {
+    /// Its industry.
+    pub industry: Industry,
+    /// Its district.
+    pub district: District,
+    /// On the program's list.
+    pub in_program: bool,
+    /// Has at least one enrolled gateway.
+    pub enrolled: bool,
+    /// Has delivered a batch.
+    pub on_cloud: bool,
+    /// Delivered a batch since the `active_since` asked for.
+    pub active: bool,
+}
+
+/// A day on which an enterprise delivered at least one batch.
+#[derive(Debug, Clone, Copy)]
+pub struct ActiveDay {
+    /// The day number in the program's time zone.
+    pub day: i64,
+    /// The enterprise is on the program's list.
+    pub in_program: bool,
+    /// An index identifying the enterprise within one answer.
+    pub enterprise: u32,
+}
+
+/// The storage backend. One variant per backend; every method is the same contract.
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// SQLite in WAL mode (the embedded default).
+    Sqlite(sqlite::SqliteStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Store::Sqlite($s) => $e,
+        }
+    };
+}
+
+impl Store {
+    /// Registers enterprises in one transaction: all or none. `Ok(Err(codes))` lists the
+    /// ones already registered (and nothing was stored). With `commit` false nothing is
+    /// stored in any case (a check only).
+    pub async fn insert_enterprises(
+        &self,
+        enterprises: Vec<NewEnterprise>,
+        now: i64,
+        commit: bool,
+    ) -> Result<Result<usize, Vec<String>>, StoreError> {
+        dispatch!(self, s => s.insert_enterprises(enterprises, now, commit).await)
+    }
+
+    /// All enterprises, by credit code.
+    pub async fn enterprises(&self) -> Result<Vec<Enterprise>, StoreError> {
+        dispatch!(self, s => s.enterprises().await)
+    }
+
+    /// One enterprise.
+    pub async fn enterprise(&self, credit_code: &str) -> Result<Option<Enterprise>, StoreError> {
+        dispatch!(self, s => s.enterprise(credit_code.to_owned()).await)
+    }
+
+    /// Gateways, all of them or one enterprise's, by id.
+    pub async fn gateways(&self, credit_code: Option<&str>) -> Result<Vec<Gateway>, StoreError> {
+        dispatch!(self, s => s.gateways(credit_code.map(str::to_owned)).await)
+    }
+
+    /// One gateway and its open gaps (the first `max_gaps`).
+    pub async fn gateway(
+        &self,
+        id: &str,
+        max_gaps: u32,
+    ) -> Result<Option<(Gateway, Vec<Gap>)>, StoreError> {
+        dispatch!(self, s => s.gateway(id.to_owned(), max_gaps).await)
+    }
+
+    /// The latest value of each of a gateway's points.
+    pub async fn latest_values(&self, gateway: &str) -> Result<Vec<LatestValue>, StoreError> {
+        dispatch!(self, s => s.latest_values(gateway.to_owned()).await)
+    }
+
+    /// Stores a token hash; false if the enterprise is not registered.
+    pub async fn insert_token(&self, token: NewToken) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.insert_token(token).await)
+    }
+
+    /// Enrolls (or re-enrolls) a gateway, in one transaction.
+    pub async fn enroll(&self, request: EnrollRequest) -> Result<EnrollOutcome, StoreError> {
+        dispatch!(self, s => s.enroll(request).await)
+    }
+
+    /// Every gateway's MQTT username and password hash, by username.
+    pub async fn credentials(&self) -> Result<Vec<(String, String)>, StoreError> {
+        dispatch!(self, s => s.credentials().await)
+    }
+
+    /// Stores a group of batches in one transaction; one outcome per batch, in order.
+    pub async fn ingest(
+        &self,
+        batches: Arc<[IncomingBatch]>,
+        received_at: i64,
+        day: i64,
+    ) -> Result<Vec<BatchOutcome>, StoreError> {
+        dispatch!(self, s => s.ingest(batches, received_at, day).await)
+    }
+
+    /// Records a gateway's retained status; false if the gateway is not enrolled.
+    pub async fn update_status(
+        &self,
+        gateway: &str,
+        status: Status,
+        received_at: i64,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.update_status(gateway.to_owned(), status, received_at).await)
+    }
+
+    /// Records a gateway's retained catalogue; false if the gateway is not enrolled.
+    pub async fn update_meta(
+        &self,
+        gateway: &str,
+        meta: serde_json::Value,
+        received_at: i64,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.update_meta(gateway.to_owned(), meta, received_at).await)
+    }
+
+    /// Deletes samples read before `samples_before` and dedup rows received before
+    /// `batches_before`; returns the samples deleted.
+    pub async fn prune(&self, samples_before: i64, batches_before: i64) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.prune(samples_before, batches_before).await)
+    }
+
+    /// Every enterprise's onboarding state; active means a batch at or after `active_since`.
+    pub async fn onboarding(&self, active_since: i64) -> Result<Vec<OnboardingRow>, StoreError> {
+        dispatch!(self, s => s.onboarding(active_since).await)
+    }
+
+    /// When each on-cloud enterprise came on the cloud: (in_program, first_batch_at).
+    pub async fn on_cloud_since(&self) -> Result<Vec<(bool, i64)>, StoreError> {
+        dispatch!(self, s => s.on_cloud_since().await)
+    }
+
+    /// The days in `[from_day, to_day]` on which enterprises delivered batches.
+    pub async fn active_days(&self, from_day: i64, to_day: i64) -> Result<Vec<ActiveDay>, StoreError> {
+        dispatch!(self, s => s.active_days(from_day, to_day).await)
+    }
+}

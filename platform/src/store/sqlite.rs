@@ -1,0 +1,970 @@
+//! The SQLite backend: one file, `platform.sqlite3`, in WAL mode with `synchronous=FULL`
+//! (a committed transaction survives power loss, which is what acknowledging a batch after
+//! its commit promises).
+//!
+//! rusqlite is synchronous: one writer connection (SQLite has a single writer anyway) and
+//! one reader connection (WAL lets reads run beside the writer), each behind a mutex and
+//! used only inside `spawn_blocking`. The writer keeps a cache of point ids, cleared
+//! whenever a transaction does not commit.
+//!
+//! Schema changes are numbered migrations in [`MIGRATIONS`], applied in order at open and
+//! recorded in `PRAGMA user_version`.
+
+use super::{
+    ActiveDay, BatchOutcome, EnrollOutcome, EnrollRequest, Enterprise, Gap, Gateway,
+    GatewayStatus, IncomingBatch, LatestValue, NewEnterprise, NewToken, OnboardingRow,
+    StoreError,
+};
+use crate::catalog::{District, Industry};
+use fieldlink_wire::{Quality, Sample, Status, Value};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, params};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// The database file's name inside the data directory.
+pub const FILE_NAME: &str = "platform.sqlite3";
+
+/// The schema, one migration per version (version = index + 1).
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE enterprises (
+    credit_code    TEXT PRIMARY KEY,
+    name           TEXT NOT NULL,
+    industry       TEXT NOT NULL,
+    district       TEXT NOT NULL,
+    in_program     INTEGER NOT NULL,
+    registered_at  INTEGER NOT NULL,
+    first_batch_at INTEGER,
+    last_batch_at  INTEGER
+);
+CREATE TABLE enrollment_tokens (
+    id           INTEGER PRIMARY KEY,
+    credit_code  TEXT NOT NULL REFERENCES enterprises (credit_code),
+    token_sha256 TEXT NOT NULL UNIQUE,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    max_gateways INTEGER NOT NULL
+);
+CREATE TABLE gateways (
+    id                    TEXT PRIMARY KEY,
+    credit_code           TEXT NOT NULL REFERENCES enterprises (credit_code),
+    name                  TEXT NOT NULL,
+    token_id              INTEGER NOT NULL REFERENCES enrollment_tokens (id),
+    password_hash         TEXT NOT NULL,
+    hostname              TEXT,
+    agent_version         TEXT,
+    enrolled_at           INTEGER NOT NULL,
+    credentials_issued_at INTEGER NOT NULL,
+    first_batch_at        INTEGER,
+    last_batch_at         INTEGER,
+    max_seq               INTEGER,
+    batches               INTEGER NOT NULL DEFAULT 0,
+    samples               INTEGER NOT NULL DEFAULT 0,
+    status                TEXT,
+    status_at             INTEGER,
+    meta                  TEXT,
+    meta_at               INTEGER
+);
+CREATE INDEX gateways_by_enterprise ON gateways (credit_code);
+CREATE INDEX gateways_by_token ON gateways (token_id);
+CREATE TABLE batches (
+    gateway     TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    samples     INTEGER NOT NULL,
+    PRIMARY KEY (gateway, seq)
+) WITHOUT ROWID;
+CREATE TABLE gaps (
+    gateway     TEXT NOT NULL,
+    first_seq   INTEGER NOT NULL,
+    last_seq    INTEGER NOT NULL,
+    detected_at INTEGER NOT NULL,
+    PRIMARY KEY (gateway, first_seq)
+) WITHOUT ROWID;
+CREATE TABLE points (
+    id             INTEGER PRIMARY KEY,
+    gateway        TEXT NOT NULL,
+    device         TEXT NOT NULL,
+    point          TEXT NOT NULL,
+    latest_ts      INTEGER,
+    latest_kind    INTEGER,
+    latest_value,
+    latest_quality INTEGER,
+    latest_error   TEXT,
+    UNIQUE (gateway, device, point)
+);
+CREATE TABLE samples (
+    point_id INTEGER NOT NULL,
+    ts       INTEGER NOT NULL,
+    kind     INTEGER NOT NULL,
+    value,
+    quality  INTEGER NOT NULL,
+    error    TEXT
+);
+CREATE INDEX samples_by_point_ts ON samples (point_id, ts);
+CREATE TABLE enterprise_days (
+    credit_code TEXT NOT NULL,
+    day         INTEGER NOT NULL,
+    PRIMARY KEY (credit_code, day)
+) WITHOUT ROWID;
+"#];
+
+/// Value kinds in the `kind` columns.
+const KIND_NONE: i64 = 0;
+const KIND_BOOL: i64 = 1;
+const KIND_INT: i64 = 2;
+const KIND_UINT: i64 = 3;
+const KIND_FLOAT: i64 = 4;
+const KIND_TEXT: i64 = 5;
+
+/// Qualities in the `quality` columns.
+const QUALITY_GOOD: i64 = 0;
+const QUALITY_BAD: i64 = 1;
+const QUALITY_UNCERTAIN: i64 = 2;
+
+/// Points deleted from per prune transaction, so ingest is never held up for long.
+const PRUNE_POINTS_PER_TX: usize = 200;
+
+/// The SQLite store; clones share the connections.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteStore")
+    }
+}
+
+struct Inner {
+    writer: Mutex<Writer>,
+    reader: Mutex<Connection>,
+}
+
+struct Writer {
+    conn: Connection,
+    /// Point ids by gateway, then (device, point).
+    points: HashMap<String, HashMap<(Arc<str>, Arc<str>), i64>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `DIR/platform.sqlite3` and applies pending migrations.
+    pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Open {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join(FILE_NAME);
+        let mut writer = Connection::open(&path)?;
+        configure(&writer)?;
+        migrate(&mut writer)?;
+        let reader = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        reader.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(Writer {
+                    conn: writer,
+                    points: HashMap::new(),
+                }),
+                reader: Mutex::new(reader),
+            }),
+        })
+    }
+
+    /// The database file inside `dir`.
+    pub fn path_in(dir: &Path) -> PathBuf {
+        dir.join(FILE_NAME)
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Writer) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut writer = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut writer)
+        })
+        .await
+        .map_err(|_| StoreError::TaskFailed)?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let reader = inner.reader.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&reader)
+        })
+        .await
+        .map_err(|_| StoreError::TaskFailed)?
+    }
+
+    pub(super) async fn insert_enterprises(
+        &self,
+        enterprises: Vec<NewEnterprise>,
+        now: i64,
+        commit: bool,
+    ) -> Result<Result<usize, Vec<String>>, StoreError> {
+        self.write(move |w| {
+            let tx = w.conn.transaction()?;
+            let mut existing = Vec::new();
+            {
+                let mut exists =
+                    tx.prepare_cached("SELECT 1 FROM enterprises WHERE credit_code = ?1")?;
+                for e in &enterprises {
+                    if exists.exists([e.credit_code.as_str()])? {
+                        existing.push(e.credit_code.to_string());
+                    }
+                }
+            }
+            if !existing.is_empty() {
+                return Ok(Err(existing));
+            }
+            if !commit {
+                return Ok(Ok(enterprises.len()));
+            }
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO enterprises (credit_code, name, industry, district, in_program, registered_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for e in &enterprises {
+                    insert.execute(params![
+                        e.credit_code.as_str(),
+                        e.name,
+                        e.industry.code(),
+                        e.district.name(),
+                        e.in_program,
+                        now
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(Ok(enterprises.len()))
+        })
+        .await
+    }
+
+    pub(super) async fn enterprises(&self) -> Result<Vec<Enterprise>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {ENTERPRISE_COLUMNS} FROM enterprises ORDER BY credit_code"
+            ))?;
+            let rows = stmt.query_map([], enterprise_row)?;
+            collect(rows)
+        })
+        .await
+    }
+
+    pub(super) async fn enterprise(
+        &self,
+        credit_code: String,
+    ) -> Result<Option<Enterprise>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {ENTERPRISE_COLUMNS} FROM enterprises WHERE credit_code = ?1"
+            ))?;
+            stmt.query_row([credit_code], enterprise_row)
+                .optional()?
+                .transpose()
+        })
+        .await
+    }
+
+    pub(super) async fn gateways(
+        &self,
+        credit_code: Option<String>,
+    ) -> Result<Vec<Gateway>, StoreError> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {GATEWAY_COLUMNS} FROM gateways g WHERE ?1 IS NULL OR g.credit_code = ?1 ORDER BY g.id"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map([credit_code], gateway_row)?;
+            collect(rows)
+        })
+        .await
+    }
+
+    pub(super) async fn gateway(
+        &self,
+        id: String,
+        max_gaps: u32,
+    ) -> Result<Option<(Gateway, Vec<Gap>)>, StoreError> {
+        self.read(move |c| {
+            let sql = format!("SELECT {GATEWAY_COLUMNS} FROM gateways g WHERE g.id = ?1");
+            let Some(gateway) = c
+                .prepare_cached(&sql)?
+                .query_row([&id], gateway_row)
+                .optional()?
+                .transpose()?
+            else {
+                return Ok(None);
+            };
+            let mut stmt = c.prepare_cached(
+                "SELECT first_seq, last_seq FROM gaps WHERE gateway = ?1 ORDER BY first_seq LIMIT ?2",
+            )?;
+            let gaps = stmt
+                .query_map(params![id, max_gaps], |r| {
+                    Ok(Gap {
+                        first_seq: r.get::<_, i64>(0)? as u64,
+                        last_seq: r.get::<_, i64>(1)? as u64,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some((gateway, gaps)))
+        })
+        .await
+    }
+
+    pub(super) async fn latest_values(
+        &self,
+        gateway: String,
+    ) -> Result<Vec<LatestValue>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT device, point, latest_ts, latest_kind, latest_value, latest_quality, latest_error
+                 FROM points WHERE gateway = ?1 AND latest_ts IS NOT NULL ORDER BY device, point",
+            )?;
+            let rows = stmt.query_map([gateway], |r| {
+                let value = read_value(r.get(3)?, r.get(4)?);
+                let quality = read_quality(r.get(5)?, r.get(6)?);
+                Ok(value.and_then(|value| {
+                    Ok(LatestValue {
+                        device: r.get(0)?,
+                        point: r.get(1)?,
+                        ts: r.get(2)?,
+                        value,
+                        quality: quality?,
+                    })
+                }))
+            })?;
+            collect(rows)
+        })
+        .await
+    }
+
+    pub(super) async fn insert_token(&self, token: NewToken) -> Result<bool, StoreError> {
+        self.write(move |w| {
+            let tx = w.conn.transaction()?;
+            let known = tx
+                .prepare_cached("SELECT 1 FROM enterprises WHERE credit_code = ?1")?
+                .exists([&token.credit_code])?;
+            if !known {
+                return Ok(false);
+            }
+            tx.prepare_cached(
+                "INSERT INTO enrollment_tokens (credit_code, token_sha256, created_at, expires_at, max_gateways)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                token.credit_code,
+                token.token_sha256,
+                token.created_at,
+                token.expires_at,
+                token.max_gateways
+            ])?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    pub(super) async fn enroll(&self, req: EnrollRequest) -> Result<EnrollOutcome, StoreError> {
+        self.write(move |w| {
+            let tx = w.conn.transaction()?;
+            let token = tx
+                .prepare_cached(
+                    "SELECT t.id, t.credit_code, t.expires_at, t.max_gateways, e.name
+                     FROM enrollment_tokens t JOIN enterprises e ON e.credit_code = t.credit_code
+                     WHERE t.token_sha256 = ?1",
+                )?
+                .query_row([&req.token_sha256], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, u32>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                })
+                .optional()?;
+            let Some((token_id, credit_code, expires_at, max_gateways, enterprise_name)) = token
+            else {
+                return Ok(EnrollOutcome::UnknownToken);
+            };
+            if req.now >= expires_at {
+                return Ok(EnrollOutcome::Expired { expires_at });
+            }
+            let gateway_id = crate::registry::gateway_id(&credit_code, &req.gateway_name);
+            let existing = tx
+                .prepare_cached("SELECT credit_code FROM gateways WHERE id = ?1")?
+                .query_row([&gateway_id], |r| r.get::<_, String>(0))
+                .optional()?;
+            let rotated = match existing {
+                Some(owner) if owner == credit_code => {
+                    tx.prepare_cached(
+                        "UPDATE gateways SET password_hash = ?2, hostname = COALESCE(?3, hostname),
+                         agent_version = COALESCE(?4, agent_version), credentials_issued_at = ?5
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        gateway_id,
+                        req.password_hash,
+                        req.hostname,
+                        req.agent_version,
+                        req.now
+                    ])?;
+                    true
+                }
+                Some(_) => {
+                    // Ids start with the owner's credit code, so this cannot happen.
+                    return Err(StoreError::Corrupt(format!(
+                        "gateway {gateway_id} belongs to another enterprise"
+                    )));
+                }
+                None => {
+                    let used: u32 = tx
+                        .prepare_cached("SELECT COUNT(*) FROM gateways WHERE token_id = ?1")?
+                        .query_row([token_id], |r| r.get(0))?;
+                    if used >= max_gateways {
+                        return Ok(EnrollOutcome::UsedUp { max_gateways });
+                    }
+                    tx.prepare_cached(
+                        "INSERT INTO gateways (id, credit_code, name, token_id, password_hash, hostname,
+                         agent_version, enrolled_at, credentials_issued_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+                    )?
+                    .execute(params![
+                        gateway_id,
+                        credit_code,
+                        req.gateway_name,
+                        token_id,
+                        req.password_hash,
+                        req.hostname,
+                        req.agent_version,
+                        req.now
+                    ])?;
+                    false
+                }
+            };
+            tx.commit()?;
+            Ok(EnrollOutcome::Enrolled {
+                gateway_id,
+                credit_code,
+                enterprise_name,
+                rotated,
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn credentials(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT id, password_hash FROM gateways ORDER BY id")?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    pub(super) async fn ingest(
+        &self,
+        batches: Arc<[IncomingBatch]>,
+        received_at: i64,
+        day: i64,
+    ) -> Result<Vec<BatchOutcome>, StoreError> {
+        self.write(move |w| {
+            let Writer { conn, points } = w;
+            let result = conn
+                .transaction()
+                .map_err(StoreError::from)
+                .and_then(|tx| {
+                    let outcomes = batches
+                        .iter()
+                        .map(|b| ingest_one(&tx, points, b, received_at, day))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    tx.commit()?;
+                    Ok(outcomes)
+                });
+            if result.is_err() {
+                // Ids of points inserted by the rolled-back transaction are gone.
+                points.clear();
+            }
+            result
+        })
+        .await
+    }
+
+    pub(super) async fn update_status(
+        &self,
+        gateway: String,
+        status: Status,
+        received_at: i64,
+    ) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(&status).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.write(move |w| {
+            let changed = w
+                .conn
+                .prepare_cached("UPDATE gateways SET status = ?2, status_at = ?3 WHERE id = ?1")?
+                .execute(params![gateway, json, received_at])?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    pub(super) async fn update_meta(
+        &self,
+        gateway: String,
+        meta: serde_json::Value,
+        received_at: i64,
+    ) -> Result<bool, StoreError> {
+        let json = meta.to_string();
+        self.write(move |w| {
+            let changed = w
+                .conn
+                .prepare_cached("UPDATE gateways SET meta = ?2, meta_at = ?3 WHERE id = ?1")?
+                .execute(params![gateway, json, received_at])?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    pub(super) async fn prune(
+        &self,
+        samples_before: i64,
+        batches_before: i64,
+    ) -> Result<u64, StoreError> {
+        let point_ids: Vec<i64> = self
+            .read(|c| {
+                let mut stmt = c.prepare_cached("SELECT id FROM points ORDER BY id")?;
+                let ids = stmt
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(ids)
+            })
+            .await?;
+        let mut deleted = 0u64;
+        for chunk in point_ids.chunks(PRUNE_POINTS_PER_TX) {
+            let chunk = chunk.to_vec();
+            deleted += self
+                .write(move |w| {
+                    let tx = w.conn.transaction()?;
+                    let mut n = 0;
+                    {
+                        let mut stmt = tx.prepare_cached(
+                            "DELETE FROM samples WHERE point_id = ?1 AND ts < ?2",
+                        )?;
+                        for id in chunk {
+                            n += stmt.execute(params![id, samples_before])? as u64;
+                        }
+                    }
+                    tx.commit()?;
+                    Ok(n)
+                })
+                .await?;
+        }
+        self.write(move |w| {
+            w.conn
+                .prepare_cached("DELETE FROM batches WHERE received_at < ?1")?
+                .execute([batches_before])?;
+            Ok(())
+        })
+        .await?;
+        Ok(deleted)
+    }
+
+    pub(super) async fn onboarding(
+        &self,
+        active_since: i64,
+    ) -> Result<Vec<OnboardingRow>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT e.industry, e.district, e.in_program,
+                        EXISTS (SELECT 1 FROM gateways g WHERE g.credit_code = e.credit_code),
+                        e.first_batch_at IS NOT NULL,
+                        COALESCE(e.last_batch_at >= ?1, 0)
+                 FROM enterprises e",
+            )?;
+            let rows = stmt.query_map([active_since], |r| {
+                let industry: String = r.get(0)?;
+                let district: String = r.get(1)?;
+                Ok((|| {
+                    Ok(OnboardingRow {
+                        industry: parse_industry(&industry)?,
+                        district: parse_district(&district)?,
+                        in_program: r.get(2)?,
+                        enrolled: r.get(3)?,
+                        on_cloud: r.get(4)?,
+                        active: r.get(5)?,
+                    })
+                })())
+            })?;
+            collect(rows)
+        })
+        .await
+    }
+
+    pub(super) async fn on_cloud_since(&self) -> Result<Vec<(bool, i64)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT in_program, first_batch_at FROM enterprises WHERE first_batch_at IS NOT NULL",
+            )?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    pub(super) async fn active_days(
+        &self,
+        from_day: i64,
+        to_day: i64,
+    ) -> Result<Vec<ActiveDay>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT d.day, e.in_program, e.rowid FROM enterprise_days d
+                 JOIN enterprises e ON e.credit_code = d.credit_code
+                 WHERE d.day BETWEEN ?1 AND ?2",
+            )?;
+            let rows = stmt
+                .query_map([from_day, to_day], |r| {
+                    Ok(ActiveDay {
+                        day: r.get(0)?,
+                        in_program: r.get(1)?,
+                        enterprise: r.get(2)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Corrupt(format!(
+            "cannot switch the database to WAL mode (got {mode})"
+        )));
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let supported = MIGRATIONS.len() as i64;
+    if current > supported {
+        return Err(StoreError::TooNew {
+            found: current,
+            supported,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = index as i64 + 1;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+        tracing::info!(version, "database schema migrated");
+    }
+    Ok(())
+}
+
+fn collect<T>(
+    rows: impl Iterator<Item = rusqlite::Result<Result<T, StoreError>>>,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row??);
+    }
+    Ok(out)
+}
+
+fn parse_industry(code: &str) -> Result<Industry, StoreError> {
+    Industry::from_code(code).ok_or_else(|| StoreError::Corrupt(format!("unknown industry {code:?}")))
+}
+
+fn parse_district(name: &str) -> Result<District, StoreError> {
+    District::from_name(name).ok_or_else(|| StoreError::Corrupt(format!("unknown district {name:?}")))
+}
+
+const ENTERPRISE_COLUMNS: &str =
+    "credit_code, name, industry, district, in_program, registered_at, first_batch_at, last_batch_at";
+
+fn enterprise_row(r: &Row) -> rusqlite::Result<Result<Enterprise, StoreError>> {
+    let industry: String = r.get(2)?;
+    let district: String = r.get(3)?;
+    let (credit_code, name, in_program, registered_at, first, last) = (
+        r.get(0)?,
+        r.get(1)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    );
+    Ok((|| {
+        Ok(Enterprise {
+            credit_code,
+            name,
+            industry: parse_industry(&industry)?,
+            district: parse_district(&district)?,
+            in_program,
+            registered_at,
+            first_batch_at: first,
+            last_batch_at: last,
+        })
+    })())
+}
+
+const GATEWAY_COLUMNS: &str = "g.id, g.credit_code, g.name, g.hostname, g.agent_version, g.enrolled_at,
+    g.credentials_issued_at, g.first_batch_at, g.last_batch_at, g.batches, g.samples, g.max_seq,
+    (SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) FROM gaps WHERE gaps.gateway = g.id),
+    g.status, g.status_at, g.meta";
+
+fn gateway_row(r: &Row) -> rusqlite::Result<Result<Gateway, StoreError>> {
+    let status_json: Option<String> = r.get(13)?;
+    let status_at: Option<i64> = r.get(14)?;
+    let meta_json: Option<String> = r.get(15)?;
+    let status = match (status_json, status_at) {
+        (Some(json), Some(received_at)) => match serde_json::from_str::<Status>(&json) {
+            Ok(status) => Some(GatewayStatus {
+                status,
+                received_at,
+            }),
+            Err(e) => return Ok(Err(StoreError::Corrupt(format!("gateway status: {e}")))),
+        },
+        _ => None,
+    };
+    let meta = match meta_json.map(|j| serde_json::from_str(&j)).transpose() {
+        Ok(meta) => meta,
+        Err(e) => return Ok(Err(StoreError::Corrupt(format!("gateway meta: {e}")))),
+    };
+    Ok(Ok(Gateway {
+        id: r.get(0)?,
+        credit_code: r.get(1)?,
+        name: r.get(2)?,
+        hostname: r.get(3)?,
+        agent_version: r.get(4)?,
+        enrolled_at: r.get(5)?,
+        credentials_issued_at: r.get(6)?,
+        first_batch_at: r.get(7)?,
+        last_batch_at: r.get(8)?,
+        batches: r.get::<_, i64>(9)? as u64,
+        samples: r.get::<_, i64>(10)? as u64,
+        max_seq: r.get::<_, Option<i64>>(11)?.map(|s| s as u64),
+        missing_batches: r.get::<_, i64>(12)? as u64,
+        status,
+        meta,
+    }))
+}
+
+fn value_columns(value: &Value) -> (i64, SqlValue) {
+    match value {
+        Value::None => (KIND_NONE, SqlValue::Null),
+        Value::Bool(b) => (KIND_BOOL, SqlValue::Integer(i64::from(*b))),
+        Value::Int(i) => (KIND_INT, SqlValue::Integer(*i)),
+        // Above i64::MAX: kept exactly, as text.
+        Value::UInt(u) => (KIND_UINT, SqlValue::Text(u.to_string())),
+        Value::Float(f) => (KIND_FLOAT, SqlValue::Real(*f)),
+        Value::Text(t) => (KIND_TEXT, SqlValue::Text(t.clone())),
+    }
+}
+
+fn read_value(kind: i64, value: SqlValue) -> Result<Value, StoreError> {
+    Ok(match (kind, value) {
+        (KIND_NONE, _) => Value::None,
+        (KIND_BOOL, SqlValue::Integer(i)) => Value::Bool(i != 0),
+        (KIND_INT, SqlValue::Integer(i)) => Value::Int(i),
+        (KIND_UINT, SqlValue::Text(t)) => Value::UInt(
+            t.parse()
+                .map_err(|_| StoreError::Corrupt(format!("unsigned value {t:?}")))?,
+        ),
+        (KIND_FLOAT, SqlValue::Real(f)) => Value::Float(f),
+        (KIND_FLOAT, SqlValue::Integer(i)) => Value::Float(i as f64),
+        (KIND_TEXT, SqlValue::Text(t)) => Value::Text(t),
+        (kind, value) => {
+            return Err(StoreError::Corrupt(format!(
+                "value of kind {kind}: {value:?}"
+            )));
+        }
+    })
+}
+
+fn quality_columns(quality: &Quality) -> (i64, Option<&str>) {
+    match quality {
+        Quality::Good => (QUALITY_GOOD, None),
+        Quality::Bad(e) => (QUALITY_BAD, Some(e)),
+        Quality::Uncertain => (QUALITY_UNCERTAIN, None),
+    }
+}
+
+fn read_quality(code: i64, error: Option<String>) -> Result<Quality, StoreError> {
+    match code {
+        QUALITY_GOOD => Ok(Quality::Good),
+        QUALITY_BAD => Ok(Quality::Bad(error.unwrap_or_default())),
+        QUALITY_UNCERTAIN => Ok(Quality::Uncertain),
+        other => Err(StoreError::Corrupt(format!("quality {other}"))),
+    }
+}
+
+/// Stores one batch inside the group's transaction.
+fn ingest_one(
+    tx: &Transaction,
+    points: &mut HashMap<String, HashMap<(Arc<str>, Arc<str>), i64>>,
+    batch: &IncomingBatch,
+    now: i64,
+    day: i64,
+) -> Result<BatchOutcome, StoreError> {
+    let Ok(seq) = i64::try_from(batch.seq) else {
+        return Err(StoreError::Corrupt(format!("seq {} out of range", batch.seq)));
+    };
+    let gateway = tx
+        .prepare_cached("SELECT credit_code, max_seq FROM gateways WHERE id = ?1")?
+        .query_row([&batch.gateway], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
+        })
+        .optional()?;
+    let Some((credit_code, max_seq)) = gateway else {
+        return Ok(BatchOutcome::UnknownGateway);
+    };
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO batches (gateway, seq, received_at, samples) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![batch.gateway, seq, now, batch.samples.len() as i64])?;
+    if inserted == 0 {
+        return Ok(BatchOutcome::Duplicate);
+    }
+
+    // Gaps: a jump past max_seq opens one; a late batch inside one splits it.
+    let mut gap = None;
+    let new_max = match max_seq {
+        None => seq,
+        Some(max) if seq > max + 1 => {
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO gaps (gateway, first_seq, last_seq, detected_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![batch.gateway, max + 1, seq - 1, now])?;
+            gap = Some(Gap {
+                first_seq: (max + 1) as u64,
+                last_seq: (seq - 1) as u64,
+            });
+            seq
+        }
+        Some(max) if seq > max => seq,
+        Some(max) => {
+            fill_gap(tx, &batch.gateway, seq, now)?;
+            max
+        }
+    };
+
+    // Samples, and the newest sample of each point in this batch.
+    let gateway_points = points.entry(batch.gateway.clone()).or_default();
+    let mut newest: HashMap<i64, &Sample> = HashMap::new();
+    {
+        let mut insert_sample = tx.prepare_cached(
+            "INSERT INTO samples (point_id, ts, kind, value, quality, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for sample in &batch.samples {
+            let key = (sample.device.clone(), sample.point.clone());
+            let point_id = match gateway_points.get(&key) {
+                Some(&id) => id,
+                None => {
+                    let id = point_id(tx, &batch.gateway, &sample.device, &sample.point)?;
+                    gateway_points.insert(key, id);
+                    id
+                }
+            };
+            let (kind, value) = value_columns(&sample.value);
+            let (quality, error) = quality_columns(&sample.quality);
+            insert_sample.execute(params![point_id, sample.ts, kind, value, quality, error])?;
+            match newest.get(&point_id) {
+                Some(s) if s.ts > sample.ts => {}
+                _ => {
+                    newest.insert(point_id, sample);
+                }
+            }
+        }
+    }
+    {
+        let mut update_latest = tx.prepare_cached(
+            "UPDATE points SET latest_ts = ?2, latest_kind = ?3, latest_value = ?4, latest_quality = ?5,
+             latest_error = ?6 WHERE id = ?1 AND (latest_ts IS NULL OR latest_ts <= ?2)",
+        )?;
+        for (point_id, sample) in newest {
+            let (kind, value) = value_columns(&sample.value);
+            let (quality, error) = quality_columns(&sample.quality);
+            update_latest.execute(params![point_id, sample.ts, kind, value, quality, error])?;
+        }
+    }
+
+    let count = batch.samples.len() as i64;
+    tx.prepare_cached(
+        "UPDATE gateways SET batches = batches + 1, samples = samples + ?2, max_seq = ?3,
+         first_batch_at = COALESCE(first_batch_at, ?4), last_batch_at = ?4 WHERE id = ?1",
+    )?
+    .execute(params![batch.gateway, count, new_max, now])?;
+    tx.prepare_cached(
+        "UPDATE enterprises SET first_batch_at = COALESCE(first_batch_at, ?2),
+         last_batch_at = MAX(COALESCE(last_batch_at, ?2), ?2) WHERE credit_code = ?1",
+    )?
+    .execute(params![credit_code, now])?;
+    tx.prepare_cached("INSERT OR IGNORE INTO enterprise_days (credit_code, day) VALUES (?1, ?2)")?
+        .execute(params![credit_code, day])?;
+    Ok(BatchOutcome::Stored {
+        samples: count as u64,
+        gap,
+    })
+}
+
+/// A batch below the highest `seq` arrived: remove it from the gap that holds it, if any.
+fn fill_gap(tx: &Transaction, gateway: &str, seq: i64, now: i64) -> Result<(), StoreError> {
+    let gap = tx
+        .prepare_cached(
+            "SELECT first_seq, last_seq FROM gaps WHERE gateway = ?1 AND first_seq <= ?2
+             ORDER BY first_seq DESC LIMIT 1",
+        )?
+        .query_row(params![gateway, seq], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })
+        .optional()?;
+    let Some((first, last)) = gap.filter(|&(_, last)| last >= seq) else {
+        return Ok(());
+    };
+    tx.prepare_cached("DELETE FROM gaps WHERE gateway = ?1 AND first_seq = ?2")?
+        .execute(params![gateway, first])?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO gaps (gateway, first_seq, last_seq, detected_at) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    if first < seq {
+        insert.execute(params![gateway, first, seq - 1, now])?;
+    }
+    if seq < last {
+        insert.execute(params![gateway, seq + 1, last, now])?;
+    }
+    Ok(())
+}
+
+fn point_id(tx: &Transaction, gateway: &str, device: &str, point: &str) -> Result<i64, StoreError> {
+    tx.prepare_cached("INSERT OR IGNORE INTO points (gateway, device, point) VALUES (?1, ?2, ?3)")?
+        .execute(params![gateway, device, point])?;
+    Ok(tx
+        .prepare_cached("SELECT id FROM points WHERE gateway = ?1 AND device = ?2 AND point = ?3")?
+        .query_row(params![gateway, device, point], |r| r.get(0))?)
+}

@@ -1,0 +1,255 @@
+//! The ingest end to end: contract-shaped batches published by a real MQTT client through
+//! the in-process broker, stored, deduplicated (also across a restart), rejected when
+//! they lie about their gateway or come from strangers.
+
+use crate::support::{TestPlatform, batch, bounded, code, config, connect, publish_batches};
+use fieldlink_platform::{BrokerConfig, MqttUrl};
+use fieldlink_wire::{
+    Compression, DeviceMeta, Meta, PointMeta, Sample, Status, Topics, Value, encode_batch_with,
+};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Registers an enterprise and enrolls `n` gateways; their (id, password).
+async fn enrolled(p: &TestPlatform, serial: u32, n: u32) -> Vec<(String, String)> {
+    let c = code(serial);
+    p.register(&c, "electrical-equipment", "东西湖区", true).await;
+    let token = p.token(&c, n).await;
+    let mut gateways = Vec::new();
+    for i in 0..n {
+        gateways.push(p.enroll(&token, &format!("gw{i}")).await);
+    }
+    gateways
+}
+
+#[tokio::test]
+async fn batches_status_and_meta_are_stored() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = TestPlatform::start(dir.path()).await;
+        let gateways = enrolled(&p, 21, 1).await;
+        let (id, password) = &gateways[0];
+        let topics = Topics::new(id);
+        let mut gw = connect(&p.mqtt, id, Some((id, password))).await.unwrap();
+        let status = Status {
+            state: fieldlink_wire::GatewayState::Online,
+            version: Some("0.1.0".into()),
+            started_at: Some(1_764_201_000_000),
+            backlog_batches: Some(4),
+            evicted_batches: Some(0),
+        };
+        gw.publish(&topics.status, serde_json::to_vec(&status).unwrap(), true)
+            .await;
+        let meta = Meta {
+            devices: vec![DeviceMeta {
+                name: "press-1".into(),
+                protocol: "modbus-tcp".into(),
+                points: vec![PointMeta {
+                    name: "temperature".into(),
+                    data_type: "f32".into(),
+                    unit: Some("°C".into()),
+                }],
+            }],
+        };
+        gw.publish(&topics.meta, serde_json::to_vec(&meta).unwrap(), true)
+            .await;
+        let device: Arc<str> = "press-1".into();
+        let samples = vec![
+            Sample::good(device.clone(), "temperature".into(), 1_764_201_600_000, Value::Float(21.5)),
+            Sample::good(device.clone(), "temperature".into(), 1_764_201_601_000, Value::Float(21.7)),
+            Sample::good(device.clone(), "door_open".into(), 1_764_201_600_000, Value::Bool(false)),
+            Sample::good(device.clone(), "count".into(), 1_764_201_600_000, Value::UInt(u64::MAX)),
+            Sample::bad(device.clone(), "pressure".into(), 1_764_201_600_000, "timeout"),
+        ];
+        let b = fieldlink_wire::Batch {
+            gateway: id.clone(),
+            seq: 1,
+            samples,
+        };
+        gw.publish_batch(id, &b).await;
+        gw.disconnect().await;
+        p.wait_ingest(WAIT, |s| {
+            s["batches_stored"] == 1 && s["status_updates"] == 1 && s["meta_updates"] == 1
+        })
+        .await;
+
+        let g = p.get(&format!("/api/v1/gateways/{id}")).await;
+        assert_eq!(g["samples"], 5, "{g}");
+        assert_eq!(g["batches"], 1);
+        assert_eq!(g["last_seq"], 1);
+        assert_eq!(g["online"], true);
+        assert_eq!(g["agent_version"], "0.1.0");
+        assert_eq!(g["backlog_batches"], 4);
+        assert_eq!(g["meta"]["devices"][0]["points"][0]["unit"], "°C");
+
+        let latest = p.get(&format!("/api/v1/gateways/{id}/latest")).await;
+        assert_eq!(
+            latest,
+            json!([
+                {"device": "press-1", "point": "count", "ts": 1_764_201_600_000i64, "value": u64::MAX, "quality": "good"},
+                {"device": "press-1", "point": "door_open", "ts": 1_764_201_600_000i64, "value": false, "quality": "good"},
+                {"device": "press-1", "point": "pressure", "ts": 1_764_201_600_000i64, "value": null, "quality": "bad", "error": "timeout"},
+                {"device": "press-1", "point": "temperature", "ts": 1_764_201_601_000i64, "value": 21.7, "quality": "good"},
+            ])
+        );
+        let c = code(21);
+        let e = p.get(&format!("/api/v1/enterprises/{c}")).await;
+        assert_eq!(e["on_cloud"], true);
+        assert_eq!(e["active"], true);
+        let stats = p.get("/api/v1/stats/onboarding").await;
+        assert_eq!(stats["total"]["on_cloud"], 1);
+        assert_eq!(stats["in_program"]["active"], 1);
+        p.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_same_batch_delivered_twice_is_stored_once() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = TestPlatform::start(dir.path()).await;
+        let gateways = enrolled(&p, 22, 1).await;
+        let (id, password) = &gateways[0];
+        let b = batch(id, 7, 50);
+        publish_batches(&p.mqtt, id, Some(password), &[b.clone(), b.clone()]).await;
+        // And once more on a new connection, as after a reconnect.
+        publish_batches(&p.mqtt, id, Some(password), &[b]).await;
+        let stats = p
+            .wait_ingest(WAIT, |s| {
+                s["batches_stored"].as_u64().unwrap() + s["duplicates"].as_u64().unwrap() == 3
+            })
+            .await;
+        assert_eq!(stats["batches_stored"], 1, "{stats}");
+        assert_eq!(stats["duplicates"], 2, "{stats}");
+        let g = p.get(&format!("/api/v1/gateways/{id}")).await;
+        assert_eq!(g["samples"], 50);
+        assert_eq!(g["batches"], 1);
+        p.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn lying_strange_and_unreadable_batches_are_rejected() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = TestPlatform::start(dir.path()).await;
+        let gateways = enrolled(&p, 23, 2).await;
+        let ((a, a_password), (b, _)) = (&gateways[0], &gateways[1]);
+        let mut gw = connect(&p.mqtt, a, Some((a, a_password))).await.unwrap();
+        // A's connection publishes on A's topic a batch claiming to be B's.
+        gw.publish_batch(a, &batch(b, 1, 10)).await;
+        // ... and on B's topic a batch claiming to be A's.
+        gw.publish_batch(b, &batch(a, 1, 10)).await;
+        // A broken zstd frame and garbage.
+        let data = Topics::new(a).data;
+        gw.publish(&data, vec![0x28, 0xB5, 0x2F, 0xFD, 0, 0, 0], false).await;
+        gw.publish(&data, b"{\"gateway\":".to_vec(), false).await;
+        // A gateway nobody enrolled (possible on the in-process broker, which has no ACL).
+        let stranger = "91420100000000000X-ghost";
+        gw.publish_batch(stranger, &batch(stranger, 1, 10)).await;
+        gw.disconnect().await;
+        let stats = p
+            .wait_ingest(WAIT, |s| {
+                s["gateway_mismatch"] == 2
+                    && s["undecodable"] == 2
+                    && s["unknown_gateway"] == 1
+            })
+            .await;
+        assert_eq!(stats["batches_stored"], 0, "{stats}");
+        for id in [a, b] {
+            let g = p.get(&format!("/api/v1/gateways/{id}")).await;
+            assert_eq!(g["batches"], 0, "{g}");
+        }
+        p.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn zstd_framed_batches_are_stored() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = TestPlatform::start(dir.path()).await;
+        let gateways = enrolled(&p, 26, 1).await;
+        let (id, password) = &gateways[0];
+        let mut gw = connect(&p.mqtt, id, Some((id, password))).await.unwrap();
+        let payload = encode_batch_with(&batch(id, 1, 100), Compression::Zstd { level: 3 });
+        assert!(payload.starts_with(&fieldlink_wire::codec::ZSTD_MAGIC));
+        gw.publish(&Topics::new(id).data, payload, false).await;
+        gw.disconnect().await;
+        let stats = p.wait_ingest(WAIT, |s| s["batches_stored"] == 1).await;
+        assert_eq!(stats["compressed"], 1);
+        assert_eq!(stats["samples_stored"], 100);
+        p.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn gaps_are_recorded_and_filled_by_late_batches() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = TestPlatform::start(dir.path()).await;
+        let gateways = enrolled(&p, 24, 1).await;
+        let (id, password) = &gateways[0];
+        // Live first: 1, 2, then 6 (3..5 still in the gateway's backlog), then 3.
+        let batches: Vec<_> = [1, 2, 6, 3].iter().map(|&s| batch(id, s, 5)).collect();
+        publish_batches(&p.mqtt, id, Some(password), &batches).await;
+        p.wait_ingest(WAIT, |s| s["batches_stored"] == 4).await;
+        let g = p.get(&format!("/api/v1/gateways/{id}")).await;
+        assert_eq!(g["gaps"], json!([{"first_seq": 4, "last_seq": 5}]), "{g}");
+        assert_eq!(g["missing_batches"], 2);
+        assert_eq!(g["last_seq"], 6);
+        let stats = p.ingest_stats().await;
+        assert_eq!(stats["gaps"], 1);
+        assert_eq!(stats["missing_batches"], 3);
+        p.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn dedup_survives_a_restart_and_the_broker_queues_while_the_platform_is_down() {
+    bounded(Duration::from_secs(90), async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = TestPlatform::start(dir.path()).await;
+        let gateways = enrolled(&first, 25, 1).await;
+        let (id, password) = gateways[0].clone();
+        let broker = first.mqtt.clone();
+        publish_batches(&broker, &id, Some(&password), &[batch(&id, 1, 20)]).await;
+        first.wait_ingest(WAIT, |s| s["batches_stored"] == 1).await;
+        first.stop().await;
+
+        // While no platform runs: a re-send of batch 1 and a new batch 2 are queued by
+        // the broker for the ingest's persistent session.
+        publish_batches(&broker, &id, Some(&password), &[batch(&id, 1, 20), batch(&id, 2, 20)])
+            .await;
+
+        // The same data directory, the first platform's broker (which cannot be stopped).
+        let mut config = config(dir.path());
+        config.broker = BrokerConfig::External {
+            url: MqttUrl::parse(&first.mqtt_url).unwrap(),
+            username: None,
+            password: None,
+        };
+        let mut second = TestPlatform::start_with(config).await;
+        let stats = second
+            .wait_ingest(WAIT, |s| s["batches_stored"] == 1 && s["duplicates"] == 1)
+            .await;
+        assert_eq!(stats["unknown_gateway"], 0, "{stats}");
+        // Once more while running.
+        publish_batches(&broker, &id, Some(&password), &[batch(&id, 2, 20)]).await;
+        second.wait_ingest(WAIT, |s| s["duplicates"] == 2).await;
+        let g = second.get(&format!("/api/v1/gateways/{id}")).await;
+        assert_eq!(g["batches"], 2, "{g}");
+        assert_eq!(g["samples"], 40);
+        second.stop().await;
+    })
+    .await;
+}

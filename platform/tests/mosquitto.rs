@@ -1,0 +1,194 @@
+//! Against a real mosquitto (installed by `.ci/run`; these tests are `#[ignore]`d for a
+//! plain `cargo test`): the platform writes mosquitto's password and ACL files and
+//! SIGHUPs it on every enrollment; a gateway's credentials cannot publish as another
+//! gateway, unknown or rotated-out credentials are refused, and batches flow end to end.
+
+use crate::support::{TestPlatform, batch, bounded, code, config, connect};
+use fieldlink_platform::{BrokerConfig, MosquittoFiles, MqttUrl, Reload};
+use rumqttc::{AsyncClient, ConnectionError, Event, Packet, QoS};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const INGEST_PASSWORD: &str = "ingest-password-for-the-test";
+
+/// A mosquitto process, killed when dropped.
+struct Mosquitto {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn mosquitto_binary() -> PathBuf {
+    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("mosquitto"))
+}
+
+/// Starts mosquitto with authentication and the platform's files, and waits for it.
+fn start_mosquitto(dir: &Path, port: u16, files: &MosquittoFiles, pid_file: &Path) -> Mosquitto {
+    let conf = dir.join("mosquitto.conf");
+    let log = dir.join("mosquitto.log");
+    // `user root`: when the tests run as root, do not drop privileges (the files are
+    // the test's own).
+    let text = format!(
+        "per_listener_settings false\nallow_anonymous false\npassword_file {}\nacl_file {}\n\
+         pid_file {}\npersistence false\nuser root\nlog_dest file {}\nlog_type all\n\
+         listener {port} 127.0.0.1\n",
+        files.password_file.display(),
+        files.acl_file.display(),
+        pid_file.display(),
+        log.display()
+    );
+    std::fs::write(&conf, text).unwrap();
+    let child = Command::new(mosquitto_binary())
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto must be installed for the interop tests (.ci/run installs it)");
+    let mosquitto = Mosquitto { child, log };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "mosquitto did not listen: {}",
+            std::fs::read_to_string(&mosquitto.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    mosquitto
+}
+
+/// Connects, retrying while refused: mosquitto handles the SIGHUP after enrollment
+/// answered.
+async fn connect_when_accepted(url: &MqttUrl, id: &str, password: &str) -> crate::support::Gateway {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match connect(url, id, Some((id, password))).await {
+            Ok(gateway) => return gateway,
+            Err(e) => {
+                assert!(tokio::time::Instant::now() < deadline, "{id} refused: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+fn refused(result: Result<crate::support::Gateway, ConnectionError>) -> bool {
+    matches!(result, Err(ConnectionError::ConnectionRefused(_)))
+}
+
+#[tokio::test]
+#[ignore = "needs mosquitto; run by .ci/run"]
+async fn mosquitto_isolates_gateways_and_refuses_strangers() {
+    bounded(Duration::from_secs(120), async {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let port = free_port();
+        let files = MosquittoFiles {
+            password_file: dir.path().join("passwords"),
+            acl_file: dir.path().join("acl"),
+            reload: Reload::PidFile(dir.path().join("mosquitto.pid")),
+        };
+        let url = MqttUrl::parse(&format!("mqtt://127.0.0.1:{port}")).unwrap();
+        let mut config = config(&data_dir);
+        config.broker = BrokerConfig::External {
+            url: url.clone(),
+            username: None,
+            password: Some(INGEST_PASSWORD.to_owned()),
+        };
+        config.mosquitto = Some(files.clone());
+        let mut p = TestPlatform::start_with(config).await;
+        assert_eq!(p.mqtt_url, url.to_string());
+        let acl = std::fs::read_to_string(&files.acl_file).unwrap();
+        assert!(acl.contains("pattern write fieldlink/v1/%u/#"), "{acl}");
+        let _mosquitto = start_mosquitto(dir.path(), port, &files, &dir.path().join("mosquitto.pid"));
+        p.wait_ingest(Duration::from_secs(40), |s| {
+            s["data_connected"] == true && s["state_connected"] == true
+        })
+        .await;
+
+        let c = code(31);
+        p.register(&c, "petrochemical", "青山区", true).await;
+        let token = p.token(&c, 2).await;
+        let (a, a_password) = p.enroll(&token, "a").await;
+        let (b, b_password) = p.enroll(&token, "b").await;
+        let passwords = std::fs::read_to_string(&files.password_file).unwrap();
+        assert!(passwords.contains(&format!("{a}:$7$101$")), "{passwords}");
+        assert!(!passwords.contains(&a_password));
+
+        // An observer with the ingest's read permission sees what reaches subscribers.
+        let (observer, mut observer_events) = AsyncClient::new(
+            crate::support::mqtt_options(&url, "test-observer", Some(("fieldlink-ingest", INGEST_PASSWORD))),
+            16,
+        );
+        observer.subscribe("fieldlink/v1/+/data", QoS::AtLeastOnce).await.unwrap();
+        let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+        let observer_task = tokio::spawn(async move {
+            while let Ok(event) = observer_events.poll().await {
+                if let Event::Incoming(Packet::Publish(p)) = event {
+                    let _ = seen_tx.send(p.topic.clone());
+                }
+            }
+        });
+
+        let mut gw_a = connect_when_accepted(&url, &a, &a_password).await;
+        // Let the observer's subscription settle.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // A, with its own credentials, publishes as B: mosquitto drops it.
+        gw_a.publish_batch(&b, &batch(&b, 1, 10)).await;
+        // Then on its own topic.
+        gw_a.publish_batch(&a, &batch(&a, 1, 10)).await;
+        gw_a.disconnect().await;
+        let first_seen = tokio::time::timeout(Duration::from_secs(10), seen_rx.recv())
+            .await
+            .expect("the observer sees A's batch")
+            .unwrap();
+        assert_eq!(first_seen, format!("fieldlink/v1/{a}/data"), "B's topic reached a subscriber");
+        p.wait_ingest(Duration::from_secs(20), |s| s["batches_stored"] == 1).await;
+        let stats = p.ingest_stats().await;
+        assert_eq!(stats["gateway_mismatch"], 0, "the spoofed batch reached the ingest: {stats}");
+        assert_eq!(p.get(&format!("/api/v1/gateways/{b}")).await["batches"], 0);
+        assert_eq!(p.get(&format!("/api/v1/gateways/{a}")).await["batches"], 1);
+
+        // Strangers are refused at CONNECT.
+        assert!(refused(connect(&url, "stranger", Some(("stranger", "guess"))).await));
+        assert!(refused(connect(&url, "anonymous", None).await));
+        assert!(refused(connect(&url, &b, Some((&b, &a_password))).await));
+        let mut gw_b = connect_when_accepted(&url, &b, &b_password).await;
+        gw_b.publish_batch(&b, &batch(&b, 1, 10)).await;
+        gw_b.disconnect().await;
+        p.wait_ingest(Duration::from_secs(20), |s| s["batches_stored"] == 2).await;
+
+        // Re-enrollment rotates: A's old password stops working, the new one works.
+        let (_, a_new_password) = p.enroll(&token, "a").await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !refused(connect(&url, &a, Some((&a, &a_password))).await) {
+            assert!(tokio::time::Instant::now() < deadline, "the old password still works");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        connect_when_accepted(&url, &a, &a_new_password).await.disconnect().await;
+
+        observer_task.abort();
+        p.stop().await;
+    })
+    .await;
+}

@@ -1,0 +1,319 @@
+//! Shared helpers: a platform on loopback ports, an HTTP client with the bureau's token,
+//! and MQTT publishing as a gateway.
+
+#![allow(dead_code)]
+
+use fieldlink_platform::credit_code::CreditCode;
+use fieldlink_platform::{BrokerConfig, MqttUrl, Platform, PlatformConfig};
+use fieldlink_wire::{Batch, Sample, Value, encode_batch};
+use reqwest::{Method, StatusCode};
+use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet, QoS};
+use serde_json::{Value as Json, json};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The bureau token the tests configure.
+pub const ADMIN: &str = "test-bureau-token";
+
+/// Runs `test` with a deadline; a test that hangs fails instead.
+pub async fn bounded<F: Future<Output = ()>>(limit: Duration, test: F) {
+    tokio::time::timeout(limit, test)
+        .await
+        .expect("test exceeded its time limit");
+}
+
+/// Installs a log subscriber once (RUST_LOG-style filter in FIELDLINK_LOG; quiet default).
+pub fn logs() {
+    // reqwest is built with rustls but no crypto provider (the workspace's choice): the
+    // tests speak plain HTTP, but building a client needs one installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let filter = std::env::var("FIELDLINK_LOG").unwrap_or_else(|_| "warn,rumqttd=off".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_test_writer()
+        .try_init();
+}
+
+/// A platform running in this process.
+pub struct TestPlatform {
+    pub platform: Option<Platform>,
+    pub base: String,
+    pub mqtt: MqttUrl,
+    pub mqtt_url: String,
+    pub shutdown: CancellationToken,
+    pub data_dir: PathBuf,
+    pub http: reqwest::Client,
+}
+
+/// A config with an in-process broker and the HTTP API on free ports.
+pub fn config(data_dir: &Path) -> PlatformConfig {
+    let mut config = PlatformConfig::new("127.0.0.1:0".parse().unwrap(), data_dir);
+    config.broker = BrokerConfig::Embedded {
+        listen: "127.0.0.1:0".parse().unwrap(),
+    };
+    config.admin_token = Some(ADMIN.to_owned());
+    config
+}
+
+impl TestPlatform {
+    /// Starts a platform with an in-process broker.
+    pub async fn start(data_dir: &Path) -> Self {
+        Self::start_with(config(data_dir)).await
+    }
+
+    /// Starts a platform with `config`.
+    pub async fn start_with(config: PlatformConfig) -> Self {
+        logs();
+        let shutdown = CancellationToken::new();
+        let data_dir = config.data_dir.clone();
+        let platform = Platform::start(config, shutdown.clone())
+            .await
+            .expect("platform starts");
+        let mqtt_url = platform.public_mqtt_url().to_owned();
+        TestPlatform {
+            base: format!("http://{}", platform.http_addr()),
+            mqtt: MqttUrl::parse(&mqtt_url).expect("a mqtt:// URL"),
+            mqtt_url,
+            platform: Some(platform),
+            shutdown,
+            data_dir,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// Stops the platform gracefully and waits for it.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(platform) = self.platform.take() {
+            tokio::time::timeout(Duration::from_secs(20), platform.wait())
+                .await
+                .expect("platform stops in time")
+                .expect("platform stops cleanly");
+        }
+    }
+
+    /// A request with the bureau's token.
+    pub fn bureau(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(ADMIN)
+    }
+
+    /// GET as the bureau, expecting 200 and JSON.
+    pub async fn get(&self, path: &str) -> Json {
+        let response = self.bureau(Method::GET, path).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.unwrap()
+    }
+
+    /// POST JSON as the bureau; the status and the JSON answer.
+    pub async fn post(&self, path: &str, body: Json) -> (StatusCode, Json) {
+        let response = self
+            .bureau(Method::POST, path)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Json::Null))
+    }
+
+    /// Registers an enterprise; panics unless 201.
+    pub async fn register(&self, code: &str, industry: &str, district: &str, in_program: bool) {
+        let (status, body) = self
+            .post(
+                "/api/v1/enterprises",
+                json!({"credit_code": code, "name": format!("企业 {code}"), "industry": industry,
+                       "district": district, "in_program": in_program}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    /// Issues a token for `max_gateways` gateways; panics unless 201.
+    pub async fn token(&self, code: &str, max_gateways: u32) -> String {
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/enterprises/{code}/tokens"),
+                json!({"max_gateways": max_gateways}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Calls the enrollment endpoint (no bureau token).
+    pub async fn try_enroll(&self, token: &str, gateway_name: &str) -> (StatusCode, Json) {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/enroll", self.base))
+            .json(&json!({"token": token, "gateway_name": gateway_name, "hostname": "ipc-1", "agent_version": "0.1.0"}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Json::Null))
+    }
+
+    /// Enrolls; panics unless 201. Returns (gateway id, password).
+    pub async fn enroll(&self, token: &str, gateway_name: &str) -> (String, String) {
+        let (status, body) = self.try_enroll(token, gateway_name).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (
+            body["gateway_id"].as_str().unwrap().to_owned(),
+            body["mqtt"]["password"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// The ingest's counters.
+    pub async fn ingest_stats(&self) -> Json {
+        self.get("/api/v1/stats/ingest").await
+    }
+
+    /// Polls the ingest's counters until `done` holds (at most `limit`).
+    pub async fn wait_ingest(&self, limit: Duration, done: impl Fn(&Json) -> bool) -> Json {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let stats = self.ingest_stats().await;
+            if done(&stats) {
+                return stats;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "ingest did not get there in {limit:?}: {stats}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for TestPlatform {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A valid credit code of Wuhan (区划 420100) with a 9-digit serial.
+pub fn code(serial: u32) -> String {
+    CreditCode::complete(&format!("91420100{serial:09}"))
+        .unwrap()
+        .to_string()
+}
+
+/// A batch of `count` samples in the contract's shape.
+pub fn batch(gateway: &str, seq: u64, count: usize) -> Batch {
+    let device: Arc<str> = "press-1".into();
+    let samples = (0..count)
+        .map(|i| {
+            let point: Arc<str> = format!("p{:02}", i % 10).into();
+            let ts = 1_764_201_600_000 + (i / 10) as i64 * 1000;
+            match i % 3 {
+                0 => Sample::good(device.clone(), point, ts, Value::Float(20.0 + i as f64)),
+                1 => Sample::good(device.clone(), point, ts, Value::Int(i as i64)),
+                _ => Sample::good(device.clone(), point, ts, Value::Bool(i % 2 == 0)),
+            }
+        })
+        .collect();
+    Batch {
+        gateway: gateway.to_owned(),
+        seq,
+        samples,
+    }
+}
+
+/// A connected MQTT client as a gateway, with its event loop driven in the background.
+pub struct Gateway {
+    pub client: AsyncClient,
+    acks: tokio::sync::mpsc::UnboundedReceiver<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// MQTT options for `client_id` with optional credentials.
+pub fn mqtt_options(url: &MqttUrl, client_id: &str, credentials: Option<(&str, &str)>) -> MqttOptions {
+    let mut options = MqttOptions::new(client_id, url.host.clone(), url.port);
+    options
+        .set_keep_alive(Duration::from_secs(10))
+        .set_max_packet_size(16 << 20, 16 << 20);
+    if let Some((user, password)) = credentials {
+        options.set_credentials(user, password);
+    }
+    options
+}
+
+/// Connects; the CONNACK's refusal (or any connection error) is the error.
+pub async fn connect(
+    url: &MqttUrl,
+    client_id: &str,
+    credentials: Option<(&str, &str)>,
+) -> Result<Gateway, ConnectionError> {
+    let (client, mut events) = AsyncClient::new(mqtt_options(url, client_id, credentials), 64);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => break,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => panic!("no CONNACK within 10 s"),
+        }
+    }
+    let (ack_tx, acks) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => {
+                    let _ = ack_tx.send(());
+                }
+                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("gateway connection failed: {e}");
+                    return;
+                }
+            }
+        }
+    });
+    Ok(Gateway { client, acks, task })
+}
+
+impl Gateway {
+    /// Publishes at QoS 1 and waits for the PUBACK.
+    pub async fn publish(&mut self, topic: &str, payload: Vec<u8>, retain: bool) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, retain, payload)
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), self.acks.recv())
+            .await
+            .expect("PUBACK within 10 s")
+            .expect("connection alive");
+    }
+
+    /// Publishes a batch on its gateway's data topic.
+    pub async fn publish_batch(&mut self, topic_gateway: &str, batch: &Batch) {
+        let topic = fieldlink_wire::Topics::new(topic_gateway).data;
+        self.publish(&topic, encode_batch(batch), false).await;
+    }
+
+    /// Disconnects cleanly.
+    pub async fn disconnect(self) {
+        let _ = self.client.disconnect().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+    }
+}
+
+/// Publishes batches as one gateway over a fresh connection, then disconnects.
+pub async fn publish_batches(url: &MqttUrl, gateway: &str, password: Option<&str>, batches: &[Batch]) {
+    let credentials = password.map(|p| (gateway, p));
+    let mut client = connect(url, gateway, credentials)
+        .await
+        .expect("gateway connects");
+    for b in batches {
+        client.publish_batch(gateway, b).await;
+    }
+    client.disconnect().await;
+}
