@@ -37,23 +37,22 @@ impl Notifier {
 
     /// Sends `state` (e.g. `READY=1`); failures are logged once at debug level.
     pub fn notify(&self, state: &str) {
-        if let Some((socket, addr)) = &self.target {
-            if let Err(e) = socket.send_to_addr(state.as_bytes(), addr) {
-                tracing::debug!(error = %e, state, "cannot notify the service manager");
-            }
+        if let Some((socket, addr)) = &self.target
+            && let Err(e) = socket.send_to_addr(state.as_bytes(), addr)
+        {
+            tracing::debug!(error = %e, state, "cannot notify the service manager");
         }
     }
 }
 
 /// The watchdog interval systemd asked for (`WATCHDOG_USEC`, for this process).
 pub fn watchdog_interval() -> Option<Duration> {
-    if let Some(pid) = std::env::var("WATCHDOG_PID")
+    let ours = std::env::var("WATCHDOG_PID")
         .ok()
         .and_then(|p| p.parse::<u32>().ok())
-    {
-        if pid != std::process::id() {
-            return None;
-        }
+        .is_none_or(|pid| pid == std::process::id());
+    if !ours {
+        return None;
     }
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
     (usec > 0).then(|| Duration::from_micros(usec))

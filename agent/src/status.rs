@@ -249,7 +249,7 @@ pub async fn sample(t: Arc<Telemetry>, rates: Arc<Rates>, shutdown: Cancellation
             _ = tick.tick() => {}
         }
         seconds += 1;
-        if seconds == 60 || seconds % 3600 == 0 {
+        if seconds == 60 || seconds.is_multiple_of(3600) {
             log_retention(&t, &rates);
         }
         let outbox = t.outbox.stats();

@@ -253,10 +253,10 @@ fn values_of(messages: &[fieldlink_testkit::Message], device: &str) -> Vec<u64> 
             .expect("batch")
             .samples
         {
-            if &*s.device == device {
-                if let fieldlink_wire::Value::Int(v) = s.value {
-                    values.push(v as u64);
-                }
+            if &*s.device == device
+                && let fieldlink_wire::Value::Int(v) = s.value
+            {
+                values.push(v as u64);
             }
         }
     }

@@ -130,7 +130,11 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
         .add("live_samples_per_s", live_rate, "")
         .add("backlog_batches", drained.batches as f64, "")
         .add("backlog_samples", drained.samples as f64, "")
-        .add("reconnect", (first.at_ms - restored_at) as f64 / 1000.0, "s")
+        .add(
+            "reconnect",
+            (first.at_ms - restored_at) as f64 / 1000.0,
+            "s",
+        )
         .add("drain_batches_per_s", drained.batches as f64 / drain_s, "")
         .add("drain_samples_per_s", drain_rate, "")
         .add("drain_x_live", drain_rate / live_rate.max(1.0), "")

@@ -34,7 +34,9 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     let dir = tempfile::tempdir()?;
     let shutdown = CancellationToken::new();
     let mut config = PlatformConfig::new("127.0.0.1:0".parse()?, dir.path());
-    config.broker = BrokerConfig::Embedded { listen: "127.0.0.1:0".parse()? };
+    config.broker = BrokerConfig::Embedded {
+        listen: "127.0.0.1:0".parse()?,
+    };
     config.admin_token = Some("bench".to_owned());
     let platform = Platform::start(config, shutdown.clone()).await?;
     let url = MqttUrl::parse(platform.public_mqtt_url())?;
@@ -53,10 +55,21 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
         };
         registry.create(&input).await?;
         let token = registry
-            .issue_token(code.as_str(), &TokenInput { expires_in_days: None, max_gateways: Some(1) })
+            .issue_token(
+                code.as_str(),
+                &TokenInput {
+                    expires_in_days: None,
+                    max_gateways: Some(1),
+                },
+            )
             .await?;
         let enrollment = registry
-            .enroll(&EnrollInput { token: token.token, gateway_name: "bench".to_owned(), hostname: None, agent_version: None })
+            .enroll(&EnrollInput {
+                token: token.token,
+                gateway_name: "bench".to_owned(),
+                hostname: None,
+                agent_version: None,
+            })
             .await?;
         gateways.push((enrollment.gateway_id, enrollment.mqtt.password));
     }
@@ -65,7 +78,11 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     let samples = crate::outbox::realistic_samples(args.samples, 1_764_201_600_000);
     let mut publishers = Vec::with_capacity(gateways.len());
     for (id, password) in gateways {
-        let mut batch = Batch { gateway: id.clone(), seq: 0, samples: samples.clone() };
+        let mut batch = Batch {
+            gateway: id.clone(),
+            seq: 0,
+            samples: samples.clone(),
+        };
         let payloads: Vec<Vec<u8>> = (1..=args.batches)
             .map(|seq| {
                 batch.seq = seq;
@@ -73,7 +90,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
             })
             .collect();
         let mut options = MqttOptions::new(id.clone(), url.host.clone(), url.port);
-        options.set_credentials(id.clone(), password).set_inflight(20).set_max_packet_size(16 << 20, 16 << 20);
+        options
+            .set_credentials(id.clone(), password)
+            .set_inflight(20)
+            .set_max_packet_size(16 << 20, 16 << 20);
         let (client, mut events) = AsyncClient::new(options, 32);
         loop {
             match tokio::time::timeout(Duration::from_secs(10), events.poll()).await {
@@ -106,7 +126,9 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
                 Ok(events)
             });
             for payload in payloads {
-                client.publish(topic.as_str(), QoS::AtLeastOnce, false, payload).await?;
+                client
+                    .publish(topic.as_str(), QoS::AtLeastOnce, false, payload)
+                    .await?;
             }
             let _events = pump.await??;
             client.try_disconnect().ok();
@@ -119,7 +141,11 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     let published = started.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(600);
     while platform.ingest_stats().samples_stored - before < total_samples {
-        anyhow::ensure!(Instant::now() < deadline, "ingest did not store everything: {:?}", platform.ingest_stats());
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "ingest did not store everything: {:?}",
+            platform.ingest_stats()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -137,7 +163,11 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
         .add("batches_per_s", batches / elapsed, "")
         .add("publish_s", published, "s")
         .add("stored_s", elapsed, "s")
-        .add("cpu_s_per_million_samples", cpu / total_samples as f64 * 1e6, "s")
+        .add(
+            "cpu_s_per_million_samples",
+            cpu / total_samples as f64 * 1e6,
+            "s",
+        )
         .add("db_mib", db_mib, "MiB")
         .add("peak_rss_mib", peak_rss_mib(), "MiB"))
 }

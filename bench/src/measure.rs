@@ -42,8 +42,15 @@ impl Summary {
             .figures
             .iter()
             .map(|(name, value, unit)| {
-                let value = if value.abs() >= 100.0 || value.fract() == 0.0 { format!("{value:.0}") } else { format!("{value:.2}") };
-                format!("{name}={value}{}{unit}", if unit.is_empty() { "" } else { " " })
+                let value = if value.abs() >= 100.0 || value.fract() == 0.0 {
+                    format!("{value:.0}")
+                } else {
+                    format!("{value:.2}")
+                };
+                format!(
+                    "{name}={value}{}{unit}",
+                    if unit.is_empty() { "" } else { " " }
+                )
             })
             .collect();
         let notes = if self.notes.is_empty() {
@@ -56,13 +63,18 @@ impl Summary {
 
     /// The median of each figure over several runs of one scenario.
     pub fn median(runs: &[Summary]) -> Summary {
-        let Some(first) = runs.first() else { return Summary::default() };
+        let Some(first) = runs.first() else {
+            return Summary::default();
+        };
         let figures = first
             .figures
             .iter()
             .enumerate()
             .map(|(i, &(name, _, unit))| {
-                let mut values: Vec<f64> = runs.iter().filter_map(|r| r.figures.get(i).map(|f| f.1)).collect();
+                let mut values: Vec<f64> = runs
+                    .iter()
+                    .filter_map(|r| r.figures.get(i).map(|f| f.1))
+                    .collect();
                 values.sort_by(f64::total_cmp);
                 (name, values[values.len() / 2], unit)
             })
@@ -136,7 +148,12 @@ fn proc_cpu_time(pid: &str) -> Duration {
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // utime and stime are fields 14 and 15 of the full line; 11 and 12 after the ')'.
     // Linux reports them in USER_HZ, which is 100 on every architecture it supports.
     let clock_ticks_per_second = 100;

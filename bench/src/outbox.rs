@@ -29,15 +29,28 @@ pub struct Args {
 
 /// A realistic batch: 1,000 samples of drifting analog values, counters and booleans.
 pub fn realistic_samples(count: usize, t0: i64) -> Vec<Sample> {
-    let signals = [Signal::Sine, Signal::RandomWalk, Signal::Counter, Signal::Toggle, Signal::Ramp];
+    let signals = [
+        Signal::Sine,
+        Signal::RandomWalk,
+        Signal::Counter,
+        Signal::Toggle,
+        Signal::Ramp,
+    ];
     let device: Arc<str> = "press-1".into();
-    let points: Vec<Arc<str>> = (0..100).map(|i| Arc::from(format!("point_{i:03}"))).collect();
+    let points: Vec<Arc<str>> = (0..100)
+        .map(|i| Arc::from(format!("point_{i:03}")))
+        .collect();
     (0..count)
         .map(|i| {
             let point = &points[i % points.len()];
             let ts = t0 + (i / points.len()) as i64 * 1000;
             let signal = signals[i % signals.len()];
-            Sample::good(device.clone(), point.clone(), ts, signal.value(seed_for(point), ts))
+            Sample::good(
+                device.clone(),
+                point.clone(),
+                ts,
+                signal.value(seed_for(point), ts),
+            )
         })
         .collect()
 }
@@ -45,7 +58,11 @@ pub fn realistic_samples(count: usize, t0: i64) -> Vec<Sample> {
 /// Runs the scenario once.
 pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     let dir = tempfile::tempdir()?;
-    let (outbox, _) = Outbox::open(OutboxOptions { path: dir.path().join("outbox.redb"), max_bytes: 1 << 30, cache_bytes: 4 << 20 })?;
+    let (outbox, _) = Outbox::open(OutboxOptions {
+        path: dir.path().join("outbox.redb"),
+        max_bytes: 1 << 30,
+        cache_bytes: 4 << 20,
+    })?;
     let samples = realistic_samples(args.samples, 1_764_201_600_000);
     let (batches, flush_every) = (args.batches, args.flush_every.max(1));
     let count = samples.len() as u32;
@@ -55,8 +72,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     };
     let cpu0 = cpu_time();
     let started = Instant::now();
-    let (encode_cpu, store_cpu, payload_bytes) = tokio::task::spawn_blocking(
-        move || -> anyhow::Result<(Duration, Duration, usize)> {
+    let (encode_cpu, store_cpu, payload_bytes) =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<(Duration, Duration, usize)> {
             let mut batch = Batch {
                 gateway: "gw-bench".into(),
                 seq: 0,
@@ -81,9 +98,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
             outbox.flush()?;
             let store_cpu = thread_cpu_time() - thread0 - encode_cpu;
             Ok((encode_cpu, store_cpu, payload_bytes))
-        },
-    )
-    .await??;
+        })
+        .await??;
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = (cpu_time() - cpu0).as_secs_f64();
     let total = (batches * args.samples as u64) as f64;

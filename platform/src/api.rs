@@ -64,7 +64,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/enterprises/import", post(import_enterprises))
         .route("/api/v1/enterprises/{credit_code}", get(get_enterprise))
-        .route("/api/v1/enterprises/{credit_code}/tokens", post(issue_token))
+        .route(
+            "/api/v1/enterprises/{credit_code}/tokens",
+            post(issue_token),
+        )
         .route("/api/v1/enroll", post(enroll))
         .route("/api/v1/gateways/{gateway_id}", get(get_gateway))
         .route("/api/v1/gateways/{gateway_id}/latest", get(latest_values))
@@ -179,7 +182,10 @@ impl FromRequestParts<Arc<AppState>> for Bureau {
         let token = value
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .ok_or_else(|| unauthorized("the Authorization header must be Bearer <token>"))?;
         // Compare digests so the comparison's time says nothing about the token.
@@ -195,7 +201,8 @@ impl FromRequestParts<Arc<AppState>> for Bureau {
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// An enterprise as the API shows it.
@@ -298,7 +305,11 @@ async fn create_enterprise(
         .enterprise(created.credit_code.as_str())
         .await?
         .ok_or_else(|| ApiError::internal(&"the new enterprise vanished"))?;
-    Ok((StatusCode::CREATED, Json(enterprise_view(&enterprise, Vec::new()))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(enterprise_view(&enterprise, Vec::new())),
+    )
+        .into_response())
 }
 
 async fn list_enterprises(

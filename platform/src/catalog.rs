@@ -195,7 +195,10 @@ mod tests {
                 .count(),
             4
         );
-        assert_eq!(District::from_name("洪山区").map(District::name), Some("洪山区"));
+        assert_eq!(
+            District::from_name("洪山区").map(District::name),
+            Some("洪山区")
+        );
         assert_eq!(District::from_name("洪山"), None);
     }
 }

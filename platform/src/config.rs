@@ -201,7 +201,10 @@ mod tests {
         assert_eq!((url.host.as_str(), url.port), ("broker.local", 1884));
         assert_eq!(MqttUrl::parse("mqtt://h").unwrap().port, 1883);
         assert_eq!(MqttUrl::parse("mqtt://[::1]:9").unwrap().host, "::1");
-        assert_eq!(MqttUrl::parse("mqtt://[::1]:9").unwrap().to_string(), "mqtt://[::1]:9");
+        assert_eq!(
+            MqttUrl::parse("mqtt://[::1]:9").unwrap().to_string(),
+            "mqtt://[::1]:9"
+        );
         assert!(MqttUrl::parse("mqtts://h:8883").is_err());
         assert!(MqttUrl::parse("http://h").is_err());
         assert!(MqttUrl::parse("mqtt://user:pw@h").is_err());

@@ -56,7 +56,11 @@ fn value_of(position: usize, c: char) -> Result<u32, CreditCodeError> {
 
 /// The check character for the first 17 characters of a code (lower case is accepted).
 pub fn check_character(first17: &str) -> Result<char, CreditCodeError> {
-    let chars: Vec<char> = first17.trim().chars().map(|c| c.to_ascii_uppercase()).collect();
+    let chars: Vec<char> = first17
+        .trim()
+        .chars()
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
     if chars.len() != 17 {
         return Err(CreditCodeError::Length {
             found: chars.len() + 1,
@@ -73,7 +77,11 @@ pub fn check_character(first17: &str) -> Result<char, CreditCodeError> {
 impl CreditCode {
     /// Verifies `code` (surrounding spaces ignored, lower-case letters accepted).
     pub fn parse(code: &str) -> Result<CreditCode, CreditCodeError> {
-        let upper: String = code.trim().chars().map(|c| c.to_ascii_uppercase()).collect();
+        let upper: String = code
+            .trim()
+            .chars()
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
         let count = upper.chars().count();
         if count != 18 {
             return Err(CreditCodeError::Length { found: count });
@@ -129,7 +137,7 @@ mod tests {
                     .zip(WEIGHTS)
                     .map(|(c, w)| CHARSET.find(c).unwrap_or(0) as u32 * w)
                     .sum();
-                sum % 31 == 0
+                sum.is_multiple_of(31)
             })
             .expect("some prefix sums to a multiple of 31");
         assert_eq!(check_character(&prefix), Ok('0'));

@@ -21,8 +21,8 @@
 use crate::clock::{day_of, now_ms};
 use crate::config::MqttUrl;
 use crate::store::{BatchOutcome, IncomingBatch, Store};
-use fieldlink_wire::topic::{self, TopicKind};
 use fieldlink_wire::codec::ZSTD_MAGIC;
+use fieldlink_wire::topic::{self, TopicKind};
 use fieldlink_wire::{Meta, Status, decode_batch};
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, Publish, QoS};
 use std::collections::HashSet;
@@ -266,11 +266,11 @@ async fn data_session(cx: &IngestContext) {
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     add(&cx.counters.batches_received, 1);
-                    if let Some(tx) = &publish_tx {
-                        if tx.send(publish).await.is_err() {
-                            tracing::error!("the ingest writer stopped");
-                            break;
-                        }
+                    if let Some(tx) = &publish_tx
+                        && tx.send(publish).await.is_err()
+                    {
+                        tracing::error!("the ingest writer stopped");
+                        break;
                     }
                 }
                 Ok(Event::Incoming(Packet::SubAck(ack))) => {
@@ -394,7 +394,7 @@ async fn store_group(
 
 fn decode(publish: &Publish, counters: &IngestCounters) -> Decoded {
     let topic = publish.topic.as_str();
-    let Some((gateway, TopicKind::Data)) = topic::parse(&topic) else {
+    let Some((gateway, TopicKind::Data)) = topic::parse(topic) else {
         add(&counters.undecodable, 1);
         tracing::warn!(%topic, "message on an unexpected topic dropped");
         return Decoded::Rejected;
@@ -516,7 +516,7 @@ async fn handle_state(cx: &IngestContext, publish: &Publish) {
         return;
     }
     let topic = publish.topic.as_str();
-    let Some((gateway, kind)) = topic::parse(&topic) else {
+    let Some((gateway, kind)) = topic::parse(topic) else {
         return;
     };
     let now = now_ms();

@@ -139,7 +139,12 @@ impl Platform {
                 url,
                 username,
                 password,
-            } => (url.clone(), username.clone(), password.clone(), url.to_string()),
+            } => (
+                url.clone(),
+                username.clone(),
+                password.clone(),
+                url.to_string(),
+            ),
         };
         let public_mqtt_url = config.public_mqtt_url.clone().unwrap_or(default_public);
 
@@ -177,10 +182,12 @@ impl Platform {
                 addr: config.listen,
                 source,
             })?;
-        let http_addr = listener.local_addr().map_err(|source| PlatformError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|source| PlatformError::Bind {
+                addr: config.listen,
+                source,
+            })?;
         let state = Arc::new(api::AppState {
             registry: registry.clone(),
             store: store.clone(),

@@ -49,7 +49,11 @@ struct Cli {
     #[arg(long, requires = "mosquitto_password_file")]
     mosquitto_acl_file: Option<PathBuf>,
     /// mosquitto's pid_file: SIGHUP makes it re-read the files.
-    #[arg(long, requires = "mosquitto_password_file", conflicts_with = "mosquitto_reload_command")]
+    #[arg(
+        long,
+        requires = "mosquitto_password_file",
+        conflicts_with = "mosquitto_reload_command"
+    )]
     mosquitto_pid_file: Option<PathBuf>,
     /// A command (run with sh -c) that makes mosquitto re-read the files.
     #[arg(long, requires = "mosquitto_password_file")]

@@ -86,7 +86,10 @@ impl MosquittoSync {
         })
         .await
         .map_err(|e| MosquittoError::Reload(e.to_string()))??;
-        tracing::debug!(gateways = credentials.len(), "mosquitto password and ACL files updated");
+        tracing::debug!(
+            gateways = credentials.len(),
+            "mosquitto password and ACL files updated"
+        );
         Ok(())
     }
 }
@@ -154,7 +157,9 @@ fn reload(how: &Reload) -> Result<(), MosquittoError> {
             if status.success() {
                 Ok(())
             } else {
-                Err(MosquittoError::Reload(format!("{command:?} exited with {status}")))
+                Err(MosquittoError::Reload(format!(
+                    "{command:?} exited with {status}"
+                )))
             }
         }
     }

@@ -65,7 +65,9 @@ pub enum RegistryError {
         expires_at: i64,
     },
     /// The token's gateways are used up (409).
-    #[error("the enrollment token has enrolled its {max_gateways} gateway(s); ask the bureau for another token")]
+    #[error(
+        "the enrollment token has enrolled its {max_gateways} gateway(s); ask the bureau for another token"
+    )]
     UsedUp {
         /// The token's maximum.
         max_gateways: u32,
@@ -274,7 +276,11 @@ impl Registry {
         let (enterprises, mut errors) = parse_csv(text);
         let codes: Vec<NewEnterprise> = enterprises.iter().map(|(_, e)| e.clone()).collect();
         let commit = errors.is_empty();
-        if let Err(existing) = self.store.insert_enterprises(codes, now_ms(), commit).await? {
+        if let Err(existing) = self
+            .store
+            .insert_enterprises(codes, now_ms(), commit)
+            .await?
+        {
             for (line, e) in &enterprises {
                 if existing.iter().any(|c| c == e.credit_code.as_str()) {
                     errors.push(LineError {
@@ -433,7 +439,10 @@ fn parse_csv(text: &str) -> (Vec<(u64, NewEnterprise)>, Vec<LineError>) {
         if !CSV_COLUMNS.contains(&name) {
             errors.push(error(
                 1,
-                format!("unknown column {name:?}; the columns are {}", CSV_COLUMNS.join(",")),
+                format!(
+                    "unknown column {name:?}; the columns are {}",
+                    CSV_COLUMNS.join(",")
+                ),
             ));
         } else if index.insert(name, i).is_some() {
             errors.push(error(1, format!("column {name:?} appears twice")));

@@ -157,7 +157,13 @@ pub fn onboarding_csv(o: &Onboarding) -> String {
             target.map(|t| t.to_string()).unwrap_or_default(),
         ]
     };
-    rows.push(row("total", "all", "", &o.total, Some(o.targets.key_industries_on_cloud)));
+    rows.push(row(
+        "total",
+        "all",
+        "",
+        &o.total,
+        Some(o.targets.key_industries_on_cloud),
+    ));
     rows.push(row(
         "in_program",
         "in_program",
@@ -176,7 +182,13 @@ pub fn onboarding_csv(o: &Onboarding) -> String {
     }
     for p in &o.by_pilot {
         let name = if p.pilot { "pilot" } else { "other" };
-        rows.push(row("pilot", name, if p.pilot { "true" } else { "false" }, &p.counts, None));
+        rows.push(row(
+            "pilot",
+            name,
+            if p.pilot { "true" } else { "false" },
+            &p.counts,
+            None,
+        ));
     }
     for d in &o.by_district {
         rows.push(row("district", d.district.name(), "", &d.counts, None));
@@ -231,7 +243,10 @@ pub fn daily(
     for a in active_days {
         for d in a.day..a.day + ACTIVE_DAYS {
             if (from_day..=to_day).contains(&d) {
-                active.entry(d).or_default().insert((a.enterprise, a.in_program));
+                active
+                    .entry(d)
+                    .or_default()
+                    .insert((a.enterprise, a.in_program));
             }
         }
     }

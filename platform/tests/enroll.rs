@@ -17,7 +17,8 @@ async fn enrollment_hands_out_broker_credentials_once() {
         let dir = tempfile::tempdir().unwrap();
         let mut p = TestPlatform::start(dir.path()).await;
         let c = code(11);
-        p.register(&c, "optical-laser", "东湖新技术开发区", true).await;
+        p.register(&c, "optical-laser", "东湖新技术开发区", true)
+            .await;
         let token = p.token(&c, 2).await;
         let (status, body) = p.try_enroll(&token, "line-1").await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -47,8 +48,14 @@ async fn enrollment_hands_out_broker_credentials_once() {
 
         p.stop().await;
         let db = database_bytes(dir.path());
-        assert!(!contains(&db, password.as_bytes()), "the plain password is stored");
-        assert!(contains(&db, b"$7$101$"), "mosquitto-format hashes are stored");
+        assert!(
+            !contains(&db, password.as_bytes()),
+            "the plain password is stored"
+        );
+        assert!(
+            contains(&db, b"$7$101$"),
+            "mosquitto-format hashes are stored"
+        );
     })
     .await;
 }

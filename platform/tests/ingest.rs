@@ -17,7 +17,8 @@ const WAIT: Duration = Duration::from_secs(20);
 /// Registers an enterprise and enrolls `n` gateways; their (id, password).
 async fn enrolled(p: &TestPlatform, serial: u32, n: u32) -> Vec<(String, String)> {
     let c = code(serial);
-    p.register(&c, "electrical-equipment", "东西湖区", true).await;
+    p.register(&c, "electrical-equipment", "东西湖区", true)
+        .await;
     let token = p.token(&c, n).await;
     let mut gateways = Vec::new();
     for i in 0..n {
@@ -148,7 +149,8 @@ async fn lying_strange_and_unreadable_batches_are_rejected() {
         gw.publish_batch(b, &batch(a, 1, 10)).await;
         // A broken zstd frame and garbage.
         let data = Topics::new(a).data;
-        gw.publish(&data, vec![0x28, 0xB5, 0x2F, 0xFD, 0, 0, 0], false).await;
+        gw.publish(&data, vec![0x28, 0xB5, 0x2F, 0xFD, 0, 0, 0], false)
+            .await;
         gw.publish(&data, b"{\"gateway\":".to_vec(), false).await;
         // A gateway nobody enrolled (possible on the in-process broker, which has no ACL).
         let stranger = "91420100000000000X-ghost";
@@ -156,9 +158,7 @@ async fn lying_strange_and_unreadable_batches_are_rejected() {
         gw.disconnect().await;
         let stats = p
             .wait_ingest(WAIT, |s| {
-                s["gateway_mismatch"] == 2
-                    && s["undecodable"] == 2
-                    && s["unknown_gateway"] == 1
+                s["gateway_mismatch"] == 2 && s["undecodable"] == 2 && s["unknown_gateway"] == 1
             })
             .await;
         assert_eq!(stats["batches_stored"], 0, "{stats}");
@@ -228,8 +228,13 @@ async fn dedup_survives_a_restart_and_the_broker_queues_while_the_platform_is_do
 
         // While no platform runs: a re-send of batch 1 and a new batch 2 are queued by
         // the broker for the ingest's persistent session.
-        publish_batches(&broker, &id, Some(&password), &[batch(&id, 1, 20), batch(&id, 2, 20)])
-            .await;
+        publish_batches(
+            &broker,
+            &id,
+            Some(&password),
+            &[batch(&id, 1, 20), batch(&id, 2, 20)],
+        )
+        .await;
 
         // The same data directory, the first platform's broker (which cannot be stopped).
         let mut config = config(dir.path());

@@ -34,11 +34,15 @@ fn free_port() -> u16 {
 }
 
 fn mosquitto_binary() -> PathBuf {
-    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("mosquitto"))
+    [
+        "/usr/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .unwrap_or_else(|| PathBuf::from("mosquitto"))
 }
 
 /// Starts mosquitto with authentication and the platform's files, and waits for it.
@@ -120,7 +124,8 @@ async fn mosquitto_isolates_gateways_and_refuses_strangers() {
         assert_eq!(p.mqtt_url, url.to_string());
         let acl = std::fs::read_to_string(&files.acl_file).unwrap();
         assert!(acl.contains("pattern write fieldlink/v1/%u/#"), "{acl}");
-        let _mosquitto = start_mosquitto(dir.path(), port, &files, &dir.path().join("mosquitto.pid"));
+        let _mosquitto =
+            start_mosquitto(dir.path(), port, &files, &dir.path().join("mosquitto.pid"));
         p.wait_ingest(Duration::from_secs(40), |s| {
             s["data_connected"] == true && s["state_connected"] == true
         })
@@ -137,10 +142,17 @@ async fn mosquitto_isolates_gateways_and_refuses_strangers() {
 
         // An observer with the ingest's read permission sees what reaches subscribers.
         let (observer, mut observer_events) = AsyncClient::new(
-            crate::support::mqtt_options(&url, "test-observer", Some(("fieldlink-ingest", INGEST_PASSWORD))),
+            crate::support::mqtt_options(
+                &url,
+                "test-observer",
+                Some(("fieldlink-ingest", INGEST_PASSWORD)),
+            ),
             16,
         );
-        observer.subscribe("fieldlink/v1/+/data", QoS::AtLeastOnce).await.unwrap();
+        observer
+            .subscribe("fieldlink/v1/+/data", QoS::AtLeastOnce)
+            .await
+            .unwrap();
         let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
         let observer_task = tokio::spawn(async move {
             while let Ok(event) = observer_events.poll().await {
@@ -162,30 +174,47 @@ async fn mosquitto_isolates_gateways_and_refuses_strangers() {
             .await
             .expect("the observer sees A's batch")
             .unwrap();
-        assert_eq!(first_seen, format!("fieldlink/v1/{a}/data"), "B's topic reached a subscriber");
-        p.wait_ingest(Duration::from_secs(20), |s| s["batches_stored"] == 1).await;
+        assert_eq!(
+            first_seen,
+            format!("fieldlink/v1/{a}/data"),
+            "B's topic reached a subscriber"
+        );
+        p.wait_ingest(Duration::from_secs(20), |s| s["batches_stored"] == 1)
+            .await;
         let stats = p.ingest_stats().await;
-        assert_eq!(stats["gateway_mismatch"], 0, "the spoofed batch reached the ingest: {stats}");
+        assert_eq!(
+            stats["gateway_mismatch"], 0,
+            "the spoofed batch reached the ingest: {stats}"
+        );
         assert_eq!(p.get(&format!("/api/v1/gateways/{b}")).await["batches"], 0);
         assert_eq!(p.get(&format!("/api/v1/gateways/{a}")).await["batches"], 1);
 
         // Strangers are refused at CONNECT.
-        assert!(refused(connect(&url, "stranger", Some(("stranger", "guess"))).await));
+        assert!(refused(
+            connect(&url, "stranger", Some(("stranger", "guess"))).await
+        ));
         assert!(refused(connect(&url, "anonymous", None).await));
         assert!(refused(connect(&url, &b, Some((&b, &a_password))).await));
         let mut gw_b = connect_when_accepted(&url, &b, &b_password).await;
         gw_b.publish_batch(&b, &batch(&b, 1, 10)).await;
         gw_b.disconnect().await;
-        p.wait_ingest(Duration::from_secs(20), |s| s["batches_stored"] == 2).await;
+        p.wait_ingest(Duration::from_secs(20), |s| s["batches_stored"] == 2)
+            .await;
 
         // Re-enrollment rotates: A's old password stops working, the new one works.
         let (_, a_new_password) = p.enroll(&token, "a").await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !refused(connect(&url, &a, Some((&a, &a_password))).await) {
-            assert!(tokio::time::Instant::now() < deadline, "the old password still works");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the old password still works"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        connect_when_accepted(&url, &a, &a_new_password).await.disconnect().await;
+        connect_when_accepted(&url, &a, &a_new_password)
+            .await
+            .disconnect()
+            .await;
 
         observer_task.abort();
         p.stop().await;

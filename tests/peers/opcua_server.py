@@ -13,6 +13,7 @@ Usage: opcua_server.py PORT
 import asyncio
 import datetime
 import json
+import logging
 import sys
 
 from asyncua import Server, ua
@@ -73,6 +74,8 @@ def values(i):
 
 
 async def main(port):
+    # asyncua warns that a server without security has no signing policy: intended here.
+    logging.getLogger("asyncua").setLevel(logging.ERROR)
     server = Server()
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/")

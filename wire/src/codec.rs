@@ -6,6 +6,8 @@
 //! small hostile payload (a "zip bomb") cannot make a receiver allocate without bound.
 
 use crate::batch::Batch;
+use crate::sample::{Quality, Sample, Value};
+use serde_json::ser::{CompactFormatter, Formatter};
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::io::Read;
@@ -69,11 +71,84 @@ pub fn encode_batch(batch: &Batch) -> Vec<u8> {
 }
 
 /// Encodes a batch as the contract's JSON, appending to `out` (reuses its allocation).
+///
+/// The output is exactly what serde_json makes of the types' `Serialize` impls (the golden
+/// tests pin both), written directly: the keys are constants, names that need no escaping
+/// (all of them, in practice) are copied as they are, and numbers are formatted by
+/// serde_json's own formatter. This is the agent's hottest loop; serde's generic path spent
+/// most of its time escaping the constant keys.
 pub fn encode_batch_into(batch: &Batch, out: &mut Vec<u8>) {
-    // Serialising our own types to a Vec cannot fail: every map key is a string and every
-    // float is finite by construction of `Value`.
-    if let Err(e) = serde_json::to_writer(&mut *out, batch) {
-        unreachable!("batch serialisation failed: {e}");
+    out.reserve(json_capacity(batch));
+    out.extend_from_slice(b"{\"gateway\":");
+    write_str(out, &batch.gateway);
+    out.extend_from_slice(b",\"seq\":");
+    write_number(out, |f, w| f.write_u64(w, batch.seq));
+    out.extend_from_slice(b",\"samples\":[");
+    for (i, sample) in batch.samples.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_sample(out, sample);
+    }
+    out.extend_from_slice(b"]}");
+}
+
+fn write_sample(out: &mut Vec<u8>, sample: &Sample) {
+    out.extend_from_slice(b"{\"device\":");
+    write_str(out, &sample.device);
+    out.extend_from_slice(b",\"point\":");
+    write_str(out, &sample.point);
+    out.extend_from_slice(b",\"ts\":");
+    write_number(out, |f, w| f.write_i64(w, sample.ts));
+    out.extend_from_slice(b",\"value\":");
+    match &sample.value {
+        Value::None => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Int(v) => write_number(out, |f, w| f.write_i64(w, *v)),
+        Value::UInt(v) => write_number(out, |f, w| f.write_u64(w, *v)),
+        // As serde_json: a float that is not finite (which `Value` rules out) is null.
+        Value::Float(v) if !v.is_finite() => out.extend_from_slice(b"null"),
+        Value::Float(v) => write_number(out, |f, w| f.write_f64(w, *v)),
+        Value::Text(v) => write_str(out, v),
+    }
+    match &sample.quality {
+        Quality::Good => out.extend_from_slice(b",\"quality\":\"good\"}"),
+        Quality::Uncertain => out.extend_from_slice(b",\"quality\":\"uncertain\"}"),
+        Quality::Bad(error) => {
+            out.extend_from_slice(b",\"quality\":\"bad\",\"error\":");
+            write_str(out, error);
+            out.push(b'}');
+        }
+    }
+}
+
+/// Writes `text` as a JSON string, escaped exactly as serde_json escapes it.
+fn write_str(out: &mut Vec<u8>, text: &str) {
+    // serde_json escapes control characters, '"' and '\\' only. The fold (no early exit)
+    // compiles to a vectorised scan.
+    let needs_escape = text.bytes().fold(false, |any, b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if needs_escape {
+        if let Err(e) = serde_json::to_writer(&mut *out, text) {
+            unreachable!("writing a string to a Vec failed: {e}");
+        }
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    }
+}
+
+/// Writes a number with serde_json's formatter (integers as itoa, floats shortest-exact, as
+/// the golden tests pin them).
+fn write_number(
+    out: &mut Vec<u8>,
+    write: impl FnOnce(&mut CompactFormatter, &mut Vec<u8>) -> std::io::Result<()>,
+) {
+    if let Err(e) = write(&mut CompactFormatter, out) {
+        unreachable!("writing a number to a Vec failed: {e}");
     }
 }
 
@@ -174,7 +249,9 @@ impl ZstdContext {
             Some((current, compressor)) if *current == level => compressor,
             slot => {
                 *slot = None;
-                &mut slot.insert((level, zstd::bulk::Compressor::new(level).ok()?)).1
+                &mut slot
+                    .insert((level, zstd::bulk::Compressor::new(level).ok()?))
+                    .1
             }
         };
         let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));

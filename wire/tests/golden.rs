@@ -216,3 +216,73 @@ fn meta_lists_devices_and_points_with_type_and_unit() {
         r#"{"devices":[{"name":"press-1","protocol":"modbus-tcp","points":[{"name":"temperature","type":"f32","unit":"°C"},{"name":"door_open","type":"bool"}]}]}"#
     );
 }
+
+/// The encoder writes JSON directly (for speed); it must stay byte for byte what serde_json
+/// makes of the `Serialize` impls, which define the contract's shape.
+#[test]
+fn the_direct_encoder_writes_exactly_what_serde_json_writes() {
+    let texts = [
+        "",
+        "press-1",
+        "温度 °C",
+        "quote \" backslash \\ slash /",
+        "controls \u{0} \u{1} \u{8} \t \n \r \u{c} \u{1f} and \u{7f}",
+        "emoji 🏭",
+    ];
+    let values = [
+        Value::None,
+        Value::Bool(true),
+        Value::Bool(false),
+        Value::Int(0),
+        Value::Int(-1),
+        Value::Int(i64::MIN),
+        Value::Int(i64::MAX),
+        Value::UInt(u64::MAX),
+        Value::Float(0.0),
+        Value::Float(-0.0),
+        Value::Float(21.5),
+        Value::Float(3.0),
+        Value::Float(0.1 + 0.2),
+        Value::Float(-1e-7),
+        Value::Float(1e300),
+        Value::Float(f64::MIN_POSITIVE),
+        Value::Float(f64::NAN),
+        Value::Float(f64::INFINITY),
+    ];
+    let mut samples = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        for (j, value) in values.iter().enumerate() {
+            let mut sample = Sample::good(
+                (*text).into(),
+                texts[(i + j) % texts.len()].into(),
+                i64::from(j as u8) - 3,
+                value.clone(),
+            );
+            sample.quality = match j % 3 {
+                0 => Quality::Good,
+                1 => Quality::Uncertain,
+                _ => Quality::Bad(texts[j % texts.len()].to_owned()),
+            };
+            samples.push(sample);
+        }
+        samples.push(Sample::good(
+            "d".into(),
+            "p".into(),
+            1,
+            Value::Text((*text).into()),
+        ));
+    }
+    for gateway in ["gw-demo", "gw \"odd\""] {
+        for samples in [Vec::new(), samples[..1].to_vec(), samples.clone()] {
+            let batch = Batch {
+                gateway: gateway.into(),
+                seq: 42,
+                samples,
+            };
+            assert_eq!(
+                String::from_utf8(encode_batch(&batch)).unwrap(),
+                serde_json::to_string(&batch).unwrap()
+            );
+        }
+    }
+}

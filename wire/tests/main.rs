@@ -1,4 +1,4 @@
 //! The wire crate's tests, one binary: the contract's exact JSON, and zstd framing.
 
-mod golden;
 mod compression;
+mod golden;

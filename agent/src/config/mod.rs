@@ -232,10 +232,14 @@ fn read_platform(dx: &mut Diagnostics<'_>, t: &mut TableReader<'_, '_>) -> Optio
     if client_cert.is_some() != client_key.is_some() {
         dx.error(t.span(), "[platform]: `client_cert` and `client_key` go together: set both for mutual TLS, or neither");
     }
-    if let Some(mqtt) = &mqtt {
-        if !mqtt.tls && (ca_file.is_some() || client_cert.is_some()) {
-            dx.error(t.span(), "[platform]: `ca_file`, `client_cert` and `client_key` need an mqtts:// URL in `mqtt`");
-        }
+    if let Some(mqtt) = &mqtt
+        && !mqtt.tls
+        && (ca_file.is_some() || client_cert.is_some())
+    {
+        dx.error(
+            t.span(),
+            "[platform]: `ca_file`, `client_cert` and `client_key` need an mqtts:// URL in `mqtt`",
+        );
     }
     let enroll_url = t.string(dx, "enroll_url").map(|s| s.value.to_owned());
     let keep_alive = t.positive_duration(dx, "keep_alive", Duration::from_secs(30));
@@ -482,12 +486,15 @@ pub fn parse_host_port(text: &str, default_port: u16) -> Option<String> {
     }
 }
 
+/// A point's name, unit, deadband and heartbeat.
+type PointCommon = (Arc<str>, Option<String>, Option<f64>, Option<Duration>);
+
 /// Reads the keys every point has: name, unit, deadband, heartbeat.
 fn read_point_common(
     dx: &mut Diagnostics<'_>,
     p: &mut TableReader<'_, '_>,
     numeric: bool,
-) -> Option<(Arc<str>, Option<String>, Option<f64>, Option<Duration>)> {
+) -> Option<PointCommon> {
     let name = p
         .required_string(dx, "name", "the point's name, unique within its device")
         .and_then(|n| {

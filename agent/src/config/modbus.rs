@@ -62,8 +62,8 @@ impl Buses {
                     format!(
                         "{section}: serial line {} is set to {} here but to {} by device {:?}; devices on one line share its `baud`, `parity`, `data_bits` and `stop_bits`",
                         here.path,
-                        settings(here),
-                        settings(there),
+                        here.settings(),
+                        there.settings(),
                         &*seen.first
                     ),
                 );
@@ -82,13 +82,6 @@ impl Buses {
         }
         seen.units.insert(device.unit, device.name.clone());
     }
-}
-
-/// `9600 8E1`.
-fn settings(line: &SerialLine) -> String {
-    let text = line.to_string();
-    text.strip_prefix(&line.path)
-        .map_or(text.clone(), |s| s.trim().to_owned())
 }
 
 /// Keys every Modbus device has: timeout, retries and the read-planning limits.

@@ -202,10 +202,10 @@ async fn publish(cx: &mut PublisherContext) {
     let mut mode = Mode::Live;
     loop {
         mode = next_mode(cx, mode);
-        if let Mode::Draining { deadline } = mode {
-            if Instant::now() >= deadline {
-                return;
-            }
+        if let Mode::Draining { deadline } = mode
+            && Instant::now() >= deadline
+        {
+            return;
         }
         let end = session(cx, &topics, &mut mode, &mut backoff).await;
         cx.telemetry.mqtt.connected.store(false, Ordering::Relaxed);

@@ -42,8 +42,8 @@ pub struct CollectorContext {
     pub sink: SampleSink,
     /// Fires when the collector must stop; it returns soon after.
     pub shutdown: CancellationToken,
-    /// The device's counters (one per device; a bus collector gets one per device in
-    /// its own configuration instead).
+    /// The device's counters, one per device. Devices sharing a Modbus RTU bus each run
+    /// their own collector with their own counters; they share only the bus's scheduler.
     pub stats: Arc<crate::DeviceStats>,
 }
 

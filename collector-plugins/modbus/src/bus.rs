@@ -3,8 +3,8 @@
 //!
 //! A line carries one frame at a time, so the devices on it must take turns. Each device
 //! keeps its own poll loop (and its own counters); its requests go to the bus's scheduler
-//! task as transactions, through a FIFO queue that holds at most one transaction per
-//! device. The scheduler executes them one by one:
+//! task as transactions, through a queue that holds at most one transaction per device.
+//! The scheduler executes them one by one, first come first served (but see probes):
 //! - it leaves the inter-frame silence ([`BusLink::frame_gap`]) between the end of one
 //!   frame and the start of the next;
 //! - a probe of a silent slave goes last: it waits while any other device's request is

@@ -54,12 +54,11 @@ impl ReadError {
         matches!(self, ReadError::Timeout | ReadError::Transport(_))
     }
 
-    /// True if the device itself answered, whatever it said: it is alive.
+    /// True if the device itself answered, whatever it said: it is alive. A frame for
+    /// another unit or function ([`ReadError::Protocol`]) does not count: on a shared line
+    /// it may be another slave's.
     pub fn device_answered(&self) -> bool {
-        matches!(
-            self,
-            ReadError::Exception(_) | ReadError::Protocol(_) | ReadError::Malformed(_)
-        )
+        matches!(self, ReadError::Exception(_) | ReadError::Malformed(_))
     }
 }
 

@@ -6,7 +6,8 @@
 //! interval (its poll period doubling up to [`SILENT_BACKOFF_MAX`], jittered) until it
 //! answers again. Meanwhile each of its ticks still yields one bad sample per point, with
 //! the reason of its last failure, without using the bus. A probe of a silent slave stops
-//! at its first timeout, so it costs one request's timeouts, not one per request.
+//! at its first timeout, so it costs one request's timeouts, not one per request, and it
+//! yields its turn on the bus to the other devices' requests.
 
 use crate::bus::{self, BusHandle, BusLink};
 use crate::plan::{PlanLimits, PointSpec, ReadPlan, ReadRequest};
@@ -162,7 +163,8 @@ impl Cycle for RtuPoller<'_> {
 
 impl RtuPoller<'_> {
     /// One request through the bus, repeated after timeouts and transport errors as the
-    /// device's `retries` allow. Every failed attempt counts as a read error.
+    /// device's `retries` allow. Every failed attempt that reached the line counts as a
+    /// read error.
     async fn read(&self, request: &ReadRequest) -> Result<Data, ReadError> {
         let mut attempt = 0;
         loop {
@@ -179,6 +181,8 @@ impl RtuPoller<'_> {
                 .await;
             match result {
                 Ok(data) => return Ok(data),
+                // No request went out: the link is down, which the bus counts and logs.
+                Err(error @ ReadError::LinkDown(_)) => return Err(error),
                 Err(error) => {
                     DeviceStats::bump(&self.stats.read_errors);
                     if let ReadError::Transport(_) | ReadError::Malformed(_) = error {

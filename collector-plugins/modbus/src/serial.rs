@@ -130,7 +130,9 @@ impl SerialLine {
         }
     }
 
-    /// Opens the port with these settings.
+    /// Opens the port with these settings. This is an open(2) with `O_NONBLOCK` (so it does
+    /// not wait for a carrier) and a few ioctls: quick enough to run on the runtime; the
+    /// port's reads and writes are then readiness-driven, never blocking.
     pub(crate) fn open(&self) -> std::io::Result<tokio_serial::SerialStream> {
         let builder = tokio_serial::new(&self.path, self.baud)
             .parity(match self.parity {
@@ -151,22 +153,27 @@ impl SerialLine {
     }
 }
 
-impl fmt::Display for SerialLine {
-    /// `/dev/ttyUSB0 9600 8E1`, the way device labels write it.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl SerialLine {
+    /// The line settings as device labels write them: `9600 8E1`.
+    pub fn settings(&self) -> String {
         let parity = match self.parity {
             Parity::None => 'N',
             Parity::Even => 'E',
             Parity::Odd => 'O',
         };
-        write!(
-            f,
-            "{} {} {}{parity}{}",
-            self.path,
+        format!(
+            "{} {}{parity}{}",
             self.baud,
             self.data_bits.bits(),
             self.stop_bits.bits()
         )
+    }
+}
+
+impl fmt::Display for SerialLine {
+    /// `/dev/ttyUSB0 9600 8E1`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.path, self.settings())
     }
 }
 

@@ -85,17 +85,22 @@ pub async fn browse(options: &BrowseOptions) -> Result<Vec<BrowsedVariable>, Bro
     result
 }
 
-async fn walk(session: &Session, options: &BrowseOptions) -> Result<Vec<BrowsedVariable>, BrowseError> {
+async fn walk(
+    session: &Session,
+    options: &BrowseOptions,
+) -> Result<Vec<BrowsedVariable>, BrowseError> {
     let namespaces = session
         .read_namespace_array()
         .await
         .map_err(service_error("reading the namespace array"))?;
     let start = match &options.start {
         None => NodeId::from(ObjectId::ObjectsFolder),
-        Some(address) => address.resolve(&namespaces).map_err(|e| BrowseError::Service {
-            service: "resolving --node",
-            status: e.to_string(),
-        })?,
+        Some(address) => address
+            .resolve(&namespaces)
+            .map_err(|e| BrowseError::Service {
+                service: "resolving --node",
+                status: e.to_string(),
+            })?,
     };
     let skip_server = options.start.is_none();
 
@@ -145,7 +150,10 @@ async fn walk(session: &Session, options: &BrowseOptions) -> Result<Vec<BrowsedV
             let mut next = Vec::new();
             for ((i, _), r) in pending.iter().zip(more) {
                 if let Some(refs) = r.references {
-                    results[*i].references.get_or_insert_with(Vec::new).extend(refs);
+                    results[*i]
+                        .references
+                        .get_or_insert_with(Vec::new)
+                        .extend(refs);
                 }
                 if !r.continuation_point.is_null_or_empty() {
                     next.push((*i, r.continuation_point));
@@ -157,7 +165,7 @@ async fn walk(session: &Session, options: &BrowseOptions) -> Result<Vec<BrowsedV
         for ((_, path, depth, parent_is_variable), result) in batch.iter().zip(results) {
             for reference in result.references.into_iter().flatten() {
                 if *parent_is_variable
-                    && reference.reference_type_id == NodeId::from(ReferenceTypeId::HasProperty)
+                    && reference.reference_type_id == ReferenceTypeId::HasProperty
                 {
                     continue;
                 }
@@ -166,7 +174,7 @@ async fn walk(session: &Session, options: &BrowseOptions) -> Result<Vec<BrowsedV
                     continue;
                 }
                 let node = reference.node_id.node_id.clone();
-                if skip_server && node == NodeId::from(ObjectId::Server) {
+                if skip_server && node == ObjectId::Server {
                     continue;
                 }
                 if !seen.insert(node.clone()) {
@@ -189,10 +197,15 @@ async fn walk(session: &Session, options: &BrowseOptions) -> Result<Vec<BrowsedV
         }
     }
 
+    // Listed by browse path, so related variables stand together.
+    variables.sort_by(|a, b| a.1.cmp(&b.1));
     describe(session, &namespaces, variables).await
 }
 
-async fn read_node_class(session: &Session, node: &NodeId) -> Result<Option<NodeClass>, BrowseError> {
+async fn read_node_class(
+    session: &Session,
+    node: &NodeId,
+) -> Result<Option<NodeClass>, BrowseError> {
     let read = ReadValueId {
         node_id: node.clone(),
         attribute_id: AttributeId::NodeClass as u32,
@@ -235,7 +248,10 @@ async fn describe(
             .read(&reads, TimestampsToReturn::Neither, 0.0)
             .await
             .map_err(service_error("Read"))?;
-        let mut values: Vec<Variant> = values.into_iter().map(|v| v.value.unwrap_or_default()).collect();
+        let mut values: Vec<Variant> = values
+            .into_iter()
+            .map(|v| v.value.unwrap_or_default())
+            .collect();
         values.resize(reads.len(), Variant::Empty);
         attributes.extend(values);
     }
@@ -279,7 +295,10 @@ async fn describe(
             Variant::NodeId(id) => match standard_type(id) {
                 Some((name, supported)) => (name.to_owned(), supported),
                 None => (
-                    custom_names.get(id).cloned().unwrap_or_else(|| id.to_string()),
+                    custom_names
+                        .get(id)
+                        .cloned()
+                        .unwrap_or_else(|| id.to_string()),
                     TypeSupport::Custom,
                 ),
             },
@@ -357,6 +376,10 @@ fn standard_type(id: &NodeId) -> Option<(&'static str, TypeSupport)> {
         DataTypeId::UInteger => ("UInteger", Yes),
         DataTypeId::Enumeration => ("Enumeration", Yes),
         DataTypeId::BaseDataType => ("BaseDataType", Yes),
+        DataTypeId::VersionTime => ("VersionTime", Yes),
+        DataTypeId::Counter => ("Counter", Yes),
+        DataTypeId::IntegerId => ("IntegerId", Yes),
+        DataTypeId::NumericRange => ("NumericRange", Yes),
         DataTypeId::Guid => ("Guid", No),
         DataTypeId::ByteString => ("ByteString", No),
         DataTypeId::XmlElement => ("XmlElement", No),
@@ -406,9 +429,23 @@ fn node_text(node: &NodeId, namespaces: &NamespaceMap) -> String {
 pub fn render(endpoint: &str, variables: &[BrowsedVariable]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# {} variables on {endpoint}", variables.len());
-    let width = variables.iter().map(|v| v.node.len()).max().unwrap_or(0).min(60);
-    let type_width = variables.iter().map(|v| v.data_type.len()).max().unwrap_or(0).min(24);
-    let _ = writeln!(out, "# {:<width$}  {:<type_width$}  {:<6} PATH", "NODE", "TYPE", "ACCESS");
+    let width = variables
+        .iter()
+        .map(|v| v.node.len())
+        .max()
+        .unwrap_or(0)
+        .min(60);
+    let type_width = variables
+        .iter()
+        .map(|v| v.data_type.len())
+        .max()
+        .unwrap_or(0)
+        .min(24);
+    let _ = writeln!(
+        out,
+        "# {:<width$}  {:<type_width$}  {:<6} PATH",
+        "NODE", "TYPE", "ACCESS"
+    );
     for v in variables {
         let _ = writeln!(
             out,
@@ -441,7 +478,13 @@ pub fn render(endpoint: &str, variables: &[BrowsedVariable]) -> String {
         }
         let _ = writeln!(out, "{prefix}[[device.point]]");
         let _ = writeln!(out, "{prefix}name = {}", toml_string(&name));
-        let _ = writeln!(out, "{prefix}node = {}  # {} {}", toml_string(&v.node), v.data_type, v.access);
+        let _ = writeln!(
+            out,
+            "{prefix}node = {}  # {} {}",
+            toml_string(&v.node),
+            v.data_type,
+            v.access
+        );
     }
     out
 }
@@ -482,7 +525,10 @@ mod tests {
     fn node_ids_are_written_with_their_namespace_uri() {
         let mut map = NamespaceMap::new();
         map.add_namespace("urn:plant");
-        assert_eq!(node_text(&NodeId::new(1, "Speed"), &map), "nsu=urn:plant;s=Speed");
+        assert_eq!(
+            node_text(&NodeId::new(1, "Speed"), &map),
+            "nsu=urn:plant;s=Speed"
+        );
         assert_eq!(node_text(&NodeId::new(0, 2258u32), &map), "i=2258");
         assert_eq!(node_text(&NodeId::new(7, 5u32), &map), "ns=7;i=5");
     }
@@ -509,6 +555,9 @@ mod tests {
         ];
         let text = render("opc.tcp://plc:4840", &vars);
         assert!(text.contains("[[device.point]]\nname = \"Line1.Speed\"\nnode = \"nsu=urn:plant;s=Line \\\"1\\\".Speed\"  # Double rw"), "{text}");
-        assert!(text.contains("# skipped: type ByteString is not mapped\n# [[device.point]]"), "{text}");
+        assert!(
+            text.contains("# skipped: type ByteString is not mapped\n# [[device.point]]"),
+            "{text}"
+        );
     }
 }

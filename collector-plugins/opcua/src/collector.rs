@@ -15,7 +15,9 @@ use crate::device::{Deadband, Mode, OpcuaDevice, ServerTrust};
 use crate::pki;
 use crate::session::{self, ConnectError, Connection, LinkState};
 use crate::value::{Unmappable, status_name, to_sample};
-use fieldlink_collector_api::{Backoff, BoxFuture, Collector, CollectorContext, DeviceStats, clock};
+use fieldlink_collector_api::{
+    Backoff, BoxFuture, Collector, CollectorContext, DeviceStats, clock,
+};
 use fieldlink_wire::Sample;
 use opcua::client::{MonitoredItemMap, OnSubscriptionNotificationCore};
 use opcua::types::{
@@ -108,7 +110,13 @@ impl<'a> Runner<'a> {
             backoff: Backoff::new(BACKOFF_MIN, BACKOFF_MAX),
             logged_reason: None,
             logged_points: HashSet::new(),
-            type_reported: Arc::new(device.points.iter().map(|_| AtomicBool::new(false)).collect()),
+            type_reported: Arc::new(
+                device
+                    .points
+                    .iter()
+                    .map(|_| AtomicBool::new(false))
+                    .collect(),
+            ),
         }
     }
 
@@ -255,7 +263,10 @@ impl<'a> Runner<'a> {
                     match self.device.mode {
                         Mode::Subscription {
                             publishing_interval,
-                        } => self.subscribe(&connection, &nodes, publishing_interval).await,
+                        } => {
+                            self.subscribe(&connection, &nodes, publishing_interval)
+                                .await
+                        }
                         Mode::Poll { period } => self.poll(&connection, &nodes, period).await,
                     }
                 }
@@ -282,7 +293,12 @@ impl<'a> Runner<'a> {
         )
         .await
         .map_err(|_| "cannot read the namespace array: timeout".to_owned())?
-        .map_err(|e| format!("cannot read the namespace array: {}", status_name(e.status())))?;
+        .map_err(|e| {
+            format!(
+                "cannot read the namespace array: {}",
+                status_name(e.status())
+            )
+        })?;
         let ts = clock::now_ms();
         let mut bad = Vec::new();
         let mut nodes = Vec::with_capacity(self.device.points.len());
@@ -294,7 +310,12 @@ impl<'a> Runner<'a> {
                     if self.logged_points.insert((i, text.clone())) {
                         warn!(device = %self.device.name, point = %point.name, node = %point.node, error = %text, "cannot resolve the point's NodeId");
                     }
-                    bad.push(Sample::bad(self.device.name.clone(), point.name.clone(), ts, text));
+                    bad.push(Sample::bad(
+                        self.device.name.clone(),
+                        point.name.clone(),
+                        ts,
+                        text,
+                    ));
                     nodes.push(None);
                 }
             }
@@ -317,7 +338,15 @@ impl<'a> Runner<'a> {
         let (keep_alive, lifetime) = subscription_counts(publishing_interval);
         let created = time::timeout(
             self.device.timeout,
-            session.create_subscription(publishing_interval, lifetime, keep_alive, 0, 0, true, handler),
+            session.create_subscription(
+                publishing_interval,
+                lifetime,
+                keep_alive,
+                0,
+                0,
+                true,
+                handler,
+            ),
         )
         .await;
         let subscription_id = match created {
@@ -384,7 +413,12 @@ impl<'a> Runner<'a> {
             if self.logged_points.insert((i, text.clone())) {
                 warn!(device = %self.device.name, point = %point.name, node = %point.node, error = %text, "the server refused the monitored item");
             }
-            bad.push(Sample::bad(self.device.name.clone(), point.name.clone(), ts, text));
+            bad.push(Sample::bad(
+                self.device.name.clone(),
+                point.name.clone(),
+                ts,
+                text,
+            ));
         }
         if !bad.is_empty() && !self.send(bad).await {
             return Ended::Stop;
@@ -397,7 +431,8 @@ impl<'a> Runner<'a> {
         );
 
         let mut state_rx = connection.state_rx.clone();
-        let mut certificate_check = time::interval_at(Instant::now() + CERTIFICATE_CHECK, CERTIFICATE_CHECK);
+        let mut certificate_check =
+            time::interval_at(Instant::now() + CERTIFICATE_CHECK, CERTIFICATE_CHECK);
         loop {
             tokio::select! {
                 () = self.ctx.shutdown.cancelled() => return Ended::Stop,
@@ -477,7 +512,8 @@ impl<'a> Runner<'a> {
         let mut ticker = time::interval(period.max(Duration::from_millis(1)));
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut state_rx = connection.state_rx.clone();
-        let mut certificate_check = time::interval_at(Instant::now() + CERTIFICATE_CHECK, CERTIFICATE_CHECK);
+        let mut certificate_check =
+            time::interval_at(Instant::now() + CERTIFICATE_CHECK, CERTIFICATE_CHECK);
         let mut failed_cycles = 0u32;
         loop {
             tokio::select! {
@@ -586,7 +622,9 @@ fn lost_reason(sender_gone: bool, state: &LinkState) -> Option<String> {
 fn subscription_counts(publishing_interval: Duration) -> (u32, u32) {
     let per = |span: Duration| -> u32 {
         let ms = publishing_interval.as_millis().max(1);
-        u32::try_from(span.as_millis().div_ceil(ms)).unwrap_or(u32::MAX).max(1)
+        u32::try_from(span.as_millis().div_ceil(ms))
+            .unwrap_or(u32::MAX)
+            .max(1)
     };
     let keep_alive = per(Duration::from_secs(10)).min(1000);
     let lifetime = per(Duration::from_secs(60)).max(keep_alive * 3);
@@ -741,7 +779,10 @@ mod tests {
         let s = |n: i64| Sample::bad("d".into(), "p".into(), n, "x");
         inbox.push((0..5).map(s));
         let (samples, dropped) = inbox.take();
-        assert_eq!(samples.iter().map(|s| s.ts).collect::<Vec<_>>(), vec![2, 3, 4]);
+        assert_eq!(
+            samples.iter().map(|s| s.ts).collect::<Vec<_>>(),
+            vec![2, 3, 4]
+        );
         assert_eq!(dropped, 2);
     }
 }

@@ -40,9 +40,7 @@ pub enum NodeIdError {
     #[error("`nsu=` needs a namespace URI")]
     EmptyUri,
     /// The identifier after the namespace is not `i=`, `s=`, `g=` or `b=` with a valid value.
-    #[error(
-        "the identifier must be i=NUMBER, s=TEXT, g=GUID or b=BASE64 (found {0:?})"
-    )]
+    #[error("the identifier must be i=NUMBER, s=TEXT, g=GUID or b=BASE64 (found {0:?})")]
     Identifier(String),
 }
 
@@ -105,12 +103,10 @@ impl FromStr for NodeAddress {
 /// The byte offset, in the text after `nsu=`, where the identifier begins: just after the
 /// first `;` followed by `i=`, `s=`, `g=` or `b=`.
 fn find_identifier_start(rest: &str) -> Option<usize> {
-    rest.match_indices(';')
-        .map(|(i, _)| i + 1)
-        .find(|&start| {
-            let tail = rest.as_bytes().get(start..start + 2);
-            matches!(tail, Some([b'i' | b's' | b'g' | b'b', b'=']))
-        })
+    rest.match_indices(';').map(|(i, _)| i + 1).find(|&start| {
+        let tail = rest.as_bytes().get(start..start + 2);
+        matches!(tail, Some([b'i' | b's' | b'g' | b'b', b'=']))
+    })
 }
 
 /// Parses `i=`, `s=`, `g=` or `b=` followed by the value.
@@ -129,7 +125,9 @@ impl fmt::Display for NodeAddress {
         match &self.namespace {
             Namespace::Index(0) => {}
             Namespace::Index(i) => write!(f, "ns={i};")?,
-            Namespace::Uri(uri) => write!(f, "nsu={};", uri.replace('%', "%25").replace(';', "%3b"))?,
+            Namespace::Uri(uri) => {
+                write!(f, "nsu={};", uri.replace('%', "%25").replace(';', "%3b"))?
+            }
         }
         match &self.identifier {
             // opcua prints a Guid with its Debug form; the spec's text form is the plain one.
@@ -192,9 +190,15 @@ mod tests {
         assert_eq!(parse("nsu=;i=1"), Err(NodeIdError::EmptyUri));
         assert_eq!(parse("nsu=urn:x"), Err(NodeIdError::Syntax));
         assert!(matches!(parse("ns=2;x=1"), Err(NodeIdError::Identifier(_))));
-        assert!(matches!(parse("ns=2;i=abc"), Err(NodeIdError::Identifier(_))));
+        assert!(matches!(
+            parse("ns=2;i=abc"),
+            Err(NodeIdError::Identifier(_))
+        ));
         assert!(matches!(parse("中文"), Err(NodeIdError::Identifier(_))));
-        assert!(matches!(parse("ns=2;中=1"), Err(NodeIdError::Identifier(_))));
+        assert!(matches!(
+            parse("ns=2;中=1"),
+            Err(NodeIdError::Identifier(_))
+        ));
         assert!(matches!(parse(""), Err(NodeIdError::Identifier(_))));
     }
 }

@@ -53,7 +53,9 @@ pub enum PkiError {
     #[error("{0}: not a readable certificate (DER or PEM)")]
     Unreadable(PathBuf),
     /// `fieldlink opcua trust` was given something that names no certificate.
-    #[error("no certificate in {dir} matches {wanted:?}; `fieldlink opcua trust --config FILE` lists them")]
+    #[error(
+        "no certificate in {dir} matches {wanted:?}; `fieldlink opcua trust --config FILE` lists them"
+    )]
     NotFound {
         /// The directory searched.
         dir: PathBuf,
@@ -318,10 +320,7 @@ pub fn list(dir: &Path) -> Result<Vec<ListedCertificate>, PkiError> {
                 trusted,
                 thumbprint: thumbprint(&cert),
                 subject: cert.subject_name(),
-                not_after: cert
-                    .not_after()
-                    .map(|t| t.to_rfc3339())
-                    .unwrap_or_default(),
+                not_after: cert.not_after().map(|t| t.to_rfc3339()).unwrap_or_default(),
                 path,
             });
         }
@@ -350,8 +349,7 @@ pub fn trust(dir: &Path, wanted: &str) -> Result<PathBuf, PkiError> {
         }
         return Ok(target);
     }
-    let rejected: Vec<ListedCertificate> =
-        list(dir)?.into_iter().filter(|c| !c.trusted).collect();
+    let rejected: Vec<ListedCertificate> = list(dir)?.into_iter().filter(|c| !c.trusted).collect();
     let key = wanted.trim().to_ascii_uppercase();
     let matches: Vec<&ListedCertificate> = rejected
         .iter()
@@ -414,13 +412,23 @@ mod tests {
             CertificateAction::Kept
         );
         let cert = CertificateStore::read_cert(&own_certificate_path(&p.dir)).unwrap();
-        assert!(cert.subject_name().contains("gw-cert-1"), "{}", cert.subject_name());
-        assert!(cert.is_application_uri_valid("urn:fieldlink:gw-cert-1").is_ok());
+        assert!(
+            cert.subject_name().contains("gw-cert-1"),
+            "{}",
+            cert.subject_name()
+        );
+        assert!(
+            cert.is_application_uri_valid("urn:fieldlink:gw-cert-1")
+                .is_ok()
+        );
         assert!(cert.is_hostname_valid("gw-cert-1").is_ok());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(own_key_path(&p.dir)).unwrap().permissions().mode();
+            let mode = fs::metadata(own_key_path(&p.dir))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o077, 0, "the private key is readable by others");
         }
     }
@@ -430,7 +438,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         ensure_application_certificate(&pki(tmp.path(), "gw-a")).unwrap();
         let action = ensure_application_certificate(&pki(tmp.path(), "gw-b")).unwrap();
-        assert!(matches!(action, CertificateAction::Renewed(_)), "{action:?}");
+        assert!(
+            matches!(action, CertificateAction::Renewed(_)),
+            "{action:?}"
+        );
     }
 
     #[test]

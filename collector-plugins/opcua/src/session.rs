@@ -139,8 +139,8 @@ impl Connection {
 
 /// A short name for an endpoint's security, for logs: `Basic256Sha256/sign-and-encrypt`.
 pub fn describe_endpoint(endpoint: &EndpointDescription) -> String {
-    let policy = Policy::from_uri(endpoint.security_policy_uri.as_ref())
-        .map_or("None", Policy::as_str);
+    let policy =
+        Policy::from_uri(endpoint.security_policy_uri.as_ref()).map_or("None", Policy::as_str);
     let mode = match endpoint.security_mode {
         MessageSecurityMode::Sign => "sign",
         MessageSecurityMode::SignAndEncrypt => "sign-and-encrypt",
@@ -243,8 +243,7 @@ async fn connect_inner(device: &OpcuaDevice) -> Result<Connection, ConnectError>
             LinkState::Lost(status) => {
                 event_loop.abort();
                 let context = match status {
-                    StatusCode::BadCertificateUntrusted
-                    | StatusCode::BadSecurityChecksFailed => {
+                    StatusCode::BadCertificateUntrusted | StatusCode::BadSecurityChecksFailed => {
                         "the server does not trust the gateway's certificate"
                     }
                     StatusCode::BadIdentityTokenRejected
@@ -432,7 +431,11 @@ fn describe_offer(endpoint: &EndpointDescription) -> String {
 mod tests {
     use super::*;
 
-    fn endpoint(policy: &str, mode: MessageSecurityMode, tokens: &[UserTokenType]) -> EndpointDescription {
+    fn endpoint(
+        policy: &str,
+        mode: MessageSecurityMode,
+        tokens: &[UserTokenType],
+    ) -> EndpointDescription {
         EndpointDescription {
             endpoint_url: "opc.tcp://plc:4840/".into(),
             security_mode: mode,
@@ -454,9 +457,21 @@ mod tests {
         use MessageSecurityMode::{None, SignAndEncrypt};
         use UserTokenType::{Anonymous, UserName};
         vec![
-            endpoint("http://opcfoundation.org/UA/SecurityPolicy#None", None, &[Anonymous]),
-            endpoint(Policy::Basic128Rsa15.uri(), SignAndEncrypt, &[Anonymous, UserName]),
-            endpoint(Policy::Aes128Sha256RsaOaep.uri(), SignAndEncrypt, &[Anonymous, UserName]),
+            endpoint(
+                "http://opcfoundation.org/UA/SecurityPolicy#None",
+                None,
+                &[Anonymous],
+            ),
+            endpoint(
+                Policy::Basic128Rsa15.uri(),
+                SignAndEncrypt,
+                &[Anonymous, UserName],
+            ),
+            endpoint(
+                Policy::Aes128Sha256RsaOaep.uri(),
+                SignAndEncrypt,
+                &[Anonymous, UserName],
+            ),
             endpoint(Policy::Basic256Sha256.uri(), SignAndEncrypt, &[UserName]),
         ]
     }
@@ -467,8 +482,13 @@ mod tests {
             user: "u".into(),
             password: "p".into(),
         };
-        let e = choose_endpoint(&offered(), SecurityMode::SignAndEncrypt, PolicyChoice::Auto, &user)
-            .unwrap();
+        let e = choose_endpoint(
+            &offered(),
+            SecurityMode::SignAndEncrypt,
+            PolicyChoice::Auto,
+            &user,
+        )
+        .unwrap();
         assert_eq!(e.security_policy_uri.as_ref(), Policy::Basic256Sha256.uri());
         // Anonymous is not offered on Basic256Sha256: the next strongest non-deprecated one.
         let e = choose_endpoint(
@@ -478,7 +498,10 @@ mod tests {
             &Identity::Anonymous,
         )
         .unwrap();
-        assert_eq!(e.security_policy_uri.as_ref(), Policy::Aes128Sha256RsaOaep.uri());
+        assert_eq!(
+            e.security_policy_uri.as_ref(),
+            Policy::Aes128Sha256RsaOaep.uri()
+        );
     }
 
     #[test]
@@ -495,10 +518,21 @@ mod tests {
 
     #[test]
     fn no_fitting_endpoint_says_what_was_wanted_and_offered() {
-        let err = choose_endpoint(&offered(), SecurityMode::Sign, PolicyChoice::Auto, &Identity::Anonymous)
-            .unwrap_err();
+        let err = choose_endpoint(
+            &offered(),
+            SecurityMode::Sign,
+            PolicyChoice::Auto,
+            &Identity::Anonymous,
+        )
+        .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("wanted security sign with policy auto, anonymous login"), "{text}");
-        assert!(text.contains("Basic256Sha256/sign-and-encrypt (user name)"), "{text}");
+        assert!(
+            text.contains("wanted security sign with policy auto, anonymous login"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Basic256Sha256/sign-and-encrypt (user name)"),
+            "{text}"
+        );
     }
 }

@@ -7,10 +7,10 @@ use opcua::crypto::{CertificateStore, SecurityPolicy};
 use opcua::server::address_space::{AccessLevel, Variable};
 use opcua::server::diagnostics::NamespaceMetadata;
 use opcua::server::node_manager::memory::{SimpleNodeManager, simple_node_manager};
-use opcua::server::{ServerBuilder, ServerHandle, ServerUserToken, ANONYMOUS_USER_TOKEN_ID};
+use opcua::server::{ANONYMOUS_USER_TOKEN_ID, ServerBuilder, ServerHandle, ServerUserToken};
 use opcua::types::{
     DataTypeId, DataValue, DateTime, Guid, LocalizedText, MessageSecurityMode, NodeId, ObjectId,
-    StatusCode, Variant, VariableId,
+    StatusCode, VariableId, Variant,
 };
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -82,7 +82,10 @@ pub fn every_type() -> Vec<(&'static str, Variant)> {
             "DateTime",
             Variant::DateTime(Box::new(DateTime::ymd_hms(2025, 11, 27, 0, 0, 0))),
         ),
-        ("StatusCode", Variant::StatusCode(StatusCode::BadSensorFailure)),
+        (
+            "StatusCode",
+            Variant::StatusCode(StatusCode::BadSensorFailure),
+        ),
         // Not mappable: a clear error for that point.
         ("Guid", Variant::Guid(Box::new(Guid::null()))),
         // Changes on request, for subscription tests.
@@ -143,15 +146,30 @@ impl TestServer {
                 .add_user_token("operator", ServerUserToken::user_pass(USER, PASSWORD))
                 .add_endpoint(
                     "basic256sha256_sign_encrypt",
-                    ("/", SecurityPolicy::Basic256Sha256, MessageSecurityMode::SignAndEncrypt, tokens),
+                    (
+                        "/",
+                        SecurityPolicy::Basic256Sha256,
+                        MessageSecurityMode::SignAndEncrypt,
+                        tokens,
+                    ),
                 )
                 .add_endpoint(
                     "basic256sha256_sign",
-                    ("/", SecurityPolicy::Basic256Sha256, MessageSecurityMode::Sign, tokens),
+                    (
+                        "/",
+                        SecurityPolicy::Basic256Sha256,
+                        MessageSecurityMode::Sign,
+                        tokens,
+                    ),
                 )
                 .add_endpoint(
                     "aes128_sign_encrypt",
-                    ("/", SecurityPolicy::Aes128Sha256RsaOaep, MessageSecurityMode::SignAndEncrypt, tokens),
+                    (
+                        "/",
+                        SecurityPolicy::Aes128Sha256RsaOaep,
+                        MessageSecurityMode::SignAndEncrypt,
+                        tokens,
+                    ),
                 )
         } else {
             let tokens: &[&str] = &[ANONYMOUS_USER_TOKEN_ID];
@@ -173,7 +191,10 @@ impl TestServer {
             .iter()
             .find_map(|m| {
                 let m: Arc<SimpleNodeManager> = m.clone().into_any_arc().downcast().ok()?;
-                m.namespaces().values().any(|uri| uri == NAMESPACE).then_some(m)
+                m.namespaces()
+                    .values()
+                    .any(|uri| uri == NAMESPACE)
+                    .then_some(m)
             })
             .expect("the test node manager");
         let task = tokio::spawn(async move {
@@ -219,7 +240,12 @@ impl TestServer {
             .collect();
         for i in 0..self.options.bulk {
             let id = self.node(&format!("Bulk.{i}"));
-            variables.push(Variable::new(&id, format!("Bulk{i}"), format!("Bulk{i}"), 0.0f64));
+            variables.push(Variable::new(
+                &id,
+                format!("Bulk{i}"),
+                format!("Bulk{i}"),
+                0.0f64,
+            ));
         }
         space.add_variables(variables, &folder);
     }

@@ -179,8 +179,14 @@ mod tests {
             (Variant::UInt64(5), Value::Int(5)),
             (Variant::Float(0.1), Value::Float(0.1)),
             (Variant::Double(-2.5e300), Value::Float(-2.5e300)),
-            (Variant::String(UAString::from("späne")), Value::Text("späne".into())),
-            (Variant::String(UAString::null()), Value::Text(String::new())),
+            (
+                Variant::String(UAString::from("späne")),
+                Value::Text("späne".into()),
+            ),
+            (
+                Variant::String(UAString::null()),
+                Value::Text(String::new()),
+            ),
             (
                 Variant::LocalizedText(Box::new(LocalizedText::new("de", "Ein"))),
                 Value::Text("Ein".into()),
@@ -237,7 +243,10 @@ mod tests {
 
         dv.status = Some(StatusCode::UncertainLastUsableValue);
         let (s, _) = to_sample(&d, &p, &dv, 7);
-        assert_eq!((s.value, s.quality), (Value::Float(1.5), Quality::Uncertain));
+        assert_eq!(
+            (s.value, s.quality),
+            (Value::Float(1.5), Quality::Uncertain)
+        );
 
         dv.status = Some(StatusCode::BadNodeIdUnknown);
         let (s, _) = to_sample(&d, &p, &dv, 7);

@@ -19,19 +19,31 @@ async fn data_resumes_after_the_server_restarts_on_the_same_port_with_its_namesp
     let points = [("Counter", TestServer::node_text(&counter))];
     let mut run = Running::start(device(&server.endpoint(), dir.path(), &points));
     assert!(
-        run.until(Duration::from_secs(15), |s| has_good(s, "Counter", &Value::Int(0)))
-            .await
+        run.until(Duration::from_secs(15), |s| has_good(
+            s,
+            "Counter",
+            &Value::Int(0)
+        ))
+        .await
     );
     server.set(&counter, Variant::Int32(1));
     assert!(
-        run.until(Duration::from_secs(10), |s| has_good(s, "Counter", &Value::Int(1)))
-            .await
+        run.until(Duration::from_secs(10), |s| has_good(
+            s,
+            "Counter",
+            &Value::Int(1)
+        ))
+        .await
     );
 
     let mut options = server.stop().await;
     assert!(
-        run.until(Duration::from_secs(30), |s| has_bad(s, "Counter", "disconnected"))
-            .await,
+        run.until(Duration::from_secs(30), |s| has_bad(
+            s,
+            "Counter",
+            "disconnected"
+        ))
+        .await,
         "no bad sample while the server is down: {:#?}",
         run.received
     );
@@ -42,18 +54,30 @@ async fn data_resumes_after_the_server_restarts_on_the_same_port_with_its_namesp
     options.shift_namespace = true;
     let server = TestServer::start(options).await;
     assert!(
-        run.until(Duration::from_secs(30), |s| has_good(s, "Counter", &Value::Int(0)))
-            .await,
+        run.until(Duration::from_secs(30), |s| has_good(
+            s,
+            "Counter",
+            &Value::Int(0)
+        ))
+        .await,
         "data did not resume after the restart: {:#?}",
         run.received
     );
     server.set(&counter, Variant::Int32(2));
     assert!(
-        run.until(Duration::from_secs(10), |s| has_good(s, "Counter", &Value::Int(2)))
-            .await
+        run.until(Duration::from_secs(10), |s| has_good(
+            s,
+            "Counter",
+            &Value::Int(2)
+        ))
+        .await
     );
     assert!(run.stats.connected.load(Ordering::Relaxed));
-    assert_eq!(server.session_count(), 1, "more than one session after the restart");
+    assert_eq!(
+        server.session_count(),
+        1,
+        "more than one session after the restart"
+    );
     run.stop().await;
 }
 
@@ -102,5 +126,9 @@ async fn a_dead_server_gets_one_connect_attempt_at_a_time_and_bad_points() {
     // Backoff: attempts spread out instead of hammering the server.
     let first = received.first().map_or(0, |s| s.ts);
     let third = received.get(2).map_or(0, |s| s.ts);
-    assert!(third - first >= 1000, "three attempts within {} ms", third - first);
+    assert!(
+        third - first >= 1000,
+        "three attempts within {} ms",
+        third - first
+    );
 }

@@ -21,7 +21,11 @@ async fn an_untrusted_server_is_rejected_until_fieldlink_opcua_trust_then_sign_a
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(secure_options(dir.path())).await;
     let name = format!("{FOLDER}.Double");
-    let mut d = device(&server.endpoint(), dir.path(), &[("Double", TestServer::node_text(&name))]);
+    let mut d = device(
+        &server.endpoint(),
+        dir.path(),
+        &[("Double", TestServer::node_text(&name))],
+    );
     d.security.mode = SecurityMode::SignAndEncrypt;
     d.security.policy = PolicyChoice::Exact(Policy::Basic256Sha256);
     d.identity = Identity::UserName {
@@ -46,21 +50,34 @@ async fn an_untrusted_server_is_rejected_until_fieldlink_opcua_trust_then_sign_a
     );
     let listed = pki::list(&pki_dir).unwrap();
     assert!(
-        listed.iter().any(|c| !c.trusted && c.thumbprint == thumbprint),
+        listed
+            .iter()
+            .any(|c| !c.trusted && c.thumbprint == thumbprint),
         "{listed:#?}"
     );
-    assert_eq!(server.session_count(), 0, "a session was opened with an untrusted server");
+    assert_eq!(
+        server.session_count(),
+        0,
+        "a session was opened with an untrusted server"
+    );
 
     // The application certificate was created on first start, naming the gateway.
     let own = CertificateStore::read_cert(&pki::own_certificate_path(&pki_dir)).unwrap();
-    assert!(own.is_application_uri_valid("urn:fieldlink:gw-test").is_ok());
+    assert!(
+        own.is_application_uri_valid("urn:fieldlink:gw-test")
+            .is_ok()
+    );
 
     // `fieldlink opcua trust <first 8 hex digits>`: the next attempt connects.
     let trusted = pki::trust(&pki_dir, &thumbprint[..8]).unwrap();
     assert!(trusted.starts_with(pki_dir.join("trusted")));
     assert!(
-        run.until(Duration::from_secs(30), |s| has_good(s, "Double", &Value::Float(2.25)))
-            .await,
+        run.until(Duration::from_secs(30), |s| has_good(
+            s,
+            "Double",
+            &Value::Float(2.25)
+        ))
+        .await,
         "no data after trusting the server: {:#?}",
         run.received
     );
@@ -86,8 +103,12 @@ async fn a_wrong_password_is_a_bad_sample_with_the_servers_reason() {
     d.trust = ServerTrust::Any;
     let mut run = Running::start(d);
     assert!(
-        run.until(Duration::from_secs(20), |s| has_bad(s, "Double", "disconnected: Bad"))
-            .await,
+        run.until(Duration::from_secs(20), |s| has_bad(
+            s,
+            "Double",
+            "disconnected: Bad"
+        ))
+        .await,
         "{:#?}",
         run.received
     );
@@ -116,8 +137,12 @@ async fn policy_auto_takes_the_strongest_offered_and_sign_only_works() {
     d.trust = ServerTrust::Any;
     let mut run = Running::start(d);
     assert!(
-        run.until(Duration::from_secs(20), |s| has_good(s, "Double", &Value::Float(2.25)))
-            .await,
+        run.until(Duration::from_secs(20), |s| has_good(
+            s,
+            "Double",
+            &Value::Float(2.25)
+        ))
+        .await,
         "{:#?}",
         run.received
     );

@@ -73,14 +73,21 @@ async fn check_every_type(mode: Mode) {
 
     server.set(&format!("{FOLDER}.Counter"), Variant::Int32(42));
     assert!(
-        run.until(Duration::from_secs(10), |s| has_good(s, "Counter", &Value::Int(42)))
-            .await,
+        run.until(Duration::from_secs(10), |s| has_good(
+            s,
+            "Counter",
+            &Value::Int(42)
+        ))
+        .await,
         "the change did not arrive"
     );
     let received = run.stop().await;
     // The unmappable point is reported once, not with every cycle.
     let guid_reports = received.iter().filter(|s| &*s.point == "Guid").count();
-    assert_eq!(guid_reports, 1, "the Guid point was reported {guid_reports} times");
+    assert_eq!(
+        guid_reports, 1,
+        "the Guid point was reported {guid_reports} times"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,10 +117,20 @@ async fn statuses_map_to_qualities_with_the_status_name() {
     ];
     let mut run = Running::start(device(&server.endpoint(), dir.path(), &points));
     assert!(
-        run.until(Duration::from_secs(15), |s| has_good(s, "Double", &Value::Float(2.25))
-            && has_bad(s, "missing", "BadNodeIdUnknown")
-            && has_bad(s, "unknown-ns", "namespace \"urn:nobody\" is not in the server's namespace array"))
-            .await,
+        run.until(Duration::from_secs(15), |s| has_good(
+            s,
+            "Double",
+            &Value::Float(2.25)
+        ) && has_bad(
+            s,
+            "missing",
+            "BadNodeIdUnknown"
+        ) && has_bad(
+            s,
+            "unknown-ns",
+            "namespace \"urn:nobody\" is not in the server's namespace array"
+        ))
+        .await,
         "{:#?}",
         run.received
     );
@@ -128,9 +145,11 @@ async fn statuses_map_to_qualities_with_the_status_name() {
         },
     );
     assert!(
-        run.until(Duration::from_secs(10), |s| s.iter().any(|s| &*s.point == "Double"
-            && s.quality == Quality::Uncertain
-            && s.value == Value::Float(7.5)))
+        run.until(Duration::from_secs(10), |s| s
+            .iter()
+            .any(|s| &*s.point == "Double"
+                && s.quality == Quality::Uncertain
+                && s.value == Value::Float(7.5)))
             .await,
         "no uncertain sample: {:#?}",
         run.received
@@ -144,8 +163,12 @@ async fn statuses_map_to_qualities_with_the_status_name() {
         },
     );
     assert!(
-        run.until(Duration::from_secs(10), |s| has_bad(s, "Double", "BadSensorFailure"))
-            .await
+        run.until(Duration::from_secs(10), |s| has_bad(
+            s,
+            "Double",
+            "BadSensorFailure"
+        ))
+        .await
     );
     run.stop().await;
 }
@@ -155,12 +178,20 @@ async fn an_absolute_deadband_filters_small_changes_at_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(TestServerOptions::new(&dir.path().join("server"))).await;
     let name = format!("{FOLDER}.Double");
-    let mut d = device(&server.endpoint(), dir.path(), &[("Double", TestServer::node_text(&name))]);
+    let mut d = device(
+        &server.endpoint(),
+        dir.path(),
+        &[("Double", TestServer::node_text(&name))],
+    );
     d.points[0].deadband = Some(Deadband::Absolute(1.0));
     let mut run = Running::start(d);
     assert!(
-        run.until(Duration::from_secs(15), |s| has_good(s, "Double", &Value::Float(2.25)))
-            .await
+        run.until(Duration::from_secs(15), |s| has_good(
+            s,
+            "Double",
+            &Value::Float(2.25)
+        ))
+        .await
     );
     // 2.25 → 2.5 → 2.75 stay within 1.0 of the last reported value; 3.5 does not.
     for v in [2.5, 2.75, 3.5] {
@@ -168,8 +199,12 @@ async fn an_absolute_deadband_filters_small_changes_at_the_server() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert!(
-        run.until(Duration::from_secs(10), |s| has_good(s, "Double", &Value::Float(3.5)))
-            .await
+        run.until(Duration::from_secs(10), |s| has_good(
+            s,
+            "Double",
+            &Value::Float(3.5)
+        ))
+        .await
     );
     let received = run.stop().await;
     let values: Vec<&Value> = received

@@ -78,7 +78,11 @@ impl Running {
 
     /// Receives until `done` holds for what was received since this call (true) or
     /// `limit` passes (false).
-    pub async fn until(&mut self, limit: Duration, mut done: impl FnMut(&[Sample]) -> bool) -> bool {
+    pub async fn until(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&[Sample]) -> bool,
+    ) -> bool {
         let start = self.received.len();
         let deadline = tokio::time::Instant::now() + limit;
         loop {

@@ -400,7 +400,11 @@ impl Store {
     }
 
     /// The days in `[from_day, to_day]` on which enterprises delivered batches.
-    pub async fn active_days(&self, from_day: i64, to_day: i64) -> Result<Vec<ActiveDay>, StoreError> {
+    pub async fn active_days(
+        &self,
+        from_day: i64,
+        to_day: i64,
+    ) -> Result<Vec<ActiveDay>, StoreError> {
         dispatch!(self, s => s.active_days(from_day, to_day).await)
     }
 }

@@ -11,9 +11,8 @@
 //! recorded in `PRAGMA user_version`.
 
 use super::{
-    ActiveDay, BatchOutcome, EnrollOutcome, EnrollRequest, Enterprise, Gap, Gateway,
-    GatewayStatus, IncomingBatch, LatestValue, NewEnterprise, NewToken, OnboardingRow,
-    StoreError,
+    ActiveDay, BatchOutcome, EnrollOutcome, EnrollRequest, Enterprise, Gap, Gateway, GatewayStatus,
+    IncomingBatch, LatestValue, NewEnterprise, NewToken, OnboardingRow, StoreError,
 };
 use crate::catalog::{District, Industry};
 use fieldlink_wire::{Quality, Sample, Status, Value};
@@ -143,10 +142,12 @@ struct Inner {
     reader: Mutex<Connection>,
 }
 
+/// Point ids by gateway, then (device, point).
+type PointIds = HashMap<String, HashMap<(Arc<str>, Arc<str>), i64>>;
+
 struct Writer {
     conn: Connection,
-    /// Point ids by gateway, then (device, point).
-    points: HashMap<String, HashMap<(Arc<str>, Arc<str>), i64>>,
+    points: PointIds,
 }
 
 impl SqliteStore {
@@ -469,7 +470,8 @@ impl SqliteStore {
 
     pub(super) async fn credentials(&self) -> Result<Vec<(String, String)>, StoreError> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached("SELECT id, password_hash FROM gateways ORDER BY id")?;
+            let mut stmt =
+                c.prepare_cached("SELECT id, password_hash FROM gateways ORDER BY id")?;
             let rows = stmt
                 .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<Vec<_>, _>>()?;
@@ -486,17 +488,14 @@ impl SqliteStore {
     ) -> Result<Vec<BatchOutcome>, StoreError> {
         self.write(move |w| {
             let Writer { conn, points } = w;
-            let result = conn
-                .transaction()
-                .map_err(StoreError::from)
-                .and_then(|tx| {
-                    let outcomes = batches
-                        .iter()
-                        .map(|b| ingest_one(&tx, points, b, received_at, day))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    tx.commit()?;
-                    Ok(outcomes)
-                });
+            let result = conn.transaction().map_err(StoreError::from).and_then(|tx| {
+                let outcomes = batches
+                    .iter()
+                    .map(|b| ingest_one(&tx, points, b, received_at, day))
+                    .collect::<Result<Vec<_>, _>>()?;
+                tx.commit()?;
+                Ok(outcomes)
+            });
             if result.is_err() {
                 // Ids of points inserted by the rolled-back transaction are gone.
                 points.clear();
@@ -512,7 +511,8 @@ impl SqliteStore {
         status: Status,
         received_at: i64,
     ) -> Result<bool, StoreError> {
-        let json = serde_json::to_string(&status).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let json =
+            serde_json::to_string(&status).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.write(move |w| {
             let changed = w
                 .conn
@@ -697,15 +697,16 @@ fn collect<T>(
 }
 
 fn parse_industry(code: &str) -> Result<Industry, StoreError> {
-    Industry::from_code(code).ok_or_else(|| StoreError::Corrupt(format!("unknown industry {code:?}")))
+    Industry::from_code(code)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown industry {code:?}")))
 }
 
 fn parse_district(name: &str) -> Result<District, StoreError> {
-    District::from_name(name).ok_or_else(|| StoreError::Corrupt(format!("unknown district {name:?}")))
+    District::from_name(name)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown district {name:?}")))
 }
 
-const ENTERPRISE_COLUMNS: &str =
-    "credit_code, name, industry, district, in_program, registered_at, first_batch_at, last_batch_at";
+const ENTERPRISE_COLUMNS: &str = "credit_code, name, industry, district, in_program, registered_at, first_batch_at, last_batch_at";
 
 fn enterprise_row(r: &Row) -> rusqlite::Result<Result<Enterprise, StoreError>> {
     let industry: String = r.get(2)?;
@@ -732,7 +733,8 @@ fn enterprise_row(r: &Row) -> rusqlite::Result<Result<Enterprise, StoreError>> {
     })())
 }
 
-const GATEWAY_COLUMNS: &str = "g.id, g.credit_code, g.name, g.hostname, g.agent_version, g.enrolled_at,
+const GATEWAY_COLUMNS: &str =
+    "g.id, g.credit_code, g.name, g.hostname, g.agent_version, g.enrolled_at,
     g.credentials_issued_at, g.first_batch_at, g.last_batch_at, g.batches, g.samples, g.max_seq,
     (SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) FROM gaps WHERE gaps.gateway = g.id),
     g.status, g.status_at, g.meta";
@@ -826,13 +828,16 @@ fn read_quality(code: i64, error: Option<String>) -> Result<Quality, StoreError>
 /// Stores one batch inside the group's transaction.
 fn ingest_one(
     tx: &Transaction,
-    points: &mut HashMap<String, HashMap<(Arc<str>, Arc<str>), i64>>,
+    points: &mut PointIds,
     batch: &IncomingBatch,
     now: i64,
     day: i64,
 ) -> Result<BatchOutcome, StoreError> {
     let Ok(seq) = i64::try_from(batch.seq) else {
-        return Err(StoreError::Corrupt(format!("seq {} out of range", batch.seq)));
+        return Err(StoreError::Corrupt(format!(
+            "seq {} out of range",
+            batch.seq
+        )));
     };
     let gateway = tx
         .prepare_cached("SELECT credit_code, max_seq FROM gateways WHERE id = ?1")?
