@@ -143,3 +143,15 @@ pub fn simulator_devices(devices: usize, points: usize, poll: &str) -> String {
     }
     text
 }
+
+/// The samples per second that `devices` x `points` points offer at `poll` ("4ms", "1s").
+pub fn offered_rate(devices: usize, points: usize, poll: &str) -> f64 {
+    let seconds = if let Some(ms) = poll.strip_suffix("ms") {
+        ms.trim().parse::<f64>().map_or(f64::NAN, |ms| ms / 1000.0)
+    } else if let Some(s) = poll.strip_suffix('s') {
+        s.trim().parse::<f64>().unwrap_or(f64::NAN)
+    } else {
+        f64::NAN
+    };
+    (devices * points) as f64 / seconds
+}

@@ -10,7 +10,7 @@
 //! subscriber (this process), and other processes (on a shared machine, other work that
 //! competed with the run).
 
-use crate::agent::{Agent, simulator_devices};
+use crate::agent::{Agent, offered_rate, simulator_devices};
 use crate::broker::{Broker, BrokerChoice};
 use crate::measure::{Summary, cpu_time};
 use crate::subscriber::Subscriber;
@@ -111,6 +111,11 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
 
     Ok(Summary::new("pipeline")
         .add("samples_per_s", delivered / elapsed, "")
+        .add(
+            "offered_samples_per_s",
+            offered_rate(args.devices, args.points, &args.poll),
+            "",
+        )
         .add(
             "agent_cpu_s_per_million_samples",
             agent_cpu / delivered.max(1.0) * 1e6,

@@ -286,3 +286,33 @@ fn the_direct_encoder_writes_exactly_what_serde_json_writes() {
         }
     }
 }
+
+/// Every ASCII character at every position of names long enough for the encoder's
+/// eight-bytes-at-a-time scan, next to multi-byte UTF-8: escaped exactly as serde_json does.
+#[test]
+fn names_are_escaped_exactly_as_serde_json_escapes_them_wherever_the_character_is() {
+    for c in (0u8..0x80)
+        .map(char::from)
+        .chain(['é', '温', '🏭', '\u{80}', '\u{ff}'])
+    {
+        for at in 0..19 {
+            let mut name: String = "abcdefghijklmnopqrs".chars().take(19).collect();
+            name.replace_range(at..=at, &c.to_string());
+            let batch = Batch {
+                gateway: "gw".into(),
+                seq: 1,
+                samples: vec![Sample::good(
+                    name.as_str().into(),
+                    name.as_str().into(),
+                    0,
+                    Value::Text(name.clone()),
+                )],
+            };
+            assert_eq!(
+                String::from_utf8(encode_batch(&batch)).unwrap(),
+                serde_json::to_string(&batch).unwrap(),
+                "{c:?} at {at}"
+            );
+        }
+    }
+}

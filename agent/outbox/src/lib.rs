@@ -124,14 +124,15 @@ mod error;
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
 use std::io;
+use std::ops::Bound;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
-    TableDefinition, WriteTransaction,
+    CursorError, Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    Table, TableDefinition, WriteTransaction,
 };
 
 use backend::{DiskFullSwitch, OutboxBackend};
@@ -151,6 +152,13 @@ const SEQ_RESERVATION: u64 = 1024;
 
 /// The store format written in `meta.format`.
 const FORMAT_VERSION: u64 = 1;
+
+/// Payloads at least this long are inserted through a cursor (see `insert_record`). A cursor's
+/// run of inserts starts a fresh leaf, so a record may leave its last leaf partly empty: from
+/// 64 chunks (8 leaves) on, the leaves stay at least 8/9 full, within the size model's
+/// assumption (see "Size cap"); smaller records are inserted one chunk at a time, which fills
+/// every leaf but the last.
+const CURSOR_INSERT_BYTES: usize = 64 * CHUNK;
 
 /// At most one eviction warning per this interval.
 const EVICTION_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -1057,9 +1065,29 @@ fn insert_record(
     let len = u32::try_from(payload.len())
         .map_err(|_| Fault::Internal("payload length checked above".to_string()))?;
     records.insert(seq, (samples, appended_at_ms, len))?;
-    for (index, chunk) in (0u32..).zip(payload.chunks(CHUNK)) {
-        chunks.insert((seq, index), chunk)?;
+    if payload.len() < CURSOR_INSERT_BYTES {
+        for (index, chunk) in (0u32..).zip(payload.chunks(CHUNK)) {
+            chunks.insert((seq, index), chunk)?;
+        }
+        return Ok(());
     }
+    // A new record's chunks sort after every stored key (its `seq` is the highest): a large
+    // record's go in through a cursor at the end of the table, which redb buffers and writes
+    // leaf by leaf, instead of one descent from the root per chunk.
+    let mut cursor = chunks.upper_bound_mut(Bound::<(u64, u32)>::Unbounded)?;
+    for (index, chunk) in (0u32..).zip(payload.chunks(CHUNK)) {
+        match cursor.insert_before((seq, index), chunk) {
+            Ok(()) => {}
+            Err(CursorError::UnorderedKey) => {
+                return Err(Fault::Internal(format!(
+                    "record {seq} does not sort after every stored record"
+                )));
+            }
+            Err(CursorError::Storage(e)) => return Err(e.into()),
+            Err(e) => return Err(redb::Error::from(e).into()),
+        }
+    }
+    cursor.close()?;
     Ok(())
 }
 
@@ -1100,14 +1128,18 @@ fn remove_chunks(
     seq: u64,
     len: u64,
 ) -> Result<(), Fault> {
-    for index in 0..chunks_for(len) {
-        let index = u32::try_from(index)
-            .map_err(|_| Fault::Corrupted(format!("record {seq} has too many chunks")))?;
-        if chunks.remove((seq, index))?.is_none() {
-            return Err(Fault::Corrupted(format!(
-                "record {seq} is missing chunk {index}"
-            )));
-        }
+    // One scan of the record's key range, which redb applies leaf by leaf, instead of one
+    // descent from the root per chunk; the pages left are the same.
+    let expected = chunks_for(len);
+    let mut found = 0u64;
+    chunks.retain_in((seq, 0)..=(seq, u32::MAX), |(_, index), _| {
+        found += u64::from(u64::from(index) == found);
+        false
+    })?;
+    if found != expected {
+        return Err(Fault::Corrupted(format!(
+            "record {seq} is missing chunk {found} of its {expected}"
+        )));
     }
     Ok(())
 }

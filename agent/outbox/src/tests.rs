@@ -120,6 +120,8 @@ fn filling_past_the_cap_needs_no_emergency_compaction() {
         (4 << 20, 1024),
         (4 << 20, 30_000),
         (3 << 20, 700),
+        // Records of 1,000 JSON samples, inserted through a cursor.
+        (16 << 20, 92_000),
     ] {
         let dir = tempdir();
         let (outbox, _) = open_at(&dir.path().join("o.redb"), cap);
