@@ -13,6 +13,7 @@ mod footprint;
 mod ingest;
 mod measure;
 mod modbus_scale;
+mod opcua;
 mod outbox;
 mod pipeline;
 mod subscriber;
@@ -47,6 +48,8 @@ enum Scenario {
     Footprint(footprint::Args),
     /// The platform's ingest: batches from 100 gateways stored in SQLite.
     Ingest(ingest::Args),
+    /// 10,000 OPC UA monitored items changing every second, from the in-process server.
+    Opcua(opcua::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,6 +71,7 @@ fn main() -> anyhow::Result<()> {
                 Scenario::Wire(args) => wire::run(args).await,
                 Scenario::Footprint(args) => footprint::run(args).await,
                 Scenario::Ingest(args) => ingest::run(args).await,
+                Scenario::Opcua(args) => opcua::run(args).await,
             }
         })?;
         println!("run {run}: {}", result.line());

@@ -4,7 +4,9 @@
 
 use ::opcua::types::Variant;
 use fieldlink_broker::Broker;
-use fieldlink_opcua::testing::{FOLDER, TestServer, TestServerOptions, every_type};
+use fieldlink_opcua::testing::{
+    ANALOG, ANALOG_INITIAL, FOLDER, TestServer, TestServerOptions, create_certificate, every_type,
+};
 use fieldlink_tests::mosquitto::{Mosquitto, free_port};
 use fieldlink_tests::{Message, Recorder, agent_config};
 use fieldlink_wire::{Quality, Sample, Value, decode_batch};
@@ -12,6 +14,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -33,16 +36,22 @@ fn latest(messages: &[Message]) -> HashMap<String, Sample> {
         .collect()
 }
 
+/// An agent config with one OPC UA device reading `points` (name, NodeId) from `endpoint`,
+/// with `device_keys` (lines) added to the device. The state directory is in the file, so
+/// the OPC UA certificates live there (they are placed when the file is parsed).
 fn opcua_config(
     gateway: &str,
+    state: &Path,
     broker: SocketAddr,
     endpoint: &str,
+    device_keys: &str,
     points: &[(String, String)],
 ) -> String {
     let mut toml = format!(
         r#"
 [gateway]
 id = "{gateway}"
+state_dir = "{state}"
 
 [platform]
 mqtt = "mqtt://{broker}"
@@ -60,7 +69,9 @@ protocol = "opcua"
 endpoint = "{endpoint}"
 publishing_interval = "100ms"
 timeout = "2s"
-"#
+{device_keys}
+"#,
+        state = state.display(),
     );
     for (name, node) in points {
         let _ = write!(
@@ -88,7 +99,14 @@ async fn an_opcua_server_is_read_end_to_end_and_data_resumes_after_it_restarts()
         .collect();
     let state = dir.path().join("agent");
     let config = agent_config(
-        &opcua_config("gw-opcua", broker.addr(), &server.endpoint(), &points),
+        &opcua_config(
+            "gw-opcua",
+            &state,
+            broker.addr(),
+            &server.endpoint(),
+            "",
+            &points,
+        ),
         &state,
     );
     let stop = CancellationToken::new();
@@ -153,6 +171,73 @@ async fn an_opcua_server_is_read_end_to_end_and_data_resumes_after_it_restarts()
     stop.cancel();
     agent.await.expect("agent task").expect("agent run");
     recorder.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x509_login_and_a_percent_deadband_work_from_the_config_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (user_cert, user_key) = create_certificate(dir.path(), "operator", "urn:plant:operator");
+    let server = TestServer::start(TestServerOptions {
+        secure: true,
+        user_certificate: Some(user_cert.clone()),
+        ..TestServerOptions::new(&dir.path().join("server"))
+    })
+    .await;
+    let broker = Broker::start(SocketAddr::from(([127, 0, 0, 1], 0))).expect("broker");
+    let recorder = Recorder::start(broker.addr(), "fieldlink/v1/gw-x509/#").await;
+    let analog = format!("{FOLDER}.{ANALOG}");
+    let state = dir.path().join("agent");
+    let device_keys = format!(
+        "security = \"sign-and-encrypt\"\ntrust_server_certificate = \"any\"\n\
+         user_certificate = \"{}\"\nuser_private_key = \"{}\"",
+        user_cert.display(),
+        user_key.display()
+    );
+    // The appended key belongs to the last point, Analog: 5 % of its EURange 0..200.
+    let toml = opcua_config(
+        "gw-x509",
+        &state,
+        broker.addr(),
+        &server.endpoint(),
+        &device_keys,
+        &[("Analog".to_owned(), TestServer::node_text(&analog))],
+    ) + "deadband_percent = 5.0\n";
+    let config = agent_config(&toml, &state);
+    let stop = CancellationToken::new();
+    let agent = tokio::spawn(fieldlink::run(config, stop.clone()));
+    let analog_values = |m: &[Message]| -> Vec<Value> {
+        samples(m)
+            .into_iter()
+            .filter(|s| &*s.point == "Analog" && s.quality == Quality::Good)
+            .map(|s| s.value)
+            .collect()
+    };
+    assert!(
+        recorder
+            .wait_for(Duration::from_secs(30), |m| !analog_values(m).is_empty())
+            .await,
+        "no data with the X.509 login: {:#?}",
+        latest(&recorder.messages())
+    );
+    // 104 and 108 stay within 10 of the last reported 100: only 111 crosses the network.
+    for v in [104.0, 108.0, 111.0] {
+        server.set(&analog, Variant::Double(v));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        recorder
+            .wait_for(Duration::from_secs(10), |m| analog_values(m).len() >= 2)
+            .await
+    );
+    stop.cancel();
+    agent.await.expect("agent task").expect("agent run");
+    let values = analog_values(&recorder.messages());
+    recorder.stop().await;
+    assert_eq!(
+        values,
+        [Value::Float(ANALOG_INITIAL), Value::Float(111.0)],
+        "the server's percent deadband"
+    );
 }
 
 /// The python asyncua peer (`tests/peers/opcua_server.py`), killed on drop.
@@ -224,8 +309,10 @@ async fn a_python_asyncua_server_is_read_value_by_value_through_mosquitto() {
     let config = agent_config(
         &opcua_config(
             "gw-interop",
+            dir.path(),
             broker,
             &format!("opc.tcp://127.0.0.1:{port}/"),
+            "",
             &points,
         ),
         dir.path(),
@@ -322,12 +409,14 @@ async fn browse_lists_the_variables_and_its_point_blocks_make_a_working_config()
     // The printed blocks, under a gateway header, are a config the agent runs with.
     let broker = Broker::start(SocketAddr::from(([127, 0, 0, 1], 0))).expect("broker");
     let recorder = Recorder::start(broker.addr(), "fieldlink/v1/gw-browse/#").await;
+    let state = dir.path().join("agent");
     let toml = format!(
-        "[gateway]\nid = \"gw-browse\"\n\n[platform]\nmqtt = \"mqtt://{}\"\n\n{}",
+        "[gateway]\nid = \"gw-browse\"\nstate_dir = \"{}\"\n\n[platform]\nmqtt = \"mqtt://{}\"\n\n{}",
+        state.display(),
         broker.addr(),
         text.replace("name = \"CHANGE-ME\"", "name = \"cnc-7\"")
     );
-    let config = agent_config(&toml, &dir.path().join("agent"));
+    let config = agent_config(&toml, &state);
     let stop = CancellationToken::new();
     let agent = tokio::spawn(fieldlink::run(config, stop.clone()));
     let readable = variables.iter().filter(|v| v.unsupported.is_none()).count();

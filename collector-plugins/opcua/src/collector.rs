@@ -16,7 +16,7 @@ use crate::pki;
 use crate::session::{self, ConnectError, Connection, LinkState};
 use crate::value::{Unmappable, status_name, to_sample};
 use fieldlink_collector_api::{
-    Backoff, BoxFuture, Collector, CollectorContext, DeviceStats, clock,
+    Backoff, BoxFuture, Collector, CollectorContext, DeviceStats, FailureLog, clock,
 };
 use fieldlink_wire::Sample;
 use opcua::client::{MonitoredItemMap, OnSubscriptionNotificationCore};
@@ -44,6 +44,11 @@ pub const STABLE_AFTER: Duration = Duration::from_secs(10);
 const ITEMS_PER_CALL: usize = 1000;
 /// Nodes read per Read request, for the same reason.
 const NODES_PER_READ: usize = 1000;
+/// Notifications per publish response: without a limit, the initial values of 10,000
+/// items make a response larger than the client's 320 KiB message limit, and the server
+/// answers BadResponseTooLarge to every publish. 1000 numeric notifications are about
+/// 30 KB; the server sends the rest in further responses straight away.
+const NOTIFICATIONS_PER_PUBLISH: u32 = 1000;
 /// Consecutive poll cycles without a single successful read after which the session is
 /// rebuilt.
 const FAILED_CYCLES_BEFORE_RECONNECT: u32 = 3;
@@ -92,8 +97,11 @@ struct Runner<'a> {
     ctx: &'a CollectorContext,
     stats: &'a DeviceStats,
     backoff: Backoff,
-    /// The last reason logged at warn level: an outage is logged when it starts and when
-    /// its cause changes, not at every retry.
+    /// An outage is logged when it starts and ends and summarized in between, not at
+    /// every retry.
+    failures: FailureLog<'a>,
+    /// The last connect failure whose remedy was logged: a remedy is logged once per
+    /// cause, not at every retry.
     logged_reason: Option<String>,
     /// Point problems (unknown namespace, refused monitored item) already logged.
     logged_points: HashSet<(usize, String)>,
@@ -108,6 +116,7 @@ impl<'a> Runner<'a> {
             ctx,
             stats: &ctx.stats,
             backoff: Backoff::new(BACKOFF_MIN, BACKOFF_MAX),
+            failures: FailureLog::new(&device.name, &device.endpoint, &ctx.stats),
             logged_reason: None,
             logged_points: HashSet::new(),
             type_reported: Arc::new(
@@ -143,8 +152,7 @@ impl<'a> Runner<'a> {
                         Ended::Lost(reason) => {
                             self.stats.connected.store(false, Ordering::Relaxed);
                             DeviceStats::bump(&self.stats.reconnects);
-                            warn!(device = %self.device.name, error = %reason, "session lost; reconnecting");
-                            self.logged_reason = Some(reason.clone());
+                            self.failures.failed(&reason);
                             if up_since.elapsed() >= STABLE_AFTER {
                                 self.backoff.reset();
                             }
@@ -158,7 +166,8 @@ impl<'a> Runner<'a> {
                 Some(Err(error)) => {
                     DeviceStats::bump(&self.stats.reconnects);
                     let reason = error.to_string();
-                    self.log_failure(&error, &reason);
+                    self.failures.failed(&reason);
+                    self.log_remedy(&error, &reason);
                     if !self.publish_down(&reason).await {
                         break;
                     }
@@ -177,9 +186,9 @@ impl<'a> Runner<'a> {
         debug!(device = %self.device.name, "collector stopped");
     }
 
-    fn log_failure(&mut self, error: &ConnectError, reason: &str) {
+    /// Logs what an operator can do about a connect failure, once per cause.
+    fn log_remedy(&mut self, error: &ConnectError, reason: &str) {
         if self.logged_reason.as_deref() == Some(reason) {
-            debug!(device = %self.device.name, error = %reason, "still cannot connect");
             return;
         }
         self.logged_reason = Some(reason.to_owned());
@@ -210,12 +219,9 @@ impl<'a> Runner<'a> {
                     "the server refused the session; if it does not trust the gateway yet, trust this certificate on the server"
                 )
             }
-            _ => warn!(
-                device = %self.device.name,
-                endpoint = %self.device.endpoint,
-                error = %reason,
-                "cannot connect; retrying with backoff"
-            ),
+            _ => {
+                debug!(device = %self.device.name, error = %reason, "cannot connect; retrying with backoff")
+            }
         }
     }
 
@@ -252,6 +258,7 @@ impl<'a> Runner<'a> {
             identity = %self.device.identity.describe(),
             "connected"
         );
+        self.failures.answered();
         self.logged_reason = None;
         self.stats.connected.store(true, Ordering::Relaxed);
         let ended = match self.resolve(&connection).await {
@@ -342,7 +349,7 @@ impl<'a> Runner<'a> {
                 publishing_interval,
                 lifetime,
                 keep_alive,
-                0,
+                NOTIFICATIONS_PER_PUBLISH,
                 0,
                 true,
                 handler,
@@ -402,7 +409,8 @@ impl<'a> Runner<'a> {
                 (
                     StatusCode::BadFilterNotAllowed
                     | StatusCode::BadMonitoredItemFilterUnsupported
-                    | StatusCode::BadMonitoredItemFilterInvalid,
+                    | StatusCode::BadMonitoredItemFilterInvalid
+                    | StatusCode::BadDeadbandFilterInvalid,
                     Some(Deadband::Percent(_)),
                 ) => format!(
                     "{}: the server refused the percent deadband (it needs an analog variable with an EURange)",

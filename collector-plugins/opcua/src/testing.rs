@@ -1,16 +1,17 @@
 //! An in-process OPC UA server for tests and benchmarks (feature `test-server`): a real
-//! async-opcua server on loopback with a variable of every supported type, optional
-//! secure endpoints and user login, that can be stopped and started again on the same
-//! port. Test code: it panics on setup failures.
+//! async-opcua server on loopback with a variable of every supported type and an analog
+//! variable with an EURange, optional secure endpoints with user-name or X.509 login and a
+//! client trust list, that can be stopped and started again on the same port. Test code:
+//! it panics on setup failures.
 
-use opcua::crypto::{CertificateStore, SecurityPolicy};
-use opcua::server::address_space::{AccessLevel, Variable};
+use opcua::crypto::{CertificateStore, SecurityPolicy, X509Data};
+use opcua::server::address_space::{AccessLevel, Variable, VariableBuilder};
 use opcua::server::diagnostics::NamespaceMetadata;
 use opcua::server::node_manager::memory::{SimpleNodeManager, simple_node_manager};
 use opcua::server::{ANONYMOUS_USER_TOKEN_ID, ServerBuilder, ServerHandle, ServerUserToken};
 use opcua::types::{
-    DataTypeId, DataValue, DateTime, Guid, LocalizedText, MessageSecurityMode, NodeId, ObjectId,
-    StatusCode, VariableId, Variant,
+    DataTypeId, DataValue, DateTime, ExtensionObject, Guid, LocalizedText, MessageSecurityMode,
+    NodeId, ObjectId, Range, StatusCode, VariableId, VariableTypeId, Variant,
 };
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,14 @@ pub const USER: &str = "operator";
 /// Its password.
 pub const PASSWORD: &str = "opc-secret";
 
+/// A Double variable under the folder with an `EURange` property (percent deadbands need
+/// one); not among [`every_type`].
+pub const ANALOG: &str = "Analog";
+/// The analog variable's initial value.
+pub const ANALOG_INITIAL: f64 = 100.0;
+/// The analog variable's EURange, (low, high).
+pub const EU_RANGE: (f64, f64) = (0.0, 200.0);
+
 /// How the test server is set up.
 #[derive(Debug, Clone)]
 pub struct TestServerOptions {
@@ -44,6 +53,13 @@ pub struct TestServerOptions {
     pub bulk: usize,
     /// A second namespace registered before the test namespace, so its index moves.
     pub shift_namespace: bool,
+    /// With `secure`: the X.509 user certificate (DER or PEM file) the endpoints also
+    /// accept as a login.
+    pub user_certificate: Option<PathBuf>,
+    /// Trust every client's application certificate (the default); otherwise only those
+    /// in `pki_dir/trusted` (see [`TestServerOptions::trust_only_clients`]) are accepted,
+    /// checked at each connect, and unknown ones are stored in `pki_dir/rejected`.
+    pub trust_any_client: bool,
 }
 
 impl TestServerOptions {
@@ -55,8 +71,53 @@ impl TestServerOptions {
             secure: false,
             bulk: 0,
             shift_namespace: false,
+            user_certificate: None,
+            trust_any_client: true,
         }
     }
+
+    /// Makes `certificates` (files, DER or PEM) the only client application certificates
+    /// in the server's trust list; takes effect at the next connect, also while it runs.
+    pub fn trust_only_clients(&self, certificates: &[&Path]) {
+        let trusted = self.pki_dir.join("trusted");
+        let _ = std::fs::remove_dir_all(&trusted);
+        std::fs::create_dir_all(&trusted).expect("create the server's trusted directory");
+        for path in certificates {
+            let cert = CertificateStore::read_cert(path).expect("a client certificate");
+            let der = cert.to_der().expect("encode a client certificate");
+            std::fs::write(trusted.join(CertificateStore::cert_file_name(&cert)), der)
+                .expect("write a trusted client certificate");
+        }
+    }
+
+    /// The server's own certificate file (created on its first start).
+    pub fn certificate_path(&self) -> PathBuf {
+        self.pki_dir.join("own").join("cert.der")
+    }
+}
+
+/// Creates a self-signed certificate (`dir/NAME.der`) and its private key (`dir/NAME.pem`)
+/// whose application URI is `uri`: an X.509 user identity, or a replacement application
+/// certificate. Returns (certificate, key).
+pub fn create_certificate(dir: &Path, name: &str, uri: &str) -> (PathBuf, PathBuf) {
+    let data = X509Data {
+        key_size: 2048,
+        common_name: name.to_owned(),
+        organization: "fieldlink tests".to_owned(),
+        organizational_unit: String::new(),
+        country: String::new(),
+        state: String::new(),
+        alt_host_names: X509Data::alt_host_names(uri, None, false, true, false),
+        // Longer than the agent's renewal margin, or it would replace the certificate.
+        certificate_duration_days: 365,
+    };
+    let (cert, key) = (
+        dir.join(format!("{name}.der")),
+        dir.join(format!("{name}.pem")),
+    );
+    CertificateStore::create_certificate_and_key(&data, true, &cert, &key)
+        .expect("create a test certificate");
+    (cert, key)
 }
 
 /// The variables of every type, with their initial values: (name, value).
@@ -121,7 +182,7 @@ impl TestServer {
             .host("127.0.0.1")
             .port(addr.port())
             .discovery_urls(vec![url])
-            .trust_client_certs(true)
+            .trust_client_certs(options.trust_any_client)
             .diagnostics_enabled(true)
             .max_session_timeout_ms(120_000);
         if options.shift_namespace {
@@ -141,9 +202,16 @@ impl TestServer {
             "fieldlink-test",
         ));
         builder = if options.secure {
-            let tokens: &[&str] = &["operator"];
+            let mut tokens = vec!["operator"];
+            builder =
+                builder.add_user_token("operator", ServerUserToken::user_pass(USER, PASSWORD));
+            if let Some(cert) = &options.user_certificate {
+                tokens.push("x509-user");
+                builder =
+                    builder.add_user_token("x509-user", ServerUserToken::x509("x509-user", cert));
+            }
+            let tokens = tokens.as_slice();
             builder
-                .add_user_token("operator", ServerUserToken::user_pass(USER, PASSWORD))
                 .add_endpoint(
                     "basic256sha256_sign_encrypt",
                     (
@@ -238,6 +306,8 @@ impl TestServer {
                 v
             })
             .collect();
+        let analog = self.node(&format!("{FOLDER}.{ANALOG}"));
+        variables.push(Variable::new(&analog, ANALOG, ANALOG, ANALOG_INITIAL));
         for i in 0..self.options.bulk {
             let id = self.node(&format!("Bulk.{i}"));
             variables.push(Variable::new(
@@ -248,6 +318,20 @@ impl TestServer {
             ));
         }
         space.add_variables(variables, &folder);
+        // The property the server reads to turn a percent deadband into an absolute one.
+        VariableBuilder::new(
+            &self.node(&format!("{FOLDER}.{ANALOG}.EURange")),
+            "EURange",
+            "EURange",
+        )
+        .data_type(DataTypeId::Range)
+        .value(ExtensionObject::from_message(Range {
+            low: EU_RANGE.0,
+            high: EU_RANGE.1,
+        }))
+        .has_type_definition(VariableTypeId::PropertyType)
+        .property_of(analog)
+        .insert(&mut *space);
     }
 
     /// The NodeId of `name` (e.g. `Machine.Double`) in the test namespace.
@@ -307,9 +391,14 @@ impl TestServer {
             .expect("set test variables");
     }
 
+    /// The server's certificate file.
+    pub fn certificate_path(&self) -> PathBuf {
+        self.options.certificate_path()
+    }
+
     /// The server certificate's thumbprint (as `fieldlink opcua trust` takes it).
     pub fn certificate_thumbprint(&self) -> String {
-        let cert = CertificateStore::read_cert(&self.options.pki_dir.join("own").join("cert.der"))
+        let cert = CertificateStore::read_cert(&self.certificate_path())
             .expect("the test server's certificate");
         cert.thumbprint().as_hex_string()
     }

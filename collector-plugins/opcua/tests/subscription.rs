@@ -1,7 +1,9 @@
 //! Values by subscription and by polling: every supported type, statuses, deadbands.
 
 use crate::support::{Running, device, has_bad, has_good, latest};
-use fieldlink_opcua::testing::{FOLDER, TestServer, TestServerOptions, every_type};
+use fieldlink_opcua::testing::{
+    ANALOG, ANALOG_INITIAL, EU_RANGE, FOLDER, TestServer, TestServerOptions, every_type,
+};
 use fieldlink_opcua::{Deadband, Mode};
 use fieldlink_wire::{Quality, Value};
 use opcua::types::{DataValue, StatusCode, Variant};
@@ -213,4 +215,91 @@ async fn an_absolute_deadband_filters_small_changes_at_the_server() {
         .map(|s| &s.value)
         .collect();
     assert_eq!(values, [&Value::Float(2.25), &Value::Float(3.5)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_percent_deadband_filters_by_the_eurange_at_the_server_and_needs_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(TestServerOptions::new(&dir.path().join("server"))).await;
+    let analog = format!("{FOLDER}.{ANALOG}");
+    let mut d = device(
+        &server.endpoint(),
+        dir.path(),
+        &[
+            ("Analog", TestServer::node_text(&analog)),
+            ("Double", TestServer::node_text(&format!("{FOLDER}.Double"))),
+        ],
+    );
+    // 5 % of the EURange 0..200 is 10 units. Double has no EURange.
+    assert_eq!(EU_RANGE, (0.0, 200.0));
+    d.points[0].deadband = Some(Deadband::Percent(5.0));
+    d.points[1].deadband = Some(Deadband::Percent(5.0));
+    let mut run = Running::start(d);
+    assert!(
+        run.until(Duration::from_secs(15), |s| has_good(
+            s,
+            "Analog",
+            &Value::Float(ANALOG_INITIAL)
+        ) && has_bad(
+            s,
+            "Double",
+            "BadDeadbandFilterInvalid: the server refused the percent deadband (it needs an analog variable with an EURange)"
+        ))
+        .await,
+        "{:#?}",
+        run.received
+    );
+    // 104 and 108 stay within 10 of the last reported 100; 111 does not.
+    for v in [104.0, 108.0, 111.0] {
+        server.set(&analog, Variant::Double(v));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        run.until(Duration::from_secs(10), |s| has_good(
+            s,
+            "Analog",
+            &Value::Float(111.0)
+        ))
+        .await,
+        "{:#?}",
+        run.received
+    );
+    let received = run.stop().await;
+    let values: Vec<&Value> = received
+        .iter()
+        .filter(|s| &*s.point == "Analog")
+        .map(|s| &s.value)
+        .collect();
+    assert_eq!(values, [&Value::Float(100.0), &Value::Float(111.0)]);
+}
+
+/// Regression: without a per-publish limit the server answered BadResponseTooLarge to
+/// every publish of 10,000 items and nothing arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_items_arrive_in_publish_responses_within_the_message_size_limit() {
+    const ITEMS: usize = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(TestServerOptions {
+        bulk: ITEMS,
+        ..TestServerOptions::new(&dir.path().join("server"))
+    })
+    .await;
+    let names: Vec<String> = (0..ITEMS).map(|i| format!("Bulk.{i}")).collect();
+    let points: Vec<(&str, String)> = names
+        .iter()
+        .map(|n| (n.as_str(), TestServer::node_text(n)))
+        .collect();
+    let mut run = Running::start(device(&server.endpoint(), dir.path(), &points));
+    let all_good = run
+        .until(Duration::from_secs(60), |s| {
+            s.iter().filter(|s| s.quality == Quality::Good).count() >= ITEMS
+        })
+        .await;
+    let received = run.stop().await;
+    let latest = latest(&received);
+    let good = latest
+        .values()
+        .filter(|s| s.quality == Quality::Good && s.value == Value::Float(0.0))
+        .count();
+    assert!(all_good && good == ITEMS, "{good} of {ITEMS} items arrived");
 }
