@@ -120,6 +120,9 @@ pub struct MqttStatus {
     pub publish_batches_per_s: f64,
     /// Batches waiting when the current session started (the backlog being drained).
     pub backlog_at_connect: u64,
+    /// When the current session started, ms since the epoch (0: never connected).
+    #[serde(default)]
+    pub connected_at_ms: i64,
     /// The last connection error.
     pub last_error: Option<String>,
 }
@@ -183,6 +186,7 @@ pub fn report(t: &Telemetry, rates: &Rates) -> StatusReport {
         published_samples: t.mqtt.published_samples.load(Ordering::Relaxed),
         publish_batches_per_s: load(&rates.publish_batches),
         backlog_at_connect: t.mqtt.backlog_at_connect.load(Ordering::Relaxed),
+        connected_at_ms: t.mqtt.connected_at_ms.load(Ordering::Relaxed),
         last_error: Telemetry::error(&t.mqtt.last_error),
     };
     let problems = problems(t, now);

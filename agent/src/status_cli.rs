@@ -138,13 +138,20 @@ pub fn render(r: &StatusReport, now_ms: i64) -> String {
         );
     }
     let m = &r.mqtt;
-    let net = m.publish_batches_per_s - o.append_batches_per_s;
     if o.batches > 0 && m.connected && m.backlog_at_connect > 0 {
-        let done =
-            m.backlog_at_connect.saturating_sub(o.batches) as f64 / m.backlog_at_connect as f64;
+        let shrunk = m.backlog_at_connect.saturating_sub(o.batches);
+        let done = shrunk as f64 / m.backlog_at_connect as f64;
         let bar: String = (0..20)
             .map(|i| if (i as f64) < done * 20.0 { '#' } else { '-' })
             .collect();
+        // The net drain rate over this session, not the 30 s average rates: those still
+        // remember the outage for half a minute after the broker is back.
+        let session_s = (now_ms - m.connected_at_ms).max(0) as f64 / 1000.0;
+        let net = if session_s >= 1.0 {
+            shrunk as f64 / session_s
+        } else {
+            0.0
+        };
         let eta = if net > 0.0 {
             format!("empty in about {}", human_duration(o.batches as f64 / net))
         } else {
@@ -184,4 +191,41 @@ pub fn render(r: &StatusReport, now_ms: i64) -> String {
         m.published_samples
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render;
+    use fieldlink::status::StatusReport;
+
+    /// Ten seconds after reconnecting, 600 of 1,000 batches are gone while the 30 s average
+    /// send rate still remembers the outage: the ETA follows the session's net drain.
+    #[test]
+    fn a_draining_backlog_shows_progress_and_an_eta_from_the_session() {
+        let now_ms = 1_800_000_000_000;
+        let report: StatusReport = serde_json::from_value(serde_json::json!({
+            "gateway": "gw-1", "version": "0.1.0", "started_at_ms": now_ms - 120_000,
+            "healthy": true, "problems": [], "devices": [],
+            "outbox": {
+                "batches": 400, "samples": 400_000, "payload_bytes": 36_000_000,
+                "file_bytes": 80_000_000, "cap_bytes": 1_073_741_824, "oldest_age_s": 70.0,
+                "evicted_batches": 0, "evicted_samples": 0, "lost_samples": 0,
+                "write_error": null, "append_bytes_per_s": 90_000.0,
+                "append_batches_per_s": 1.0, "retention_hours": 3.3
+            },
+            "mqtt": {
+                "connected": true, "last_ack_ms": now_ms, "in_flight": 32, "reconnects": 1,
+                "published_batches": 700, "published_samples": 700_000,
+                "publish_batches_per_s": 2.0, "backlog_at_connect": 1000,
+                "connected_at_ms": now_ms - 10_000, "last_error": null
+            }
+        }))
+        .expect("a status report");
+        let text = render(&report, now_ms);
+        assert!(
+            text.contains("draining backlog [############--------] 60%"),
+            "{text}"
+        );
+        assert!(text.contains("net 60.0/s, empty in about 6.7 s"), "{text}");
+    }
 }

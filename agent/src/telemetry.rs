@@ -54,6 +54,8 @@ pub struct MqttTelemetry {
     pub in_flight: AtomicU64,
     /// Batches waiting in the outbox when the current session started.
     pub backlog_at_connect: AtomicU64,
+    /// When the current session started, ms since the epoch (0: never connected).
+    pub connected_at_ms: AtomicI64,
     /// Batches acknowledged by the broker.
     pub published_batches: AtomicU64,
     /// Samples in the batches acknowledged by the broker.
@@ -105,6 +107,7 @@ impl Telemetry {
                 last_ack_ms: AtomicI64::new(0),
                 in_flight: AtomicU64::new(0),
                 backlog_at_connect: AtomicU64::new(0),
+                connected_at_ms: AtomicI64::new(0),
                 published_batches: AtomicU64::new(0),
                 published_samples: AtomicU64::new(0),
                 publish_seconds: prometheus_client::metrics::histogram::Histogram::new(

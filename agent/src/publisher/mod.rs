@@ -8,6 +8,7 @@
 //! (`Outgoing::Publish`), each PUBACK to that id, and after any reconnect everything not
 //! acknowledged is sent again from the outbox.
 
+mod outage;
 mod plan;
 pub mod tls;
 
@@ -17,6 +18,7 @@ use crate::telemetry::Telemetry;
 use fieldlink_collector_api::Backoff;
 use fieldlink_outbox::Record;
 use fieldlink_wire::{Meta, Status, Topics};
+use outage::OutageLog;
 use plan::SendPlan;
 use rumqttc::{
     AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, Transport,
@@ -200,6 +202,7 @@ async fn publish(cx: &mut PublisherContext) {
     let topics = Topics::new(&cx.gateway);
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
     let mut mode = Mode::Live;
+    let mut outage_log = OutageLog::new(cx.platform.mqtt.to_string(), outage::SUMMARY_INTERVAL);
     loop {
         mode = next_mode(cx, mode);
         if let Mode::Draining { deadline } = mode
@@ -207,7 +210,7 @@ async fn publish(cx: &mut PublisherContext) {
         {
             return;
         }
-        let end = session(cx, &topics, &mut mode, &mut backoff).await;
+        let end = session(cx, &topics, &mut mode, &mut backoff, &mut outage_log).await;
         cx.telemetry.mqtt.connected.store(false, Ordering::Relaxed);
         cx.telemetry.mqtt.in_flight.store(0, Ordering::Relaxed);
         match end {
@@ -216,7 +219,7 @@ async fn publish(cx: &mut PublisherContext) {
                 cx.telemetry.mqtt.reconnects.fetch_add(1, Ordering::Relaxed);
                 Telemetry::set_error(&cx.telemetry.mqtt.last_error, Some(why.clone()));
                 let delay = backoff.next_delay();
-                tracing::warn!(broker = %cx.platform.mqtt, error = %why, retry_in = ?delay, "MQTT connection lost");
+                outage_log.failed(&why, delay);
                 let wake = match mode {
                     Mode::Draining { deadline } => deadline.min(Instant::now() + delay),
                     Mode::Live => Instant::now() + delay,
@@ -290,6 +293,7 @@ async fn session(
     topics: &Topics,
     mode: &mut Mode,
     backoff: &mut Backoff,
+    outage_log: &mut OutageLog,
 ) -> SessionEnd {
     let options = match mqtt_options(cx, topics) {
         Ok(o) => o,
@@ -300,7 +304,7 @@ async fn session(
         return SessionEnd::Lost(why);
     }
     backoff.reset();
-    tracing::info!(broker = %cx.platform.mqtt, gateway = %cx.gateway, "MQTT connected");
+    outage_log.connected(&cx.gateway);
     cx.telemetry.mqtt.connected.store(true, Ordering::Relaxed);
     Telemetry::set_error(&cx.telemetry.mqtt.last_error, None);
 
@@ -309,6 +313,10 @@ async fn session(
         .mqtt
         .backlog_at_connect
         .store(stats.batches, Ordering::Relaxed);
+    cx.telemetry
+        .mqtt
+        .connected_at_ms
+        .store(fieldlink_collector_api::clock::now_ms(), Ordering::Relaxed);
     let mut birth = cx.birth.clone();
     birth.backlog_batches = Some(stats.batches);
     birth.evicted_batches = Some(stats.evicted_batches);

@@ -6,15 +6,19 @@
 //! context's cancellation token fires.
 //!
 //! Parts: [`Collector`] and [`CollectorContext`] ([`collector`]), the point addressing
-//! types that configuration is parsed into ([`point`]), and [`clock`] for timestamps.
+//! types that configuration is parsed into ([`point`]), [`clock`] for timestamps, and
+//! [`failure_log`], the one place a device's failures are logged (on change of state, then
+//! summarized at intervals: no log storms from a device that keeps failing).
 
 pub mod backoff;
 pub mod clock;
 pub mod collector;
+pub mod failure_log;
 pub mod point;
 pub mod stats;
 
 pub use backoff::Backoff;
 pub use collector::{BoxFuture, Collector, CollectorContext, SampleSink, SinkClosed};
+pub use failure_log::{FailureLog, Span};
 pub use point::{Area, DataType, WordOrder};
 pub use stats::DeviceStats;

@@ -38,7 +38,7 @@ use tokio_modbus::Slave;
 use tokio_modbus::client::{Context as ModbusClient, rtu};
 use tokio_modbus::prelude::SlaveContext as _;
 use tokio_util::sync::{CancellationToken, DropGuard};
-use tracing::{debug, info, warn};
+use tracing::debug;
 
 /// The first delay before reopening a link that failed to open.
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
@@ -237,8 +237,6 @@ struct Scheduler {
     /// Whether a slave answered since the link was opened: a link that worked is reopened
     /// at once after it fails, one that did not is reopened after the backoff.
     answered_since_open: bool,
-    /// Whether the current outage has been logged at warn already.
-    outage_logged: bool,
 }
 
 impl Scheduler {
@@ -253,7 +251,6 @@ impl Scheduler {
             backoff: Backoff::new(BACKOFF_MIN, BACKOFF_MAX),
             quiet_until: Instant::now(),
             answered_since_open: false,
-            outage_logged: false,
         }
     }
 
@@ -318,12 +315,14 @@ impl Scheduler {
             }
             Err(ReadError::Timeout) => self.quiet_until += LATE_ANSWER_GRACE,
             Err(ReadError::Malformed(detail)) => {
-                // Reopen at once: the link itself works, what it carried did not fit.
-                warn!(bus = %self.link, unit = t.unit, %detail, "malformed answer; reopening the link");
+                // Reopen at once: the link itself works, what it carried did not fit. The
+                // devices' failure logs report it (see `crate::rtu`), so it is not logged
+                // here per event.
+                debug!(bus = %self.link, unit = t.unit, %detail, "malformed answer; reopening the link");
                 self.close(now, "link recycled after a malformed answer".to_owned());
             }
             Err(ReadError::Transport(error)) => {
-                warn!(bus = %self.link, %error, "link lost; reopening");
+                debug!(bus = %self.link, %error, "link lost; reopening");
                 let retry_at = if self.answered_since_open {
                     now
                 } else {
@@ -344,20 +343,14 @@ impl Scheduler {
     async fn open(&mut self, unit: u8, timeout: Duration) {
         match open_link(&self.link, unit, timeout).await {
             Ok(client) => {
-                info!(bus = %self.link, "link open");
+                debug!(bus = %self.link, "link open");
                 self.state = LinkState::Up(client);
-                self.outage_logged = false;
                 // Whatever was on the line before the port was opened is not ours to end.
                 self.quiet_until = Instant::now() + self.gap;
             }
             Err(error) => {
                 let delay = self.backoff.next_delay();
-                if self.outage_logged {
-                    debug!(bus = %self.link, %error, ?delay, "still cannot open the link");
-                } else {
-                    warn!(bus = %self.link, %error, "cannot open the link; retrying with backoff");
-                    self.outage_logged = true;
-                }
+                debug!(bus = %self.link, %error, ?delay, "cannot open the link; retrying with backoff");
                 self.state = LinkState::Down {
                     retry_at: Instant::now() + delay,
                     reason: error.to_string(),

@@ -14,14 +14,14 @@ use crate::plan::{PlanLimits, PointSpec, ReadPlan, ReadRequest};
 use crate::read::{Data, ReadError, push_bad, push_values};
 use crate::schedule::{Cycle, poll_loop};
 use fieldlink_collector_api::{
-    Backoff, BoxFuture, Collector, CollectorContext, DeviceStats, clock,
+    Backoff, BoxFuture, Collector, CollectorContext, DeviceStats, FailureLog, clock,
 };
 use fieldlink_wire::Sample;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::debug;
 
 /// The longest interval between probes of a silent slave (or its poll period, if longer).
 pub const SILENT_BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -78,6 +78,11 @@ impl Collector for ModbusRtuCollector {
                 stats: &ctx.stats,
                 bus,
                 silence: None,
+                failures: FailureLog::new(
+                    &device.name,
+                    format!("{} unit {}", device.bus, device.unit),
+                    &ctx.stats,
+                ),
             };
             poll_loop(&mut poller, &ctx, &device.name, device.poll).await;
         })
@@ -99,6 +104,9 @@ struct RtuPoller<'a> {
     bus: Arc<BusHandle>,
     /// Set while the slave does not answer.
     silence: Option<Silence>,
+    /// Each cycle's outcome goes here: the log says when the slave stops and starts
+    /// answering, not at every probe.
+    failures: FailureLog<'a>,
 }
 
 impl Cycle for RtuPoller<'_> {
@@ -116,10 +124,12 @@ impl Cycle for RtuPoller<'_> {
                 clock::now_ms(),
                 &silence.reason,
             );
+            self.failures.failed(&silence.reason);
             return samples;
         }
 
         let mut answered = false;
+        let mut last_error = None;
         for (i, request) in self.plan.requests.iter().enumerate() {
             let result = self.read(request).await;
             let ts = clock::now_ms();
@@ -141,6 +151,7 @@ impl Cycle for RtuPoller<'_> {
                 // down fails every request the same way.
                 let rest = self.plan.requests[i..].iter().flat_map(|r| &r.points);
                 push_bad(&mut samples, device, rest.map(|&p| &points[p]), ts, &reason);
+                self.failures.failed(&reason);
                 if silent {
                     self.fall_silent(reason);
                 }
@@ -149,12 +160,14 @@ impl Cycle for RtuPoller<'_> {
             }
             let own = request.points.iter().map(|&p| &points[p]);
             push_bad(&mut samples, device, own, ts, &reason);
+            last_error = Some(reason);
         }
         if answered {
             self.stats.connected.store(true, Ordering::Relaxed);
-            if self.silence.take().is_some() {
-                info!(device = %self.device.name, unit = self.device.unit, "slave answers again");
-            }
+            self.silence = None;
+            self.failures.answered();
+        } else if let Some(reason) = last_error {
+            self.failures.failed(&reason);
         }
         DeviceStats::bump(&self.stats.cycles);
         samples
@@ -206,12 +219,7 @@ impl RtuPoller<'_> {
                 silence.reason = reason;
             }
             None => {
-                warn!(
-                    device = %self.device.name,
-                    unit = self.device.unit,
-                    error = %reason,
-                    "slave does not answer; polling it with backoff"
-                );
+                debug!(device = %self.device.name, unit = self.device.unit, "slave does not answer; polling it with backoff");
                 // The first step is two poll periods: the first probe comes one or two
                 // ticks later, then the interval doubles.
                 let first = self.device.poll * 2;

@@ -6,7 +6,7 @@ use crate::schedule::{Cycle, poll_loop};
 use crate::transport::LatestAnswerOnly;
 use fieldlink_collector_api::Backoff;
 use fieldlink_collector_api::BoxFuture;
-use fieldlink_collector_api::{Collector, CollectorContext, DeviceStats, clock};
+use fieldlink_collector_api::{Collector, CollectorContext, DeviceStats, FailureLog, clock};
 use fieldlink_wire::Sample;
 use std::io;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::time::{self, Instant};
 use tokio_modbus::Slave;
 use tokio_modbus::client::{Context as ModbusClient, tcp};
-use tracing::{debug, info, warn};
+use tracing::debug;
 
 /// The first reconnect delay after the device was last heard from.
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
@@ -107,9 +107,9 @@ struct Poller<'a> {
     stats: &'a DeviceStats,
     link: Link,
     backoff: Backoff,
-    /// Whether the current outage has been logged at warn already: an outage is logged
-    /// when it starts and when it ends, not at every retry.
-    outage_logged: bool,
+    /// Each cycle's outcome goes here: the log says when the device stops and starts
+    /// answering, not at every retry.
+    failures: FailureLog<'a>,
 }
 
 impl Cycle for Poller<'_> {
@@ -122,21 +122,35 @@ impl Cycle for Poller<'_> {
         let mut samples = Vec::with_capacity(points.len());
         if let Link::Down { reason, .. } = &self.link {
             push_bad(&mut samples, device, points, clock::now_ms(), reason);
+            self.failures.failed(reason);
             return samples;
         }
+        let mut answered = false;
+        let mut last_error = None;
         for request in &self.plan.requests {
             let result = self.read(request).await;
             let ts = clock::now_ms();
             match result {
                 Ok(data) => {
+                    answered = true;
                     self.stats.last_good_read_ms.store(ts, Ordering::Relaxed);
                     push_values(&mut samples, device, points, request, &data, ts);
                 }
                 Err(error) => {
+                    answered |= error.device_answered();
                     let own = request.points.iter().map(|&p| &points[p]);
-                    push_bad(&mut samples, device, own, ts, &error.to_string());
+                    let reason = error.to_string();
+                    push_bad(&mut samples, device, own, ts, &reason);
+                    last_error = Some(reason);
                 }
             }
+        }
+        // The device is up if it answered anything this cycle: one request that keeps
+        // timing out among good ones is in its samples, not a flapping state in the log.
+        match (answered, last_error) {
+            (true, _) => self.failures.answered(),
+            (false, Some(reason)) => self.failures.failed(&reason),
+            (false, None) => {}
         }
         DeviceStats::bump(&self.stats.cycles);
         samples
@@ -154,7 +168,7 @@ impl<'a> Poller<'a> {
                 reason: "not connected".to_owned(),
             },
             backoff: Backoff::new(BACKOFF_MIN, BACKOFF_MAX),
-            outage_logged: false,
+            failures: FailureLog::new(&device.name, &device.address, stats),
         }
     }
 
@@ -210,25 +224,14 @@ impl<'a> Poller<'a> {
         }
         match open(&self.device.address, self.device.unit, self.device.timeout).await {
             Ok(client) => {
-                info!(device = %self.device.name, address = %self.device.address, "connected");
+                debug!(device = %self.device.name, address = %self.device.address, "connected");
                 self.stats.connected.store(true, Ordering::Relaxed);
                 self.link = Link::Up(client);
-                self.outage_logged = false;
             }
             Err(error) => {
                 DeviceStats::bump(&self.stats.reconnects);
                 let delay = self.backoff.next_delay();
-                if self.outage_logged {
-                    debug!(device = %self.device.name, %error, ?delay, "still cannot connect");
-                } else {
-                    warn!(
-                        device = %self.device.name,
-                        address = %self.device.address,
-                        %error,
-                        "cannot connect; retrying with backoff"
-                    );
-                    self.outage_logged = true;
-                }
+                debug!(device = %self.device.name, %error, ?delay, "cannot connect; retrying with backoff");
                 self.link = Link::Down {
                     retry_at: Instant::now() + delay,
                     reason: error.to_string(),
@@ -239,11 +242,10 @@ impl<'a> Poller<'a> {
 
     /// The connection failed or cannot be trusted: drop it; reconnect at `retry_at`.
     fn lose(&mut self, reason: String, retry_at: Instant) {
-        warn!(device = %self.device.name, error = %reason, "connection dropped; reconnecting");
+        debug!(device = %self.device.name, error = %reason, "connection dropped; reconnecting");
         self.stats.connected.store(false, Ordering::Relaxed);
         DeviceStats::bump(&self.stats.reconnects);
         self.link = Link::Down { retry_at, reason };
-        self.outage_logged = false;
     }
 }
 

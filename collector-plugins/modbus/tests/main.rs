@@ -4,6 +4,7 @@
 mod support;
 
 mod connection;
+mod failure_log;
 mod failures;
 mod rtu;
 mod schedule;

@@ -441,8 +441,17 @@ impl Collecting {
 
     /// Runs `collector` with a channel of `capacity` batches.
     pub fn run(collector: Box<dyn Collector>, capacity: usize) -> Self {
+        Collecting::run_with_stats(collector, capacity, DeviceStats::default())
+    }
+
+    /// Runs `collector` with a channel of `capacity` batches and `stats` as its counters.
+    pub fn run_with_stats(
+        collector: Box<dyn Collector>,
+        capacity: usize,
+        stats: DeviceStats,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(capacity);
-        let stats = Arc::new(DeviceStats::default());
+        let stats = Arc::new(stats);
         let shutdown = CancellationToken::new();
         let ctx = CollectorContext {
             sink: SampleSink::new(tx),
