@@ -1,21 +1,50 @@
 //! `cargo run -p fieldlink-demo`: fieldlink end to end with nothing installed.
 //!
-//! Starts a simulated press on a loopback Modbus TCP port, an in-process MQTT broker, and
-//! the agent with `config/demo.toml` pointed at both; then subscribes to the gateway's
-//! topics and prints a line per batch (how many samples, which seq, a few latest values)
-//! until Ctrl-C, or for `--seconds N`.
+//! Starts the platform in process (HTTP API, its in-process MQTT broker, SQLite), registers
+//! a demo enterprise and issues an enrollment token through the bureau's API, enrolls the
+//! simulated gateway with that token exactly as `fieldlink enroll` does, and runs the agent
+//! with `config/demo.toml` and the issued credentials against a simulated press on a
+//! loopback Modbus TCP port. It prints a line per batch the broker carries and, once the
+//! platform's counts show it, that the enterprise is on the cloud; until Ctrl-C, or for
+//! `--seconds N`. Everything lives in a temporary directory removed on exit.
+//!
+//! The platform listens on 127.0.0.1:8080 when that port is free (an ephemeral port
+//! otherwise), and the demo creates a bureau login and a login for its enterprise with
+//! passwords generated for the run, logs in with each through the web UI's form over plain
+//! HTTP, and prints the dashboard's URL and both logins.
 
 use anyhow::Context;
 use fieldlink::config::DeviceKind;
-use fieldlink_broker::Broker;
+use fieldlink_platform::credit_code::CreditCode;
+use fieldlink_platform::{BrokerConfig, MqttUrl, Platform, PlatformConfig, PlatformError};
 use fieldlink_simulator::modbus_device;
-use fieldlink_wire::{Batch, Value, decode_batch};
+use fieldlink_wire::{Batch, Meta, Value, decode_batch};
+use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::{Response, StatusCode};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+/// The demo enterprise's first 17 credit-code characters (the check character is computed).
+const DEMO_CODE_17: &str = "91420100MA4KDEM01";
+/// The demo enterprise's name.
+const DEMO_NAME: &str = "武汉示范精密部件有限公司";
+/// Its industry (a pilot industry).
+const DEMO_INDUSTRY: &str = "auto-parts";
+/// Its district.
+const DEMO_DISTRICT: &str = "东湖新技术开发区";
+/// The simulated gateway's name within the enterprise.
+const GATEWAY_NAME: &str = "demo-line-1";
+/// The platform's HTTP port when it is free, so that the printed URLs stay the same.
+const HTTP_PORT: u16 = 8080;
+/// The demo's bureau login.
+const BUREAU_USER: &str = "demo-bureau";
+/// The demo enterprise's login.
+const ENTERPRISE_USER: &str = "demo-enterprise";
 
 /// The demo's settings from the command line.
 struct Args {
@@ -42,7 +71,7 @@ fn parse_args() -> anyhow::Result<Args> {
             }
             "-h" | "--help" => {
                 println!(
-                    "fieldlink-demo [--config FILE] [--seconds N]: simulated device + in-process broker + agent"
+                    "fieldlink-demo [--config FILE] [--seconds N]: the platform in process (on 127.0.0.1:8080 if free) with web UI logins, a simulated gateway enrolled with it, a simulated device"
                 );
                 std::process::exit(0);
             }
@@ -58,12 +87,82 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FIELDLINK_LOG")
-                .unwrap_or_else(|_| "info,rumqttd=off".into()),
+                .unwrap_or_else(|_| "info,rumqttd=off,fieldlink_platform=warn".into()),
         )
         .init();
+    // reqwest is built with rustls and no crypto provider; the demo speaks plain HTTP on
+    // loopback, but building a client needs one installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::Builder::new()
+        .prefix("fieldlink-demo-")
+        .tempdir()
+        .context("cannot create the demo's temporary directory")?;
 
-    let broker = Broker::start(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .context("cannot start the in-process broker")?;
+    // The platform: HTTP API, in-process broker and SQLite, all on loopback; HTTP on
+    // HTTP_PORT if it is free.
+    let bureau_token = fieldlink_platform::secret::new_token()?;
+    let fixed = SocketAddr::from(([127, 0, 0, 1], HTTP_PORT));
+    let fixed_is_free = std::net::TcpListener::bind(fixed).is_ok();
+    let listen = if fixed_is_free {
+        fixed
+    } else {
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    };
+    let mut platform_config = PlatformConfig::new(listen, dir.path().join("platform"));
+    platform_config.broker = BrokerConfig::Embedded {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+    };
+    platform_config.admin_token = Some(bureau_token.clone());
+    std::fs::create_dir_all(&platform_config.data_dir)
+        .context("cannot create the platform's data directory")?;
+    let platform_shutdown = CancellationToken::new();
+    let platform =
+        match Platform::start(platform_config.clone(), platform_shutdown.clone()).await {
+            // Taken between the check and the platform's bind: take any port (the first
+            // attempt's in-process broker stays behind, idle, until the demo exits).
+            Err(PlatformError::Bind { .. }) if fixed_is_free => {
+                platform_config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+                Platform::start(platform_config, platform_shutdown.clone()).await
+            }
+            started => started,
+        }
+        .context("the platform did not start")?;
+    let port_note = if platform.http_addr().port() == HTTP_PORT {
+        String::new()
+    } else {
+        format!(" ({HTTP_PORT} is busy)")
+    };
+    let bureau = Bureau {
+        base: format!("http://{}", platform.http_addr()),
+        token: bureau_token,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?,
+    };
+
+    // The bureau registers the enterprise and issues a one-gateway token for its integrator.
+    let code = CreditCode::complete(DEMO_CODE_17)?.to_string();
+    bureau
+        .post(
+            "/api/v1/enterprises",
+            json!({"credit_code": code, "name": DEMO_NAME, "industry": DEMO_INDUSTRY,
+                   "district": DEMO_DISTRICT, "in_program": true}),
+        )
+        .await
+        .context("registering the demo enterprise")?;
+    let token = bureau
+        .post(
+            &format!("/api/v1/enterprises/{code}/tokens"),
+            json!({"max_gateways": 1, "expires_in_days": 1}),
+        )
+        .await
+        .context("issuing the enrollment token")?;
+    let token = token["token"]
+        .as_str()
+        .context("the token answer has no token")?;
+
+    // The gateway: enrolled as `fieldlink enroll --url URL --token TOKEN` does, the
+    // credentials stored in its state directory, where the agent finds them.
     let device_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .context("cannot bind the simulated device")?;
@@ -74,34 +173,94 @@ async fn main() -> anyhow::Result<()> {
         modbus_device::demo_register_map(),
         shutdown.child_token(),
     ));
-
     let mut config = fieldlink::config::load(&args.config)?;
-    config.platform.mqtt =
-        fieldlink::config::parse_mqtt_url(&broker.url()).map_err(anyhow::Error::msg)?;
+    config.gateway.state_dir = dir.path().join("gateway");
     for d in &mut config.devices {
         if let DeviceKind::ModbusTcp(tcp) = &mut d.kind {
             tcp.address = device_addr.to_string();
         }
     }
-    let gateway = config
-        .gateway
-        .id
-        .clone()
-        .context("config/demo.toml must set [gateway] id")?;
-    println!("fieldlink demo");
-    println!("  simulated Modbus TCP device  {device_addr}");
-    println!("  in-process MQTT broker       {}", broker.url());
-    println!(
-        "  agent state                  {}",
-        config.gateway.state_dir.display()
-    );
-    println!(
-        "  watch it with: mosquitto_sub -h 127.0.0.1 -p {} -t 'fieldlink/v1/#' -v",
-        broker.addr().port()
-    );
-    println!("Ctrl-C stops it.\n");
+    let enrollment = fieldlink::enroll::request(&bureau.base, token, GATEWAY_NAME)
+        .await
+        .context("enrolling the demo gateway")?;
+    let stored = fieldlink::enroll::store(&config.gateway.state_dir, &enrollment)?;
+    let gateway = enrollment.gateway_id.clone();
 
-    let watcher = tokio::spawn(watch(broker.addr(), gateway, shutdown.child_token()));
+    // The web UI's logins: one for the bureau, one for the demo enterprise, each tried
+    // through the login form over plain HTTP as a browser would.
+    let dashboard = format!("{}/bureau", bureau.base);
+    let enterprise_page = format!("/enterprises/{code}");
+    let bureau_password = demo_password()?;
+    let enterprise_password = demo_password()?;
+    bureau
+        .post(
+            "/api/v1/users",
+            json!({"username": BUREAU_USER, "password": bureau_password}),
+        )
+        .await
+        .context("creating the demo bureau login")?;
+    bureau
+        .post(
+            "/api/v1/users",
+            json!({"username": ENTERPRISE_USER, "password": enterprise_password,
+                   "credit_code": code}),
+        )
+        .await
+        .context("creating the demo enterprise login")?;
+    check_login(&bureau.base, BUREAU_USER, &bureau_password, "/bureau")
+        .await
+        .with_context(|| format!("logging in as {BUREAU_USER} at {}/login", bureau.base))?;
+    check_login(
+        &bureau.base,
+        ENTERPRISE_USER,
+        &enterprise_password,
+        &enterprise_page,
+    )
+    .await
+    .with_context(|| format!("logging in as {ENTERPRISE_USER} at {}/login", bureau.base))?;
+
+    let broker = platform.public_mqtt_url().to_owned();
+    let broker_url = MqttUrl::parse(&broker)?;
+    let broker_addr = SocketAddr::new(
+        broker_url
+            .host
+            .parse()
+            .with_context(|| format!("the in-process broker's URL {broker:?}"))?,
+        broker_url.port,
+    );
+    println!("fieldlink demo");
+    println!("  platform (HTTP API)          {}{port_note}", bureau.base);
+    println!("  in-process MQTT broker       {broker}");
+    println!("  simulated Modbus TCP device  {device_addr}");
+    println!(
+        "  enterprise                   {DEMO_NAME} {code} ({DEMO_INDUSTRY}, {DEMO_DISTRICT})"
+    );
+    println!("  gateway                      {gateway}, enrolled with a one-time token");
+    println!("  gateway credentials          {}", stored.display());
+    println!("  web UI (bureau dashboard)    {dashboard}");
+    println!("    bureau login               {BUREAU_USER} / {bureau_password}");
+    println!(
+        "    enterprise login           {ENTERPRISE_USER} / {enterprise_password}  (sees {}{enterprise_page} only)",
+        bureau.base
+    );
+    println!(
+        "    (passwords generated for this run; both logins just checked through the login form)"
+    );
+    println!(
+        "  the bureau's counts:         curl -s -H 'Authorization: Bearer {}' {}/api/v1/stats/onboarding",
+        bureau.token, bureau.base
+    );
+    println!(
+        "  watch the broker:            mosquitto_sub -h 127.0.0.1 -p {} -t 'fieldlink/v1/#' -v",
+        broker_addr.port()
+    );
+    println!(
+        "Everything is temporary ({}). Ctrl-C stops it.\n",
+        dir.path().display()
+    );
+
+    let watcher = tokio::spawn(watch(broker_addr, gateway.clone(), shutdown.child_token()));
+    let announcer = tokio::spawn(announce_on_cloud(bureau.clone(), shutdown.child_token()));
     let agent = tokio::spawn(fieldlink::run(config, shutdown.child_token()));
     match args.seconds {
         Some(s) => tokio::select! {
@@ -116,9 +275,208 @@ async fn main() -> anyhow::Result<()> {
     agent.await.context("the agent task failed")??;
     let batches = watcher.await.context("the watcher failed")?;
     device.await.context("the device task failed")??;
-    println!("\ndemo stopped after {batches} batches");
+    announcer.await.context("the counts task failed")?;
+
+    // What the platform made of it, once the ingest has stored what the agent sent last.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut stats = platform.ingest_stats();
+    while stats.batches_stored < batches && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stats = platform.ingest_stats();
+    }
+    let counts = bureau.onboarding().await?;
+    platform_shutdown.cancel();
+    platform
+        .wait()
+        .await
+        .context("the platform stopped with an error")?;
+    println!(
+        "\ndemo stopped after {batches} batches; the platform stored {} batches ({} samples); on the cloud: {} of {} registered enterprises",
+        stats.batches_stored,
+        stats.samples_stored,
+        counts["total"]["on_cloud"],
+        counts["total"]["registered"]
+    );
     anyhow::ensure!(batches > 0, "no batch arrived at the broker");
+    anyhow::ensure!(
+        counts["total"]["on_cloud"] == 1,
+        "the platform does not count the demo enterprise as on the cloud"
+    );
     Ok(())
+}
+
+/// The bureau's side of the platform's HTTP API.
+#[derive(Clone)]
+struct Bureau {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Bureau {
+    /// POSTs JSON; the answer if it is 201.
+    async fn post(&self, path: &str, body: Json) -> anyhow::Result<Json> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await?;
+        let status = response.status();
+        let answer: Json = response.json().await?;
+        anyhow::ensure!(
+            status.as_u16() == 201,
+            "the platform answered {status}: {answer}"
+        );
+        Ok(answer)
+    }
+
+    /// The onboarding counts.
+    async fn onboarding(&self) -> anyhow::Result<Json> {
+        let response = self
+            .http
+            .get(format!("{}/api/v1/stats/onboarding", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(response.json().await?)
+    }
+}
+
+/// A password for a demo login, new each run: 16 URL-safe characters (96 random bits).
+fn demo_password() -> anyhow::Result<String> {
+    Ok(fieldlink_platform::secret::new_token()?
+        .chars()
+        .take(16)
+        .collect())
+}
+
+/// Logs in through the web UI's login form as a browser does (CSRF cookie and field, then
+/// the session cookie, which must be `Secure`) and opens `page` with the session.
+async fn check_login(base: &str, username: &str, password: &str, page: &str) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let form = http.get(format!("{base}/login")).send().await?;
+    anyhow::ensure!(
+        form.status() == StatusCode::OK,
+        "the login form answered {}",
+        form.status()
+    );
+    let (csrf, _) =
+        set_cookie(&form, "fl_login_csrf").context("the login form sets no CSRF cookie")?;
+    let html = form.text().await?;
+    anyhow::ensure!(
+        !html.contains("id=\"insecure\""),
+        "the login form warns that a browser would drop its Secure cookies here"
+    );
+    let body = [
+        ("username", username),
+        ("password", password),
+        ("csrf", &csrf),
+        ("next", page),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={}", form_encode(v)))
+    .collect::<Vec<_>>()
+    .join("&");
+    let answer = http
+        .post(format!("{base}/login"))
+        .header(COOKIE, format!("fl_login_csrf={csrf}"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        answer.status() == StatusCode::SEE_OTHER,
+        "the login answered {} (refused?)",
+        answer.status()
+    );
+    let to = answer
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    anyhow::ensure!(
+        to == page,
+        "the login sent the browser to {to:?}, not {page:?}"
+    );
+    let (session, attributes) =
+        set_cookie(&answer, "fl_session").context("the login sets no session cookie")?;
+    anyhow::ensure!(
+        attributes
+            .split(';')
+            .any(|a| a.trim().eq_ignore_ascii_case("secure")),
+        "the session cookie is not Secure: {attributes}"
+    );
+    let shown = http
+        .get(format!("{base}{page}"))
+        .header(COOKIE, format!("fl_session={session}"))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        shown.status() == StatusCode::OK,
+        "{page} answered {} with the session",
+        shown.status()
+    );
+    Ok(())
+}
+
+/// The value and the whole header of the cookie `name` that `response` sets, if it does.
+fn set_cookie(response: &Response, name: &str) -> Option<(String, String)> {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|header| {
+            let pair = header.split(';').next()?;
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then(|| (value.to_owned(), header.to_owned()))
+        })
+}
+
+/// Form encoding: every byte but the unreserved ones percent-escaped.
+fn form_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Polls the counts until the demo enterprise is on the cloud and says so, once.
+async fn announce_on_cloud(bureau: Bureau, shutdown: CancellationToken) {
+    loop {
+        match bureau.onboarding().await {
+            Ok(counts) if counts["total"]["on_cloud"].as_u64() >= Some(1) => {
+                let industry = counts["by_industry"]
+                    .as_array()
+                    .and_then(|rows| rows.iter().find(|r| r["industry"] == DEMO_INDUSTRY));
+                let (on_cloud, target) = industry.map_or((Json::Null, Json::Null), |r| {
+                    (r["on_cloud"].clone(), r["target"].clone())
+                });
+                println!(
+                    "ON THE CLOUD: the platform counts {DEMO_NAME} on the cloud ({DEMO_INDUSTRY}: {on_cloud} of a target of {target}; in-program on the cloud: {} of {})",
+                    counts["in_program"]["on_cloud"], counts["targets"]["in_program_on_cloud"]
+                );
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => println!("cannot read the platform's counts: {e:#}"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// Subscribes to the gateway's topics and prints what arrives; returns the batch count.
@@ -156,6 +514,18 @@ async fn watch(broker: SocketAddr, gateway: String, shutdown: CancellationToken)
                         print_batch(&batch, &mut latest);
                     }
                     Err(e) => println!("undecodable batch: {e}"),
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic.ends_with("/meta") => {
+                // The catalogue is long; its shape is enough here.
+                match serde_json::from_slice::<Meta>(&p.payload) {
+                    Ok(meta) => println!(
+                        "{} catalogue of {} devices, {} points",
+                        p.topic,
+                        meta.devices.len(),
+                        meta.devices.iter().map(|d| d.points.len()).sum::<usize>()
+                    ),
+                    Err(e) => println!("{} undecodable catalogue: {e}", p.topic),
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {

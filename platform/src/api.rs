@@ -17,6 +17,10 @@
 //! | `GET /api/v1/stats/onboarding/daily?days=N` | bureau | daily series (CSV likewise) |
 //! | `GET /api/v1/stats/onboarding/silent` | bureau | enrolled enterprises with no batch yet |
 //! | `GET /api/v1/stats/ingest` | bureau | the ingest's counters |
+//!
+//! A bureau user's web UI session (cookie) may make the bureau's GET calls too, so the
+//! dashboard's CSV links and charts use this API; writes always need the bearer token.
+//! The web UI's pages and `POST /api/v1/users` are merged in from [`crate::ui`].
 
 use crate::catalog::DistrictKind;
 use crate::clock::{now_ms, rfc3339};
@@ -52,6 +56,8 @@ pub struct AppState {
     pub targets: Targets,
     /// The program's time zone, minutes east of UTC.
     pub utc_offset_minutes: i32,
+    /// The web UI's users and sessions.
+    pub accounts: crate::ui::Accounts,
 }
 
 /// The API's routes.
@@ -75,6 +81,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/stats/onboarding/daily", get(onboarding_daily))
         .route("/api/v1/stats/onboarding/silent", get(silent))
         .route("/api/v1/stats/ingest", get(ingest_stats))
+        .merge(crate::ui::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(state)
 }
@@ -89,7 +96,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, error: &'static str, detail: impl Into<String>) -> Self {
         ApiError {
             status,
             error,
@@ -98,11 +105,11 @@ impl ApiError {
         }
     }
 
-    fn bad_request(detail: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(detail: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", detail)
     }
 
-    fn internal(e: &dyn std::fmt::Display) -> Self {
+    pub(crate) fn internal(e: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %e, "request failed");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -163,7 +170,7 @@ impl From<RegistryError> for ApiError {
     }
 }
 
-/// Proof that the request carries the bureau's bearer token.
+/// Proof that the request carries the bureau's bearer token (or, for GET, a bureau user's UI session).
 pub struct Bureau;
 
 impl FromRequestParts<Arc<AppState>> for Bureau {
@@ -177,6 +184,11 @@ impl FromRequestParts<Arc<AppState>> for Bureau {
             ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail.to_owned())
         };
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+            if parts.method == axum::http::Method::GET
+                && crate::ui::bureau_session(parts, state).await
+            {
+                return Ok(Bureau);
+            }
             return Err(unauthorized("missing Authorization: Bearer <token>"));
         };
         let token = value
@@ -200,14 +212,14 @@ impl FromRequestParts<Arc<AppState>> for Bureau {
     }
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// An enterprise as the API shows it.
 #[derive(Debug, Serialize)]
-struct EnterpriseView {
+pub(crate) struct EnterpriseView {
     credit_code: String,
     name: String,
     industry: crate::catalog::Industry,
@@ -226,7 +238,7 @@ struct EnterpriseView {
 
 /// A gateway as the API shows it.
 #[derive(Debug, Serialize)]
-struct GatewayView {
+pub(crate) struct GatewayView {
     gateway_id: String,
     name: String,
     online: bool,
@@ -247,7 +259,7 @@ struct GatewayView {
     missing_batches: u64,
 }
 
-fn gateway_view(g: &Gateway) -> GatewayView {
+pub(crate) fn gateway_view(g: &Gateway) -> GatewayView {
     let status = g.status.as_ref();
     GatewayView {
         gateway_id: g.id.clone(),
@@ -273,7 +285,7 @@ fn gateway_view(g: &Gateway) -> GatewayView {
     }
 }
 
-fn enterprise_view(e: &Enterprise, gateways: Vec<GatewayView>) -> EnterpriseView {
+pub(crate) fn enterprise_view(e: &Enterprise, gateways: Vec<GatewayView>) -> EnterpriseView {
     let active_since = stats::active_since(now_ms());
     EnterpriseView {
         credit_code: e.credit_code.clone(),
@@ -316,19 +328,27 @@ async fn list_enterprises(
     _: Bureau,
     State(state): State<Arc<AppState>>,
 ) -> Result<Response, ApiError> {
-    let enterprises = state.store.enterprises().await?;
+    Ok(Json(enterprise_views(&state.store, |_| true).await?).into_response())
+}
+
+/// The enterprises that `keep` accepts with their gateways, by credit code.
+pub(crate) async fn enterprise_views(
+    store: &Store,
+    keep: impl Fn(&Enterprise) -> bool,
+) -> Result<Vec<EnterpriseView>, StoreError> {
+    let enterprises = store.enterprises().await?;
     let mut by_enterprise: HashMap<String, Vec<GatewayView>> = HashMap::new();
-    for g in state.store.gateways(None).await? {
+    for g in store.gateways(None).await? {
         by_enterprise
             .entry(g.credit_code.clone())
             .or_default()
             .push(gateway_view(&g));
     }
-    let views: Vec<EnterpriseView> = enterprises
+    Ok(enterprises
         .iter()
+        .filter(|e| keep(e))
         .map(|e| enterprise_view(e, by_enterprise.remove(&e.credit_code).unwrap_or_default()))
-        .collect();
-    Ok(Json(views).into_response())
+        .collect())
 }
 
 async fn get_enterprise(
@@ -460,7 +480,7 @@ fn wants_csv(query: &FormatQuery, headers: &HeaderMap) -> Result<bool, ApiError>
     }
 }
 
-fn csv_response(name: &str, text: String) -> Response {
+pub(crate) fn csv_response(name: &str, text: String) -> Response {
     // The byte-order mark makes spreadsheet programs read the Chinese names as UTF-8.
     let mut body = String::with_capacity(text.len() + 3);
     body.push('\u{feff}');
@@ -523,7 +543,7 @@ async fn onboarding_daily(
 }
 
 #[derive(Serialize)]
-struct SilentEnterprise {
+pub(crate) struct SilentEnterprise {
     credit_code: String,
     name: String,
     industry: crate::catalog::Industry,
@@ -533,21 +553,15 @@ struct SilentEnterprise {
     first_enrolled_at: String,
 }
 
-async fn silent(
-    _: Bureau,
-    State(state): State<Arc<AppState>>,
-    Query(query): Query<FormatQuery>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let csv = wants_csv(&query, &headers)?;
+/// The enrolled enterprises with no batch yet, by credit code.
+pub(crate) async fn silent_list(store: &Store) -> Result<Vec<SilentEnterprise>, StoreError> {
     let mut enrolled: HashMap<String, (usize, i64)> = HashMap::new();
-    for g in state.store.gateways(None).await? {
+    for g in store.gateways(None).await? {
         let entry = enrolled.entry(g.credit_code).or_insert((0, i64::MAX));
         entry.0 += 1;
         entry.1 = entry.1.min(g.enrolled_at);
     }
-    let silent: Vec<SilentEnterprise> = state
-        .store
+    Ok(store
         .enterprises()
         .await?
         .into_iter()
@@ -564,7 +578,17 @@ async fn silent(
                 first_enrolled_at: rfc3339(first),
             })
         })
-        .collect();
+        .collect())
+}
+
+async fn silent(
+    _: Bureau,
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<FormatQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let csv = wants_csv(&query, &headers)?;
+    let silent = silent_list(&state.store).await?;
     if csv {
         let rows: Vec<[String; 7]> = silent
             .iter()

@@ -75,8 +75,11 @@ pub enum BrokerConfig {
     },
     /// An external broker (mosquitto, EMQX) at this address.
     External {
-        /// Host and port, from a `mqtt://host:port` URL.
+        /// Host, port and TLS, from a `mqtt://host:port` or `mqtts://host:port` URL.
         url: MqttUrl,
+        /// PEM CA certificates to verify an `mqtts://` broker with, instead of the
+        /// system's roots.
+        ca_file: Option<PathBuf>,
         /// The ingest client's username, if the broker asks for one.
         username: Option<String>,
         /// The ingest client's password. When the platform manages mosquitto's password
@@ -107,33 +110,45 @@ pub enum Reload {
     Command(String),
 }
 
-/// A plain-TCP MQTT URL, `mqtt://host[:port]`.
+/// An MQTT URL: `mqtt://host[:port]` (plain TCP) or `mqtts://host[:port]` (TLS).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MqttUrl {
+    /// TLS (`mqtts://`), the broker verified against the system's roots or a CA file.
+    pub tls: bool,
     /// Host name or IP address.
     pub host: String,
-    /// Port (1883 if the URL names none).
+    /// Port (1883, or 8883 with TLS, if the URL names none).
     pub port: u16,
 }
 
 /// Why a broker URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
-    /// The URL is not `mqtt://host[:port]`; the ingest speaks plain MQTT to a broker on its
-    /// own network (put TLS on the gateway-facing listener).
-    #[error("{0:?} is not an mqtt://host[:port] URL")]
+    /// The URL is not `mqtt://host[:port]` or `mqtts://host[:port]`: correct it.
+    #[error("{0:?} is not an mqtt://host[:port] or mqtts://host[:port] URL")]
     Invalid(String),
 }
 
 impl MqttUrl {
-    /// Parses `mqtt://host[:port]` (`tcp://` is accepted too).
+    /// Parses `mqtt://host[:port]` or `mqtts://host[:port]` (`tcp://` and `ssl://` are
+    /// accepted too).
     pub fn parse(url: &str) -> Result<MqttUrl, UrlError> {
         let invalid = || UrlError::Invalid(url.to_owned());
-        let rest = url
+        let (tls, rest) = if let Some(rest) = url
             .strip_prefix("mqtt://")
             .or_else(|| url.strip_prefix("tcp://"))
-            .ok_or_else(invalid)?
-            .trim_end_matches('/');
+        {
+            (false, rest)
+        } else if let Some(rest) = url
+            .strip_prefix("mqtts://")
+            .or_else(|| url.strip_prefix("ssl://"))
+        {
+            (true, rest)
+        } else {
+            return Err(invalid());
+        };
+        let default_port = if tls { 8883 } else { 1883 };
+        let rest = rest.trim_end_matches('/');
         if rest.is_empty() || rest.contains(['/', '@', '?']) {
             return Err(invalid());
         }
@@ -141,19 +156,20 @@ impl MqttUrl {
             let (host, after) = bracketed.split_once(']').ok_or_else(invalid)?;
             match after.strip_prefix(':') {
                 Some(port) => (host, port.parse().map_err(|_| invalid())?),
-                None if after.is_empty() => (host, 1883),
+                None if after.is_empty() => (host, default_port),
                 None => return Err(invalid()),
             }
         } else {
             match rest.rsplit_once(':') {
                 Some((host, port)) => (host, port.parse().map_err(|_| invalid())?),
-                None => (rest, 1883),
+                None => (rest, default_port),
             }
         };
         if host.is_empty() || port == 0 {
             return Err(invalid());
         }
         Ok(MqttUrl {
+            tls,
             host: host.to_owned(),
             port,
         })
@@ -162,10 +178,11 @@ impl MqttUrl {
 
 impl std::fmt::Display for MqttUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "mqtts" } else { "mqtt" };
         if self.host.contains(':') {
-            write!(f, "mqtt://[{}]:{}", self.host, self.port)
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
         } else {
-            write!(f, "mqtt://{}:{}", self.host, self.port)
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
         }
     }
 }
@@ -205,8 +222,13 @@ mod tests {
             MqttUrl::parse("mqtt://[::1]:9").unwrap().to_string(),
             "mqtt://[::1]:9"
         );
-        assert!(MqttUrl::parse("mqtts://h:8883").is_err());
+        assert!(!MqttUrl::parse("mqtt://h").unwrap().tls);
+        let tls = MqttUrl::parse("mqtts://broker.local").unwrap();
+        assert_eq!((tls.tls, tls.port), (true, 8883));
+        assert_eq!(tls.to_string(), "mqtts://broker.local:8883");
+        assert_eq!(MqttUrl::parse("ssl://h:9883").unwrap().port, 9883);
         assert!(MqttUrl::parse("http://h").is_err());
+        assert!(MqttUrl::parse("mqtts://").is_err());
         assert!(MqttUrl::parse("mqtt://user:pw@h").is_err());
     }
 }

@@ -24,7 +24,9 @@ use crate::store::{BatchOutcome, IncomingBatch, Store};
 use fieldlink_wire::codec::ZSTD_MAGIC;
 use fieldlink_wire::topic::{self, TopicKind};
 use fieldlink_wire::{Meta, Status, decode_batch};
-use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, Publish, QoS};
+use rumqttc::{
+    AsyncClient, Event, MqttOptions, Outgoing, Packet, Publish, QoS, TlsConfiguration, Transport,
+};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +58,8 @@ const WARN_ONCE_LIMIT: usize = 10_000;
 pub struct IngestContext {
     /// The broker.
     pub broker: MqttUrl,
+    /// TLS for an `mqtts://` broker (see [`crate::tls`]); `None` for plain MQTT.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Username, if the broker wants one.
     pub username: Option<String>,
     /// Password, if the broker wants one.
@@ -172,6 +176,11 @@ fn options(cx: &IngestContext, client_id: String) -> MqttOptions {
         .set_keep_alive(Duration::from_secs(30))
         .set_max_packet_size(MAX_PAYLOAD + 70 * 1024, 1 << 20)
         .set_request_channel_capacity(QUEUE);
+    if let Some(tls) = &cx.tls {
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            tls.clone(),
+        )));
+    }
     match (&cx.username, &cx.password) {
         (Some(user), password) => {
             options.set_credentials(user.clone(), password.clone().unwrap_or_default());

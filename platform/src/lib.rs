@@ -7,9 +7,11 @@
 //!   district from [`catalog`]), enrollment tokens, gateway enrollment; [`mosquitto`]
 //!   keeps an external mosquitto's password and ACL files in step;
 //! - [`ingest`]: the MQTT subscriber (persistent session, manual acknowledgements after
-//!   the database commit, duplicates dropped by `(gateway, seq)`, gaps recorded);
+//!   the database commit, duplicates dropped by `(gateway, seq)`, gaps recorded), over
+//!   TLS to an `mqtts://` broker with [`tls`];
 //! - [`store`]: the one storage interface (SQLite in WAL mode today);
-//! - [`stats`]: the onboarding counts; [`api`]: the HTTP API;
+//! - [`stats`]: the onboarding counts; [`api`]: the HTTP API; [`ui`]: the web UI
+//!   (accounts, the bureau's dashboard, each enterprise's pages);
 //! - [`Platform`]: starts it all; [`run`] runs it until the shutdown token fires.
 //!
 //! Invariants: secrets (enrollment tokens, MQTT passwords, the bureau token) are stored
@@ -28,6 +30,8 @@ pub mod registry;
 pub mod secret;
 pub mod stats;
 pub mod store;
+pub mod tls;
+pub mod ui;
 
 pub use config::{BrokerConfig, MosquittoFiles, MqttUrl, PlatformConfig, Reload, Targets};
 pub use ingest::IngestStats;
@@ -74,12 +78,18 @@ pub enum PlatformError {
     /// No random secret could be made.
     #[error(transparent)]
     Random(#[from] secret::RandomError),
+    /// The TLS configuration for an `mqtts://` broker could not be built.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// mosquitto's files could not be written at start.
     #[error(transparent)]
     Mosquitto(#[from] MosquittoError),
     /// The HTTP server failed.
     #[error("the HTTP server failed: {0}")]
     Serve(#[source] std::io::Error),
+    /// The web UI's accounts database could not be opened.
+    #[error(transparent)]
+    Accounts(#[from] ui::AccountError),
     /// A task of the platform panicked.
     #[error("a platform task failed: {0}")]
     Task(String),
@@ -120,7 +130,7 @@ impl Platform {
             }
         };
 
-        let (broker_url, username, password, default_public) = match &config.broker {
+        let (broker_url, tls, username, password, default_public) = match &config.broker {
             config::BrokerConfig::Embedded { listen } => {
                 let listen = *listen;
                 let broker = tokio::task::spawn_blocking(move || Broker::start(listen))
@@ -130,17 +140,20 @@ impl Platform {
                     "in-process MQTT broker started; it has no passwords or ACL: any client can publish as any gateway (use --broker with mosquitto in production)");
                 let addr = connectable(broker.addr());
                 let url = MqttUrl {
+                    tls: false,
                     host: addr.ip().to_string(),
                     port: addr.port(),
                 };
-                (url, None, None, broker.url())
+                (url, None, None, None, broker.url())
             }
             config::BrokerConfig::External {
                 url,
+                ca_file,
                 username,
                 password,
             } => (
                 url.clone(),
+                tls::client_config(url, ca_file.as_deref())?,
                 username.clone(),
                 password.clone(),
                 url.to_string(),
@@ -188,6 +201,10 @@ impl Platform {
                 addr: config.listen,
                 source,
             })?;
+        let dir = config.data_dir.clone();
+        let accounts = tokio::task::spawn_blocking(move || ui::Accounts::open(&dir))
+            .await
+            .map_err(|e| PlatformError::Task(e.to_string()))??;
         let state = Arc::new(api::AppState {
             registry: registry.clone(),
             store: store.clone(),
@@ -195,6 +212,7 @@ impl Platform {
             counters: counters.clone(),
             targets: config.targets,
             utc_offset_minutes: config.utc_offset_minutes,
+            accounts,
         });
         let mut tasks = Vec::new();
         let http_shutdown = shutdown.clone();
@@ -209,6 +227,7 @@ impl Platform {
         ));
         let ingest = IngestContext {
             broker: broker_url.clone(),
+            tls,
             username,
             password,
             client_id: config.ingest_client_id.clone(),

@@ -28,9 +28,14 @@ struct Cli {
     /// Where the in-process MQTT broker listens (when no --broker is given).
     #[arg(long, default_value = "127.0.0.1:1883", conflicts_with = "broker")]
     mqtt_listen: SocketAddr,
-    /// An external broker, mqtt://host[:port], instead of the in-process one.
+    /// An external broker, mqtt://host[:port] or mqtts://host[:port] (TLS), instead of
+    /// the in-process one.
     #[arg(long)]
     broker: Option<String>,
+    /// PEM CA certificates to verify an mqtts:// --broker with (default: the system's
+    /// roots).
+    #[arg(long, requires = "broker")]
+    broker_ca_file: Option<PathBuf>,
     /// The ingest's MQTT username on the external broker (default "fieldlink-ingest"
     /// when the platform manages mosquitto's files).
     #[arg(long, requires = "broker")]
@@ -107,6 +112,7 @@ fn config(cli: Cli) -> anyhow::Result<PlatformConfig> {
     config.broker = match cli.broker {
         Some(url) => BrokerConfig::External {
             url: MqttUrl::parse(&url).context("--broker")?,
+            ca_file: cli.broker_ca_file,
             username: cli.broker_username,
             password: std::env::var("FIELDLINK_PLATFORM_BROKER_PASSWORD").ok(),
         },

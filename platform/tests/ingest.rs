@@ -240,6 +240,7 @@ async fn dedup_survives_a_restart_and_the_broker_queues_while_the_platform_is_do
         let mut config = config(dir.path());
         config.broker = BrokerConfig::External {
             url: MqttUrl::parse(&first.mqtt_url).unwrap(),
+            ca_file: None,
             username: None,
             password: None,
         };

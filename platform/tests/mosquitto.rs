@@ -116,6 +116,7 @@ async fn mosquitto_isolates_gateways_and_refuses_strangers() {
         let mut config = config(&data_dir);
         config.broker = BrokerConfig::External {
             url: url.clone(),
+            ca_file: None,
             username: None,
             password: Some(INGEST_PASSWORD.to_owned()),
         };

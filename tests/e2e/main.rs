@@ -4,6 +4,7 @@
 mod interop;
 mod opcua;
 mod pipeline;
+mod platform;
 mod pymodbus;
 mod resilience;
 mod rtu;

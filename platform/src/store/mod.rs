@@ -6,8 +6,9 @@
 //!
 //! Invariants every backend keeps:
 //! - a batch is identified by `(gateway, seq)`; storing one is idempotent, and a batch's
-//!   samples, its dedup row, its gateway's counters and its enterprise's on-cloud times
-//!   commit in one transaction, so an acknowledged batch is stored exactly once;
+//!   samples (and their per-minute aggregates), its dedup row, its gateway's counters and
+//!   its enterprise's on-cloud times commit in one transaction, so an acknowledged batch
+//!   is stored exactly once;
 //! - enrollment (token check, slot count, gateway insert or credential rotation) is one
 //!   transaction, so two integrators cannot overrun a token's `max_gateways`;
 //! - secrets are stored only as hashes (SHA-256 for tokens, mosquitto `$7$` for passwords).
@@ -164,6 +165,32 @@ pub struct LatestValue {
     pub value: Value,
     /// Its quality.
     pub quality: Quality,
+}
+
+/// A point by its gateway, device and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesPoint {
+    /// The gateway id.
+    pub gateway: String,
+    /// The device.
+    pub device: String,
+    /// The point.
+    pub point: String,
+}
+
+/// One time bucket of a point's numeric samples (the chart's downsampling).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct SeriesBucket {
+    /// The bucket's start (ms since the epoch).
+    pub start: i64,
+    /// The smallest value in the bucket.
+    pub min: f64,
+    /// The largest value in the bucket.
+    pub max: f64,
+    /// The mean of the bucket's values.
+    pub avg: f64,
+    /// How many samples the bucket holds.
+    pub count: u64,
 }
 
 /// A new enrollment token, by its hash.
@@ -336,6 +363,19 @@ impl Store {
     /// The latest value of each of a gateway's points.
     pub async fn latest_values(&self, gateway: &str) -> Result<Vec<LatestValue>, StoreError> {
         dispatch!(self, s => s.latest_values(gateway.to_owned()).await)
+    }
+
+    /// One point's numeric samples read in `[from, to)`, reduced to min/max/mean per bucket
+    /// of `bucket_ms` (buckets without samples are absent), oldest first. When `from`, `to`
+    /// and `bucket_ms` are whole minutes it reads per-minute aggregates, not the samples.
+    pub async fn series(
+        &self,
+        point: SeriesPoint,
+        from: i64,
+        to: i64,
+        bucket_ms: i64,
+    ) -> Result<Vec<SeriesBucket>, StoreError> {
+        dispatch!(self, s => s.series(point, from, to, bucket_ms).await)
     }
 
     /// Stores a token hash; false if the enterprise is not registered.

@@ -12,7 +12,8 @@
 
 use super::{
     ActiveDay, BatchOutcome, EnrollOutcome, EnrollRequest, Enterprise, Gap, Gateway, GatewayStatus,
-    IncomingBatch, LatestValue, NewEnterprise, NewToken, OnboardingRow, StoreError,
+    IncomingBatch, LatestValue, NewEnterprise, NewToken, OnboardingRow, SeriesBucket, SeriesPoint,
+    StoreError,
 };
 use crate::catalog::{District, Industry};
 use fieldlink_wire::{Quality, Sample, Status, Value};
@@ -26,7 +27,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 pub const FILE_NAME: &str = "platform.sqlite3";
 
 /// The schema, one migration per version (version = index + 1).
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE enterprises (
     credit_code    TEXT PRIMARY KEY,
     name           TEXT NOT NULL,
@@ -107,7 +109,23 @@ CREATE TABLE enterprise_days (
     day         INTEGER NOT NULL,
     PRIMARY KEY (credit_code, day)
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+CREATE TABLE sample_minutes (
+    point_id INTEGER NOT NULL,
+    minute   INTEGER NOT NULL,
+    min      REAL NOT NULL,
+    max      REAL NOT NULL,
+    sum      REAL NOT NULL,
+    count    INTEGER NOT NULL,
+    PRIMARY KEY (point_id, minute)
+) WITHOUT ROWID;
+INSERT INTO sample_minutes (point_id, minute, min, max, sum, count)
+SELECT point_id, ts / 60000, MIN(CAST(value AS REAL)), MAX(CAST(value AS REAL)),
+       SUM(CAST(value AS REAL)), COUNT(*)
+FROM samples WHERE kind IN (1, 2, 3, 4) AND value IS NOT NULL GROUP BY point_id, ts / 60000;
+"#,
+];
 
 /// Value kinds in the `kind` columns.
 const KIND_NONE: i64 = 0;
@@ -121,6 +139,11 @@ const KIND_TEXT: i64 = 5;
 const QUALITY_GOOD: i64 = 0;
 const QUALITY_BAD: i64 = 1;
 const QUALITY_UNCERTAIN: i64 = 2;
+
+/// The width of a `sample_minutes` row: numeric samples per point and minute (min, max,
+/// sum, count), kept with the samples in the same transaction, so charts of long windows
+/// read one row a minute instead of one a sample.
+const MINUTE_MS: i64 = 60_000;
 
 /// Points deleted from per prune transaction, so ingest is never held up for long.
 const PRUNE_POINTS_PER_TX: usize = 200;
@@ -353,6 +376,102 @@ impl SqliteStore {
         .await
     }
 
+    pub(super) async fn series(
+        &self,
+        point: SeriesPoint,
+        from: i64,
+        to: i64,
+        bucket_ms: i64,
+    ) -> Result<Vec<SeriesBucket>, StoreError> {
+        let bucket_ms = bucket_ms.max(1);
+        if from % MINUTE_MS == 0 && to % MINUTE_MS == 0 && bucket_ms % MINUTE_MS == 0 {
+            return self.series_by_minute(point, from, to, bucket_ms).await;
+        }
+        self.read(move |c| {
+            // Unsigned values are stored as text (exactly); the chart wants them as numbers.
+            let mut stmt = c.prepare_cached(
+                "SELECT (s.ts - ?4) / ?6 AS b,
+                        MIN(CAST(s.value AS REAL)), MAX(CAST(s.value AS REAL)),
+                        AVG(CAST(s.value AS REAL)), COUNT(*)
+                 FROM points p JOIN samples s ON s.point_id = p.id
+                 WHERE p.gateway = ?1 AND p.device = ?2 AND p.point = ?3
+                   AND s.ts >= ?4 AND s.ts < ?5 AND s.kind IN (?7, ?8, ?9, ?10)
+                 GROUP BY b ORDER BY b",
+            )?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        point.gateway,
+                        point.device,
+                        point.point,
+                        from,
+                        to,
+                        bucket_ms,
+                        KIND_BOOL,
+                        KIND_INT,
+                        KIND_UINT,
+                        KIND_FLOAT
+                    ],
+                    |r| {
+                        Ok(SeriesBucket {
+                            start: from + r.get::<_, i64>(0)? * bucket_ms,
+                            min: r.get(1)?,
+                            max: r.get(2)?,
+                            avg: r.get(3)?,
+                            count: r.get::<_, i64>(4)?.unsigned_abs(),
+                        })
+                    },
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// [`Self::series`] from the per-minute rows (all bounds are whole minutes).
+    async fn series_by_minute(
+        &self,
+        point: SeriesPoint,
+        from: i64,
+        to: i64,
+        bucket_ms: i64,
+    ) -> Result<Vec<SeriesBucket>, StoreError> {
+        let (first, end, minutes) = (from / MINUTE_MS, to / MINUTE_MS, bucket_ms / MINUTE_MS);
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT (m.minute - ?4) / ?6 AS b, MIN(m.min), MAX(m.max),
+                        SUM(m.sum) / SUM(m.count), SUM(m.count)
+                 FROM points p JOIN sample_minutes m ON m.point_id = p.id
+                 WHERE p.gateway = ?1 AND p.device = ?2 AND p.point = ?3
+                   AND m.minute >= ?4 AND m.minute < ?5
+                 GROUP BY b ORDER BY b",
+            )?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        point.gateway,
+                        point.device,
+                        point.point,
+                        first,
+                        end,
+                        minutes
+                    ],
+                    |r| {
+                        Ok(SeriesBucket {
+                            start: from + r.get::<_, i64>(0)? * bucket_ms,
+                            min: r.get(1)?,
+                            max: r.get(2)?,
+                            avg: r.get(3)?,
+                            count: r.get::<_, i64>(4)?.unsigned_abs(),
+                        })
+                    },
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     pub(super) async fn insert_token(&self, token: NewToken) -> Result<bool, StoreError> {
         self.write(move |w| {
             let tx = w.conn.transaction()?;
@@ -565,8 +684,12 @@ impl SqliteStore {
                         let mut stmt = tx.prepare_cached(
                             "DELETE FROM samples WHERE point_id = ?1 AND ts < ?2",
                         )?;
+                        let mut minutes = tx.prepare_cached(
+                            "DELETE FROM sample_minutes WHERE point_id = ?1 AND minute < ?2",
+                        )?;
                         for id in chunk {
                             n += stmt.execute(params![id, samples_before])? as u64;
+                            minutes.execute(params![id, samples_before / MINUTE_MS])?;
                         }
                     }
                     tx.commit()?;
@@ -788,6 +911,18 @@ fn value_columns(value: &Value) -> (i64, SqlValue) {
     }
 }
 
+/// A value as a chart's number, if it is one (finite; booleans are 0 and 1).
+fn numeric(value: &Value) -> Option<f64> {
+    let v = match value {
+        Value::Bool(b) => f64::from(u8::from(*b)),
+        Value::Int(i) => *i as f64,
+        Value::UInt(u) => *u as f64,
+        Value::Float(f) => *f,
+        Value::None | Value::Text(_) => return None,
+    };
+    v.is_finite().then_some(v)
+}
+
 fn read_value(kind: i64, value: SqlValue) -> Result<Value, StoreError> {
     Ok(match (kind, value) {
         (KIND_NONE, _) => Value::None,
@@ -882,6 +1017,7 @@ fn ingest_one(
     // Samples, and the newest sample of each point in this batch.
     let gateway_points = points.entry(batch.gateway.clone()).or_default();
     let mut newest: HashMap<i64, &Sample> = HashMap::new();
+    let mut by_minute: HashMap<(i64, i64), (f64, f64, f64, i64)> = HashMap::new();
     {
         let mut insert_sample = tx.prepare_cached(
             "INSERT INTO samples (point_id, ts, kind, value, quality, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -899,6 +1035,12 @@ fn ingest_one(
             let (kind, value) = value_columns(&sample.value);
             let (quality, error) = quality_columns(&sample.quality);
             insert_sample.execute(params![point_id, sample.ts, kind, value, quality, error])?;
+            if let Some(v) = numeric(&sample.value) {
+                let m = by_minute
+                    .entry((point_id, sample.ts / MINUTE_MS))
+                    .or_insert((v, v, 0.0, 0));
+                *m = (m.0.min(v), m.1.max(v), m.2 + v, m.3 + 1);
+            }
             match newest.get(&point_id) {
                 Some(s) if s.ts > sample.ts => {}
                 _ => {
@@ -916,6 +1058,18 @@ fn ingest_one(
             let (kind, value) = value_columns(&sample.value);
             let (quality, error) = quality_columns(&sample.quality);
             update_latest.execute(params![point_id, sample.ts, kind, value, quality, error])?;
+        }
+    }
+
+    {
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO sample_minutes (point_id, minute, min, max, sum, count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (point_id, minute) DO UPDATE SET min = MIN(min, excluded.min),
+             max = MAX(max, excluded.max), sum = sum + excluded.sum, count = count + excluded.count",
+        )?;
+        for ((point_id, minute), (min, max, sum, n)) in by_minute {
+            upsert.execute(params![point_id, minute, min, max, sum, n])?;
         }
     }
 

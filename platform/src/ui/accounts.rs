@@ -1,0 +1,369 @@
+//! The web UI's accounts and sessions, in their own SQLite file `accounts.sqlite3` beside
+//! the data (so the data store's schema and its single writer are untouched by logins).
+//!
+//! - A user is a bureau user or one enterprise's user ([`Role`]); passwords are stored as
+//!   Argon2id PHC strings (the crate's default parameters: 19 MiB, 2 passes).
+//! - A session is a random 256-bit token in a cookie; the database holds only its SHA-256,
+//!   with the user, a CSRF token for the session's forms and an absolute expiry.
+//! - Failed logins are recorded per user name; after [`MAX_FAILURES`] in
+//!   [`FAILURE_WINDOW_MS`] further attempts are refused without checking the password.
+
+use crate::clock::now_ms;
+use crate::credit_code::CreditCode;
+use crate::secret::{RandomError, new_token, sha256_hex};
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+/// The accounts database's file name inside the data directory.
+pub const FILE_NAME: &str = "accounts.sqlite3";
+/// How long a session lasts from login.
+pub const SESSION_MS: i64 = 12 * 3_600_000;
+/// Failed logins of one user name that lock it for the rest of the window.
+pub const MAX_FAILURES: u32 = 5;
+/// The window over which failed logins are counted.
+pub const FAILURE_WINDOW_MS: i64 = 15 * 60_000;
+/// The shortest password accepted.
+pub const MIN_PASSWORD_CHARS: usize = 10;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    id            INTEGER PRIMARY KEY,
+    username      TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    credit_code   TEXT,
+    created_at    INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    user_id      INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    csrf         TEXT NOT NULL,
+    expires_at   INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS login_failures (
+    username TEXT NOT NULL,
+    at       INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS login_failures_by_user ON login_failures (username, at);
+";
+
+/// Why an accounts operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// The accounts database failed (disk, corruption): a server fault, HTTP 500.
+    #[error("accounts database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The data directory cannot be created: fix its permissions.
+    #[error("cannot open the accounts database at {path}: {source}")]
+    Open {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No random session token or salt could be made: fix the host.
+    #[error(transparent)]
+    Random(#[from] RandomError),
+    /// Hashing failed (should not happen with the default parameters): a server fault.
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+    /// The user name is taken: choose another (HTTP 409).
+    #[error("user {0:?} exists")]
+    Exists(String),
+    /// The user name or password is not acceptable: the message says why (HTTP 400).
+    #[error("{0}")]
+    Invalid(String),
+    /// The blocking database task panicked: see the logs.
+    #[error("the accounts database task failed")]
+    TaskFailed,
+}
+
+/// What a user may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// The bureau: every enterprise, the dashboard and the bureau's API reads.
+    Bureau,
+    /// One enterprise (by credit code): its own pages only.
+    Enterprise(String),
+}
+
+impl Role {
+    /// True if this role may see the enterprise with `credit_code`.
+    pub fn may_see(&self, credit_code: &str) -> bool {
+        match self {
+            Role::Bureau => true,
+            Role::Enterprise(own) => own == credit_code,
+        }
+    }
+}
+
+/// A logged-in user, as a session resolves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionUser {
+    /// The user name.
+    pub username: String,
+    /// What the user may see.
+    pub role: Role,
+    /// The session's CSRF token, required in every form the session posts.
+    pub csrf: String,
+}
+
+/// The outcome of a login attempt.
+#[derive(Debug)]
+pub enum Login {
+    /// Logged in: set this session token as the cookie.
+    Session(String),
+    /// Wrong user name or password (not told apart).
+    Refused,
+    /// Too many failures for this user name lately: try again later.
+    Locked,
+}
+
+/// The accounts store; clones share the connection.
+#[derive(Clone)]
+pub struct Accounts {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Accounts")
+    }
+}
+
+impl Accounts {
+    /// Opens (creating if needed) `DIR/accounts.sqlite3`.
+    pub fn open(dir: &Path) -> Result<Accounts, AccountError> {
+        std::fs::create_dir_all(dir).map_err(|source| AccountError::Open {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join(FILE_NAME);
+        // Readable by the platform's user alone (hashes, session digests); SQLite gives
+        // its -wal and -shm files the same mode.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| AccountError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        let conn = Connection::open(&path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.execute_batch("PRAGMA foreign_keys = ON;")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Accounts {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, AccountError> + Send + 'static,
+    ) -> Result<T, AccountError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut conn)
+        })
+        .await
+        .map_err(|_| AccountError::TaskFailed)?
+    }
+
+    /// Creates a user: a bureau user, or the user of the (validated, registered)
+    /// enterprise `credit_code`.
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password: &str,
+        credit_code: Option<&CreditCode>,
+    ) -> Result<(), AccountError> {
+        let username = check_username(username)?;
+        if password.chars().count() < MIN_PASSWORD_CHARS {
+            return Err(AccountError::Invalid(format!(
+                "the password must have at least {MIN_PASSWORD_CHARS} characters"
+            )));
+        }
+        let hash = hash_password(password.to_owned()).await?;
+        let credit_code = credit_code.map(|c| c.as_str().to_owned());
+        self.with(move |c| {
+            let inserted = c.execute(
+                "INSERT INTO users (username, password_hash, credit_code, created_at)
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (username) DO NOTHING",
+                params![username, hash, credit_code, now_ms()],
+            )?;
+            if inserted == 0 {
+                return Err(AccountError::Exists(username));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Checks a user name and password; on success starts a session.
+    pub async fn login(&self, username: &str, password: &str) -> Result<Login, AccountError> {
+        let username = username.trim().to_owned();
+        let now = now_ms();
+        let lookup = username.clone();
+        let (failures, hash) = self
+            .with(move |c| {
+                let failures: u32 = c.query_row(
+                    "SELECT COUNT(*) FROM login_failures WHERE username = ?1 AND at > ?2",
+                    params![lookup, now - FAILURE_WINDOW_MS],
+                    |r| r.get(0),
+                )?;
+                let hash: Option<String> = c
+                    .query_row(
+                        "SELECT password_hash FROM users WHERE username = ?1",
+                        [&lookup],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                Ok((failures, hash))
+            })
+            .await?;
+        if failures >= MAX_FAILURES {
+            return Ok(Login::Locked);
+        }
+        // An unknown user costs the same hash check, so timing does not reveal names.
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| dummy_hash().to_owned());
+        let password = password.to_owned();
+        let verified = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+            .await
+            .map_err(|_| AccountError::TaskFailed)?;
+        if !(known && verified) {
+            self.with(move |c| {
+                c.execute(
+                    "INSERT INTO login_failures (username, at) VALUES (?1, ?2)",
+                    params![username, now],
+                )?;
+                c.execute(
+                    "DELETE FROM login_failures WHERE at <= ?1",
+                    [now - FAILURE_WINDOW_MS],
+                )?;
+                Ok(())
+            })
+            .await?;
+            return Ok(Login::Refused);
+        }
+        let token = new_token()?;
+        let csrf = new_token()?;
+        let digest = sha256_hex(&token);
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            tx.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?;
+            tx.execute(
+                "DELETE FROM login_failures WHERE username = ?1",
+                [&username],
+            )?;
+            tx.execute(
+                "INSERT INTO sessions (token_sha256, user_id, csrf, expires_at)
+                 SELECT ?1, id, ?2, ?3 FROM users WHERE username = ?4",
+                params![digest, csrf, now + SESSION_MS, username],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await?;
+        Ok(Login::Session(token))
+    }
+
+    /// The user of a live session, if the token names one.
+    pub async fn session(&self, token: &str) -> Result<Option<SessionUser>, AccountError> {
+        let digest = sha256_hex(token);
+        self.with(move |c| {
+            let row = c
+                .query_row(
+                    "SELECT u.username, u.credit_code, s.csrf FROM sessions s
+                     JOIN users u ON u.id = s.user_id
+                     WHERE s.token_sha256 = ?1 AND s.expires_at > ?2",
+                    params![digest, now_ms()],
+                    |r| {
+                        Ok(SessionUser {
+                            username: r.get(0)?,
+                            role: match r.get::<_, Option<String>>(1)? {
+                                Some(code) => Role::Enterprise(code),
+                                None => Role::Bureau,
+                            },
+                            csrf: r.get(2)?,
+                        })
+                    },
+                )
+                .optional()?;
+            Ok(row)
+        })
+        .await
+    }
+
+    /// Ends a session.
+    pub async fn logout(&self, token: &str) -> Result<(), AccountError> {
+        let digest = sha256_hex(token);
+        self.with(move |c| {
+            c.execute("DELETE FROM sessions WHERE token_sha256 = ?1", [digest])?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// A user name: 3 to 64 letters, digits, `.`, `_`, `-` or `@`.
+fn check_username(username: &str) -> Result<String, AccountError> {
+    let name = username.trim();
+    let ok = (3..=64).contains(&name.chars().count())
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if ok {
+        Ok(name.to_owned())
+    } else {
+        Err(AccountError::Invalid(
+            "the user name must be 3 to 64 letters, digits, '.', '_', '-' or '@'".to_owned(),
+        ))
+    }
+}
+
+async fn hash_password(password: String) -> Result<String, AccountError> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| AccountError::Hash(e.to_string()))?;
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::encode_b64(&salt).map_err(|e| AccountError::Hash(e.to_string()))?;
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| AccountError::Hash(e.to_string()))
+    })
+    .await
+    .map_err(|_| AccountError::TaskFailed)?
+}
+
+fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+/// A fixed Argon2id hash that no password given at login matches in practice.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        SaltString::encode_b64(b"fieldlink-dummy!")
+            .ok()
+            .and_then(|salt| {
+                Argon2::default()
+                    .hash_password(b"not a password anyone has", &salt)
+                    .ok()
+                    .map(|h| h.to_string())
+            })
+            .unwrap_or_default()
+    })
+}

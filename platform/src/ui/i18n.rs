@@ -1,0 +1,177 @@
+//! The UI's two languages: Simplified Chinese (the default) and English, from one message
+//! table; templates call `t("key")` and never hold text of their own.
+
+use crate::catalog::Industry;
+
+/// A UI language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// Simplified Chinese, the default.
+    ZhCn,
+    /// English.
+    En,
+}
+
+impl Lang {
+    /// The language's tag, as in `lang="..."` and the language cookie.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Lang::ZhCn => "zh-CN",
+            Lang::En => "en",
+        }
+    }
+
+    /// The language with this tag, if it is one of ours.
+    pub fn from_tag(tag: &str) -> Option<Lang> {
+        [Lang::ZhCn, Lang::En].into_iter().find(|l| l.tag() == tag)
+    }
+
+    /// The message `key` in this language; the key itself if the table lacks it.
+    pub fn text(self, key: &str) -> &str {
+        MESSAGES
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map_or(key, |(_, zh, en)| match self {
+                Lang::ZhCn => zh,
+                Lang::En => en,
+            })
+    }
+
+    /// An industry's name in this language.
+    pub fn industry(self, industry: Industry) -> &'static str {
+        match self {
+            Lang::En => industry.name(),
+            Lang::ZhCn => match industry {
+                Industry::OpticalLaser => "光通信及激光",
+                Industry::ElectricalEquipment => "电气及高端装备",
+                Industry::AutoParts => "汽车零部件",
+                Industry::Biomedicine => "生物医药",
+                Industry::Petrochemical => "石油化工",
+                Industry::NewMaterials => "新材料",
+                Industry::FoodProcessing => "食品加工",
+                Industry::TextileApparel => "纺织服装",
+            },
+        }
+    }
+}
+
+/// `(key, zh-CN, en)`.
+const MESSAGES: &[(&str, &str, &str)] = &[
+    ("app", "工业互联网平台", "Industrial Internet Platform"),
+    ("login", "登录", "Log in"),
+    ("logout", "退出", "Log out"),
+    ("username", "用户名", "User name"),
+    ("password", "密码", "Password"),
+    (
+        "login_failed",
+        "用户名或密码错误",
+        "Wrong user name or password",
+    ),
+    (
+        "login_locked",
+        "失败次数过多，请 15 分钟后再试",
+        "Too many failed attempts; try again in 15 minutes",
+    ),
+    (
+        "session_expired",
+        "表单已过期，请重试",
+        "The form expired; please try again",
+    ),
+    (
+        "insecure_http",
+        "此页面经未加密的 HTTP 打开，浏览器不会保存登录。请通过 HTTPS 访问（或在本机用 127.0.0.1）。",
+        "This page came over plain HTTP: the browser will not keep the login. Use HTTPS (or 127.0.0.1 on this machine).",
+    ),
+    ("dashboard", "企业上云看板", "Onboarding dashboard"),
+    ("totals", "总体情况", "Totals"),
+    ("all_enterprises", "全部企业", "All enterprises"),
+    ("in_program", "改造企业", "Enterprises in the program"),
+    ("registered", "已登记", "Registered"),
+    ("enrolled", "已接入网关", "Enrolled"),
+    ("on_cloud", "已上云", "On the cloud"),
+    ("active", "近 7 天活跃", "Active (7 days)"),
+    ("silent", "已接入未上数", "Enrolled, silent"),
+    ("target", "目标", "Target"),
+    ("progress", "完成度", "Progress"),
+    ("share_on_cloud", "上云率", "Share on the cloud"),
+    ("by_industry", "按行业", "By industry"),
+    ("by_district", "按区域", "By district"),
+    ("industry", "行业", "Industry"),
+    ("district", "区域", "District"),
+    ("pilot", "试点", "pilot"),
+    (
+        "on_cloud_over_time",
+        "上云企业数趋势（近 90 天）",
+        "Enterprises on the cloud (last 90 days)",
+    ),
+    (
+        "silent_list",
+        "已接入但未上数的企业（请集成商跟进）",
+        "Enrolled but silent (for follow-up by integrators)",
+    ),
+    ("none", "无", "None"),
+    ("export_csv", "导出 CSV", "Export CSV"),
+    ("enterprise", "企业", "Enterprise"),
+    ("credit_code", "统一社会信用代码", "Credit code"),
+    ("gateways", "网关", "Gateways"),
+    ("gateway", "网关", "Gateway"),
+    ("first_enrolled", "首次接入", "First enrolled"),
+    ("last_batch", "最近上数", "Last data"),
+    ("yes", "是", "yes"),
+    ("no", "否", "no"),
+    ("online", "在线", "online"),
+    ("offline", "离线", "offline"),
+    ("unknown", "未知", "unknown"),
+    ("state", "状态", "State"),
+    ("agent_version", "采集程序版本", "Agent version"),
+    ("last_seen", "最近通信", "Last seen"),
+    ("backlog", "积压批次", "Backlog (batches)"),
+    ("evicted", "丢弃批次", "Evicted (batches)"),
+    ("devices_points", "设备与测点", "Devices and points"),
+    ("device", "设备", "Device"),
+    ("point", "测点", "Point"),
+    ("value", "最新值", "Latest value"),
+    ("unit", "单位", "Unit"),
+    ("quality", "质量", "Quality"),
+    ("age", "距今", "Age"),
+    ("chart", "曲线", "Chart"),
+    ("good", "正常", "good"),
+    ("bad", "异常", "bad"),
+    ("uncertain", "存疑", "uncertain"),
+    ("no_data", "暂无数据", "No data yet"),
+    ("window", "时间范围", "Window"),
+    ("min", "最小", "min"),
+    ("max", "最大", "max"),
+    ("avg", "平均", "mean"),
+    ("samples_in_window", "窗口内样本数", "Samples in the window"),
+    ("back", "返回", "Back"),
+    ("forbidden", "无权访问此页面", "You may not see this page"),
+    ("not_found", "页面不存在", "Page not found"),
+    (
+        "error",
+        "出错了，请查看平台日志",
+        "Something went wrong; see the platform's log",
+    ),
+    ("seconds", "秒", "s"),
+    ("minutes", "分钟", "min"),
+    ("hours", "小时", "h"),
+    ("days", "天", "d"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_has_both_languages_and_keys_are_unique() {
+        let mut keys = std::collections::HashSet::new();
+        for (key, zh, en) in MESSAGES {
+            assert!(keys.insert(key), "duplicate key {key}");
+            assert!(!zh.is_empty() && !en.is_empty(), "{key}");
+        }
+        assert_eq!(Lang::ZhCn.text("login"), "登录");
+        assert_eq!(Lang::En.text("login"), "Log in");
+        assert_eq!(Lang::from_tag("en"), Some(Lang::En));
+        assert_eq!(Lang::from_tag("fr"), None);
+    }
+}

@@ -1,0 +1,102 @@
+//! The platform's web UI: server-rendered pages (minijinja templates compiled into the
+//! binary) for the city's industry bureau and for each enterprise, in Simplified Chinese
+//! by default with an English switch ([`i18n`]).
+//!
+//! Parts: [`accounts`] (users, Argon2id hashes, sessions and login failures in
+//! `accounts.sqlite3`); `web` (the request context: session cookie, language, CSRF;
+//! rendering and errors); `pages` (the handlers); the static files (uPlot, vendored from
+//! npm, and our CSS/JS) are included in the binary, so no page needs the internet.
+//!
+//! Invariants:
+//! - every page but `/login`, `/lang/*` and `/static/*` needs a session; the bureau's pages
+//!   need a bureau session; an enterprise page, its charts and its series need a bureau
+//!   session or that enterprise's session, and a gateway named in a query must be one of
+//!   the enterprise's own (otherwise 404, so nothing says another enterprise exists);
+//! - the session cookie is `HttpOnly; Secure; SameSite=Lax`; every form that changes
+//!   state carries a CSRF token (the session's, or a login cookie's for the login form);
+//! - pages are sent with a strict Content-Security-Policy: scripts and styles only from
+//!   `/static/`, no inline script or style;
+//! - a bureau session may also make the bureau's GET calls of the JSON API ([`api`]);
+//!   an enterprise session makes none.
+//!
+//! [`api`]: crate::api
+
+pub mod accounts;
+pub mod i18n;
+mod pages;
+mod web;
+
+pub use accounts::{AccountError, Accounts, Role};
+
+use crate::api::AppState;
+use axum::Router;
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use std::sync::Arc;
+
+/// The root: redirects to the user's home page, or to the login.
+pub const HOME: &str = "/";
+/// The login form (GET) and its submission (POST).
+pub const LOGIN: &str = "/login";
+/// Ends the session (POST with the CSRF token).
+pub const LOGOUT: &str = "/logout";
+/// Sets the language cookie and goes back (`?next=`).
+pub const LANG: &str = "/lang/{lang}";
+/// The static files built into the binary.
+pub const STATIC: &str = "/static/{file}";
+/// The bureau's dashboard.
+pub const BUREAU: &str = "/bureau";
+/// The enterprises of one industry (`?format=csv` for the table).
+pub const BUREAU_INDUSTRY: &str = "/bureau/industries/{industry}";
+/// The enterprises of one district (`?format=csv` for the table).
+pub const BUREAU_DISTRICT: &str = "/bureau/districts/{district}";
+/// One enterprise: gateways, devices, points and latest values.
+pub const ENTERPRISE: &str = "/enterprises/{credit_code}";
+/// One point's chart page.
+pub const ENTERPRISE_CHART: &str = "/enterprises/{credit_code}/chart";
+/// One point's downsampled series (JSON), which the chart page loads.
+pub const ENTERPRISE_SERIES: &str = "/enterprises/{credit_code}/series";
+/// Creates a UI user (bureau bearer token; JSON).
+pub const API_USERS: &str = "/api/v1/users";
+
+/// Every route the UI adds, for tests that must walk them all.
+pub const ROUTES: [&str; 12] = [
+    HOME,
+    LOGIN,
+    LOGOUT,
+    LANG,
+    STATIC,
+    BUREAU,
+    BUREAU_INDUSTRY,
+    BUREAU_DISTRICT,
+    ENTERPRISE,
+    ENTERPRISE_CHART,
+    ENTERPRISE_SERIES,
+    API_USERS,
+];
+
+/// The UI's routes, merged into the API's router.
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route(HOME, get(pages::home))
+        .route(LOGIN, get(pages::login_form).post(pages::login))
+        .route(LOGOUT, post(pages::logout))
+        .route(LANG, get(pages::set_lang))
+        .route(STATIC, get(web::static_file))
+        .route(BUREAU, get(pages::dashboard))
+        .route(BUREAU_INDUSTRY, get(pages::industry))
+        .route(BUREAU_DISTRICT, get(pages::district))
+        .route(ENTERPRISE, get(pages::enterprise))
+        .route(ENTERPRISE_CHART, get(pages::chart))
+        .route(ENTERPRISE_SERIES, get(pages::series))
+        .route(API_USERS, post(pages::create_user))
+}
+
+/// True if the request carries a live bureau session cookie.
+pub async fn bureau_session(parts: &Parts, state: &Arc<AppState>) -> bool {
+    web::session(&parts.headers, state)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|(_, user)| user.role == Role::Bureau)
+}

@@ -1,0 +1,722 @@
+//! The UI's handlers: login and logout, the language switch, the bureau's dashboard and
+//! drill-downs, an enterprise's page, a point's chart and its downsampled series, and the
+//! bureau's call that creates users.
+
+use super::accounts::{AccountError, Login, Role, SESSION_MS};
+use super::i18n::Lang;
+use super::web::{
+    Ctx, LANG_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE, UiError, cookie, local_path,
+    percent_encode, set_cookie,
+};
+use crate::api::{self, ApiError, AppState, Bureau};
+use crate::catalog::{District, Industry};
+use crate::clock::{now_ms, rfc3339};
+use crate::credit_code::CreditCode;
+use crate::secret::{constant_time_eq, new_token};
+use crate::stats;
+use crate::store::{Enterprise, Gateway, SeriesPoint};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use fieldlink_wire::{Meta, Quality, Value as SampleValue};
+use minijinja::{Value, context};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The chart's default window, in hours.
+const DEFAULT_HOURS: u32 = 24;
+/// The longest chart window, in hours (the retention's default, 30 days, with room).
+const MAX_HOURS: u32 = 90 * 24;
+/// Buckets per chart by default: about one per two pixels of a laptop-wide chart.
+const DEFAULT_BUCKETS: u32 = 600;
+/// Buckets of a minute or more are whole minutes (see [`crate::store::Store::series`]).
+const MINUTE_MS: i64 = 60_000;
+/// The windows offered as links on a chart page.
+const WINDOWS: [u32; 5] = [1, 6, 24, 7 * 24, 30 * 24];
+
+/// `?next=` of the login and language links.
+#[derive(Debug, Default, Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+/// The login form.
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+    csrf: String,
+    next: Option<String>,
+}
+
+/// A form that carries only the session's CSRF token.
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+/// `?format=csv` of the drill-down tables.
+#[derive(Debug, Default, Deserialize)]
+pub struct FormatQuery {
+    format: Option<String>,
+}
+
+/// The point (and window) of a chart or series.
+#[derive(Debug, Default, Deserialize)]
+pub struct PointQuery {
+    gateway: Option<String>,
+    device: Option<String>,
+    point: Option<String>,
+    hours: Option<u32>,
+    buckets: Option<u32>,
+}
+
+/// The body of `POST /api/v1/users`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserInput {
+    username: String,
+    password: String,
+    credit_code: Option<String>,
+}
+
+/// `GET /`: the user's home, or the login.
+pub async fn home(ctx: Ctx) -> Response {
+    let to = match ctx.session.as_ref().map(|(_, u)| &u.role) {
+        None => "/login".to_owned(),
+        Some(Role::Bureau) => "/bureau".to_owned(),
+        Some(Role::Enterprise(code)) => format!("/enterprises/{code}"),
+    };
+    Redirect::to(&to).into_response()
+}
+
+/// `GET /login`: the form, with a fresh CSRF cookie.
+pub async fn login_form(
+    mut ctx: Ctx,
+    headers: HeaderMap,
+    Query(query): Query<NextQuery>,
+) -> Response {
+    if ctx.session.is_some() {
+        return Redirect::to(&local_path(query.next.as_deref())).into_response();
+    }
+    login_page(
+        &mut ctx,
+        &headers,
+        StatusCode::OK,
+        None,
+        query.next.as_deref(),
+    )
+}
+
+/// True if a browser keeps `Secure` cookies from this request's origin: HTTPS (as a
+/// reverse proxy reports it) or a loopback host.
+fn keeps_secure_cookies(headers: &HeaderMap) -> bool {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    if header("x-forwarded-proto").is_some_and(|p| p.eq_ignore_ascii_case("https")) {
+        return true;
+    }
+    let host = header("host").unwrap_or_default();
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn login_page(
+    ctx: &mut Ctx,
+    headers: &HeaderMap,
+    status: StatusCode,
+    error: Option<&str>,
+    next: Option<&str>,
+) -> Response {
+    let csrf = match new_token() {
+        Ok(token) => token,
+        Err(e) => return ctx.error(UiError::Accounts(e.into())),
+    };
+    ctx.set_cookies.push(set_cookie(
+        LOGIN_CSRF_COOKIE,
+        &csrf,
+        "/login",
+        "Strict",
+        3600,
+    ));
+    let page = context! {
+        csrf => csrf,
+        error => error,
+        next => local_path(next),
+        insecure => !keeps_secure_cookies(headers),
+    };
+    ctx.render(status, "login.html", page)
+}
+
+/// `POST /login`: checks the CSRF pair and the password; starts a session.
+pub async fn login(mut ctx: Ctx, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
+    let next = form.next.as_deref();
+    let csrf_ok = cookie(&headers, LOGIN_CSRF_COOKIE)
+        .is_some_and(|c| constant_time_eq(c.as_bytes(), form.csrf.as_bytes()));
+    if !csrf_ok {
+        return login_page(
+            &mut ctx,
+            &headers,
+            StatusCode::FORBIDDEN,
+            Some("session_expired"),
+            next,
+        );
+    }
+    match ctx
+        .state
+        .accounts
+        .login(&form.username, &form.password)
+        .await
+    {
+        Ok(Login::Session(token)) => {
+            ctx.set_cookies.push(set_cookie(
+                SESSION_COOKIE,
+                &token,
+                "/",
+                "Lax",
+                SESSION_MS / 1000,
+            ));
+            ctx.set_cookies
+                .push(set_cookie(LOGIN_CSRF_COOKIE, "", "/login", "Strict", 0));
+            ctx.add_cookies(Redirect::to(&local_path(next)).into_response())
+        }
+        Ok(Login::Refused) => {
+            tracing::info!(username = ?form.username, "login refused");
+            login_page(
+                &mut ctx,
+                &headers,
+                StatusCode::UNAUTHORIZED,
+                Some("login_failed"),
+                next,
+            )
+        }
+        Ok(Login::Locked) => {
+            tracing::warn!(username = ?form.username, "login locked after repeated failures");
+            login_page(
+                &mut ctx,
+                &headers,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some("login_locked"),
+                next,
+            )
+        }
+        Err(e) => ctx.error(e.into()),
+    }
+}
+
+/// `POST /logout`: ends the session (CSRF-checked) and goes to the login.
+pub async fn logout(mut ctx: Ctx, Form(form): Form<CsrfForm>) -> Response {
+    let Some((token, user)) = ctx.session.clone() else {
+        return Redirect::to("/login").into_response();
+    };
+    if !constant_time_eq(user.csrf.as_bytes(), form.csrf.as_bytes()) {
+        return ctx.error(UiError::Forbidden);
+    }
+    if let Err(e) = ctx.state.accounts.logout(&token).await {
+        return ctx.error(e.into());
+    }
+    ctx.set_cookies
+        .push(set_cookie(SESSION_COOKIE, "", "/", "Lax", 0));
+    ctx.add_cookies(Redirect::to("/login").into_response())
+}
+
+/// `GET /lang/{lang}?next=`: remembers the language for a year and goes back.
+pub async fn set_lang(
+    mut ctx: Ctx,
+    Path(tag): Path<String>,
+    Query(query): Query<NextQuery>,
+) -> Response {
+    let Some(lang) = Lang::from_tag(&tag) else {
+        return ctx.error(UiError::NotFound);
+    };
+    ctx.set_cookies.push(set_cookie(
+        LANG_COOKIE,
+        lang.tag(),
+        "/",
+        "Lax",
+        365 * 86_400,
+    ));
+    ctx.add_cookies(Redirect::to(&local_path(query.next.as_deref())).into_response())
+}
+
+/// `on_cloud` as a percentage of `of` with one decimal ("0.0" when `of` is 0).
+fn percent(part: u64, of: u64) -> String {
+    if of == 0 {
+        return "0.0".to_owned();
+    }
+    format!("{:.1}", part as f64 * 100.0 / of as f64)
+}
+
+/// Each industry's code and name in `lang`, for templates.
+fn industry_names(lang: Lang) -> HashMap<&'static str, &'static str> {
+    Industry::ALL
+        .into_iter()
+        .map(|i| (i.code(), lang.industry(i)))
+        .collect()
+}
+
+/// `GET /bureau`: the dashboard.
+pub async fn dashboard(ctx: Ctx) -> Response {
+    let result = dashboard_page(&ctx).await;
+    ctx.respond(result)
+}
+
+async fn dashboard_page(ctx: &Ctx) -> Result<Response, UiError> {
+    ctx.bureau()?;
+    let state = &ctx.state;
+    let rows = state
+        .store
+        .onboarding(stats::active_since(now_ms()))
+        .await?;
+    let o = stats::onboarding(&rows, state.targets);
+    let industries: Vec<Value> = o
+        .by_industry
+        .iter()
+        .map(|i| {
+            context! {
+                code => i.industry.code(),
+                name => ctx.lang.industry(i.industry),
+                pilot => i.pilot,
+                c => i.counts,
+                target => i.target,
+                percent => percent(i.counts.on_cloud, i.target),
+            }
+        })
+        .collect();
+    let districts: Vec<Value> = o
+        .by_district
+        .iter()
+        .map(|d| {
+            context! {
+                name => d.district.name(),
+                path => percent_encode(d.district.name()),
+                zone => d.kind == crate::catalog::DistrictKind::FunctionalZone,
+                c => d.counts,
+                percent => percent(d.counts.on_cloud, d.counts.registered),
+            }
+        })
+        .collect();
+    let silent = api::silent_list(&state.store).await?;
+    let page = context! {
+        o => o,
+        in_program_percent => percent(o.in_program.on_cloud, o.targets.in_program_on_cloud),
+        total_percent => percent(o.total.on_cloud, o.targets.key_industries_on_cloud),
+        industries => industries,
+        districts => districts,
+        silent => silent,
+        industry_names => industry_names(ctx.lang),
+    };
+    Ok(ctx.render(StatusCode::OK, "dashboard.html", page))
+}
+
+/// `GET /bureau/industries/{industry}`: that industry's enterprises.
+pub async fn industry(
+    ctx: Ctx,
+    Path(code): Path<String>,
+    Query(query): Query<FormatQuery>,
+) -> Response {
+    let result = match Industry::from_code(&code) {
+        Some(industry) => {
+            let title = ctx.lang.industry(industry);
+            group_page(
+                &ctx,
+                title,
+                &query,
+                &|e| e.industry == industry,
+                industry.code(),
+            )
+            .await
+        }
+        None => Err(UiError::NotFound),
+    };
+    ctx.respond(result)
+}
+
+/// `GET /bureau/districts/{district}`: that district's enterprises.
+pub async fn district(
+    ctx: Ctx,
+    Path(name): Path<String>,
+    Query(query): Query<FormatQuery>,
+) -> Response {
+    let result = match District::from_name(&name) {
+        Some(district) => {
+            let title = district.name();
+            group_page(&ctx, title, &query, &|e| e.district == district, title).await
+        }
+        None => Err(UiError::NotFound),
+    };
+    ctx.respond(result)
+}
+
+/// The drill-down table of the enterprises `keep` accepts, as a page or CSV.
+async fn group_page(
+    ctx: &Ctx,
+    title: &str,
+    query: &FormatQuery,
+    keep: &(dyn Fn(&Enterprise) -> bool + Sync),
+    file_stem: &str,
+) -> Result<Response, UiError> {
+    ctx.bureau()?;
+    let views = api::enterprise_views(&ctx.state.store, keep).await?;
+    match query.format.as_deref() {
+        None | Some("html") => {}
+        Some("csv") => return Ok(group_csv(&views, file_stem)),
+        Some(other) => return Err(UiError::BadRequest(format!("format {other:?}: use csv"))),
+    }
+    let page = context! {
+        title => title,
+        enterprises => views,
+        industry_names => industry_names(ctx.lang),
+        csv_path => format!("{}?format=csv", ctx.path.split('?').next().unwrap_or_default()),
+    };
+    Ok(ctx.render(StatusCode::OK, "group.html", page))
+}
+
+/// The drill-down table as CSV (the API's CSV conventions: UTF-8 with a byte-order mark).
+fn group_csv(views: &[api::EnterpriseView], file_stem: &str) -> Response {
+    const COLUMNS: [&str; 10] = [
+        "credit_code",
+        "name",
+        "industry",
+        "district",
+        "in_program",
+        "enrolled",
+        "on_cloud",
+        "active",
+        "on_cloud_since",
+        "last_batch_at",
+    ];
+    let rows: Vec<Vec<String>> = views
+        .iter()
+        .map(|v| {
+            let json = serde_json::to_value(v).unwrap_or_default();
+            COLUMNS
+                .iter()
+                .map(|c| match &json[c] {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Null => String::new(),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    let text = stats::to_csv(&COLUMNS, rows.iter().map(Vec::as_slice));
+    // Non-ASCII district names stay out of the header's file name.
+    let name = if file_stem.is_ascii() {
+        file_stem
+    } else {
+        "district"
+    };
+    api::csv_response(&format!("enterprises-{name}.csv"), text)
+}
+
+/// A duration in the page's language, e.g. `5 分钟` or `5 min`.
+fn age(lang: Lang, ms: i64) -> String {
+    let s = (ms / 1000).max(0);
+    let (n, unit) = match s {
+        0..60 => (s, "seconds"),
+        60..3600 => (s / 60, "minutes"),
+        3600..86_400 => (s / 3600, "hours"),
+        _ => (s / 86_400, "days"),
+    };
+    format!("{n} {}", lang.text(unit))
+}
+
+fn show_value(value: &SampleValue) -> String {
+    match value {
+        SampleValue::None => "—".to_owned(),
+        SampleValue::Bool(b) => b.to_string(),
+        SampleValue::Int(i) => i.to_string(),
+        SampleValue::UInt(u) => u.to_string(),
+        SampleValue::Float(f) => f.to_string(),
+        SampleValue::Text(t) => t.clone(),
+    }
+}
+
+/// Units by (device, point) from a gateway's catalogue.
+fn units(gateway: &Gateway) -> HashMap<(String, String), String> {
+    let meta: Option<Meta> = gateway
+        .meta
+        .as_ref()
+        .and_then(|m| serde_json::from_value(m.clone()).ok());
+    meta.into_iter()
+        .flat_map(|m| m.devices)
+        .flat_map(|d| {
+            let device = d.name;
+            d.points
+                .into_iter()
+                .filter_map(move |p| p.unit.map(|unit| ((device.clone(), p.name), unit)))
+        })
+        .collect()
+}
+
+/// The credit code in a path, normalised as the API does.
+fn path_code(code: &str) -> String {
+    code.trim().to_ascii_uppercase()
+}
+
+/// `GET /enterprises/{credit_code}`: gateways, devices, points, latest values.
+pub async fn enterprise(ctx: Ctx, Path(code): Path<String>) -> Response {
+    let result = enterprise_page(&ctx, &path_code(&code)).await;
+    ctx.respond(result)
+}
+
+async fn enterprise_page(ctx: &Ctx, code: &str) -> Result<Response, UiError> {
+    ctx.may_see(code)?;
+    let store = &ctx.state.store;
+    let enterprise = store.enterprise(code).await?.ok_or(UiError::NotFound)?;
+    let gateways = store.gateways(Some(code)).await?;
+    let now = now_ms();
+    let mut gateway_pages = Vec::with_capacity(gateways.len());
+    for g in &gateways {
+        let units = units(g);
+        let points: Vec<Value> = store
+            .latest_values(&g.id)
+            .await?
+            .into_iter()
+            .map(|v| {
+                let (quality, error) = match &v.quality {
+                    Quality::Good => ("good", None),
+                    Quality::Bad(why) => ("bad", Some(why.clone())),
+                    Quality::Uncertain => ("uncertain", None),
+                };
+                let unit = units
+                    .get(&(v.device.clone(), v.point.clone()))
+                    .cloned()
+                    .unwrap_or_default();
+                context! {
+                    device => v.device,
+                    point => v.point,
+                    value => show_value(&v.value),
+                    unit => unit,
+                    quality => quality,
+                    error => error,
+                    age => age(ctx.lang, now - v.ts),
+                    at => rfc3339(v.ts),
+                }
+            })
+            .collect();
+        let last_seen = [g.last_batch_at, g.status.as_ref().map(|s| s.received_at)]
+            .into_iter()
+            .flatten()
+            .max();
+        gateway_pages.push(context! {
+            g => api::gateway_view(g),
+            last_seen_age => last_seen.map(|t| age(ctx.lang, now - t)),
+            last_seen_at => last_seen.map(rfc3339),
+            points => points,
+        });
+    }
+    let views = gateways.iter().map(api::gateway_view).collect();
+    let page = context! {
+        e => api::enterprise_view(&enterprise, views),
+        industry_name => ctx.lang.industry(enterprise.industry),
+        gateways => gateway_pages,
+    };
+    Ok(ctx.render(StatusCode::OK, "enterprise.html", page))
+}
+
+/// A chart's point and window, checked against the enterprise the session may see.
+struct ChartRequest {
+    point: SeriesPoint,
+    hours: u32,
+}
+
+async fn chart_request(ctx: &Ctx, code: &str, query: &PointQuery) -> Result<ChartRequest, UiError> {
+    ctx.may_see(code)?;
+    let (Some(gateway), Some(device), Some(point)) = (&query.gateway, &query.device, &query.point)
+    else {
+        return Err(UiError::BadRequest(
+            "gateway, device and point are required".to_owned(),
+        ));
+    };
+    // The gateway must be this enterprise's: a session of one enterprise names another's
+    // gateway under its own credit code in vain.
+    let own = ctx.state.store.gateways(Some(code)).await?;
+    if !own.iter().any(|g| &g.id == gateway) {
+        return Err(UiError::NotFound);
+    }
+    let hours = query.hours.unwrap_or(DEFAULT_HOURS);
+    if !(1..=MAX_HOURS).contains(&hours) {
+        return Err(UiError::BadRequest(format!(
+            "hours must be 1 to {MAX_HOURS}"
+        )));
+    }
+    Ok(ChartRequest {
+        point: SeriesPoint {
+            gateway: gateway.clone(),
+            device: device.clone(),
+            point: point.clone(),
+        },
+        hours,
+    })
+}
+
+/// `GET /enterprises/{credit_code}/chart?gateway=&device=&point=&hours=`: the chart page.
+pub async fn chart(
+    ctx: Ctx,
+    Path(code): Path<String>,
+    Query(query): Query<PointQuery>,
+) -> Response {
+    let result = chart_page(&ctx, &path_code(&code), &query).await;
+    ctx.respond(result)
+}
+
+async fn chart_page(ctx: &Ctx, code: &str, query: &PointQuery) -> Result<Response, UiError> {
+    let request = chart_request(ctx, code, query).await?;
+    let p = &request.point;
+    let unit = ctx
+        .state
+        .store
+        .gateways(Some(code))
+        .await?
+        .iter()
+        .find(|g| g.id == p.gateway)
+        .and_then(|g| units(g).remove(&(p.device.clone(), p.point.clone())))
+        .unwrap_or_default();
+    let query_of = |hours: u32| {
+        format!(
+            "gateway={}&device={}&point={}&hours={hours}",
+            percent_encode(&p.gateway),
+            percent_encode(&p.device),
+            percent_encode(&p.point)
+        )
+    };
+    let windows: Vec<Value> = WINDOWS
+        .iter()
+        .map(|&h| {
+            let (n, unit) = if h >= 24 {
+                (h / 24, "days")
+            } else {
+                (h, "hours")
+            };
+            context! {
+                label => format!("{n} {}", ctx.lang.text(unit)),
+                href => format!("/enterprises/{code}/chart?{}", query_of(h)),
+                current => h == request.hours,
+            }
+        })
+        .collect();
+    let page = context! {
+        code => code,
+        gateway => p.gateway,
+        device => p.device,
+        point => p.point,
+        unit => unit,
+        windows => windows,
+        series_url => format!("/enterprises/{code}/series?{}", query_of(request.hours)),
+    };
+    Ok(ctx.render(StatusCode::OK, "chart.html", page))
+}
+
+/// `GET /enterprises/{credit_code}/series?gateway=&device=&point=&hours=&buckets=`: the
+/// point's numeric samples in the window, as min/max/mean per bucket (at most `buckets`,
+/// 10 to 2,000, default 600): `{"from", "to", "bucket_ms", "t": [s], "min", "max", "avg",
+/// "samples"}`.
+pub async fn series(
+    ctx: Ctx,
+    Path(code): Path<String>,
+    Query(query): Query<PointQuery>,
+) -> Response {
+    let result = series_json(&ctx, &path_code(&code), &query).await;
+    ctx.respond(result)
+}
+
+async fn series_json(ctx: &Ctx, code: &str, query: &PointQuery) -> Result<Response, UiError> {
+    let request = chart_request(ctx, code, query).await?;
+    let buckets = query.buckets.unwrap_or(DEFAULT_BUCKETS).clamp(10, 2000);
+    let window = i64::from(request.hours) * 3_600_000;
+    let mut bucket_ms = (window + i64::from(buckets) - 1) / i64::from(buckets);
+    let mut to = now_ms();
+    if bucket_ms >= MINUTE_MS {
+        // Whole minutes: the store answers from its per-minute aggregates.
+        bucket_ms = (bucket_ms + MINUTE_MS - 1) / MINUTE_MS * MINUTE_MS;
+        to = (to / MINUTE_MS + 1) * MINUTE_MS;
+    }
+    let from = to - window;
+    let rows = ctx
+        .state
+        .store
+        .series(request.point, from, to, bucket_ms)
+        .await?;
+    let body = serde_json::json!({
+        "from": from,
+        "to": to,
+        "bucket_ms": bucket_ms,
+        "t": rows.iter().map(|b| b.start as f64 / 1000.0).collect::<Vec<_>>(),
+        "min": rows.iter().map(|b| b.min).collect::<Vec<_>>(),
+        "max": rows.iter().map(|b| b.max).collect::<Vec<_>>(),
+        "avg": rows.iter().map(|b| b.avg).collect::<Vec<_>>(),
+        "samples": rows.iter().map(|b| b.count).sum::<u64>(),
+    });
+    let mut response = Json(body).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
+/// `POST /api/v1/users` (bureau token): `{"username", "password", "credit_code"?}` → 201;
+/// without a credit code the user is a bureau user. 400 for a bad name, password or
+/// credit code; 404 for an unregistered enterprise; 409 if the name is taken.
+pub async fn create_user(
+    _: Bureau,
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let input: UserInput = api::parse_json(&body)?;
+    let code = match input.credit_code.as_deref() {
+        None => None,
+        Some(raw) => {
+            let code = CreditCode::parse(raw).map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_credit_code",
+                    e.to_string(),
+                )
+            })?;
+            if state.store.enterprise(code.as_str()).await?.is_none() {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no enterprise with credit code {code}"),
+                ));
+            }
+            Some(code)
+        }
+    };
+    match state
+        .accounts
+        .create_user(&input.username, &input.password, code.as_ref())
+        .await
+    {
+        Ok(()) => Ok((
+            StatusCode::CREATED,
+            Json(serde_json::json!({
+                "username": input.username.trim(),
+                "credit_code": code.as_ref().map(CreditCode::as_str),
+            })),
+        )
+            .into_response()),
+        Err(AccountError::Exists(name)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "exists",
+            format!("user {name:?} exists"),
+        )),
+        Err(AccountError::Invalid(why)) => Err(ApiError::bad_request(why)),
+        Err(e) => Err(ApiError::internal(&e)),
+    }
+}
