@@ -6,6 +6,7 @@
 use fieldlink_broker::Broker;
 use fieldlink_testkit::{
     CountingDevice, LinkCutter, Message, Recorder, counted_values, counting_config, loss_report,
+    max_delivery_delay_ms,
 };
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -135,9 +136,10 @@ async fn sigterm_under_load_loses_nothing_and_exits_0() {
     let (values, _) = counted_values(&recorder.messages());
     let (missing, duplicates) = loss_report(&values, served);
     eprintln!(
-        "SIGTERM: {served} reads answered, {} delivered, {} missing, {duplicates} duplicates",
+        "SIGTERM: {served} reads answered, {} delivered, {} missing, {duplicates} duplicates, max delivery delay {} ms",
         values.len(),
-        missing.len()
+        missing.len(),
+        max_delivery_delay_ms(&recorder.messages())
     );
     assert!(
         missing.is_empty(),
@@ -214,10 +216,11 @@ async fn sigkill_twenty_times_loses_at_most_the_last_flush_interval_each_time() 
         .filter(|&v| !kills.iter().any(|&k| v <= k && v + window > k))
         .collect();
     eprintln!(
-        "SIGKILL x{KILLS}: {served} reads answered, {} delivered, {} missing (all within {WINDOW_MS} ms before a kill: {}), {duplicates} duplicates",
+        "SIGKILL x{KILLS}: {served} reads answered, {} delivered, {} missing (all within {WINDOW_MS} ms before a kill: {}), {duplicates} duplicates, max delivery delay {} ms",
         values.len(),
         missing.len(),
-        unexplained.is_empty()
+        unexplained.is_empty(),
+        max_delivery_delay_ms(&recorder.messages())
     );
     assert!(
         unexplained.is_empty(),
@@ -273,10 +276,11 @@ async fn a_broker_restarted_ten_times_under_load_loses_nothing() {
     let (values, _) = counted_values(&recorder.messages());
     let (missing, duplicates) = loss_report(&values, served);
     eprintln!(
-        "broker x10: {served} reads answered, {} delivered, {} missing, {duplicates} duplicates, {} connections",
+        "broker x10: {served} reads answered, {} delivered, {} missing, {duplicates} duplicates, {} connections, max delivery delay {} ms",
         values.len(),
         missing.len(),
-        link.connections()
+        link.connections(),
+        max_delivery_delay_ms(&recorder.messages())
     );
     assert!(
         link.connections() >= 11,

@@ -3,7 +3,7 @@
 use fieldlink_broker::Broker;
 use fieldlink_tests::{
     CountingDevice, LinkCutter, Recorder, agent_config, counted_values, counting_config,
-    loss_report,
+    loss_report, max_delivery_delay_ms,
 };
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -95,9 +95,10 @@ async fn a_30_second_broker_outage_loses_no_sample() {
     let (values, _) = counted_values(&recorder.messages());
     let (missing, duplicates) = loss_report(&values, served);
     eprintln!(
-        "outage: {served} reads answered, {} delivered, {} missing, {duplicates} duplicates",
+        "outage: {served} reads answered, {} delivered, {} missing, {duplicates} duplicates, max delivery delay {} ms",
         values.len(),
-        missing.len()
+        missing.len(),
+        max_delivery_delay_ms(&recorder.messages())
     );
     assert!(
         served > 1000,

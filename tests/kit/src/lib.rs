@@ -29,6 +29,8 @@ pub struct Message {
     pub payload: Vec<u8>,
     /// The retain flag as delivered.
     pub retain: bool,
+    /// When it arrived, ms since the epoch.
+    pub received_ms: i64,
 }
 
 /// A real MQTT subscriber that records everything published under a filter.
@@ -82,6 +84,7 @@ impl Recorder {
                                     topic: p.topic.clone(),
                                     payload: p.payload.to_vec(),
                                     retain: p.retain,
+                                    received_ms: now_ms(),
                                 });
                             }
                         }
@@ -443,6 +446,26 @@ pub fn counted_values(messages: &[Message]) -> (Vec<u64>, usize) {
         }
     }
     (values, bad)
+}
+
+/// The longest time from a sample's read (`ts`) to its batch's arrival at the recorder, in
+/// ms, over every data message: what an outage or a restart delays delivery by.
+pub fn max_delivery_delay_ms(messages: &[Message]) -> i64 {
+    messages
+        .iter()
+        .filter(|m| m.topic.ends_with("/data"))
+        .filter_map(|m| {
+            let batch = fieldlink_wire::decode_batch(&m.payload).ok()?;
+            batch.samples.iter().map(|s| m.received_ms - s.ts).max()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Missing and duplicate counts of `values` against `1..=served`. The last read may be
