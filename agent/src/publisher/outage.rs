@@ -84,38 +84,14 @@ impl OutageLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io;
-    use std::sync::{Arc, Mutex};
-
-    /// Collects what the fmt subscriber writes.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    use fieldlink_testkit::LogCapture;
 
     /// 600 failed attempts, one every second for 10 minutes, then a connection: one
     /// warning, two summaries (at 5 and 10 minutes), one recovery line.
     #[tokio::test(start_paused = true)]
     async fn a_long_outage_is_logged_on_change_and_summarized_not_per_attempt() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
+        let captured = LogCapture::default();
+        let _guard = captured.install();
         let mut log = OutageLog::new("mqtt://127.0.0.1:1883", SUMMARY_INTERVAL);
         log.connected("gw-1");
         for _ in 0..=600 {
@@ -123,8 +99,8 @@ mod tests {
             tokio::time::advance(Duration::from_secs(1)).await;
         }
         log.connected("gw-1");
-        let text = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
-        let lines: Vec<&str> = text.lines().collect();
+        let lines = captured.lines();
+        let text = lines.join("\n");
         assert_eq!(lines.len(), 5, "{text}");
         assert!(lines[0].contains("MQTT connected"), "{text}");
         assert!(lines[1].contains("MQTT connection lost"), "{text}");

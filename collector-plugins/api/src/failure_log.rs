@@ -153,41 +153,7 @@ impl fmt::Display for Span {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io;
-    use std::sync::{Arc, Mutex};
-
-    /// Collects what the fmt subscriber writes.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().expect("capture lock").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Captured {
-        fn lines(&self) -> Vec<String> {
-            let bytes = self.0.lock().expect("capture lock").clone();
-            String::from_utf8_lossy(&bytes)
-                .lines()
-                .map(str::to_owned)
-                .collect()
-        }
-    }
-
-    fn subscriber(captured: &Captured) -> impl tracing::Subscriber + Send + Sync {
-        let captured = captured.clone();
-        tracing_subscriber::fmt()
-            .with_writer(move || captured.clone())
-            .with_ansi(false)
-            .without_time()
-            .finish()
-    }
+    use fieldlink_testkit::LogCapture;
 
     #[test]
     fn spans_read_like_people_write_them() {
@@ -207,8 +173,8 @@ mod tests {
     /// its end: four lines, not a thousand.
     #[tokio::test(start_paused = true)]
     async fn a_failing_device_is_logged_on_change_and_summarized_per_interval() {
-        let captured = Captured::default();
-        let _guard = tracing::subscriber::set_default(subscriber(&captured));
+        let captured = LogCapture::default();
+        let _guard = captured.install();
         let stats = DeviceStats {
             failure_summary: Duration::from_secs(60),
             ..DeviceStats::default()

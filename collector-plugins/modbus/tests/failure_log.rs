@@ -4,53 +4,15 @@
 use crate::support::*;
 use fieldlink_collector_api::DeviceStats;
 use fieldlink_modbus::{ModbusRtuCollector, ModbusTcpCollector};
+use fieldlink_testkit::LogCapture;
 use fieldlink_wire::Quality;
-use std::io;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
 /// The summary interval of these tests (5 minutes in the agent).
 const SUMMARY: Duration = Duration::from_millis(800);
-
-/// The log lines written while a test runs, as the agent's readable format prints them.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().expect("capture lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// Installs a subscriber writing here for the current thread (the test's runtime is
-    /// single-threaded, so the collector's task logs here too).
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let writer = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .without_time()
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    /// The lines containing `message`.
-    fn lines_with(&self, message: &str) -> Vec<String> {
-        let bytes = self.0.lock().expect("capture lock").clone();
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter(|l| l.contains(message))
-            .map(str::to_owned)
-            .collect()
-    }
-}
 
 /// The number after `key=` in `line`.
 fn count(line: &str, key: &str) -> u64 {
@@ -72,7 +34,7 @@ fn fast_summaries() -> DeviceStats {
 
 /// Checks the lines of one outage of `outage` that ended: one at its start, a summary per
 /// interval with counts, one at its end; returns the end's line.
-fn assert_one_outage(captured: &Captured, outage: Duration, first_error: &str) -> String {
+fn assert_one_outage(captured: &LogCapture, outage: Duration, first_error: &str) -> String {
     let down = captured.lines_with("device not answering");
     assert_eq!(down.len(), 1, "{down:#?}");
     assert!(down[0].contains("WARN"), "{}", down[0]);
@@ -110,7 +72,7 @@ fn assert_one_outage(captured: &Captured, outage: Duration, first_error: &str) -
 #[tokio::test]
 async fn a_dead_tcp_device_is_logged_on_change_and_summarized_not_per_retry() {
     bounded(async {
-        let captured = Captured::default();
+        let captured = LogCapture::default();
         let _guard = captured.install();
         let port = std::net::TcpListener::bind(any_port()).expect("bind");
         let addr = port.local_addr().expect("addr");
@@ -165,7 +127,7 @@ async fn a_dead_tcp_device_is_logged_on_change_and_summarized_not_per_retry() {
 #[tokio::test]
 async fn a_dead_rtu_slave_is_logged_on_change_and_summarized_not_per_probe() {
     bounded(async {
-        let captured = Captured::default();
+        let captured = LogCapture::default();
         let _guard = captured.install();
         let mut memory = TestDevice::new();
         memory.set_holding(0, &[42]);

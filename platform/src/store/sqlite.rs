@@ -412,15 +412,7 @@ impl SqliteStore {
                         KIND_UINT,
                         KIND_FLOAT
                     ],
-                    |r| {
-                        Ok(SeriesBucket {
-                            start: from + r.get::<_, i64>(0)? * bucket_ms,
-                            min: r.get(1)?,
-                            max: r.get(2)?,
-                            avg: r.get(3)?,
-                            count: r.get::<_, i64>(4)?.unsigned_abs(),
-                        })
-                    },
+                    |r| series_bucket(r, from, bucket_ms),
                 )?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
@@ -456,15 +448,7 @@ impl SqliteStore {
                         end,
                         minutes
                     ],
-                    |r| {
-                        Ok(SeriesBucket {
-                            start: from + r.get::<_, i64>(0)? * bucket_ms,
-                            min: r.get(1)?,
-                            max: r.get(2)?,
-                            avg: r.get(3)?,
-                            count: r.get::<_, i64>(4)?.unsigned_abs(),
-                        })
-                    },
+                    |r| series_bucket(r, from, bucket_ms),
                 )?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(rows)
@@ -817,6 +801,22 @@ fn collect<T>(
         out.push(row??);
     }
     Ok(out)
+}
+
+/// One bucket of a series query's row: `(bucket index, min, max, avg, count)`, the bucket
+/// starting `index` buckets after `from`.
+fn series_bucket(
+    r: &rusqlite::Row<'_>,
+    from: i64,
+    bucket_ms: i64,
+) -> rusqlite::Result<SeriesBucket> {
+    Ok(SeriesBucket {
+        start: from + r.get::<_, i64>(0)? * bucket_ms,
+        min: r.get(1)?,
+        max: r.get(2)?,
+        avg: r.get(3)?,
+        count: r.get::<_, i64>(4)?.unsigned_abs(),
+    })
 }
 
 fn parse_industry(code: &str) -> Result<Industry, StoreError> {

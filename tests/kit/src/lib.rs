@@ -6,9 +6,13 @@
 //!   link and refuse connections, the way a broker outage or a dead uplink looks from the
 //!   gateway;
 //! - [`CountingDevice`]: a Modbus device whose every answered read is a distinct value;
-//! - [`mosquitto`]: a real mosquitto per test and a throwaway CA (CI-only interop tests).
+//! - [`mosquitto`]: a real mosquitto per test and a throwaway CA (CI-only interop tests);
+//! - [`LogCapture`]: the log lines a test's code writes.
 
+mod log_capture;
 pub mod mosquitto;
+
+pub use log_capture::LogCapture;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::net::SocketAddr;
