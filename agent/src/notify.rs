@@ -30,7 +30,11 @@ impl Notifier {
                 }
                 None => std::os::unix::net::SocketAddr::from_pathname(&path).ok()?,
             };
-            Some((UnixDatagram::unbound().ok()?, addr))
+            // Never block a runtime thread on a receiver that stopped reading (a full
+            // datagram queue): a notification that cannot go out at once is dropped.
+            let socket = UnixDatagram::unbound().ok()?;
+            socket.set_nonblocking(true).ok()?;
+            Some((socket, addr))
         });
         Notifier { target }
     }
