@@ -14,8 +14,12 @@ pub const DEFAULT_INGEST_USERNAME: &str = "fieldlink-ingest";
 pub struct PlatformConfig {
     /// Where the HTTP API listens (port 0 picks a free port).
     pub listen: SocketAddr,
-    /// Where SQLite and the generated secrets live.
+    /// Where SQLite (unless [`Self::database`] is PostgreSQL) and the generated secrets live.
     pub data_dir: PathBuf,
+    /// The database every store (registry, samples, accounts, sessions) lives in.
+    pub database: Database,
+    /// Run the MQTT ingest (false for an HTTP-only instance of a scaled-out platform).
+    pub ingest: bool,
     /// The broker the ingest reads from.
     pub broker: BrokerConfig,
     /// The MQTT URL handed to enrolled gateways; defaults to the broker's URL.
@@ -25,6 +29,9 @@ pub struct PlatformConfig {
     pub admin_token: Option<String>,
     /// mosquitto's password and ACL files to keep in step with enrollments, if any.
     pub mosquitto: Option<MosquittoFiles>,
+    /// The bearer token a clustered broker (EMQX) presents to the broker hook; without
+    /// one the hook's routes are off.
+    pub broker_hook_token: Option<String>,
     /// The MQTT client id of the ingest's persistent session; one per ingest instance.
     pub ingest_client_id: String,
     /// An MQTT shared-subscription group: several ingest instances with the same group
@@ -48,18 +55,81 @@ impl PlatformConfig {
         PlatformConfig {
             listen,
             data_dir: data_dir.into(),
+            database: Database::Sqlite,
+            ingest: true,
             broker: BrokerConfig::Embedded {
                 listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
             },
             public_mqtt_url: None,
             admin_token: None,
             mosquitto: None,
+            broker_hook_token: None,
             ingest_client_id: "fieldlink-platform-ingest".to_owned(),
             ingest_share_group: None,
             retention: Duration::from_secs(30 * 86_400),
             prune_interval: Duration::from_secs(3600),
             targets: Targets::default(),
             utc_offset_minutes: 8 * 60,
+        }
+    }
+}
+
+/// Where the platform's data lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// SQLite files in the data directory (the embedded default: one instance).
+    Sqlite,
+    /// A PostgreSQL server, shared by any number of instances (city scale).
+    Postgres {
+        /// A `postgres://user:password@host:port/dbname?sslmode=...` URL.
+        url: String,
+        /// PEM CA certificates to verify the server with when the URL asks for TLS
+        /// (`sslmode=require`), instead of the system's roots.
+        ca_file: Option<PathBuf>,
+    },
+}
+
+impl Database {
+    /// Parses `--database`: a `postgres://` or `postgresql://` URL, or `sqlite` (the default).
+    pub fn parse(url: &str, ca_file: Option<PathBuf>) -> Result<Database, UrlError> {
+        if url == "sqlite" {
+            return Ok(Database::Sqlite);
+        }
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(UrlError::Invalid(redact_password(url)));
+        }
+        Ok(Database::Postgres {
+            url: url.to_owned(),
+            ca_file,
+        })
+    }
+}
+
+/// The URL with any password replaced by `***`, for messages and logs.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+// The URL can carry a password: never print it.
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite => f.write_str("Sqlite"),
+            Database::Postgres { url, ca_file } => f
+                .debug_struct("Postgres")
+                .field("url", &redact_password(url))
+                .field("ca_file", ca_file)
+                .finish(),
         }
     }
 }
@@ -124,8 +194,8 @@ pub struct MqttUrl {
 /// Why a broker URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
-    /// The URL is not `mqtt://host[:port]` or `mqtts://host[:port]`: correct it.
-    #[error("{0:?} is not an mqtt://host[:port] or mqtts://host[:port] URL")]
+    /// The URL is not one this setting takes: correct it.
+    #[error("{0:?} is not a URL this setting takes")]
     Invalid(String),
 }
 
@@ -230,5 +300,21 @@ mod tests {
         assert!(MqttUrl::parse("http://h").is_err());
         assert!(MqttUrl::parse("mqtts://").is_err());
         assert!(MqttUrl::parse("mqtt://user:pw@h").is_err());
+    }
+
+    #[test]
+    fn database_urls_and_redaction() {
+        assert_eq!(Database::parse("sqlite", None).unwrap(), Database::Sqlite);
+        let pg = Database::parse("postgres://fl:s3cret@db:5432/fieldlink", None).unwrap();
+        assert!(!format!("{pg:?}").contains("s3cret"), "{pg:?}");
+        assert!(format!("{pg:?}").contains("fl:***@db:5432/fieldlink"));
+        assert!(Database::parse("postgresql://db/fieldlink", None).is_ok());
+        let refused = Database::parse("mysql://u:pw@h/db", None).unwrap_err();
+        assert!(!refused.to_string().contains("pw@"), "{refused}");
+        assert_eq!(redact_password("postgres://u@h/d"), "postgres://u@h/d");
+        assert_eq!(
+            redact_password("postgres://u:p@ss@h/d"),
+            "postgres://u:***@h/d"
+        );
     }
 }

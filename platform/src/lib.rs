@@ -6,10 +6,13 @@
 //! - [`registry`]: enterprises (credit code checked by [`credit_code`], industry and
 //!   district from [`catalog`]), enrollment tokens, gateway enrollment; [`mosquitto`]
 //!   keeps an external mosquitto's password and ACL files in step;
+//! - [`broker_hook`]: the same rules over HTTP for a clustered broker (EMQX's HTTP
+//!   authentication and authorization);
 //! - [`ingest`]: the MQTT subscriber (persistent session, manual acknowledgements after
 //!   the database commit, duplicates dropped by `(gateway, seq)`, gaps recorded), over
 //!   TLS to an `mqtts://` broker with [`tls`];
-//! - [`store`]: the one storage interface (SQLite in WAL mode today);
+//! - [`store`]: the one storage interface (SQLite in WAL mode, or PostgreSQL for several
+//!   instances);
 //! - [`stats`]: the onboarding counts; [`api`]: the HTTP API; [`ui`]: the web UI
 //!   (accounts, the bureau's dashboard, each enterprise's pages);
 //! - [`Platform`]: starts it all; [`run`] runs it until the shutdown token fires.
@@ -20,6 +23,7 @@
 //! only on the wire contract.
 
 pub mod api;
+pub mod broker_hook;
 pub mod catalog;
 pub mod clock;
 pub mod config;
@@ -33,7 +37,9 @@ pub mod store;
 pub mod tls;
 pub mod ui;
 
-pub use config::{BrokerConfig, MosquittoFiles, MqttUrl, PlatformConfig, Reload, Targets};
+pub use config::{
+    BrokerConfig, Database, MosquittoFiles, MqttUrl, PlatformConfig, Reload, Targets,
+};
 pub use ingest::IngestStats;
 pub use registry::Registry;
 
@@ -44,7 +50,7 @@ use mosquitto::{MosquittoError, MosquittoSync};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use store::{Store, StoreError, sqlite::SqliteStore};
+use store::{Store, StoreError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -112,13 +118,7 @@ impl Platform {
         config: PlatformConfig,
         shutdown: CancellationToken,
     ) -> Result<Platform, PlatformError> {
-        let dir = config.data_dir.clone();
-        let store = Store::Sqlite(
-            tokio::task::spawn_blocking(move || SqliteStore::open(&dir))
-                .await
-                .map_err(|e| PlatformError::Task(e.to_string()))??,
-        );
-        tracing::info!(path = %SqliteStore::path_in(&config.data_dir).display(), "database open");
+        let store = Store::open(&config.database, &config.data_dir).await?;
 
         let admin_token = match &config.admin_token {
             Some(token) => token.clone(),
@@ -201,10 +201,7 @@ impl Platform {
                 addr: config.listen,
                 source,
             })?;
-        let dir = config.data_dir.clone();
-        let accounts = tokio::task::spawn_blocking(move || ui::Accounts::open(&dir))
-            .await
-            .map_err(|e| PlatformError::Task(e.to_string()))??;
+        let accounts = ui::Accounts::for_store(&store, &config.data_dir).await?;
         let state = Arc::new(api::AppState {
             registry: registry.clone(),
             store: store.clone(),
@@ -214,36 +211,49 @@ impl Platform {
             utc_offset_minutes: config.utc_offset_minutes,
             accounts,
         });
+        let mut app = api::router(state);
+        if let Some(token) = &config.broker_hook_token {
+            app = app.merge(broker_hook::router(Arc::new(broker_hook::HookState {
+                store: store.clone(),
+                token_sha256: secret::sha256_hex(token),
+                ingest: username.clone().zip(password.clone()),
+            })));
+            tracing::info!("broker hook on: /api/v1/broker/authn and /api/v1/broker/authz");
+        }
         let mut tasks = Vec::new();
         let http_shutdown = shutdown.clone();
         tasks.push((
             "http",
             tokio::spawn(async move {
-                axum::serve(listener, api::router(state))
+                axum::serve(listener, app)
                     .with_graceful_shutdown(http_shutdown.cancelled_owned())
                     .await
                     .map_err(PlatformError::Serve)
             }),
         ));
-        let ingest = IngestContext {
-            broker: broker_url.clone(),
-            tls,
-            username,
-            password,
-            client_id: config.ingest_client_id.clone(),
-            share_group: config.ingest_share_group.clone(),
-            store: store.clone(),
-            counters: counters.clone(),
-            utc_offset_minutes: config.utc_offset_minutes,
-            shutdown: shutdown.clone(),
-        };
-        tasks.push((
-            "ingest",
-            tokio::spawn(async move {
-                ingest::run(ingest).await;
-                Ok(())
-            }),
-        ));
+        if config.ingest {
+            let ingest = IngestContext {
+                broker: broker_url.clone(),
+                tls,
+                username,
+                password,
+                client_id: config.ingest_client_id.clone(),
+                share_group: config.ingest_share_group.clone(),
+                store: store.clone(),
+                counters: counters.clone(),
+                utc_offset_minutes: config.utc_offset_minutes,
+                shutdown: shutdown.clone(),
+            };
+            tasks.push((
+                "ingest",
+                tokio::spawn(async move {
+                    ingest::run(ingest).await;
+                    Ok(())
+                }),
+            ));
+        } else {
+            tracing::info!("MQTT ingest off (--no-ingest): this instance serves HTTP only");
+        }
         tasks.push((
             "prune",
             tokio::spawn(prune_loop(store, config.clone(), shutdown)),

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use fieldlink_platform::{BrokerConfig, MosquittoFiles, MqttUrl, PlatformConfig, Reload};
+use fieldlink_platform::{BrokerConfig, Database, MosquittoFiles, MqttUrl, PlatformConfig, Reload};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,17 +14,32 @@ use tokio_util::sync::CancellationToken;
 /// bureau's onboarding counts, in one process.
 ///
 /// Secrets from the environment: FIELDLINK_PLATFORM_ADMIN_TOKEN (the bureau's bearer
-/// token, instead of --admin-token) and FIELDLINK_PLATFORM_BROKER_PASSWORD (the ingest's
-/// MQTT password for --broker). Log filter: FIELDLINK_LOG (default "info").
+/// token, instead of --admin-token), FIELDLINK_PLATFORM_BROKER_PASSWORD (the ingest's
+/// MQTT password for --broker), FIELDLINK_PLATFORM_DATABASE_URL (instead of
+/// --database, so a password in it is not on the command line) and
+/// FIELDLINK_PLATFORM_BROKER_HOOK_TOKEN (the broker hook's token). Log filter: FIELDLINK_LOG
+/// (default "info").
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
     /// Where the HTTP API listens.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Where the database and generated secrets live.
+    /// Where the SQLite database and generated secrets live.
     #[arg(long)]
     data_dir: PathBuf,
+    /// The database: "sqlite" (files in --data-dir, one instance) or a PostgreSQL URL,
+    /// postgres://user:password@host:port/dbname[?sslmode=require], shared by any number
+    /// of instances (better: FIELDLINK_PLATFORM_DATABASE_URL).
+    #[arg(long)]
+    database: Option<String>,
+    /// PEM CA certificates to verify PostgreSQL with when the URL has sslmode=require
+    /// (default: the system's roots).
+    #[arg(long)]
+    database_ca_file: Option<PathBuf>,
+    /// Do not run the MQTT ingest: an HTTP-only instance of a scaled-out platform.
+    #[arg(long)]
+    no_ingest: bool,
     /// Where the in-process MQTT broker listens (when no --broker is given).
     #[arg(long, default_value = "127.0.0.1:1883", conflicts_with = "broker")]
     mqtt_listen: SocketAddr,
@@ -63,14 +78,19 @@ struct Cli {
     /// A command (run with sh -c) that makes mosquitto re-read the files.
     #[arg(long, requires = "mosquitto_password_file")]
     mosquitto_reload_command: Option<String>,
+    /// Serve the broker hook (EMQX HTTP authentication and authorization) at
+    /// /api/v1/broker/authn and /authz, for brokers presenting this bearer token (better:
+    /// FIELDLINK_PLATFORM_BROKER_HOOK_TOKEN).
+    #[arg(long)]
+    broker_hook_token: Option<String>,
     /// Days samples are kept.
     #[arg(long, default_value_t = 30)]
     retention_days: u32,
     /// The ingest's MQTT client id (its persistent session); unique per instance.
     #[arg(long, default_value = "fieldlink-platform-ingest")]
     ingest_client_id: String,
-    /// Share the data subscription with other instances in this group (EMQX, MQTT v5
-    /// shared subscriptions).
+    /// Share the data subscription with the other ingest instances in this group:
+    /// subscribe to $share/GROUP/fieldlink/v1/+/data (EMQX, mosquitto).
     #[arg(long)]
     ingest_share_group: Option<String>,
     /// Target: in-program enterprises on the cloud.
@@ -109,6 +129,21 @@ fn main() -> ExitCode {
 
 fn config(cli: Cli) -> anyhow::Result<PlatformConfig> {
     let mut config = PlatformConfig::new(cli.listen, cli.data_dir);
+    let database = cli
+        .database
+        .or_else(|| std::env::var("FIELDLINK_PLATFORM_DATABASE_URL").ok())
+        .filter(|url| !url.trim().is_empty());
+    if let Some(url) = database {
+        config.database = Database::parse(url.trim(), cli.database_ca_file)
+            .context("--database: expected \"sqlite\" or a postgres:// URL")?;
+    } else if cli.database_ca_file.is_some() {
+        bail!("--database-ca-file needs a postgres:// --database");
+    }
+    config.ingest = !cli.no_ingest;
+    config.broker_hook_token = cli
+        .broker_hook_token
+        .or_else(|| std::env::var("FIELDLINK_PLATFORM_BROKER_HOOK_TOKEN").ok())
+        .filter(|t| !t.trim().is_empty());
     config.broker = match cli.broker {
         Some(url) => BrokerConfig::External {
             url: MqttUrl::parse(&url).context("--broker")?,

@@ -1,5 +1,6 @@
-//! TLS for the ingest's connections to an external `mqtts://` broker: the broker's
-//! certificate is verified against a CA file (PEM) or, without one, the system's roots.
+//! TLS for the ingest's connections to an external `mqtts://` broker, and for PostgreSQL:
+//! the server's certificate is verified against a CA file (PEM) or, without one, the
+//! system's roots.
 //! Built once at start, so a missing or empty CA file stops the platform with a clear
 //! error instead of a reconnect loop.
 
@@ -15,7 +16,7 @@ pub enum TlsError {
     #[error("a broker CA file ({0}) needs an mqtts:// broker URL")]
     CaFileWithoutTls(PathBuf),
     /// The CA file could not be read.
-    #[error("cannot read the broker CA file {path}: {error}")]
+    #[error("cannot read the CA file {path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -23,13 +24,11 @@ pub enum TlsError {
         error: std::io::Error,
     },
     /// The CA file holds no PEM certificate: point it at the CA's certificate.
-    #[error("the broker CA file {0} holds no PEM certificate")]
+    #[error("the CA file {0} holds no PEM certificate")]
     NoCertificate(PathBuf),
     /// No trusted roots at all (no CA file, no system certificates): give a CA file or
     /// install the system's CA bundle.
-    #[error(
-        "no trusted CA certificates for the broker: pass a CA file or install the system CA bundle"
-    )]
+    #[error("no trusted CA certificates: pass a CA file or install the system CA bundle")]
     NoRoots,
     /// rustls refused a certificate or the configuration.
     #[error("TLS configuration refused: {0}")]
@@ -47,6 +46,17 @@ pub fn client_config(
             None => Ok(None),
         };
     }
+    verifying_config(ca_file, true).map(Some)
+}
+
+/// A client configuration that verifies servers against `ca_file`'s certificates or,
+/// without one, the system's roots. With `require_roots` false an empty set of roots is
+/// accepted (for a connection that uses TLS only if the server offers it: every
+/// certificate is then refused, never trusted blindly).
+pub fn verifying_config(
+    ca_file: Option<&Path>,
+    require_roots: bool,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         Some(path) => {
@@ -60,7 +70,7 @@ pub fn client_config(
             roots.add_parsable_certificates(native.certs);
         }
     }
-    if roots.is_empty() {
+    if roots.is_empty() && require_roots {
         return Err(TlsError::NoRoots);
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -68,7 +78,7 @@ pub fn client_config(
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(Some(Arc::new(config)))
+    Ok(Arc::new(config))
 }
 
 fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {

@@ -1,6 +1,6 @@
 //! Enrollment: credentials, gateway ids, token expiry and limits, rotation.
 
-use crate::registry::{contains, database_bytes};
+use crate::registry::contains;
 use crate::support::{TestPlatform, bounded, code};
 use fieldlink_platform::clock::now_ms;
 use fieldlink_platform::secret::sha256_hex;
@@ -46,8 +46,8 @@ async fn enrollment_hands_out_broker_credentials_once() {
         let (status, body) = p.try_enroll(&token, "").await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
+        let db = p.stored_bytes().await;
         p.stop().await;
-        let db = database_bytes(dir.path());
         assert!(
             !contains(&db, password.as_bytes()),
             "the plain password is stored"

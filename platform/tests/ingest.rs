@@ -224,7 +224,7 @@ async fn dedup_survives_a_restart_and_the_broker_queues_while_the_platform_is_do
         let broker = first.mqtt.clone();
         publish_batches(&broker, &id, Some(&password), &[batch(&id, 1, 20)]).await;
         first.wait_ingest(WAIT, |s| s["batches_stored"] == 1).await;
-        first.stop().await;
+        first.stop_for_restart().await;
 
         // While no platform runs: a re-send of batch 1 and a new batch 2 are queued by
         // the broker for the ingest's persistent session.

@@ -2,6 +2,11 @@
 //! broker (in-process rumqttd; mosquitto, plain and TLS, for the `#[ignore]`d ones, run
 //! by `.ci/run`),
 //! and a city-scale simulation. Every test is bounded by a timeout.
+//!
+//! On SQLite by default; with `FIELDLINK_TEST_POSTGRES` set (an admin URL of a throwaway
+//! server, `scripts/pg-test-server`) every platform of the suite runs on a fresh
+//! PostgreSQL database instead, and the `#[ignore]`d `store::postgres_*` and
+//! `shared_ingest` tests (two platform processes, one database) can run.
 
 mod support;
 
@@ -10,5 +15,7 @@ mod enroll;
 mod ingest;
 mod mosquitto;
 mod registry;
+mod shared_ingest;
+mod store;
 mod tls;
 mod ui;

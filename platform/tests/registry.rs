@@ -295,8 +295,8 @@ async fn tokens_are_issued_with_limits_and_stored_only_as_hashes() {
         assert_eq!(status, StatusCode::NOT_FOUND);
 
         // The database holds the token's SHA-256, never the token.
+        let db = p.stored_bytes().await;
         p.stop().await;
-        let db = database_bytes(dir.path());
         assert!(
             !contains(&db, token.as_bytes()),
             "the plain token is stored"
@@ -308,17 +308,6 @@ async fn tokens_are_issued_with_limits_and_stored_only_as_hashes() {
         );
     })
     .await;
-}
-
-/// The SQLite database and its write-ahead log, as bytes.
-pub fn database_bytes(dir: &std::path::Path) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    for name in ["platform.sqlite3", "platform.sqlite3-wal"] {
-        if let Ok(b) = std::fs::read(dir.join(name)) {
-            bytes.extend(b);
-        }
-    }
-    bytes
 }
 
 /// True if `needle` occurs in `haystack`.

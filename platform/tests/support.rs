@@ -1,17 +1,24 @@
 //! Shared helpers: a platform on loopback ports, an HTTP client with the bureau's token,
 //! and MQTT publishing as a gateway.
+//!
+//! With `FIELDLINK_TEST_POSTGRES` set (an admin URL, see `fieldlink_testkit::postgres`),
+//! every [`TestPlatform`] keeps its data in a fresh PostgreSQL database instead of SQLite,
+//! so the whole suite runs on both backends. A platform restarted on the same data
+//! directory after [`TestPlatform::stop_for_restart`] gets the same database back.
 
 #![allow(dead_code)]
 
 use fieldlink_platform::credit_code::CreditCode;
-use fieldlink_platform::{BrokerConfig, MqttUrl, Platform, PlatformConfig};
+use fieldlink_platform::{BrokerConfig, Database, MqttUrl, Platform, PlatformConfig};
+use fieldlink_testkit::postgres::TestDatabase;
 use fieldlink_wire::{Batch, Sample, Value, encode_batch};
 use reqwest::{Method, StatusCode};
 use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value as Json, json};
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -46,6 +53,38 @@ pub struct TestPlatform {
     pub shutdown: CancellationToken,
     pub data_dir: PathBuf,
     pub http: reqwest::Client,
+    /// Its PostgreSQL database when `FIELDLINK_TEST_POSTGRES` is set (else SQLite).
+    pub database: Option<TestDatabase>,
+}
+
+/// What became of the PostgreSQL database of a stopped platform, by data directory.
+enum Parked {
+    /// Kept by [`TestPlatform::stop_for_restart`] for the next platform on the directory.
+    Kept(TestDatabase),
+    /// Dropped by [`TestPlatform::stop`]: a restart there would find an empty database.
+    Dropped,
+}
+
+/// Databases of stopped platforms, by data directory.
+static PARKED: Mutex<Option<HashMap<PathBuf, Parked>>> = Mutex::new(None);
+
+fn parked<T>(f: impl FnOnce(&mut HashMap<PathBuf, Parked>) -> T) -> T {
+    let mut parked = PARKED.lock().unwrap_or_else(PoisonError::into_inner);
+    f(parked.get_or_insert_with(HashMap::new))
+}
+
+/// The database for a platform on `data_dir`: the one kept for it by
+/// [`TestPlatform::stop_for_restart`], else a new one; `None` without a test server.
+async fn database_for(data_dir: &Path) -> Option<TestDatabase> {
+    match parked(|p| p.remove(data_dir)) {
+        Some(Parked::Kept(database)) => Some(database),
+        Some(Parked::Dropped) => panic!(
+            "the database of {} was dropped when its platform stopped: stop it with \
+             stop_for_restart() to start another platform on the same data",
+            data_dir.display()
+        ),
+        None => TestDatabase::create().await,
+    }
 }
 
 /// A config with an in-process broker and the HTTP API on free ports.
@@ -64,11 +103,22 @@ impl TestPlatform {
         Self::start_with(config(data_dir)).await
     }
 
-    /// Starts a platform with `config`.
-    pub async fn start_with(config: PlatformConfig) -> Self {
+    /// Starts a platform with `config`; with `FIELDLINK_TEST_POSTGRES` set and no database
+    /// chosen in `config`, on a PostgreSQL database of its own (see [`database_for`]).
+    pub async fn start_with(mut config: PlatformConfig) -> Self {
         logs();
         let shutdown = CancellationToken::new();
         let data_dir = config.data_dir.clone();
+        let database = match config.database {
+            Database::Sqlite => database_for(&data_dir).await,
+            Database::Postgres { .. } => None,
+        };
+        if let Some(database) = &database {
+            config.database = Database::Postgres {
+                url: database.url().to_owned(),
+                ca_file: None,
+            };
+        }
         let platform = Platform::start(config, shutdown.clone())
             .await
             .expect("platform starts");
@@ -84,11 +134,31 @@ impl TestPlatform {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
+            database,
         }
     }
 
-    /// Stops the platform gracefully and waits for it.
+    /// Stops the platform gracefully, waits for it, and drops its PostgreSQL database.
     pub async fn stop(&mut self) {
+        self.shut_down().await;
+        if let Some(database) = self.database.take() {
+            parked(|p| p.insert(self.data_dir.clone(), Parked::Dropped));
+            tokio::time::timeout(Duration::from_secs(40), database.drop_database())
+                .await
+                .expect("the test database is dropped in time");
+        }
+    }
+
+    /// Stops the platform gracefully and waits for it, keeping its data for the next
+    /// platform started on the same data directory (its PostgreSQL database included).
+    pub async fn stop_for_restart(&mut self) {
+        self.shut_down().await;
+        if let Some(database) = self.database.take() {
+            parked(|p| p.insert(self.data_dir.clone(), Parked::Kept(database)));
+        }
+    }
+
+    async fn shut_down(&mut self) {
         self.shutdown.cancel();
         if let Some(platform) = self.platform.take() {
             tokio::time::timeout(Duration::from_secs(20), platform.wait())
@@ -96,6 +166,47 @@ impl TestPlatform {
                 .expect("platform stops in time")
                 .expect("platform stops cleanly");
         }
+    }
+
+    /// Every stored byte of the platform's data: the SQLite files and write-ahead logs
+    /// of its data directory, or every row of every table of its PostgreSQL database as
+    /// text. For checks that a secret is never stored in the clear.
+    pub async fn stored_bytes(&self) -> Vec<u8> {
+        let Some(database) = &self.database else {
+            let mut bytes = Vec::new();
+            for entry in std::fs::read_dir(&self.data_dir).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if name.ends_with(".sqlite3") || name.ends_with(".sqlite3-wal") {
+                    bytes.extend(std::fs::read(&path).unwrap());
+                }
+            }
+            return bytes;
+        };
+        let client = database.client().await;
+        let tables = client
+            .query(
+                "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name)
+                 FROM information_schema.tables
+                 WHERE table_type = 'BASE TABLE'
+                   AND table_schema NOT IN ('pg_catalog', 'information_schema')",
+                &[],
+            )
+            .await
+            .unwrap();
+        let mut bytes = Vec::new();
+        for table in tables {
+            let table: String = table.get(0);
+            for row in client
+                .query(&format!("SELECT t::text FROM {table} t"), &[])
+                .await
+                .unwrap()
+            {
+                bytes.extend(row.get::<_, String>(0).into_bytes());
+                bytes.push(b'\n');
+            }
+        }
+        bytes
     }
 
     /// A request with the bureau's token.

@@ -398,38 +398,66 @@ async fn login_sets_secure_session_cookies_kept_in_the_database_and_logout_ends_
         assert_eq!(browser.get("/").await.location(), "/bureau");
         assert_eq!(browser.get("/bureau").await.status, StatusCode::OK);
 
-        // Hashes, not passwords; session digests, not tokens; a file for the platform alone.
-        let file = city.p.data_dir.join(ui::accounts::FILE_NAME);
-        let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(&file).unwrap().permissions(),
-        );
-        assert_eq!(mode & 0o777, 0o600);
-        let db = rusqlite::Connection::open(city.p.data_dir.join(ui::accounts::FILE_NAME)).unwrap();
-        let hashes: Vec<String> = db
-            .prepare("SELECT password_hash FROM users")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        // Hashes, not passwords; session digests, not tokens; in SQLite, a file for the
+        // platform alone.
+        let token = browser.cookies["fl_session"].clone();
+        let digest = fieldlink_platform::secret::sha256_hex(&token);
+        let (hashes, stored) = match &city.p.database {
+            None => {
+                let file = city.p.data_dir.join(ui::accounts::FILE_NAME);
+                let mode = std::os::unix::fs::PermissionsExt::mode(
+                    &std::fs::metadata(&file).unwrap().permissions(),
+                );
+                assert_eq!(mode & 0o777, 0o600);
+                let db = rusqlite::Connection::open(&file).unwrap();
+                let hashes: Vec<String> = db
+                    .prepare("SELECT password_hash FROM users")
+                    .unwrap()
+                    .query_map([], |r| r.get(0))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                let stored: i64 = db
+                    .query_row(
+                        "SELECT COUNT(*) FROM sessions WHERE token_sha256 = ?1",
+                        [&digest],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                (hashes, stored)
+            }
+            Some(database) => {
+                // Everything is in PostgreSQL: no SQLite file beside it.
+                let file = city.p.data_dir.join(ui::accounts::FILE_NAME);
+                assert!(!file.exists(), "{} exists", file.display());
+                let db = database.client().await;
+                let hashes: Vec<String> = db
+                    .query("SELECT password_hash FROM users", &[])
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                let stored: i64 = db
+                    .query_one(
+                        "SELECT COUNT(*) FROM sessions WHERE token_sha256 = $1",
+                        &[&digest],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                (hashes, stored)
+            }
+        };
         assert_eq!(hashes.len(), 3);
         assert!(
             hashes.iter().all(|h| h.starts_with("$argon2id$")),
             "{hashes:?}"
         );
-        let token = browser.cookies["fl_session"].clone();
-        let stored: i64 = db
-            .query_row(
-                "SELECT COUNT(*) FROM sessions WHERE token_sha256 = ?1",
-                [fieldlink_platform::secret::sha256_hex(&token)],
-                |r| r.get(0),
-            )
-            .unwrap();
         assert_eq!(stored, 1);
-        drop(db);
 
         // The session outlives a restart: it is in the database, not in memory.
-        city.p.stop().await;
+        city.p.stop_for_restart().await;
         let restarted = TestPlatform::start(&city.p.data_dir.clone()).await;
         let mut browser = Browser {
             base: restarted.base.clone(),

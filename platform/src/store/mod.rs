@@ -1,8 +1,9 @@
-//! Storage: ONE interface, [`Store`], over the backends. SQLite (WAL, under the data
-//! directory) is the embedded default and today's only backend; a PostgreSQL/TimescaleDB
-//! backend for city scale is another variant and module beside [`sqlite`], not a rewrite:
-//! everything above this module (registry, ingest, API, counts) sees only [`Store`] and the
-//! plain types below.
+//! Storage: ONE interface, [`Store`], over two backends: SQLite (WAL, under the data
+//! directory), the embedded default for one instance, and PostgreSQL ([`postgres`]) for
+//! city scale, shared by any number of instances. Everything above this module (registry,
+//! ingest, API, counts) sees only [`Store`] and the plain types below; [`columns`] holds
+//! what both backends store alike. One test suite (`platform/tests/store.rs`) runs against
+//! both.
 //!
 //! Invariants every backend keeps:
 //! - a batch is identified by `(gateway, seq)`; storing one is idempotent, and a batch's
@@ -11,23 +12,44 @@
 //!   is stored exactly once;
 //! - enrollment (token check, slot count, gateway insert or credential rotation) is one
 //!   transaction, so two integrators cannot overrun a token's `max_gateways`;
-//! - secrets are stored only as hashes (SHA-256 for tokens, mosquitto `$7$` for passwords).
+//! - secrets are stored only as hashes (SHA-256 for tokens, mosquitto `$7$` for passwords);
+//! - with several instances on one database, these hold across instances: the database
+//!   enforces them (keys and row locks), never process memory.
 
+mod columns;
+pub mod postgres;
 pub mod sqlite;
 
 use crate::catalog::{District, Industry};
+use crate::config::Database;
 use crate::credit_code::CreditCode;
 use fieldlink_wire::{Quality, Sample, Status, Value};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Why a storage operation failed. All are server-side faults (HTTP 500); the ingest
 /// leaves the batches unacknowledged so the broker delivers them again.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database reported an error (disk full, I/O error, corruption).
+    /// SQLite reported an error (disk full, I/O error, corruption).
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL reported an error, or the connection to it failed.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No PostgreSQL connection could be had from the pool (server down, all busy).
+    #[error("no PostgreSQL connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// The PostgreSQL URL or pool settings are not usable: correct `--database`.
+    #[error("PostgreSQL settings: {0}")]
+    Config(String),
+    /// The TLS settings for PostgreSQL could not be built (CA file).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// The PostgreSQL schema could not be migrated (e.g. the database was migrated by a
+    /// newer fieldlink-platform: run that version).
+    #[error("the PostgreSQL schema migration failed: {0}")]
+    Migrate(String),
     /// The data directory or database file cannot be created or opened.
     #[error("cannot open the database at {path}: {source}")]
     Open {
@@ -313,17 +335,40 @@ pub struct ActiveDay {
 pub enum Store {
     /// SQLite in WAL mode (the embedded default).
     Sqlite(sqlite::SqliteStore),
+    /// PostgreSQL (city scale, several instances).
+    Postgres(postgres::PostgresStore),
 }
 
 macro_rules! dispatch {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
             Store::Sqlite($s) => $e,
+            Store::Postgres($s) => $e,
         }
     };
 }
 
 impl Store {
+    /// Opens the configured database (SQLite in `data_dir`, or PostgreSQL) and applies
+    /// pending schema migrations.
+    pub async fn open(database: &Database, data_dir: &Path) -> Result<Store, StoreError> {
+        match database {
+            Database::Sqlite => {
+                let dir = data_dir.to_owned();
+                let store = tokio::task::spawn_blocking(move || sqlite::SqliteStore::open(&dir))
+                    .await
+                    .map_err(|_| StoreError::TaskFailed)??;
+                tracing::info!(path = %sqlite::SqliteStore::path_in(data_dir).display(), "database open (SQLite)");
+                Ok(Store::Sqlite(store))
+            }
+            Database::Postgres { url, ca_file } => {
+                let store = postgres::PostgresStore::open(url, ca_file.as_deref()).await?;
+                tracing::info!(url = %crate::config::redact_password(url), "database open (PostgreSQL)");
+                Ok(Store::Postgres(store))
+            }
+        }
+    }
+
     /// Registers enterprises in one transaction: all or none. `Ok(Err(codes))` lists the
     /// ones already registered (and nothing was stored). With `commit` false nothing is
     /// stored in any case (a check only).
@@ -391,6 +436,11 @@ impl Store {
     /// Every gateway's MQTT username and password hash, by username.
     pub async fn credentials(&self) -> Result<Vec<(String, String)>, StoreError> {
         dispatch!(self, s => s.credentials().await)
+    }
+
+    /// One gateway's MQTT password hash, if it is enrolled.
+    pub async fn password_hash(&self, gateway: &str) -> Result<Option<String>, StoreError> {
+        dispatch!(self, s => s.password_hash(gateway.to_owned()).await)
     }
 
     /// Stores a group of batches in one transaction; one outcome per batch, in order.

@@ -10,13 +10,16 @@
 //! Schema changes are numbered migrations in [`MIGRATIONS`], applied in order at open and
 //! recorded in `PRAGMA user_version`.
 
-use super::{
-    ActiveDay, BatchOutcome, EnrollOutcome, EnrollRequest, Enterprise, Gap, Gateway, GatewayStatus,
-    IncomingBatch, LatestValue, NewEnterprise, NewToken, OnboardingRow, SeriesBucket, SeriesPoint,
-    StoreError,
+use super::columns::{
+    KIND_BOOL, KIND_FLOAT, KIND_INT, KIND_NONE, KIND_TEXT, KIND_UINT, MINUTE_MS, MinuteAggregate,
+    SeqStep, kind_of, numeric, parse_district, parse_gateway_state, parse_industry, parse_uint,
+    quality_columns, read_quality, seq_step, split_gap,
 };
-use crate::catalog::{District, Industry};
-use fieldlink_wire::{Quality, Sample, Status, Value};
+use super::{
+    ActiveDay, BatchOutcome, EnrollOutcome, EnrollRequest, Enterprise, Gap, Gateway, IncomingBatch,
+    LatestValue, NewEnterprise, NewToken, OnboardingRow, SeriesBucket, SeriesPoint, StoreError,
+};
+use fieldlink_wire::{Sample, Status, Value};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, params};
 use std::collections::HashMap;
@@ -126,24 +129,6 @@ SELECT point_id, ts / 60000, MIN(CAST(value AS REAL)), MAX(CAST(value AS REAL)),
 FROM samples WHERE kind IN (1, 2, 3, 4) AND value IS NOT NULL GROUP BY point_id, ts / 60000;
 "#,
 ];
-
-/// Value kinds in the `kind` columns.
-const KIND_NONE: i64 = 0;
-const KIND_BOOL: i64 = 1;
-const KIND_INT: i64 = 2;
-const KIND_UINT: i64 = 3;
-const KIND_FLOAT: i64 = 4;
-const KIND_TEXT: i64 = 5;
-
-/// Qualities in the `quality` columns.
-const QUALITY_GOOD: i64 = 0;
-const QUALITY_BAD: i64 = 1;
-const QUALITY_UNCERTAIN: i64 = 2;
-
-/// The width of a `sample_minutes` row: numeric samples per point and minute (min, max,
-/// sum, count), kept with the samples in the same transaction, so charts of long windows
-/// read one row a minute instead of one a sample.
-const MINUTE_MS: i64 = 60_000;
 
 /// Points deleted from per prune transaction, so ingest is never held up for long.
 const PRUNE_POINTS_PER_TX: usize = 200;
@@ -583,6 +568,20 @@ impl SqliteStore {
         .await
     }
 
+    pub(super) async fn password_hash(
+        &self,
+        gateway: String,
+    ) -> Result<Option<String>, StoreError> {
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT password_hash FROM gateways WHERE id = ?1")?
+                    .query_row([gateway], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+        .await
+    }
+
     pub(super) async fn ingest(
         &self,
         batches: Arc<[IncomingBatch]>,
@@ -819,16 +818,6 @@ fn series_bucket(
     })
 }
 
-fn parse_industry(code: &str) -> Result<Industry, StoreError> {
-    Industry::from_code(code)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown industry {code:?}")))
-}
-
-fn parse_district(name: &str) -> Result<District, StoreError> {
-    District::from_name(name)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown district {name:?}")))
-}
-
 const ENTERPRISE_COLUMNS: &str = "credit_code, name, industry, district, in_program, registered_at, first_batch_at, last_batch_at";
 
 fn enterprise_row(r: &Row) -> rusqlite::Result<Result<Enterprise, StoreError>> {
@@ -863,22 +852,9 @@ const GATEWAY_COLUMNS: &str =
     g.status, g.status_at, g.meta";
 
 fn gateway_row(r: &Row) -> rusqlite::Result<Result<Gateway, StoreError>> {
-    let status_json: Option<String> = r.get(13)?;
-    let status_at: Option<i64> = r.get(14)?;
-    let meta_json: Option<String> = r.get(15)?;
-    let status = match (status_json, status_at) {
-        (Some(json), Some(received_at)) => match serde_json::from_str::<Status>(&json) {
-            Ok(status) => Some(GatewayStatus {
-                status,
-                received_at,
-            }),
-            Err(e) => return Ok(Err(StoreError::Corrupt(format!("gateway status: {e}")))),
-        },
-        _ => None,
-    };
-    let meta = match meta_json.map(|j| serde_json::from_str(&j)).transpose() {
-        Ok(meta) => meta,
-        Err(e) => return Ok(Err(StoreError::Corrupt(format!("gateway meta: {e}")))),
+    let (status, meta) = match parse_gateway_state(r.get(13)?, r.get(14)?, r.get(15)?) {
+        Ok(state) => state,
+        Err(e) => return Ok(Err(e)),
     };
     Ok(Ok(Gateway {
         id: r.get(0)?,
@@ -899,39 +875,25 @@ fn gateway_row(r: &Row) -> rusqlite::Result<Result<Gateway, StoreError>> {
     }))
 }
 
-fn value_columns(value: &Value) -> (i64, SqlValue) {
-    match value {
-        Value::None => (KIND_NONE, SqlValue::Null),
-        Value::Bool(b) => (KIND_BOOL, SqlValue::Integer(i64::from(*b))),
-        Value::Int(i) => (KIND_INT, SqlValue::Integer(*i)),
+fn value_columns(value: &Value) -> (i16, SqlValue) {
+    let column = match value {
+        Value::None => SqlValue::Null,
+        Value::Bool(b) => SqlValue::Integer(i64::from(*b)),
+        Value::Int(i) => SqlValue::Integer(*i),
         // Above i64::MAX: kept exactly, as text.
-        Value::UInt(u) => (KIND_UINT, SqlValue::Text(u.to_string())),
-        Value::Float(f) => (KIND_FLOAT, SqlValue::Real(*f)),
-        Value::Text(t) => (KIND_TEXT, SqlValue::Text(t.clone())),
-    }
-}
-
-/// A value as a chart's number, if it is one (finite; booleans are 0 and 1).
-fn numeric(value: &Value) -> Option<f64> {
-    let v = match value {
-        Value::Bool(b) => f64::from(u8::from(*b)),
-        Value::Int(i) => *i as f64,
-        Value::UInt(u) => *u as f64,
-        Value::Float(f) => *f,
-        Value::None | Value::Text(_) => return None,
+        Value::UInt(u) => SqlValue::Text(u.to_string()),
+        Value::Float(f) => SqlValue::Real(*f),
+        Value::Text(t) => SqlValue::Text(t.clone()),
     };
-    v.is_finite().then_some(v)
+    (kind_of(value), column)
 }
 
-fn read_value(kind: i64, value: SqlValue) -> Result<Value, StoreError> {
+fn read_value(kind: i16, value: SqlValue) -> Result<Value, StoreError> {
     Ok(match (kind, value) {
         (KIND_NONE, _) => Value::None,
         (KIND_BOOL, SqlValue::Integer(i)) => Value::Bool(i != 0),
         (KIND_INT, SqlValue::Integer(i)) => Value::Int(i),
-        (KIND_UINT, SqlValue::Text(t)) => Value::UInt(
-            t.parse()
-                .map_err(|_| StoreError::Corrupt(format!("unsigned value {t:?}")))?,
-        ),
+        (KIND_UINT, SqlValue::Text(t)) => parse_uint(&t)?,
         (KIND_FLOAT, SqlValue::Real(f)) => Value::Float(f),
         (KIND_FLOAT, SqlValue::Integer(i)) => Value::Float(i as f64),
         (KIND_TEXT, SqlValue::Text(t)) => Value::Text(t),
@@ -941,23 +903,6 @@ fn read_value(kind: i64, value: SqlValue) -> Result<Value, StoreError> {
             )));
         }
     })
-}
-
-fn quality_columns(quality: &Quality) -> (i64, Option<&str>) {
-    match quality {
-        Quality::Good => (QUALITY_GOOD, None),
-        Quality::Bad(e) => (QUALITY_BAD, Some(e)),
-        Quality::Uncertain => (QUALITY_UNCERTAIN, None),
-    }
-}
-
-fn read_quality(code: i64, error: Option<String>) -> Result<Quality, StoreError> {
-    match code {
-        QUALITY_GOOD => Ok(Quality::Good),
-        QUALITY_BAD => Ok(Quality::Bad(error.unwrap_or_default())),
-        QUALITY_UNCERTAIN => Ok(Quality::Uncertain),
-        other => Err(StoreError::Corrupt(format!("quality {other}"))),
-    }
 }
 
 /// Stores one batch inside the group's transaction.
@@ -994,30 +939,29 @@ fn ingest_one(
 
     // Gaps: a jump past max_seq opens one; a late batch inside one splits it.
     let mut gap = None;
-    let new_max = match max_seq {
-        None => seq,
-        Some(max) if seq > max + 1 => {
+    let new_max = match (seq_step(max_seq, seq), max_seq) {
+        (SeqStep::Ahead, _) => seq,
+        (SeqStep::Jump { first, last }, _) => {
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO gaps (gateway, first_seq, last_seq, detected_at) VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![batch.gateway, max + 1, seq - 1, now])?;
+            .execute(params![batch.gateway, first, last, now])?;
             gap = Some(Gap {
-                first_seq: (max + 1) as u64,
-                last_seq: (seq - 1) as u64,
+                first_seq: first as u64,
+                last_seq: last as u64,
             });
             seq
         }
-        Some(max) if seq > max => seq,
-        Some(max) => {
+        (SeqStep::Late, max) => {
             fill_gap(tx, &batch.gateway, seq, now)?;
-            max
+            max.unwrap_or(seq)
         }
     };
 
     // Samples, and the newest sample of each point in this batch.
     let gateway_points = points.entry(batch.gateway.clone()).or_default();
     let mut newest: HashMap<i64, &Sample> = HashMap::new();
-    let mut by_minute: HashMap<(i64, i64), (f64, f64, f64, i64)> = HashMap::new();
+    let mut by_minute: HashMap<(i64, i64), MinuteAggregate> = HashMap::new();
     {
         let mut insert_sample = tx.prepare_cached(
             "INSERT INTO samples (point_id, ts, kind, value, quality, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -1036,10 +980,10 @@ fn ingest_one(
             let (quality, error) = quality_columns(&sample.quality);
             insert_sample.execute(params![point_id, sample.ts, kind, value, quality, error])?;
             if let Some(v) = numeric(&sample.value) {
-                let m = by_minute
-                    .entry((point_id, sample.ts / MINUTE_MS))
-                    .or_insert((v, v, 0.0, 0));
-                *m = (m.0.min(v), m.1.max(v), m.2 + v, m.3 + 1);
+                by_minute
+                    .entry((point_id, sample.ts.div_euclid(MINUTE_MS)))
+                    .and_modify(|m| m.add(v))
+                    .or_insert_with(|| MinuteAggregate::of(v));
             }
             match newest.get(&point_id) {
                 Some(s) if s.ts > sample.ts => {}
@@ -1068,8 +1012,8 @@ fn ingest_one(
              ON CONFLICT (point_id, minute) DO UPDATE SET min = MIN(min, excluded.min),
              max = MAX(max, excluded.max), sum = sum + excluded.sum, count = count + excluded.count",
         )?;
-        for ((point_id, minute), (min, max, sum, n)) in by_minute {
-            upsert.execute(params![point_id, minute, min, max, sum, n])?;
+        for ((point_id, minute), m) in by_minute {
+            upsert.execute(params![point_id, minute, m.min, m.max, m.sum, m.count])?;
         }
     }
 
@@ -1111,11 +1055,8 @@ fn fill_gap(tx: &Transaction, gateway: &str, seq: i64, now: i64) -> Result<(), S
     let mut insert = tx.prepare_cached(
         "INSERT INTO gaps (gateway, first_seq, last_seq, detected_at) VALUES (?1, ?2, ?3, ?4)",
     )?;
-    if first < seq {
-        insert.execute(params![gateway, first, seq - 1, now])?;
-    }
-    if seq < last {
-        insert.execute(params![gateway, seq + 1, last, now])?;
+    for (first, last) in split_gap(first, last, seq) {
+        insert.execute(params![gateway, first, last, now])?;
     }
     Ok(())
 }

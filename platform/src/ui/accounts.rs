@@ -1,5 +1,8 @@
-//! The web UI's accounts and sessions, in their own SQLite file `accounts.sqlite3` beside
-//! the data (so the data store's schema and its single writer are untouched by logins).
+//! The web UI's accounts and sessions. With SQLite they are in their own file,
+//! `accounts.sqlite3`, beside the data (so the data store's single writer is untouched by
+//! logins); with PostgreSQL in the shared database (tables `users`, `sessions`,
+//! `login_failures` of its migrations), so a session started on one instance is valid on
+//! all, and the lockout counts failures on every instance.
 //!
 //! - A user is a bureau user or one enterprise's user ([`Role`]); passwords are stored as
 //!   Argon2id PHC strings (the crate's default parameters: 19 MiB, 2 passes).
@@ -11,6 +14,7 @@
 use crate::clock::now_ms;
 use crate::credit_code::CreditCode;
 use crate::secret::{RandomError, new_token, sha256_hex};
+use crate::store::Store;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -56,6 +60,12 @@ pub enum AccountError {
     /// The accounts database failed (disk, corruption): a server fault, HTTP 500.
     #[error("accounts database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed: a server fault, HTTP 500.
+    #[error("accounts database error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No PostgreSQL connection: a server fault, HTTP 500.
+    #[error("accounts database error: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
     /// The data directory cannot be created: fix its permissions.
     #[error("cannot open the accounts database at {path}: {source}")]
     Open {
@@ -123,10 +133,19 @@ pub enum Login {
     Locked,
 }
 
-/// The accounts store; clones share the connection.
+/// The accounts store; clones share the connection or pool.
 #[derive(Clone)]
 pub struct Accounts {
-    conn: Arc<Mutex<Connection>>,
+    backend: Backend,
+}
+
+/// Where the accounts live.
+#[derive(Clone)]
+enum Backend {
+    /// `accounts.sqlite3` in the data directory.
+    Sqlite(Arc<Mutex<Connection>>),
+    /// The shared PostgreSQL database.
+    Postgres(deadpool_postgres::Pool),
 }
 
 impl std::fmt::Debug for Accounts {
@@ -136,6 +155,22 @@ impl std::fmt::Debug for Accounts {
 }
 
 impl Accounts {
+    /// The accounts beside `store`: in PostgreSQL's database when the store is there,
+    /// else in `DIR/accounts.sqlite3`.
+    pub async fn for_store(store: &Store, dir: &Path) -> Result<Accounts, AccountError> {
+        match store {
+            Store::Postgres(pg) => Ok(Accounts {
+                backend: Backend::Postgres(pg.pool().clone()),
+            }),
+            Store::Sqlite(_) => {
+                let dir = dir.to_owned();
+                tokio::task::spawn_blocking(move || Accounts::open(&dir))
+                    .await
+                    .map_err(|_| AccountError::TaskFailed)?
+            }
+        }
+    }
+
     /// Opens (creating if needed) `DIR/accounts.sqlite3`.
     pub fn open(dir: &Path) -> Result<Accounts, AccountError> {
         std::fs::create_dir_all(dir).map_err(|source| AccountError::Open {
@@ -160,21 +195,8 @@ impl Accounts {
         conn.execute_batch("PRAGMA foreign_keys = ON;")?;
         conn.execute_batch(SCHEMA)?;
         Ok(Accounts {
-            conn: Arc::new(Mutex::new(conn)),
+            backend: Backend::Sqlite(Arc::new(Mutex::new(conn))),
         })
-    }
-
-    async fn with<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, AccountError> + Send + 'static,
-    ) -> Result<T, AccountError> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut conn)
-        })
-        .await
-        .map_err(|_| AccountError::TaskFailed)?
     }
 
     /// Creates a user: a bureau user, or the user of the (validated, registered)
@@ -193,41 +215,23 @@ impl Accounts {
         }
         let hash = hash_password(password.to_owned()).await?;
         let credit_code = credit_code.map(|c| c.as_str().to_owned());
-        self.with(move |c| {
-            let inserted = c.execute(
-                "INSERT INTO users (username, password_hash, credit_code, created_at)
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (username) DO NOTHING",
-                params![username, hash, credit_code, now_ms()],
-            )?;
-            if inserted == 0 {
-                return Err(AccountError::Exists(username));
-            }
-            Ok(())
-        })
-        .await
+        if !self
+            .backend
+            .insert_user(username.clone(), hash, credit_code, now_ms())
+            .await?
+        {
+            return Err(AccountError::Exists(username));
+        }
+        Ok(())
     }
 
     /// Checks a user name and password; on success starts a session.
     pub async fn login(&self, username: &str, password: &str) -> Result<Login, AccountError> {
         let username = username.trim().to_owned();
         let now = now_ms();
-        let lookup = username.clone();
         let (failures, hash) = self
-            .with(move |c| {
-                let failures: u32 = c.query_row(
-                    "SELECT COUNT(*) FROM login_failures WHERE username = ?1 AND at > ?2",
-                    params![lookup, now - FAILURE_WINDOW_MS],
-                    |r| r.get(0),
-                )?;
-                let hash: Option<String> = c
-                    .query_row(
-                        "SELECT password_hash FROM users WHERE username = ?1",
-                        [&lookup],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                Ok((failures, hash))
-            })
+            .backend
+            .failures_and_hash(username.clone(), now - FAILURE_WINDOW_MS)
             .await?;
         if failures >= MAX_FAILURES {
             return Ok(Login::Locked);
@@ -240,77 +244,273 @@ impl Accounts {
             .await
             .map_err(|_| AccountError::TaskFailed)?;
         if !(known && verified) {
-            self.with(move |c| {
-                c.execute(
-                    "INSERT INTO login_failures (username, at) VALUES (?1, ?2)",
-                    params![username, now],
-                )?;
-                c.execute(
-                    "DELETE FROM login_failures WHERE at <= ?1",
-                    [now - FAILURE_WINDOW_MS],
-                )?;
-                Ok(())
-            })
-            .await?;
+            self.backend
+                .record_failure(username, now, now - FAILURE_WINDOW_MS)
+                .await?;
             return Ok(Login::Refused);
         }
         let token = new_token()?;
         let csrf = new_token()?;
         let digest = sha256_hex(&token);
-        self.with(move |c| {
-            let tx = c.transaction()?;
-            tx.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?;
-            tx.execute(
-                "DELETE FROM login_failures WHERE username = ?1",
-                [&username],
-            )?;
-            tx.execute(
-                "INSERT INTO sessions (token_sha256, user_id, csrf, expires_at)
-                 SELECT ?1, id, ?2, ?3 FROM users WHERE username = ?4",
-                params![digest, csrf, now + SESSION_MS, username],
-            )?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await?;
+        self.backend
+            .start_session(digest, csrf, username, now, now + SESSION_MS)
+            .await?;
         Ok(Login::Session(token))
     }
 
     /// The user of a live session, if the token names one.
     pub async fn session(&self, token: &str) -> Result<Option<SessionUser>, AccountError> {
-        let digest = sha256_hex(token);
-        self.with(move |c| {
-            let row = c
-                .query_row(
-                    "SELECT u.username, u.credit_code, s.csrf FROM sessions s
-                     JOIN users u ON u.id = s.user_id
-                     WHERE s.token_sha256 = ?1 AND s.expires_at > ?2",
-                    params![digest, now_ms()],
-                    |r| {
-                        Ok(SessionUser {
-                            username: r.get(0)?,
-                            role: match r.get::<_, Option<String>>(1)? {
-                                Some(code) => Role::Enterprise(code),
-                                None => Role::Bureau,
-                            },
-                            csrf: r.get(2)?,
-                        })
-                    },
-                )
-                .optional()?;
-            Ok(row)
-        })
-        .await
+        self.backend.session(sha256_hex(token), now_ms()).await
     }
 
     /// Ends a session.
     pub async fn logout(&self, token: &str) -> Result<(), AccountError> {
-        let digest = sha256_hex(token);
-        self.with(move |c| {
-            c.execute("DELETE FROM sessions WHERE token_sha256 = ?1", [digest])?;
-            Ok(())
+        self.backend.end_session(sha256_hex(token)).await
+    }
+}
+
+/// The role of a user with this enterprise, or none (the bureau).
+fn role(credit_code: Option<String>) -> Role {
+    match credit_code {
+        Some(code) => Role::Enterprise(code),
+        None => Role::Bureau,
+    }
+}
+
+/// The statements of the accounts, one method each, on either backend.
+impl Backend {
+    async fn sqlite<T: Send + 'static>(
+        conn: &Arc<Mutex<Connection>>,
+        f: impl FnOnce(&mut Connection) -> Result<T, AccountError> + Send + 'static,
+    ) -> Result<T, AccountError> {
+        let conn = conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut conn)
         })
         .await
+        .map_err(|_| AccountError::TaskFailed)?
+    }
+
+    /// Inserts a user; false if the name is taken.
+    async fn insert_user(
+        &self,
+        username: String,
+        hash: String,
+        credit_code: Option<String>,
+        now: i64,
+    ) -> Result<bool, AccountError> {
+        let inserted = match self {
+            Backend::Sqlite(conn) => {
+                Self::sqlite(conn, move |c| {
+                    Ok(c.execute(
+                        "INSERT INTO users (username, password_hash, credit_code, created_at)
+                         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (username) DO NOTHING",
+                        params![username, hash, credit_code, now],
+                    )? as u64)
+                })
+                .await?
+            }
+            Backend::Postgres(pool) => {
+                pool.get()
+                    .await?
+                    .execute(
+                        "INSERT INTO users (username, password_hash, credit_code, created_at)
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (username) DO NOTHING",
+                        &[&username, &hash, &credit_code, &now],
+                    )
+                    .await?
+            }
+        };
+        Ok(inserted > 0)
+    }
+
+    /// The user's failed logins since `since`, and the user's password hash if known.
+    async fn failures_and_hash(
+        &self,
+        username: String,
+        since: i64,
+    ) -> Result<(u32, Option<String>), AccountError> {
+        match self {
+            Backend::Sqlite(conn) => {
+                Self::sqlite(conn, move |c| {
+                    let failures: u32 = c.query_row(
+                        "SELECT COUNT(*) FROM login_failures WHERE username = ?1 AND at > ?2",
+                        params![username, since],
+                        |r| r.get(0),
+                    )?;
+                    let hash: Option<String> = c
+                        .query_row(
+                            "SELECT password_hash FROM users WHERE username = ?1",
+                            [&username],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    Ok((failures, hash))
+                })
+                .await
+            }
+            Backend::Postgres(pool) => {
+                let client = pool.get().await?;
+                let failures: i64 = client
+                    .query_one(
+                        "SELECT COUNT(*) FROM login_failures WHERE username = $1 AND at > $2",
+                        &[&username, &since],
+                    )
+                    .await?
+                    .get(0);
+                let hash = client
+                    .query_opt(
+                        "SELECT password_hash FROM users WHERE username = $1",
+                        &[&username],
+                    )
+                    .await?
+                    .map(|r| r.get(0));
+                Ok((u32::try_from(failures).unwrap_or(u32::MAX), hash))
+            }
+        }
+    }
+
+    /// Records a failed login and forgets those older than `expired`.
+    async fn record_failure(
+        &self,
+        username: String,
+        now: i64,
+        expired: i64,
+    ) -> Result<(), AccountError> {
+        match self {
+            Backend::Sqlite(conn) => {
+                Self::sqlite(conn, move |c| {
+                    c.execute(
+                        "INSERT INTO login_failures (username, at) VALUES (?1, ?2)",
+                        params![username, now],
+                    )?;
+                    c.execute("DELETE FROM login_failures WHERE at <= ?1", [expired])?;
+                    Ok(())
+                })
+                .await
+            }
+            Backend::Postgres(pool) => {
+                let client = pool.get().await?;
+                client
+                    .execute(
+                        "INSERT INTO login_failures (username, at) VALUES ($1, $2)",
+                        &[&username, &now],
+                    )
+                    .await?;
+                client
+                    .execute("DELETE FROM login_failures WHERE at <= $1", &[&expired])
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Starts a session for the user (whose failures are forgotten) and drops expired ones.
+    async fn start_session(
+        &self,
+        digest: String,
+        csrf: String,
+        username: String,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(), AccountError> {
+        match self {
+            Backend::Sqlite(conn) => {
+                Self::sqlite(conn, move |c| {
+                    let tx = c.transaction()?;
+                    tx.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?;
+                    tx.execute(
+                        "DELETE FROM login_failures WHERE username = ?1",
+                        [&username],
+                    )?;
+                    tx.execute(
+                        "INSERT INTO sessions (token_sha256, user_id, csrf, expires_at)
+                         SELECT ?1, id, ?2, ?3 FROM users WHERE username = ?4",
+                        params![digest, csrf, expires_at, username],
+                    )?;
+                    tx.commit()?;
+                    Ok(())
+                })
+                .await
+            }
+            Backend::Postgres(pool) => {
+                let mut client = pool.get().await?;
+                let tx = client.transaction().await?;
+                tx.execute("DELETE FROM sessions WHERE expires_at <= $1", &[&now])
+                    .await?;
+                tx.execute(
+                    "DELETE FROM login_failures WHERE username = $1",
+                    &[&username],
+                )
+                .await?;
+                tx.execute(
+                    "INSERT INTO sessions (token_sha256, user_id, csrf, expires_at)
+                     SELECT $1, id, $2, $3 FROM users WHERE username = $4",
+                    &[&digest, &csrf, &expires_at, &username],
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The user of the live session with this token digest.
+    async fn session(&self, digest: String, now: i64) -> Result<Option<SessionUser>, AccountError> {
+        match self {
+            Backend::Sqlite(conn) => {
+                Self::sqlite(conn, move |c| {
+                    Ok(c.query_row(
+                        "SELECT u.username, u.credit_code, s.csrf FROM sessions s
+                         JOIN users u ON u.id = s.user_id WHERE s.token_sha256 = ?1 AND s.expires_at > ?2",
+                        params![digest, now],
+                        |r| {
+                        Ok(SessionUser {
+                            username: r.get(0)?,
+                            role: role(r.get(1)?),
+                            csrf: r.get(2)?,
+                        })
+                    })
+                    .optional()?)
+                })
+                .await
+            }
+            Backend::Postgres(pool) => Ok(pool
+                .get()
+                .await?
+                .query_opt(
+                    "SELECT u.username, u.credit_code, s.csrf FROM sessions s
+                     JOIN users u ON u.id = s.user_id WHERE s.token_sha256 = $1 AND s.expires_at > $2",
+                    &[&digest, &now],
+                )
+                .await?
+                .map(|r| SessionUser {
+                    username: r.get(0),
+                    role: role(r.get(1)),
+                    csrf: r.get(2),
+                })),
+        }
+    }
+
+    /// Deletes the session with this token digest.
+    async fn end_session(&self, digest: String) -> Result<(), AccountError> {
+        match self {
+            Backend::Sqlite(conn) => {
+                Self::sqlite(conn, move |c| {
+                    c.execute("DELETE FROM sessions WHERE token_sha256 = ?1", [digest])?;
+                    Ok(())
+                })
+                .await
+            }
+            Backend::Postgres(pool) => {
+                pool.get()
+                    .await?
+                    .execute("DELETE FROM sessions WHERE token_sha256 = $1", &[&digest])
+                    .await?;
+                Ok(())
+            }
+        }
     }
 }
 

@@ -7,10 +7,13 @@
 //!   gateway;
 //! - [`CountingDevice`]: a Modbus device whose every answered read is a distinct value;
 //! - [`mosquitto`]: a real mosquitto per test and a throwaway CA (CI-only interop tests);
+//! - [`postgres`]: a fresh PostgreSQL database per test on the server named by
+//!   `FIELDLINK_TEST_POSTGRES`;
 //! - [`LogCapture`]: the log lines a test's code writes.
 
 mod log_capture;
 pub mod mosquitto;
+pub mod postgres;
 
 pub use log_capture::LogCapture;
 

@@ -1,0 +1,1350 @@
+//! The PostgreSQL backend, for city scale: any number of platform instances (ingest and
+//! HTTP) share one database, so nothing two instances could disagree on lives in process
+//! memory.
+//!
+//! - **Migrations**: versioned SQL files in `platform/migrations/postgres`, embedded and
+//!   applied at start by refinery, under an advisory lock so instances starting together
+//!   migrate once.
+//! - **Exactly once across instances**: the `batches` primary key `(gateway, seq)` decides
+//!   which delivery of a batch is stored; a group's gateway rows are locked (`FOR UPDATE`,
+//!   in id order) before anything else, so two instances storing batches of one gateway
+//!   take turns and keep its highest `seq` and gaps consistent; enterprise rows are locked
+//!   after all gateway rows, in credit-code order, so lock order is global and two
+//!   instances cannot deadlock each other. A deadlock or serialization failure (from other
+//!   writers, e.g. a prune) rolls back and is retried.
+//! - **Throughput**: a group's samples, per-minute aggregates, latest values and counters
+//!   are each written by one statement over arrays (`unnest`), not a round trip per row.
+//! - **A month of 1 s data**: `samples` is partitioned by UTC day; the platform creates
+//!   the coming days' partitions ahead of time (and a missing day's on demand), reads of a
+//!   window touch only its days, and pruning drops whole days. Samples whose day is far
+//!   from today (a gateway clock years off) go to the default partition instead of making
+//!   a partition each.
+//! - The only process memory is a cache of point ids (immutable once created) and the set
+//!   of partitions known to exist, both safe to lose.
+
+use super::columns::{
+    KIND_BOOL, KIND_FLOAT, KIND_INT, KIND_NONE, KIND_TEXT, KIND_UINT, MINUTE_MS, MinuteAggregate,
+    SeqStep, kind_of, numeric, parse_district, parse_gateway_state, parse_industry, parse_uint,
+    quality_columns, read_quality, seq_step, split_gap,
+};
+use super::{
+    ActiveDay, BatchOutcome, EnrollOutcome, EnrollRequest, Enterprise, Gap, Gateway, IncomingBatch,
+    LatestValue, NewEnterprise, NewToken, OnboardingRow, SeriesBucket, SeriesPoint, StoreError,
+};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use fieldlink_wire::{Sample, Status, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio_postgres::Row;
+use tokio_postgres::config::SslMode;
+use tokio_postgres::error::SqlState;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+mod embedded {
+    refinery::embed_migrations!("migrations/postgres");
+}
+
+/// Connections per instance: enough for the ingest, the HTTP handlers and a prune at once.
+const POOL_SIZE: usize = 16;
+/// How long a request waits for a free connection before failing.
+const POOL_WAIT: Duration = Duration::from_secs(30);
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The advisory lock held while migrating (any fixed number; "fieldlnk").
+const MIGRATION_LOCK: i64 = 0x6669_656c_646c_6e6b;
+/// Attempts of a transaction that failed on a deadlock, a serialization failure or a
+/// concurrent insert of the same key.
+const TX_ATTEMPTS: u32 = 5;
+/// A day in milliseconds: the partitions' width.
+const DAY_MS: i64 = 86_400_000;
+/// Days ahead of today whose partitions are created in advance.
+const DAYS_AHEAD: i64 = 2;
+/// Samples older than this many days get no partition of their own (the default one).
+const MAX_PARTITION_AGE_DAYS: i64 = 400;
+
+/// Point ids by gateway, then (device, point).
+type PointIds = HashMap<String, HashMap<(Arc<str>, Arc<str>), i64>>;
+
+/// The PostgreSQL store; clones share the pool and caches.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    inner: Arc<Caches>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PostgresStore")
+    }
+}
+
+/// What this process remembers of the database: only facts that never become false.
+struct Caches {
+    /// Ids of points, filled after the transactions that created them committed.
+    points: Mutex<PointIds>,
+    /// Days whose sample partition exists.
+    partitions: Mutex<BTreeSet<i64>>,
+}
+
+impl PostgresStore {
+    /// Connects to `url`, applies pending migrations and creates the coming days'
+    /// partitions. TLS as the URL's `sslmode` says, verified against `ca_file` or the
+    /// system's roots.
+    pub async fn open(url: &str, ca_file: Option<&Path>) -> Result<PostgresStore, StoreError> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| StoreError::Config(e.to_string()))?;
+        config.application_name("fieldlink-platform");
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        let require_tls = matches!(config.get_ssl_mode(), SslMode::Require);
+        let tls = MakeRustlsConnect::new(
+            crate::tls::verifying_config(ca_file, require_tls)?
+                .as_ref()
+                .clone(),
+        );
+        migrate(&config, tls.clone()).await?;
+        let manager = Manager::from_config(
+            config,
+            tls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        let store = PostgresStore {
+            pool,
+            inner: Arc::new(Caches {
+                points: Mutex::new(HashMap::new()),
+                partitions: Mutex::new(BTreeSet::new()),
+            }),
+        };
+        let existing = store.partition_days().await?;
+        store.partitions().extend(existing);
+        store.create_coming_partitions().await?;
+        Ok(store)
+    }
+
+    /// The connection pool (the web UI's accounts share it).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    async fn client(&self) -> Result<Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    fn partitions(&self) -> std::sync::MutexGuard<'_, BTreeSet<i64>> {
+        self.inner
+            .partitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn points(&self) -> std::sync::MutexGuard<'_, PointIds> {
+        self.inner
+            .points
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `attempt` with a pooled connection, again (up to [`TX_ATTEMPTS`]) when it
+    /// failed in a way a retry resolves: a deadlock, a serialization failure, or another
+    /// instance inserting the same key first.
+    async fn retrying<T, F, Fut>(&self, what: &'static str, mut attempt: F) -> Result<T, StoreError>
+    where
+        F: FnMut(Object) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match attempt(self.client().await?).await {
+                Err(StoreError::Postgres(e)) if tries < TX_ATTEMPTS && retryable(&e) => {
+                    tracing::debug!(what, error = %e, tries, "transaction retried");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    pub(super) async fn insert_enterprises(
+        &self,
+        enterprises: Vec<NewEnterprise>,
+        now: i64,
+        commit: bool,
+    ) -> Result<Result<usize, Vec<String>>, StoreError> {
+        let codes: Vec<&str> = enterprises.iter().map(|e| e.credit_code.as_str()).collect();
+        let names: Vec<&str> = enterprises.iter().map(|e| e.name.as_str()).collect();
+        let industries: Vec<&str> = enterprises.iter().map(|e| e.industry.code()).collect();
+        let districts: Vec<&str> = enterprises.iter().map(|e| e.district.name()).collect();
+        let in_program: Vec<bool> = enterprises.iter().map(|e| e.in_program).collect();
+        let (codes, names, industries, districts, in_program) =
+            (&codes, &names, &industries, &districts, &in_program);
+        self.retrying("insert enterprises", |mut client| async move {
+            let tx = client.transaction().await?;
+            let existing: Vec<String> = tx
+                .query(
+                    "SELECT credit_code FROM enterprises WHERE credit_code = ANY($1) ORDER BY credit_code",
+                    &[codes],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            if !existing.is_empty() {
+                return Ok(Err(existing));
+            }
+            if !commit {
+                return Ok(Ok(codes.len()));
+            }
+            tx.execute(
+                "INSERT INTO enterprises (credit_code, name, industry, district, in_program, registered_at)
+                 SELECT c, n, i, d, p, $6 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[])
+                 AS u(c, n, i, d, p)",
+                &[codes, names, industries, districts, in_program, &now],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(Ok(codes.len()))
+        })
+        .await
+    }
+
+    pub(super) async fn enterprises(&self) -> Result<Vec<Enterprise>, StoreError> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {ENTERPRISE_COLUMNS} FROM enterprises ORDER BY credit_code");
+        let rows = client
+            .query(&client.prepare_cached(&sql).await?, &[])
+            .await?;
+        rows.iter().map(enterprise_row).collect()
+    }
+
+    pub(super) async fn enterprise(
+        &self,
+        credit_code: String,
+    ) -> Result<Option<Enterprise>, StoreError> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {ENTERPRISE_COLUMNS} FROM enterprises WHERE credit_code = $1");
+        let row = client
+            .query_opt(&client.prepare_cached(&sql).await?, &[&credit_code])
+            .await?;
+        row.as_ref().map(enterprise_row).transpose()
+    }
+
+    pub(super) async fn gateways(
+        &self,
+        credit_code: Option<String>,
+    ) -> Result<Vec<Gateway>, StoreError> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {GATEWAY_COLUMNS} FROM gateways g WHERE $1::text IS NULL OR g.credit_code = $1 ORDER BY g.id"
+        );
+        let rows = client
+            .query(&client.prepare_cached(&sql).await?, &[&credit_code])
+            .await?;
+        rows.iter().map(gateway_row).collect()
+    }
+
+    pub(super) async fn gateway(
+        &self,
+        id: String,
+        max_gaps: u32,
+    ) -> Result<Option<(Gateway, Vec<Gap>)>, StoreError> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {GATEWAY_COLUMNS} FROM gateways g WHERE g.id = $1");
+        let Some(row) = client
+            .query_opt(&client.prepare_cached(&sql).await?, &[&id])
+            .await?
+        else {
+            return Ok(None);
+        };
+        let gateway = gateway_row(&row)?;
+        let gaps = client
+            .query(
+                &client
+                    .prepare_cached(
+                        "SELECT first_seq, last_seq FROM gaps WHERE gateway = $1 ORDER BY first_seq LIMIT $2",
+                    )
+                    .await?,
+                &[&id, &i64::from(max_gaps)],
+            )
+            .await?
+            .iter()
+            .map(|r| Gap {
+                first_seq: r.get::<_, i64>(0).unsigned_abs(),
+                last_seq: r.get::<_, i64>(1).unsigned_abs(),
+            })
+            .collect();
+        Ok(Some((gateway, gaps)))
+    }
+
+    pub(super) async fn latest_values(
+        &self,
+        gateway: String,
+    ) -> Result<Vec<LatestValue>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT device, point, latest_ts, latest_kind, latest_int, latest_float, latest_text,
+                        latest_quality, latest_error
+                 FROM points WHERE gateway = $1 AND latest_ts IS NOT NULL ORDER BY device, point",
+            )
+            .await?;
+        client
+            .query(&stmt, &[&gateway])
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(LatestValue {
+                    device: r.get(0),
+                    point: r.get(1),
+                    ts: r.get(2),
+                    value: read_value(r.get(3), r.get(4), r.get(5), r.get(6))?,
+                    quality: read_quality(i64::from(r.get::<_, i16>(7)), r.get(8))?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn series(
+        &self,
+        point: SeriesPoint,
+        from: i64,
+        to: i64,
+        bucket_ms: i64,
+    ) -> Result<Vec<SeriesBucket>, StoreError> {
+        let bucket_ms = bucket_ms.max(1);
+        let by_minute = from % MINUTE_MS == 0 && to % MINUTE_MS == 0 && bucket_ms % MINUTE_MS == 0;
+        let client = self.client().await?;
+        let rows = if by_minute {
+            let (first, end, minutes) = (from / MINUTE_MS, to / MINUTE_MS, bucket_ms / MINUTE_MS);
+            let stmt = client
+                .prepare_cached(
+                    "SELECT (m.minute - $4) / $6 AS b, MIN(m.min), MAX(m.max),
+                            SUM(m.sum) / SUM(m.count)::float8, SUM(m.count)::int8
+                     FROM points p JOIN sample_minutes m ON m.point_id = p.id
+                     WHERE p.gateway = $1 AND p.device = $2 AND p.point = $3
+                       AND m.minute >= $4 AND m.minute < $5
+                     GROUP BY b ORDER BY b",
+                )
+                .await?;
+            client
+                .query(
+                    &stmt,
+                    &[
+                        &point.gateway,
+                        &point.device,
+                        &point.point,
+                        &first,
+                        &end,
+                        &minutes,
+                    ],
+                )
+                .await?
+        } else {
+            // Unsigned values are stored as text (exactly); the chart wants numbers.
+            let stmt = client
+                .prepare_cached(
+                    "SELECT (x.ts - $4) / $6 AS b, MIN(x.v), MAX(x.v), AVG(x.v), COUNT(*)
+                     FROM (SELECT s.ts, COALESCE(s.value_float, s.value_int::float8, s.value_text::float8) AS v
+                           FROM points p JOIN samples s ON s.point_id = p.id
+                           WHERE p.gateway = $1 AND p.device = $2 AND p.point = $3
+                             AND s.ts >= $4 AND s.ts < $5 AND s.kind = ANY($7)) x
+                     WHERE x.v > '-Infinity'::float8 AND x.v < 'Infinity'::float8
+                     GROUP BY b ORDER BY b",
+                )
+                .await?;
+            client
+                .query(
+                    &stmt,
+                    &[
+                        &point.gateway,
+                        &point.device,
+                        &point.point,
+                        &from,
+                        &to,
+                        &bucket_ms,
+                        &[KIND_BOOL, KIND_INT, KIND_UINT, KIND_FLOAT].as_slice(),
+                    ],
+                )
+                .await?
+        };
+        Ok(rows
+            .iter()
+            .map(|r| SeriesBucket {
+                start: from + r.get::<_, i64>(0) * bucket_ms,
+                min: r.get(1),
+                max: r.get(2),
+                avg: r.get(3),
+                count: r.get::<_, i64>(4).unsigned_abs(),
+            })
+            .collect())
+    }
+
+    pub(super) async fn insert_token(&self, token: NewToken) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let max_gateways = i32::try_from(token.max_gateways).unwrap_or(i32::MAX);
+        let inserted = client
+            .execute(
+                "INSERT INTO enrollment_tokens (credit_code, token_sha256, created_at, expires_at, max_gateways)
+                 SELECT credit_code, $2, $3, $4, $5 FROM enterprises WHERE credit_code = $1",
+                &[
+                    &token.credit_code,
+                    &token.token_sha256,
+                    &token.created_at,
+                    &token.expires_at,
+                    &max_gateways,
+                ],
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    pub(super) async fn enroll(&self, req: EnrollRequest) -> Result<EnrollOutcome, StoreError> {
+        let req = &req;
+        self.retrying("enroll", |mut client| async move {
+            let tx = client.transaction().await?;
+            // The token's row lock makes enrollments on one token take turns, so its
+            // max_gateways holds across instances.
+            let Some(token) = tx
+                .query_opt(
+                    "SELECT t.id, t.credit_code, t.expires_at, t.max_gateways, e.name
+                     FROM enrollment_tokens t JOIN enterprises e ON e.credit_code = t.credit_code
+                     WHERE t.token_sha256 = $1 FOR UPDATE OF t",
+                    &[&req.token_sha256],
+                )
+                .await?
+            else {
+                return Ok(EnrollOutcome::UnknownToken);
+            };
+            let (token_id, credit_code, expires_at, max_gateways, enterprise_name): (
+                i64,
+                String,
+                i64,
+                i32,
+                String,
+            ) = (
+                token.get(0),
+                token.get(1),
+                token.get(2),
+                token.get(3),
+                token.get(4),
+            );
+            if req.now >= expires_at {
+                return Ok(EnrollOutcome::Expired { expires_at });
+            }
+            let max_gateways = u32::try_from(max_gateways).unwrap_or(0);
+            let gateway_id = crate::registry::gateway_id(&credit_code, &req.gateway_name);
+            let owner: Option<String> = tx
+                .query_opt(
+                    "SELECT credit_code FROM gateways WHERE id = $1 FOR UPDATE",
+                    &[&gateway_id],
+                )
+                .await?
+                .map(|r| r.get(0));
+            let rotated = match owner {
+                Some(owner) if owner == credit_code => {
+                    tx.execute(
+                        "UPDATE gateways SET password_hash = $2, hostname = COALESCE($3, hostname),
+                         agent_version = COALESCE($4, agent_version), credentials_issued_at = $5
+                         WHERE id = $1",
+                        &[
+                            &gateway_id,
+                            &req.password_hash,
+                            &req.hostname,
+                            &req.agent_version,
+                            &req.now,
+                        ],
+                    )
+                    .await?;
+                    true
+                }
+                Some(_) => {
+                    // Ids start with the owner's credit code, so this cannot happen.
+                    return Err(StoreError::Corrupt(format!(
+                        "gateway {gateway_id} belongs to another enterprise"
+                    )));
+                }
+                None => {
+                    let used: i64 = tx
+                        .query_one(
+                            "SELECT COUNT(*) FROM gateways WHERE token_id = $1",
+                            &[&token_id],
+                        )
+                        .await?
+                        .get(0);
+                    if used >= i64::from(max_gateways) {
+                        return Ok(EnrollOutcome::UsedUp { max_gateways });
+                    }
+                    tx.execute(
+                        "INSERT INTO gateways (id, credit_code, name, token_id, password_hash, hostname,
+                         agent_version, enrolled_at, credentials_issued_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+                        &[
+                            &gateway_id,
+                            &credit_code,
+                            &req.gateway_name,
+                            &token_id,
+                            &req.password_hash,
+                            &req.hostname,
+                            &req.agent_version,
+                            &req.now,
+                        ],
+                    )
+                    .await?;
+                    false
+                }
+            };
+            tx.commit().await?;
+            Ok(EnrollOutcome::Enrolled {
+                gateway_id,
+                credit_code,
+                enterprise_name,
+                rotated,
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn credentials(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let client = self.client().await?;
+        Ok(client
+            .query("SELECT id, password_hash FROM gateways ORDER BY id", &[])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
+    pub(super) async fn password_hash(
+        &self,
+        gateway: String,
+    ) -> Result<Option<String>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("SELECT password_hash FROM gateways WHERE id = $1")
+            .await?;
+        Ok(client
+            .query_opt(&stmt, &[&gateway])
+            .await?
+            .map(|r| r.get(0)))
+    }
+
+    pub(super) async fn ingest(
+        &self,
+        batches: Arc<[IncomingBatch]>,
+        received_at: i64,
+        day: i64,
+    ) -> Result<Vec<BatchOutcome>, StoreError> {
+        self.create_partitions_for(&batches, received_at).await;
+        let batches = &batches;
+        let (outcomes, new_points) = self
+            .retrying("ingest", |mut client| async move {
+                let tx = client.transaction().await?;
+                let result = self.ingest_in(&tx, batches, received_at, day).await?;
+                tx.commit().await?;
+                Ok(result)
+            })
+            .await?;
+        let mut points = self.points();
+        for ((gateway, device, point), id) in new_points {
+            points
+                .entry(gateway)
+                .or_default()
+                .insert((device, point), id);
+        }
+        Ok(outcomes)
+    }
+
+    /// Stores a group inside `tx`; the outcomes and the point ids it learned (to cache
+    /// once the transaction commits).
+    async fn ingest_in(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        batches: &[IncomingBatch],
+        received_at: i64,
+        day: i64,
+    ) -> Result<(Vec<BatchOutcome>, Vec<(PointKey, i64)>), StoreError> {
+        // 1. Lock the group's gateways, in id order (the global lock order's first part).
+        let mut ids: Vec<&str> = batches.iter().map(|b| b.gateway.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let lock = tx
+            .prepare_cached(
+                "SELECT id, credit_code, max_seq FROM gateways WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            )
+            .await?;
+        let mut gateways: BTreeMap<String, GatewayTally> = tx
+            .query(&lock, &[&ids])
+            .await?
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    GatewayTally {
+                        credit_code: r.get(1),
+                        max_seq: r.get(2),
+                        batches: 0,
+                        samples: 0,
+                    },
+                )
+            })
+            .collect();
+
+        // 2. The dedup rows: the primary key decides which batches are new.
+        let mut seen = HashSet::new();
+        let candidates: Vec<&IncomingBatch> = batches
+            .iter()
+            .filter(|b| gateways.contains_key(&b.gateway))
+            .filter(|b| seen.insert((b.gateway.as_str(), b.seq)))
+            .collect();
+        let gateway_col: Vec<&str> = candidates.iter().map(|b| b.gateway.as_str()).collect();
+        let seq_col: Vec<i64> = candidates
+            .iter()
+            .map(|b| seq_of(b))
+            .collect::<Result<_, _>>()?;
+        let count_col: Vec<i64> = candidates.iter().map(|b| b.samples.len() as i64).collect();
+        let insert_batches = tx
+            .prepare_cached(
+                "INSERT INTO batches (gateway, seq, received_at, samples)
+                 SELECT g, s, $3, n FROM unnest($1::text[], $2::int8[], $4::int8[]) AS u(g, s, n)
+                 ON CONFLICT DO NOTHING RETURNING gateway, seq",
+            )
+            .await?;
+        let mut new: HashSet<(String, i64)> = tx
+            .query(
+                &insert_batches,
+                &[&gateway_col, &seq_col, &received_at, &count_col],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+
+        // 3. Outcomes in order; gaps as each stored batch moves its gateway's highest seq.
+        let mut outcomes = Vec::with_capacity(batches.len());
+        let mut stored: Vec<&IncomingBatch> = Vec::new();
+        for batch in batches.iter() {
+            let Some(tally) = gateways.get_mut(&batch.gateway) else {
+                outcomes.push(BatchOutcome::UnknownGateway);
+                continue;
+            };
+            let seq = seq_of(batch)?;
+            if !new.remove(&(batch.gateway.clone(), seq)) {
+                outcomes.push(BatchOutcome::Duplicate);
+                continue;
+            }
+            let gap = match seq_step(tally.max_seq, seq) {
+                SeqStep::Ahead => {
+                    tally.max_seq = Some(seq);
+                    None
+                }
+                SeqStep::Jump { first, last } => {
+                    tx.execute(
+                        "INSERT INTO gaps (gateway, first_seq, last_seq, detected_at) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (gateway, first_seq) DO UPDATE SET last_seq = EXCLUDED.last_seq,
+                         detected_at = EXCLUDED.detected_at",
+                        &[&batch.gateway, &first, &last, &received_at],
+                    )
+                    .await?;
+                    tally.max_seq = Some(seq);
+                    Some(Gap {
+                        first_seq: first.unsigned_abs(),
+                        last_seq: last.unsigned_abs(),
+                    })
+                }
+                SeqStep::Late => {
+                    fill_gap(tx, &batch.gateway, seq, received_at).await?;
+                    None
+                }
+            };
+            tally.batches += 1;
+            tally.samples += batch.samples.len() as i64;
+            outcomes.push(BatchOutcome::Stored {
+                samples: batch.samples.len() as u64,
+                gap,
+            });
+            stored.push(batch);
+        }
+        if stored.is_empty() {
+            return Ok((outcomes, Vec::new()));
+        }
+
+        // 4. Point ids: cached, else found or created in one statement.
+        let (ids, new_points) = self.point_ids(tx, &stored).await?;
+
+        // 5. Samples, per-minute aggregates and latest values, a statement each.
+        let mut rows = SampleColumns::default();
+        let mut minutes: BTreeMap<(i64, i64), MinuteAggregate> = BTreeMap::new();
+        let mut newest: BTreeMap<i64, &Sample> = BTreeMap::new();
+        for batch in &stored {
+            for sample in &batch.samples {
+                let key = (
+                    batch.gateway.as_str(),
+                    sample.device.as_ref(),
+                    sample.point.as_ref(),
+                );
+                let Some(&point_id) = ids.get(&key) else {
+                    return Err(StoreError::Corrupt(format!(
+                        "no id for point {}/{}/{}",
+                        key.0, key.1, key.2
+                    )));
+                };
+                rows.push(point_id, sample.ts, &sample.value, &sample.quality);
+                if let Some(v) = numeric(&sample.value) {
+                    minutes
+                        .entry((point_id, sample.ts.div_euclid(MINUTE_MS)))
+                        .and_modify(|m| m.add(v))
+                        .or_insert_with(|| MinuteAggregate::of(v));
+                }
+                match newest.get(&point_id) {
+                    Some(s) if s.ts > sample.ts => {}
+                    _ => {
+                        newest.insert(point_id, sample);
+                    }
+                }
+            }
+        }
+        let insert_samples = tx
+            .prepare_cached(
+                "INSERT INTO samples (point_id, ts, kind, value_int, value_float, value_text, quality, error)
+                 SELECT * FROM unnest($1::int8[], $2::int8[], $3::int2[], $4::int8[], $5::float8[],
+                                      $6::text[], $7::int2[], $8::text[])",
+            )
+            .await?;
+        tx.execute(&insert_samples, &rows.params()).await?;
+
+        let (mut m_point, mut m_minute, mut m_min, mut m_max, mut m_sum, mut m_count) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for ((point_id, minute), m) in &minutes {
+            m_point.push(*point_id);
+            m_minute.push(*minute);
+            m_min.push(m.min);
+            m_max.push(m.max);
+            m_sum.push(m.sum);
+            m_count.push(m.count);
+        }
+        let upsert_minutes = tx
+            .prepare_cached(
+                "INSERT INTO sample_minutes (point_id, minute, min, max, sum, count)
+                 SELECT * FROM unnest($1::int8[], $2::int8[], $3::float8[], $4::float8[], $5::float8[], $6::int8[])
+                 ON CONFLICT (point_id, minute) DO UPDATE SET
+                   min = LEAST(sample_minutes.min, EXCLUDED.min), max = GREATEST(sample_minutes.max, EXCLUDED.max),
+                   sum = sample_minutes.sum + EXCLUDED.sum, count = sample_minutes.count + EXCLUDED.count",
+            )
+            .await?;
+        tx.execute(
+            &upsert_minutes,
+            &[&m_point, &m_minute, &m_min, &m_max, &m_sum, &m_count],
+        )
+        .await?;
+
+        let mut latest = SampleColumns::default();
+        for (point_id, sample) in &newest {
+            latest.push(*point_id, sample.ts, &sample.value, &sample.quality);
+        }
+        let update_latest = tx
+            .prepare_cached(
+                "UPDATE points p SET latest_ts = u.ts, latest_kind = u.kind, latest_int = u.vi,
+                   latest_float = u.vf, latest_text = u.vt, latest_quality = u.q, latest_error = u.err
+                 FROM unnest($1::int8[], $2::int8[], $3::int2[], $4::int8[], $5::float8[], $6::text[],
+                             $7::int2[], $8::text[]) AS u(id, ts, kind, vi, vf, vt, q, err)
+                 WHERE p.id = u.id AND (p.latest_ts IS NULL OR p.latest_ts <= u.ts)",
+            )
+            .await?;
+        tx.execute(&update_latest, &latest.params()).await?;
+
+        // 6. Counters of the gateways, then (locked in credit-code order) of their
+        // enterprises, and the enterprises' active day.
+        let mut g_id = vec![];
+        let (mut g_batches, mut g_samples, mut g_max) = (vec![], vec![], vec![]);
+        let mut codes = BTreeSet::new();
+        for (id, tally) in gateways.iter().filter(|(_, t)| t.batches > 0) {
+            g_id.push(id.as_str());
+            g_batches.push(tally.batches);
+            g_samples.push(tally.samples);
+            g_max.push(tally.max_seq);
+            codes.insert(tally.credit_code.as_str());
+        }
+        let update_gateways = tx
+            .prepare_cached(
+                "UPDATE gateways g SET batches = g.batches + u.b, samples = g.samples + u.s, max_seq = u.m,
+                   first_batch_at = COALESCE(g.first_batch_at, $5), last_batch_at = $5
+                 FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[]) AS u(id, b, s, m)
+                 WHERE g.id = u.id",
+            )
+            .await?;
+        tx.execute(
+            &update_gateways,
+            &[&g_id, &g_batches, &g_samples, &g_max, &received_at],
+        )
+        .await?;
+        let codes: Vec<&str> = codes.into_iter().collect();
+        let lock_enterprises = tx
+            .prepare_cached(
+                "SELECT 1 FROM enterprises WHERE credit_code = ANY($1) ORDER BY credit_code FOR UPDATE",
+            )
+            .await?;
+        tx.query(&lock_enterprises, &[&codes]).await?;
+        let update_enterprises = tx
+            .prepare_cached(
+                "UPDATE enterprises SET first_batch_at = COALESCE(first_batch_at, $2),
+                   last_batch_at = GREATEST(COALESCE(last_batch_at, $2), $2)
+                 WHERE credit_code = ANY($1)",
+            )
+            .await?;
+        tx.execute(&update_enterprises, &[&codes, &received_at])
+            .await?;
+        let insert_days = tx
+            .prepare_cached(
+                "INSERT INTO enterprise_days (credit_code, day) SELECT c, $2 FROM unnest($1::text[]) AS u(c)
+                 ON CONFLICT DO NOTHING",
+            )
+            .await?;
+        tx.execute(&insert_days, &[&codes, &day]).await?;
+        Ok((outcomes, new_points))
+    }
+
+    /// The ids of the points in `batches`: from the cache, else found or created (one
+    /// statement); also the ones not cached before.
+    async fn point_ids<'b>(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        batches: &[&'b IncomingBatch],
+    ) -> Result<
+        (
+            HashMap<(&'b str, &'b str, &'b str), i64>,
+            Vec<(PointKey, i64)>,
+        ),
+        StoreError,
+    > {
+        let mut ids = HashMap::new();
+        let mut missing: BTreeSet<(&str, &str, &str)> = BTreeSet::new();
+        {
+            let cache = self.points();
+            for batch in batches {
+                let known = cache.get(&batch.gateway);
+                for sample in &batch.samples {
+                    let key = (
+                        batch.gateway.as_str(),
+                        sample.device.as_ref(),
+                        sample.point.as_ref(),
+                    );
+                    if ids.contains_key(&key) {
+                        continue;
+                    }
+                    let cached = known.and_then(|points| {
+                        points
+                            .get(&(sample.device.clone(), sample.point.clone()))
+                            .copied()
+                    });
+                    match cached {
+                        Some(id) => {
+                            ids.insert(key, id);
+                        }
+                        None => {
+                            missing.insert(key);
+                        }
+                    }
+                }
+            }
+        }
+        let mut learned = Vec::new();
+        if missing.is_empty() {
+            return Ok((ids, learned));
+        }
+        let gateway: Vec<&str> = missing.iter().map(|k| k.0).collect();
+        let device: Vec<&str> = missing.iter().map(|k| k.1).collect();
+        let point: Vec<&str> = missing.iter().map(|k| k.2).collect();
+        // The plain SELECT reads the snapshot before the INSERT: together they return every
+        // key once, whether it existed or was created now.
+        let find_or_create = tx
+            .prepare_cached(
+                "WITH k AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) AS k(gateway, device, point)),
+                 created AS (INSERT INTO points (gateway, device, point) SELECT gateway, device, point FROM k
+                             ON CONFLICT DO NOTHING RETURNING id, gateway, device, point)
+                 SELECT id, gateway, device, point FROM created
+                 UNION ALL
+                 SELECT p.id, p.gateway, p.device, p.point FROM points p JOIN k USING (gateway, device, point)",
+            )
+            .await?;
+        let found: HashMap<(String, String, String), i64> = tx
+            .query(&find_or_create, &[&gateway, &device, &point])
+            .await?
+            .iter()
+            .map(|r| ((r.get(1), r.get(2), r.get(3)), r.get(0)))
+            .collect();
+        for key in missing {
+            let owned = (key.0.to_owned(), key.1.to_owned(), key.2.to_owned());
+            if let Some(&id) = found.get(&owned) {
+                ids.insert(key, id);
+                learned.push(((owned.0, Arc::from(owned.1), Arc::from(owned.2)), id));
+            }
+        }
+        Ok((ids, learned))
+    }
+
+    pub(super) async fn update_status(
+        &self,
+        gateway: String,
+        status: Status,
+        received_at: i64,
+    ) -> Result<bool, StoreError> {
+        let json =
+            serde_json::to_string(&status).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let client = self.client().await?;
+        let changed = client
+            .execute(
+                "UPDATE gateways SET status = $2, status_at = $3 WHERE id = $1",
+                &[&gateway, &json, &received_at],
+            )
+            .await?;
+        Ok(changed > 0)
+    }
+
+    pub(super) async fn update_meta(
+        &self,
+        gateway: String,
+        meta: serde_json::Value,
+        received_at: i64,
+    ) -> Result<bool, StoreError> {
+        let json = meta.to_string();
+        let client = self.client().await?;
+        let changed = client
+            .execute(
+                "UPDATE gateways SET meta = $2, meta_at = $3 WHERE id = $1",
+                &[&gateway, &json, &received_at],
+            )
+            .await?;
+        Ok(changed > 0)
+    }
+
+    /// Drops the partitions wholly before `samples_before`, deletes the older samples
+    /// left in the others, the per-minute rows and the dedup rows received before
+    /// `batches_before`; then creates the coming days' partitions.
+    pub(super) async fn prune(
+        &self,
+        samples_before: i64,
+        batches_before: i64,
+    ) -> Result<u64, StoreError> {
+        let mut deleted = 0u64;
+        let client = self.client().await?;
+        for day in self.partition_days().await? {
+            if (day + 1) * DAY_MS > samples_before {
+                continue;
+            }
+            let table = partition_name(day);
+            let rows: i64 = match client
+                .query_one(&format!("SELECT COUNT(*) FROM {table}"), &[])
+                .await
+            {
+                Ok(row) => row.get(0),
+                // Another instance's prune dropped it first.
+                Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => 0,
+                Err(e) => return Err(e.into()),
+            };
+            client
+                .batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
+                .await?;
+            self.partitions().remove(&day);
+            deleted += rows.unsigned_abs();
+        }
+        deleted += client
+            .execute("DELETE FROM samples WHERE ts < $1", &[&samples_before])
+            .await?;
+        client
+            .execute(
+                "DELETE FROM sample_minutes WHERE minute < $1",
+                &[&samples_before.div_euclid(MINUTE_MS)],
+            )
+            .await?;
+        client
+            .execute(
+                "DELETE FROM batches WHERE received_at < $1",
+                &[&batches_before],
+            )
+            .await?;
+        drop(client);
+        self.create_coming_partitions().await?;
+        Ok(deleted)
+    }
+
+    pub(super) async fn onboarding(
+        &self,
+        active_since: i64,
+    ) -> Result<Vec<OnboardingRow>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT e.industry, e.district, e.in_program,
+                        EXISTS (SELECT 1 FROM gateways g WHERE g.credit_code = e.credit_code),
+                        e.first_batch_at IS NOT NULL,
+                        COALESCE(e.last_batch_at >= $1, false)
+                 FROM enterprises e",
+            )
+            .await?;
+        client
+            .query(&stmt, &[&active_since])
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(OnboardingRow {
+                    industry: parse_industry(r.get(0))?,
+                    district: parse_district(r.get(1))?,
+                    in_program: r.get(2),
+                    enrolled: r.get(3),
+                    on_cloud: r.get(4),
+                    active: r.get(5),
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn on_cloud_since(&self) -> Result<Vec<(bool, i64)>, StoreError> {
+        let client = self.client().await?;
+        Ok(client
+            .query(
+                "SELECT in_program, first_batch_at FROM enterprises WHERE first_batch_at IS NOT NULL",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
+    pub(super) async fn active_days(
+        &self,
+        from_day: i64,
+        to_day: i64,
+    ) -> Result<Vec<ActiveDay>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT d.day, e.in_program, (DENSE_RANK() OVER (ORDER BY e.credit_code))::int8
+                 FROM enterprise_days d JOIN enterprises e ON e.credit_code = d.credit_code
+                 WHERE d.day BETWEEN $1 AND $2",
+            )
+            .await?;
+        client
+            .query(&stmt, &[&from_day, &to_day])
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(ActiveDay {
+                    day: r.get(0),
+                    in_program: r.get(1),
+                    enterprise: u32::try_from(r.get::<_, i64>(2))
+                        .map_err(|_| StoreError::Corrupt("too many enterprises".to_owned()))?,
+                })
+            })
+            .collect()
+    }
+
+    /// The days whose sample partition exists, from the catalogue.
+    async fn partition_days(&self) -> Result<Vec<i64>, StoreError> {
+        let client = self.client().await?;
+        Ok(client
+            .query(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                 WHERE i.inhparent = 'samples'::regclass",
+                &[],
+            )
+            .await?
+            .iter()
+            .filter_map(|r| r.get::<_, &str>(0).strip_prefix("samples_d")?.parse().ok())
+            .collect())
+    }
+
+    /// Creates the partitions of today and the next [`DAYS_AHEAD`] days.
+    async fn create_coming_partitions(&self) -> Result<(), StoreError> {
+        let today = crate::clock::now_ms().div_euclid(DAY_MS);
+        let client = self.client().await?;
+        for day in today..=today + DAYS_AHEAD {
+            self.create_partition(&client, day).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates the partitions the samples of `batches` need and that do not exist yet.
+    /// Failures are logged, not returned: without its partition a sample lands in the
+    /// default one, still stored.
+    async fn create_partitions_for(&self, batches: &[IncomingBatch], now: i64) {
+        let today = now.div_euclid(DAY_MS);
+        let window = today - MAX_PARTITION_AGE_DAYS..=today + DAYS_AHEAD;
+        let needed: BTreeSet<i64> = {
+            let known = self.partitions();
+            batches
+                .iter()
+                .flat_map(|b| &b.samples)
+                .map(|s| s.ts.div_euclid(DAY_MS))
+                .filter(|day| window.contains(day) && !known.contains(day))
+                .collect()
+        };
+        if needed.is_empty() {
+            return;
+        }
+        let client = match self.client().await {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create sample partitions");
+                return;
+            }
+        };
+        for day in needed {
+            if let Err(e) = self.create_partition(&client, day).await {
+                tracing::warn!(day = %partition_name(day), error = %e,
+                    "cannot create a sample partition; its samples go to the default partition");
+            }
+        }
+    }
+
+    /// Creates one day's partition; another instance creating it at the same time counts
+    /// as success.
+    async fn create_partition(&self, client: &Object, day: i64) -> Result<(), StoreError> {
+        if self.partitions().contains(&day) {
+            return Ok(());
+        }
+        // Integers computed here, not input: safe to format into the DDL.
+        let sql = format!(
+            "CREATE TABLE IF NOT EXISTS {} PARTITION OF samples FOR VALUES FROM ({}) TO ({})",
+            partition_name(day),
+            day * DAY_MS,
+            (day + 1) * DAY_MS
+        );
+        match client.batch_execute(&sql).await {
+            Ok(()) => {}
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some(&SqlState::DUPLICATE_TABLE | &SqlState::UNIQUE_VIOLATION)
+                ) => {}
+            Err(e) if e.code() == Some(&SqlState::CHECK_VIOLATION) => {
+                // The default partition already holds samples of that day: they stay
+                // there, and so will the day's others.
+                tracing::warn!(day = %partition_name(day), "samples of this day are in the default partition; it gets no partition of its own");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.partitions().insert(day);
+        Ok(())
+    }
+}
+
+/// A point by gateway, device and name, as cached.
+type PointKey = (String, Arc<str>, Arc<str>);
+
+/// A gateway's state within one ingest transaction.
+struct GatewayTally {
+    credit_code: String,
+    max_seq: Option<i64>,
+    batches: i64,
+    samples: i64,
+}
+
+/// Samples as the columns of one `unnest` statement.
+#[derive(Default)]
+struct SampleColumns {
+    point_id: Vec<i64>,
+    ts: Vec<i64>,
+    kind: Vec<i16>,
+    int: Vec<Option<i64>>,
+    float: Vec<Option<f64>>,
+    text: Vec<Option<String>>,
+    quality: Vec<i16>,
+    error: Vec<Option<String>>,
+}
+
+impl SampleColumns {
+    fn push(&mut self, point_id: i64, ts: i64, value: &Value, quality: &fieldlink_wire::Quality) {
+        let (int, float, text) = match value {
+            Value::None => (None, None, None),
+            Value::Bool(b) => (Some(i64::from(*b)), None, None),
+            Value::Int(i) => (Some(*i), None, None),
+            // Above i64::MAX: kept exactly, as text.
+            Value::UInt(u) => (None, None, Some(u.to_string())),
+            Value::Float(f) => (None, Some(*f), None),
+            Value::Text(t) => (None, None, Some(t.clone())),
+        };
+        let (quality, error) = quality_columns(quality);
+        self.point_id.push(point_id);
+        self.ts.push(ts);
+        self.kind.push(kind_of(value));
+        self.int.push(int);
+        self.float.push(float);
+        self.text.push(text);
+        self.quality.push(quality);
+        self.error.push(error.map(str::to_owned));
+    }
+
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 8] {
+        [
+            &self.point_id,
+            &self.ts,
+            &self.kind,
+            &self.int,
+            &self.float,
+            &self.text,
+            &self.quality,
+            &self.error,
+        ]
+    }
+}
+
+/// Applies the migrations not yet applied, holding the migration lock.
+async fn migrate(
+    config: &tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+) -> Result<(), StoreError> {
+    let (mut client, connection) = config.connect(tls).await?;
+    let connection = tokio::spawn(connection);
+    let result = async {
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        let report = embedded::migrations::runner()
+            .run_async(&mut client)
+            .await
+            .map_err(|e| StoreError::Migrate(e.to_string()));
+        client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        for migration in report?.applied_migrations() {
+            tracing::info!(
+                version = migration.version(),
+                name = migration.name(),
+                "database schema migrated"
+            );
+        }
+        Ok(())
+    }
+    .await;
+    drop(client);
+    if let Ok(Err(e)) = connection.await {
+        tracing::debug!(error = %e, "migration connection closed with an error");
+    }
+    result
+}
+
+fn retryable(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(
+            &SqlState::T_R_DEADLOCK_DETECTED
+                | &SqlState::T_R_SERIALIZATION_FAILURE
+                | &SqlState::UNIQUE_VIOLATION
+        )
+    )
+}
+
+fn partition_name(day: i64) -> String {
+    format!("samples_d{day}")
+}
+
+fn seq_of(batch: &IncomingBatch) -> Result<i64, StoreError> {
+    i64::try_from(batch.seq)
+        .map_err(|_| StoreError::Corrupt(format!("seq {} out of range", batch.seq)))
+}
+
+/// A late batch arrived: remove it from the gap that holds it, if any.
+async fn fill_gap(
+    tx: &deadpool_postgres::Transaction<'_>,
+    gateway: &str,
+    seq: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    let gap = tx
+        .query_opt(
+            "DELETE FROM gaps WHERE gateway = $1 AND first_seq = (
+                 SELECT first_seq FROM gaps WHERE gateway = $1 AND first_seq <= $2
+                 ORDER BY first_seq DESC LIMIT 1)
+             AND last_seq >= $2 RETURNING first_seq, last_seq",
+            &[&gateway, &seq],
+        )
+        .await?;
+    let Some(gap) = gap else {
+        return Ok(());
+    };
+    for (first, last) in split_gap(gap.get(0), gap.get(1), seq) {
+        tx.execute(
+            "INSERT INTO gaps (gateway, first_seq, last_seq, detected_at) VALUES ($1, $2, $3, $4)",
+            &[&gateway, &first, &last, &now],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+fn read_value(
+    kind: i16,
+    int: Option<i64>,
+    float: Option<f64>,
+    text: Option<String>,
+) -> Result<Value, StoreError> {
+    Ok(match (kind, int, float, text) {
+        (KIND_NONE, ..) => Value::None,
+        (KIND_BOOL, Some(i), ..) => Value::Bool(i != 0),
+        (KIND_INT, Some(i), ..) => Value::Int(i),
+        (KIND_UINT, _, _, Some(t)) => parse_uint(&t)?,
+        (KIND_FLOAT, _, Some(f), _) => Value::Float(f),
+        (KIND_TEXT, _, _, Some(t)) => Value::Text(t),
+        (kind, ..) => {
+            return Err(StoreError::Corrupt(format!(
+                "value of kind {kind} without its column"
+            )));
+        }
+    })
+}
+
+const ENTERPRISE_COLUMNS: &str = "credit_code, name, industry, district, in_program, registered_at, first_batch_at, last_batch_at";
+
+fn enterprise_row(r: &Row) -> Result<Enterprise, StoreError> {
+    Ok(Enterprise {
+        credit_code: r.get(0),
+        name: r.get(1),
+        industry: parse_industry(r.get(2))?,
+        district: parse_district(r.get(3))?,
+        in_program: r.get(4),
+        registered_at: r.get(5),
+        first_batch_at: r.get(6),
+        last_batch_at: r.get(7),
+    })
+}
+
+const GATEWAY_COLUMNS: &str =
+    "g.id, g.credit_code, g.name, g.hostname, g.agent_version, g.enrolled_at,
+    g.credentials_issued_at, g.first_batch_at, g.last_batch_at, g.batches, g.samples, g.max_seq,
+    (SELECT COALESCE(SUM(last_seq - first_seq + 1), 0)::int8 FROM gaps WHERE gaps.gateway = g.id),
+    g.status, g.status_at, g.meta";
+
+fn gateway_row(r: &Row) -> Result<Gateway, StoreError> {
+    let (status, meta) = parse_gateway_state(r.get(13), r.get(14), r.get(15))?;
+    Ok(Gateway {
+        id: r.get(0),
+        credit_code: r.get(1),
+        name: r.get(2),
+        hostname: r.get(3),
+        agent_version: r.get(4),
+        enrolled_at: r.get(5),
+        credentials_issued_at: r.get(6),
+        first_batch_at: r.get(7),
+        last_batch_at: r.get(8),
+        batches: r.get::<_, i64>(9).unsigned_abs(),
+        samples: r.get::<_, i64>(10).unsigned_abs(),
+        max_seq: r.get::<_, Option<i64>>(11).map(i64::unsigned_abs),
+        missing_batches: r.get::<_, i64>(12).unsigned_abs(),
+        status,
+        meta,
+    })
+}

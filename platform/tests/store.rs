@@ -1,0 +1,1225 @@
+//! The storage contract ([`Store`], `platform/src/store/mod.rs`), checked on each backend
+//! by calling the store directly: every test is written once, as `async fn xxx(store)`,
+//! and run as `sqlite_xxx` (always) and `postgres_xxx` (`#[ignore]`d: needs
+//! `FIELDLINK_TEST_POSTGRES`, a fresh database per test; `.ci/run` runs them).
+
+use crate::support::{bounded, code};
+use fieldlink_platform::Database;
+use fieldlink_platform::catalog::{District, Industry};
+use fieldlink_platform::clock::{DAY_MS, day_of};
+use fieldlink_platform::credit_code::CreditCode;
+use fieldlink_platform::registry::gateway_id;
+use fieldlink_platform::store::{
+    BatchOutcome, EnrollOutcome, EnrollRequest, Gap, GatewayStatus, IncomingBatch, NewEnterprise,
+    NewToken, SeriesBucket, SeriesPoint, Store,
+};
+use fieldlink_testkit::postgres::TestDatabase;
+use fieldlink_wire::{GatewayState, Quality, Sample, Status, Value};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(120);
+/// The program's time zone (China Standard Time), minutes east of UTC.
+const OFFSET: i32 = 480;
+const MINUTE: i64 = 60_000;
+const DEVICE: &str = "press-1";
+
+/// Generates `sqlite_xxx` and `postgres_xxx` for each `xxx`; `store` tests get an open
+/// store, `open` tests the database and data directory to open it themselves.
+macro_rules! on_both_backends {
+    (@run store $test:ident) => {
+        |database: Database, dir: PathBuf| async move {
+            let store = Store::open(&database, &dir).await.expect("the store opens");
+            $test(store).await
+        }
+    };
+    (@run open $test:ident) => {
+        $test
+    };
+    ($($kind:ident $test:ident => $sqlite:ident, $postgres:ident;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            on_sqlite(on_both_backends!(@run $kind $test)).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[ignore = "needs FIELDLINK_TEST_POSTGRES; run by .ci/run"]
+        async fn $postgres() {
+            on_postgres(on_both_backends!(@run $kind $test)).await;
+        }
+    )*};
+}
+
+on_both_backends! {
+    store enterprises_are_inserted_all_or_none
+        => sqlite_enterprises_are_inserted_all_or_none, postgres_enterprises_are_inserted_all_or_none;
+    store tokens_need_a_registered_enterprise
+        => sqlite_tokens_need_a_registered_enterprise, postgres_tokens_need_a_registered_enterprise;
+    store enrollment_checks_the_token_and_rotates_credentials
+        => sqlite_enrollment_checks_the_token_and_rotates_credentials, postgres_enrollment_checks_the_token_and_rotates_credentials;
+    store concurrent_enrollments_never_overrun_max_gateways
+        => sqlite_concurrent_enrollments_never_overrun_max_gateways, postgres_concurrent_enrollments_never_overrun_max_gateways;
+    store a_batch_is_stored_once_by_gateway_and_seq
+        => sqlite_a_batch_is_stored_once_by_gateway_and_seq, postgres_a_batch_is_stored_once_by_gateway_and_seq;
+    store the_same_batch_in_concurrent_ingests_is_stored_once
+        => sqlite_the_same_batch_in_concurrent_ingests_is_stored_once, postgres_the_same_batch_in_concurrent_ingests_is_stored_once;
+    store concurrent_ingests_of_one_gateway_leave_no_false_gaps
+        => sqlite_concurrent_ingests_of_one_gateway_leave_no_false_gaps, postgres_concurrent_ingests_of_one_gateway_leave_no_false_gaps;
+    store concurrent_groups_over_the_same_gateways_in_any_order_all_commit
+        => sqlite_concurrent_groups_over_the_same_gateways_in_any_order_all_commit, postgres_concurrent_groups_over_the_same_gateways_in_any_order_all_commit;
+    store gaps_are_opened_and_filled_by_late_batches
+        => sqlite_gaps_are_opened_and_filled_by_late_batches, postgres_gaps_are_opened_and_filled_by_late_batches;
+    store the_latest_value_is_the_newest_read_whatever_the_arrival_order
+        => sqlite_the_latest_value_is_the_newest_read_whatever_the_arrival_order, postgres_the_latest_value_is_the_newest_read_whatever_the_arrival_order;
+    store series_are_bucketed_from_samples_and_from_minutes
+        => sqlite_series_are_bucketed_from_samples_and_from_minutes, postgres_series_are_bucketed_from_samples_and_from_minutes;
+    store unsigned_values_above_i64_max_round_trip_exactly
+        => sqlite_unsigned_values_above_i64_max_round_trip_exactly, postgres_unsigned_values_above_i64_max_round_trip_exactly;
+    store text_none_and_qualities_round_trip
+        => sqlite_text_none_and_qualities_round_trip, postgres_text_none_and_qualities_round_trip;
+    store prune_deletes_exactly_the_samples_read_before_the_cutoff
+        => sqlite_prune_deletes_exactly_the_samples_read_before_the_cutoff, postgres_prune_deletes_exactly_the_samples_read_before_the_cutoff;
+    store onboarding_on_cloud_since_and_active_days_follow_the_batches
+        => sqlite_onboarding_on_cloud_since_and_active_days_follow_the_batches, postgres_onboarding_on_cloud_since_and_active_days_follow_the_batches;
+    store status_and_meta_are_kept_for_enrolled_gateways_only
+        => sqlite_status_and_meta_are_kept_for_enrolled_gateways_only, postgres_status_and_meta_are_kept_for_enrolled_gateways_only;
+    open reopening_keeps_the_data_and_migrates_nothing_twice
+        => sqlite_reopening_keeps_the_data_and_migrates_nothing_twice, postgres_reopening_keeps_the_data_and_migrates_nothing_twice;
+}
+
+/// Runs `test` on SQLite in a fresh data directory.
+async fn on_sqlite<F, Fut>(test: F)
+where
+    F: FnOnce(Database, PathBuf) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    crate::support::logs();
+    let dir = tempfile::tempdir().unwrap();
+    bounded(LIMIT, test(Database::Sqlite, dir.path().to_owned())).await;
+}
+
+/// Runs `test` on a fresh PostgreSQL database, then drops it; skips without a test server.
+async fn on_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(Database, PathBuf) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    crate::support::logs();
+    let Some(db) = TestDatabase::create().await else {
+        eprintln!("skipped: FIELDLINK_TEST_POSTGRES is not set");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let database = Database::Postgres {
+        url: db.url().to_owned(),
+        ca_file: None,
+    };
+    bounded(LIMIT, test(database, dir.path().to_owned())).await;
+    db.drop_database().await;
+}
+
+// --- helpers ---
+
+/// A start of day (UTC) yesterday: whole minutes, recent enough for any partitioning.
+fn t0() -> i64 {
+    (fieldlink_platform::clock::now_ms() / DAY_MS - 1) * DAY_MS
+}
+
+fn new_enterprise(serial: u32, in_program: bool) -> NewEnterprise {
+    NewEnterprise {
+        credit_code: CreditCode::parse(&code(serial)).unwrap(),
+        name: format!("武汉测试企业 {serial}"),
+        industry: Industry::ALL[serial as usize % Industry::ALL.len()],
+        district: District::all()
+            .nth(serial as usize % District::all().count())
+            .unwrap(),
+        in_program,
+    }
+}
+
+fn new_token(credit_code: &str, secret: &str, max_gateways: u32, now: i64) -> NewToken {
+    NewToken {
+        credit_code: credit_code.to_owned(),
+        token_sha256: fieldlink_platform::secret::sha256_hex(secret),
+        created_at: now,
+        expires_at: now + DAY_MS,
+        max_gateways,
+    }
+}
+
+fn enroll_request(secret: &str, gateway_name: &str, now: i64) -> EnrollRequest {
+    EnrollRequest {
+        token_sha256: fieldlink_platform::secret::sha256_hex(secret),
+        gateway_name: gateway_name.to_owned(),
+        hostname: Some("ipc-1".to_owned()),
+        agent_version: Some("0.1.0".to_owned()),
+        password_hash: format!("$7$101$hash-of-{gateway_name}"),
+        now,
+    }
+}
+
+/// Registers enterprise `serial` and enrolls gateways `names`; their ids.
+async fn enrolled(store: &Store, serial: u32, in_program: bool, names: &[&str]) -> Vec<String> {
+    let now = t0();
+    let inserted = store
+        .insert_enterprises(vec![new_enterprise(serial, in_program)], now, true)
+        .await
+        .unwrap();
+    assert_eq!(inserted, Ok(1));
+    let c = code(serial);
+    let secret = format!("token-{serial}");
+    let max = u32::try_from(names.len()).unwrap();
+    assert!(
+        store
+            .insert_token(new_token(&c, &secret, max, now))
+            .await
+            .unwrap()
+    );
+    let mut ids = Vec::new();
+    for name in names {
+        match store
+            .enroll(enroll_request(&secret, name, now))
+            .await
+            .unwrap()
+        {
+            EnrollOutcome::Enrolled { gateway_id, .. } => ids.push(gateway_id),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    ids
+}
+
+fn sample(point: &str, ts: i64, value: Value) -> Sample {
+    Sample::good(DEVICE.into(), point.into(), ts, value)
+}
+
+fn incoming(gateway: &str, seq: u64, samples: Vec<Sample>) -> IncomingBatch {
+    IncomingBatch {
+        gateway: gateway.to_owned(),
+        seq,
+        samples,
+    }
+}
+
+/// A batch of `n` float samples of point `p`, one a second from `ts`.
+fn floats(gateway: &str, seq: u64, ts: i64, n: usize) -> IncomingBatch {
+    let samples = (0..n)
+        .map(|i| sample("p", ts + i as i64 * 1000, Value::Float(i as f64)))
+        .collect();
+    incoming(gateway, seq, samples)
+}
+
+async fn ingest_at(
+    store: &Store,
+    batches: Vec<IncomingBatch>,
+    received_at: i64,
+) -> Vec<BatchOutcome> {
+    let day = day_of(received_at, OFFSET);
+    store
+        .ingest(batches.into(), received_at, day)
+        .await
+        .expect("the batches are stored")
+}
+
+async fn ingest(store: &Store, batches: Vec<IncomingBatch>) -> Vec<BatchOutcome> {
+    ingest_at(store, batches, t0() + DAY_MS / 2).await
+}
+
+fn stored(samples: u64) -> BatchOutcome {
+    BatchOutcome::Stored { samples, gap: None }
+}
+
+fn point(gateway: &str, name: &str) -> SeriesPoint {
+    SeriesPoint {
+        gateway: gateway.to_owned(),
+        device: DEVICE.to_owned(),
+        point: name.to_owned(),
+    }
+}
+
+/// Samples of `name` read in `[from, to)`, counted through the raw (per-sample) path.
+async fn samples_in(store: &Store, gateway: &str, name: &str, from: i64, to: i64) -> u64 {
+    // from + 1 is not a whole minute: the raw path.
+    store
+        .series(point(gateway, name), from - 1, to, to - from + 1)
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.count)
+        .sum()
+}
+
+async fn gateway(store: &Store, id: &str) -> (fieldlink_platform::store::Gateway, Vec<Gap>) {
+    store
+        .gateway(id, 100)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("gateway {id} exists"))
+}
+
+// --- the tests ---
+
+async fn enterprises_are_inserted_all_or_none(store: Store) {
+    let now = t0();
+    let (a, b, c, d) = (
+        new_enterprise(1, true),
+        new_enterprise(2, false),
+        new_enterprise(3, false),
+        new_enterprise(4, false),
+    );
+    let result = store
+        .insert_enterprises(vec![a.clone(), b.clone()], now, true)
+        .await
+        .unwrap();
+    assert_eq!(result, Ok(2));
+
+    // One already registered: nothing of the list is stored.
+    let result = store
+        .insert_enterprises(vec![c.clone(), a.clone()], now + 1, true)
+        .await
+        .unwrap();
+    assert_eq!(result, Err(vec![code(1)]));
+    assert!(store.enterprise(&code(3)).await.unwrap().is_none());
+
+    // A check only: nothing stored either.
+    let result = store
+        .insert_enterprises(vec![d.clone()], now, false)
+        .await
+        .unwrap();
+    assert_eq!(result, Ok(1));
+    assert!(store.enterprise(&code(4)).await.unwrap().is_none());
+
+    let all = store.enterprises().await.unwrap();
+    let codes: Vec<&str> = all.iter().map(|e| e.credit_code.as_str()).collect();
+    let mut sorted = vec![code(1), code(2)];
+    sorted.sort();
+    assert_eq!(codes, sorted);
+    let e = store.enterprise(&code(1)).await.unwrap().unwrap();
+    assert_eq!(e.name, a.name);
+    assert_eq!(e.industry, a.industry);
+    assert_eq!(e.district, a.district);
+    assert!(e.in_program);
+    assert_eq!(e.registered_at, now);
+    assert_eq!((e.first_batch_at, e.last_batch_at), (None, None));
+    assert!(
+        !store
+            .enterprise(&code(2))
+            .await
+            .unwrap()
+            .unwrap()
+            .in_program
+    );
+}
+
+async fn tokens_need_a_registered_enterprise(store: Store) {
+    let now = t0();
+    assert!(
+        !store
+            .insert_token(new_token(&code(9), "t", 1, now))
+            .await
+            .unwrap(),
+        "a token for an unknown enterprise"
+    );
+    store
+        .insert_enterprises(vec![new_enterprise(9, false)], now, true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .insert_token(new_token(&code(9), "t", 1, now))
+            .await
+            .unwrap()
+    );
+    // The stored hash enrolls; nothing else does.
+    let outcome = store.enroll(enroll_request("t", "gw", now)).await.unwrap();
+    assert!(
+        matches!(outcome, EnrollOutcome::Enrolled { .. }),
+        "{outcome:?}"
+    );
+    let outcome = store
+        .enroll(enroll_request("not-t", "gw", now))
+        .await
+        .unwrap();
+    assert_eq!(outcome, EnrollOutcome::UnknownToken);
+}
+
+async fn enrollment_checks_the_token_and_rotates_credentials(store: Store) {
+    let now = t0();
+    let c = code(21);
+    store
+        .insert_enterprises(vec![new_enterprise(21, true)], now, true)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .insert_token(new_token(&c, "two", 2, now))
+        .await
+        .unwrap();
+    let mut expired = new_token(&c, "old", 5, now - 2 * DAY_MS);
+    expired.expires_at = now - DAY_MS;
+    store.insert_token(expired).await.unwrap();
+
+    assert_eq!(
+        store
+            .enroll(enroll_request("nope", "a", now))
+            .await
+            .unwrap(),
+        EnrollOutcome::UnknownToken
+    );
+    assert_eq!(
+        store.enroll(enroll_request("old", "a", now)).await.unwrap(),
+        EnrollOutcome::Expired {
+            expires_at: now - DAY_MS
+        }
+    );
+
+    let first = store.enroll(enroll_request("two", "a", now)).await.unwrap();
+    assert_eq!(
+        first,
+        EnrollOutcome::Enrolled {
+            gateway_id: gateway_id(&c, "a"),
+            credit_code: c.clone(),
+            enterprise_name: "武汉测试企业 21".to_owned(),
+            rotated: false,
+        }
+    );
+    // Re-enrolling the same name rotates its credentials and takes no slot.
+    let mut again = enroll_request("two", "a", now + 1000);
+    again.password_hash = "$7$101$rotated".to_owned();
+    again.hostname = None;
+    let second = store.enroll(again).await.unwrap();
+    assert!(
+        matches!(second, EnrollOutcome::Enrolled { rotated: true, .. }),
+        "{second:?}"
+    );
+    let b = store
+        .enroll(enroll_request("two", "b", now + 2000))
+        .await
+        .unwrap();
+    assert!(
+        matches!(b, EnrollOutcome::Enrolled { rotated: false, .. }),
+        "{b:?}"
+    );
+    assert_eq!(
+        store
+            .enroll(enroll_request("two", "c", now + 3000))
+            .await
+            .unwrap(),
+        EnrollOutcome::UsedUp { max_gateways: 2 }
+    );
+
+    let (g, gaps) = gateway(&store, &gateway_id(&c, "a")).await;
+    assert!(gaps.is_empty());
+    assert_eq!(g.credit_code, c);
+    assert_eq!(g.name, "a");
+    assert_eq!(g.enrolled_at, now);
+    assert_eq!(g.credentials_issued_at, now + 1000);
+    assert_eq!(
+        g.hostname.as_deref(),
+        Some("ipc-1"),
+        "kept when not reported"
+    );
+    assert_eq!(g.agent_version.as_deref(), Some("0.1.0"));
+    assert_eq!((g.batches, g.samples, g.max_seq), (0, 0, None));
+    assert!(g.status.is_none() && g.meta.is_none());
+
+    let gateways = store.gateways(Some(&c)).await.unwrap();
+    let ids: Vec<&str> = gateways.iter().map(|g| g.id.as_str()).collect();
+    assert_eq!(ids, [gateway_id(&c, "a"), gateway_id(&c, "b")]);
+    assert_eq!(store.gateways(None).await.unwrap().len(), 2);
+    assert!(store.gateways(Some(&code(22))).await.unwrap().is_empty());
+    assert_eq!(
+        store.credentials().await.unwrap(),
+        [
+            (gateway_id(&c, "a"), "$7$101$rotated".to_owned()),
+            (gateway_id(&c, "b"), "$7$101$hash-of-b".to_owned()),
+        ]
+    );
+}
+
+/// Regression guard of the enrollment transaction: a token's slots cannot be overrun by
+/// enrollments racing each other.
+async fn concurrent_enrollments_never_overrun_max_gateways(store: Store) {
+    let now = t0();
+    let c = code(31);
+    store
+        .insert_enterprises(vec![new_enterprise(31, false)], now, true)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .insert_token(new_token(&c, "five", 5, now))
+        .await
+        .unwrap();
+    let enrollments: Vec<_> = (0..20)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .enroll(enroll_request("five", &format!("gw-{i}"), now))
+                    .await
+                    .expect("enrollment runs")
+            })
+        })
+        .collect();
+    let mut enrolled = 0;
+    for e in enrollments {
+        match e.await.unwrap() {
+            EnrollOutcome::Enrolled { rotated: false, .. } => enrolled += 1,
+            EnrollOutcome::UsedUp { max_gateways: 5 } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(enrolled, 5);
+    assert_eq!(store.gateways(Some(&c)).await.unwrap().len(), 5);
+}
+
+async fn a_batch_is_stored_once_by_gateway_and_seq(store: Store) {
+    let ids = enrolled(&store, 41, false, &["a", "b"]).await;
+    let (a, b) = (&ids[0], &ids[1]);
+    let ts = t0();
+    assert_eq!(
+        ingest(&store, vec![floats(a, 1, ts, 10)]).await,
+        [stored(10)]
+    );
+    assert_eq!(
+        ingest(&store, vec![floats(a, 1, ts, 10)]).await,
+        [BatchOutcome::Duplicate]
+    );
+    // Twice in one group; the same seq of another gateway is another batch; an unknown
+    // gateway is dropped.
+    assert_eq!(
+        ingest(
+            &store,
+            vec![
+                floats(a, 2, ts + 10_000, 10),
+                floats(a, 2, ts + 10_000, 10),
+                floats(b, 1, ts, 5),
+                floats("stranger", 1, ts, 5),
+            ]
+        )
+        .await,
+        [
+            stored(10),
+            BatchOutcome::Duplicate,
+            stored(5),
+            BatchOutcome::UnknownGateway
+        ]
+    );
+    let (g, gaps) = gateway(&store, a).await;
+    assert_eq!((g.batches, g.samples, g.max_seq), (2, 20, Some(2)));
+    assert_eq!((g.missing_batches, gaps.len()), (0, 0));
+    assert_eq!(samples_in(&store, a, "p", ts, ts + MINUTE).await, 20);
+    assert_eq!(samples_in(&store, b, "p", ts, ts + MINUTE).await, 5);
+}
+
+/// Regression guard of the dedup key across instances: the same batch handed to two
+/// ingests at once (a redelivery racing the first delivery) is stored once.
+async fn the_same_batch_in_concurrent_ingests_is_stored_once(store: Store) {
+    let ids = enrolled(&store, 51, false, &["a"]).await;
+    let a = ids[0].clone();
+    let ts = t0();
+    for seq in 0..20u64 {
+        let batch: Arc<[IncomingBatch]> =
+            vec![floats(&a, seq, ts + seq as i64 * 50_000, 50)].into();
+        let racers: Vec<_> = (0..2)
+            .map(|_| {
+                let (store, batch) = (store.clone(), batch.clone());
+                tokio::spawn(async move {
+                    let at = t0() + DAY_MS / 2;
+                    store
+                        .ingest(batch, at, day_of(at, OFFSET))
+                        .await
+                        .expect("stored")
+                })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for r in racers {
+            outcomes.extend(r.await.unwrap());
+        }
+        outcomes.sort_by_key(|o| matches!(o, BatchOutcome::Duplicate));
+        assert_eq!(outcomes, [stored(50), BatchOutcome::Duplicate], "seq {seq}");
+    }
+    let (g, gaps) = gateway(&store, &a).await;
+    assert_eq!((g.batches, g.samples, g.max_seq), (20, 1000, Some(19)));
+    assert!(gaps.is_empty(), "{gaps:?}");
+    assert_eq!(
+        samples_in(&store, &a, "p", ts, ts + 20 * MINUTE).await,
+        1000
+    );
+    // The per-minute aggregates count each sample once too.
+    let minutes: u64 = store
+        .series(point(&a, "p"), ts, ts + 20 * MINUTE, 20 * MINUTE)
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.count)
+        .sum();
+    assert_eq!(minutes, 1000);
+}
+
+/// Regression guard of the gateway row lock: batches of one gateway stored concurrently,
+/// in any order, end with its highest seq and no gap left open.
+async fn concurrent_ingests_of_one_gateway_leave_no_false_gaps(store: Store) {
+    let ids = enrolled(&store, 61, false, &["a"]).await;
+    let a = ids[0].clone();
+    let ts = t0();
+    let tasks: Vec<_> = (0..40u64)
+        .map(|seq| {
+            let (store, a) = (store.clone(), a.clone());
+            tokio::spawn(async move {
+                let at = t0() + DAY_MS / 2;
+                store
+                    .ingest(
+                        vec![floats(&a, seq, ts + seq as i64 * 1000, 1)].into(),
+                        at,
+                        day_of(at, OFFSET),
+                    )
+                    .await
+                    .expect("stored")
+            })
+        })
+        .collect();
+    for t in tasks {
+        let outcome = t.await.unwrap();
+        assert!(
+            matches!(outcome[..], [BatchOutcome::Stored { samples: 1, .. }]),
+            "{outcome:?}"
+        );
+    }
+    let (g, gaps) = gateway(&store, &a).await;
+    assert_eq!((g.batches, g.samples, g.max_seq), (40, 40, Some(39)));
+    assert_eq!(g.missing_batches, 0, "{gaps:?}");
+    assert!(gaps.is_empty(), "{gaps:?}");
+}
+
+/// Regression guard of the lock order: two instances storing groups that touch the same
+/// gateways (and enterprises) in opposite orders both commit, neither fails.
+async fn concurrent_groups_over_the_same_gateways_in_any_order_all_commit(store: Store) {
+    let mut gateways = Vec::new();
+    for serial in 71..74 {
+        gateways.extend(enrolled(&store, serial, false, &["a", "b"]).await);
+    }
+    let ts = t0();
+    for round in 0..10u64 {
+        let forward: Vec<IncomingBatch> = gateways
+            .iter()
+            .map(|g| floats(g, 2 * round, ts + round as i64 * 10_000, 5))
+            .collect();
+        let backward: Vec<IncomingBatch> = gateways
+            .iter()
+            .rev()
+            .map(|g| floats(g, 2 * round + 1, ts + round as i64 * 10_000 + 5000, 5))
+            .collect();
+        let tasks: Vec<_> = [forward, backward]
+            .into_iter()
+            .map(|group| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let at = t0() + DAY_MS / 2;
+                    store.ingest(group.into(), at, day_of(at, OFFSET)).await
+                })
+            })
+            .collect();
+        for t in tasks {
+            let outcomes = t.await.unwrap().expect("the group commits");
+            assert!(
+                outcomes
+                    .iter()
+                    .all(|o| matches!(o, BatchOutcome::Stored { samples: 5, .. })),
+                "round {round}: {outcomes:?}"
+            );
+        }
+    }
+    for g in &gateways {
+        let (g, gaps) = gateway(&store, g).await;
+        assert_eq!((g.batches, g.samples, g.max_seq), (20, 100, Some(19)));
+        assert!(gaps.is_empty(), "{gaps:?}");
+    }
+}
+
+async fn gaps_are_opened_and_filled_by_late_batches(store: Store) {
+    let ids = enrolled(&store, 81, false, &["a"]).await;
+    let a = &ids[0];
+    let ts = t0();
+    let one = |seq: u64| floats(a, seq, ts + seq as i64 * 1000, 1);
+    assert_eq!(ingest(&store, vec![one(0)]).await, [stored(1)]);
+    assert_eq!(
+        ingest(&store, vec![one(5)]).await,
+        [BatchOutcome::Stored {
+            samples: 1,
+            gap: Some(Gap {
+                first_seq: 1,
+                last_seq: 4
+            })
+        }]
+    );
+    assert_eq!(
+        ingest(&store, vec![one(9)]).await,
+        [BatchOutcome::Stored {
+            samples: 1,
+            gap: Some(Gap {
+                first_seq: 6,
+                last_seq: 8
+            })
+        }]
+    );
+    let (g, gaps) = gateway(&store, a).await;
+    assert_eq!((g.missing_batches, g.max_seq), (7, Some(9)));
+    assert_eq!(
+        gaps,
+        [
+            Gap {
+                first_seq: 1,
+                last_seq: 4
+            },
+            Gap {
+                first_seq: 6,
+                last_seq: 8
+            }
+        ]
+    );
+    // The first `max_gaps` only.
+    assert_eq!(store.gateway(a, 1).await.unwrap().unwrap().1.len(), 1);
+
+    // A late batch splits its gap, the edges shrink it; none opens a new one.
+    assert_eq!(ingest(&store, vec![one(2)]).await, [stored(1)]);
+    let (g, gaps) = gateway(&store, a).await;
+    assert_eq!(g.missing_batches, 6);
+    assert_eq!(
+        gaps,
+        [
+            Gap {
+                first_seq: 1,
+                last_seq: 1
+            },
+            Gap {
+                first_seq: 3,
+                last_seq: 4
+            },
+            Gap {
+                first_seq: 6,
+                last_seq: 8
+            }
+        ]
+    );
+    assert_eq!(
+        ingest(&store, vec![one(1), one(4), one(6), one(8)]).await,
+        [stored(1), stored(1), stored(1), stored(1)]
+    );
+    let (g, gaps) = gateway(&store, a).await;
+    assert_eq!(g.missing_batches, 2);
+    assert_eq!(
+        gaps,
+        [
+            Gap {
+                first_seq: 3,
+                last_seq: 3
+            },
+            Gap {
+                first_seq: 7,
+                last_seq: 7
+            }
+        ]
+    );
+    assert_eq!(
+        ingest(&store, vec![one(7), one(3)]).await,
+        [stored(1), stored(1)]
+    );
+    let (g, gaps) = gateway(&store, a).await;
+    assert_eq!((g.missing_batches, g.max_seq, g.batches), (0, Some(9), 10));
+    assert!(gaps.is_empty(), "{gaps:?}");
+}
+
+async fn the_latest_value_is_the_newest_read_whatever_the_arrival_order(store: Store) {
+    let ids = enrolled(&store, 91, false, &["a"]).await;
+    let a = &ids[0];
+    let ts = t0();
+    // Within one batch, out of order.
+    ingest(
+        &store,
+        vec![incoming(
+            a,
+            1,
+            vec![
+                sample("p", ts + 3000, Value::Int(3)),
+                sample("p", ts + 2500, Value::Int(2)),
+                sample("q", ts, Value::Bool(true)),
+            ],
+        )],
+    )
+    .await;
+    // An older read arriving later (a backlog) does not replace it.
+    ingest(
+        &store,
+        vec![incoming(a, 2, vec![sample("p", ts + 1000, Value::Int(1))])],
+    )
+    .await;
+    let latest = store.latest_values(a).await.unwrap();
+    let p: Vec<_> = latest
+        .iter()
+        .map(|l| (l.point.as_str(), l.ts, l.value.clone()))
+        .collect();
+    assert_eq!(
+        p,
+        [
+            ("p", ts + 3000, Value::Int(3)),
+            ("q", ts, Value::Bool(true))
+        ]
+    );
+    assert!(
+        latest
+            .iter()
+            .all(|l| l.device == DEVICE && l.quality == Quality::Good)
+    );
+    // A newer read does, in a group where an older one of the same point comes after it.
+    ingest(
+        &store,
+        vec![
+            incoming(a, 3, vec![sample("p", ts + 9000, Value::Int(9))]),
+            incoming(a, 4, vec![sample("p", ts + 4000, Value::Int(4))]),
+        ],
+    )
+    .await;
+    let latest = store.latest_values(a).await.unwrap();
+    assert_eq!(
+        (latest[0].ts, &latest[0].value),
+        (ts + 9000, &Value::Int(9))
+    );
+    assert!(store.latest_values("stranger").await.unwrap().is_empty());
+}
+
+async fn series_are_bucketed_from_samples_and_from_minutes(store: Store) {
+    let ids = enrolled(&store, 101, false, &["a"]).await;
+    let a = &ids[0];
+    let t = t0();
+    // 10 minutes, a sample every 10 s with value i (float, int and bool alternating
+    // between points), split over batches that share minutes; a text and a failed read
+    // that charts skip; minute 7 empty.
+    let mut batches = Vec::new();
+    for (seq, chunk) in (0..60i64).collect::<Vec<_>>().chunks(7).enumerate() {
+        let samples = chunk
+            .iter()
+            .filter(|&&i| i / 6 != 7)
+            .flat_map(|&i| {
+                let ts = t + i * 10_000;
+                [
+                    sample("f", ts, Value::Float(i as f64)),
+                    sample("i", ts, Value::Int(i)),
+                    sample("f", ts + 1, Value::Text("not a number".into())),
+                    Sample::bad(DEVICE.into(), "f".into(), ts + 2, "timeout"),
+                ]
+            })
+            .collect();
+        batches.push(incoming(a, seq as u64, samples));
+    }
+    ingest(&store, batches).await;
+    let values = |range: std::ops::Range<i64>| -> Vec<f64> {
+        range.filter(|i| i / 6 != 7).map(|i| i as f64).collect()
+    };
+    let bucket = |start: i64, vs: Vec<f64>| SeriesBucket {
+        start,
+        min: vs.iter().copied().fold(f64::INFINITY, f64::min),
+        max: vs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        avg: vs.iter().sum::<f64>() / vs.len() as f64,
+        count: vs.len() as u64,
+    };
+
+    // Raw path: bounds that are not whole minutes.
+    for name in ["f", "i"] {
+        let raw = store
+            .series(point(a, name), t + 5000, t + 65_000, 30_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            raw,
+            [
+                bucket(t + 5000, values(1..4)),
+                bucket(t + 35_000, values(4..7))
+            ],
+            "{name}"
+        );
+    }
+    // Per-minute path: whole minutes; bucket 3 minutes over minutes 0..9, minute 7 empty.
+    for name in ["f", "i"] {
+        let minutes = store
+            .series(point(a, name), t, t + 9 * MINUTE, 3 * MINUTE)
+            .await
+            .unwrap();
+        assert_eq!(
+            minutes,
+            [
+                bucket(t, values(0..18)),
+                bucket(t + 3 * MINUTE, values(18..36)),
+                bucket(t + 6 * MINUTE, values(36..54)),
+            ],
+            "{name}"
+        );
+        // A minute bucket with no samples is absent.
+        let by_minute = store
+            .series(point(a, name), t + 6 * MINUTE, t + 9 * MINUTE, MINUTE)
+            .await
+            .unwrap();
+        let starts: Vec<i64> = by_minute.iter().map(|b| b.start).collect();
+        assert_eq!(starts, [t + 6 * MINUTE, t + 8 * MINUTE], "{name}");
+    }
+    // Both paths agree on the same window, shifted by a millisecond to force the raw one.
+    let raw = store
+        .series(point(a, "f"), t - 1, t + 10 * MINUTE - 1, 10 * MINUTE)
+        .await
+        .unwrap();
+    let minutes = store
+        .series(point(a, "f"), t, t + 10 * MINUTE, 10 * MINUTE)
+        .await
+        .unwrap();
+    assert_eq!((raw.len(), minutes.len()), (1, 1));
+    assert_eq!(
+        (raw[0].min, raw[0].max, raw[0].avg, raw[0].count),
+        (
+            minutes[0].min,
+            minutes[0].max,
+            minutes[0].avg,
+            minutes[0].count
+        )
+    );
+    // Nothing outside the window, nothing for another point.
+    assert!(
+        store
+            .series(point(a, "f"), t + 11 * MINUTE, t + 20 * MINUTE, MINUTE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .series(point(a, "nope"), t, t + 10 * MINUTE, MINUTE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Regression guard: unsigned values are kept exactly, not as a float or a wrapped i64.
+async fn unsigned_values_above_i64_max_round_trip_exactly(store: Store) {
+    let ids = enrolled(&store, 111, false, &["a"]).await;
+    let a = &ids[0];
+    let ts = t0();
+    let values = [
+        ("u-max", Value::UInt(u64::MAX)),
+        ("u-above", Value::UInt(i64::MAX as u64 + 1)),
+        ("u-odd", Value::UInt(18_446_744_073_709_551_557)),
+        ("u-zero", Value::UInt(0)),
+        ("i-min", Value::Int(i64::MIN)),
+        ("i-max", Value::Int(i64::MAX)),
+        ("f-neg", Value::Float(-0.5)),
+        ("f-big", Value::Float(1.0e300)),
+        ("b-false", Value::Bool(false)),
+    ];
+    let samples = values
+        .iter()
+        .map(|(name, v)| sample(name, ts, v.clone()))
+        .collect();
+    ingest(&store, vec![incoming(a, 1, samples)]).await;
+    let mut latest: Vec<(String, Value)> = store
+        .latest_values(a)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.point, l.value))
+        .collect();
+    latest.sort_by(|x, y| x.0.cmp(&y.0));
+    let mut expected: Vec<(String, Value)> = values
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.clone()))
+        .collect();
+    expected.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(latest, expected);
+    // Charted as numbers.
+    let max = store
+        .series(point(a, "u-max"), ts, ts + MINUTE, MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(max.len(), 1);
+    assert_eq!(max[0].max, u64::MAX as f64);
+}
+
+async fn text_none_and_qualities_round_trip(store: Store) {
+    let ids = enrolled(&store, 121, false, &["a"]).await;
+    let a = &ids[0];
+    let ts = t0();
+    let uncertain = Sample {
+        quality: Quality::Uncertain,
+        ..sample("uncertain", ts, Value::Float(1.5))
+    };
+    let samples = vec![
+        sample("text", ts, Value::Text("运行中 running, \"quoted\"".into())),
+        sample("empty-text", ts, Value::Text(String::new())),
+        sample("none-good", ts, Value::None),
+        Sample::bad(DEVICE.into(), "bad".into(), ts, "exception 02 非法地址"),
+        Sample::bad(DEVICE.into(), "bad-empty".into(), ts, ""),
+        uncertain,
+    ];
+    ingest(&store, vec![incoming(a, 1, samples.clone())]).await;
+    let mut latest: Vec<Sample> = store
+        .latest_values(a)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| Sample {
+            device: l.device.into(),
+            point: l.point.into(),
+            ts: l.ts,
+            value: l.value,
+            quality: l.quality,
+        })
+        .collect();
+    let mut expected = samples;
+    latest.sort_by(|x, y| x.point.cmp(&y.point));
+    expected.sort_by(|x, y| x.point.cmp(&y.point));
+    assert_eq!(latest, expected);
+    // Not numbers: no series.
+    for name in ["text", "none-good", "bad"] {
+        assert!(
+            store
+                .series(point(a, name), ts, ts + MINUTE, MINUTE)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{name}"
+        );
+    }
+}
+
+async fn prune_deletes_exactly_the_samples_read_before_the_cutoff(store: Store) {
+    let ids = enrolled(&store, 131, false, &["a"]).await;
+    let a = &ids[0];
+    // Three days, a sample a minute on two points for the first ten minutes of each day,
+    // and one read in 1970 (a gateway clock far off).
+    let day0 = t0() - DAY_MS;
+    let mut samples = vec![sample("p", 1000, Value::Int(-1))];
+    for day in 0..3 {
+        for m in 0..10 {
+            let ts = day0 + day * DAY_MS + m * MINUTE;
+            samples.push(sample("p", ts, Value::Int(m)));
+            samples.push(sample("q", ts, Value::Float(m as f64)));
+        }
+    }
+    let received_at = t0() + DAY_MS / 2;
+    ingest_at(&store, vec![incoming(a, 1, samples)], received_at).await;
+    let all = |store: Store, name: &'static str| {
+        let a = a.clone();
+        async move { samples_in(&store, &a, name, 0, day0 + 3 * DAY_MS).await }
+    };
+    assert_eq!(all(store.clone(), "p").await, 31);
+
+    // Mid-day: the first 5 minutes of day 0 and the 1970 read go; the rest stays.
+    let cutoff = day0 + 5 * MINUTE;
+    assert_eq!(store.prune(cutoff, 0).await.unwrap(), 5 + 5 + 1);
+    assert_eq!(all(store.clone(), "p").await, 25);
+    assert_eq!(all(store.clone(), "q").await, 25);
+    assert_eq!(samples_in(&store, a, "p", day0, cutoff).await, 0);
+    assert_eq!(
+        samples_in(&store, a, "p", cutoff, cutoff + 5 * MINUTE).await,
+        5
+    );
+    // The per-minute aggregates go with them.
+    let minutes = store
+        .series(point(a, "q"), day0, day0 + DAY_MS, MINUTE)
+        .await
+        .unwrap();
+    let starts: Vec<i64> = minutes.iter().map(|b| b.start).collect();
+    assert_eq!(
+        starts,
+        (5..10).map(|m| day0 + m * MINUTE).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        store.prune(cutoff, 0).await.unwrap(),
+        0,
+        "nothing left to prune"
+    );
+
+    // A day boundary: all of day 0 (and nothing of day 1).
+    assert_eq!(store.prune(day0 + DAY_MS, 0).await.unwrap(), 10);
+    assert_eq!(all(store.clone(), "p").await, 20);
+    assert_eq!(
+        samples_in(&store, a, "q", day0 + DAY_MS, day0 + 3 * DAY_MS).await,
+        20
+    );
+
+    // Dedup rows go only when received before their cutoff.
+    assert_eq!(
+        ingest_at(&store, vec![floats(a, 1, day0, 1)], received_at).await,
+        [BatchOutcome::Duplicate]
+    );
+    store.prune(0, received_at).await.unwrap();
+    assert_eq!(
+        ingest_at(&store, vec![floats(a, 1, day0, 1)], received_at).await,
+        [BatchOutcome::Duplicate],
+        "received at the cutoff: kept"
+    );
+    store.prune(0, received_at + 1).await.unwrap();
+    assert_eq!(
+        ingest_at(
+            &store,
+            vec![floats(a, 1, day0 + 2 * DAY_MS, 1)],
+            received_at
+        )
+        .await,
+        [stored(1)],
+        "its dedup row pruned, the seq is new again"
+    );
+    // Counters are not touched by pruning.
+    let (g, _) = gateway(&store, a).await;
+    assert_eq!((g.batches, g.samples), (2, 62));
+}
+
+async fn onboarding_on_cloud_since_and_active_days_follow_the_batches(store: Store) {
+    let now = t0();
+    let a = enrolled(&store, 141, true, &["a"]).await.remove(0);
+    enrolled(&store, 142, false, &["b"]).await;
+    store
+        .insert_enterprises(vec![new_enterprise(143, false)], now, true)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let rows = store.onboarding(now).await.unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows.iter().filter(|r| r.enrolled).count(), 2);
+    assert!(rows.iter().all(|r| !r.on_cloud && !r.active));
+    assert!(store.on_cloud_since().await.unwrap().is_empty());
+
+    // Batches on two days, the second day twice; one received out of order.
+    let (t1, t2, t3) = (
+        now + 3_600_000,
+        now + DAY_MS + 3_600_000,
+        now + DAY_MS + 60_000,
+    );
+    ingest_at(&store, vec![floats(&a, 0, t1, 1)], t1).await;
+    ingest_at(&store, vec![floats(&a, 1, t2, 1)], t2).await;
+    ingest_at(&store, vec![floats(&a, 2, t3, 1)], t3).await;
+
+    let e = store.enterprise(&code(141)).await.unwrap().unwrap();
+    assert_eq!((e.first_batch_at, e.last_batch_at), (Some(t1), Some(t2)));
+    let (g, _) = gateway(&store, &a).await;
+    assert_eq!(g.first_batch_at, Some(t1));
+
+    let rows = store.onboarding(t2).await.unwrap();
+    let find = |industry: Industry, in_program: bool| {
+        rows.iter()
+            .find(|r| r.industry == industry && r.in_program == in_program)
+            .copied()
+            .unwrap()
+    };
+    let ra = find(new_enterprise(141, true).industry, true);
+    assert!(ra.enrolled && ra.on_cloud && ra.active);
+    assert_eq!(ra.district, new_enterprise(141, true).district);
+    let rb = find(new_enterprise(142, false).industry, false);
+    assert!(rb.enrolled && !rb.on_cloud && !rb.active);
+    let rows = store.onboarding(t2 + 1).await.unwrap();
+    assert_eq!(rows.iter().filter(|r| r.on_cloud).count(), 1);
+    assert_eq!(rows.iter().filter(|r| r.active).count(), 0);
+
+    assert_eq!(store.on_cloud_since().await.unwrap(), [(true, t1)]);
+
+    let (d1, d2) = (day_of(t1, OFFSET), day_of(t2, OFFSET));
+    assert_ne!(d1, d2);
+    let mut days = store.active_days(d1 - 5, d2 + 5).await.unwrap();
+    days.sort_by_key(|d| d.day);
+    let seen: Vec<(i64, bool)> = days.iter().map(|d| (d.day, d.in_program)).collect();
+    assert_eq!(seen, [(d1, true), (d2, true)]);
+    assert_eq!(days[0].enterprise, days[1].enterprise, "one enterprise");
+    assert_eq!(store.active_days(d2, d2).await.unwrap().len(), 1);
+    assert!(store.active_days(d2 + 1, d2 + 9).await.unwrap().is_empty());
+}
+
+async fn status_and_meta_are_kept_for_enrolled_gateways_only(store: Store) {
+    let a = enrolled(&store, 151, false, &["a"]).await.remove(0);
+    let now = t0();
+    let status = Status {
+        state: GatewayState::Online,
+        version: Some("0.1.0".to_owned()),
+        started_at: Some(now - 1000),
+        backlog_batches: Some(u64::MAX),
+        evicted_batches: Some(0),
+    };
+    let meta = serde_json::json!({"devices": [{"name": "press-1", "protocol": "modbus-tcp",
+        "points": [{"name": "温度", "unit": "°C"}]}]});
+    assert!(
+        !store
+            .update_status("stranger", status.clone(), now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .update_meta("stranger", meta.clone(), now)
+            .await
+            .unwrap()
+    );
+    assert!(store.update_status(&a, status.clone(), now).await.unwrap());
+    assert!(store.update_meta(&a, meta.clone(), now).await.unwrap());
+    let (g, _) = gateway(&store, &a).await;
+    assert_eq!(
+        g.status,
+        Some(GatewayStatus {
+            status,
+            received_at: now
+        })
+    );
+    assert!(g.status.as_ref().unwrap().online());
+    assert_eq!(g.meta, Some(meta));
+    assert!(store.gateway("stranger", 10).await.unwrap().is_none());
+
+    // The will replaces it.
+    assert!(
+        store
+            .update_status(&a, Status::offline(), now + 1)
+            .await
+            .unwrap()
+    );
+    let (g, _) = gateway(&store, &a).await;
+    assert!(!g.status.unwrap().online());
+}
+
+async fn reopening_keeps_the_data_and_migrates_nothing_twice(database: Database, dir: PathBuf) {
+    let store = Store::open(&database, &dir).await.expect("opens");
+    let a = enrolled(&store, 161, false, &["a"]).await.remove(0);
+    let ts = t0();
+    ingest(&store, vec![floats(&a, 1, ts, 3)]).await;
+    drop(store);
+    let store = Store::open(&database, &dir).await.expect("opens again");
+    assert_eq!(
+        ingest(&store, vec![floats(&a, 1, ts, 3)]).await,
+        [BatchOutcome::Duplicate]
+    );
+    let (g, _) = gateway(&store, &a).await;
+    assert_eq!((g.batches, g.samples), (1, 3));
+    assert_eq!(samples_in(&store, &a, "p", ts, ts + MINUTE).await, 3);
+}
+
+/// Several instances starting together on a fresh PostgreSQL database migrate it once
+/// (SQLite is one instance's: not a case there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs FIELDLINK_TEST_POSTGRES; run by .ci/run"]
+async fn postgres_instances_opening_together_migrate_once() {
+    on_postgres(|database: Database, dir: PathBuf| async move {
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let (database, dir) = (database.clone(), dir.clone());
+                tokio::spawn(async move { Store::open(&database, &dir).await })
+            })
+            .collect();
+        let mut stores = Vec::new();
+        for open in opens {
+            stores.push(open.await.unwrap().expect("every instance opens"));
+        }
+        let a = enrolled(&stores[0], 171, false, &["a"]).await.remove(0);
+        assert_eq!(stores[3].gateways(None).await.unwrap()[0].id, a);
+    })
+    .await;
+}
