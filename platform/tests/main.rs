@@ -10,6 +10,7 @@
 
 mod support;
 
+mod broker_hook;
 mod city;
 mod enroll;
 mod ingest;

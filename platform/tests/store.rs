@@ -1223,3 +1223,58 @@ async fn postgres_instances_opening_together_migrate_once() {
     })
     .await;
 }
+
+/// PostgreSQL keeps samples in one partition per UTC day: a day's samples land in its
+/// partition, a read far from today in the default one, and pruning past a day drops its
+/// partition whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs FIELDLINK_TEST_POSTGRES; run by .ci/run"]
+async fn postgres_samples_are_partitioned_by_day_and_pruned_by_dropping_days() {
+    crate::support::logs();
+    let Some(db) = TestDatabase::create().await else {
+        eprintln!("skipped: FIELDLINK_TEST_POSTGRES is not set");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let database = Database::Postgres {
+        url: db.url().to_owned(),
+        ca_file: None,
+    };
+    bounded(LIMIT, async {
+        let store = Store::open(&database, dir.path()).await.unwrap();
+        let a = enrolled(&store, 181, false, &["a"]).await.remove(0);
+        let day0 = t0() - DAY_MS;
+        let samples = vec![
+            sample("p", day0 + MINUTE, Value::Int(1)),
+            sample("p", day0 + DAY_MS + MINUTE, Value::Int(2)),
+            sample("p", day0 + DAY_MS + 2 * MINUTE, Value::Int(3)),
+            sample("p", 1000, Value::Int(0)),
+        ];
+        ingest_at(&store, vec![incoming(&a, 1, samples)], t0() + MINUTE).await;
+        let client = db.client().await;
+        let rows_in = |table: String| {
+            let client = &client;
+            async move {
+                client
+                    .query_one(&format!("SELECT COUNT(*) FROM {table}"), &[])
+                    .await
+                    .map(|r| r.get::<_, i64>(0))
+                    .ok()
+            }
+        };
+        let day = |ts: i64| format!("samples_d{}", ts.div_euclid(DAY_MS));
+        assert_eq!(rows_in(day(day0)).await, Some(1));
+        assert_eq!(rows_in(day(day0 + DAY_MS)).await, Some(2));
+        assert_eq!(rows_in("samples_default".to_owned()).await, Some(1));
+        // Tomorrow's partition exists before any of its samples arrive.
+        assert_eq!(rows_in(day(t0() + 2 * DAY_MS)).await, Some(0));
+
+        assert_eq!(store.prune(day0 + DAY_MS, 0).await.unwrap(), 2);
+        assert_eq!(rows_in(day(day0)).await, None, "day 0's partition dropped");
+        assert_eq!(rows_in(day(day0 + DAY_MS)).await, Some(2));
+        assert_eq!(rows_in("samples_default".to_owned()).await, Some(0));
+        assert_eq!(samples_in(&store, &a, "p", 0, t0() + DAY_MS).await, 2);
+    })
+    .await;
+    db.drop_database().await;
+}
