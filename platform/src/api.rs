@@ -10,7 +10,7 @@
 //! | `POST /api/v1/enterprises/import` | bureau | `text/csv` → 201 `{"imported"}`; 400/409 with `errors: [{line, error}]` |
 //! | `GET /api/v1/enterprises/{credit_code}` | bureau | one enterprise |
 //! | `POST /api/v1/enterprises/{credit_code}/tokens` | bureau | 201 `{"token", "expires_at", "max_gateways"}` |
-//! | `POST /api/v1/enroll` | integrator | 201 `{"gateway_id", "enterprise", "mqtt"}`; 401; 409 |
+//! | `POST /api/v1/enroll` | integrator | 201 `{"gateway_id", "enterprise", "mqtt"}`; 401; 409; 429 after repeated failures from the address |
 //! | `GET /api/v1/gateways/{gateway_id}` | bureau | status, counters, gaps, catalogue |
 //! | `GET /api/v1/gateways/{gateway_id}/latest` | bureau | latest sample of each point |
 //! | `GET /api/v1/stats/onboarding` | bureau | the counts (`?format=csv` or `Accept: text/csv`) |
@@ -31,7 +31,7 @@ use crate::secret::{constant_time_eq, sha256_hex};
 use crate::stats;
 use crate::store::{Enterprise, Gap, Gateway, Store, StoreError};
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -40,6 +40,7 @@ use axum::{Json, Router};
 use fieldlink_wire::Sample;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// What the handlers share.
@@ -58,6 +59,8 @@ pub struct AppState {
     pub utc_offset_minutes: i32,
     /// The web UI's users and sessions.
     pub accounts: crate::ui::Accounts,
+    /// Failed logins and enrollments per client address.
+    pub failures: crate::limiter::FailureLimiter,
 }
 
 /// The API's routes.
@@ -93,6 +96,7 @@ pub struct ApiError {
     error: &'static str,
     detail: String,
     errors: Option<serde_json::Value>,
+    retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -102,7 +106,14 @@ impl ApiError {
             error,
             detail: detail.into(),
             errors: None,
+            retry_after: None,
         }
+    }
+
+    /// The same error with a `Retry-After` header.
+    pub(crate) fn retry_after(mut self, after: std::time::Duration) -> Self {
+        self.retry_after = Some(after);
+        self
     }
 
     pub(crate) fn bad_request(detail: impl Into<String>) -> Self {
@@ -130,6 +141,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(after) = self.retry_after {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(after.as_secs().max(1)),
+            );
         }
         response
     }
@@ -404,10 +421,42 @@ async fn issue_token(
     Ok((StatusCode::CREATED, Json(issued)).into_response())
 }
 
-async fn enroll(State(state): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+async fn enroll(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    state
+        .failures
+        .check(peer.ip())
+        .map_err(|retry| too_many_failures(retry, "enrollments"))?;
     let input: EnrollInput = parse_json(&body)?;
-    let enrollment = state.registry.enroll(&input).await?;
-    Ok((StatusCode::CREATED, Json(enrollment)).into_response())
+    match state.registry.enroll(&input).await {
+        Ok(enrollment) => Ok((StatusCode::CREATED, Json(enrollment)).into_response()),
+        Err(e) => {
+            if matches!(
+                e,
+                RegistryError::UnknownToken | RegistryError::ExpiredToken { .. }
+            ) {
+                tracing::info!(peer = %peer.ip(), error = %e, "enrollment refused");
+                state.failures.failed(peer.ip());
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// 429 for an address with too many recent failures; `Retry-After` says when to retry.
+pub(crate) fn too_many_failures(retry_after: std::time::Duration, what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_failures",
+        format!(
+            "too many failed {what} from this address; retry in {} s",
+            retry_after.as_secs().max(1)
+        ),
+    )
+    .retry_after(retry_after)
 }
 
 #[derive(Serialize)]

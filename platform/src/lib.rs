@@ -29,6 +29,7 @@ pub mod clock;
 pub mod config;
 pub mod credit_code;
 pub mod ingest;
+pub mod limiter;
 pub mod mosquitto;
 pub mod registry;
 pub mod secret;
@@ -210,6 +211,7 @@ impl Platform {
             targets: config.targets,
             utc_offset_minutes: config.utc_offset_minutes,
             accounts,
+            failures: limiter::FailureLimiter::default(),
         });
         let mut app = api::router(state);
         if let Some(token) = &config.broker_hook_token {
@@ -225,10 +227,13 @@ impl Platform {
         tasks.push((
             "http",
             tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(http_shutdown.cancelled_owned())
-                    .await
-                    .map_err(PlatformError::Serve)
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(http_shutdown.cancelled_owned())
+                .await
+                .map_err(PlatformError::Serve)
             }),
         ));
         if config.ingest {

@@ -128,3 +128,45 @@ async fn expired_and_unknown_tokens_are_401() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn repeated_failed_enrollments_close_the_address_for_a_while() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = TestPlatform::start(dir.path()).await;
+        let c = code(14);
+        p.register(&c, "biomedicine", "江夏区", false).await;
+        let valid = p.token(&c, 3).await;
+        // Successes never count: enrolling several gateways is not slowed.
+        for name in ["line-1", "line-2"] {
+            let (status, _) = p.try_enroll(&valid, name).await;
+            assert_eq!(status, StatusCode::CREATED);
+        }
+        for attempt in 0..fieldlink_platform::limiter::MAX_FAILURES {
+            let (status, body) = p.try_enroll(&format!("guess-{attempt}"), "x").await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "attempt {attempt}: {body}"
+            );
+        }
+        let response = p
+            .http
+            .post(format!("{}/api/v1/enroll", p.base))
+            .json(&serde_json::json!({"token": valid, "gateway_name": "line-3"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        let retry: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(retry > 60 && retry <= 900, "Retry-After {retry}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "too_many_failures");
+        p.stop().await;
+    })
+    .await;
+}

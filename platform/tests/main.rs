@@ -16,6 +16,7 @@ mod enroll;
 mod ingest;
 mod mosquitto;
 mod registry;
+mod secrets;
 mod shared_ingest;
 mod store;
 mod tls;

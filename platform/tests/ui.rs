@@ -405,10 +405,12 @@ async fn login_sets_secure_session_cookies_kept_in_the_database_and_logout_ends_
         let (hashes, stored) = match &city.p.database {
             None => {
                 let file = city.p.data_dir.join(ui::accounts::FILE_NAME);
-                let mode = std::os::unix::fs::PermissionsExt::mode(
-                    &std::fs::metadata(&file).unwrap().permissions(),
-                );
-                assert_eq!(mode & 0o777, 0o600);
+                for private in [&file, &city.p.data_dir.join("platform.sqlite3")] {
+                    let mode = std::os::unix::fs::PermissionsExt::mode(
+                        &std::fs::metadata(private).unwrap().permissions(),
+                    );
+                    assert_eq!(mode & 0o777, 0o600, "{}", private.display());
+                }
                 let db = rusqlite::Connection::open(&file).unwrap();
                 let hashes: Vec<String> = db
                     .prepare("SELECT password_hash FROM users")

@@ -125,6 +125,7 @@ use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::ops::Bound;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -293,7 +294,13 @@ impl Outbox {
         if let Some(parent) = opts.path.parent()
             && !parent.as_os_str().is_empty()
         {
-            fs::create_dir_all(parent).map_err(|e| Fault::from(e).into_error(parent))?;
+            // The plant's data: readable by the agent's user alone (as the .deb's
+            // /var/lib/fieldlink is).
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| Fault::from(e).into_error(parent))?;
         }
         let mut inner = Inner {
             path: opts.path,
@@ -663,6 +670,7 @@ impl Inner {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(&self.path)?;
         let backend = OutboxBackend::new(file, self.disk_full.clone())?;
         let cache_bytes = self.cache_bytes;

@@ -169,3 +169,16 @@ fn record_too_large_for_the_cap_is_refused_without_using_a_seq() {
     assert!(matches!(err, OutboxError::RecordTooLarge { .. }), "{err}");
     assert_eq!(append(&outbox, 100), 1);
 }
+
+#[test]
+fn the_file_and_the_directories_it_creates_are_the_agents_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = crate::tempdir();
+    let path = dir.path().join("state/fieldlink/outbox.redb");
+    let (outbox, _) = open(&path, BIG);
+    drop(outbox);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600, "the outbox holds the plant's data");
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+    assert_eq!(mode(&dir.path().join("state")), 0o700);
+}

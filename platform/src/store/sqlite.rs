@@ -161,11 +161,8 @@ struct Writer {
 impl SqliteStore {
     /// Opens (creating if needed) `DIR/platform.sqlite3` and applies pending migrations.
     pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Open {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let path = dir.join(FILE_NAME);
+        let path = private_file(dir, FILE_NAME)
+            .map_err(|(path, source)| StoreError::Open { path, source })?;
         let mut writer = Connection::open(&path)?;
         configure(&writer)?;
         migrate(&mut writer)?;
@@ -758,6 +755,26 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// `DIR/NAME`, created empty if missing and readable by the platform's user alone (plant
+/// data, hashes, session digests), in `DIR` (created with mode 0700 if missing). SQLite
+/// gives its `-wal` and `-shm` files the database file's mode. The error names the path.
+pub fn private_file(dir: &Path, name: &str) -> Result<PathBuf, (PathBuf, std::io::Error)> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| (dir.to_owned(), e))?;
+    let path = dir.join(name);
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| (path.clone(), e))?;
+    Ok(path)
 }
 
 fn configure(conn: &Connection) -> Result<(), StoreError> {

@@ -18,7 +18,6 @@ use crate::store::Store;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use rusqlite::{Connection, OptionalExtension, params};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -173,22 +172,8 @@ impl Accounts {
 
     /// Opens (creating if needed) `DIR/accounts.sqlite3`.
     pub fn open(dir: &Path) -> Result<Accounts, AccountError> {
-        std::fs::create_dir_all(dir).map_err(|source| AccountError::Open {
-            path: dir.to_owned(),
-            source,
-        })?;
-        let path = dir.join(FILE_NAME);
-        // Readable by the platform's user alone (hashes, session digests); SQLite gives
-        // its -wal and -shm files the same mode.
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|source| AccountError::Open {
-                path: path.clone(),
-                source,
-            })?;
+        let path = crate::store::sqlite::private_file(dir, FILE_NAME)
+            .map_err(|(path, source)| AccountError::Open { path, source })?;
         let conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;

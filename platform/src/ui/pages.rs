@@ -17,13 +17,14 @@ use crate::stats;
 use crate::store::{Enterprise, Gateway, SeriesPoint};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use fieldlink_wire::{Meta, Quality, Value as SampleValue};
 use minijinja::{Value, context};
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The chart's default window, in hours.
@@ -161,8 +162,23 @@ fn login_page(
 }
 
 /// `POST /login`: checks the CSRF pair and the password; starts a session.
-pub async fn login(mut ctx: Ctx, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
+pub async fn login(
+    mut ctx: Ctx,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(form): Form<LoginForm>,
+) -> Response {
     let next = form.next.as_deref();
+    if ctx.state.failures.check(peer.ip()).is_err() {
+        tracing::warn!(peer = %peer.ip(), "login refused: too many failures from this address");
+        return login_page(
+            &mut ctx,
+            &headers,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some("login_locked"),
+            next,
+        );
+    }
     let csrf_ok = cookie(&headers, LOGIN_CSRF_COOKIE)
         .is_some_and(|c| constant_time_eq(c.as_bytes(), form.csrf.as_bytes()));
     if !csrf_ok {
@@ -193,7 +209,8 @@ pub async fn login(mut ctx: Ctx, headers: HeaderMap, Form(form): Form<LoginForm>
             ctx.add_cookies(Redirect::to(&local_path(next)).into_response())
         }
         Ok(Login::Refused) => {
-            tracing::info!(username = ?form.username, "login refused");
+            tracing::info!(username = ?form.username, peer = %peer.ip(), "login refused");
+            ctx.state.failures.failed(peer.ip());
             login_page(
                 &mut ctx,
                 &headers,

@@ -26,11 +26,16 @@ impl LogCapture {
     /// Installs a subscriber (INFO and above) writing here, for the current thread until the
     /// guard drops; a current-thread runtime's tasks log here too.
     pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+        self.install_at(tracing::Level::INFO)
+    }
+
+    /// [`Self::install`], with `level` and above.
+    pub fn install_at(&self, level: tracing::Level) -> tracing::subscriber::DefaultGuard {
         let writer = self.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(move || writer.clone())
             .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
+            .with_max_level(level)
             .without_time()
             .finish();
         tracing::subscriber::set_default(subscriber)
