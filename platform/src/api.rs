@@ -31,7 +31,7 @@ use crate::secret::{constant_time_eq, sha256_hex};
 use crate::stats;
 use crate::store::{Enterprise, Gap, Gateway, Store, StoreError};
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -42,6 +42,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+/// The largest request body accepted (413 beyond): a CSV import of the whole city's
+/// enterprises fits many times over.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// What the handlers share.
 pub struct AppState {
@@ -85,6 +89,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/stats/onboarding/silent", get(silent))
         .route("/api/v1/stats/ingest", get(ingest_stats))
         .merge(crate::ui::router())
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(state)
 }

@@ -147,6 +147,27 @@ pub struct TokenInput {
     pub max_gateways: Option<u32>,
 }
 
+impl TokenInput {
+    /// Validates the fields, giving the token's lifetime in days and its gateways.
+    pub fn validate(&self) -> Result<(u32, u32), RegistryError> {
+        let days = self.expires_in_days.unwrap_or(DEFAULT_TOKEN_DAYS);
+        if !(1..=MAX_TOKEN_DAYS).contains(&days) {
+            return Err(RegistryError::Field {
+                field: "expires_in_days",
+                reason: format!("must be 1 to {MAX_TOKEN_DAYS}"),
+            });
+        }
+        let max_gateways = self.max_gateways.unwrap_or(DEFAULT_MAX_GATEWAYS);
+        if !(1..=MAX_GATEWAYS_PER_TOKEN).contains(&max_gateways) {
+            return Err(RegistryError::Field {
+                field: "max_gateways",
+                reason: format!("must be 1 to {MAX_GATEWAYS_PER_TOKEN}"),
+            });
+        }
+        Ok((days, max_gateways))
+    }
+}
+
 /// A token, shown once.
 #[derive(Debug, Clone, Serialize)]
 pub struct IssuedToken {
@@ -171,6 +192,35 @@ pub struct EnrollInput {
     /// The agent's version, for the record.
     #[serde(default)]
     pub agent_version: Option<String>,
+}
+
+impl EnrollInput {
+    /// Validates the fields (not the token, which only the store can check), giving the
+    /// gateway's name, trimmed.
+    pub fn validate(&self) -> Result<&str, RegistryError> {
+        let name = self.gateway_name.trim();
+        if name.is_empty()
+            || name.chars().count() > MAX_GATEWAY_NAME
+            || name.chars().any(char::is_control)
+        {
+            return Err(RegistryError::Field {
+                field: "gateway_name",
+                reason: format!("must be 1 to {MAX_GATEWAY_NAME} printable characters"),
+            });
+        }
+        for (field, value) in [
+            ("hostname", &self.hostname),
+            ("agent_version", &self.agent_version),
+        ] {
+            if value.as_ref().is_some_and(|v| v.chars().count() > 200) {
+                return Err(RegistryError::Field {
+                    field,
+                    reason: "must be at most 200 characters".to_owned(),
+                });
+            }
+        }
+        Ok(name)
+    }
 }
 
 /// The enrollment answer.
@@ -305,20 +355,7 @@ impl Registry {
         credit_code: &str,
         input: &TokenInput,
     ) -> Result<IssuedToken, RegistryError> {
-        let days = input.expires_in_days.unwrap_or(DEFAULT_TOKEN_DAYS);
-        if !(1..=MAX_TOKEN_DAYS).contains(&days) {
-            return Err(RegistryError::Field {
-                field: "expires_in_days",
-                reason: format!("must be 1 to {MAX_TOKEN_DAYS}"),
-            });
-        }
-        let max_gateways = input.max_gateways.unwrap_or(DEFAULT_MAX_GATEWAYS);
-        if !(1..=MAX_GATEWAYS_PER_TOKEN).contains(&max_gateways) {
-            return Err(RegistryError::Field {
-                field: "max_gateways",
-                reason: format!("must be 1 to {MAX_GATEWAYS_PER_TOKEN}"),
-            });
-        }
+        let (days, max_gateways) = input.validate()?;
         let code = CreditCode::parse(credit_code)?;
         let token = secret::new_token()?;
         let now = now_ms();
@@ -346,33 +383,15 @@ impl Registry {
 
     /// Enrolls a gateway (or re-enrolls it, rotating its credentials).
     pub async fn enroll(&self, input: &EnrollInput) -> Result<Enrollment, RegistryError> {
-        let name = input.gateway_name.trim();
-        if name.is_empty()
-            || name.chars().count() > MAX_GATEWAY_NAME
-            || name.chars().any(char::is_control)
-        {
-            return Err(RegistryError::Field {
-                field: "gateway_name",
-                reason: format!("must be 1 to {MAX_GATEWAY_NAME} printable characters"),
-            });
-        }
-        let short = |field: &'static str, value: &Option<String>| match value {
-            Some(v) if v.chars().count() > 200 => Err(RegistryError::Field {
-                field,
-                reason: "must be at most 200 characters".to_owned(),
-            }),
-            _ => Ok(value.clone()),
-        };
-        let hostname = short("hostname", &input.hostname)?;
-        let agent_version = short("agent_version", &input.agent_version)?;
+        let name = input.validate()?;
         let password = secret::new_password()?;
         let outcome = self
             .store
             .enroll(EnrollRequest {
                 token_sha256: secret::sha256_hex(input.token.trim()),
                 gateway_name: name.to_owned(),
-                hostname,
-                agent_version,
+                hostname: input.hostname.clone(),
+                agent_version: input.agent_version.clone(),
                 password_hash: secret::mosquitto_hash(&password)?,
                 now: now_ms(),
             })
@@ -415,8 +434,9 @@ impl Registry {
 /// The CSV columns, required first.
 const CSV_COLUMNS: [&str; 5] = ["credit_code", "name", "industry", "district", "in_program"];
 
-/// Parses an import file into valid enterprises (with their line numbers) and line errors.
-fn parse_csv(text: &str) -> (Vec<(u64, NewEnterprise)>, Vec<LineError>) {
+/// Parses an import file into valid enterprises (with their line numbers) and line errors,
+/// without touching the store (which [`Registry::import_csv`] then checks for duplicates).
+pub fn parse_csv(text: &str) -> (Vec<(u64, NewEnterprise)>, Vec<LineError>) {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut errors = Vec::new();
     let mut valid = Vec::new();

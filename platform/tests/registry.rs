@@ -314,3 +314,44 @@ async fn tokens_are_issued_with_limits_and_stored_only_as_hashes() {
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_before_they_are_read_whole() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = TestPlatform::start(dir.path()).await;
+        let huge = vec![b'x'; fieldlink_platform::api::MAX_BODY_BYTES + 1];
+        for (path, content_type) in [
+            ("/api/v1/enroll", "application/json"),
+            ("/api/v1/enterprises", "application/json"),
+            ("/api/v1/enterprises/import", "text/csv"),
+            ("/api/v1/users", "application/json"),
+            ("/login", "application/x-www-form-urlencoded"),
+        ] {
+            let response = p
+                .bureau(Method::POST, path)
+                .header("content-type", content_type)
+                .body(huge.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "POST {path}"
+            );
+        }
+        // Just under the limit is read (and refused for what it says).
+        let response = p
+            .http
+            .post(format!("{}/api/v1/enroll", p.base))
+            .header("content-type", "application/json")
+            .body(vec![b' '; fieldlink_platform::api::MAX_BODY_BYTES - 10])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        p.stop().await;
+    })
+    .await;
+}

@@ -192,12 +192,7 @@ impl Accounts {
         password: &str,
         credit_code: Option<&CreditCode>,
     ) -> Result<(), AccountError> {
-        let username = check_username(username)?;
-        if password.chars().count() < MIN_PASSWORD_CHARS {
-            return Err(AccountError::Invalid(format!(
-                "the password must have at least {MIN_PASSWORD_CHARS} characters"
-            )));
-        }
+        let username = check_new_user(username, password)?;
         let hash = hash_password(password.to_owned()).await?;
         let credit_code = credit_code.map(|c| c.as_str().to_owned());
         if !self
@@ -497,6 +492,17 @@ impl Backend {
             }
         }
     }
+}
+
+/// Validates a new user's name and password, giving the name as stored (trimmed).
+pub fn check_new_user(username: &str, password: &str) -> Result<String, AccountError> {
+    let username = check_username(username)?;
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(AccountError::Invalid(format!(
+            "the password must have at least {MIN_PASSWORD_CHARS} characters"
+        )));
+    }
+    Ok(username)
 }
 
 /// A user name: 3 to 64 letters, digits, `.`, `_`, `-` or `@`.

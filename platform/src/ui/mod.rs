@@ -27,6 +27,7 @@ mod pages;
 mod web;
 
 pub use accounts::{AccountError, Accounts, Role};
+pub use pages::UserInput;
 
 use crate::api::AppState;
 use axum::Router;

@@ -75,13 +75,17 @@ pub struct PointQuery {
     buckets: Option<u32>,
 }
 
-/// The body of `POST /api/v1/users`.
+/// The body of `POST /api/v1/users`; validated by [`CreditCode::parse`] and
+/// [`accounts::check_new_user`](super::accounts::check_new_user).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UserInput {
-    username: String,
-    password: String,
-    credit_code: Option<String>,
+pub struct UserInput {
+    /// The user name.
+    pub username: String,
+    /// The password.
+    pub password: String,
+    /// The enterprise of an enterprise user; none for a bureau user.
+    pub credit_code: Option<String>,
 }
 
 /// `GET /`: the user's home, or the login.
