@@ -1,6 +1,7 @@
 //! Integration tests of the agent library (config and check); end-to-end tests against
 //! real peers live in the workspace's `tests/` crate.
 
+mod broker_faults;
 mod check;
 mod config;
 mod faults;

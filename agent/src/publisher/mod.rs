@@ -303,7 +303,6 @@ async fn session(
     if let Err(why) = connect(&mut events, *mode).await {
         return SessionEnd::Lost(why);
     }
-    backoff.reset();
     outage_log.connected(&cx.gateway);
     cx.telemetry.mqtt.connected.store(true, Ordering::Relaxed);
     Telemetry::set_error(&cx.telemetry.mqtt.last_error, None);
@@ -375,6 +374,11 @@ async fn session(
             event = events.poll() => match event {
                 Ok(Event::Outgoing(Outgoing::Publish(pkid))) => window.written(pkid),
                 Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                    // The broker takes messages: the backoff starts over. Not at CONNACK,
+                    // or a broker that accepts and then drops every connection (a client
+                    // id in use twice, an overloaded broker) would be reconnected to at
+                    // the first step's rate forever.
+                    backoff.reset();
                     if let Some(InFlight::Batch { seq, samples, sent_at, .. }) = window.acked(ack.pkid) {
                         if let Err(e) = cx.outbox.run(move |o| o.ack(seq)).await {
                             return SessionEnd::Lost(format!("outbox: {e}"));

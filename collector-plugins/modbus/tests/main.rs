@@ -6,6 +6,7 @@ mod support;
 mod connection;
 mod failure_log;
 mod failures;
+mod malformed;
 mod rtu;
 mod schedule;
 mod values;

@@ -2,7 +2,7 @@
 //! (no colours, no timestamps), for tests of what is logged and how often.
 
 use std::io;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 /// A shared buffer that a tracing fmt subscriber writes into.
 #[derive(Clone, Default)]
@@ -31,6 +31,12 @@ impl LogCapture {
 
     /// [`Self::install`], with `level` and above.
     pub fn install_at(&self, level: tracing::Level) -> tracing::subscriber::DefaultGuard {
+        // While a single dispatcher exists, tracing-core caches a log line's interest from
+        // the subscriber of whichever thread reaches the line first: another test's thread,
+        // with none, would switch it off here for the whole process. With a second one
+        // alive, every line is asked of the current thread's subscriber.
+        static SECOND: OnceLock<tracing::Dispatch> = OnceLock::new();
+        SECOND.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
         let writer = self.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_writer(move || writer.clone())
