@@ -27,7 +27,7 @@ use fieldlink_wire::{Meta, Status, decode_batch};
 use rumqttc::{
     AsyncClient, Event, MqttOptions, Outgoing, Packet, Publish, QoS, TlsConfiguration, Transport,
 };
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -50,6 +50,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const QUEUE: usize = 4096;
 /// The largest payload accepted (the embedded broker's limit).
 const MAX_PAYLOAD: usize = fieldlink_broker::MAX_PAYLOAD_SIZE;
+/// How often acknowledgements that did not fit the client's request queue are retried.
+const ACK_RETRY: Duration = Duration::from_millis(5);
 /// Gateways named in "unknown gateway" warnings before they are no longer logged.
 const WARN_ONCE_LIMIT: usize = 10_000;
 
@@ -325,6 +327,12 @@ enum Decoded {
 }
 
 /// Stores groups of batches and acknowledges them after the commit.
+///
+/// The acknowledgements go through the MQTT client's request queue, which only the data
+/// session's event loop empties, and that loop may itself be waiting for room in this
+/// writer's queue: so the writer never waits for the request queue. Acknowledgements
+/// that do not fit wait in `unacked` and are retried every [`ACK_RETRY`] (and before
+/// every group), while the writer keeps taking batches.
 async fn writer(
     client: AsyncClient,
     mut publish_rx: mpsc::Receiver<Publish>,
@@ -332,7 +340,16 @@ async fn writer(
     stop: CancellationToken,
 ) {
     let mut warned = HashSet::new();
-    while let Some(first) = publish_rx.recv().await {
+    let mut unacked: VecDeque<Publish> = VecDeque::new();
+    loop {
+        let first = tokio::select! {
+            first = publish_rx.recv() => first,
+            () = tokio::time::sleep(ACK_RETRY), if !unacked.is_empty() => {
+                ack_what_fits(&client, &mut unacked);
+                continue;
+            }
+        };
+        let Some(first) = first else { break };
         let mut group = vec![first];
         while group.len() < GROUP_MAX {
             match publish_rx.try_recv() {
@@ -340,19 +357,43 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        if !store_group(&client, group, &cx, &stop, &mut warned).await {
+        if !store_group(group, &cx, &stop, &mut warned, &mut unacked).await {
             return;
+        }
+        ack_what_fits(&client, &mut unacked);
+    }
+    // The data session keeps polling while it drains, so the rest goes out now.
+    for publish in unacked {
+        if let Err(e) = client.ack(&publish).await {
+            tracing::warn!(error = %e, "cannot acknowledge a batch; the broker will deliver it again");
         }
     }
 }
 
-/// Decodes, stores and acknowledges one group; false if stopped before it was stored.
+/// Queues the acknowledgements that fit in the client's request queue, oldest first.
+fn ack_what_fits(client: &AsyncClient, unacked: &mut VecDeque<Publish>) {
+    while let Some(publish) = unacked.front() {
+        match client.try_ack(publish) {
+            Ok(()) => {
+                unacked.pop_front();
+            }
+            Err(rumqttc::ClientError::TryRequest(_)) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot acknowledge a batch; the broker will deliver it again");
+                unacked.pop_front();
+            }
+        }
+    }
+}
+
+/// Decodes and stores one group, then queues its acknowledgements in `unacked`; false
+/// if stopped before it was stored.
 async fn store_group(
-    client: &AsyncClient,
     group: Vec<Publish>,
     cx: &IngestContext,
     stop: &CancellationToken,
     warned: &mut HashSet<String>,
+    unacked: &mut VecDeque<Publish>,
 ) -> bool {
     let counters = cx.counters.clone();
     let decoded = tokio::task::spawn_blocking(move || {
@@ -393,11 +434,7 @@ async fn store_group(
             }
         }
     }
-    for publish in &group {
-        if let Err(e) = client.ack(publish).await {
-            tracing::warn!(error = %e, "cannot acknowledge a batch; the broker will deliver it again");
-        }
-    }
+    unacked.extend(group);
     true
 }
 
