@@ -2,18 +2,14 @@
 //! one, run with a generated config, so that its CPU time and memory are its own (read
 //! from /proc/PID) and not mixed with the broker's, the devices' or the subscriber's.
 
+use crate::child::{Child, sibling_binary};
 use crate::measure::Process;
-use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// How long the agent gets to stop after SIGTERM before it is killed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+use std::process::Command;
 
 /// A running `fieldlink run --config FILE`, stopped (SIGTERM) when dropped.
 pub struct Agent {
-    child: Option<Child>,
+    child: Child,
     dir: tempfile::TempDir,
     /// The process, for CPU and memory readings.
     pub process: Process,
@@ -21,15 +17,7 @@ pub struct Agent {
 
 /// The `fieldlink` binary built alongside this one (`target/release/fieldlink`).
 pub fn binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("cannot locate the bench binary")?;
-    let path = exe.with_file_name("fieldlink");
-    if !path.exists() {
-        bail!(
-            "{} not found: build it first with `cargo build --release -p fieldlink`",
-            path.display()
-        );
-    }
-    Ok(path)
+    sibling_binary("fieldlink")
 }
 
 impl Agent {
@@ -41,20 +29,16 @@ impl Agent {
         let state = dir.path().join("state");
         let file = dir.path().join("agent.toml");
         std::fs::write(&file, config(&state))?;
-        let log = std::fs::File::create(dir.path().join("agent.log"))?;
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        command
             .arg("run")
             .arg("--config")
             .arg(&file)
-            .env("FIELDLINK_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let process = Process { pid: child.id() };
+            .env("FIELDLINK_LOG", "warn");
+        let child = Child::spawn("the agent", command, &dir.path().join("agent.log"))?;
+        let process = child.process;
         Ok(Agent {
-            child: Some(child),
+            child,
             dir,
             process,
         })
@@ -67,61 +51,18 @@ impl Agent {
 
     /// The agent's log so far (warnings and errors).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+        self.child.log()
     }
 
     /// Fails with the agent's log if it has exited.
     pub fn check_running(&mut self) -> anyhow::Result<()> {
-        if let Some(child) = &mut self.child
-            && let Some(status) = child.try_wait()?
-        {
-            bail!("the agent exited ({status}):\n{}", self.log());
-        }
-        Ok(())
+        self.child.check_running()
     }
 
     /// Stops the agent with SIGTERM (it flushes and says goodbye) and waits for it; kills
     /// it if it takes longer than 30 s.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        let Some(mut child) = self.child.take() else {
-            return Ok(());
-        };
-        terminate(&child);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            if child.try_wait()?.is_some() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                child.kill()?;
-                child.wait()?;
-                bail!("the agent did not stop within {STOP_TIMEOUT:?} of SIGTERM");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            terminate(&child);
-            let deadline = Instant::now() + STOP_TIMEOUT;
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn terminate(child: &Child) {
-    if let Some(pid) = i32::try_from(child.id())
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.child.stop().await
     }
 }
 

@@ -42,7 +42,10 @@ impl Broker {
             BrokerChoice::InProcess => false,
         };
         if mosquitto {
-            return Ok(Broker::Mosquitto(Mosquitto::start()?));
+            // No limits on the messages in flight or queued towards the subscriber: the
+            // bench counts every sample, and mosquitto's defaults (20 in flight, 1000
+            // queued) would drop QoS 1 messages to a subscriber that falls behind.
+            return Ok(Broker::Mosquitto(Mosquitto::start(0, 0)?));
         }
         static IN_PROCESS: OnceLock<SocketAddr> = OnceLock::new();
         if let Some(addr) = IN_PROCESS.get() {
@@ -50,6 +53,15 @@ impl Broker {
         }
         let addr = fieldlink_broker::Broker::start("127.0.0.1:0".parse()?)?.addr();
         Ok(Broker::InProcess(*IN_PROCESS.get_or_init(|| addr)))
+    }
+
+    /// mosquitto with `max_inflight_messages` and `max_queued_messages` per client as given
+    /// (0: no limit).
+    pub fn mosquitto(max_inflight: u32, max_queued: u32) -> anyhow::Result<Broker> {
+        Ok(Broker::Mosquitto(Mosquitto::start(
+            max_inflight,
+            max_queued,
+        )?))
     }
 
     /// Where clients connect.
@@ -85,18 +97,16 @@ pub struct Mosquitto {
 }
 
 impl Mosquitto {
-    fn start() -> anyhow::Result<Mosquitto> {
+    fn start(max_inflight: u32, max_queued: u32) -> anyhow::Result<Mosquitto> {
         let dir = tempfile::tempdir()?;
         let port = free_port();
         let conf = dir.path().join("mosquitto.conf");
-        // No limits on the messages in flight or queued towards the subscriber: the bench
-        // counts every sample, and mosquitto's defaults (20 in flight, 1000 queued) would
-        // drop QoS 1 messages to a subscriber that falls behind.
         std::fs::write(
             &conf,
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 max_inflight_messages 0\nmax_queued_messages 0\nlog_dest none\n"
+                 max_inflight_messages {max_inflight}\nmax_queued_messages {max_queued}\n\
+                 log_dest none\n"
             ),
         )?;
         let child = Command::new(MOSQUITTO)

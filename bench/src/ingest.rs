@@ -29,6 +29,18 @@ pub struct Args {
     samples: usize,
 }
 
+/// The `i`-th bench enterprise: a valid credit code of its own, one industry and district.
+pub fn enterprise(i: usize) -> anyhow::Result<EnterpriseInput> {
+    let code = CreditCode::complete(&format!("91420100{:09}", 900_000 + i))?;
+    Ok(EnterpriseInput {
+        credit_code: code.to_string(),
+        name: format!("bench enterprise {i}"),
+        industry: "auto-parts".to_owned(),
+        district: "洪山区".to_owned(),
+        in_program: false,
+    })
+}
+
 /// Runs the scenario once.
 pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     let dir = tempfile::tempdir()?;
@@ -45,14 +57,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     let registry = platform.registry();
     let mut gateways = Vec::with_capacity(args.gateways);
     for i in 0..args.gateways {
-        let code = CreditCode::complete(&format!("91420100{:09}", 900_000 + i))?;
-        let input = EnterpriseInput {
-            credit_code: code.to_string(),
-            name: format!("bench enterprise {i}"),
-            industry: "auto-parts".to_owned(),
-            district: "洪山区".to_owned(),
-            in_program: false,
-        };
+        let input = enterprise(i)?;
+        let code = CreditCode::parse(&input.credit_code)?;
         registry.create(&input).await?;
         let token = registry
             .issue_token(

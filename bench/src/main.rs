@@ -3,12 +3,18 @@
 //! `target/release/fieldlink-bench SCENARIO`; each scenario prints one summary line of
 //! figures, measured, never asserted. Scenarios that run the agent start
 //! `target/release/fieldlink` as a child process, so that its CPU time and memory are read
-//! apart from the broker's and the subscriber's. This machine is shared and noisy: run a
-//! scenario several times and quote the median (`--runs N` does it for you).
+//! apart from the broker's and the subscriber's; city-load likewise starts
+//! `target/release/fieldlink-platform`, built in a command of its own
+//! (`cargo build --release -p fieldlink-platform`: built with the bench, which links the
+//! platform's library, it would get the features the bench asks of their shared
+//! dependencies). This machine is shared and noisy: run a scenario several times and quote
+//! the median (`--runs N` does it for you).
 
 mod agent;
 mod backlog;
 mod broker;
+mod child;
+mod city_load;
 mod footprint;
 mod ingest;
 mod measure;
@@ -50,6 +56,8 @@ enum Scenario {
     Ingest(ingest::Args),
     /// 10,000 OPC UA monitored items changing every second, from the in-process server.
     Opcua(opcua::Args),
+    /// N gateways at a fixed rate → mosquitto → K platform instances → PostgreSQL.
+    CityLoad(city_load::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -72,6 +80,7 @@ fn main() -> anyhow::Result<()> {
                 Scenario::Footprint(args) => footprint::run(args).await,
                 Scenario::Ingest(args) => ingest::run(args).await,
                 Scenario::Opcua(args) => opcua::run(args).await,
+                Scenario::CityLoad(args) => city_load::run(args).await,
             }
         })?;
         println!("run {run}: {}", result.line());
