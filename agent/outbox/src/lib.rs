@@ -97,13 +97,14 @@
 //! Opening runs redb's integrity check (it reads the whole file: about as long as reading
 //! `max_bytes` from disk). After an unclean shutdown redb rolls back to the last durable commit
 //! by itself. If the file cannot be opened because it is damaged (truncated, corrupted, not a
-//! redb file, or zero-length), it is renamed to `<path>.damaged-<unix_ms>` for inspection and a
-//! fresh store is created; [`OpenReport`] says so and a tracing error is logged. The fresh store
-//! continues numbering after the damaged one: from its `next_seq`/`seq_limit` if a read-only open
-//! can still read them, otherwise from the wall clock (milliseconds since the epoch × 1000, which
-//! is above any `seq` an earlier store handed out unless it appended over 1000 records per
-//! millisecond or the clock is wrong). A file in use by another process or in a format from a
-//! newer version is never moved: opening fails instead.
+//! redb file, zero-length, or numbering past `i64::MAX`, the largest `seq` receivers accept), it
+//! is renamed to `<path>.damaged-<unix_ms>` for inspection and a fresh store is created;
+//! [`OpenReport`] says so and a tracing error is logged. The fresh store continues numbering
+//! after the damaged one: from its `next_seq`/`seq_limit` if a read-only open can still read them
+//! (and they are not past `i64::MAX`), otherwise from the wall clock (milliseconds since the
+//! epoch × 1000, which is above any `seq` an earlier store handed out unless it appended over
+//! 1000 records per millisecond or the clock is wrong). A file in use by another process or in a
+//! format from a newer version is never moved: opening fails instead.
 //!
 //! On a full disk ([`OutboxError::DiskFull`]) redb's handle becomes unusable; the outbox drops it
 //! and reopens the file on a later call (at most once a second, backing off to once a minute),
@@ -150,6 +151,10 @@ pub const MIN_MAX_BYTES: u64 = budget::MIN_MAX_BYTES;
 /// How many sequence numbers one durable reservation covers: after a crash, numbering resumes at
 /// most this far above the last `seq` handed out.
 const SEQ_RESERVATION: u64 = 1024;
+
+/// The largest `seq` a store hands out: receivers keep `seq` as a signed 64-bit integer
+/// (the platform refuses a batch above it). A file that numbers past it is damaged.
+const MAX_SEQ: u64 = i64::MAX as u64;
 
 /// The store format written in `meta.format`.
 const FORMAT_VERSION: u64 = 1;
@@ -721,7 +726,13 @@ impl Inner {
                     }
                 }
             };
-            if c.batches != records.len()? || c.chunks != chunks.len()? {
+            // A record holds at most u32::MAX samples and bytes: larger sums are out of step too.
+            let past_records = |sum: u64| sum > c.batches.saturating_mul(u64::from(u32::MAX));
+            if c.batches != records.len()?
+                || c.chunks != chunks.len()?
+                || past_records(c.samples)
+                || past_records(c.payload_bytes)
+            {
                 tracing::warn!(path = %self.path.display(),
                     "outbox counters disagree with the tables; recounting");
                 recount(&mut c, &records)?;
@@ -730,8 +741,17 @@ impl Inner {
             // resume above every seq that was reserved.
             c.next_seq = c.next_seq.max(c.seq_limit).max(1);
             c.seq_limit = c.next_seq;
+            let ends = Ends::read(&records)?;
+            // No commit writes these: counters that would overflow, or a record that the
+            // next append would overwrite.
+            if c.next_seq > MAX_SEQ || ends.newest.is_some_and(|seq| seq >= c.next_seq) {
+                return Err(Fault::Corrupted(format!(
+                    "next_seq {} is past the largest seq ({MAX_SEQ}) or not above the newest record ({:?})",
+                    c.next_seq, ends.newest
+                )));
+            }
             c.store(&mut meta)?;
-            (c, Ends::read(&records)?)
+            (c, ends)
         };
         txn.set_durability(Durability::Immediate)?;
         txn.commit()?;
@@ -867,8 +887,8 @@ impl Inner {
                 churn += budget.footprint(len);
             }
             churn += footprint;
-            c.evicted_batches += evicted.0;
-            c.evicted_samples += evicted.1;
+            c.evicted_batches = c.evicted_batches.saturating_add(evicted.0);
+            c.evicted_samples = c.evicted_samples.saturating_add(evicted.1);
             insert_record(&mut records, &mut chunks, seq, samples, now, &payload)?;
             c.batches += 1;
             c.samples += u64::from(samples);
@@ -989,8 +1009,8 @@ impl Inner {
                     evicted.0 += 1;
                     evicted.1 += u64::from(samples);
                 }
-                c.evicted_batches += evicted.0;
-                c.evicted_samples += evicted.1;
+                c.evicted_batches = c.evicted_batches.saturating_add(evicted.0);
+                c.evicted_samples = c.evicted_samples.saturating_add(evicted.1);
                 Ok(Commit {
                     value: evicted,
                     durable: true,
@@ -1191,7 +1211,7 @@ fn recount(
     c.samples = samples;
     c.payload_bytes = payload_bytes;
     c.chunks = chunks;
-    c.next_seq = c.next_seq.max(last_seq + 1);
+    c.next_seq = c.next_seq.max(last_seq.saturating_add(1));
     Ok(())
 }
 
@@ -1207,7 +1227,8 @@ fn read_old_seq(path: &Path) -> Option<u64> {
         let meta = txn.open_table(META)?;
         let c = Counters::load(&meta)?;
         let seq = c.next_seq.max(c.seq_limit);
-        Ok((seq > 0).then_some(seq))
+        // A damaged counter must not seed the fresh store past the largest seq.
+        Ok((1..=MAX_SEQ).contains(&seq).then_some(seq))
     };
     catch_unwind(read).ok()?.ok()?
 }

@@ -135,3 +135,95 @@ fn redb_create(path: &Path) -> redb::Database {
     txn.commit().unwrap();
     db
 }
+
+/// The outbox's tables of a redb file.
+type Tables<'a> = (
+    &'a [(&'a str, u64)],
+    &'a [(u64, (u32, i64, u32))],
+    &'a [((u64, u32), &'a [u8])],
+);
+
+/// A redb file whose outbox tables hold `meta`, `records` and `chunks`: states no commit of
+/// the outbox writes, as a bit flip under a valid checksum could leave.
+fn redb_outbox(path: &Path, (meta, records, chunks): Tables<'_>) {
+    const META: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+    const RECORDS: redb::TableDefinition<u64, (u32, i64, u32)> =
+        redb::TableDefinition::new("records");
+    const CHUNKS: redb::TableDefinition<(u64, u32), &[u8]> = redb::TableDefinition::new("chunks");
+    let db = redb::Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut t = txn.open_table(META).unwrap();
+        for &(key, value) in meta {
+            t.insert(key, value).unwrap();
+        }
+        let mut t = txn.open_table(RECORDS).unwrap();
+        for (seq, record) in records {
+            t.insert(seq, record).unwrap();
+        }
+        let mut t = txn.open_table(CHUNKS).unwrap();
+        for &(key, chunk) in chunks {
+            t.insert(key, chunk).unwrap();
+        }
+    }
+    txn.commit().unwrap();
+}
+
+/// Regression (fuzz target outbox_recovery): a damaged file whose `next_seq` read u64::MAX
+/// seeded the fresh store with it, and the first append overflowed. A store numbered past
+/// the largest seq, or with a record the next append would overwrite, is damaged.
+#[test]
+fn a_seq_counter_past_the_largest_seq_is_damage_and_does_not_seed_the_fresh_store() {
+    let stored = (1, 0, 0);
+    let cases: [Tables<'_>; 5] = [
+        // The fuzzer's file: no `format` (not an outbox), `next_seq` at u64::MAX.
+        (
+            &[("next_seq", u64::MAX), ("stray", 1099511627775)],
+            &[],
+            &[((2531906049332683555, 589505315), &b"##########\0"[..])],
+        ),
+        (&[("format", 1), ("next_seq", u64::MAX)], &[], &[]),
+        (
+            &[("format", 1), ("seq_limit", i64::MAX as u64 + 1)],
+            &[],
+            &[],
+        ),
+        (
+            &[("format", 1), ("next_seq", 5), ("batches", 1)],
+            &[(9, stored)],
+            &[],
+        ),
+        (&[("format", 1)], &[(u64::MAX, stored)], &[]),
+    ];
+    for tables in cases {
+        let dir = crate::tempdir();
+        let path = dir.path().join("outbox.redb");
+        redb_outbox(&path, tables);
+        let (outbox, report) = open(&path, BIG);
+        assert!(report.moved_aside.is_some(), "{tables:?}");
+        assert!(report.next_seq <= i64::MAX as u64, "{}", report.next_seq);
+        let seq = append(&outbox, 100);
+        assert_eq!(seqs(&outbox), [seq]);
+    }
+}
+
+/// A counter no record could add up to (more samples than `u32::MAX` per record) is
+/// recounted from the records, as counters out of step with the tables are.
+#[test]
+fn a_sample_counter_past_what_the_records_hold_is_recounted() {
+    let dir = crate::tempdir();
+    let path = dir.path().join("outbox.redb");
+    redb_outbox(
+        &path,
+        (
+            &[("format", 1), ("next_seq", 1), ("samples", u64::MAX)],
+            &[],
+            &[],
+        ),
+    );
+    let (outbox, report) = open(&path, BIG);
+    assert_eq!(report.moved_aside, None);
+    assert_eq!(outbox.stats().samples, 0);
+    outbox.append(3, |_| b"x".to_vec()).unwrap();
+    assert_eq!(outbox.stats().samples, 3);
+}

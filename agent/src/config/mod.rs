@@ -242,7 +242,19 @@ fn read_platform(dx: &mut Diagnostics<'_>, t: &mut TableReader<'_, '_>) -> Optio
         );
     }
     let enroll_url = t.string(dx, "enroll_url").map(|s| s.value.to_owned());
-    let keep_alive = t.positive_duration(dx, "keep_alive", Duration::from_secs(30));
+    // MQTT carries the keep-alive in 16 bits of whole seconds; rumqttc refuses (panics on)
+    // less than a second and truncates more than 65535.
+    let keep_alive = match t.duration(dx, "keep_alive") {
+        Some(k) if !(1..=u64::from(u16::MAX)).contains(&k.value.as_secs()) => {
+            dx.error(
+                k.range(),
+                "[platform]: `keep_alive` must be from \"1s\" to \"65535s\" (MQTT's limit)",
+            );
+            Duration::from_secs(30)
+        }
+        Some(k) => k.value,
+        None => Duration::from_secs(30),
+    };
     Some(PlatformConfig {
         mqtt: mqtt?,
         username,
@@ -577,4 +589,32 @@ fn read_simulator(
         points: sim_points,
     };
     Some((DeviceKind::Simulator(device), infos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (found reviewing what the `config` fuzz target accepts): a keep-alive under
+    /// a second passed validation and then panicked in rumqttc when the publisher started;
+    /// one over 65535 s was silently truncated to 16 bits.
+    #[test]
+    fn keep_alive_outside_what_mqtt_carries_is_refused() {
+        let config = |keep_alive: &str| {
+            format!("[gateway]\nid = \"gw\"\n[platform]\nkeep_alive = \"{keep_alive}\"\n")
+        };
+        for bad in ["500ms", "999ms", "65536s", "1d"] {
+            let errors = parse(&config(bad), "agent.toml").expect_err(bad);
+            assert_eq!(errors.0.len(), 1, "{bad}: {errors}");
+            assert_eq!((errors.0[0].line, errors.0[0].column), (4, 14), "{bad}");
+            assert!(errors.0[0].message.contains("`keep_alive`"), "{errors}");
+        }
+        for good in ["1s", "1500ms", "30s", "65535s"] {
+            let parsed = parse(&config(good), "agent.toml").expect(good);
+            assert_eq!(
+                Some(parsed.platform.keep_alive),
+                units::parse_duration(good)
+            );
+        }
+    }
 }
