@@ -77,12 +77,12 @@ pub enum EnrollError {
     #[error("the platform's answer is not a valid enrollment: {0}")]
     BadAnswer(String),
     /// The state directory could not be written.
-    #[error("cannot store the enrollment in {path}: {source}")]
+    #[error("cannot store the enrollment in {path}: {error}")]
     Store {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, so not repeated as a cause).
+        error: std::io::Error,
     },
 }
 
@@ -193,9 +193,9 @@ pub fn path(state_dir: &Path) -> PathBuf {
 /// earlier one atomically.
 pub fn store(state_dir: &Path, enrollment: &Enrollment) -> Result<PathBuf, EnrollError> {
     let target = path(state_dir);
-    let io = |source| EnrollError::Store {
+    let io = |error| EnrollError::Store {
         path: target.clone(),
-        source,
+        error,
     };
     std::fs::create_dir_all(state_dir).map_err(io)?;
     std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
@@ -223,7 +223,7 @@ pub fn load(state_dir: &Path) -> Result<Option<Enrollment>, EnrollError> {
             .map(Some)
             .map_err(|e| EnrollError::BadAnswer(format!("{}: {e}", file.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(EnrollError::Store { path: file, source }),
+        Err(error) => Err(EnrollError::Store { path: file, error }),
     }
 }
 

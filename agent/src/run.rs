@@ -32,12 +32,12 @@ pub enum RunError {
     #[error("the stored enrollment is unusable: {0}")]
     Enrollment(#[from] crate::enroll::EnrollError),
     /// The outbox could not be opened or created (permissions, disk).
-    #[error("cannot open the outbox in {dir}: {source}")]
+    #[error("cannot open the outbox in {dir}: {error}")]
     Outbox {
         /// The state directory.
         dir: String,
-        /// The store's error.
-        source: StoreError,
+        /// The store's error (in the message, so not repeated as a cause).
+        error: StoreError,
     },
 }
 
@@ -248,9 +248,9 @@ async fn open_outbox(config: &AgentConfig) -> Result<SharedOutbox, RunError> {
         Ok(result) => result.map_err(StoreError::from),
         Err(e) => Err(StoreError::Task(e.to_string())),
     };
-    let (outbox, report) = outcome.map_err(|source| RunError::Outbox {
+    let (outbox, report) = outcome.map_err(|error| RunError::Outbox {
         dir: dir.display().to_string(),
-        source,
+        error,
     })?;
     if let (Some(aside), Some(why)) = (&report.moved_aside, &report.error) {
         tracing::error!(moved_to = %aside.display(), error = %why, "the outbox was damaged; it was moved aside and a fresh one started");

@@ -41,6 +41,12 @@
 //!   asks for the old one's), and forgets it. If the new connection later drops without
 //!   DISCONNECT, no will is published and a retained `online` status stays forever. The
 //!   takeover's will can also race with the new connection's first publishes.
+//! - A client that sends DISCONNECT and closes its socket at once can get another client
+//!   dropped: rumqttd's router handles both the DISCONNECT and the close as disconnects
+//!   of the same connection id, and connection ids are reused at once, so the second one
+//!   can end the next connection (`no-connection id N` or a bare close for that client).
+//!   Clients recover by reconnecting, as the agent and the platform's ingest do; a client
+//!   that waits for the broker to close the connection after its DISCONNECT avoids it.
 //! - Messages live in an in-memory log per subscription filter ([`SEGMENT_SIZE`] ×
 //!   [`SEGMENT_COUNT`]); a subscriber that falls further behind than that loses the
 //!   oldest messages even at QoS 1. Sessions and retained messages are lost when the
@@ -83,13 +89,12 @@ const MAX_PACKET_SIZE: usize = MAX_PAYLOAD_SIZE + 2 + 65_535 + 2;
 pub enum BrokerError {
     /// The listen address cannot be bound (port in use, address not local, no
     /// permission): choose another address or stop what holds it.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         /// The address asked for.
         addr: SocketAddr,
-        /// The operating system's reason.
-        #[source]
-        source: io::Error,
+        /// The operating system's reason (in the message, so not repeated as a cause).
+        error: io::Error,
     },
     /// A thread for the broker could not be created: the process is out of resources.
     #[error("cannot start the broker's thread: {0}")]
@@ -162,9 +167,9 @@ impl Broker {
 /// Checks that `listen` can be bound and returns it with the port filled in. The socket is
 /// closed again at once because rumqttd binds by address.
 fn reserve(listen: SocketAddr) -> Result<SocketAddr, BrokerError> {
-    let bind_error = |source| BrokerError::Bind {
+    let bind_error = |error| BrokerError::Bind {
         addr: listen,
-        source,
+        error,
     };
     let listener = TcpListener::bind(listen).map_err(bind_error)?;
     listener.local_addr().map_err(bind_error)

@@ -65,22 +65,20 @@ pub enum PlatformError {
     #[error("the in-process MQTT broker did not start: {0}")]
     Broker(#[from] BrokerError),
     /// The HTTP listen address cannot be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         /// The address.
         addr: SocketAddr,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// The I/O error (in the message, so not repeated as a cause).
+        error: std::io::Error,
     },
     /// A secret file in the data directory cannot be read or written.
-    #[error("cannot read or write {path}: {source}")]
+    #[error("cannot read or write {path}: {error}")]
     Secret {
         /// The file.
         path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// The I/O error (in the message, so not repeated as a cause).
+        error: std::io::Error,
     },
     /// No random secret could be made.
     #[error(transparent)]
@@ -192,16 +190,14 @@ impl Platform {
         let counters = Arc::new(IngestCounters::default());
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .map_err(|source| PlatformError::Bind {
+            .map_err(|error| PlatformError::Bind {
                 addr: config.listen,
-                source,
+                error,
             })?;
-        let http_addr = listener
-            .local_addr()
-            .map_err(|source| PlatformError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let http_addr = listener.local_addr().map_err(|error| PlatformError::Bind {
+            addr: config.listen,
+            error,
+        })?;
         let accounts = ui::Accounts::for_store(&store, &config.data_dir).await?;
         let state = Arc::new(api::AppState {
             registry: registry.clone(),
@@ -347,11 +343,12 @@ async fn prune_loop(
     }
 }
 
-/// Reads a secret from `path`, or creates it (mode 0600) with a new random token.
+/// Reads a secret from `path`, or creates it (mode 0600, in a directory created with mode
+/// 0700 if missing) with a new random token.
 fn load_or_create_secret(path: &Path) -> Result<String, PlatformError> {
-    let error = |source| PlatformError::Secret {
+    let error = |e| PlatformError::Secret {
         path: path.to_owned(),
-        source,
+        error: e,
     };
     match std::fs::read_to_string(path) {
         Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
@@ -361,7 +358,15 @@ fn load_or_create_secret(path: &Path) -> Result<String, PlatformError> {
     }
     let token = secret::new_token()?;
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    // With PostgreSQL nothing else may have created the data directory yet.
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(error)?;
+    }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

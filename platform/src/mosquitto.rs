@@ -26,13 +26,12 @@ pub enum MosquittoError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A file could not be written (directory missing, no permission, disk full).
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {error}")]
     Write {
         /// The file.
         path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// The I/O error (in the message, so not repeated as a cause).
+        error: std::io::Error,
     },
     /// mosquitto could not be told to reload (pid file missing or stale, command failed).
     #[error("cannot make mosquitto reload: {0}")]
@@ -108,9 +107,9 @@ pub fn acl_file(ingest_username: &str) -> String {
 }
 
 fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), MosquittoError> {
-    let error = |source| MosquittoError::Write {
+    let error = |e| MosquittoError::Write {
         path: path.to_owned(),
-        source,
+        error: e,
     };
     let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
     tmp_name.push(".tmp");

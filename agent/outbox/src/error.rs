@@ -14,13 +14,12 @@ pub enum OutboxError {
     /// is freed, after the store is reopened from its file, which the outbox does by itself.
     /// Records appended since the last successful [`flush`](crate::Outbox::flush) may have been
     /// lost; acks since then may be undone (the records come back and are sent again).
-    #[error("disk full: cannot write the outbox file {}: {source}", path.display())]
+    #[error("disk full: cannot write the outbox file {}: {error}", path.display())]
     DiskFull {
         /// The store's file.
         path: PathBuf,
-        /// The error the file system returned.
-        #[source]
-        source: io::Error,
+        /// The error the file system returned (in the message, so not repeated as a cause).
+        error: io::Error,
     },
 
     /// Reading or writing the store failed for another reason than a full disk (EIO, a
@@ -28,13 +27,12 @@ pub enum OutboxError {
     ///
     /// Report it and retry later, as for [`DiskFull`](Self::DiskFull); the same loss applies. If
     /// it persists, the storage is failing.
-    #[error("I/O error on the outbox file {}: {source}", path.display())]
+    #[error("I/O error on the outbox file {}: {error}", path.display())]
     Io {
         /// The store's file.
         path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: io::Error,
+        /// The underlying error (in the message, so not repeated as a cause).
+        error: io::Error,
     },
 
     /// The store was found damaged while running (a checksum mismatch, a malformed record).
@@ -127,8 +125,8 @@ impl Fault {
     pub(crate) fn into_error(self, path: &std::path::Path) -> OutboxError {
         let path = path.to_path_buf();
         match self {
-            Fault::DiskFull(source) => OutboxError::DiskFull { path, source },
-            Fault::Io(source) => OutboxError::Io { path, source },
+            Fault::DiskFull(error) => OutboxError::DiskFull { path, error },
+            Fault::Io(error) => OutboxError::Io { path, error },
             Fault::Corrupted(detail) => OutboxError::Corrupted { path, detail },
             Fault::Locked => OutboxError::Locked { path },
             Fault::Incompatible(detail) => OutboxError::Incompatible { path, detail },

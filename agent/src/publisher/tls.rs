@@ -12,14 +12,14 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
     /// A PEM file could not be read.
-    #[error("cannot read {what} {path}: {source}")]
+    #[error("cannot read {what} {path}: {error}")]
     Read {
         /// Which file (CA file, client certificate, client key).
         what: &'static str,
         /// Its path.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, so not repeated as a cause).
+        error: std::io::Error,
     },
     /// A PEM file holds nothing usable.
     #[error("{what} {path} holds no {expected}")]
@@ -42,10 +42,10 @@ pub enum TlsSetupError {
 fn read_pem(what: &'static str, path: &Path) -> Result<BufReader<File>, TlsSetupError> {
     File::open(path)
         .map(BufReader::new)
-        .map_err(|source| TlsSetupError::Read {
+        .map_err(|error| TlsSetupError::Read {
             what,
             path: path.to_owned(),
-            source,
+            error,
         })
 }
 
@@ -55,10 +55,10 @@ fn read_certs(
 ) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
     let certs = rustls_pemfile::certs(&mut read_pem(what, path)?)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsSetupError::Read {
+        .map_err(|error| TlsSetupError::Read {
             what,
             path: path.to_owned(),
-            source,
+            error,
         })?;
     if certs.is_empty() {
         return Err(TlsSetupError::Empty {
@@ -73,10 +73,10 @@ fn read_certs(
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
     const WHAT: &str = "client key";
     rustls_pemfile::private_key(&mut read_pem(WHAT, path)?)
-        .map_err(|source| TlsSetupError::Read {
+        .map_err(|error| TlsSetupError::Read {
             what: WHAT,
             path: path.to_owned(),
-            source,
+            error,
         })?
         .ok_or_else(|| TlsSetupError::Empty {
             what: WHAT,

@@ -89,12 +89,12 @@ impl fmt::Display for BusLink {
 pub enum OpenError {
     /// The serial port could not be opened (missing, busy, no permission): check the
     /// path and that the agent's user may use it; retried with backoff.
-    #[error("cannot open {path}: {source}")]
+    #[error("cannot open {path}: {error}")]
     Serial {
         /// The port's path.
         path: String,
-        /// What the OS said.
-        source: io::Error,
+        /// What the OS said (in the message, so not repeated as a cause).
+        error: io::Error,
     },
     /// No TCP connection within the timeout; retried with backoff.
     #[error("connect failed: timeout")]
@@ -113,9 +113,9 @@ pub async fn open_link(
 ) -> Result<ModbusClient, OpenError> {
     match link {
         BusLink::Serial(line) => {
-            let port = line.open().map_err(|source| OpenError::Serial {
+            let port = line.open().map_err(|error| OpenError::Serial {
                 path: line.path.clone(),
-                source,
+                error,
             })?;
             Ok(rtu::attach_slave(StaleInputDropped::new(port), Slave(unit)))
         }

@@ -39,12 +39,12 @@ static CREATE_LOCK: Mutex<()> = Mutex::new(());
 pub enum PkiError {
     /// A file or directory could not be read or written: fix the state directory's
     /// permissions or free disk space.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file or directory.
         path: PathBuf,
-        /// The I/O error.
-        source: io::Error,
+        /// The I/O error (in the message, so not repeated as a cause).
+        error: io::Error,
     },
     /// The certificate could not be created (RSA key generation or encoding failed).
     #[error("cannot create the application certificate: {0}")]
@@ -73,9 +73,9 @@ pub enum PkiError {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> PkiError + '_ {
-    move |source| PkiError::Io {
+    move |error| PkiError::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 

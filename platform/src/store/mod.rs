@@ -34,12 +34,14 @@ pub enum StoreError {
     /// SQLite reported an error (disk full, I/O error, corruption).
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// PostgreSQL reported an error, or the connection to it failed.
-    #[error("PostgreSQL: {0}")]
-    Postgres(#[from] tokio_postgres::Error),
+    /// PostgreSQL reported an error, or the connection to it failed. The message has the
+    /// causes in it: tokio-postgres's own is only "db error" or "error performing TLS
+    /// handshake".
+    #[error("PostgreSQL: {}", with_causes(.0))]
+    Postgres(tokio_postgres::Error),
     /// No PostgreSQL connection could be had from the pool (server down, all busy).
-    #[error("no PostgreSQL connection: {0}")]
-    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("no PostgreSQL connection: {}", with_causes(.0))]
+    Pool(deadpool_postgres::PoolError),
     /// The PostgreSQL URL or pool settings are not usable: correct `--database`.
     #[error("PostgreSQL settings: {0}")]
     Config(String),
@@ -51,13 +53,12 @@ pub enum StoreError {
     #[error("the PostgreSQL schema migration failed: {0}")]
     Migrate(String),
     /// The data directory or database file cannot be created or opened.
-    #[error("cannot open the database at {path}: {source}")]
+    #[error("cannot open the database at {path}: {error}")]
     Open {
         /// The path.
         path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// The I/O error (in the message, so not repeated as a cause).
+        error: std::io::Error,
     },
     /// The database was written by a newer fieldlink-platform; run that version, or
     /// restore a backup made before the upgrade.
@@ -76,6 +77,30 @@ pub enum StoreError {
     /// The blocking database task panicked or was cancelled; see the logs.
     #[error("the database task failed")]
     TaskFailed,
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Postgres(e)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Pool(e)
+    }
+}
+
+/// `e`'s message followed by its causes', each after a colon.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// An enterprise to register (already validated).

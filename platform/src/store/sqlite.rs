@@ -162,7 +162,7 @@ impl SqliteStore {
     /// Opens (creating if needed) `DIR/platform.sqlite3` and applies pending migrations.
     pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
         let path = private_file(dir, FILE_NAME)
-            .map_err(|(path, source)| StoreError::Open { path, source })?;
+            .map_err(|(path, error)| StoreError::Open { path, error })?;
         let mut writer = Connection::open(&path)?;
         configure(&writer)?;
         migrate(&mut writer)?;

@@ -66,13 +66,12 @@ pub enum AccountError {
     #[error("accounts database error: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
     /// The data directory cannot be created: fix its permissions.
-    #[error("cannot open the accounts database at {path}: {source}")]
+    #[error("cannot open the accounts database at {path}: {error}")]
     Open {
         /// The path.
         path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// The I/O error (in the message, so not repeated as a cause).
+        error: std::io::Error,
     },
     /// No random session token or salt could be made: fix the host.
     #[error(transparent)]
@@ -173,7 +172,7 @@ impl Accounts {
     /// Opens (creating if needed) `DIR/accounts.sqlite3`.
     pub fn open(dir: &Path) -> Result<Accounts, AccountError> {
         let path = crate::store::sqlite::private_file(dir, FILE_NAME)
-            .map_err(|(path, source)| AccountError::Open { path, source })?;
+            .map_err(|(path, error)| AccountError::Open { path, error })?;
         let conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
