@@ -383,8 +383,9 @@ pub async fn connect(
                 Ok(Event::Incoming(Packet::PubAck(_))) => {
                     let _ = ack_tx.send(());
                 }
-                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
                 Ok(_) => {}
+                // Including after our DISCONNECT: the task ends when the broker closes
+                // the connection (see `Gateway::disconnect`).
                 Err(_) => return,
             }
         }
@@ -424,10 +425,18 @@ impl Gateway {
         self.publish(&topic, encode_batch(batch), false).await;
     }
 
-    /// Disconnects cleanly.
-    pub async fn disconnect(self) {
+    /// Disconnects cleanly: sends DISCONNECT and keeps the socket open until the broker
+    /// closes it. Closing first races in rumqttd: its router then sees two disconnects
+    /// for the connection id, and the second one drops whichever client has been given
+    /// that id again in the meantime (the next gateway to connect).
+    pub async fn disconnect(mut self) {
         let _ = self.client.disconnect().await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
     }
 }
 
