@@ -15,6 +15,7 @@ mod city;
 mod enroll;
 mod ingest;
 mod mosquitto;
+mod postgres_tls;
 mod registry;
 mod secrets;
 mod shared_ingest;

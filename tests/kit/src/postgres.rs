@@ -6,6 +6,9 @@
 //! `None`), unless `FIELDLINK_REQUIRE_POSTGRES=1` says they must run (CI), when they fail.
 //! Each database has a unique random name, so tests run in parallel and never see each
 //! other's data; [`TestDatabase::drop_database`] removes it.
+//!
+//! [`TlsServer`] starts a server of its own with TLS required, for the tests of the
+//! platform's verified TLS to PostgreSQL.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -134,6 +137,73 @@ impl Drop for TestDatabase {
             eprintln!("test database {} left behind: {why}", self.name);
         }
     }
+}
+
+/// A PostgreSQL server of its own with TLS on (started by `scripts/pg-test-server` with a
+/// certificate and key), which refuses TCP clients that do not use TLS; stopped on drop.
+#[derive(Debug)]
+pub struct TlsServer {
+    data_dir: std::path::PathBuf,
+    admin_url: String,
+}
+
+impl TlsServer {
+    /// Initialises a cluster in `data_dir` (which must not exist yet) serving `cert` and
+    /// `key` (PEM) on loopback `port`. Needs PostgreSQL's server binaries; as root the
+    /// server runs as the `postgres` user, so every parent of `data_dir` must let it in.
+    ///
+    /// # Panics
+    /// When the server does not start; the message has the script's output.
+    pub fn start(
+        data_dir: &std::path::Path,
+        port: u16,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> TlsServer {
+        let mut command = std::process::Command::new(script());
+        command
+            .arg("start")
+            .arg(data_dir)
+            .arg(port.to_string())
+            .arg(cert)
+            .arg(key);
+        let output = match command.output() {
+            Ok(output) => output,
+            Err(e) => panic!("cannot run {}: {e}", script().display()),
+        };
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let server = TlsServer {
+            data_dir: data_dir.to_owned(),
+            admin_url: stdout.trim().to_owned(),
+        };
+        assert!(
+            output.status.success(),
+            "the TLS test server did not start: {}{}",
+            stdout,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        server
+    }
+
+    /// The admin URL (`postgres://postgres@127.0.0.1:PORT/postgres`), without `sslmode`.
+    pub fn admin_url(&self) -> &str {
+        &self.admin_url
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        // The script stops the server with `pg_ctl -w` (bounded by pg_ctl's own timeout).
+        let _ = std::process::Command::new(script())
+            .arg("stop")
+            .arg(&self.data_dir)
+            .status();
+    }
+}
+
+/// `scripts/pg-test-server` in this workspace.
+fn script() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-test-server")
 }
 
 /// Connects to `url` (bounded) and spawns the task that drives the connection.
