@@ -35,12 +35,12 @@ use toml::de::DeTable;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file could not be read; fix the path or permissions.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, so not repeated as a cause).
+        error: std::io::Error,
     },
     /// The file has errors; each is listed with its position.
     #[error("{0}")]
@@ -49,9 +49,9 @@ pub enum LoadError {
 
 /// Reads and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<AgentConfig, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| LoadError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     Ok(parse(&text, &path.display().to_string())?)
 }
@@ -616,5 +616,27 @@ mod tests {
                 units::parse_duration(good)
             );
         }
+    }
+
+    /// A shutdown timeout of thousands of years passed validation, and with the broker down
+    /// the agent then never finished stopping (it drains until the timeout).
+    #[test]
+    fn durations_over_a_year_are_refused_where_written() {
+        let config = |shutdown: &str| {
+            format!("[gateway]\nid = \"gw\"\n[publish]\nshutdown_timeout = \"{shutdown}\"\n")
+        };
+        for bad in ["366d", "213503982334d", "18446744073709551615ms"] {
+            let errors = parse(&config(bad), "agent.toml").expect_err(bad);
+            assert_eq!(errors.0.len(), 1, "{bad}: {errors}");
+            assert_eq!((errors.0[0].line, errors.0[0].column), (4, 20), "{bad}");
+            assert!(
+                errors.0[0]
+                    .message
+                    .contains("`shutdown_timeout` must be at most 365d"),
+                "{errors}"
+            );
+        }
+        let parsed = parse(&config("365d"), "agent.toml").expect("a year");
+        assert_eq!(parsed.publish.shutdown_timeout, reader::MAX_DURATION);
     }
 }

@@ -8,6 +8,10 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+/// The longest duration a config may give (a year): longer ones are typos, and timers
+/// that far out would overflow the clock's arithmetic.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
 /// A value with the byte span it was read from.
 #[derive(Debug, Clone, Copy)]
 pub struct At<T> {
@@ -196,7 +200,7 @@ impl<'t, 'i> TableReader<'t, 'i> {
         }
     }
 
-    /// A duration written as a string ("500ms", "1s", "5m").
+    /// A duration written as a string ("500ms", "1s", "5m"), at most [`MAX_DURATION`].
     pub fn duration(
         &mut self,
         dx: &mut Diagnostics<'_>,
@@ -204,6 +208,18 @@ impl<'t, 'i> TableReader<'t, 'i> {
     ) -> Option<At<Duration>> {
         let text = self.string(dx, key)?;
         match units::parse_duration(text.value) {
+            Some(d) if d > MAX_DURATION => {
+                dx.error(
+                    text.range(),
+                    format!(
+                        "{}: `{key}` must be at most {}, found {:?}",
+                        self.section,
+                        units::format_duration(MAX_DURATION),
+                        text.value
+                    ),
+                );
+                None
+            }
             Some(d) => Some(At {
                 value: d,
                 span: text.span,
