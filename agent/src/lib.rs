@@ -12,7 +12,8 @@
 //! collectors), [`report`] (report by exception), [`batcher`], [`outbox`] (the shared
 //! store), [`publisher`] (MQTT), [`supervisor`] (running collectors, reloads),
 //! [`telemetry`], [`status`], [`metrics`] and [`notify`] (what the outside sees), [`check`]
-//! (what `fieldlink check` prints) and [`run`], which composes them and stops them in order.
+//! (what `fieldlink check` prints), [`memory`] (the start-up peak given back) and [`run`],
+//! which composes them and stops them in order.
 
 pub mod batcher;
 pub mod browse;
@@ -20,6 +21,7 @@ pub mod check;
 pub mod collectors;
 pub mod config;
 pub mod enroll;
+pub mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod opcua_trust;

@@ -85,6 +85,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    fieldlink::memory::limit_arenas();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {

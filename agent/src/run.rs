@@ -157,6 +157,7 @@ pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), Run
             background.clone(),
         ));
     }
+    crate::memory::release_freed();
     notifier.notify("READY=1");
     tracing::info!(gateway = %gateway, devices = config.devices.len(), broker = %config.platform.mqtt, "fieldlink running");
 
@@ -182,6 +183,7 @@ pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), Run
         meta_tx.send_replace(meta(&next.devices));
         tracing::info!(started = ?changes.started, stopped = ?changes.stopped, unchanged = changes.unchanged, "configuration reloaded");
         current.devices = next.devices;
+        crate::memory::release_freed();
         notifier.notify("READY=1");
     }
 

@@ -1,0 +1,39 @@
+//! Keeps the agent's resident memory to what it uses: few malloc arenas, and the
+//! start-up peak handed back to the operating system.
+//!
+//! Start-up is the agent's allocation peak: with 10,000 points, parsing the config (the
+//! spanned TOML tree, the point list as it grows) and planning the reads take about 25 MB
+//! of heap, of which about 5 MB stays in use. glibc keeps what was freed in its arenas,
+//! resident, for reuse that never comes; on a gateway with little RAM that is memory the
+//! agent holds for years for nothing.
+//!
+//! glibc also gives threads their own arenas, up to 8 per core, and memory freed in one
+//! arena serves only that arena: two arenas (one per core of a typical gateway) measured
+//! 2-3 MiB less at 10,000 points than the default (`fieldlink-bench footprint`).
+
+/// The most malloc arenas the agent's threads share.
+const ARENAS: i32 = 2;
+
+/// Caps glibc's malloc arenas at [`ARENAS`], unless `MALLOC_ARENA_MAX` says otherwise;
+/// call before any thread starts.
+pub fn limit_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt takes no pointers; it only sets a glibc tunable.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, ARENAS);
+    }
+}
+
+/// Returns the free pages of every malloc arena to the OS (glibc's `malloc_trim`); does
+/// nothing with other C libraries, which return freed memory on their own terms.
+pub fn release_freed() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers and walks glibc's own arenas under their locks;
+    // it is safe to call at any time from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
