@@ -14,14 +14,16 @@
 /// The most malloc arenas the agent's threads share.
 const ARENAS: i32 = 2;
 
-/// Caps glibc's malloc arenas at [`ARENAS`], unless `MALLOC_ARENA_MAX` says otherwise;
-/// call before any thread starts.
+/// Caps glibc's malloc arenas at [`ARENAS`], unless `MALLOC_ARENA_MAX` or
+/// `GLIBC_TUNABLES` set them; call first thing in `main`: arenas made before stay.
 pub fn limit_arenas() {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+    let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() || tunables.contains("arena_max") {
         return;
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt takes no pointers; it only sets a glibc tunable.
+    // SAFETY: mallopt takes no pointers and sets the tunable under glibc's own arena lock,
+    // so it is sound from any thread at any time; only its effect depends on timing.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, ARENAS);
     }

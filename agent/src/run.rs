@@ -30,7 +30,7 @@ pub enum RunError {
     NoGatewayId,
     /// The stored enrollment could not be read: enroll again.
     #[error("the stored enrollment is unusable: {0}")]
-    Enrollment(#[from] crate::enroll::EnrollError),
+    Enrollment(crate::enroll::EnrollError),
     /// The outbox could not be opened or created (permissions, disk).
     #[error("cannot open the outbox in {dir}: {error}")]
     Outbox {
@@ -39,6 +39,12 @@ pub enum RunError {
         /// The store's error (in the message, so not repeated as a cause).
         error: StoreError,
     },
+}
+
+impl From<crate::enroll::EnrollError> for RunError {
+    fn from(e: crate::enroll::EnrollError) -> Self {
+        RunError::Enrollment(e)
+    }
 }
 
 /// How the outside world steers a running agent.

@@ -98,7 +98,7 @@ pub enum BrokerError {
     },
     /// A thread for the broker could not be created: the process is out of resources.
     #[error("cannot start the broker's thread: {0}")]
-    Thread(#[source] io::Error),
+    Thread(io::Error),
     /// The broker's listener stopped while starting, usually because another process
     /// took the port in the instant between the check and the bind; rumqttd has logged
     /// the reason. Retry, or choose another port.

@@ -61,9 +61,10 @@ pub enum PlatformError {
     /// The database could not be opened or migrated.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The in-process broker did not start (port taken?).
+    /// The in-process broker did not start (port taken?). Its error is in the message,
+    /// so not repeated as a cause.
     #[error("the in-process MQTT broker did not start: {0}")]
-    Broker(#[from] BrokerError),
+    Broker(BrokerError),
     /// The HTTP listen address cannot be bound.
     #[error("cannot listen on {addr}: {error}")]
     Bind {
@@ -91,13 +92,19 @@ pub enum PlatformError {
     Mosquitto(#[from] MosquittoError),
     /// The HTTP server failed.
     #[error("the HTTP server failed: {0}")]
-    Serve(#[source] std::io::Error),
+    Serve(std::io::Error),
     /// The web UI's accounts database could not be opened.
     #[error(transparent)]
     Accounts(#[from] ui::AccountError),
     /// A task of the platform panicked.
     #[error("a platform task failed: {0}")]
     Task(String),
+}
+
+impl From<BrokerError> for PlatformError {
+    fn from(e: BrokerError) -> Self {
+        PlatformError::Broker(e)
+    }
 }
 
 /// A running platform.

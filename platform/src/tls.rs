@@ -32,7 +32,13 @@ pub enum TlsError {
     NoRoots,
     /// rustls refused a certificate or the configuration.
     #[error("TLS configuration refused: {0}")]
-    Rustls(#[from] rustls::Error),
+    Rustls(rustls::Error),
+}
+
+impl From<rustls::Error> for TlsError {
+    fn from(e: rustls::Error) -> Self {
+        TlsError::Rustls(e)
+    }
 }
 
 /// The client configuration for `url`: `None` for a plain `mqtt://` broker.

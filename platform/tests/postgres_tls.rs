@@ -74,10 +74,17 @@ async fn the_store_uses_postgres_over_tls_only_with_a_server_its_ca_vouches_for(
             ("prefer", None, "the system's roots, prefer"),
         ] {
             let refused = open(url(mode), ca_file, &data).await.err();
-            assert!(
-                refused
+            // Without a CA file on a host with no system roots at all, `require` stops
+            // before connecting; everything else must be the handshake's refusal.
+            let no_roots = ca_file.is_none()
+                && refused
                     .as_deref()
-                    .is_some_and(|e| e.contains("certificate")),
+                    .is_some_and(|e| e.contains("no trusted CA certificates"));
+            assert!(
+                no_roots
+                    || refused
+                        .as_deref()
+                        .is_some_and(|e| e.contains("invalid peer certificate")),
                 "{case}: an unverified server is refused, naming the certificate: {refused:?}"
             );
         }

@@ -36,7 +36,13 @@ pub enum TlsSetupError {
     NoRoots,
     /// rustls refused the configuration (a bad key, say).
     #[error("TLS configuration refused: {0}")]
-    Rustls(#[from] rustls::Error),
+    Rustls(rustls::Error),
+}
+
+impl From<rustls::Error> for TlsSetupError {
+    fn from(e: rustls::Error) -> Self {
+        TlsSetupError::Rustls(e)
+    }
 }
 
 fn read_pem(what: &'static str, path: &Path) -> Result<BufReader<File>, TlsSetupError> {

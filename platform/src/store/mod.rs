@@ -33,7 +33,7 @@ use std::sync::Arc;
 pub enum StoreError {
     /// SQLite reported an error (disk full, I/O error, corruption).
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     /// PostgreSQL reported an error, or the connection to it failed. The message has the
     /// causes in it: tokio-postgres's own is only "db error" or "error performing TLS
     /// handshake".
@@ -79,6 +79,12 @@ pub enum StoreError {
     TaskFailed,
 }
 
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e)
+    }
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         StoreError::Postgres(e)
@@ -91,13 +97,17 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     }
 }
 
-/// `e`'s message followed by its causes', each after a colon.
-fn with_causes(e: &dyn std::error::Error) -> String {
+/// `e`'s message followed by its causes', each after a colon; a cause whose message the
+/// text already ends with is left out (deadpool, for one, has its cause in its message).
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let message = cause.to_string();
+        if !text.ends_with(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
         source = cause.source();
     }
     text

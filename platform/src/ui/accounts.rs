@@ -58,13 +58,13 @@ CREATE INDEX IF NOT EXISTS login_failures_by_user ON login_failures (username, a
 pub enum AccountError {
     /// The accounts database failed (disk, corruption): a server fault, HTTP 500.
     #[error("accounts database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     /// PostgreSQL failed: a server fault, HTTP 500.
-    #[error("accounts database error: {0}")]
-    Postgres(#[from] tokio_postgres::Error),
+    #[error("accounts database error: {}", crate::store::with_causes(.0))]
+    Postgres(tokio_postgres::Error),
     /// No PostgreSQL connection: a server fault, HTTP 500.
-    #[error("accounts database error: {0}")]
-    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("accounts database error: {}", crate::store::with_causes(.0))]
+    Pool(deadpool_postgres::PoolError),
     /// The data directory cannot be created: fix its permissions.
     #[error("cannot open the accounts database at {path}: {error}")]
     Open {
@@ -88,6 +88,24 @@ pub enum AccountError {
     /// The blocking database task panicked: see the logs.
     #[error("the accounts database task failed")]
     TaskFailed,
+}
+
+impl From<rusqlite::Error> for AccountError {
+    fn from(e: rusqlite::Error) -> Self {
+        AccountError::Sqlite(e)
+    }
+}
+
+impl From<tokio_postgres::Error> for AccountError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        AccountError::Postgres(e)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for AccountError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        AccountError::Pool(e)
+    }
 }
 
 /// What a user may see.
