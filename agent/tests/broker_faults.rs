@@ -4,7 +4,9 @@
 //! that was not acknowledged, and delivers everything once a real broker answers on the
 //! same port.
 
+use crate::faults::loopback;
 use fieldlink_broker::Broker;
+use fieldlink_testkit::mosquitto::free_port;
 use fieldlink_testkit::{CountingDevice, Recorder, counted_values, counting_config, loss_report};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,17 +22,6 @@ use tokio_util::sync::CancellationToken;
 const MAX_INFLIGHT: u64 = 4;
 /// PUBLISHes besides batches at the start of each session: the birth status and the meta.
 const CONTROL_MESSAGES: u64 = 2;
-
-fn loopback() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 /// What the fake broker does with each new connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,22 +1,12 @@
 //! The agent as a service: its status endpoint, systemd notifications and reload.
 
-use crate::faults::{Agent, write_config};
+use crate::faults::{Agent, loopback, write_config};
 use fieldlink_broker::Broker;
+use fieldlink_testkit::mosquitto::free_port;
 use fieldlink_testkit::{CountingDevice, Recorder, counted_values, counting_config, loss_report};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn loopback() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 /// A plain HTTP/1.0 GET; returns the status code and the body.
 async fn get(port: u16, path: &str) -> Option<(u16, String)> {

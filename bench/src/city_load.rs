@@ -718,15 +718,7 @@ async fn connect(
                 .set_keep_alive(Duration::from_secs(30))
                 .set_inflight(100)
                 .set_max_packet_size(16 << 20, 16 << 20);
-            let (client, mut events) = AsyncClient::new(options, 64);
-            loop {
-                match tokio::time::timeout(Duration::from_secs(10), events.poll()).await {
-                    Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => break,
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => bail!("gateway {id} cannot connect: {e}"),
-                    Err(_) => bail!("gateway {id}: no CONNACK"),
-                }
-            }
+            let (client, events) = crate::ingest::connect_gateway(options, 64).await?;
             drop(permit);
             let topic = Topics::new(&id).data;
             let batch = Batch {

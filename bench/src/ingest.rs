@@ -11,7 +11,7 @@ use fieldlink_platform::credit_code::CreditCode;
 use fieldlink_platform::registry::{EnrollInput, EnterpriseInput, TokenInput};
 use fieldlink_platform::{BrokerConfig, MqttUrl, Platform, PlatformConfig};
 use fieldlink_wire::{Batch, Topics, encode_batch};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +27,24 @@ pub struct Args {
     /// Samples per batch.
     #[arg(long, default_value_t = 1000)]
     samples: usize,
+}
+
+/// A gateway's MQTT client with `options` (client id = gateway id) and a request queue of
+/// `capacity`, once the broker has accepted it (10 s at most).
+pub async fn connect_gateway(
+    options: MqttOptions,
+    capacity: usize,
+) -> anyhow::Result<(AsyncClient, EventLoop)> {
+    let id = options.client_id();
+    let (client, mut events) = AsyncClient::new(options, capacity);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => return Ok((client, events)),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => anyhow::bail!("gateway {id} cannot connect: {e}"),
+            Err(_) => anyhow::bail!("gateway {id}: no CONNACK"),
+        }
+    }
 }
 
 /// The `i`-th bench enterprise: a valid credit code of its own, one industry and district.
@@ -100,15 +118,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
             .set_credentials(id.clone(), password)
             .set_inflight(20)
             .set_max_packet_size(16 << 20, 16 << 20);
-        let (client, mut events) = AsyncClient::new(options, 32);
-        loop {
-            match tokio::time::timeout(Duration::from_secs(10), events.poll()).await {
-                Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => break,
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => anyhow::bail!("gateway {id} cannot connect: {e}"),
-                Err(_) => anyhow::bail!("gateway {id}: no CONNACK"),
-            }
-        }
+        let (client, events) = connect_gateway(options, 32).await?;
         publishers.push((Topics::new(&id).data, client, events, payloads));
     }
 
