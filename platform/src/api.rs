@@ -16,7 +16,7 @@
 //! | `GET /api/v1/stats/onboarding` | bureau | the counts (`?format=csv` or `Accept: text/csv`) |
 //! | `GET /api/v1/stats/onboarding/daily?days=N` | bureau | daily series (CSV likewise) |
 //! | `GET /api/v1/stats/onboarding/silent` | bureau | enrolled enterprises with no batch yet |
-//! | `GET /api/v1/stats/ingest` | bureau | the ingest's counters |
+//! | `GET /api/v1/stats/ingest` | bureau | the ingest's counters, the open gaps |
 //!
 //! A bureau user's web UI session (cookie) may make the bureau's GET calls too, so the
 //! dashboard's CSV links and charts use this API; writes always need the bearer token.
@@ -25,11 +25,11 @@
 use crate::catalog::DistrictKind;
 use crate::clock::{now_ms, rfc3339};
 use crate::config::Targets;
-use crate::ingest::IngestCounters;
+use crate::ingest::{IngestCounters, IngestStats};
 use crate::registry::{EnrollInput, EnterpriseInput, Registry, RegistryError, TokenInput};
 use crate::secret::{constant_time_eq, sha256_hex};
 use crate::stats;
-use crate::store::{Enterprise, Gap, Gateway, Store, StoreError};
+use crate::store::{Enterprise, Gap, Gateway, OpenGaps, Store, StoreError};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -675,6 +675,21 @@ async fn silent(
     Ok(Json(silent).into_response())
 }
 
-async fn ingest_stats(_: Bureau, State(state): State<Arc<AppState>>) -> Response {
-    Json(state.counters.snapshot()).into_response()
+/// This instance's ingest counters, and the open gaps of all gateways (the database's
+/// figure, the same on every instance).
+#[derive(Serialize)]
+struct IngestStatsBody {
+    #[serde(flatten)]
+    counters: IngestStats,
+    open_gaps: OpenGaps,
+}
+
+async fn ingest_stats(
+    _: Bureau,
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<IngestStatsBody>, ApiError> {
+    Ok(Json(IngestStatsBody {
+        counters: state.counters.snapshot(),
+        open_gaps: state.store.open_gaps().await?,
+    }))
 }

@@ -41,6 +41,8 @@ pub struct PlatformConfig {
     pub retention: Duration,
     /// How often old samples are pruned.
     pub prune_interval: Duration,
+    /// How long a gap (missing batches) may stay open before it is logged as a warning.
+    pub gap_grace: Duration,
     /// The program's targets, shown beside the counts.
     pub targets: Targets,
     /// The program's time zone for daily counts, in minutes east of UTC (China Standard
@@ -68,6 +70,7 @@ impl PlatformConfig {
             ingest_share_group: None,
             retention: Duration::from_secs(30 * 86_400),
             prune_interval: Duration::from_secs(3600),
+            gap_grace: Duration::from_secs(600),
             targets: Targets::default(),
             utc_offset_minutes: 8 * 60,
         }

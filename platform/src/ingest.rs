@@ -93,6 +93,8 @@ pub struct IngestCounters {
     compressed: AtomicU64,
     gaps: AtomicU64,
     missing_batches: AtomicU64,
+    late_batches: AtomicU64,
+    stale_gaps: AtomicU64,
     store_errors: AtomicU64,
     status_updates: AtomicU64,
     meta_updates: AtomicU64,
@@ -120,10 +122,17 @@ pub struct IngestStats {
     pub undecodable: u64,
     /// Batches received zstd-framed (and decoded).
     pub compressed: u64,
-    /// Gaps detected (a `seq` jump).
+    /// Gaps detected (a `seq` jump). Most are filled soon after: by the gateway's backlog
+    /// (sent live-first), or, with a shared subscription, by a batch another instance
+    /// stored a moment later. `stale_gaps` counts the ones that stay.
     pub gaps: u64,
     /// Batches missing in those gaps when detected.
     pub missing_batches: u64,
+    /// Late batches that filled (part of) an open gap.
+    pub late_batches: u64,
+    /// Gaps still open the grace period after they were detected, reported (logged) by
+    /// this instance; each gap is reported by one instance only.
+    pub stale_gaps: u64,
     /// Failed store transactions (retried).
     pub store_errors: u64,
     /// Statuses recorded.
@@ -143,6 +152,11 @@ fn add(counter: &AtomicU64, n: u64) {
 }
 
 impl IngestCounters {
+    /// Counts gaps reported as stale.
+    pub(crate) fn count_stale_gaps(&self, gaps: u64) {
+        add(&self.stale_gaps, gaps);
+    }
+
     /// The counters now.
     pub fn snapshot(&self) -> IngestStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -157,6 +171,8 @@ impl IngestCounters {
             compressed: get(&self.compressed),
             gaps: get(&self.gaps),
             missing_batches: get(&self.missing_batches),
+            late_batches: get(&self.late_batches),
+            stale_gaps: get(&self.stale_gaps),
             store_errors: get(&self.store_errors),
             status_updates: get(&self.status_updates),
             meta_updates: get(&self.meta_updates),
@@ -483,14 +499,22 @@ fn record(
 ) {
     for (batch, outcome) in batches.iter().zip(outcomes) {
         match outcome {
-            BatchOutcome::Stored { samples, gap } => {
+            BatchOutcome::Stored {
+                samples,
+                gap,
+                filled,
+            } => {
                 add(&counters.batches_stored, 1);
                 add(&counters.samples_stored, *samples);
                 if let Some(gap) = gap {
                     add(&counters.gaps, 1);
                     add(&counters.missing_batches, gap.last_seq - gap.first_seq + 1);
-                    tracing::warn!(gateway = %batch.gateway, first_missing = gap.first_seq,
+                    // Usually filled within moments; crate::gap_watch warns of those that stay.
+                    tracing::debug!(gateway = %batch.gateway, first_missing = gap.first_seq,
                         last_missing = gap.last_seq, "gap in batch sequence");
+                }
+                if *filled {
+                    add(&counters.late_batches, 1);
                 }
             }
             BatchOutcome::Duplicate => {

@@ -28,6 +28,7 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod credit_code;
+pub mod gap_watch;
 pub mod ingest;
 pub mod limiter;
 pub mod mosquitto;
@@ -256,6 +257,19 @@ impl Platform {
                 "ingest",
                 tokio::spawn(async move {
                     ingest::run(ingest).await;
+                    Ok(())
+                }),
+            ));
+            let watch = gap_watch::run(
+                store.clone(),
+                counters.clone(),
+                config.gap_grace,
+                shutdown.clone(),
+            );
+            tasks.push((
+                "gap watch",
+                tokio::spawn(async move {
+                    watch.await;
                     Ok(())
                 }),
             ));

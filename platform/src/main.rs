@@ -86,6 +86,10 @@ struct Cli {
     /// Days samples are kept.
     #[arg(long, default_value_t = 30)]
     retention_days: u32,
+    /// Minutes a gap (batches missing between received ones) may stay open before it is
+    /// logged as a warning (once, by one instance).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_080))]
+    gap_grace_minutes: u32,
     /// The ingest's MQTT client id (its persistent session); unique per instance.
     #[arg(long, default_value = "fieldlink-platform-ingest")]
     ingest_client_id: String,
@@ -178,6 +182,7 @@ fn config(cli: Cli) -> anyhow::Result<PlatformConfig> {
         bail!("--retention-days must be at least 1");
     }
     config.retention = Duration::from_secs(u64::from(cli.retention_days) * 86_400);
+    config.gap_grace = Duration::from_secs(u64::from(cli.gap_grace_minutes) * 60);
     config.ingest_client_id = cli.ingest_client_id;
     config.ingest_share_group = cli.ingest_share_group;
     config.targets.in_program_on_cloud = cli.target_in_program;

@@ -192,10 +192,12 @@ async fn zstd_framed_batches_are_stored() {
 }
 
 #[tokio::test]
-async fn gaps_are_recorded_and_filled_by_late_batches() {
+async fn gaps_are_recorded_filled_by_late_batches_and_reported_once_when_stale() {
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
-        let mut p = TestPlatform::start(dir.path()).await;
+        let mut config = config(dir.path());
+        config.gap_grace = Duration::from_millis(300);
+        let mut p = TestPlatform::start_with(config).await;
         let gateways = enrolled(&p, 24, 1).await;
         let (id, password) = &gateways[0];
         // Live first: 1, 2, then 6 (3..5 still in the gateway's backlog), then 3.
@@ -209,6 +211,19 @@ async fn gaps_are_recorded_and_filled_by_late_batches() {
         let stats = p.ingest_stats().await;
         assert_eq!(stats["gaps"], 1);
         assert_eq!(stats["missing_batches"], 3);
+        assert_eq!(stats["late_batches"], 1);
+        assert_eq!(stats["open_gaps"], json!({"gaps": 1, "missing_batches": 2}));
+        // 4..5 stay missing past the grace period: reported once, however long it stays.
+        p.wait_ingest(WAIT, |s| s["stale_gaps"] == 1).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(p.ingest_stats().await["stale_gaps"], 1);
+        // The backlog arrives after all; nothing is open any more.
+        let late: Vec<_> = [4, 5].iter().map(|&s| batch(id, s, 5)).collect();
+        publish_batches(&p.mqtt, id, Some(password), &late).await;
+        p.wait_ingest(WAIT, |s| s["batches_stored"] == 6).await;
+        let stats = p.ingest_stats().await;
+        assert_eq!(stats["late_batches"], 3);
+        assert_eq!(stats["open_gaps"], json!({"gaps": 0, "missing_batches": 0}));
         p.stop().await;
     })
     .await;

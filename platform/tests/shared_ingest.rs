@@ -385,13 +385,23 @@ async fn two_instances_share_the_ingest_and_a_killed_one_loses_and_repeats_nothi
         let (sa, sb) = (a.ingest_stats(&http).await, b.ingest_stats(&http).await);
         assert!(sa["batches_stored"].as_u64() > Some(0), "A: {sa}");
         assert!(sb["batches_stored"].as_u64() > Some(0), "B: {sb}");
+        // The gaps each instance saw (batches out of order between them) are all filled,
+        // and both read that from the database.
+        let none_open = serde_json::json!({"gaps": 0, "missing_batches": 0});
+        assert_eq!(sa["open_gaps"], none_open, "A: {sa}");
+        assert_eq!(sb["open_gaps"], none_open, "B: {sb}");
         eprintln!(
-            "A stored {}, B before its death {}, B after its restart {} (duplicates dropped: A {}, B {})",
+            "A stored {}, B before its death {}, B after its restart {} (duplicates dropped: A {}, B {}; \
+             transient gaps: A {}, B {}; late batches: A {}, B {})",
             sa["batches_stored"],
             b_before["batches_stored"],
             sb["batches_stored"],
             sa["duplicates"],
-            sb["duplicates"]
+            sb["duplicates"],
+            sa["gaps"],
+            sb["gaps"],
+            sa["late_batches"],
+            sb["late_batches"]
         );
         drop(db);
         drop((a, b));

@@ -11,7 +11,7 @@ use fieldlink_platform::credit_code::CreditCode;
 use fieldlink_platform::registry::gateway_id;
 use fieldlink_platform::store::{
     BatchOutcome, EnrollOutcome, EnrollRequest, Gap, GatewayStatus, IncomingBatch, NewEnterprise,
-    NewToken, SeriesBucket, SeriesPoint, Store,
+    NewToken, OpenGaps, SeriesBucket, SeriesPoint, Store,
 };
 use fieldlink_testkit::postgres::TestDatabase;
 use fieldlink_wire::{GatewayState, Quality, Sample, Status, Value};
@@ -71,6 +71,10 @@ on_both_backends! {
         => sqlite_concurrent_groups_over_the_same_gateways_in_any_order_all_commit, postgres_concurrent_groups_over_the_same_gateways_in_any_order_all_commit;
     store gaps_are_opened_and_filled_by_late_batches
         => sqlite_gaps_are_opened_and_filled_by_late_batches, postgres_gaps_are_opened_and_filled_by_late_batches;
+    store stale_gaps_are_reported_once_and_keep_their_detection_time
+        => sqlite_stale_gaps_are_reported_once_and_keep_their_detection_time, postgres_stale_gaps_are_reported_once_and_keep_their_detection_time;
+    store concurrent_reports_return_each_stale_gap_once
+        => sqlite_concurrent_reports_return_each_stale_gap_once, postgres_concurrent_reports_return_each_stale_gap_once;
     store the_latest_value_is_the_newest_read_whatever_the_arrival_order
         => sqlite_the_latest_value_is_the_newest_read_whatever_the_arrival_order, postgres_the_latest_value_is_the_newest_read_whatever_the_arrival_order;
     store series_are_bucketed_from_samples_and_from_minutes
@@ -228,7 +232,20 @@ async fn ingest(store: &Store, batches: Vec<IncomingBatch>) -> Vec<BatchOutcome>
 }
 
 fn stored(samples: u64) -> BatchOutcome {
-    BatchOutcome::Stored { samples, gap: None }
+    BatchOutcome::Stored {
+        samples,
+        gap: None,
+        filled: false,
+    }
+}
+
+/// A late batch that filled (part of) an open gap.
+fn late(samples: u64) -> BatchOutcome {
+    BatchOutcome::Stored {
+        samples,
+        gap: None,
+        filled: true,
+    }
 }
 
 fn point(gateway: &str, name: &str) -> SeriesPoint {
@@ -655,7 +672,8 @@ async fn gaps_are_opened_and_filled_by_late_batches(store: Store) {
             gap: Some(Gap {
                 first_seq: 1,
                 last_seq: 4
-            })
+            }),
+            filled: false,
         }]
     );
     assert_eq!(
@@ -665,7 +683,8 @@ async fn gaps_are_opened_and_filled_by_late_batches(store: Store) {
             gap: Some(Gap {
                 first_seq: 6,
                 last_seq: 8
-            })
+            }),
+            filled: false,
         }]
     );
     let (g, gaps) = gateway(&store, a).await;
@@ -687,7 +706,7 @@ async fn gaps_are_opened_and_filled_by_late_batches(store: Store) {
     assert_eq!(store.gateway(a, 1).await.unwrap().unwrap().1.len(), 1);
 
     // A late batch splits its gap, the edges shrink it; none opens a new one.
-    assert_eq!(ingest(&store, vec![one(2)]).await, [stored(1)]);
+    assert_eq!(ingest(&store, vec![one(2)]).await, [late(1)]);
     let (g, gaps) = gateway(&store, a).await;
     assert_eq!(g.missing_batches, 6);
     assert_eq!(
@@ -709,7 +728,7 @@ async fn gaps_are_opened_and_filled_by_late_batches(store: Store) {
     );
     assert_eq!(
         ingest(&store, vec![one(1), one(4), one(6), one(8)]).await,
-        [stored(1), stored(1), stored(1), stored(1)]
+        [late(1), late(1), late(1), late(1)]
     );
     let (g, gaps) = gateway(&store, a).await;
     assert_eq!(g.missing_batches, 2);
@@ -728,11 +747,111 @@ async fn gaps_are_opened_and_filled_by_late_batches(store: Store) {
     );
     assert_eq!(
         ingest(&store, vec![one(7), one(3)]).await,
-        [stored(1), stored(1)]
+        [late(1), late(1)]
     );
     let (g, gaps) = gateway(&store, a).await;
     assert_eq!((g.missing_batches, g.max_seq, g.batches), (0, Some(9), 10));
     assert!(gaps.is_empty(), "{gaps:?}");
+    // A duplicate of a batch below the highest seq is not late: it fills nothing.
+    assert_eq!(
+        ingest(&store, vec![one(3)]).await,
+        [BatchOutcome::Duplicate]
+    );
+}
+
+/// Reports the gaps detected before `before`, not reported yet.
+async fn report(store: &Store, before: i64, limit: u32) -> Vec<(String, u64, u64, i64)> {
+    store
+        .report_stale_gaps(before, before + 1, limit)
+        .await
+        .expect("stale gaps are reported")
+        .into_iter()
+        .map(|g| (g.gateway, g.gap.first_seq, g.gap.last_seq, g.detected_at))
+        .collect()
+}
+
+async fn stale_gaps_are_reported_once_and_keep_their_detection_time(store: Store) {
+    let ids = enrolled(&store, 82, false, &["a", "b"]).await;
+    let (a, b) = (ids[0].clone(), ids[1].clone());
+    let t = t0() + DAY_MS / 2;
+    let one = |g: &str, seq: u64| floats(g, seq, t + seq as i64 * 1000, 1);
+    ingest_at(&store, vec![one(&a, 0), one(&a, 5)], t).await;
+    // Detected at t: not stale before t.
+    assert_eq!(report(&store, t, 10).await, []);
+    ingest_at(&store, vec![one(&b, 0), one(&b, 3)], t + 10_000).await;
+    ingest_at(&store, vec![one(&a, 9)], t + 20_000).await;
+    assert_eq!(
+        store.open_gaps().await.unwrap(),
+        OpenGaps {
+            gaps: 3,
+            missing_batches: 4 + 2 + 3
+        }
+    );
+
+    // Oldest first, at most `limit`; each once.
+    assert_eq!(report(&store, t + 15_000, 1).await, [(a.clone(), 1, 4, t)]);
+    assert_eq!(
+        report(&store, t + 15_000, 10).await,
+        [(b.clone(), 1, 2, t + 10_000)]
+    );
+    assert_eq!(report(&store, t + 15_000, 10).await, []);
+
+    // A late batch splits a reported gap: its rest stays reported, with its first
+    // detection time; a new jump is a new gap.
+    assert_eq!(
+        ingest_at(&store, vec![one(&a, 2)], t + 30_000).await,
+        [late(1)]
+    );
+    ingest_at(&store, vec![one(&b, 6)], t + 30_000).await;
+    assert_eq!(
+        report(&store, t + 60_000, 10).await,
+        [(a.clone(), 6, 8, t + 20_000), (b.clone(), 4, 5, t + 30_000)]
+    );
+    assert_eq!(report(&store, t + 60_000, 10).await, []);
+    assert_eq!(
+        store.open_gaps().await.unwrap(),
+        OpenGaps {
+            gaps: 5,
+            missing_batches: 1 + 2 + 3 + 2 + 2
+        }
+    );
+    let (_, gaps) = gateway(&store, &a).await;
+    assert_eq!(gaps.len(), 3, "{gaps:?}");
+}
+
+async fn concurrent_reports_return_each_stale_gap_once(store: Store) {
+    let ids = enrolled(&store, 83, false, &["a"]).await;
+    let a = &ids[0];
+    let t = t0() + DAY_MS / 2;
+    // seq 0, 2, 4, ..., 80: 40 gaps of one batch each.
+    let batches = (0..=40)
+        .map(|i| floats(a, i * 2, t + i as i64, 1))
+        .collect();
+    ingest_at(&store, batches, t).await;
+    let reports: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { report(&store, t + 1, 15).await })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for reported in reports {
+        seen.extend(
+            reported
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(_, first, ..)| first),
+        );
+    }
+    seen.extend(
+        report(&store, t + 1, 1000)
+            .await
+            .into_iter()
+            .map(|(_, first, ..)| first),
+    );
+    seen.sort_unstable();
+    assert_eq!(seen, (0..40).map(|i| i * 2 + 1).collect::<Vec<u64>>());
 }
 
 async fn the_latest_value_is_the_newest_read_whatever_the_arrival_order(store: Store) {

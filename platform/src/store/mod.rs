@@ -209,6 +209,26 @@ pub struct Gap {
     pub last_seq: u64,
 }
 
+/// An open gap reported once as stale: still missing a while after it was detected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleGap {
+    /// The gateway.
+    pub gateway: String,
+    /// The range still missing.
+    pub gap: Gap,
+    /// When its batches were first found missing (ms since the epoch).
+    pub detected_at: i64,
+}
+
+/// The open gaps of every gateway, as the database has them (the same on every instance).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OpenGaps {
+    /// Open gaps.
+    pub gaps: u64,
+    /// Batches missing in them.
+    pub missing_batches: u64,
+}
+
 /// The latest value of one point.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LatestValue {
@@ -324,12 +344,15 @@ pub struct IncomingBatch {
 /// What storing one batch did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchOutcome {
-    /// Stored; `gap` is set when this batch revealed missing batches.
+    /// Stored; `gap` is set when this batch revealed missing batches, `filled` when it
+    /// was one of them.
     Stored {
         /// Samples stored.
         samples: u64,
         /// Newly missing `seq` range, if the batch jumped ahead.
         gap: Option<Gap>,
+        /// A late batch: it was missing in an open gap, which it now (partly) fills.
+        filled: bool,
     },
     /// `(gateway, seq)` was stored before: dropped.
     Duplicate,
@@ -512,6 +535,23 @@ impl Store {
     /// `batches_before`; returns the samples deleted.
     pub async fn prune(&self, samples_before: i64, batches_before: i64) -> Result<u64, StoreError> {
         dispatch!(self, s => s.prune(samples_before, batches_before).await)
+    }
+
+    /// Marks the open gaps detected before `detected_before` and not reported yet as
+    /// reported at `now`, and returns them: each gap is returned once, to whichever
+    /// instance asks first (the oldest first, at most `limit`).
+    pub async fn report_stale_gaps(
+        &self,
+        detected_before: i64,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<StaleGap>, StoreError> {
+        dispatch!(self, s => s.report_stale_gaps(detected_before, now, limit).await)
+    }
+
+    /// The open gaps of all gateways together.
+    pub async fn open_gaps(&self) -> Result<OpenGaps, StoreError> {
+        dispatch!(self, s => s.open_gaps().await)
     }
 
     /// Every enterprise's onboarding state; active means a batch at or after `active_since`.

@@ -29,7 +29,8 @@ use super::columns::{
 };
 use super::{
     ActiveDay, BatchOutcome, EnrollOutcome, EnrollRequest, Enterprise, Gap, Gateway, IncomingBatch,
-    LatestValue, NewEnterprise, NewToken, OnboardingRow, SeriesBucket, SeriesPoint, StoreError,
+    LatestValue, NewEnterprise, NewToken, OnboardingRow, OpenGaps, SeriesBucket, SeriesPoint,
+    StaleGap, StoreError,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use fieldlink_wire::{Sample, Status, Value};
@@ -287,6 +288,54 @@ impl PostgresStore {
             })
             .collect();
         Ok(Some((gateway, gaps)))
+    }
+
+    pub(super) async fn report_stale_gaps(
+        &self,
+        detected_before: i64,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<StaleGap>, StoreError> {
+        let client = self.client().await?;
+        // SKIP LOCKED: rows another instance is reporting, or an ingest is filling, are
+        // left to it; the outer condition re-checks rows reported since the snapshot.
+        let stmt = client
+            .prepare_cached(
+                "UPDATE gaps SET reported_at = $2 WHERE reported_at IS NULL AND (gateway, first_seq) IN (
+                     SELECT gateway, first_seq FROM gaps WHERE reported_at IS NULL AND detected_at < $1
+                     ORDER BY detected_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+                 RETURNING gateway, first_seq, last_seq, detected_at",
+            )
+            .await?;
+        let mut gaps: Vec<StaleGap> = client
+            .query(&stmt, &[&detected_before, &now, &i64::from(limit)])
+            .await?
+            .iter()
+            .map(|r| StaleGap {
+                gateway: r.get(0),
+                gap: Gap {
+                    first_seq: r.get::<_, i64>(1).unsigned_abs(),
+                    last_seq: r.get::<_, i64>(2).unsigned_abs(),
+                },
+                detected_at: r.get(3),
+            })
+            .collect();
+        gaps.sort_by_key(|g| g.detected_at);
+        Ok(gaps)
+    }
+
+    pub(super) async fn open_gaps(&self) -> Result<OpenGaps, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT COUNT(*), COALESCE(SUM(last_seq - first_seq + 1), 0)::int8 FROM gaps",
+                &[],
+            )
+            .await?;
+        Ok(OpenGaps {
+            gaps: row.get::<_, i64>(0).unsigned_abs(),
+            missing_batches: row.get::<_, i64>(1).unsigned_abs(),
+        })
     }
 
     pub(super) async fn latest_values(
@@ -645,6 +694,7 @@ impl PostgresStore {
                 outcomes.push(BatchOutcome::Duplicate);
                 continue;
             }
+            let mut filled = false;
             let gap = match seq_step(tally.max_seq, seq) {
                 SeqStep::Ahead => {
                     tally.max_seq = Some(seq);
@@ -654,7 +704,7 @@ impl PostgresStore {
                     tx.execute(
                         "INSERT INTO gaps (gateway, first_seq, last_seq, detected_at) VALUES ($1, $2, $3, $4)
                          ON CONFLICT (gateway, first_seq) DO UPDATE SET last_seq = EXCLUDED.last_seq,
-                         detected_at = EXCLUDED.detected_at",
+                         detected_at = EXCLUDED.detected_at, reported_at = NULL",
                         &[&batch.gateway, &first, &last, &received_at],
                     )
                     .await?;
@@ -665,7 +715,7 @@ impl PostgresStore {
                     })
                 }
                 SeqStep::Late => {
-                    fill_gap(tx, &batch.gateway, seq, received_at).await?;
+                    filled = fill_gap(tx, &batch.gateway, seq).await?;
                     None
                 }
             };
@@ -674,6 +724,7 @@ impl PostgresStore {
             outcomes.push(BatchOutcome::Stored {
                 samples: batch.samples.len() as u64,
                 gap,
+                filled,
             });
             stored.push(batch);
         }
@@ -1257,33 +1308,35 @@ fn seq_of(batch: &IncomingBatch) -> Result<i64, StoreError> {
         .map_err(|_| StoreError::Corrupt(format!("seq {} out of range", batch.seq)))
 }
 
-/// A late batch arrived: remove it from the gap that holds it, if any.
+/// A late batch arrived: remove it from the gap that holds it, if any (the rest of the gap
+/// keeps its detection and report times); true if one did.
 async fn fill_gap(
     tx: &deadpool_postgres::Transaction<'_>,
     gateway: &str,
     seq: i64,
-    now: i64,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let gap = tx
         .query_opt(
             "DELETE FROM gaps WHERE gateway = $1 AND first_seq = (
                  SELECT first_seq FROM gaps WHERE gateway = $1 AND first_seq <= $2
                  ORDER BY first_seq DESC LIMIT 1)
-             AND last_seq >= $2 RETURNING first_seq, last_seq",
+             AND last_seq >= $2 RETURNING first_seq, last_seq, detected_at, reported_at",
             &[&gateway, &seq],
         )
         .await?;
     let Some(gap) = gap else {
-        return Ok(());
+        return Ok(false);
     };
+    let (detected_at, reported_at): (i64, Option<i64>) = (gap.get(2), gap.get(3));
     for (first, last) in split_gap(gap.get(0), gap.get(1), seq) {
         tx.execute(
-            "INSERT INTO gaps (gateway, first_seq, last_seq, detected_at) VALUES ($1, $2, $3, $4)",
-            &[&gateway, &first, &last, &now],
+            "INSERT INTO gaps (gateway, first_seq, last_seq, detected_at, reported_at)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[&gateway, &first, &last, &detected_at, &reported_at],
         )
         .await?;
     }
-    Ok(())
+    Ok(true)
 }
 
 fn read_value(

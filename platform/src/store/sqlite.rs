@@ -17,7 +17,8 @@ use super::columns::{
 };
 use super::{
     ActiveDay, BatchOutcome, EnrollOutcome, EnrollRequest, Enterprise, Gap, Gateway, IncomingBatch,
-    LatestValue, NewEnterprise, NewToken, OnboardingRow, SeriesBucket, SeriesPoint, StoreError,
+    LatestValue, NewEnterprise, NewToken, OnboardingRow, OpenGaps, SeriesBucket, SeriesPoint,
+    StaleGap, StoreError,
 };
 use fieldlink_wire::{Sample, Status, Value};
 use rusqlite::types::Value as SqlValue;
@@ -127,6 +128,10 @@ INSERT INTO sample_minutes (point_id, minute, min, max, sum, count)
 SELECT point_id, ts / 60000, MIN(CAST(value AS REAL)), MAX(CAST(value AS REAL)),
        SUM(CAST(value AS REAL)), COUNT(*)
 FROM samples WHERE kind IN (1, 2, 3, 4) AND value IS NOT NULL GROUP BY point_id, ts / 60000;
+"#,
+    r#"
+ALTER TABLE gaps ADD COLUMN reported_at INTEGER;
+CREATE INDEX gaps_unreported ON gaps (detected_at) WHERE reported_at IS NULL;
 "#,
 ];
 
@@ -327,6 +332,51 @@ impl SqliteStore {
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Some((gateway, gaps)))
+        })
+        .await
+    }
+
+    pub(super) async fn report_stale_gaps(
+        &self,
+        detected_before: i64,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<StaleGap>, StoreError> {
+        self.write(move |w| {
+            let mut stmt = w.conn.prepare_cached(
+                "UPDATE gaps SET reported_at = ?2 WHERE (gateway, first_seq) IN (
+                     SELECT gateway, first_seq FROM gaps WHERE reported_at IS NULL AND detected_at < ?1
+                     ORDER BY detected_at LIMIT ?3)
+                 RETURNING gateway, first_seq, last_seq, detected_at",
+            )?;
+            let rows = stmt.query_map(params![detected_before, now, limit], |r| {
+                Ok(StaleGap {
+                    gateway: r.get(0)?,
+                    gap: Gap {
+                        first_seq: r.get::<_, i64>(1)?.unsigned_abs(),
+                        last_seq: r.get::<_, i64>(2)?.unsigned_abs(),
+                    },
+                    detected_at: r.get(3)?,
+                })
+            })?;
+            let mut gaps = rows.collect::<Result<Vec<_>, _>>()?;
+            gaps.sort_by_key(|g| g.detected_at);
+            Ok(gaps)
+        })
+        .await
+    }
+
+    pub(super) async fn open_gaps(&self) -> Result<OpenGaps, StoreError> {
+        self.read(|c| {
+            let (gaps, missing): (i64, i64) = c
+                .prepare_cached(
+                    "SELECT COUNT(*), COALESCE(SUM(last_seq - first_seq + 1), 0) FROM gaps",
+                )?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(OpenGaps {
+                gaps: gaps.unsigned_abs(),
+                missing_batches: missing.unsigned_abs(),
+            })
         })
         .await
     }
@@ -956,6 +1006,7 @@ fn ingest_one(
 
     // Gaps: a jump past max_seq opens one; a late batch inside one splits it.
     let mut gap = None;
+    let mut filled = false;
     let new_max = match (seq_step(max_seq, seq), max_seq) {
         (SeqStep::Ahead, _) => seq,
         (SeqStep::Jump { first, last }, _) => {
@@ -970,7 +1021,7 @@ fn ingest_one(
             seq
         }
         (SeqStep::Late, max) => {
-            fill_gap(tx, &batch.gateway, seq, now)?;
+            filled = fill_gap(tx, &batch.gateway, seq)?;
             max.unwrap_or(seq)
         }
     };
@@ -1050,32 +1101,41 @@ fn ingest_one(
     Ok(BatchOutcome::Stored {
         samples: count as u64,
         gap,
+        filled,
     })
 }
 
-/// A batch below the highest `seq` arrived: remove it from the gap that holds it, if any.
-fn fill_gap(tx: &Transaction, gateway: &str, seq: i64, now: i64) -> Result<(), StoreError> {
+/// A batch below the highest `seq` arrived: remove it from the gap that holds it, if any
+/// (the rest of the gap keeps its detection and report times); true if one did.
+fn fill_gap(tx: &Transaction, gateway: &str, seq: i64) -> Result<bool, StoreError> {
     let gap = tx
         .prepare_cached(
-            "SELECT first_seq, last_seq FROM gaps WHERE gateway = ?1 AND first_seq <= ?2
-             ORDER BY first_seq DESC LIMIT 1",
+            "SELECT first_seq, last_seq, detected_at, reported_at FROM gaps
+             WHERE gateway = ?1 AND first_seq <= ?2 ORDER BY first_seq DESC LIMIT 1",
         )?
         .query_row(params![gateway, seq], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+            ))
         })
         .optional()?;
-    let Some((first, last)) = gap.filter(|&(_, last)| last >= seq) else {
-        return Ok(());
+    let Some((first, last, detected_at, reported_at)) = gap.filter(|&(_, last, ..)| last >= seq)
+    else {
+        return Ok(false);
     };
     tx.prepare_cached("DELETE FROM gaps WHERE gateway = ?1 AND first_seq = ?2")?
         .execute(params![gateway, first])?;
     let mut insert = tx.prepare_cached(
-        "INSERT INTO gaps (gateway, first_seq, last_seq, detected_at) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO gaps (gateway, first_seq, last_seq, detected_at, reported_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     for (first, last) in split_gap(first, last, seq) {
-        insert.execute(params![gateway, first, last, now])?;
+        insert.execute(params![gateway, first, last, detected_at, reported_at])?;
     }
-    Ok(())
+    Ok(true)
 }
 
 fn point_id(tx: &Transaction, gateway: &str, device: &str, point: &str) -> Result<i64, StoreError> {
