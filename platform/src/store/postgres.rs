@@ -6,12 +6,14 @@
 //!   applied at start by refinery, under an advisory lock so instances starting together
 //!   migrate once.
 //! - **Exactly once across instances**: the `batches` primary key `(gateway, seq)` decides
-//!   which delivery of a batch is stored; a group's gateway rows are locked (`FOR UPDATE`,
-//!   in id order) before anything else, so two instances storing batches of one gateway
-//!   take turns and keep its highest `seq` and gaps consistent; enterprise rows are locked
-//!   after all gateway rows, in credit-code order, so lock order is global and two
-//!   instances cannot deadlock each other. A deadlock or serialization failure (from other
-//!   writers, e.g. a prune) rolls back and is retried.
+//!   which delivery of a batch is stored (dedup rows inserted in key order). The samples
+//!   are inserted next, beside other instances' groups; then the group's gateway rows are
+//!   locked (`FOR UPDATE`, in id order), so two instances storing batches of one gateway
+//!   take turns for the rest (its highest `seq` and gaps, its points' minute aggregates
+//!   and latest values, its counters); enterprise rows are locked after all gateway rows,
+//!   in credit-code order, so lock order is global and two instances cannot deadlock each
+//!   other. A deadlock or serialization failure (from other writers, e.g. a prune) rolls
+//!   back and is retried.
 //! - **Throughput**: a group's samples, per-minute aggregates, latest values and counters
 //!   are each written by one statement over arrays (`unnest`), not a round trip per row.
 //! - **A month of 1 s data**: `samples` is partitioned by UTC day; the platform creates
@@ -625,45 +627,36 @@ impl PostgresStore {
         received_at: i64,
         day: i64,
     ) -> Result<(Vec<BatchOutcome>, Vec<(PointKey, i64)>), StoreError> {
-        // 1. Lock the group's gateways, in id order (the global lock order's first part).
+        // 1. The group's enrolled gateways (rows are never deleted). Their rows are locked
+        // only in step 5, so the work before it runs beside other instances' groups.
         let mut ids: Vec<&str> = batches.iter().map(|b| b.gateway.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
-        let lock = tx
-            .prepare_cached(
-                "SELECT id, credit_code, max_seq FROM gateways WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-            )
+        let enrolled = tx
+            .prepare_cached("SELECT id FROM gateways WHERE id = ANY($1)")
             .await?;
-        let mut gateways: BTreeMap<String, GatewayTally> = tx
-            .query(&lock, &[&ids])
+        let enrolled: HashSet<String> = tx
+            .query(&enrolled, &[&ids])
             .await?
             .iter()
-            .map(|r| {
-                (
-                    r.get(0),
-                    GatewayTally {
-                        credit_code: r.get(1),
-                        max_seq: r.get(2),
-                        batches: 0,
-                        samples: 0,
-                    },
-                )
-            })
+            .map(|r| r.get(0))
             .collect();
 
-        // 2. The dedup rows: the primary key decides which batches are new.
+        // 2. The dedup rows: the primary key decides which batches are new. Inserted in
+        // key order, so two groups holding the same batches wait for each other in one
+        // order and never deadlock.
         let mut seen = HashSet::new();
-        let candidates: Vec<&IncomingBatch> = batches
-            .iter()
-            .filter(|b| gateways.contains_key(&b.gateway))
-            .filter(|b| seen.insert((b.gateway.as_str(), b.seq)))
-            .collect();
-        let gateway_col: Vec<&str> = candidates.iter().map(|b| b.gateway.as_str()).collect();
-        let seq_col: Vec<i64> = candidates
-            .iter()
-            .map(|b| seq_of(b))
-            .collect::<Result<_, _>>()?;
-        let count_col: Vec<i64> = candidates.iter().map(|b| b.samples.len() as i64).collect();
+        let mut candidates: Vec<(&str, i64, i64)> = Vec::new();
+        for batch in batches.iter().filter(|b| enrolled.contains(&b.gateway)) {
+            let key = (batch.gateway.as_str(), seq_of(batch)?);
+            if seen.insert(key) {
+                candidates.push((key.0, key.1, batch.samples.len() as i64));
+            }
+        }
+        candidates.sort_unstable();
+        let gateway_col: Vec<&str> = candidates.iter().map(|c| c.0).collect();
+        let seq_col: Vec<i64> = candidates.iter().map(|c| c.1).collect();
+        let count_col: Vec<i64> = candidates.iter().map(|c| c.2).collect();
         let insert_batches = tx
             .prepare_cached(
                 "INSERT INTO batches (gateway, seq, received_at, samples)
@@ -680,20 +673,96 @@ impl PostgresStore {
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
+        let arrivals: Vec<Arrival> = batches
+            .iter()
+            .map(|batch| {
+                if !enrolled.contains(&batch.gateway) {
+                    Ok(Arrival::UnknownGateway)
+                } else if new.remove(&(batch.gateway.clone(), seq_of(batch)?)) {
+                    Ok(Arrival::New)
+                } else {
+                    Ok(Arrival::Duplicate)
+                }
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let stored: Vec<&IncomingBatch> = batches
+            .iter()
+            .zip(&arrivals)
+            .filter(|(_, a)| matches!(a, Arrival::New))
+            .map(|(b, _)| b)
+            .collect();
+        if stored.is_empty() {
+            let outcomes = arrivals
+                .iter()
+                .filter_map(|a| a.unstored_outcome())
+                .collect();
+            return Ok((outcomes, Vec::new()));
+        }
 
-        // 3. Outcomes in order; gaps as each stored batch moves its gateway's highest seq.
+        // 3. Point ids: cached, else found or created in one statement.
+        let (ids, new_points) = self.point_ids(tx, &stored).await?;
+
+        // 4. The samples: no row another group writes, so no lock to wait for.
+        let mut rows = SampleColumns::default();
+        for batch in &stored {
+            for sample in &batch.samples {
+                let point_id = point_id_of(&ids, batch, sample)?;
+                rows.push(point_id, sample.ts, &sample.value, &sample.quality);
+            }
+        }
+        let insert_samples = tx
+            .prepare_cached(
+                "INSERT INTO samples (point_id, ts, kind, value_int, value_float, value_text, quality, error)
+                 SELECT * FROM unnest($1::int8[], $2::int8[], $3::int2[], $4::int8[], $5::float8[],
+                                      $6::text[], $7::int2[], $8::text[])",
+            )
+            .await?;
+        tx.execute(&insert_samples, &rows.params()).await?;
+
+        // 5. Lock the group's gateways, in id order (the global lock order's first part):
+        // from here to the commit, groups with a gateway in common take turns.
+        let ids_with_new: Vec<&str> = {
+            let mut v: Vec<&str> = stored.iter().map(|b| b.gateway.as_str()).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let lock = tx
+            .prepare_cached(
+                "SELECT id, credit_code, max_seq FROM gateways WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            )
+            .await?;
+        let mut gateways: BTreeMap<String, GatewayTally> = tx
+            .query(&lock, &[&ids_with_new])
+            .await?
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0),
+                    GatewayTally {
+                        credit_code: r.get(1),
+                        max_seq: r.get(2),
+                        batches: 0,
+                        samples: 0,
+                    },
+                )
+            })
+            .collect();
+
+        // 6. Outcomes in order; gaps as each stored batch moves its gateway's highest seq.
         let mut outcomes = Vec::with_capacity(batches.len());
-        let mut stored: Vec<&IncomingBatch> = Vec::new();
-        for batch in batches.iter() {
-            let Some(tally) = gateways.get_mut(&batch.gateway) else {
-                outcomes.push(BatchOutcome::UnknownGateway);
-                continue;
-            };
-            let seq = seq_of(batch)?;
-            if !new.remove(&(batch.gateway.clone(), seq)) {
-                outcomes.push(BatchOutcome::Duplicate);
+        for (batch, arrival) in batches.iter().zip(&arrivals) {
+            if let Some(outcome) = arrival.unstored_outcome() {
+                outcomes.push(outcome);
                 continue;
             }
+            let Some(tally) = gateways.get_mut(&batch.gateway) else {
+                return Err(StoreError::Corrupt(format!(
+                    "gateway {} vanished while storing its batch",
+                    batch.gateway
+                )));
+            };
+            let seq = seq_of(batch)?;
             let mut filled = false;
             let gap = match seq_step(tally.max_seq, seq) {
                 SeqStep::Ahead => {
@@ -726,33 +795,15 @@ impl PostgresStore {
                 gap,
                 filled,
             });
-            stored.push(batch);
-        }
-        if stored.is_empty() {
-            return Ok((outcomes, Vec::new()));
         }
 
-        // 4. Point ids: cached, else found or created in one statement.
-        let (ids, new_points) = self.point_ids(tx, &stored).await?;
-
-        // 5. Samples, per-minute aggregates and latest values, a statement each.
-        let mut rows = SampleColumns::default();
+        // 7. Per-minute aggregates and latest values, a statement each (rows of the locked
+        // gateways' points, so no other group writes them now).
         let mut minutes: BTreeMap<(i64, i64), MinuteAggregate> = BTreeMap::new();
         let mut newest: BTreeMap<i64, &Sample> = BTreeMap::new();
         for batch in &stored {
             for sample in &batch.samples {
-                let key = (
-                    batch.gateway.as_str(),
-                    sample.device.as_ref(),
-                    sample.point.as_ref(),
-                );
-                let Some(&point_id) = ids.get(&key) else {
-                    return Err(StoreError::Corrupt(format!(
-                        "no id for point {}/{}/{}",
-                        key.0, key.1, key.2
-                    )));
-                };
-                rows.push(point_id, sample.ts, &sample.value, &sample.quality);
+                let point_id = point_id_of(&ids, batch, sample)?;
                 if let Some(v) = numeric(&sample.value) {
                     minutes
                         .entry((point_id, sample.ts.div_euclid(MINUTE_MS)))
@@ -767,15 +818,6 @@ impl PostgresStore {
                 }
             }
         }
-        let insert_samples = tx
-            .prepare_cached(
-                "INSERT INTO samples (point_id, ts, kind, value_int, value_float, value_text, quality, error)
-                 SELECT * FROM unnest($1::int8[], $2::int8[], $3::int2[], $4::int8[], $5::float8[],
-                                      $6::text[], $7::int2[], $8::text[])",
-            )
-            .await?;
-        tx.execute(&insert_samples, &rows.params()).await?;
-
         let (mut m_point, mut m_minute, mut m_min, mut m_max, mut m_sum, mut m_count) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);
         for ((point_id, minute), m) in &minutes {
@@ -816,7 +858,7 @@ impl PostgresStore {
             .await?;
         tx.execute(&update_latest, &latest.params()).await?;
 
-        // 6. Counters of the gateways, then (locked in credit-code order) of their
+        // 8. Counters of the gateways, then (locked in credit-code order) of their
         // enterprises, and the enterprises' active day.
         let mut g_id = vec![];
         let (mut g_batches, mut g_samples, mut g_max) = (vec![], vec![], vec![]);
@@ -930,12 +972,34 @@ impl PostgresStore {
                  SELECT p.id, p.gateway, p.device, p.point FROM points p JOIN k USING (gateway, device, point)",
             )
             .await?;
-        let found: HashMap<(String, String, String), i64> = tx
+        let mut found: HashMap<(String, String, String), i64> = tx
             .query(&find_or_create, &[&gateway, &device, &point])
             .await?
             .iter()
             .map(|r| ((r.get(1), r.get(2), r.get(3)), r.get(0)))
             .collect();
+        // A key another group created at the same time: its INSERT waited for that
+        // group's commit and did nothing, and the SELECT's snapshot predates the commit.
+        // A new statement sees it.
+        let raced: Vec<&(&str, &str, &str)> = missing
+            .iter()
+            .filter(|k| !found.contains_key(&(k.0.to_owned(), k.1.to_owned(), k.2.to_owned())))
+            .collect();
+        if !raced.is_empty() {
+            let gateway: Vec<&str> = raced.iter().map(|k| k.0).collect();
+            let device: Vec<&str> = raced.iter().map(|k| k.1).collect();
+            let point: Vec<&str> = raced.iter().map(|k| k.2).collect();
+            let find = tx
+                .prepare_cached(
+                    "SELECT p.id, p.gateway, p.device, p.point FROM points p
+                     JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(gateway, device, point)
+                     USING (gateway, device, point)",
+                )
+                .await?;
+            for r in tx.query(&find, &[&gateway, &device, &point]).await? {
+                found.insert((r.get(1), r.get(2), r.get(3)), r.get(0));
+            }
+        }
         for key in missing {
             let owned = (key.0.to_owned(), key.1.to_owned(), key.2.to_owned());
             if let Some(&id) = found.get(&owned) {
@@ -1202,6 +1266,44 @@ struct GatewayTally {
     max_seq: Option<i64>,
     batches: i64,
     samples: i64,
+}
+
+/// How a batch of a group arrived, before its gateway's row is locked.
+#[derive(Debug, Clone, Copy)]
+enum Arrival {
+    /// Its gateway is not enrolled.
+    UnknownGateway,
+    /// Stored before (or earlier in the group).
+    Duplicate,
+    /// New: its dedup row was inserted by this group.
+    New,
+}
+
+impl Arrival {
+    /// The outcome of a batch that is not stored; `None` for a new one.
+    fn unstored_outcome(self) -> Option<BatchOutcome> {
+        match self {
+            Arrival::UnknownGateway => Some(BatchOutcome::UnknownGateway),
+            Arrival::Duplicate => Some(BatchOutcome::Duplicate),
+            Arrival::New => None,
+        }
+    }
+}
+
+/// The id of `sample`'s point, from the ids found for the group.
+fn point_id_of(
+    ids: &HashMap<(&str, &str, &str), i64>,
+    batch: &IncomingBatch,
+    sample: &Sample,
+) -> Result<i64, StoreError> {
+    let key = (
+        batch.gateway.as_str(),
+        sample.device.as_ref(),
+        sample.point.as_ref(),
+    );
+    ids.get(&key).copied().ok_or_else(|| {
+        StoreError::Corrupt(format!("no id for point {}/{}/{}", key.0, key.1, key.2))
+    })
 }
 
 /// Samples as the columns of one `unnest` statement.
