@@ -336,6 +336,8 @@ async fn run_on(
         "undecodable",
         "gateway_mismatch",
         "gaps",
+        "late_batches",
+        "stale_gaps",
     ] {
         let value = counter(name);
         if value > 0 {
