@@ -337,7 +337,6 @@ async fn run_on(
         "gateway_mismatch",
         "gaps",
         "late_batches",
-        "stale_gaps",
     ] {
         let value = counter(name);
         if value > 0 {

@@ -676,20 +676,25 @@ async fn silent(
 }
 
 /// This instance's ingest counters, and the open gaps of all gateways (the database's
-/// figure, the same on every instance).
+/// figure, the same on every instance; `null` when the database cannot be read, so the
+/// counters still answer during a database outage).
 #[derive(Serialize)]
 struct IngestStatsBody {
     #[serde(flatten)]
     counters: IngestStats,
-    open_gaps: OpenGaps,
+    open_gaps: Option<OpenGaps>,
 }
 
-async fn ingest_stats(
-    _: Bureau,
-    State(state): State<Arc<AppState>>,
-) -> Result<Json<IngestStatsBody>, ApiError> {
-    Ok(Json(IngestStatsBody {
+async fn ingest_stats(_: Bureau, State(state): State<Arc<AppState>>) -> Json<IngestStatsBody> {
+    let open_gaps = match state.store.open_gaps().await {
+        Ok(gaps) => Some(gaps),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot count the open gaps for /api/v1/stats/ingest");
+            None
+        }
+    };
+    Json(IngestStatsBody {
         counters: state.counters.snapshot(),
-        open_gaps: state.store.open_gaps().await?,
-    }))
+        open_gaps,
+    })
 }

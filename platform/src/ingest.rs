@@ -124,14 +124,15 @@ pub struct IngestStats {
     pub compressed: u64,
     /// Gaps detected (a `seq` jump). Most are filled soon after: by the gateway's backlog
     /// (sent live-first), or, with a shared subscription, by a batch another instance
-    /// stored a moment later. `stale_gaps` counts the ones that stay.
+    /// stored a moment later. `stale_gaps` counts what stays missing.
     pub gaps: u64,
     /// Batches missing in those gaps when detected.
     pub missing_batches: u64,
     /// Late batches that filled (part of) an open gap.
     pub late_batches: u64,
-    /// Gaps still open the grace period after they were detected, reported (logged) by
-    /// this instance; each gap is reported by one instance only.
+    /// Missing ranges still open the grace period after their gap was detected, reported
+    /// (logged) by this instance; each range is reported by one instance only. A gap that
+    /// late batches split counts once per remaining range.
     pub stale_gaps: u64,
     /// Failed store transactions (retried).
     pub store_errors: u64,

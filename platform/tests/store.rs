@@ -817,6 +817,16 @@ async fn stale_gaps_are_reported_once_and_keep_their_detection_time(store: Store
     );
     let (_, gaps) = gateway(&store, &a).await;
     assert_eq!(gaps.len(), 3, "{gaps:?}");
+
+    // Pruning with the dedup rows drops the gaps detected before the cutoff.
+    store.prune(0, t + 15_000).await.unwrap();
+    assert_eq!(
+        store.open_gaps().await.unwrap(),
+        OpenGaps {
+            gaps: 2,
+            missing_batches: 3 + 2
+        }
+    );
 }
 
 async fn concurrent_reports_return_each_stale_gap_once(store: Store) {

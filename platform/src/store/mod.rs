@@ -531,8 +531,8 @@ impl Store {
         dispatch!(self, s => s.update_meta(gateway.to_owned(), meta, received_at).await)
     }
 
-    /// Deletes samples read before `samples_before` and dedup rows received before
-    /// `batches_before`; returns the samples deleted.
+    /// Deletes samples read before `samples_before`, and dedup rows received and gaps
+    /// detected before `batches_before`; returns the samples deleted.
     pub async fn prune(&self, samples_before: i64, batches_before: i64) -> Result<u64, StoreError> {
         dispatch!(self, s => s.prune(samples_before, batches_before).await)
     }

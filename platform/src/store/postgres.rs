@@ -300,13 +300,16 @@ impl PostgresStore {
     ) -> Result<Vec<StaleGap>, StoreError> {
         let client = self.client().await?;
         // SKIP LOCKED: rows another instance is reporting, or an ingest is filling, are
-        // left to it; the outer condition re-checks rows reported since the snapshot.
+        // left to it; the UPDATE re-checks rows reported since the snapshot. The CTE is
+        // evaluated once, so the limit holds.
         let stmt = client
             .prepare_cached(
-                "UPDATE gaps SET reported_at = $2 WHERE reported_at IS NULL AND (gateway, first_seq) IN (
+                "WITH picked AS (
                      SELECT gateway, first_seq FROM gaps WHERE reported_at IS NULL AND detected_at < $1
                      ORDER BY detected_at LIMIT $3 FOR UPDATE SKIP LOCKED)
-                 RETURNING gateway, first_seq, last_seq, detected_at",
+                 UPDATE gaps g SET reported_at = $2 FROM picked p
+                 WHERE g.gateway = p.gateway AND g.first_seq = p.first_seq AND g.reported_at IS NULL
+                 RETURNING g.gateway, g.first_seq, g.last_seq, g.detected_at",
             )
             .await?;
         let mut gaps: Vec<StaleGap> = client
@@ -873,7 +876,8 @@ impl PostgresStore {
         let update_gateways = tx
             .prepare_cached(
                 "UPDATE gateways g SET batches = g.batches + u.b, samples = g.samples + u.s, max_seq = u.m,
-                   first_batch_at = COALESCE(g.first_batch_at, $5), last_batch_at = $5
+                   first_batch_at = COALESCE(g.first_batch_at, $5),
+                   last_batch_at = GREATEST(COALESCE(g.last_batch_at, $5), $5)
                  FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[]) AS u(id, b, s, m)
                  WHERE g.id = u.id",
             )
@@ -1087,6 +1091,13 @@ impl PostgresStore {
         client
             .execute(
                 "DELETE FROM batches WHERE received_at < $1",
+                &[&batches_before],
+            )
+            .await?;
+        // Batches missing since before the retention period will not come any more.
+        client
+            .execute(
+                "DELETE FROM gaps WHERE detected_at < $1",
                 &[&batches_before],
             )
             .await?;

@@ -731,6 +731,10 @@ impl SqliteStore {
             w.conn
                 .prepare_cached("DELETE FROM batches WHERE received_at < ?1")?
                 .execute([batches_before])?;
+            // Batches missing since before the retention period will not come any more.
+            w.conn
+                .prepare_cached("DELETE FROM gaps WHERE detected_at < ?1")?
+                .execute([batches_before])?;
             Ok(())
         })
         .await?;
