@@ -60,10 +60,7 @@ fn warn_by_gateway(gaps: &[StaleGap], now: i64) {
         by_gateway.entry(&gap.gateway).or_default().push(gap);
     }
     for (gateway, gaps) in by_gateway {
-        let missing: u64 = gaps
-            .iter()
-            .map(|g| g.gap.last_seq - g.gap.first_seq + 1)
-            .sum();
+        let missing: u64 = gaps.iter().map(|g| g.gap.missing_batches()).sum();
         let oldest = gaps.iter().map(|g| g.detected_at).min().unwrap_or(now);
         let first = gaps.iter().map(|g| g.gap).min_by_key(|g| g.first_seq);
         tracing::warn!(

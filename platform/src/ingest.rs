@@ -509,7 +509,7 @@ fn record(
                 add(&counters.samples_stored, *samples);
                 if let Some(gap) = gap {
                     add(&counters.gaps, 1);
-                    add(&counters.missing_batches, gap.last_seq - gap.first_seq + 1);
+                    add(&counters.missing_batches, gap.missing_batches());
                     // Usually filled within moments; crate::gap_watch warns of those that stay.
                     tracing::debug!(gateway = %batch.gateway, first_missing = gap.first_seq,
                         last_missing = gap.last_seq, "gap in batch sequence");

@@ -209,6 +209,13 @@ pub struct Gap {
     pub last_seq: u64,
 }
 
+impl Gap {
+    /// The batches missing in it.
+    pub fn missing_batches(&self) -> u64 {
+        self.last_seq - self.first_seq + 1
+    }
+}
+
 /// An open gap reported once as stale: still missing a while after it was detected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaleGap {

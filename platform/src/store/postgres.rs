@@ -632,9 +632,7 @@ impl PostgresStore {
     ) -> Result<(Vec<BatchOutcome>, Vec<(PointKey, i64)>), StoreError> {
         // 1. The group's enrolled gateways (rows are never deleted). Their rows are locked
         // only in step 5, so the work before it runs beside other instances' groups.
-        let mut ids: Vec<&str> = batches.iter().map(|b| b.gateway.as_str()).collect();
-        ids.sort_unstable();
-        ids.dedup();
+        let ids = gateway_ids(batches.iter());
         let enrolled = tx
             .prepare_cached("SELECT id FROM gateways WHERE id = ANY($1)")
             .await?;
@@ -724,12 +722,7 @@ impl PostgresStore {
 
         // 5. Lock the group's gateways, in id order (the global lock order's first part):
         // from here to the commit, groups with a gateway in common take turns.
-        let ids_with_new: Vec<&str> = {
-            let mut v: Vec<&str> = stored.iter().map(|b| b.gateway.as_str()).collect();
-            v.sort_unstable();
-            v.dedup();
-            v
-        };
+        let ids_with_new = gateway_ids(stored.iter().copied());
         let lock = tx
             .prepare_cached(
                 "SELECT id, credit_code, max_seq FROM gateways WHERE id = ANY($1) ORDER BY id FOR UPDATE",
@@ -1277,6 +1270,12 @@ struct GatewayTally {
     max_seq: Option<i64>,
     batches: i64,
     samples: i64,
+}
+
+/// The gateways of `batches`, each once, in id order (the lock order).
+fn gateway_ids<'b>(batches: impl Iterator<Item = &'b IncomingBatch>) -> Vec<&'b str> {
+    let ids: BTreeSet<&str> = batches.map(|b| b.gateway.as_str()).collect();
+    ids.into_iter().collect()
 }
 
 /// How a batch of a group arrived, before its gateway's row is locked.
