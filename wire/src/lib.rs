@@ -22,6 +22,6 @@ pub use codec::{
     Compression, DecodeError, decode_batch, encode_batch, encode_batch_into, encode_batch_with,
     payload_json,
 };
-pub use message::{DeviceMeta, GatewayState, Meta, PointMeta, Status};
+pub use message::{DeviceMeta, GatewayState, Meta, PointMeta, ResumedAfterCrash, Status};
 pub use sample::{Quality, Sample, Value};
 pub use topic::Topics;

@@ -30,6 +30,28 @@ pub struct Status {
     /// Batches evicted from the outbox since its creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evicted_batches: Option<u64>,
+    /// Set in the statuses of a run that began after an unclean stop (kill -9, power cut):
+    /// the sequence numbers the crash skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_after_crash: Option<ResumedAfterCrash>,
+}
+
+/// The sequence numbers an unclean stop skipped: every `seq` in `durable_seq..resumed_seq`
+/// was reserved by the run that crashed and may or may not have been published, so a
+/// receiver treats the ones it never gets as a crash window, not as missing batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumedAfterCrash {
+    /// The first `seq` that the crashed run had not made durable.
+    pub durable_seq: u64,
+    /// The first `seq` of the run after the crash.
+    pub resumed_seq: u64,
+}
+
+impl ResumedAfterCrash {
+    /// The skipped numbers as an inclusive range, or `None` when the crash skipped none.
+    pub fn window(&self) -> Option<(u64, u64)> {
+        (self.resumed_seq > self.durable_seq).then(|| (self.durable_seq, self.resumed_seq - 1))
+    }
 }
 
 impl Status {
@@ -41,6 +63,7 @@ impl Status {
             started_at: None,
             backlog_batches: None,
             evicted_batches: None,
+            resumed_after_crash: None,
         }
     }
 }

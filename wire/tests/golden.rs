@@ -206,6 +206,7 @@ fn status_birth_and_will_have_the_contract_shape() {
         started_at: Some(1764201600000),
         backlog_batches: Some(0),
         evicted_batches: Some(0),
+        resumed_after_crash: None,
     };
     assert_eq!(
         serde_json::to_string(&birth).unwrap(),
