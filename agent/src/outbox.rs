@@ -50,4 +50,10 @@ impl SharedOutbox {
     pub fn stats(&self) -> fieldlink_outbox::OutboxStats {
         self.0.stats()
     }
+
+    /// Records in the store, read under the outbox's lock (see
+    /// [`Outbox::pending_batches`]): what shutdown decides on, rather than a snapshot.
+    pub async fn pending_batches(&self) -> Result<u64, StoreError> {
+        self.run(|outbox| Ok(outbox.pending_batches())).await
+    }
 }

@@ -151,6 +151,7 @@ pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), Run
             started_at: Some(telemetry.started_at_ms),
             backlog_batches: None,
             evicted_batches: None,
+            resumed_after_crash: None,
         },
         meta_rx,
         telemetry: telemetry.clone(),
@@ -208,11 +209,13 @@ pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), Run
     }
     background.cancel();
     while helpers.join_next().await.is_some() {}
-    let left = outbox.stats().batches;
-    tracing::info!(
-        unpublished_batches = left,
-        "stopped; unpublished batches stay in the outbox"
-    );
+    match outbox.pending_batches().await {
+        Ok(left) => tracing::info!(
+            unpublished_batches = left,
+            "stopped; unpublished batches stay in the outbox"
+        ),
+        Err(e) => tracing::error!(error = %e, "stopped; the unpublished batches cannot be counted"),
+    }
     Ok(())
 }
 

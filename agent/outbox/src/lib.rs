@@ -4,7 +4,8 @@
 //! arrives. The outbox knows nothing of MQTT: it stores bytes, a sample count and a sequence
 //! number. It is one [redb](https://docs.rs/redb/4) file, and every method is blocking (call it
 //! from `spawn_blocking` or a dedicated thread). An [`Outbox`] is `Send + Sync`; one mutex
-//! serialises its calls, and [`Outbox::stats`] never waits on I/O.
+//! serialises its calls, and [`Outbox::stats`] never waits on I/O (its snapshot is stored under
+//! that mutex, so it never goes backwards).
 //!
 //! # On-disk layout
 //!
@@ -268,6 +269,8 @@ pub struct OutboxStats {
 /// The outbox. See the crate docs.
 pub struct Outbox {
     inner: Mutex<Inner>,
+    /// The counters as of the last call, for readers that must not wait on `inner`. Written
+    /// only while `inner` is held (lock order: `inner`, then `stats`).
     stats: Mutex<OutboxStats>,
 }
 
@@ -370,12 +373,21 @@ impl Outbox {
         self.with_inner(|inner| inner.read(Direction::Newest, limit))
     }
 
-    /// The store's counters, from memory: never waits on I/O.
+    /// The store's counters, from memory: never waits on I/O. The snapshot includes every
+    /// call that has returned and never goes backwards; a call still running is not in it
+    /// (see [`Outbox::pending_batches`]).
     pub fn stats(&self) -> OutboxStats {
         self.stats
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Records in the store, read under the outbox's lock: if a call is running, this waits
+    /// for it (and so for its I/O) and counts its change. For decisions that must not rest on
+    /// a snapshot, such as whether shutdown may stop waiting for acks.
+    pub fn pending_batches(&self) -> u64 {
+        self.lock_inner().c.batches
     }
 
     fn with_inner<T>(
@@ -387,9 +399,12 @@ impl Outbox {
         let result = result.map_err(|fault| inner.fail(fault));
         let oldest_kept = inner.ends.oldest_seq();
         inner.evictions.maybe_log(oldest_kept);
-        let stats = inner.stats();
+        // Stored before the lock is released, so snapshots are stored in the order of the
+        // calls: an older one never overwrites a newer one, and every call that has returned
+        // is in the snapshot. (Stored after, a thread preempted in between would put back a
+        // snapshot older than other threads' calls.)
+        *self.stats.lock().unwrap_or_else(PoisonError::into_inner) = inner.stats();
         drop(inner);
-        *self.stats.lock().unwrap_or_else(PoisonError::into_inner) = stats;
         result
     }
 

@@ -2,6 +2,7 @@
 
 mod basics;
 mod cap;
+mod concurrency;
 mod damage;
 mod durability;
 mod model;

@@ -355,7 +355,14 @@ async fn session(
             return SessionEnd::Lost(format!("outbox: {e}"));
         }
         if let Mode::Draining { deadline } = *mode {
-            let empty = cx.outbox.stats().batches == 0 && window.len() == 0;
+            // The outbox's own count, not its stats snapshot: the batcher has stopped and
+            // every ack has returned, so this is the truth, and a count that were one too
+            // high would hold the agent until the deadline.
+            let empty = window.len() == 0
+                && match cx.outbox.pending_batches().await {
+                    Ok(left) => left == 0,
+                    Err(e) => return SessionEnd::Lost(format!("outbox: {e}")),
+                };
             if empty || Instant::now() >= deadline {
                 goodbye(&client, &mut events, &topics.status).await;
                 return SessionEnd::Done;
