@@ -19,7 +19,7 @@
 //! | `POST /api/v1/broker/authn` | `{"username", "password", "clientid"}` | `{"result": "allow"\|"deny", "is_superuser": false}` |
 //! | `POST /api/v1/broker/authz` | `{"username", "topic", "action"}` (`publish` or `subscribe`) | `{"result": "allow"\|"deny"}` |
 
-use crate::api::ApiError;
+use crate::http::ApiError;
 use crate::secret::{constant_time_eq, sha256_hex, verify_mosquitto_hash};
 use crate::store::Store;
 use axum::extract::State;

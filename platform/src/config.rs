@@ -1,6 +1,8 @@
 //! The platform's configuration: what `fieldlink-platform`'s flags set, and what the demo
 //! and the tests build directly with [`PlatformConfig::new`].
 
+pub use fieldlink_wire::{MqttUrl, MqttUrlError};
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -183,81 +185,12 @@ pub enum Reload {
     Command(String),
 }
 
-/// An MQTT URL: `mqtt://host[:port]` (plain TCP) or `mqtts://host[:port]` (TLS).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MqttUrl {
-    /// TLS (`mqtts://`), the broker verified against the system's roots or a CA file.
-    pub tls: bool,
-    /// Host name or IP address.
-    pub host: String,
-    /// Port (1883, or 8883 with TLS, if the URL names none).
-    pub port: u16,
-}
-
-/// Why a broker URL was refused.
+/// Why a database URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
     /// The URL is not one this setting takes: correct it.
     #[error("{0:?} is not a URL this setting takes")]
     Invalid(String),
-}
-
-impl MqttUrl {
-    /// Parses `mqtt://host[:port]` or `mqtts://host[:port]` (`tcp://` and `ssl://` are
-    /// accepted too).
-    pub fn parse(url: &str) -> Result<MqttUrl, UrlError> {
-        let invalid = || UrlError::Invalid(url.to_owned());
-        let (tls, rest) = if let Some(rest) = url
-            .strip_prefix("mqtt://")
-            .or_else(|| url.strip_prefix("tcp://"))
-        {
-            (false, rest)
-        } else if let Some(rest) = url
-            .strip_prefix("mqtts://")
-            .or_else(|| url.strip_prefix("ssl://"))
-        {
-            (true, rest)
-        } else {
-            return Err(invalid());
-        };
-        let default_port = if tls { 8883 } else { 1883 };
-        let rest = rest.trim_end_matches('/');
-        if rest.is_empty() || rest.contains(['/', '@', '?']) {
-            return Err(invalid());
-        }
-        let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
-            let (host, after) = bracketed.split_once(']').ok_or_else(invalid)?;
-            match after.strip_prefix(':') {
-                Some(port) => (host, port.parse().map_err(|_| invalid())?),
-                None if after.is_empty() => (host, default_port),
-                None => return Err(invalid()),
-            }
-        } else {
-            match rest.rsplit_once(':') {
-                Some((host, port)) => (host, port.parse().map_err(|_| invalid())?),
-                None => (rest, default_port),
-            }
-        };
-        if host.is_empty() || port == 0 {
-            return Err(invalid());
-        }
-        Ok(MqttUrl {
-            tls,
-            host: host.to_owned(),
-            port,
-        })
-    }
-}
-
-impl std::fmt::Display for MqttUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let scheme = if self.tls { "mqtts" } else { "mqtt" };
-        if self.host.contains(':') {
-            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{scheme}://{}:{}", self.host, self.port)
-        }
-    }
 }
 
 /// The program's targets (the plan's by default).
@@ -284,26 +217,6 @@ impl Default for Targets {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mqtt_urls() {
-        let url = MqttUrl::parse("mqtt://broker.local:1884").unwrap();
-        assert_eq!((url.host.as_str(), url.port), ("broker.local", 1884));
-        assert_eq!(MqttUrl::parse("mqtt://h").unwrap().port, 1883);
-        assert_eq!(MqttUrl::parse("mqtt://[::1]:9").unwrap().host, "::1");
-        assert_eq!(
-            MqttUrl::parse("mqtt://[::1]:9").unwrap().to_string(),
-            "mqtt://[::1]:9"
-        );
-        assert!(!MqttUrl::parse("mqtt://h").unwrap().tls);
-        let tls = MqttUrl::parse("mqtts://broker.local").unwrap();
-        assert_eq!((tls.tls, tls.port), (true, 8883));
-        assert_eq!(tls.to_string(), "mqtts://broker.local:8883");
-        assert_eq!(MqttUrl::parse("ssl://h:9883").unwrap().port, 9883);
-        assert!(MqttUrl::parse("http://h").is_err());
-        assert!(MqttUrl::parse("mqtts://").is_err());
-        assert!(MqttUrl::parse("mqtt://user:pw@h").is_err());
-    }
 
     #[test]
     fn database_urls_and_redaction() {

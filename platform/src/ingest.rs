@@ -17,6 +17,12 @@
 //! each counted in [`IngestStats`] and logged: payloads that do not decode (bad JSON, bad
 //! or oversized zstd frames), batches whose `gateway` is not their topic's, batches from
 //! gateways that are not enrolled.
+//!
+//! A sample dated more than [`FUTURE_MARGIN_MS`] ahead of the platform's clock when its
+//! batch is stored (a gateway whose clock is wrong, say year 3000) is not stored: it would
+//! stay its point's latest value until its date, and skew charts and daily counts. The rest
+//! of its batch is stored as usual. Such samples are counted (`future_ts`) and logged, once
+//! per gateway, with a WARN that names the gateway.
 
 use crate::clock::{day_of, now_ms};
 use crate::config::MqttUrl;
@@ -52,6 +58,10 @@ const QUEUE: usize = 4096;
 const MAX_PAYLOAD: usize = fieldlink_broker::MAX_PAYLOAD_SIZE;
 /// How often acknowledgements that did not fit the client's request queue are retried.
 const ACK_RETRY: Duration = Duration::from_millis(5);
+/// How far ahead of the platform's clock a sample's time may be. NTP-less gateways drift
+/// by seconds to minutes; a sample further ahead has a wrong clock behind it, and is not
+/// stored (see the module's note).
+pub const FUTURE_MARGIN_MS: i64 = 10 * 60 * 1000;
 /// Gateways named in "unknown gateway" warnings before they are no longer logged.
 const WARN_ONCE_LIMIT: usize = 10_000;
 
@@ -94,6 +104,8 @@ pub struct IngestCounters {
     gaps: AtomicU64,
     missing_batches: AtomicU64,
     late_batches: AtomicU64,
+    future_ts: AtomicU64,
+    crash_windows: AtomicU64,
     stale_gaps: AtomicU64,
     store_errors: AtomicU64,
     status_updates: AtomicU64,
@@ -130,6 +142,12 @@ pub struct IngestStats {
     pub missing_batches: u64,
     /// Late batches that filled (part of) an open gap.
     pub late_batches: u64,
+    /// Samples not stored because their time was more than [`FUTURE_MARGIN_MS`] ahead of
+    /// the platform's clock (a gateway with a wrong clock).
+    pub future_ts: u64,
+    /// Crash windows recorded by this instance: sequence numbers an agent skipped after an
+    /// unclean stop (its status's `resumed_after_crash`), not counted as missing.
+    pub crash_windows: u64,
     /// Missing ranges still open the grace period after their gap was detected, reported
     /// (logged) by this instance; each range is reported by one instance only. A gap that
     /// late batches split counts once per remaining range.
@@ -173,6 +191,8 @@ impl IngestCounters {
             gaps: get(&self.gaps),
             missing_batches: get(&self.missing_batches),
             late_batches: get(&self.late_batches),
+            future_ts: get(&self.future_ts),
+            crash_windows: get(&self.crash_windows),
             stale_gaps: get(&self.stale_gaps),
             store_errors: get(&self.store_errors),
             status_updates: get(&self.status_updates),
@@ -337,9 +357,24 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// The gateways already named in a once-per-gateway warning, by warning.
+#[derive(Default)]
+struct Warned {
+    unknown_gateway: HashSet<String>,
+    future_ts: HashSet<String>,
+}
+
+impl Warned {
+    /// True the first time `gateway` is seen in `set` (and while the set is not full).
+    fn first(set: &mut HashSet<String>, gateway: &str) -> bool {
+        set.len() < WARN_ONCE_LIMIT && !set.contains(gateway) && set.insert(gateway.to_owned())
+    }
+}
+
 /// What a received data message turned out to be.
 enum Decoded {
-    Batch(IncomingBatch),
+    /// A batch to store, and how many of its samples were dropped as dated in the future.
+    Batch(IncomingBatch, usize),
     Rejected,
 }
 
@@ -356,7 +391,7 @@ async fn writer(
     cx: IngestContext,
     stop: CancellationToken,
 ) {
-    let mut warned = HashSet::new();
+    let mut warned = Warned::default();
     let mut unacked: VecDeque<Publish> = VecDeque::new();
     loop {
         let first = tokio::select! {
@@ -409,12 +444,16 @@ async fn store_group(
     group: Vec<Publish>,
     cx: &IngestContext,
     stop: &CancellationToken,
-    warned: &mut HashSet<String>,
+    warned: &mut Warned,
     unacked: &mut VecDeque<Publish>,
 ) -> bool {
     let counters = cx.counters.clone();
+    let horizon = now_ms().saturating_add(FUTURE_MARGIN_MS);
     let decoded = tokio::task::spawn_blocking(move || {
-        let decoded: Vec<Decoded> = group.iter().map(|p| decode(p, &counters)).collect();
+        let decoded: Vec<Decoded> = group
+            .iter()
+            .map(|p| decode(p, &counters, horizon))
+            .collect();
         (group, decoded)
     })
     .await;
@@ -425,7 +464,13 @@ async fn store_group(
     let batches: Arc<[IncomingBatch]> = decoded
         .into_iter()
         .filter_map(|d| match d {
-            Decoded::Batch(b) => Some(b),
+            Decoded::Batch(b, future) => {
+                if future > 0 && Warned::first(&mut warned.future_ts, &b.gateway) {
+                    tracing::warn!(gateway = %b.gateway, samples = future, margin_s = FUTURE_MARGIN_MS / 1000,
+                        "samples dated in the future are not stored (the gateway's clock is wrong: set up NTP); counted in future_ts, logged once per gateway");
+                }
+                Some(b)
+            }
             Decoded::Rejected => None,
         })
         .collect();
@@ -455,7 +500,8 @@ async fn store_group(
     true
 }
 
-fn decode(publish: &Publish, counters: &IngestCounters) -> Decoded {
+/// Decodes one data message; samples dated after `horizon` are dropped and counted.
+fn decode(publish: &Publish, counters: &IngestCounters, horizon: i64) -> Decoded {
     let topic = publish.topic.as_str();
     let Some((gateway, TopicKind::Data)) = topic::parse(topic) else {
         add(&counters.undecodable, 1);
@@ -474,15 +520,22 @@ fn decode(publish: &Publish, counters: &IngestCounters) -> Decoded {
             tracing::warn!(%gateway, seq = batch.seq, "batch rejected: seq out of range");
             Decoded::Rejected
         }
-        Ok(batch) => {
+        Ok(mut batch) => {
             if publish.payload.starts_with(&ZSTD_MAGIC) {
                 add(&counters.compressed, 1);
             }
-            Decoded::Batch(IncomingBatch {
-                gateway: batch.gateway,
-                seq: batch.seq,
-                samples: batch.samples,
-            })
+            let received = batch.samples.len();
+            batch.samples.retain(|s| s.ts <= horizon);
+            let future = received - batch.samples.len();
+            add(&counters.future_ts, future as u64);
+            Decoded::Batch(
+                IncomingBatch {
+                    gateway: batch.gateway,
+                    seq: batch.seq,
+                    samples: batch.samples,
+                },
+                future,
+            )
         }
         Err(e) => {
             add(&counters.undecodable, 1);
@@ -496,7 +549,7 @@ fn record(
     counters: &IngestCounters,
     batches: &[IncomingBatch],
     outcomes: &[BatchOutcome],
-    warned: &mut HashSet<String>,
+    warned: &mut Warned,
 ) {
     for (batch, outcome) in batches.iter().zip(outcomes) {
         match outcome {
@@ -524,7 +577,7 @@ fn record(
             }
             BatchOutcome::UnknownGateway => {
                 add(&counters.unknown_gateway, 1);
-                if warned.len() < WARN_ONCE_LIMIT && warned.insert(batch.gateway.clone()) {
+                if Warned::first(&mut warned.unknown_gateway, &batch.gateway) {
                     tracing::warn!(gateway = %batch.gateway, "batches from a gateway that is not enrolled are dropped");
                 }
             }
@@ -582,6 +635,20 @@ async fn state_session(cx: &IngestContext) {
     tracing::info!("ingest stopped (status and meta)");
 }
 
+/// Records the crash window a status announces (every status of the agent's run after the
+/// crash carries it; the first to arrive records it).
+async fn record_crash_window(cx: &IngestContext, gateway: &str, window: (u64, u64), now: i64) {
+    match cx.store.record_crash_window(gateway, window, now).await {
+        Ok(Some(true)) => {
+            add(&cx.counters.crash_windows, 1);
+            tracing::info!(%gateway, first_seq = window.0, last_seq = window.1,
+                "the gateway restarted after an unclean stop; its skipped sequence numbers are a crash window, not missing batches");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(%gateway, error = %e, "cannot record a crash window"),
+    }
+}
+
 async fn handle_state(cx: &IngestContext, publish: &Publish) {
     if publish.payload.is_empty() {
         return;
@@ -593,11 +660,18 @@ async fn handle_state(cx: &IngestContext, publish: &Publish) {
     let now = now_ms();
     let result = match kind {
         TopicKind::Status => match serde_json::from_slice::<Status>(&publish.payload) {
-            Ok(status) => cx
-                .store
-                .update_status(gateway, status, now)
-                .await
-                .map(|known| (known, &cx.counters.status_updates)),
+            Ok(status) => {
+                let crash_window = status.resumed_after_crash.and_then(|r| r.window());
+                let stored = cx
+                    .store
+                    .update_status(gateway, status, now)
+                    .await
+                    .map(|known| (known, &cx.counters.status_updates));
+                if let (Ok((true, _)), Some(window)) = (&stored, crash_window) {
+                    record_crash_window(cx, gateway, window, now).await;
+                }
+                stored
+            }
             Err(e) => {
                 add(&cx.counters.state_rejected, 1);
                 tracing::warn!(%gateway, error = %e, "undecodable status dropped");

@@ -12,10 +12,22 @@
 //! give them the group mosquitto runs as when the platform runs as another user.
 //! mosquitto re-reads both on SIGHUP (`Reload::PidFile`), or by whatever command the
 //! operator configures (`Reload::Command`, e.g. `systemctl reload mosquitto`).
+//!
+//! Any number of platform instances may manage the same files (behind a load balancer,
+//! each with the `--mosquitto-*` flags). Three rules keep them from undoing each other:
+//! - each write goes to a temporary file of its own (process id and a counter in its
+//!   name), so no instance renames another's half-written file away;
+//! - an exclusive lock on `<password_file>.lock` (`flock`, which holds across processes
+//!   on one host) is held from reading the credentials out of the database until
+//!   mosquitto was told to reload, so the instance that writes last also read last;
+//! - the password file's first line carries the credentials' version from the database
+//!   (raised by every enrollment, [`crate::store::Credentials`]), and a file is never
+//!   replaced by one of an older version, should the lock not hold (a file system
+//!   without `flock`).
 
 use crate::config::{MosquittoFiles, Reload};
 use crate::store::{Store, StoreError};
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 /// Why mosquitto's files could not be updated. The enrollment that triggered it failed
@@ -65,32 +77,106 @@ impl MosquittoSync {
     }
 
     /// Rewrites both files from the store and makes mosquitto reload them. Calls are
-    /// serialised, so the last enrollment's credentials always end up in the file.
+    /// serialised, here and across processes, so the last enrollment's credentials always
+    /// end up in the file.
     pub async fn sync(&self) -> Result<(), MosquittoError> {
         let _guard = self.lock.lock().await;
+        let lock_path = lock_path(&self.files.password_file);
+        let lock = tokio::task::spawn_blocking(move || lock_exclusive(&lock_path))
+            .await
+            .map_err(|e| MosquittoError::Reload(e.to_string()))??;
         let credentials = self.store.credentials().await?;
-        let mut passwords = format!("{}:{}\n", self.ingest_username, self.ingest_password_hash);
-        for (username, hash) in &credentials {
-            passwords.push_str(username);
-            passwords.push(':');
-            passwords.push_str(hash);
-            passwords.push('\n');
-        }
+        let passwords = password_file(
+            credentials.version,
+            &self.ingest_username,
+            &self.ingest_password_hash,
+            &credentials.users,
+        );
         let acl = acl_file(&self.ingest_username);
         let files = self.files.clone();
-        tokio::task::spawn_blocking(move || {
+        let installed = tokio::task::spawn_blocking(move || {
+            let installed = installed_version(&files.password_file);
+            if installed.is_some_and(|installed| installed > credentials.version) {
+                return Ok(installed);
+            }
             write_atomically(&files.password_file, passwords.as_bytes())?;
             write_atomically(&files.acl_file, acl.as_bytes())?;
-            reload(&files.reload)
+            reload(&files.reload)?;
+            drop(lock);
+            Ok::<_, MosquittoError>(None)
         })
         .await
         .map_err(|e| MosquittoError::Reload(e.to_string()))??;
-        tracing::debug!(
-            gateways = credentials.len(),
-            "mosquitto password and ACL files updated"
-        );
+        match installed {
+            Some(newer) => tracing::debug!(
+                ours = credentials.version,
+                installed = newer,
+                "mosquitto password file already newer; left as it is"
+            ),
+            None => tracing::debug!(
+                gateways = credentials.users.len(),
+                version = credentials.version,
+                "mosquitto password and ACL files updated"
+            ),
+        }
         Ok(())
     }
+}
+
+/// The first line of the password file: mosquitto skips lines that start with `#`.
+const VERSION_LINE: &str = "# fieldlink credentials version ";
+
+/// The password file's text: the version line, the ingest's user, then one line per
+/// gateway.
+fn password_file(
+    version: u64,
+    ingest_username: &str,
+    ingest_password_hash: &str,
+    users: &[(String, String)],
+) -> String {
+    let mut text = format!("{VERSION_LINE}{version}\n{ingest_username}:{ingest_password_hash}\n");
+    for (username, hash) in users {
+        text.push_str(username);
+        text.push(':');
+        text.push_str(hash);
+        text.push('\n');
+    }
+    text
+}
+
+/// The credentials' version of the password file at `path`, if it has one.
+fn installed_version(path: &Path) -> Option<u64> {
+    let mut first = String::new();
+    std::io::BufReader::new(std::fs::File::open(path).ok()?)
+        .read_line(&mut first)
+        .ok()?;
+    first.strip_prefix(VERSION_LINE)?.trim_end().parse().ok()
+}
+
+/// The lock file beside the password file.
+fn lock_path(password_file: &Path) -> PathBuf {
+    let mut name = password_file.file_name().unwrap_or_default().to_owned();
+    name.push(".lock");
+    password_file.with_file_name(name)
+}
+
+/// Opens (creating) the lock file and waits for its exclusive lock, released when the
+/// returned file is closed (also if the process dies).
+fn lock_exclusive(path: &Path) -> Result<std::fs::File, MosquittoError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let error = |e| MosquittoError::Write {
+        path: path.to_owned(),
+        error: e,
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(error)?;
+    file.lock().map_err(error)?;
+    Ok(file)
 }
 
 /// The ACL file's text.
@@ -111,22 +197,32 @@ fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), MosquittoError> 
         path: path.to_owned(),
         error: e,
     };
-    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
-    tmp_name.push(".tmp");
+    // Unique per process and call: another writer's temporary file is never ours.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(path.file_name().unwrap_or_default());
+    tmp_name.push(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     let tmp = path.with_file_name(tmp_name);
-    {
+    let written = (|| {
         use std::os::unix::fs::OpenOptionsExt;
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o640)
-            .open(&tmp)
-            .map_err(error)?;
-        file.write_all(contents).map_err(error)?;
-        file.sync_all().map_err(error)?;
-    }
-    std::fs::rename(&tmp, path).map_err(error)
+            .open(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        error(e)
+    })
 }
 
 fn reload(how: &Reload) -> Result<(), MosquittoError> {

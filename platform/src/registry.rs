@@ -4,6 +4,7 @@
 
 use crate::catalog::{District, Industry};
 use crate::clock::{DAY_MS, now_ms};
+pub use crate::credit_code::gateway_id;
 use crate::credit_code::{CreditCode, CreditCodeError};
 use crate::mosquitto::{MosquittoError, MosquittoSync};
 use crate::secret::{self, RandomError};
@@ -254,27 +255,6 @@ pub struct MqttCredentials {
     pub username: String,
     /// The password; only its hash is stored.
     pub password: String,
-}
-
-/// The gateway id for `gateway_name` of enterprise `credit_code`: stable, one topic level
-/// (see [`fieldlink_wire::topic::is_valid_gateway_id`]), and starting with the credit code.
-/// A name of up to 45 letters, digits, `.`, `_` and `-` that starts with a letter or digit
-/// is used as is (`91420100...-line-1`); any other name (Chinese, spaces, long) is
-/// replaced by `_` and 12 hex digits of its SHA-256, which no name used as is can equal.
-pub fn gateway_id(credit_code: &str, gateway_name: &str) -> String {
-    let plain = gateway_name.len() <= 45
-        && gateway_name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric())
-        && gateway_name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if plain {
-        format!("{credit_code}-{gateway_name}")
-    } else {
-        format!("{credit_code}-_{}", &secret::sha256_hex(gateway_name)[..12])
-    }
 }
 
 /// The registry: enterprises, tokens, enrollment.
@@ -548,20 +528,6 @@ fn parse_flag(text: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fieldlink_wire::topic::is_valid_gateway_id;
-
-    #[test]
-    fn gateway_ids_are_topic_safe_and_stable() {
-        let code = "91350100M000100Y43";
-        assert_eq!(gateway_id(code, "line-1"), "91350100M000100Y43-line-1");
-        let chinese = gateway_id(code, "一号车间");
-        assert!(chinese.starts_with("91350100M000100Y43-_"));
-        assert_eq!(chinese, gateway_id(code, "一号车间"));
-        for name in ["line-1", "一号车间", "a/b+c#", &"x".repeat(64), "_x", "."] {
-            assert!(is_valid_gateway_id(&gateway_id(code, name)), "{name}");
-        }
-        assert_ne!(gateway_id(code, "_x"), gateway_id(code, "x"));
-    }
 
     #[test]
     fn csv_errors_carry_line_numbers() {

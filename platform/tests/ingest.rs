@@ -42,6 +42,7 @@ async fn batches_status_and_meta_are_stored() {
             started_at: Some(1_764_201_000_000),
             backlog_batches: Some(4),
             evicted_batches: Some(0),
+            resumed_after_crash: None,
         };
         gw.publish(&topics.status, serde_json::to_vec(&status).unwrap(), true)
             .await;
@@ -271,6 +272,63 @@ async fn dedup_survives_a_restart_and_the_broker_queues_while_the_platform_is_do
         assert_eq!(g["batches"], 2, "{g}");
         assert_eq!(g["samples"], 40);
         second.stop().await;
+    })
+    .await;
+}
+
+/// Regression test: a sample dated far in the future (a gateway's clock at year 3000) was
+/// stored and stayed its point's latest value until then. Now it is not stored, counted
+/// in `future_ts`, and the rest of its batch is stored as usual.
+#[tokio::test]
+async fn a_sample_from_the_far_future_never_becomes_latest() {
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = TestPlatform::start(dir.path()).await;
+        let gateways = enrolled(&p, 27, 1).await;
+        let (id, password) = &gateways[0];
+        let device: Arc<str> = "press-1".into();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let year_3000 = 32_503_680_000_000;
+        let within_margin = now + 60_000;
+        let b = fieldlink_wire::Batch {
+            gateway: id.clone(),
+            seq: 1,
+            samples: vec![
+                Sample::good(device.clone(), "t".into(), now, Value::Float(21.5)),
+                Sample::good(device.clone(), "t".into(), year_3000, Value::Float(99.0)),
+                Sample::good(device.clone(), "u".into(), within_margin, Value::Int(7)),
+            ],
+        };
+        publish_batches(&p.mqtt, id, Some(password), &[b]).await;
+        let stats = p.wait_ingest(WAIT, |s| s["batches_stored"] == 1).await;
+        assert_eq!(stats["future_ts"], 1, "{stats}");
+        assert_eq!(stats["samples_stored"], 2, "{stats}");
+
+        let latest = p.get(&format!("/api/v1/gateways/{id}/latest")).await;
+        assert_eq!(
+            latest,
+            json!([
+                {"device": "press-1", "point": "t", "ts": now, "value": 21.5, "quality": "good"},
+                {"device": "press-1", "point": "u", "ts": within_margin, "value": 7, "quality": "good"},
+            ])
+        );
+        let g = p.get(&format!("/api/v1/gateways/{id}")).await;
+        assert_eq!(g["samples"], 2, "{g}");
+
+        // A later sample of the same point is its latest, as if the future one never came.
+        let next = fieldlink_wire::Batch {
+            gateway: id.clone(),
+            seq: 2,
+            samples: vec![Sample::good(device.clone(), "t".into(), now + 1000, Value::Float(22.0))],
+        };
+        publish_batches(&p.mqtt, id, Some(password), &[next]).await;
+        p.wait_ingest(WAIT, |s| s["batches_stored"] == 2).await;
+        let latest = p.get(&format!("/api/v1/gateways/{id}/latest")).await;
+        assert_eq!(latest[0]["value"], 22.0, "{latest}");
+        p.stop().await;
     })
     .await;
 }

@@ -4,11 +4,16 @@
 //! gateway, unknown or rotated-out credentials are refused, and batches flow end to end.
 
 use crate::support::{TestPlatform, batch, bounded, code, config, connect};
-use fieldlink_platform::{BrokerConfig, MosquittoFiles, MqttUrl, Reload};
+use fieldlink_platform::{BrokerConfig, Database, MosquittoFiles, MqttUrl, Reload};
+use reqwest::StatusCode;
 use rumqttc::{AsyncClient, ConnectionError, Event, Packet, QoS};
+use serde_json::{Value as Json, json};
+use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const INGEST_PASSWORD: &str = "ingest-password-for-the-test";
@@ -219,6 +224,176 @@ async fn mosquitto_isolates_gateways_and_refuses_strangers() {
 
         observer_task.abort();
         p.stop().await;
+    })
+    .await;
+}
+
+/// Regression test: two instances managing one mosquitto's files. They used to write the
+/// same `<file>.tmp` (one renamed the other's away: 500 for an enrollment already
+/// committed) and to install a file made from an older read over a newer one (an
+/// enrolled gateway's line vanished, and mosquitto refused it after its 201).
+#[tokio::test]
+#[ignore = "needs mosquitto; run by .ci/run"]
+async fn two_instances_keep_every_enrolled_gateway_in_the_password_file() {
+    const ENROLLMENTS: usize = 1000;
+    const CONCURRENT_PER_INSTANCE: usize = 8;
+    bounded(Duration::from_secs(600), async {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+        let port = free_port();
+        let pid_file = dir.path().join("mosquitto.pid");
+        let files = MosquittoFiles {
+            password_file: dir.path().join("passwords"),
+            acl_file: dir.path().join("acl"),
+            reload: Reload::PidFile(pid_file.clone()),
+        };
+        let url = MqttUrl::parse(&format!("mqtt://127.0.0.1:{port}")).unwrap();
+        let instance_config = |client_id: &str| {
+            let mut config = config(&data_dir);
+            config.broker = BrokerConfig::External {
+                url: url.clone(),
+                ca_file: None,
+                username: None,
+                password: Some(INGEST_PASSWORD.to_owned()),
+            };
+            config.mosquitto = Some(files.clone());
+            config.ingest_client_id = client_id.to_owned();
+            config.ingest_share_group = Some("ingest".to_owned());
+            config
+        };
+        let mut first = TestPlatform::start_with(instance_config("ingest-1")).await;
+        // The second instance shares the first's database: the same SQLite file, or the
+        // same PostgreSQL database.
+        let mut second_config = instance_config("ingest-2");
+        if let Some(database) = &first.database {
+            second_config.database = Database::Postgres {
+                url: database.url().to_owned(),
+                ca_file: None,
+            };
+        }
+        let mut second = TestPlatform::start_with(second_config).await;
+        let _mosquitto = start_mosquitto(dir.path(), port, &files, &pid_file);
+
+        let c = code(32);
+        first.register(&c, "auto-parts", "汉阳区", true).await;
+        let token = first.token(&c, ENROLLMENTS as u32).await;
+
+        // The watcher re-reads the file and checks that every gateway whose 201 arrived
+        // before the read began is in it.
+        let enrolled: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (enrolled, stop, path) =
+                (enrolled.clone(), stop.clone(), files.password_file.clone());
+            std::thread::spawn(move || {
+                let (mut reads, mut missing) = (0u64, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    let expected = enrolled.lock().unwrap().clone();
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    let present: HashSet<&str> =
+                        text.lines().filter_map(|l| l.split(':').next()).collect();
+                    missing.extend(
+                        expected
+                            .into_iter()
+                            .filter(|(id, _)| !present.contains(id.as_str()))
+                            .map(|(id, _)| id),
+                    );
+                    reads += 1;
+                }
+                (reads, missing)
+            })
+        };
+
+        let instances = [first.base.clone(), second.base.clone()];
+        let next = Arc::new(AtomicUsize::new(0));
+        let mut workers = tokio::task::JoinSet::new();
+        for (i, base) in instances
+            .iter()
+            .cycle()
+            .take(2 * CONCURRENT_PER_INSTANCE)
+            .enumerate()
+        {
+            let (base, token, next, enrolled) =
+                (base.clone(), token.clone(), next.clone(), enrolled.clone());
+            let http = first.http.clone();
+            workers.spawn(async move {
+                let mut failures = Vec::new();
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= ENROLLMENTS {
+                        return failures;
+                    }
+                    // Worker i sends every enrollment to the same instance.
+                    let response = http
+                        .post(format!("{base}/api/v1/enroll"))
+                        .json(&json!({"token": token, "gateway_name": format!("gw-{n}")}))
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = response.status();
+                    let body: Json = response.json().await.unwrap_or_default();
+                    if status == StatusCode::CREATED {
+                        let id = body["gateway_id"].as_str().unwrap().to_owned();
+                        let password = body["mqtt"]["password"].as_str().unwrap().to_owned();
+                        enrolled.lock().unwrap().push((id, password));
+                    } else {
+                        failures.push(format!("worker {i}, gw-{n}: {status} {body}"));
+                    }
+                }
+            });
+        }
+        let mut failures = Vec::new();
+        while let Some(worker) = workers.join_next().await {
+            failures.extend(worker.unwrap());
+        }
+        stop.store(true, Ordering::Relaxed);
+        let (reads, missing) = watcher.join().unwrap();
+        assert!(
+            failures.is_empty(),
+            "{} enrollments failed: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
+        assert!(reads > 10, "the watcher read the file only {reads} times");
+        let missing: HashSet<String> = missing.into_iter().collect();
+        assert!(
+            missing.is_empty(),
+            "{} enrolled gateways were missing from the file at some read, e.g. {:?}",
+            missing.len(),
+            missing.iter().take(5).collect::<Vec<_>>()
+        );
+        let text = std::fs::read_to_string(&files.password_file).unwrap();
+        assert_eq!(
+            text.lines().filter(|l| l.contains(":$7$")).count(),
+            ENROLLMENTS + 1,
+            "every gateway and the ingest"
+        );
+        assert!(
+            text.starts_with(&format!("# fieldlink credentials version {ENROLLMENTS}\n")),
+            "{}",
+            &text[..80]
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| name.ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+        // mosquitto took the file: both instances' ingests are connected, and the last
+        // gateway enrolled connects.
+        for p in [&first, &second] {
+            p.wait_ingest(Duration::from_secs(40), |s| s["data_connected"] == true)
+                .await;
+        }
+        let (last, password) = enrolled.lock().unwrap().last().unwrap().clone();
+        connect_when_accepted(&url, &last, &password)
+            .await
+            .disconnect()
+            .await;
+
+        second.stop().await;
+        first.stop().await;
     })
     .await;
 }

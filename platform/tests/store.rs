@@ -71,6 +71,8 @@ on_both_backends! {
         => sqlite_concurrent_groups_over_the_same_gateways_in_any_order_all_commit, postgres_concurrent_groups_over_the_same_gateways_in_any_order_all_commit;
     store gaps_are_opened_and_filled_by_late_batches
         => sqlite_gaps_are_opened_and_filled_by_late_batches, postgres_gaps_are_opened_and_filled_by_late_batches;
+    store crash_windows_are_never_missing_batches_in_either_order
+        => sqlite_crash_windows_are_never_missing_batches_in_either_order, postgres_crash_windows_are_never_missing_batches_in_either_order;
     store stale_gaps_are_reported_once_and_keep_their_detection_time
         => sqlite_stale_gaps_are_reported_once_and_keep_their_detection_time, postgres_stale_gaps_are_reported_once_and_keep_their_detection_time;
     store concurrent_reports_return_each_stale_gap_once
@@ -448,13 +450,16 @@ async fn enrollment_checks_the_token_and_rotates_credentials(store: Store) {
     assert_eq!(ids, [gateway_id(&c, "a"), gateway_id(&c, "b")]);
     assert_eq!(store.gateways(None).await.unwrap().len(), 2);
     assert!(store.gateways(Some(&code(22))).await.unwrap().is_empty());
+    let credentials = store.credentials().await.unwrap();
     assert_eq!(
-        store.credentials().await.unwrap(),
+        credentials.users,
         [
             (gateway_id(&c, "a"), "$7$101$rotated".to_owned()),
             (gateway_id(&c, "b"), "$7$101$hash-of-b".to_owned()),
         ]
     );
+    // Three enrollments changed the credentials (a, a rotated, b); the refused ones did not.
+    assert_eq!(credentials.version, 3);
 }
 
 /// Regression guard of the enrollment transaction: a token's slots cannot be overrun by
@@ -756,6 +761,101 @@ async fn gaps_are_opened_and_filled_by_late_batches(store: Store) {
     assert_eq!(
         ingest(&store, vec![one(3)]).await,
         [BatchOutcome::Duplicate]
+    );
+}
+
+/// Regression test: the numbers an agent reserved but never sent before a kill -9 were
+/// counted as missing batches. A crash window takes them out of the gaps, whether the
+/// status announcing it arrives after the jump or before it, and only them.
+async fn crash_windows_are_never_missing_batches_in_either_order(store: Store) {
+    let ids = enrolled(&store, 85, false, &["a"]).await;
+    let a = &ids[0];
+    let t = t0() + DAY_MS / 2;
+    let one = |seq: u64| floats(a, seq, t0() + seq as i64 * 1000, 1);
+    ingest(&store, vec![one(1), one(2)]).await;
+
+    // The window's status arrives after the jump: the gap it opened closes.
+    ingest(&store, vec![one(1030)]).await;
+    assert_eq!(gateway(&store, a).await.0.missing_batches, 1027);
+    assert_eq!(
+        store.record_crash_window(a, (3, 1029), t).await.unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        store
+            .record_crash_window(a, (3, 1029), t + 1)
+            .await
+            .unwrap(),
+        Some(false),
+        "idempotent"
+    );
+    let (g, gaps) = gateway(&store, a).await;
+    assert_eq!(g.missing_batches, 0, "{gaps:?}");
+
+    // Before the jump: no gap opens at all.
+    assert_eq!(
+        store.record_crash_window(a, (1031, 2054), t).await.unwrap(),
+        Some(true)
+    );
+    assert_eq!(ingest(&store, vec![one(2055)]).await, [stored(1)]);
+    assert_eq!(gateway(&store, a).await.0.missing_batches, 0);
+
+    // Batches really missing beside a window stay missing: 2056..2059 were numbered and
+    // never delivered; 2060..2100 were the crash's.
+    assert_eq!(
+        store.record_crash_window(a, (2060, 2100), t).await.unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        ingest(&store, vec![one(2101)]).await,
+        [BatchOutcome::Stored {
+            samples: 1,
+            gap: Some(Gap {
+                first_seq: 2056,
+                last_seq: 2059
+            }),
+            filled: false,
+        }]
+    );
+    // A window inside an open gap splits it.
+    ingest(&store, vec![one(2200)]).await;
+    store.record_crash_window(a, (2150, 2160), t).await.unwrap();
+    let (g, gaps) = gateway(&store, a).await;
+    assert_eq!(
+        gaps,
+        [
+            Gap {
+                first_seq: 2056,
+                last_seq: 2059
+            },
+            Gap {
+                first_seq: 2102,
+                last_seq: 2149
+            },
+            Gap {
+                first_seq: 2161,
+                last_seq: 2199
+            },
+        ]
+    );
+    assert_eq!(g.missing_batches, 4 + 48 + 39);
+    let windows: Vec<(u64, u64)> = store
+        .crash_windows(a, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|w| (w.first_seq, w.last_seq))
+        .collect();
+    assert_eq!(
+        windows,
+        [(3, 1029), (1031, 2054), (2060, 2100), (2150, 2160)]
+    );
+    assert_eq!(
+        store
+            .record_crash_window("nobody", (1, 2), t)
+            .await
+            .unwrap(),
+        None
     );
 }
 
@@ -1275,6 +1375,7 @@ async fn status_and_meta_are_kept_for_enrolled_gateways_only(store: Store) {
         started_at: Some(now - 1000),
         backlog_batches: Some(u64::MAX),
         evicted_batches: Some(0),
+        resumed_after_crash: None,
     };
     let meta = serde_json::json!({"devices": [{"name": "press-1", "protocol": "modbus-tcp",
         "points": [{"name": "温度", "unit": "°C"}]}]});

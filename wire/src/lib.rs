@@ -5,6 +5,7 @@
 //! - [`batch`]: what goes out on the `data` topic ([`Batch`]);
 //! - [`topic`]: the topic names under `fieldlink/v1/{gateway}`;
 //! - [`message`]: the retained `status` and `meta` payloads;
+//! - [`mqtt_url`]: the broker URL that enrollment hands out and the agent connects to;
 //! - [`codec`]: bytes on the wire: UTF-8 JSON, or one zstd frame holding it ([`Compression`]);
 //!   the decoder reads both, told apart by the zstd magic.
 //!
@@ -14,6 +15,7 @@
 pub mod batch;
 pub mod codec;
 pub mod message;
+pub mod mqtt_url;
 pub mod sample;
 pub mod topic;
 
@@ -23,5 +25,6 @@ pub use codec::{
     payload_json,
 };
 pub use message::{DeviceMeta, GatewayState, Meta, PointMeta, ResumedAfterCrash, Status};
+pub use mqtt_url::{MqttUrl, MqttUrlError};
 pub use sample::{Quality, Sample, Value};
 pub use topic::Topics;

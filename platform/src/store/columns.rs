@@ -151,6 +151,36 @@ pub(super) fn split_gap(first: i64, last: i64, seq: i64) -> impl Iterator<Item =
     before.into_iter().chain(after)
 }
 
+/// The parts of `first..=last` outside every range of `windows`, in order.
+pub(super) fn subtract_ranges(first: i64, last: i64, windows: &[(i64, i64)]) -> Vec<(i64, i64)> {
+    let mut windows = windows.to_vec();
+    windows.sort_unstable();
+    let mut parts = Vec::new();
+    let mut from = first;
+    for (w_first, w_last) in windows {
+        if w_last < from || w_first > last {
+            continue;
+        }
+        if w_first > from {
+            parts.push((from, w_first - 1));
+        }
+        from = from.max(w_last.saturating_add(1));
+    }
+    if from <= last {
+        parts.push((from, last));
+    }
+    parts
+}
+
+/// The smallest range holding all of `parts` (in order), if any.
+pub(super) fn hull(parts: &[(i64, i64)]) -> Option<super::Gap> {
+    let (first, last) = (parts.first()?.0, parts.last()?.1);
+    Some(super::Gap {
+        first_seq: first.unsigned_abs(),
+        last_seq: last.unsigned_abs(),
+    })
+}
+
 /// The industry stored as `code`.
 pub(super) fn parse_industry(code: &str) -> Result<Industry, StoreError> {
     Industry::from_code(code)
@@ -204,6 +234,27 @@ mod tests {
         assert_eq!(split(3, 9, 3), vec![(4, 9)]);
         assert_eq!(split(3, 9, 9), vec![(3, 8)]);
         assert_eq!(split(3, 3, 3), vec![]);
+    }
+
+    #[test]
+    fn crash_windows_are_taken_out_of_a_range() {
+        assert_eq!(subtract_ranges(5, 20, &[]), vec![(5, 20)]);
+        assert_eq!(subtract_ranges(5, 20, &[(5, 20)]), vec![]);
+        assert_eq!(subtract_ranges(5, 20, &[(1, 30)]), vec![]);
+        assert_eq!(subtract_ranges(5, 20, &[(10, 12)]), vec![(5, 9), (13, 20)]);
+        assert_eq!(
+            subtract_ranges(5, 20, &[(18, 25), (1, 6), (10, 10)]),
+            vec![(7, 9), (11, 17)]
+        );
+        assert_eq!(subtract_ranges(5, 20, &[(21, 30), (0, 4)]), vec![(5, 20)]);
+        assert_eq!(
+            hull(&[(7, 9), (11, 17)]),
+            Some(super::super::Gap {
+                first_seq: 7,
+                last_seq: 17
+            })
+        );
+        assert_eq!(hull(&[]), None);
     }
 
     #[test]

@@ -216,6 +216,18 @@ impl Gap {
     }
 }
 
+/// Sequence numbers a gateway's agent reserved but had not made durable when it stopped
+/// uncleanly (its status's `resumed_after_crash`): never counted as missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CrashWindow {
+    /// The first skipped `seq`.
+    pub first_seq: u64,
+    /// The last skipped `seq`.
+    pub last_seq: u64,
+    /// When the platform learnt of it (ms since the epoch).
+    pub recorded_at: i64,
+}
+
 /// An open gap reported once as stale: still missing a while after it was detected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaleGap {
@@ -307,6 +319,15 @@ pub struct EnrollRequest {
     pub password_hash: String,
     /// Now.
     pub now: i64,
+}
+
+/// The gateways' broker credentials as of one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// Raised by every enrollment: a larger version is a newer view.
+    pub version: u64,
+    /// Each gateway's MQTT username and password hash, by username.
+    pub users: Vec<(String, String)>,
 }
 
 /// What an enrollment did.
@@ -498,8 +519,8 @@ impl Store {
         dispatch!(self, s => s.enroll(request).await)
     }
 
-    /// Every gateway's MQTT username and password hash, by username.
-    pub async fn credentials(&self) -> Result<Vec<(String, String)>, StoreError> {
+    /// Every gateway's MQTT username and password hash, by username, with their version.
+    pub async fn credentials(&self) -> Result<Credentials, StoreError> {
         dispatch!(self, s => s.credentials().await)
     }
 
@@ -526,6 +547,31 @@ impl Store {
         received_at: i64,
     ) -> Result<bool, StoreError> {
         dispatch!(self, s => s.update_status(gateway.to_owned(), status, received_at).await)
+    }
+
+    /// Records a crash window of a gateway (idempotent) and takes it out of its open gaps,
+    /// in one transaction; `None` if the gateway is not enrolled, else whether it is new.
+    pub async fn record_crash_window(
+        &self,
+        gateway: &str,
+        window: (u64, u64),
+        now: i64,
+    ) -> Result<Option<bool>, StoreError> {
+        let (Ok(first), Ok(last)) = (i64::try_from(window.0), i64::try_from(window.1)) else {
+            return Err(StoreError::Corrupt(format!(
+                "crash window {window:?} out of range"
+            )));
+        };
+        dispatch!(self, s => s.record_crash_window(gateway.to_owned(), first, last, now).await)
+    }
+
+    /// A gateway's crash windows, the oldest first (at most `limit`).
+    pub async fn crash_windows(
+        &self,
+        gateway: &str,
+        limit: u32,
+    ) -> Result<Vec<CrashWindow>, StoreError> {
+        dispatch!(self, s => s.crash_windows(gateway.to_owned(), limit).await)
     }
 
     /// Records a gateway's retained catalogue; false if the gateway is not enrolled.

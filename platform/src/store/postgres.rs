@@ -26,13 +26,13 @@
 
 use super::columns::{
     KIND_BOOL, KIND_FLOAT, KIND_INT, KIND_NONE, KIND_TEXT, KIND_UINT, MINUTE_MS, MinuteAggregate,
-    SeqStep, kind_of, numeric, parse_district, parse_gateway_state, parse_industry, parse_uint,
-    quality_columns, read_quality, seq_step, split_gap,
+    SeqStep, hull, kind_of, numeric, parse_district, parse_gateway_state, parse_industry,
+    parse_uint, quality_columns, read_quality, seq_step, split_gap, subtract_ranges,
 };
 use super::{
-    ActiveDay, BatchOutcome, EnrollOutcome, EnrollRequest, Enterprise, Gap, Gateway, IncomingBatch,
-    LatestValue, NewEnterprise, NewToken, OnboardingRow, OpenGaps, SeriesBucket, SeriesPoint,
-    StaleGap, StoreError,
+    ActiveDay, BatchOutcome, CrashWindow, Credentials, EnrollOutcome, EnrollRequest, Enterprise,
+    Gap, Gateway, IncomingBatch, LatestValue, NewEnterprise, NewToken, OnboardingRow, OpenGaps,
+    SeriesBucket, SeriesPoint, StaleGap, StoreError,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use fieldlink_wire::{Sample, Status, Value};
@@ -499,7 +499,7 @@ impl PostgresStore {
                 return Ok(EnrollOutcome::Expired { expires_at });
             }
             let max_gateways = u32::try_from(max_gateways).unwrap_or(0);
-            let gateway_id = crate::registry::gateway_id(&credit_code, &req.gateway_name);
+            let gateway_id = crate::credit_code::gateway_id(&credit_code, &req.gateway_name);
             let owner: Option<String> = tx
                 .query_opt(
                     "SELECT credit_code FROM gateways WHERE id = $1 FOR UPDATE",
@@ -560,6 +560,8 @@ impl PostgresStore {
                     false
                 }
             };
+            tx.execute("UPDATE credentials_version SET version = version + 1", &[])
+                .await?;
             tx.commit().await?;
             Ok(EnrollOutcome::Enrolled {
                 gateway_id,
@@ -571,14 +573,25 @@ impl PostgresStore {
         .await
     }
 
-    pub(super) async fn credentials(&self) -> Result<Vec<(String, String)>, StoreError> {
+    pub(super) async fn credentials(&self) -> Result<Credentials, StoreError> {
         let client = self.client().await?;
-        Ok(client
-            .query("SELECT id, password_hash FROM gateways ORDER BY id", &[])
-            .await?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect())
+        // One statement: the version and the gateways from one snapshot.
+        let rows = client
+            .query(
+                "SELECT v.version, g.id, g.password_hash
+                 FROM credentials_version v LEFT JOIN gateways g ON true ORDER BY g.id",
+                &[],
+            )
+            .await?;
+        let version: i64 = rows.first().map_or(0, |r| r.get(0));
+        Ok(Credentials {
+            version: u64::try_from(version)
+                .map_err(|_| StoreError::Corrupt(format!("credentials version {version}")))?,
+            users: rows
+                .iter()
+                .filter_map(|r| Some((r.get::<_, Option<String>>(1)?, r.get(2))))
+                .collect(),
+        })
     }
 
     pub(super) async fn password_hash(
@@ -766,18 +779,29 @@ impl PostgresStore {
                     None
                 }
                 SeqStep::Jump { first, last } => {
-                    tx.execute(
-                        "INSERT INTO gaps (gateway, first_seq, last_seq, detected_at) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (gateway, first_seq) DO UPDATE SET last_seq = EXCLUDED.last_seq,
-                         detected_at = EXCLUDED.detected_at, reported_at = NULL",
-                        &[&batch.gateway, &first, &last, &received_at],
-                    )
-                    .await?;
+                    // Numbers of a crash window were never sent: not missing.
+                    let windows: Vec<(i64, i64)> = tx
+                        .query(
+                            "SELECT first_seq, last_seq FROM crash_windows
+                             WHERE gateway = $1 AND first_seq <= $3 AND last_seq >= $2",
+                            &[&batch.gateway, &first, &last],
+                        )
+                        .await?
+                        .iter()
+                        .map(|r| (r.get(0), r.get(1)))
+                        .collect();
+                    let missing = subtract_ranges(first, last, &windows);
+                    for (first, last) in &missing {
+                        tx.execute(
+                            "INSERT INTO gaps (gateway, first_seq, last_seq, detected_at) VALUES ($1, $2, $3, $4)
+                             ON CONFLICT (gateway, first_seq) DO UPDATE SET last_seq = EXCLUDED.last_seq,
+                             detected_at = EXCLUDED.detected_at, reported_at = NULL",
+                            &[&batch.gateway, first, last, &received_at],
+                        )
+                        .await?;
+                    }
                     tally.max_seq = Some(seq);
-                    Some(Gap {
-                        first_seq: first.unsigned_abs(),
-                        last_seq: last.unsigned_abs(),
-                    })
+                    hull(&missing)
                 }
                 SeqStep::Late => {
                     filled = fill_gap(tx, &batch.gateway, seq).await?;
@@ -1025,6 +1049,81 @@ impl PostgresStore {
         Ok(changed > 0)
     }
 
+    pub(super) async fn record_crash_window(
+        &self,
+        gateway: String,
+        first: i64,
+        last: i64,
+        now: i64,
+    ) -> Result<Option<bool>, StoreError> {
+        let gateway = &gateway;
+        self.retrying("record a crash window", |mut client| async move {
+            let tx = client.transaction().await?;
+            // The gateway's row lock, which the ingest holds while it opens and fills gaps.
+            if tx
+                .query_opt(
+                    "SELECT 1 FROM gateways WHERE id = $1 FOR UPDATE",
+                    &[gateway],
+                )
+                .await?
+                .is_none()
+            {
+                return Ok(None);
+            }
+            let new = tx
+                .execute(
+                    "INSERT INTO crash_windows (gateway, first_seq, last_seq, recorded_at)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    &[gateway, &first, &last, &now],
+                )
+                .await?
+                > 0;
+            let overlapping = tx
+                .query(
+                    "DELETE FROM gaps WHERE gateway = $1 AND first_seq <= $3 AND last_seq >= $2
+                     RETURNING first_seq, last_seq, detected_at, reported_at",
+                    &[gateway, &first, &last],
+                )
+                .await?;
+            for gap in overlapping {
+                let (detected_at, reported_at): (i64, Option<i64>) = (gap.get(2), gap.get(3));
+                for (f, l) in subtract_ranges(gap.get(0), gap.get(1), &[(first, last)]) {
+                    tx.execute(
+                        "INSERT INTO gaps (gateway, first_seq, last_seq, detected_at, reported_at)
+                         VALUES ($1, $2, $3, $4, $5)",
+                        &[gateway, &f, &l, &detected_at, &reported_at],
+                    )
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(Some(new))
+        })
+        .await
+    }
+
+    pub(super) async fn crash_windows(
+        &self,
+        gateway: String,
+        limit: u32,
+    ) -> Result<Vec<CrashWindow>, StoreError> {
+        let client = self.client().await?;
+        Ok(client
+            .query(
+                "SELECT first_seq, last_seq, recorded_at FROM crash_windows
+                 WHERE gateway = $1 ORDER BY first_seq LIMIT $2",
+                &[&gateway, &i64::from(limit)],
+            )
+            .await?
+            .iter()
+            .map(|r| CrashWindow {
+                first_seq: r.get::<_, i64>(0).unsigned_abs(),
+                last_seq: r.get::<_, i64>(1).unsigned_abs(),
+                recorded_at: r.get(2),
+            })
+            .collect())
+    }
+
     pub(super) async fn update_meta(
         &self,
         gateway: String,
@@ -1091,6 +1190,12 @@ impl PostgresStore {
         client
             .execute(
                 "DELETE FROM gaps WHERE detected_at < $1",
+                &[&batches_before],
+            )
+            .await?;
+        client
+            .execute(
+                "DELETE FROM crash_windows WHERE recorded_at < $1",
                 &[&batches_before],
             )
             .await?;

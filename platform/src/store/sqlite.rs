@@ -12,17 +12,19 @@
 
 use super::columns::{
     KIND_BOOL, KIND_FLOAT, KIND_INT, KIND_NONE, KIND_TEXT, KIND_UINT, MINUTE_MS, MinuteAggregate,
-    SeqStep, kind_of, numeric, parse_district, parse_gateway_state, parse_industry, parse_uint,
-    quality_columns, read_quality, seq_step, split_gap,
+    SeqStep, hull, kind_of, numeric, parse_district, parse_gateway_state, parse_industry,
+    parse_uint, quality_columns, read_quality, seq_step, split_gap, subtract_ranges,
 };
 use super::{
-    ActiveDay, BatchOutcome, EnrollOutcome, EnrollRequest, Enterprise, Gap, Gateway, IncomingBatch,
-    LatestValue, NewEnterprise, NewToken, OnboardingRow, OpenGaps, SeriesBucket, SeriesPoint,
-    StaleGap, StoreError,
+    ActiveDay, BatchOutcome, CrashWindow, Credentials, EnrollOutcome, EnrollRequest, Enterprise,
+    Gap, Gateway, IncomingBatch, LatestValue, NewEnterprise, NewToken, OnboardingRow, OpenGaps,
+    SeriesBucket, SeriesPoint, StaleGap, StoreError,
 };
 use fieldlink_wire::{Sample, Status, Value};
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, params};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params,
+};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,109 +32,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// The database file's name inside the data directory.
 pub const FILE_NAME: &str = "platform.sqlite3";
 
-/// The schema, one migration per version (version = index + 1).
+/// The schema, one migration per version (version = index + 1), as SQL files beside the
+/// PostgreSQL ones (`platform/migrations/`).
 const MIGRATIONS: &[&str] = &[
-    r#"
-CREATE TABLE enterprises (
-    credit_code    TEXT PRIMARY KEY,
-    name           TEXT NOT NULL,
-    industry       TEXT NOT NULL,
-    district       TEXT NOT NULL,
-    in_program     INTEGER NOT NULL,
-    registered_at  INTEGER NOT NULL,
-    first_batch_at INTEGER,
-    last_batch_at  INTEGER
-);
-CREATE TABLE enrollment_tokens (
-    id           INTEGER PRIMARY KEY,
-    credit_code  TEXT NOT NULL REFERENCES enterprises (credit_code),
-    token_sha256 TEXT NOT NULL UNIQUE,
-    created_at   INTEGER NOT NULL,
-    expires_at   INTEGER NOT NULL,
-    max_gateways INTEGER NOT NULL
-);
-CREATE TABLE gateways (
-    id                    TEXT PRIMARY KEY,
-    credit_code           TEXT NOT NULL REFERENCES enterprises (credit_code),
-    name                  TEXT NOT NULL,
-    token_id              INTEGER NOT NULL REFERENCES enrollment_tokens (id),
-    password_hash         TEXT NOT NULL,
-    hostname              TEXT,
-    agent_version         TEXT,
-    enrolled_at           INTEGER NOT NULL,
-    credentials_issued_at INTEGER NOT NULL,
-    first_batch_at        INTEGER,
-    last_batch_at         INTEGER,
-    max_seq               INTEGER,
-    batches               INTEGER NOT NULL DEFAULT 0,
-    samples               INTEGER NOT NULL DEFAULT 0,
-    status                TEXT,
-    status_at             INTEGER,
-    meta                  TEXT,
-    meta_at               INTEGER
-);
-CREATE INDEX gateways_by_enterprise ON gateways (credit_code);
-CREATE INDEX gateways_by_token ON gateways (token_id);
-CREATE TABLE batches (
-    gateway     TEXT NOT NULL,
-    seq         INTEGER NOT NULL,
-    received_at INTEGER NOT NULL,
-    samples     INTEGER NOT NULL,
-    PRIMARY KEY (gateway, seq)
-) WITHOUT ROWID;
-CREATE TABLE gaps (
-    gateway     TEXT NOT NULL,
-    first_seq   INTEGER NOT NULL,
-    last_seq    INTEGER NOT NULL,
-    detected_at INTEGER NOT NULL,
-    PRIMARY KEY (gateway, first_seq)
-) WITHOUT ROWID;
-CREATE TABLE points (
-    id             INTEGER PRIMARY KEY,
-    gateway        TEXT NOT NULL,
-    device         TEXT NOT NULL,
-    point          TEXT NOT NULL,
-    latest_ts      INTEGER,
-    latest_kind    INTEGER,
-    latest_value,
-    latest_quality INTEGER,
-    latest_error   TEXT,
-    UNIQUE (gateway, device, point)
-);
-CREATE TABLE samples (
-    point_id INTEGER NOT NULL,
-    ts       INTEGER NOT NULL,
-    kind     INTEGER NOT NULL,
-    value,
-    quality  INTEGER NOT NULL,
-    error    TEXT
-);
-CREATE INDEX samples_by_point_ts ON samples (point_id, ts);
-CREATE TABLE enterprise_days (
-    credit_code TEXT NOT NULL,
-    day         INTEGER NOT NULL,
-    PRIMARY KEY (credit_code, day)
-) WITHOUT ROWID;
-"#,
-    r#"
-CREATE TABLE sample_minutes (
-    point_id INTEGER NOT NULL,
-    minute   INTEGER NOT NULL,
-    min      REAL NOT NULL,
-    max      REAL NOT NULL,
-    sum      REAL NOT NULL,
-    count    INTEGER NOT NULL,
-    PRIMARY KEY (point_id, minute)
-) WITHOUT ROWID;
-INSERT INTO sample_minutes (point_id, minute, min, max, sum, count)
-SELECT point_id, ts / 60000, MIN(CAST(value AS REAL)), MAX(CAST(value AS REAL)),
-       SUM(CAST(value AS REAL)), COUNT(*)
-FROM samples WHERE kind IN (1, 2, 3, 4) AND value IS NOT NULL GROUP BY point_id, ts / 60000;
-"#,
-    r#"
-ALTER TABLE gaps ADD COLUMN reported_at INTEGER;
-CREATE INDEX gaps_unreported ON gaps (detected_at) WHERE reported_at IS NULL;
-"#,
+    include_str!("../../migrations/sqlite/V1__initial.sql"),
+    include_str!("../../migrations/sqlite/V2__sample_minutes.sql"),
+    include_str!("../../migrations/sqlite/V3__gap_reports.sql"),
+    include_str!("../../migrations/sqlite/V4__credentials_version.sql"),
+    include_str!("../../migrations/sqlite/V5__crash_windows.sql"),
 ];
 
 /// Points deleted from per prune transaction, so ingest is never held up for long.
@@ -225,7 +132,7 @@ impl SqliteStore {
         commit: bool,
     ) -> Result<Result<usize, Vec<String>>, StoreError> {
         self.write(move |w| {
-            let tx = w.conn.transaction()?;
+            let tx = write_tx(&mut w.conn)?;
             let mut existing = Vec::new();
             {
                 let mut exists =
@@ -490,7 +397,7 @@ impl SqliteStore {
 
     pub(super) async fn insert_token(&self, token: NewToken) -> Result<bool, StoreError> {
         self.write(move |w| {
-            let tx = w.conn.transaction()?;
+            let tx = write_tx(&mut w.conn)?;
             let known = tx
                 .prepare_cached("SELECT 1 FROM enterprises WHERE credit_code = ?1")?
                 .exists([&token.credit_code])?;
@@ -516,7 +423,7 @@ impl SqliteStore {
 
     pub(super) async fn enroll(&self, req: EnrollRequest) -> Result<EnrollOutcome, StoreError> {
         self.write(move |w| {
-            let tx = w.conn.transaction()?;
+            let tx = write_tx(&mut w.conn)?;
             let token = tx
                 .prepare_cached(
                     "SELECT t.id, t.credit_code, t.expires_at, t.max_gateways, e.name
@@ -540,7 +447,7 @@ impl SqliteStore {
             if req.now >= expires_at {
                 return Ok(EnrollOutcome::Expired { expires_at });
             }
-            let gateway_id = crate::registry::gateway_id(&credit_code, &req.gateway_name);
+            let gateway_id = crate::credit_code::gateway_id(&credit_code, &req.gateway_name);
             let existing = tx
                 .prepare_cached("SELECT credit_code FROM gateways WHERE id = ?1")?
                 .query_row([&gateway_id], |r| r.get::<_, String>(0))
@@ -592,6 +499,8 @@ impl SqliteStore {
                     false
                 }
             };
+            tx.prepare_cached("UPDATE credentials_version SET version = version + 1")?
+                .execute([])?;
             tx.commit()?;
             Ok(EnrollOutcome::Enrolled {
                 gateway_id,
@@ -603,14 +512,27 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn credentials(&self) -> Result<Vec<(String, String)>, StoreError> {
+    pub(super) async fn credentials(&self) -> Result<Credentials, StoreError> {
         self.read(|c| {
-            let mut stmt =
-                c.prepare_cached("SELECT id, password_hash FROM gateways ORDER BY id")?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
+            // One statement: the version and the gateways from one snapshot.
+            let mut stmt = c.prepare_cached(
+                "SELECT v.version, g.id, g.password_hash
+                 FROM credentials_version v LEFT JOIN gateways g ON 1 = 1 ORDER BY g.id",
+            )?;
+            let mut version = 0;
+            let mut users = Vec::new();
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                version = row.get::<_, i64>(0)?;
+                if let Some(id) = row.get::<_, Option<String>>(1)? {
+                    users.push((id, row.get(2)?));
+                }
+            }
+            Ok(Credentials {
+                version: u64::try_from(version)
+                    .map_err(|_| StoreError::Corrupt(format!("credentials version {version}")))?,
+                users,
+            })
         })
         .await
     }
@@ -637,7 +559,7 @@ impl SqliteStore {
     ) -> Result<Vec<BatchOutcome>, StoreError> {
         self.write(move |w| {
             let Writer { conn, points } = w;
-            let result = conn.transaction().map_err(StoreError::from).and_then(|tx| {
+            let result = write_tx(conn).map_err(StoreError::from).and_then(|tx| {
                 let outcomes = batches
                     .iter()
                     .map(|b| ingest_one(&tx, points, b, received_at, day))
@@ -668,6 +590,85 @@ impl SqliteStore {
                 .prepare_cached("UPDATE gateways SET status = ?2, status_at = ?3 WHERE id = ?1")?
                 .execute(params![gateway, json, received_at])?;
             Ok(changed > 0)
+        })
+        .await
+    }
+
+    pub(super) async fn record_crash_window(
+        &self,
+        gateway: String,
+        first: i64,
+        last: i64,
+        now: i64,
+    ) -> Result<Option<bool>, StoreError> {
+        self.write(move |w| {
+            let tx = write_tx(&mut w.conn)?;
+            if !tx
+                .prepare_cached("SELECT 1 FROM gateways WHERE id = ?1")?
+                .exists([&gateway])?
+            {
+                return Ok(None);
+            }
+            let new = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO crash_windows (gateway, first_seq, last_seq, recorded_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![gateway, first, last, now])?
+                > 0;
+            let overlapping = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT first_seq, last_seq, detected_at, reported_at FROM gaps
+                     WHERE gateway = ?1 AND first_seq <= ?3 AND last_seq >= ?2",
+                )?;
+                stmt.query_map(params![gateway, first, last], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?
+                .collect::<Result<Vec<(i64, i64, i64, Option<i64>)>, _>>()?
+            };
+            for (gap_first, gap_last, detected_at, reported_at) in overlapping {
+                tx.prepare_cached("DELETE FROM gaps WHERE gateway = ?1 AND first_seq = ?2")?
+                    .execute(params![gateway, gap_first])?;
+                for (f, l) in subtract_ranges(gap_first, gap_last, &[(first, last)]) {
+                    tx.prepare_cached(
+                        "INSERT INTO gaps (gateway, first_seq, last_seq, detected_at, reported_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![
+                        gateway,
+                        f,
+                        l,
+                        detected_at,
+                        reported_at
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(Some(new))
+        })
+        .await
+    }
+
+    pub(super) async fn crash_windows(
+        &self,
+        gateway: String,
+        limit: u32,
+    ) -> Result<Vec<CrashWindow>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT first_seq, last_seq, recorded_at FROM crash_windows
+                 WHERE gateway = ?1 ORDER BY first_seq LIMIT ?2",
+            )?;
+            let rows = stmt
+                .query_map(params![gateway, limit], |r| {
+                    Ok(CrashWindow {
+                        first_seq: r.get::<_, i64>(0)?.unsigned_abs(),
+                        last_seq: r.get::<_, i64>(1)?.unsigned_abs(),
+                        recorded_at: r.get(2)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
         })
         .await
     }
@@ -708,7 +709,7 @@ impl SqliteStore {
             let chunk = chunk.to_vec();
             deleted += self
                 .write(move |w| {
-                    let tx = w.conn.transaction()?;
+                    let tx = write_tx(&mut w.conn)?;
                     let mut n = 0;
                     {
                         let mut stmt = tx.prepare_cached(
@@ -734,6 +735,9 @@ impl SqliteStore {
             // Batches missing since before the retention period will not come any more.
             w.conn
                 .prepare_cached("DELETE FROM gaps WHERE detected_at < ?1")?
+                .execute([batches_before])?;
+            w.conn
+                .prepare_cached("DELETE FROM crash_windows WHERE recorded_at < ?1")?
                 .execute([batches_before])?;
             Ok(())
         })
@@ -843,9 +847,19 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A write transaction that takes SQLite's write lock at its start: one that read first
+/// and wrote later could not wait for another process's writer (SQLite answers "database
+/// is locked" at once, with a snapshot gone stale), and several platform instances may
+/// share one database file.
+fn write_tx(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+}
+
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let supported = MIGRATIONS.len() as i64;
+    // The version is read under the write lock: instances starting together migrate once.
+    let tx = write_tx(conn)?;
+    let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if current > supported {
         return Err(StoreError::TooNew {
             found: current,
@@ -854,12 +868,11 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let version = index as i64 + 1;
-        let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", version)?;
-        tx.commit()?;
         tracing::info!(version, "database schema migrated");
     }
+    tx.commit()?;
     Ok(())
 }
 
@@ -1014,14 +1027,24 @@ fn ingest_one(
     let new_max = match (seq_step(max_seq, seq), max_seq) {
         (SeqStep::Ahead, _) => seq,
         (SeqStep::Jump { first, last }, _) => {
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO gaps (gateway, first_seq, last_seq, detected_at) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![batch.gateway, first, last, now])?;
-            gap = Some(Gap {
-                first_seq: first as u64,
-                last_seq: last as u64,
-            });
+            // Numbers of a crash window were never sent: not missing.
+            let windows = tx
+                .prepare_cached(
+                    "SELECT first_seq, last_seq FROM crash_windows
+                     WHERE gateway = ?1 AND first_seq <= ?3 AND last_seq >= ?2",
+                )?
+                .query_map(params![batch.gateway, first, last], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            let missing = subtract_ranges(first, last, &windows);
+            for &(first, last) in &missing {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO gaps (gateway, first_seq, last_seq, detected_at) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![batch.gateway, first, last, now])?;
+            }
+            gap = hull(&missing);
             seq
         }
         (SeqStep::Late, max) => {

@@ -2,8 +2,8 @@
 //! binary) for the city's industry bureau and for each enterprise, in Simplified Chinese
 //! by default with an English switch ([`i18n`]).
 //!
-//! Parts: [`accounts`] (users, Argon2id hashes, sessions and login failures in
-//! `accounts.sqlite3`); `web` (the request context: session cookie, language, CSRF;
+//! Parts: the users and sessions are [`crate::accounts`]'s; `web` (the request context:
+//! session cookie, language, CSRF;
 //! rendering and errors); `pages` (the handlers); the static files (uPlot, vendored from
 //! npm, and our CSS/JS) are included in the binary, so no page needs the internet.
 //!
@@ -16,22 +16,18 @@
 //!   state carries a CSRF token (the session's, or a login cookie's for the login form);
 //! - pages are sent with a strict Content-Security-Policy: scripts and styles only from
 //!   `/static/`, no inline script or style;
-//! - a bureau session may also make the bureau's GET calls of the JSON API ([`api`]);
-//!   an enterprise session makes none.
-//!
-//! [`api`]: crate::api
+//! - a bureau session may also make the bureau's GET calls of the JSON API
+//!   ([`crate::http::auth`]); an enterprise session makes none.
 
-pub mod accounts;
 pub mod i18n;
 mod pages;
 mod web;
 
-pub use accounts::{AccountError, Accounts, Role};
+pub use crate::accounts::{self, AccountError, Accounts, Role};
 pub use pages::UserInput;
 
-use crate::api::AppState;
+use crate::http::AppState;
 use axum::Router;
-use axum::http::request::Parts;
 use axum::routing::{get, post};
 use std::sync::Arc;
 
@@ -91,13 +87,4 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(ENTERPRISE_CHART, get(pages::chart))
         .route(ENTERPRISE_SERIES, get(pages::series))
         .route(API_USERS, post(pages::create_user))
-}
-
-/// True if the request carries a live bureau session cookie.
-pub async fn bureau_session(parts: &Parts, state: &Arc<AppState>) -> bool {
-    web::session(&parts.headers, state)
-        .await
-        .ok()
-        .flatten()
-        .is_some_and(|(_, user)| user.role == Role::Bureau)
 }

@@ -2,16 +2,18 @@
 //! drill-downs, an enterprise's page, a point's chart and its downsampled series, and the
 //! bureau's call that creates users.
 
-use super::accounts::{AccountError, Login, Role, SESSION_MS};
 use super::i18n::Lang;
 use super::web::{
     Ctx, LANG_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE, UiError, cookie, local_path,
     percent_encode, set_cookie,
 };
-use crate::api::{self, ApiError, AppState, Bureau};
+use crate::accounts::{AccountError, Login, Role, SESSION_MS};
 use crate::catalog::{District, Industry};
 use crate::clock::{now_ms, rfc3339};
 use crate::credit_code::CreditCode;
+use crate::http::error::parse_json;
+use crate::http::views::{self, EnterpriseView};
+use crate::http::{ApiError, AppState, Bureau};
 use crate::secret::{constant_time_eq, new_token};
 use crate::stats;
 use crate::store::{Enterprise, Gateway, SeriesPoint};
@@ -329,7 +331,7 @@ async fn dashboard_page(ctx: &Ctx) -> Result<Response, UiError> {
             }
         })
         .collect();
-    let silent = api::silent_list(&state.store).await?;
+    let silent = views::silent_list(&state.store).await?;
     let page = context! {
         o => o,
         in_program_percent => percent(o.in_program.on_cloud, o.targets.in_program_on_cloud),
@@ -390,7 +392,7 @@ async fn group_page(
     file_stem: &str,
 ) -> Result<Response, UiError> {
     ctx.bureau()?;
-    let views = api::enterprise_views(&ctx.state.store, keep).await?;
+    let views = views::enterprise_views(&ctx.state.store, keep).await?;
     match query.format.as_deref() {
         None | Some("html") => {}
         Some("csv") => return Ok(group_csv(&views, file_stem)),
@@ -406,7 +408,7 @@ async fn group_page(
 }
 
 /// The drill-down table as CSV (the API's CSV conventions: UTF-8 with a byte-order mark).
-fn group_csv(views: &[api::EnterpriseView], file_stem: &str) -> Response {
+fn group_csv(views: &[EnterpriseView], file_stem: &str) -> Response {
     const COLUMNS: [&str; 10] = [
         "credit_code",
         "name",
@@ -440,7 +442,7 @@ fn group_csv(views: &[api::EnterpriseView], file_stem: &str) -> Response {
     } else {
         "district"
     };
-    api::csv_response(&format!("enterprises-{name}.csv"), text)
+    views::csv_response(&format!("enterprises-{name}.csv"), text)
 }
 
 /// A duration in the page's language, e.g. `5 分钟` or `5 min`.
@@ -534,15 +536,15 @@ async fn enterprise_page(ctx: &Ctx, code: &str) -> Result<Response, UiError> {
             .flatten()
             .max();
         gateway_pages.push(context! {
-            g => api::gateway_view(g),
+            g => views::gateway_view(g),
             last_seen_age => last_seen.map(|t| age(ctx.lang, now - t)),
             last_seen_at => last_seen.map(rfc3339),
             points => points,
         });
     }
-    let views = gateways.iter().map(api::gateway_view).collect();
+    let views = gateways.iter().map(views::gateway_view).collect();
     let page = context! {
-        e => api::enterprise_view(&enterprise, views),
+        e => views::enterprise_view(&enterprise, views),
         industry_name => ctx.lang.industry(enterprise.industry),
         gateways => gateway_pages,
     };
@@ -698,7 +700,7 @@ pub async fn create_user(
     State(state): State<Arc<AppState>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let input: UserInput = api::parse_json(&body)?;
+    let input: UserInput = parse_json(&body)?;
     let code = match input.credit_code.as_deref() {
         None => None,
         Some(raw) => {

@@ -1,9 +1,11 @@
 //! The request context of a page (session, language, where it was asked), rendering with
 //! the templates, error pages, cookies and the static files.
 
-use super::accounts::{AccountError, Role, SessionUser};
+pub use crate::http::auth::{SESSION_COOKIE, cookie, session};
+
 use super::i18n::Lang;
-use crate::api::AppState;
+use crate::accounts::{AccountError, Role, SessionUser};
+use crate::http::AppState;
 use crate::store::StoreError;
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
@@ -12,8 +14,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::{Environment, Value, context};
 use std::sync::{Arc, OnceLock};
 
-/// The session cookie.
-pub const SESSION_COOKIE: &str = "fl_session";
 /// The language cookie.
 pub const LANG_COOKIE: &str = "fl_lang";
 /// The login form's CSRF cookie (double submit: the form carries the same value).
@@ -223,33 +223,6 @@ fn page_headers(headers: &mut HeaderMap) {
         HeaderValue::from_static("same-origin"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-}
-
-/// The session named by the request's cookie, if it is live.
-pub async fn session(
-    headers: &HeaderMap,
-    state: &AppState,
-) -> Result<Option<(String, SessionUser)>, AccountError> {
-    let Some(token) = cookie(headers, SESSION_COOKIE) else {
-        return Ok(None);
-    };
-    Ok(state
-        .accounts
-        .session(token)
-        .await?
-        .map(|user| (token.to_owned(), user)))
-}
-
-/// The value of cookie `name`, if the request carries it.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
 }
 
 /// A `Set-Cookie` value: HttpOnly, Secure, with `same_site`; `max_age` seconds (0 deletes).

@@ -4,7 +4,7 @@
 //! Built once at start, so a missing or empty CA file stops the platform with a clear
 //! error instead of a reconnect loop.
 
-use crate::config::MqttUrl;
+use fieldlink_wire::MqttUrl;
 use rustls::pki_types::CertificateDer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

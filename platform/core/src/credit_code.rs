@@ -1,5 +1,6 @@
 //! The unified social credit code (统一社会信用代码, GB 32100-2015): 18 characters from a
-//! 31-character set, the last being a check character over the first 17.
+//! 31-character set, the last being a check character over the first 17; and the gateway id
+//! built from it.
 
 use std::fmt;
 
@@ -116,9 +117,47 @@ impl fmt::Display for CreditCode {
     }
 }
 
+/// The gateway id for `gateway_name` of enterprise `credit_code`: stable, one topic level
+/// (see [`fieldlink_wire::topic::is_valid_gateway_id`]), and starting with the credit code.
+/// A name of up to 45 letters, digits, `.`, `_` and `-` that starts with a letter or digit
+/// is used as is (`91420100...-line-1`); any other name (Chinese, spaces, long) is
+/// replaced by `_` and 12 hex digits of its SHA-256, which no name used as is can equal.
+pub fn gateway_id(credit_code: &str, gateway_name: &str) -> String {
+    let plain = gateway_name.len() <= 45
+        && gateway_name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && gateway_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if plain {
+        format!("{credit_code}-{gateway_name}")
+    } else {
+        format!(
+            "{credit_code}-_{}",
+            &crate::secret::sha256_hex(gateway_name)[..12]
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fieldlink_wire::topic::is_valid_gateway_id;
+
+    #[test]
+    fn gateway_ids_are_topic_safe_and_stable() {
+        let code = "91350100M000100Y43";
+        assert_eq!(gateway_id(code, "line-1"), "91350100M000100Y43-line-1");
+        let chinese = gateway_id(code, "一号车间");
+        assert!(chinese.starts_with("91350100M000100Y43-_"));
+        assert_eq!(chinese, gateway_id(code, "一号车间"));
+        for name in ["line-1", "一号车间", "a/b+c#", &"x".repeat(64), "_x", "."] {
+            assert!(is_valid_gateway_id(&gateway_id(code, name)), "{name}");
+        }
+        assert_ne!(gateway_id(code, "_x"), gateway_id(code, "x"));
+    }
 
     #[test]
     fn the_standards_example_is_valid() {

@@ -1,0 +1,42 @@
+//! What every HTTP handler shares, below the API, the web UI and the broker hook: the
+//! state ([`AppState`]), the error answer ([`error`]), who is asking ([`auth`]) and the
+//! views of enterprises and gateways both the API and the UI show ([`views`]).
+
+pub mod auth;
+pub mod error;
+pub mod views;
+
+pub use auth::Bureau;
+pub use error::ApiError;
+
+use crate::accounts::Accounts;
+use crate::config::Targets;
+use crate::ingest::IngestCounters;
+use crate::limiter::FailureLimiter;
+use crate::registry::Registry;
+use crate::store::Store;
+use std::sync::Arc;
+
+/// The largest request body accepted (413 beyond): a CSV import of the whole city's
+/// enterprises fits many times over.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// What the handlers share.
+pub struct AppState {
+    /// The registry.
+    pub registry: Registry,
+    /// The store.
+    pub store: Store,
+    /// SHA-256 of the bureau's token.
+    pub admin_token_sha256: String,
+    /// The ingest's counters.
+    pub counters: Arc<IngestCounters>,
+    /// The program's targets.
+    pub targets: Targets,
+    /// The program's time zone, minutes east of UTC.
+    pub utc_offset_minutes: i32,
+    /// The web UI's users and sessions.
+    pub accounts: Accounts,
+    /// Failed logins and enrollments per client address.
+    pub failures: FailureLimiter,
+}
