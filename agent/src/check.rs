@@ -49,13 +49,16 @@ pub fn report(config: &AgentConfig) -> String {
                 );
                 modbus_report(&mut out, &header, &tcp.points, tcp.limits, device);
             }
-            DeviceKind::ModbusRtu(rtu) | DeviceKind::ModbusRtuOverTcp(rtu) => {
+            DeviceKind::ModbusRtu(rtu)
+            | DeviceKind::ModbusAscii(rtu)
+            | DeviceKind::ModbusRtuOverTcp(rtu) => {
                 let header = format!(
                     "device {:?}: {} {} unit {}, poll {}, timeout {}{}",
                     &*device.name,
                     device.kind.protocol(),
                     match &rtu.bus {
-                        fieldlink_modbus::BusLink::Serial(line) => line.to_string(),
+                        fieldlink_modbus::BusLink::Serial(line)
+                        | fieldlink_modbus::BusLink::Ascii(line) => line.to_string(),
                         fieldlink_modbus::BusLink::Tcp(address) => address.clone(),
                     },
                     rtu.unit,
@@ -183,7 +186,9 @@ fn modbus_report(
     }
     let _ = writeln!(out, "  points:");
     for (spec, info) in points.iter().zip(&device.points) {
-        let scaling = if spec.scale != 1.0 || spec.offset != 0.0 {
+        let scaling = if let Some(bit) = spec.bit {
+            format!(" bit {bit}")
+        } else if spec.scale != 1.0 || spec.offset != 0.0 {
             format!(" x{} {:+}", spec.scale, spec.offset)
         } else {
             String::new()

@@ -5,7 +5,8 @@
 //! Targets: `tcp://HOST[:PORT]` (Modbus TCP), `rtu-tcp://HOST[:PORT]` (RTU framing through
 //! a serial device server) and `rtu:///dev/ttyUSB0?baud=9600&parity=even&data_bits=8&stop_bits=1`
 //! (a local serial line; the settings default to the Modbus serial specification's 19200
-//! 8E1). Every failure is a [`ProbeError`] whose text says what to check.
+//! 8E1), and `ascii:///dev/ttyUSB0?...` (Modbus ASCII on a serial line, 19200 7E1 by
+//! default). Every failure is a [`ProbeError`] whose text says what to check.
 
 use crate::config::units::{format_duration, parse_duration};
 use fieldlink_collector_api::{Area, DataType, WordOrder};
@@ -76,6 +77,7 @@ impl fmt::Display for Target {
             Target::Tcp(address) => write!(f, "tcp://{address}"),
             Target::Rtu(BusLink::Tcp(address)) => write!(f, "rtu-tcp://{address}"),
             Target::Rtu(BusLink::Serial(line)) => write!(f, "rtu://{line}"),
+            Target::Rtu(BusLink::Ascii(line)) => write!(f, "ascii://{line}"),
         }
     }
 }
@@ -122,7 +124,7 @@ pub enum ProbeError {
 pub fn parse_target(text: &str) -> Result<Target, ProbeError> {
     let usage = |why: &str| {
         ProbeError::Usage(format!(
-            "bad target {text:?}: {why}; expected tcp://HOST:PORT, rtu-tcp://HOST:PORT or rtu:///dev/ttyUSB0?baud=9600&parity=even"
+            "bad target {text:?}: {why}; expected tcp://HOST:PORT, rtu-tcp://HOST:PORT, rtu:///dev/ttyUSB0?baud=9600&parity=even or ascii:///dev/ttyUSB0"
         ))
     };
     let host_port = |rest: &str| {
@@ -135,7 +137,11 @@ pub fn parse_target(text: &str) -> Result<Target, ProbeError> {
     if let Some(rest) = text.strip_prefix("rtu-tcp://") {
         return Ok(Target::Rtu(BusLink::Tcp(host_port(rest)?)));
     }
-    let Some(rest) = text.strip_prefix("rtu://") else {
+    let (ascii, rest) = if let Some(rest) = text.strip_prefix("rtu://") {
+        (false, rest)
+    } else if let Some(rest) = text.strip_prefix("ascii://") {
+        (true, rest)
+    } else {
         return Err(usage("unknown scheme"));
     };
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -148,7 +154,12 @@ pub fn parse_target(text: &str) -> Result<Target, ProbeError> {
         path: path.to_owned(),
         baud: 19_200,
         parity: Parity::Even,
-        data_bits: DataBits::Eight,
+        // Modbus ASCII's characters are 7 bits by the specification's default.
+        data_bits: if ascii {
+            DataBits::Seven
+        } else {
+            DataBits::Eight
+        },
         stop_bits: StopBits::One,
     };
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -187,7 +198,11 @@ pub fn parse_target(text: &str) -> Result<Target, ProbeError> {
             }
         }
     }
-    Ok(Target::Rtu(BusLink::Serial(line)))
+    Ok(Target::Rtu(if ascii {
+        BusLink::Ascii(line)
+    } else {
+        BusLink::Serial(line)
+    }))
 }
 
 /// What a probe read.

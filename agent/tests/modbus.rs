@@ -1,5 +1,5 @@
-//! Modbus RTU, RTU over TCP and report-by-exception configuration: what is read, and the
-//! errors (each with file:line:column) for what is wrong.
+//! Modbus RTU, ASCII, RTU over TCP, `bit = N` and report-by-exception configuration: what
+//! is read, and the errors (each with file:line:column) for what is wrong.
 
 use fieldlink::config::{self, DeviceConfig, DeviceKind, ReportDefaults};
 use fieldlink::report::ReportFilter;
@@ -34,7 +34,9 @@ fn devices(text: &str) -> Vec<DeviceConfig> {
 
 fn rtu(device: &DeviceConfig) -> &RtuDevice {
     match &device.kind {
-        DeviceKind::ModbusRtu(rtu) | DeviceKind::ModbusRtuOverTcp(rtu) => rtu,
+        DeviceKind::ModbusRtu(rtu)
+        | DeviceKind::ModbusAscii(rtu)
+        | DeviceKind::ModbusRtuOverTcp(rtu) => rtu,
         other => panic!("not RTU: {other:?}"),
     }
 }
@@ -376,5 +378,91 @@ fn report_settings_are_checked() {
     assert_error(
         &REPORTING.replace("heartbeat = \"1m\"", "heartbeat = \"often\""),
         "agent.toml:8:13: [[device]] \"press\": `heartbeat` must be a duration like \"500ms\", \"1s\", \"5m\" or \"1h\", found \"often\"",
+    );
+}
+
+const ASCII_AND_BITS: &str = r#"[gateway]
+id = "gw-1"
+
+[[device]]
+name = "old-meter"
+protocol = "modbus-ascii"
+serial = "/dev/ttyS1"
+unit = 3
+
+[[device.point]]
+name = "alarm"
+address = 4
+bit = 3
+
+[[device.point]]
+name = "status_high"
+address = 5
+type = "u32"
+order = "CDAB"
+bit = 31
+"#;
+
+#[test]
+fn modbus_ascii_is_a_serial_bus_with_7e1_by_default_and_bits_are_bools() {
+    let devices = devices(ASCII_AND_BITS);
+    let device = &devices[0];
+    assert_eq!(device.kind.protocol(), "modbus-ascii");
+    let ascii = rtu(device);
+    let BusLink::Ascii(line) = &ascii.bus else {
+        panic!("not an ASCII line: {:?}", ascii.bus);
+    };
+    assert_eq!(line.settings(), "19200 7E1");
+    assert_eq!(ascii.points[0].bit, Some(3));
+    assert_eq!(ascii.points[1].bit, Some(31));
+    assert_eq!(ascii.points[1].data_type.as_str(), "u32");
+    assert!(
+        device.points.iter().all(|p| p.data_type == "bool"),
+        "the catalogue says bool: {:?}",
+        device.points
+    );
+}
+
+#[test]
+fn bits_need_a_16_or_32_bit_register_and_take_no_scaling_or_deadband() {
+    let point = |keys: &str| {
+        format!(
+            "[gateway]\nid = \"gw\"\n\n[[device]]\nname = \"d\"\nprotocol = \"modbus-tcp\"\naddress = \"10.0.0.1\"\n\n[[device.point]]\nname = \"p\"\naddress = 0\n{keys}\n"
+        )
+    };
+    assert_error(
+        &point("bit = 16"),
+        "agent.toml:12:7: [[device]] \"d\" [[device.point]]: `bit` must be 0 to 15 for a u16 register, found 16",
+    );
+    assert_error(
+        &point("type = \"f32\"\nbit = 1"),
+        "agent.toml:12:8: [[device]] \"d\" [[device.point]]: `bit` needs type = \"u16\" or \"u32\" (the register holding the bit), not \"f32\"",
+    );
+    assert_error(
+        &point("bit = 1\nscale = 0.1"),
+        "agent.toml:13:9: [[device]] \"d\" [[device.point]]: `scale` does not apply to a `bit` point, which is a bool",
+    );
+    assert_error(
+        &point("bit = 1\ndeadband = 1"),
+        "agent.toml:13:12: [[device]] \"d\" [[device.point]]: `deadband` applies to numbers only; booleans and strings publish on change",
+    );
+    assert_error(
+        &point("area = \"coil\"\ntype = \"u16\"\nbit = 1"),
+        "agent.toml:14:7: [[device]] \"d\" [[device.point]]: `bit` picks a bit of a register; a coil is a bit already",
+    );
+    assert_error(
+        &point("bit = 32"),
+        "agent.toml:12:7: [[device]] \"d\" [[device.point]]: `bit` must be an integer from 0 to 31, found 32",
+    );
+}
+
+#[test]
+fn one_serial_line_speaks_one_protocol() {
+    let text = format!(
+        "{ASCII_AND_BITS}\n[[device]]\nname = \"rtu-meter\"\nprotocol = \"modbus-rtu\"\nserial = \"/dev/ttyS1\"\nunit = 4\n\n[[device.point]]\nname = \"v\"\naddress = 0\n"
+    );
+    assert_error(
+        &text,
+        "agent.toml:25:10: [[device]] \"rtu-meter\": serial line /dev/ttyS1 carries modbus-ascii for device \"old-meter\"; one line speaks one protocol",
     );
 }

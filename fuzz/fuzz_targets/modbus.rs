@@ -51,6 +51,7 @@ fuzz_target!(|input: Input| {
             order: WordOrder::ALL[usize::from(p.order % 4)],
             scale: p.scale,
             offset: p.offset,
+            bit: None,
         })
         .collect();
 

@@ -61,12 +61,7 @@ pub fn parse(text: &str, file: &str) -> Result<AgentConfig, ConfigErrors> {
     let mut dx = Diagnostics::new(file, text);
     let (document, syntax_errors) = DeTable::parse_recoverable(text);
     if !syntax_errors.is_empty() {
-        for e in syntax_errors {
-            dx.error(
-                e.span().unwrap_or(0..0),
-                format!("TOML syntax: {}", e.message().trim_end()),
-            );
-        }
+        dx.syntax_errors(&syntax_errors);
         return Err(dx.into_errors());
     }
     let mut root = TableReader::new(document.get_ref(), document.span(), "config");
@@ -357,7 +352,8 @@ fn read_status(dx: &mut Diagnostics<'_>, t: &mut TableReader<'_, '_>) -> Option<
 }
 
 /// The protocols a device may name.
-const PROTOCOLS: &str = "modbus-tcp, modbus-rtu, modbus-rtu-over-tcp, opcua, simulator";
+const PROTOCOLS: &str =
+    "modbus-tcp, modbus-rtu, modbus-ascii, modbus-rtu-over-tcp, opcua, simulator";
 
 fn read_device(
     dx: &mut Diagnostics<'_>,
@@ -390,6 +386,10 @@ fn read_device(
         Some("modbus-tcp") => modbus::read_modbus_tcp(dx, t, name.clone(), poll, &points),
         Some("modbus-rtu") => {
             let over = modbus::RtuOver::Serial;
+            modbus::read_modbus_rtu(dx, t, over, name.clone(), poll, &points, buses)
+        }
+        Some("modbus-ascii") => {
+            let over = modbus::RtuOver::Ascii;
             modbus::read_modbus_rtu(dx, t, over, name.clone(), poll, &points, buses)
         }
         Some("modbus-rtu-over-tcp") => {

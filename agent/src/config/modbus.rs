@@ -1,4 +1,5 @@
-//! Reading `modbus-tcp`, `modbus-rtu` and `modbus-rtu-over-tcp` devices and their points.
+//! Reading `modbus-tcp`, `modbus-rtu`, `modbus-ascii` and `modbus-rtu-over-tcp` devices and
+//! their points.
 //!
 //! RTU devices that name the same serial port (or the same RTU-over-TCP address) are one
 //! bus: [`Buses`] checks across devices that they agree on the line's settings and do not
@@ -47,7 +48,7 @@ impl Buses {
         unit_span: Range<usize>,
     ) {
         let key = match &device.bus {
-            BusLink::Serial(line) => line.path.clone(),
+            BusLink::Serial(line) | BusLink::Ascii(line) => line.path.clone(),
             BusLink::Tcp(address) => format!("tcp {address}"),
         };
         let seen = self.lines.entry(key).or_insert_with(|| BusSeen {
@@ -56,7 +57,21 @@ impl Buses {
             units: HashMap::new(),
         });
         if seen.link != device.bus {
-            if let (BusLink::Serial(here), BusLink::Serial(there)) = (&device.bus, &seen.link) {
+            let (Some(here), Some(there)) = (device.bus.serial_line(), seen.link.serial_line())
+            else {
+                return;
+            };
+            if std::mem::discriminant(&device.bus) != std::mem::discriminant(&seen.link) {
+                dx.error(
+                    link_span,
+                    format!(
+                        "{section}: serial line {} carries {} for device {:?}; one line speaks one protocol",
+                        here.path,
+                        framing(&seen.link),
+                        &*seen.first
+                    ),
+                );
+            } else {
                 dx.error(
                     link_span,
                     format!(
@@ -81,6 +96,15 @@ impl Buses {
             return;
         }
         seen.units.insert(device.unit, device.name.clone());
+    }
+}
+
+/// The protocol a link's frames belong to, for messages.
+fn framing(link: &BusLink) -> &'static str {
+    match link {
+        BusLink::Serial(_) => "modbus-rtu",
+        BusLink::Ascii(_) => "modbus-ascii",
+        BusLink::Tcp(_) => "modbus-rtu-over-tcp",
     }
 }
 
@@ -201,6 +225,8 @@ fn read_address(
 pub(super) enum RtuOver {
     /// `modbus-rtu`: a local serial port.
     Serial,
+    /// `modbus-ascii`: a local serial port, ASCII framing.
+    Ascii,
     /// `modbus-rtu-over-tcp`: a serial device server.
     Tcp,
 }
@@ -223,7 +249,10 @@ pub(super) fn read_modbus_rtu(
 ) -> Option<DeviceParts> {
     let section = t.section().to_owned();
     let link = match over {
-        RtuOver::Serial => read_serial_line(dx, t),
+        RtuOver::Serial => read_serial_line(dx, t, DataBits::Eight)
+            .map(|(line, span)| (BusLink::Serial(line), span)),
+        RtuOver::Ascii => read_serial_line(dx, t, DataBits::Seven)
+            .map(|(line, span)| (BusLink::Ascii(line), span)),
         RtuOver::Tcp => read_address(
             dx,
             t,
@@ -253,17 +282,31 @@ pub(super) fn read_modbus_rtu(
     buses.join(dx, &section, &device, link_span, unit_span);
     let kind = match over {
         RtuOver::Serial => DeviceKind::ModbusRtu(device),
+        RtuOver::Ascii => DeviceKind::ModbusAscii(device),
         RtuOver::Tcp => DeviceKind::ModbusRtuOverTcp(device),
     };
     Some((kind, infos))
 }
 
 /// Reads `serial`, `baud`, `parity`, `data_bits` and `stop_bits`. The defaults are the
-/// Modbus serial line specification's: 19200 baud, even parity, 8 data bits, 1 stop bit.
-fn read_serial_line(
+/// Modbus serial line specification's: 19200 baud, even parity, `data_bits` as given (8 for
+/// RTU, 7 for ASCII), 1 stop bit.
+pub(super) fn read_serial_line(
     dx: &mut Diagnostics<'_>,
     t: &mut TableReader<'_, '_>,
-) -> Option<(BusLink, Range<usize>)> {
+    data_bits: DataBits,
+) -> Option<(SerialLine, Range<usize>)> {
+    read_serial_line_with(dx, t, 19_200, Parity::Even, data_bits)
+}
+
+/// [`read_serial_line`] with the protocol's own defaults (DL/T 645's are 2400 8E1).
+pub(super) fn read_serial_line_with(
+    dx: &mut Diagnostics<'_>,
+    t: &mut TableReader<'_, '_>,
+    default_baud: u32,
+    default_parity: Parity,
+    default_data_bits: DataBits,
+) -> Option<(SerialLine, Range<usize>)> {
     let section = t.section().to_owned();
     let path = t
         .required_string(dx, "serial", "the serial port, e.g. \"/dev/ttyUSB0\"")
@@ -290,16 +333,17 @@ fn read_serial_line(
                     b.value
                 ),
             );
-            19_200
+            default_baud
         }
-        None => 19_200,
+        None => default_baud,
     };
     let parity = t
         .choice(dx, "parity", Parity::NAMES, |s| s.parse().ok())
-        .map_or(Parity::Even, |p| p.value);
+        .map_or(default_parity, |p| p.value);
     let data_bits = match t.integer(dx, "data_bits", 7, 8) {
         Some(d) if d.value == 7 => DataBits::Seven,
-        _ => DataBits::Eight,
+        Some(_) => DataBits::Eight,
+        None => default_data_bits,
     };
     let stop_bits = match t.integer(dx, "stop_bits", 1, 2) {
         Some(s) if s.value == 2 => StopBits::Two,
@@ -313,7 +357,7 @@ fn read_serial_line(
         data_bits,
         stop_bits,
     };
-    Some((BusLink::Serial(line), span))
+    Some((line, span))
 }
 
 fn read_modbus_point(
@@ -376,8 +420,16 @@ fn read_modbus_point(
             s.parse::<WordOrder>().ok()
         })
         .map_or(WordOrder::Abcd, |o| o.value);
-    let numeric = data_type.is_numeric();
+    let bit = read_bit(dx, p, area, data_type, type_at.map(|t| t.range()));
+    let numeric = data_type.is_numeric() && bit.is_none();
     let mut scaling = |dx: &mut Diagnostics<'_>, key, default| match p.float(dx, key) {
+        Some(v) if bit.is_some() => {
+            dx.error(
+                v.range(),
+                format!("{section}: `{key}` does not apply to a `bit` point, which is a bool"),
+            );
+            default
+        }
         Some(v) if !numeric => {
             dx.error(
                 v.range(),
@@ -401,16 +453,65 @@ fn read_modbus_point(
         order,
         scale,
         offset,
+        bit,
     };
     let info = PointInfo {
         name,
-        data_type: data_type.as_str(),
+        data_type: if bit.is_some() {
+            "bool"
+        } else {
+            data_type.as_str()
+        },
         unit,
         deadband,
         deadband_percent,
         heartbeat,
     };
     Some((spec, info))
+}
+
+/// Reads `bit = N`: bit N (least significant = 0) of a 16- or 32-bit register point,
+/// which then publishes a bool. `type` stays the register's (`u16` or `u32`, the default
+/// being `u16`) so that `order` still places a 32-bit value's words.
+fn read_bit(
+    dx: &mut Diagnostics<'_>,
+    p: &mut TableReader<'_, '_>,
+    area: Area,
+    data_type: DataType,
+    type_span: Option<Range<usize>>,
+) -> Option<u8> {
+    let section = p.section().to_owned();
+    let bit = p.integer(dx, "bit", 0, 31)?;
+    let width = match data_type {
+        DataType::U16 => 16,
+        DataType::U32 => 32,
+        _ => {
+            dx.error(
+                type_span.unwrap_or(bit.range()),
+                format!("{section}: `bit` needs type = \"u16\" or \"u32\" (the register holding the bit), not \"{data_type}\""),
+            );
+            return None;
+        }
+    };
+    if area.is_bits() {
+        dx.error(
+            bit.range(),
+            format!("{section}: `bit` picks a bit of a register; a {area} is a bit already"),
+        );
+        return None;
+    }
+    if bit.value >= width {
+        dx.error(
+            bit.range(),
+            format!(
+                "{section}: `bit` must be 0 to {} for a {data_type} register, found {}",
+                width - 1,
+                bit.value
+            ),
+        );
+        return None;
+    }
+    Some(bit.value as u8)
 }
 
 fn parse_type_name(name: &str) -> Option<DataType> {

@@ -146,6 +146,8 @@ pub enum DeviceKind {
     ModbusTcp(TcpDevice),
     /// `protocol = "modbus-rtu"`: a unit on a local serial line.
     ModbusRtu(RtuDevice),
+    /// `protocol = "modbus-ascii"`: a unit on a local serial line, ASCII framing.
+    ModbusAscii(RtuDevice),
     /// `protocol = "modbus-rtu-over-tcp"`: a unit behind a serial device server that
     /// passes RTU frames through TCP.
     ModbusRtuOverTcp(RtuDevice),
@@ -161,6 +163,7 @@ impl DeviceKind {
         match self {
             DeviceKind::ModbusTcp(_) => "modbus-tcp",
             DeviceKind::ModbusRtu(_) => "modbus-rtu",
+            DeviceKind::ModbusAscii(_) => "modbus-ascii",
             DeviceKind::ModbusRtuOverTcp(_) => "modbus-rtu-over-tcp",
             DeviceKind::Opcua(_) => "opcua",
             DeviceKind::Simulator(_) => "simulator",

@@ -1,10 +1,10 @@
-//! Turning raw registers and bits into values.
+//! Turning raw 16-bit registers (Modbus registers, MELSEC words) and bits into values.
 //!
 //! Register contents are always transmitted big-endian per register; what varies between
 //! devices is how a multi-register value is laid out across its registers ([`WordOrder`]).
 //! Decoding reorders the registers' bytes into one big-endian byte string and reads that.
 
-use fieldlink_collector_api::{DataType, WordOrder};
+use crate::{DataType, WordOrder};
 use fieldlink_wire::Value;
 
 /// Why registers could not be decoded as a point's type.
@@ -23,6 +23,15 @@ pub enum DecodeError {
     /// Publish a bad sample for the point.
     #[error("not a finite number")]
     NotFinite,
+    /// A `bit` that the point's type does not have; configuration refuses these, so this
+    /// marks a caller's mistake. Publish a bad sample for the point.
+    #[error("bit {bit} is outside a {width}-bit value")]
+    BitOutOfRange {
+        /// The bit asked for.
+        bit: u8,
+        /// The value's width in bits (0 for types that have no bits to pick).
+        width: u8,
+    },
 }
 
 /// Decodes a point's registers as `data_type`, before scale and offset.
@@ -56,6 +65,38 @@ pub fn decode(words: &[u16], data_type: DataType, order: WordOrder) -> Result<Va
         DataType::String { .. } => Value::Text(ascii_registers(words)),
     };
     Ok(value)
+}
+
+/// The bool of bit `bit` (least significant = 0) of a register point: the registers are
+/// decoded as `data_type` (`u16` or `u32`, in `order`) and the bit taken from that value,
+/// so a `bit = N` point reads the same bit a ladder program calls N. Other types, or a bit
+/// past the type's width, are a [`DecodeError::BitOutOfRange`] (configuration refuses them).
+pub fn decode_register_bit(
+    words: &[u16],
+    data_type: DataType,
+    order: WordOrder,
+    bit: u8,
+) -> Result<Value, DecodeError> {
+    let width = match data_type {
+        DataType::U16 | DataType::I16 => 16,
+        DataType::U32 | DataType::I32 => 32,
+        _ => 0,
+    };
+    if bit >= width {
+        return Err(DecodeError::BitOutOfRange { bit, width });
+    }
+    let expected = usize::from(data_type.registers());
+    if words.len() != expected {
+        return Err(DecodeError::Length {
+            expected,
+            got: words.len(),
+        });
+    }
+    let raw = match data_type {
+        DataType::U16 | DataType::I16 => u64::from(words[0]),
+        _ => u64::from(u32::from_be_bytes(ordered(words, order))),
+    };
+    Ok(Value::Bool((raw >> bit) & 1 == 1))
 }
 
 /// Decodes a coil or discrete input.
@@ -307,6 +348,51 @@ mod tests {
             Err(DecodeError::Length {
                 expected: 1,
                 got: 2
+            })
+        );
+    }
+
+    #[test]
+    fn register_bits_count_from_the_least_significant() {
+        // 0x8001: bits 0 and 15 set.
+        for (bit, set) in [(0, true), (1, false), (14, false), (15, true)] {
+            assert_eq!(
+                decode_register_bit(&[0x8001], DataType::U16, Abcd, bit),
+                Ok(Value::Bool(set)),
+                "bit {bit}"
+            );
+        }
+        // 0x0001_0000 low word first (CDAB): bit 16 is set, bit 0 is not.
+        let words = [0x0000, 0x0001];
+        assert_eq!(
+            decode_register_bit(&words, DataType::U32, Cdab, 16),
+            Ok(Value::Bool(true))
+        );
+        assert_eq!(
+            decode_register_bit(&words, DataType::U32, Cdab, 0),
+            Ok(Value::Bool(false))
+        );
+        assert_eq!(
+            decode_register_bit(&words, DataType::U32, Abcd, 0),
+            Ok(Value::Bool(true))
+        );
+    }
+
+    #[test]
+    fn register_bits_outside_the_type_or_with_short_data_are_errors() {
+        assert_eq!(
+            decode_register_bit(&[1], DataType::U16, Abcd, 16),
+            Err(DecodeError::BitOutOfRange { bit: 16, width: 16 })
+        );
+        assert_eq!(
+            decode_register_bit(&[1, 2, 3, 4], DataType::U64, Abcd, 0),
+            Err(DecodeError::BitOutOfRange { bit: 0, width: 0 })
+        );
+        assert_eq!(
+            decode_register_bit(&[1], DataType::U32, Abcd, 3),
+            Err(DecodeError::Length {
+                expected: 2,
+                got: 1
             })
         );
     }

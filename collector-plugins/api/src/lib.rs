@@ -9,12 +9,20 @@
 //! types that configuration is parsed into ([`point`]), [`clock`] for timestamps, and
 //! [`failure_log`], the one place a device's failures are logged (on change of state, then
 //! summarized at intervals: no log storms from a device that keeps failing).
+//!
+//! Shared by the polling protocols: [`schedule`] (the poll loop on a fixed grid),
+//! [`decode`](mod@decode) (16-bit registers and words to values, with `bit = N`), and
+//! [`plugin`], the traits through which a protocol crate plugs into the agent and owns its
+//! configuration, its `check` lines and its `probe`.
 
 pub mod backoff;
 pub mod clock;
 pub mod collector;
+pub mod decode;
 pub mod failure_log;
+pub mod plugin;
 pub mod point;
+pub mod schedule;
 pub mod stats;
 
 pub use backoff::Backoff;

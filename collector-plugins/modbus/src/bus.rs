@@ -22,6 +22,7 @@
 //! port, when the last one detaches. Devices find it by their [`BusLink`]: devices with the
 //! same link are on the same bus.
 
+use crate::ascii::AsciiFraming;
 use crate::read::{Data, ReadError, read};
 use crate::serial::SerialLine;
 use crate::transport::StaleInputDropped;
@@ -58,18 +59,31 @@ const QUEUE: usize = 64;
 pub enum BusLink {
     /// A local serial port (`protocol = "modbus-rtu"`).
     Serial(SerialLine),
+    /// A local serial port with ASCII framing (`protocol = "modbus-ascii"`, see
+    /// [`crate::ascii`]).
+    Ascii(SerialLine),
     /// A TCP connection to a serial device server that passes RTU frames through
     /// (`protocol = "modbus-rtu-over-tcp"`), as `host:port`.
     Tcp(String),
 }
 
 impl BusLink {
+    /// The serial line, for the links that are one.
+    pub fn serial_line(&self) -> Option<&SerialLine> {
+        match self {
+            BusLink::Serial(line) | BusLink::Ascii(line) => Some(line),
+            BusLink::Tcp(_) => None,
+        }
+    }
+
     /// The silence left between frames: 3.5 characters of the serial line (1.75 ms above
     /// 19200 baud); for RTU over TCP the device server times its own line, and 1.75 ms
     /// keeps a simple converter from running two frames together.
     pub fn frame_gap(&self) -> Duration {
         match self {
-            BusLink::Serial(line) => line.frame_gap(),
+            // ASCII frames end at their CR LF, not at a silence; the RTU gap is kept as a
+            // courtesy to slow slaves and costs a few milliseconds.
+            BusLink::Serial(line) | BusLink::Ascii(line) => line.frame_gap(),
             BusLink::Tcp(_) => TCP_FRAME_GAP,
         }
     }
@@ -79,6 +93,7 @@ impl fmt::Display for BusLink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BusLink::Serial(line) => write!(f, "{line}"),
+            BusLink::Ascii(line) => write!(f, "ascii {line}"),
             BusLink::Tcp(address) => write!(f, "rtu-over-tcp {address}"),
         }
     }
@@ -118,6 +133,14 @@ pub async fn open_link(
                 error,
             })?;
             Ok(rtu::attach_slave(StaleInputDropped::new(port), Slave(unit)))
+        }
+        BusLink::Ascii(line) => {
+            let port = line.open().map_err(|error| OpenError::Serial {
+                path: line.path.clone(),
+                error,
+            })?;
+            let framing = AsciiFraming::new(StaleInputDropped::new(port));
+            Ok(rtu::attach_slave(framing, Slave(unit)))
         }
         BusLink::Tcp(address) => {
             let stream = time::timeout(timeout, TcpStream::connect(address))

@@ -1,5 +1,5 @@
-//! Modbus for fieldlink: TCP, RTU on serial lines and RTU over TCP; read planning,
-//! bus scheduling, decoding and the polling collectors.
+//! Modbus for fieldlink: TCP, RTU and ASCII on serial lines, and RTU over TCP; read
+//! planning, bus scheduling, decoding and the polling collectors.
 //!
 //! Parts:
 //! - [`plan`]: [`ReadPlan`] coalesces a device's [`PointSpec`]s into the fewest read
@@ -12,6 +12,8 @@
 //! - [`tcp`]: [`ModbusTcpCollector`], the [`Collector`](fieldlink_collector_api::Collector)
 //!   of one [`TcpDevice`];
 //! - [`serial`]: [`SerialLine`] settings and the inter-frame silence they imply;
+//! - [`ascii`]: Modbus ASCII framing (LRC, hexadecimal characters), translated to and
+//!   from RTU frames under tokio-modbus, so an ASCII line is a bus like any other;
 //! - [`bus`]: a serial line or RTU-over-TCP link ([`BusLink`]) shared by several devices,
 //!   and its scheduler, which serializes their requests;
 //! - [`rtu`]: [`ModbusRtuCollector`], the collector of one [`RtuDevice`] on a bus, which
@@ -31,23 +33,25 @@
 //!   exponential backoff (250 ms doubling to 30 s, reset once the device answers);
 //! - an answer with a wrong byte count or quantity spoils its request and recycles the
 //!   connection (the next request reconnects);
+//! - a `bit = N` point is bit N of its `u16` or `u32` register value, read with the
+//!   register and never scaled;
 //! - a request is repeated `retries` times after a timeout or a transport error, never
 //!   after an exception;
 //! - the collector returns soon after the shutdown token fires, wherever it is waiting,
 //!   and when the sink is closed.
 
+pub mod ascii;
 pub mod bus;
-pub mod decode;
 pub mod plan;
 pub mod read;
 pub mod rtu;
-mod schedule;
 pub mod serial;
 pub mod tcp;
 mod transport;
 
 pub use bus::BusLink;
 pub use decode::{DecodeError, apply_scale, decode, decode_bit};
+pub use fieldlink_collector_api::decode;
 pub use plan::{PlanLimits, PointSpec, ReadPlan, ReadRequest};
 pub use read::{Data, ReadError};
 pub use rtu::{ModbusRtuCollector, RtuDevice};

@@ -24,6 +24,9 @@ pub struct PointSpec {
     pub scale: f64,
     /// Added to the raw value after scaling.
     pub offset: f64,
+    /// `bit = N`: the point is the bool of bit N (least significant = 0) of its `u16` or
+    /// `u32` register value; scale and offset do not apply.
+    pub bit: Option<u8>,
 }
 
 impl PointSpec {
@@ -196,6 +199,7 @@ mod tests {
             order: WordOrder::Abcd,
             scale: 1.0,
             offset: 0.0,
+            bit: None,
         }
     }
 

@@ -6,14 +6,14 @@
 //! an answer that does not fit its request (wrong byte count or quantity) means the byte
 //! stream can no longer be trusted, so the link is recycled; a transport error ends it.
 
-use crate::decode::{DecodeError, apply_scale, decode, decode_bit};
+use crate::decode::{DecodeError, apply_scale, decode, decode_bit, decode_register_bit};
 use crate::plan::{PointSpec, ReadRequest};
 use fieldlink_collector_api::Area;
 use fieldlink_wire::{Sample, Value};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::{self, Instant};
+use tokio::time;
 use tokio_modbus::client::{Client as _, Context as ModbusClient};
 use tokio_modbus::{ExceptionCode, ProtocolError, Request, Response};
 use tracing::debug;
@@ -200,6 +200,9 @@ pub(crate) fn point_value(
                 let got = words.len().saturating_sub(offset).min(expected);
                 return Err(DecodeError::Length { expected, got });
             };
+            if let Some(bit) = point.bit {
+                return decode_register_bit(own, point.data_type, point.order, bit);
+            }
             decode(own, point.data_type, point.order)?
         }
     };
@@ -242,27 +245,10 @@ pub(crate) fn push_bad<'p>(
     }
 }
 
-/// The ticks skipped between two consecutive ticks of a `Skip` interval. Both sit on the
-/// interval's grid, so their distance is a whole number of periods.
-pub(crate) fn skipped_ticks(previous: Instant, tick: Instant, period: Duration) -> u64 {
-    let period = period.as_nanos().max(1);
-    let periods = (tick.saturating_duration_since(previous).as_nanos() + period / 2) / period;
-    u64::try_from(periods.saturating_sub(1)).unwrap_or(u64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use fieldlink_collector_api::{DataType, WordOrder};
-
-    #[test]
-    fn skipped_ticks_counts_whole_periods_between_ticks() {
-        let period = Duration::from_millis(100);
-        let start = Instant::now();
-        assert_eq!(skipped_ticks(start, start + period, period), 0);
-        assert_eq!(skipped_ticks(start, start + period * 3, period), 2);
-        assert_eq!(skipped_ticks(start, start, period), 0);
-    }
 
     #[test]
     fn exception_text_names_the_code() {
@@ -318,6 +304,7 @@ mod tests {
             order: WordOrder::Abcd,
             scale,
             offset: 0.0,
+            bit: None,
         }
     }
 
@@ -367,6 +354,22 @@ mod tests {
             point_value(&point, &request(Area::Input, 0, 4), &data),
             Err(DecodeError::NotFinite)
         );
+    }
+
+    #[test]
+    fn point_value_of_a_bit_point_is_the_bit_unscaled() {
+        let data = Data::Registers(vec![0, 0x0004, 0x0001, 0x0000]);
+        let mut point = spec(Area::Holding, 11, DataType::U16, 10.0);
+        point.bit = Some(2);
+        let request = request(Area::Holding, 10, 4);
+        assert_eq!(point_value(&point, &request, &data), Ok(Value::Bool(true)));
+        point.bit = Some(3);
+        assert_eq!(point_value(&point, &request, &data), Ok(Value::Bool(false)));
+        // A u32 low word first: 0x0000_0001 laid out CDAB is [0x0001, 0x0000].
+        let mut point = spec(Area::Holding, 12, DataType::U32, 1.0);
+        point.order = WordOrder::Cdab;
+        point.bit = Some(0);
+        assert_eq!(point_value(&point, &request, &data), Ok(Value::Bool(true)));
     }
 
     #[test]

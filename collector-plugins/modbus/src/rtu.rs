@@ -12,7 +12,7 @@
 use crate::bus::{self, BusHandle, BusLink};
 use crate::plan::{PlanLimits, PointSpec, ReadPlan, ReadRequest};
 use crate::read::{Data, ReadError, push_bad, push_values};
-use crate::schedule::{Cycle, poll_loop};
+use fieldlink_collector_api::schedule::{Cycle, poll_loop};
 use fieldlink_collector_api::{
     Backoff, BoxFuture, Collector, CollectorContext, DeviceStats, FailureLog, clock,
 };

@@ -2,10 +2,10 @@
 
 use crate::plan::{PlanLimits, PointSpec, ReadPlan, ReadRequest};
 use crate::read::{Data, ReadError, push_bad, push_values, read_request};
-use crate::schedule::{Cycle, poll_loop};
 use crate::transport::LatestAnswerOnly;
 use fieldlink_collector_api::Backoff;
 use fieldlink_collector_api::BoxFuture;
+use fieldlink_collector_api::schedule::{Cycle, poll_loop};
 use fieldlink_collector_api::{Collector, CollectorContext, DeviceStats, FailureLog, clock};
 use fieldlink_wire::Sample;
 use std::io;

@@ -295,7 +295,7 @@ async fn an_rtu_answer_of_the_wrong_quantity_is_bad_and_recycles_the_link() {
 }
 
 /// A pseudo-terminal pair made by socat; killed on drop.
-struct PtyPair {
+pub(crate) struct PtyPair {
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -303,7 +303,7 @@ struct PtyPair {
 impl PtyPair {
     /// Starts socat, or returns `None` (after saying why) when it is not installed and
     /// `FIELDLINK_REQUIRE_SOCAT` is not `1`; with it set, a missing socat fails the test.
-    fn start() -> Option<PtyPair> {
+    pub(crate) fn start() -> Option<PtyPair> {
         let dir = tempfile::tempdir().expect("tempdir");
         let (a, b) = (dir.path().join("master"), dir.path().join("slave"));
         let spawned = Command::new("socat")
@@ -337,7 +337,7 @@ impl PtyPair {
         Some(pair)
     }
 
-    fn path(&self, end: &str) -> String {
+    pub(crate) fn path(&self, end: &str) -> String {
         self.dir.path().join(end).display().to_string()
     }
 }

@@ -304,6 +304,7 @@ pub fn point(
         order,
         scale: 1.0,
         offset: 0.0,
+        bit: None,
     }
 }
 

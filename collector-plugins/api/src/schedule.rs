@@ -1,8 +1,10 @@
-//! The poll schedule every Modbus collector runs: one cycle per tick on a fixed grid,
+//! The poll schedule every polling collector runs: one cycle per tick on a fixed grid,
 //! overrun ticks skipped and counted, each cycle's samples handed over as one batch.
+//!
+//! Modbus, S7, MC and DL/T 645 collectors all poll; they differ in what a cycle does, not
+//! in when it runs, so the schedule is written once here.
 
-use crate::read::skipped_ticks;
-use fieldlink_collector_api::{CollectorContext, DeviceStats};
+use crate::{CollectorContext, DeviceStats};
 use fieldlink_wire::Sample;
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -11,13 +13,13 @@ use tokio::time::{self, Instant, MissedTickBehavior};
 use tracing::debug;
 
 /// One poll cycle of a device: every point read once, one sample per point.
-pub(crate) trait Cycle {
+pub trait Cycle {
     /// Reads every point once; one sample per point, good or bad.
     fn cycle(&mut self) -> impl Future<Output = Vec<Sample>> + Send;
 }
 
 /// Runs `poller`'s cycles every `period` until shutdown or until the sink closes.
-pub(crate) async fn poll_loop<C: Cycle + Send>(
+pub async fn poll_loop<C: Cycle + Send>(
     poller: &mut C,
     ctx: &CollectorContext,
     device: &str,
@@ -63,4 +65,26 @@ pub(crate) async fn poll_loop<C: Cycle + Send>(
     }
     stats.connected.store(false, Ordering::Relaxed);
     debug!(device, "collector stopped");
+}
+
+/// The ticks skipped between two consecutive ticks of a `Skip` interval. Both sit on the
+/// interval's grid, so their distance is a whole number of periods.
+pub fn skipped_ticks(previous: Instant, tick: Instant, period: Duration) -> u64 {
+    let period = period.as_nanos().max(1);
+    let periods = (tick.saturating_duration_since(previous).as_nanos() + period / 2) / period;
+    u64::try_from(periods.saturating_sub(1)).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skipped_ticks_counts_whole_periods_between_ticks() {
+        let period = Duration::from_millis(100);
+        let start = Instant::now();
+        assert_eq!(skipped_ticks(start, start + period, period), 0);
+        assert_eq!(skipped_ticks(start, start + period * 3, period), 2);
+        assert_eq!(skipped_ticks(start, start, period), 0);
+    }
 }
