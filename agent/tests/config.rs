@@ -209,6 +209,42 @@ fn a_syntax_error_is_located() {
     assert!(errs[0].contains("TOML syntax"), "{errs:?}");
 }
 
+/// Regression: toml reports a key nested past its depth limit without a position, and the
+/// error named `1:1`; it names the nesting bomb's own line (here line 5, indented by two).
+#[test]
+fn a_nesting_bomb_is_located_at_its_own_line() {
+    let deep = |key: &str| vec![key; 100_000].join(".");
+    for bomb in [
+        format!("[{}]", deep("a")),
+        format!("[[{}]]", deep("t")),
+        format!("{} = 1", deep("k")),
+    ] {
+        let text = format!("[gateway]\nid = \"gw-1\"\n\n# below: the bomb\n  {bomb}\nx = 2\n");
+        let errs = errors(&text);
+        assert!(
+            errs.iter()
+                .all(|e| e.starts_with("agent.toml:5:3: TOML syntax")),
+            "{:?}",
+            errs.iter()
+                .map(|e| e.chars().take(120).collect::<String>())
+                .collect::<Vec<_>>()
+        );
+    }
+    // Two of them: each at its own line.
+    let text = format!("x = 1\n[{}]\ny = 2\n{} = 3\n", deep("a"), deep("k"));
+    let lines: Vec<String> = errors(&text)
+        .iter()
+        .map(|e| e.chars().take(30).collect())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "agent.toml:2:1: TOML syntax: r",
+            "agent.toml:4:1: TOML syntax: r"
+        ]
+    );
+}
+
 #[test]
 fn strings_need_a_length_and_only_strings_take_one() {
     let text = MINIMAL.replace("type = \"f32\"", "type = \"string\"");
