@@ -1,8 +1,7 @@
-//! The web UI's accounts and sessions. With SQLite they are in their own file,
-//! `accounts.sqlite3`, beside the data (so the data store's single writer is untouched by
-//! logins); with PostgreSQL in the shared database (tables `users`, `sessions`,
-//! `login_failures` of its migrations), so a session started on one instance is valid on
-//! all, and the lockout counts failures on every instance.
+//! The web UI's accounts and sessions: the rules, over the store (which keeps them, with
+//! SQLite in their own file `accounts.sqlite3`, with PostgreSQL in the shared database, so
+//! a session started on one instance is valid on all and the lockout counts failures on
+//! every instance).
 //!
 //! - A user is a bureau user or one enterprise's user ([`Role`]); passwords are stored as
 //!   Argon2id PHC strings (the crate's default parameters: 19 MiB, 2 passes).
@@ -14,15 +13,13 @@
 use crate::clock::now_ms;
 use crate::credit_code::CreditCode;
 use crate::secret::{RandomError, new_token, sha256_hex};
-use crate::store::Store;
+use crate::store::{NewSession, Store, StoreError};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use rusqlite::{Connection, OptionalExtension, params};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::OnceLock;
 
-/// The accounts database's file name inside the data directory.
-pub const FILE_NAME: &str = "accounts.sqlite3";
+/// The accounts database's file name inside the data directory (SQLite).
+pub use crate::store::sqlite::ACCOUNTS_FILE_NAME as FILE_NAME;
 /// How long a session lasts from login.
 pub const SESSION_MS: i64 = 12 * 3_600_000;
 /// Failed logins of one user name that lock it for the rest of the window.
@@ -32,47 +29,12 @@ pub const FAILURE_WINDOW_MS: i64 = 15 * 60_000;
 /// The shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 10;
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS users (
-    id            INTEGER PRIMARY KEY,
-    username      TEXT NOT NULL UNIQUE,
-    password_hash TEXT NOT NULL,
-    credit_code   TEXT,
-    created_at    INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sessions (
-    token_sha256 TEXT PRIMARY KEY,
-    user_id      INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
-    csrf         TEXT NOT NULL,
-    expires_at   INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS login_failures (
-    username TEXT NOT NULL,
-    at       INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS login_failures_by_user ON login_failures (username, at);
-";
-
 /// Why an accounts operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
-    /// The accounts database failed (disk, corruption): a server fault, HTTP 500.
+    /// The accounts' database failed: a server fault, HTTP 500.
     #[error("accounts database error: {0}")]
-    Sqlite(rusqlite::Error),
-    /// PostgreSQL failed: a server fault, HTTP 500.
-    #[error("accounts database error: {}", crate::store::with_causes(.0))]
-    Postgres(tokio_postgres::Error),
-    /// No PostgreSQL connection: a server fault, HTTP 500.
-    #[error("accounts database error: {}", crate::store::with_causes(.0))]
-    Pool(deadpool_postgres::PoolError),
-    /// The data directory cannot be created: fix its permissions.
-    #[error("cannot open the accounts database at {path}: {error}")]
-    Open {
-        /// The path.
-        path: PathBuf,
-        /// The I/O error (in the message, so not repeated as a cause).
-        error: std::io::Error,
-    },
+    Store(#[from] StoreError),
     /// No random session token or salt could be made: fix the host.
     #[error(transparent)]
     Random(#[from] RandomError),
@@ -88,24 +50,6 @@ pub enum AccountError {
     /// The blocking database task panicked: see the logs.
     #[error("the accounts database task failed")]
     TaskFailed,
-}
-
-impl From<rusqlite::Error> for AccountError {
-    fn from(e: rusqlite::Error) -> Self {
-        AccountError::Sqlite(e)
-    }
-}
-
-impl From<tokio_postgres::Error> for AccountError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        AccountError::Postgres(e)
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for AccountError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        AccountError::Pool(e)
-    }
 }
 
 /// What a user may see.
@@ -149,56 +93,16 @@ pub enum Login {
     Locked,
 }
 
-/// The accounts store; clones share the connection or pool.
-#[derive(Clone)]
+/// The accounts; clones share the store.
+#[derive(Clone, Debug)]
 pub struct Accounts {
-    backend: Backend,
-}
-
-/// Where the accounts live.
-#[derive(Clone)]
-enum Backend {
-    /// `accounts.sqlite3` in the data directory.
-    Sqlite(Arc<Mutex<Connection>>),
-    /// The shared PostgreSQL database.
-    Postgres(deadpool_postgres::Pool),
-}
-
-impl std::fmt::Debug for Accounts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Accounts")
-    }
+    store: Store,
 }
 
 impl Accounts {
-    /// The accounts beside `store`: in PostgreSQL's database when the store is there,
-    /// else in `DIR/accounts.sqlite3`.
-    pub async fn for_store(store: &Store, dir: &Path) -> Result<Accounts, AccountError> {
-        match store {
-            Store::Postgres(pg) => Ok(Accounts {
-                backend: Backend::Postgres(pg.pool().clone()),
-            }),
-            Store::Sqlite(_) => {
-                let dir = dir.to_owned();
-                tokio::task::spawn_blocking(move || Accounts::open(&dir))
-                    .await
-                    .map_err(|_| AccountError::TaskFailed)?
-            }
-        }
-    }
-
-    /// Opens (creating if needed) `DIR/accounts.sqlite3`.
-    pub fn open(dir: &Path) -> Result<Accounts, AccountError> {
-        let path = crate::store::sqlite::private_file(dir, FILE_NAME)
-            .map_err(|(path, error)| AccountError::Open { path, error })?;
-        let conn = Connection::open(&path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.execute_batch("PRAGMA foreign_keys = ON;")?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(Accounts {
-            backend: Backend::Sqlite(Arc::new(Mutex::new(conn))),
-        })
+    /// The accounts kept in `store`.
+    pub fn new(store: Store) -> Accounts {
+        Accounts { store }
     }
 
     /// Creates a user: a bureau user, or the user of the (validated, registered)
@@ -213,8 +117,8 @@ impl Accounts {
         let hash = hash_password(password.to_owned()).await?;
         let credit_code = credit_code.map(|c| c.as_str().to_owned());
         if !self
-            .backend
-            .insert_user(username.clone(), hash, credit_code, now_ms())
+            .store
+            .insert_user(&username, &hash, credit_code.as_deref(), now_ms())
             .await?
         {
             return Err(AccountError::Exists(username));
@@ -227,8 +131,8 @@ impl Accounts {
         let username = username.trim().to_owned();
         let now = now_ms();
         let (failures, hash) = self
-            .backend
-            .failures_and_hash(username.clone(), now - FAILURE_WINDOW_MS)
+            .store
+            .login_state(&username, now - FAILURE_WINDOW_MS)
             .await?;
         if failures >= MAX_FAILURES {
             return Ok(Login::Locked);
@@ -241,28 +145,41 @@ impl Accounts {
             .await
             .map_err(|_| AccountError::TaskFailed)?;
         if !(known && verified) {
-            self.backend
-                .record_failure(username, now, now - FAILURE_WINDOW_MS)
+            self.store
+                .record_login_failure(&username, now, now - FAILURE_WINDOW_MS)
                 .await?;
             return Ok(Login::Refused);
         }
         let token = new_token()?;
         let csrf = new_token()?;
-        let digest = sha256_hex(&token);
-        self.backend
-            .start_session(digest, csrf, username, now, now + SESSION_MS)
+        self.store
+            .start_session(NewSession {
+                token_sha256: sha256_hex(&token),
+                csrf,
+                username,
+                now,
+                expires_at: now + SESSION_MS,
+            })
             .await?;
         Ok(Login::Session(token))
     }
 
     /// The user of a live session, if the token names one.
     pub async fn session(&self, token: &str) -> Result<Option<SessionUser>, AccountError> {
-        self.backend.session(sha256_hex(token), now_ms()).await
+        Ok(self
+            .store
+            .session(&sha256_hex(token), now_ms())
+            .await?
+            .map(|row| SessionUser {
+                username: row.username,
+                role: role(row.credit_code),
+                csrf: row.csrf,
+            }))
     }
 
     /// Ends a session.
     pub async fn logout(&self, token: &str) -> Result<(), AccountError> {
-        self.backend.end_session(sha256_hex(token)).await
+        Ok(self.store.end_session(&sha256_hex(token)).await?)
     }
 }
 
@@ -271,243 +188,6 @@ fn role(credit_code: Option<String>) -> Role {
     match credit_code {
         Some(code) => Role::Enterprise(code),
         None => Role::Bureau,
-    }
-}
-
-/// The statements of the accounts, one method each, on either backend.
-impl Backend {
-    async fn sqlite<T: Send + 'static>(
-        conn: &Arc<Mutex<Connection>>,
-        f: impl FnOnce(&mut Connection) -> Result<T, AccountError> + Send + 'static,
-    ) -> Result<T, AccountError> {
-        let conn = conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut conn)
-        })
-        .await
-        .map_err(|_| AccountError::TaskFailed)?
-    }
-
-    /// Inserts a user; false if the name is taken.
-    async fn insert_user(
-        &self,
-        username: String,
-        hash: String,
-        credit_code: Option<String>,
-        now: i64,
-    ) -> Result<bool, AccountError> {
-        let inserted = match self {
-            Backend::Sqlite(conn) => {
-                Self::sqlite(conn, move |c| {
-                    Ok(c.execute(
-                        "INSERT INTO users (username, password_hash, credit_code, created_at)
-                         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (username) DO NOTHING",
-                        params![username, hash, credit_code, now],
-                    )? as u64)
-                })
-                .await?
-            }
-            Backend::Postgres(pool) => {
-                pool.get()
-                    .await?
-                    .execute(
-                        "INSERT INTO users (username, password_hash, credit_code, created_at)
-                         VALUES ($1, $2, $3, $4) ON CONFLICT (username) DO NOTHING",
-                        &[&username, &hash, &credit_code, &now],
-                    )
-                    .await?
-            }
-        };
-        Ok(inserted > 0)
-    }
-
-    /// The user's failed logins since `since`, and the user's password hash if known.
-    async fn failures_and_hash(
-        &self,
-        username: String,
-        since: i64,
-    ) -> Result<(u32, Option<String>), AccountError> {
-        match self {
-            Backend::Sqlite(conn) => {
-                Self::sqlite(conn, move |c| {
-                    let failures: u32 = c.query_row(
-                        "SELECT COUNT(*) FROM login_failures WHERE username = ?1 AND at > ?2",
-                        params![username, since],
-                        |r| r.get(0),
-                    )?;
-                    let hash: Option<String> = c
-                        .query_row(
-                            "SELECT password_hash FROM users WHERE username = ?1",
-                            [&username],
-                            |r| r.get(0),
-                        )
-                        .optional()?;
-                    Ok((failures, hash))
-                })
-                .await
-            }
-            Backend::Postgres(pool) => {
-                let client = pool.get().await?;
-                let failures: i64 = client
-                    .query_one(
-                        "SELECT COUNT(*) FROM login_failures WHERE username = $1 AND at > $2",
-                        &[&username, &since],
-                    )
-                    .await?
-                    .get(0);
-                let hash = client
-                    .query_opt(
-                        "SELECT password_hash FROM users WHERE username = $1",
-                        &[&username],
-                    )
-                    .await?
-                    .map(|r| r.get(0));
-                Ok((u32::try_from(failures).unwrap_or(u32::MAX), hash))
-            }
-        }
-    }
-
-    /// Records a failed login and forgets those older than `expired`.
-    async fn record_failure(
-        &self,
-        username: String,
-        now: i64,
-        expired: i64,
-    ) -> Result<(), AccountError> {
-        match self {
-            Backend::Sqlite(conn) => {
-                Self::sqlite(conn, move |c| {
-                    c.execute(
-                        "INSERT INTO login_failures (username, at) VALUES (?1, ?2)",
-                        params![username, now],
-                    )?;
-                    c.execute("DELETE FROM login_failures WHERE at <= ?1", [expired])?;
-                    Ok(())
-                })
-                .await
-            }
-            Backend::Postgres(pool) => {
-                let client = pool.get().await?;
-                client
-                    .execute(
-                        "INSERT INTO login_failures (username, at) VALUES ($1, $2)",
-                        &[&username, &now],
-                    )
-                    .await?;
-                client
-                    .execute("DELETE FROM login_failures WHERE at <= $1", &[&expired])
-                    .await?;
-                Ok(())
-            }
-        }
-    }
-
-    /// Starts a session for the user (whose failures are forgotten) and drops expired ones.
-    async fn start_session(
-        &self,
-        digest: String,
-        csrf: String,
-        username: String,
-        now: i64,
-        expires_at: i64,
-    ) -> Result<(), AccountError> {
-        match self {
-            Backend::Sqlite(conn) => {
-                Self::sqlite(conn, move |c| {
-                    let tx = c.transaction()?;
-                    tx.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?;
-                    tx.execute(
-                        "DELETE FROM login_failures WHERE username = ?1",
-                        [&username],
-                    )?;
-                    tx.execute(
-                        "INSERT INTO sessions (token_sha256, user_id, csrf, expires_at)
-                         SELECT ?1, id, ?2, ?3 FROM users WHERE username = ?4",
-                        params![digest, csrf, expires_at, username],
-                    )?;
-                    tx.commit()?;
-                    Ok(())
-                })
-                .await
-            }
-            Backend::Postgres(pool) => {
-                let mut client = pool.get().await?;
-                let tx = client.transaction().await?;
-                tx.execute("DELETE FROM sessions WHERE expires_at <= $1", &[&now])
-                    .await?;
-                tx.execute(
-                    "DELETE FROM login_failures WHERE username = $1",
-                    &[&username],
-                )
-                .await?;
-                tx.execute(
-                    "INSERT INTO sessions (token_sha256, user_id, csrf, expires_at)
-                     SELECT $1, id, $2, $3 FROM users WHERE username = $4",
-                    &[&digest, &csrf, &expires_at, &username],
-                )
-                .await?;
-                tx.commit().await?;
-                Ok(())
-            }
-        }
-    }
-
-    /// The user of the live session with this token digest.
-    async fn session(&self, digest: String, now: i64) -> Result<Option<SessionUser>, AccountError> {
-        match self {
-            Backend::Sqlite(conn) => {
-                Self::sqlite(conn, move |c| {
-                    Ok(c.query_row(
-                        "SELECT u.username, u.credit_code, s.csrf FROM sessions s
-                         JOIN users u ON u.id = s.user_id WHERE s.token_sha256 = ?1 AND s.expires_at > ?2",
-                        params![digest, now],
-                        |r| {
-                        Ok(SessionUser {
-                            username: r.get(0)?,
-                            role: role(r.get(1)?),
-                            csrf: r.get(2)?,
-                        })
-                    })
-                    .optional()?)
-                })
-                .await
-            }
-            Backend::Postgres(pool) => Ok(pool
-                .get()
-                .await?
-                .query_opt(
-                    "SELECT u.username, u.credit_code, s.csrf FROM sessions s
-                     JOIN users u ON u.id = s.user_id WHERE s.token_sha256 = $1 AND s.expires_at > $2",
-                    &[&digest, &now],
-                )
-                .await?
-                .map(|r| SessionUser {
-                    username: r.get(0),
-                    role: role(r.get(1)),
-                    csrf: r.get(2),
-                })),
-        }
-    }
-
-    /// Deletes the session with this token digest.
-    async fn end_session(&self, digest: String) -> Result<(), AccountError> {
-        match self {
-            Backend::Sqlite(conn) => {
-                Self::sqlite(conn, move |c| {
-                    c.execute("DELETE FROM sessions WHERE token_sha256 = ?1", [digest])?;
-                    Ok(())
-                })
-                .await
-            }
-            Backend::Postgres(pool) => {
-                pool.get()
-                    .await?
-                    .execute("DELETE FROM sessions WHERE token_sha256 = $1", &[&digest])
-                    .await?;
-                Ok(())
-            }
-        }
     }
 }
 

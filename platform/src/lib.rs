@@ -31,6 +31,7 @@
 //! only on the wire contract.
 
 pub use fieldlink_platform_core::{catalog, clock, credit_code, secret, tls};
+pub use fieldlink_platform_store as store;
 
 pub mod accounts;
 pub mod api;
@@ -44,7 +45,6 @@ pub mod mosquitto;
 pub mod registry;
 pub mod server;
 pub mod stats;
-pub mod store;
 pub mod ui;
 
 pub use config::{

@@ -172,7 +172,7 @@ impl Platform {
             addr: config.listen,
             error,
         })?;
-        let accounts = Accounts::for_store(&store, &config.data_dir).await?;
+        let accounts = Accounts::new(store.clone());
         let state = Arc::new(AppState {
             registry: registry.clone(),
             store: store.clone(),

@@ -1,4 +1,4 @@
-//! The storage contract ([`Store`], `platform/src/store/mod.rs`), checked on each backend
+//! The storage contract ([`Store`], `platform/store/src/lib.rs`), checked on each backend
 //! by calling the store directly: every test is written once, as `async fn xxx(store)`,
 //! and run as `sqlite_xxx` (always) and `postgres_xxx` (`#[ignore]`d: needs
 //! `FIELDLINK_TEST_POSTGRES`, a fresh database per test; `.ci/run` runs them).

@@ -2,7 +2,7 @@
 //! HTTP) share one database, so nothing two instances could disagree on lives in process
 //! memory.
 //!
-//! - **Migrations**: versioned SQL files in `platform/migrations/postgres`, embedded and
+//! - **Migrations**: versioned SQL files in `platform/store/migrations/postgres`, embedded and
 //!   applied at start by refinery, under an advisory lock so instances starting together
 //!   migrate once.
 //! - **Exactly once across instances**: the `batches` primary key `(gateway, seq)` decides
@@ -106,7 +106,7 @@ impl PostgresStore {
         }
         let require_tls = matches!(config.get_ssl_mode(), SslMode::Require);
         let tls = MakeRustlsConnect::new(
-            crate::tls::verifying_config(ca_file, require_tls)?
+            fieldlink_platform_core::tls::verifying_config(ca_file, require_tls)?
                 .as_ref()
                 .clone(),
         );
@@ -143,7 +143,7 @@ impl PostgresStore {
         &self.pool
     }
 
-    async fn client(&self) -> Result<Object, StoreError> {
+    pub(crate) async fn client(&self) -> Result<Object, StoreError> {
         Ok(self.pool.get().await?)
     }
 
@@ -499,7 +499,7 @@ impl PostgresStore {
                 return Ok(EnrollOutcome::Expired { expires_at });
             }
             let max_gateways = u32::try_from(max_gateways).unwrap_or(0);
-            let gateway_id = crate::credit_code::gateway_id(&credit_code, &req.gateway_name);
+            let gateway_id = fieldlink_platform_core::credit_code::gateway_id(&credit_code, &req.gateway_name);
             let owner: Option<String> = tx
                 .query_opt(
                     "SELECT credit_code FROM gateways WHERE id = $1 FOR UPDATE",
@@ -1293,7 +1293,7 @@ impl PostgresStore {
 
     /// Creates the partitions of today and the next [`DAYS_AHEAD`] days.
     async fn create_coming_partitions(&self) -> Result<(), StoreError> {
-        let today = crate::clock::now_ms().div_euclid(DAY_MS);
+        let today = fieldlink_platform_core::clock::now_ms().div_euclid(DAY_MS);
         let client = self.client().await?;
         for day in today..=today + DAYS_AHEAD {
             self.create_partition(&client, day).await?;

@@ -1,9 +1,13 @@
-//! Storage: ONE interface, [`Store`], over two backends: SQLite (WAL, under the data
-//! directory), the embedded default for one instance, and PostgreSQL ([`postgres`]) for
-//! city scale, shared by any number of instances. Everything above this module (registry,
-//! ingest, API, counts) sees only [`Store`] and the plain types below; [`columns`] holds
-//! what both backends store alike. One test suite (`platform/tests/store.rs`) runs against
-//! both.
+//! The platform's storage: ONE interface, [`Store`], over two backends: SQLite (WAL,
+//! under the data directory), the embedded default for one instance, and PostgreSQL
+//! ([`postgres`]) for city scale, shared by any number of instances. Everything above this
+//! crate (registry, ingest, API, counts) sees only [`Store`] and the plain types below;
+//! `columns` holds what both backends store alike. The schema is SQL files under
+//! `migrations/`, one folder per backend. One test suite (`platform/tests/store.rs`) runs
+//! against both.
+//!
+//! A crate of its own, below the platform's domain and above its leaves
+//! (`fieldlink-platform-core`), so that Cargo refuses any import of the layers above.
 //!
 //! Invariants every backend keeps:
 //! - a batch is identified by `(gateway, seq)`; storing one is idempotent, and a batch's
@@ -16,13 +20,17 @@
 //! - with several instances on one database, these hold across instances: the database
 //!   enforces them (keys and row locks), never process memory.
 
+mod accounts;
 mod columns;
+mod database;
 pub mod postgres;
 pub mod sqlite;
 
-use crate::catalog::{District, Industry};
-use crate::config::Database;
-use crate::credit_code::CreditCode;
+pub use accounts::{NewSession, SessionRow};
+pub use database::{Database, DatabaseUrlError, redact_password};
+
+use fieldlink_platform_core::catalog::{District, Industry};
+use fieldlink_platform_core::credit_code::CreditCode;
 use fieldlink_wire::{Quality, Sample, Status, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,7 +55,7 @@ pub enum StoreError {
     Config(String),
     /// The TLS settings for PostgreSQL could not be built (CA file).
     #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] fieldlink_platform_core::tls::TlsError),
     /// The PostgreSQL schema could not be migrated (e.g. the database was migrated by a
     /// newer fieldlink-platform: run that version).
     #[error("the PostgreSQL schema migration failed: {0}")]
@@ -433,6 +441,7 @@ macro_rules! dispatch {
         }
     };
 }
+pub(crate) use dispatch;
 
 impl Store {
     /// Opens the configured database (SQLite in `data_dir`, or PostgreSQL) and applies
@@ -449,7 +458,7 @@ impl Store {
             }
             Database::Postgres { url, ca_file } => {
                 let store = postgres::PostgresStore::open(url, ca_file.as_deref()).await?;
-                tracing::info!(url = %crate::config::redact_password(url), "database open (PostgreSQL)");
+                tracing::info!(url = %redact_password(url), "database open (PostgreSQL)");
                 Ok(Store::Postgres(store))
             }
         }

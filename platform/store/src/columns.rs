@@ -3,7 +3,7 @@
 //! checks of catalogue codes read back.
 
 use super::StoreError;
-use crate::catalog::{District, Industry};
+use fieldlink_platform_core::catalog::{District, Industry};
 use fieldlink_wire::{Quality, Value};
 
 /// `kind` of a sample without a value.

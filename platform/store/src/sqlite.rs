@@ -31,16 +31,23 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 /// The database file's name inside the data directory.
 pub const FILE_NAME: &str = "platform.sqlite3";
+/// The accounts' database file's name inside the data directory.
+pub const ACCOUNTS_FILE_NAME: &str = "accounts.sqlite3";
 
 /// The schema, one migration per version (version = index + 1), as SQL files beside the
-/// PostgreSQL ones (`platform/migrations/`).
+/// PostgreSQL ones (`platform/store/migrations/`).
 const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/sqlite/V1__initial.sql"),
-    include_str!("../../migrations/sqlite/V2__sample_minutes.sql"),
-    include_str!("../../migrations/sqlite/V3__gap_reports.sql"),
-    include_str!("../../migrations/sqlite/V4__credentials_version.sql"),
-    include_str!("../../migrations/sqlite/V5__crash_windows.sql"),
+    include_str!("../migrations/sqlite/V1__initial.sql"),
+    include_str!("../migrations/sqlite/V2__sample_minutes.sql"),
+    include_str!("../migrations/sqlite/V3__gap_reports.sql"),
+    include_str!("../migrations/sqlite/V4__credentials_version.sql"),
+    include_str!("../migrations/sqlite/V5__crash_windows.sql"),
 ];
+
+/// The accounts' schema, one migration per version, in `accounts.sqlite3`.
+const ACCOUNTS_MIGRATIONS: &[&str] = &[include_str!(
+    "../migrations/sqlite-accounts/V1__accounts.sql"
+)];
 
 /// Points deleted from per prune transaction, so ingest is never held up for long.
 const PRUNE_POINTS_PER_TX: usize = 200;
@@ -60,6 +67,8 @@ impl std::fmt::Debug for SqliteStore {
 struct Inner {
     writer: Mutex<Writer>,
     reader: Mutex<Connection>,
+    /// `accounts.sqlite3`: the web UI's users and sessions.
+    accounts: Mutex<Connection>,
 }
 
 /// Point ids by gateway, then (device, point).
@@ -77,12 +86,17 @@ impl SqliteStore {
             .map_err(|(path, error)| StoreError::Open { path, error })?;
         let mut writer = Connection::open(&path)?;
         configure(&writer)?;
-        migrate(&mut writer)?;
+        migrate(&mut writer, MIGRATIONS)?;
         let reader = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         reader.busy_timeout(std::time::Duration::from_secs(10))?;
+        let accounts_path = private_file(dir, ACCOUNTS_FILE_NAME)
+            .map_err(|(path, error)| StoreError::Open { path, error })?;
+        let mut accounts = Connection::open(&accounts_path)?;
+        configure(&accounts)?;
+        migrate(&mut accounts, ACCOUNTS_MIGRATIONS)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 writer: Mutex::new(Writer {
@@ -90,6 +104,7 @@ impl SqliteStore {
                     points: HashMap::new(),
                 }),
                 reader: Mutex::new(reader),
+                accounts: Mutex::new(accounts),
             }),
         })
     }
@@ -107,6 +122,23 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || {
             let mut writer = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
             f(&mut writer)
+        })
+        .await
+        .map_err(|_| StoreError::TaskFailed)?
+    }
+
+    /// Runs `f` on the accounts' connection, off the async threads.
+    pub(crate) async fn accounts<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner
+                .accounts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            f(&mut conn)
         })
         .await
         .map_err(|_| StoreError::TaskFailed)?
@@ -447,7 +479,7 @@ impl SqliteStore {
             if req.now >= expires_at {
                 return Ok(EnrollOutcome::Expired { expires_at });
             }
-            let gateway_id = crate::credit_code::gateway_id(&credit_code, &req.gateway_name);
+            let gateway_id = fieldlink_platform_core::credit_code::gateway_id(&credit_code, &req.gateway_name);
             let existing = tx
                 .prepare_cached("SELECT credit_code FROM gateways WHERE id = ?1")?
                 .query_row([&gateway_id], |r| r.get::<_, String>(0))
@@ -855,8 +887,9 @@ fn write_tx(conn: &mut Connection) -> rusqlite::Result<Transaction<'_>> {
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
 }
 
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let supported = MIGRATIONS.len() as i64;
+/// Applies the `migrations` the database has not had yet (its `user_version` counts them).
+fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), StoreError> {
+    let supported = migrations.len() as i64;
     // The version is read under the write lock: instances starting together migrate once.
     let tx = write_tx(conn)?;
     let current: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -866,7 +899,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             supported,
         });
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    for (index, sql) in migrations.iter().enumerate().skip(current as usize) {
         let version = index as i64 + 1;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", version)?;
