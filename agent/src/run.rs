@@ -10,7 +10,7 @@ use crate::status::{self, Rates};
 use crate::supervisor::Supervisor;
 use crate::telemetry::Telemetry;
 use fieldlink_outbox::{Outbox, OutboxOptions};
-use fieldlink_wire::{DeviceMeta, GatewayState, Meta, PointMeta, Status};
+use fieldlink_wire::{DeviceMeta, GatewayState, Meta, PointMeta, ResumedAfterCrash, Status};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -86,7 +86,7 @@ pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), Run
         tracing::info!(gateway = %enrollment.gateway_id, enterprise = %enrollment.enterprise.name, "using this gateway's enrollment");
     }
     let gateway = config.gateway.id.clone().ok_or(RunError::NoGatewayId)?;
-    let outbox = open_outbox(&config).await?;
+    let (outbox, resumed_after_crash) = open_outbox(&config).await?;
     let telemetry = Arc::new(Telemetry::new(
         gateway.clone(),
         outbox.clone(),
@@ -151,7 +151,7 @@ pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), Run
             started_at: Some(telemetry.started_at_ms),
             backlog_batches: None,
             evicted_batches: None,
-            resumed_after_crash: None,
+            resumed_after_crash,
         },
         meta_rx,
         telemetry: telemetry.clone(),
@@ -247,7 +247,11 @@ fn restart_only_changes(current: &AgentConfig, next: &AgentConfig) -> Vec<&'stat
     changed
 }
 
-async fn open_outbox(config: &AgentConfig) -> Result<SharedOutbox, RunError> {
+/// Opens the outbox; returns it with the numbers skipped after an unclean stop, which every
+/// status of this run names (the status is retained, and the platform may connect later).
+async fn open_outbox(
+    config: &AgentConfig,
+) -> Result<(SharedOutbox, Option<ResumedAfterCrash>), RunError> {
     let dir = config.gateway.state_dir.clone();
     let options = OutboxOptions {
         path: dir.join("outbox.redb"),
@@ -271,7 +275,18 @@ async fn open_outbox(config: &AgentConfig) -> Result<SharedOutbox, RunError> {
         next_seq = report.next_seq,
         "outbox open"
     );
-    Ok(SharedOutbox::new(outbox))
+    let resumed = report.resumed_after_crash.map(|window| {
+        tracing::warn!(
+            durable_seq = window.durable_seq,
+            resumed_seq = window.resumed_seq,
+            "the last run stopped uncleanly (kill -9, power cut): numbering resumes above its reservation; the status names the skipped seqs"
+        );
+        ResumedAfterCrash {
+            durable_seq: window.durable_seq,
+            resumed_seq: window.resumed_seq,
+        }
+    });
+    Ok((SharedOutbox::new(outbox), resumed))
 }
 
 /// The device and point catalogue published on `meta`.

@@ -366,3 +366,156 @@ async fn with_the_broker_down_a_small_cap_keeps_the_disk_bounded_and_the_newest_
     recorder.stop().await;
     link.stop().await;
 }
+
+/// The statuses in `messages`, parsed, in arrival order.
+fn statuses(messages: &[Message]) -> Vec<serde_json::Value> {
+    messages
+        .iter()
+        .filter(|m| m.topic.ends_with("/status"))
+        .filter_map(|m| serde_json::from_slice(&m.payload).ok())
+        .collect()
+}
+
+/// The seqs of the data batches in `messages`.
+fn data_seqs(messages: &[Message]) -> Vec<u64> {
+    batches_by_seq(messages).into_keys().collect()
+}
+
+/// The retained status a subscriber that connects now gets.
+async fn retained_status(broker: SocketAddr, gateway: &str) -> serde_json::Value {
+    let late = Recorder::start(broker, &format!("fieldlink/v1/{gateway}/status")).await;
+    assert!(
+        late.wait_for(Duration::from_secs(5), |m| !m.is_empty())
+            .await,
+        "no retained status"
+    );
+    let status = statuses(&late.messages()).swap_remove(0);
+    late.stop().await;
+    status
+}
+
+/// Regression (crash-reserved seqs): after kill -9 the outbox resumes numbering above its
+/// reservation; every status of the next run names the skipped seqs (`resumed_after_crash`),
+/// also for a subscriber that connects later, and the run after a clean stop names none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_after_a_crash_restart_name_the_skipped_seqs_and_after_a_clean_restart_none() {
+    const GATEWAY: &str = "gw-resume";
+    let broker = Broker::start(loopback()).expect("broker");
+    let device = CountingDevice::start(loopback()).await;
+    let recorder = Recorder::start(broker.addr(), &format!("fieldlink/v1/{GATEWAY}/#")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        &counting_config(GATEWAY, device.addr(), broker.addr(), "10ms"),
+    );
+    let online_count = |m: &[Message]| {
+        statuses(m)
+            .iter()
+            .filter(|s| s["state"] == "online")
+            .count()
+    };
+
+    // Run 1: killed while publishing.
+    let agent = Agent::start(&config);
+    assert!(
+        recorder
+            .wait_for(Duration::from_secs(15), |m| counted_values(m).0.len() >= 30)
+            .await,
+        "no data flowing"
+    );
+    agent.signal("KILL");
+    let status = tokio::task::spawn_blocking(move || agent.wait(Duration::from_secs(10)))
+        .await
+        .expect("join");
+    assert!(!status.success());
+    // The broker publishes the will once it has routed everything run 1 sent before.
+    assert!(
+        recorder
+            .wait_for(Duration::from_secs(10), |m| statuses(m)
+                .iter()
+                .any(|s| s["state"] == "offline"))
+            .await,
+        "no will after the kill"
+    );
+    let first_run = recorder.messages();
+    let crashed_seqs = data_seqs(&first_run);
+    let crashed_max = crashed_seqs.iter().copied().max().expect("run 1 published");
+    assert!(
+        statuses(&first_run)
+            .iter()
+            .all(|s| s.get("resumed_after_crash").is_none()),
+        "a first start is no restart after a crash: {:?}",
+        statuses(&first_run)
+    );
+
+    // Run 2: after the crash.
+    let agent = Agent::start(&config);
+    let flowing = recorder
+        .wait_for(Duration::from_secs(15), |m| {
+            online_count(m) > online_count(&first_run)
+                && data_seqs(m).iter().any(|&seq| seq > crashed_max)
+        })
+        .await;
+    assert!(flowing, "run 2 did not come online and publish");
+    let birth = statuses(&recorder.messages())
+        .into_iter()
+        .rfind(|s| s["state"] == "online")
+        .expect("birth");
+    let window = &birth["resumed_after_crash"];
+    let (Some(durable_seq), Some(resumed_seq)) = (
+        window["durable_seq"].as_u64(),
+        window["resumed_seq"].as_u64(),
+    ) else {
+        panic!("the status after a crash does not name the skipped seqs: {birth}");
+    };
+    assert!(
+        durable_seq <= crashed_max + 1 && resumed_seq > crashed_max && resumed_seq > durable_seq,
+        "window {window} does not fit run 1's seqs (up to {crashed_max})"
+    );
+    // Run 2 re-sends what was durable and unacked, below durable_seq, and numbers its own
+    // batches from resumed_seq on: nothing in between.
+    let second_run: Vec<Message> = recorder.messages()[first_run.len()..].to_vec();
+    let second_seqs = data_seqs(&second_run);
+    assert!(second_seqs.contains(&resumed_seq), "{second_seqs:?}");
+    assert!(
+        second_seqs
+            .iter()
+            .all(|&seq| seq < durable_seq || seq >= resumed_seq),
+        "run 2 published seqs inside its crash window {window}: {second_seqs:?}"
+    );
+    let retained = retained_status(broker.addr(), GATEWAY).await;
+    assert_eq!(retained["resumed_after_crash"], *window, "{retained}");
+
+    // A clean stop: the offline status keeps the window (it replaces the retained birth).
+    agent.signal("TERM");
+    let status = tokio::task::spawn_blocking(move || agent.wait(Duration::from_secs(30)))
+        .await
+        .expect("join");
+    assert!(status.success(), "fieldlink exited with {status}");
+    let retained = retained_status(broker.addr(), GATEWAY).await;
+    assert_eq!(retained["state"], "offline", "{retained}");
+    assert_eq!(retained["resumed_after_crash"], *window, "{retained}");
+
+    // Run 3: after the clean stop, no window.
+    let before = recorder.messages();
+    let agent = Agent::start(&config);
+    let online = recorder
+        .wait_for(Duration::from_secs(15), |m| {
+            online_count(m) > online_count(&before)
+        })
+        .await;
+    assert!(online, "run 3 did not come online");
+    let third_run: Vec<Message> = recorder.messages()[before.len()..].to_vec();
+    let third = statuses(&third_run);
+    assert!(
+        third.iter().all(|s| s.get("resumed_after_crash").is_none()),
+        "a clean restart named a crash window: {third:?}"
+    );
+    agent.signal("TERM");
+    let status = tokio::task::spawn_blocking(move || agent.wait(Duration::from_secs(30)))
+        .await
+        .expect("join");
+    assert!(status.success(), "fieldlink exited with {status}");
+    device.stop().await;
+    recorder.stop().await;
+}

@@ -34,6 +34,13 @@
 //! `seq_limit`: receivers see a forward gap, never a reused `seq`. A clean close lowers the
 //! reservation back to `next_seq`, so a clean restart leaves no gap.
 //!
+//! The open that finds a reservation above `next_seq` (the last run stopped uncleanly) names
+//! the gap in [`OpenReport::resumed_after_crash`]: from the durable `next_seq` (the first `seq`
+//! not made durable; those above it may have been published before the crash) to the `seq`
+//! numbering resumes at. Opening lowers the reservation durably, so only that one open
+//! reports it: the agent puts it in the status of the run it starts, so that receivers count
+//! those numbers as a crash window rather than as lost batches.
+//!
 //! # When a record is durable
 //!
 //! Group commit. `append` and `ack` commit with [`redb::Durability::None`]: the change is visible
@@ -224,6 +231,22 @@ pub struct OpenReport {
     pub pending_batches: u64,
     /// The `seq` the next append gets.
     pub next_seq: u64,
+    /// The sequence numbers skipped because the last run stopped uncleanly (kill -9, power
+    /// cut) with a reservation above its durable `next_seq`; `None` after a clean close, and
+    /// for a new or a damaged file (see "Sequence numbers" in the crate docs).
+    pub resumed_after_crash: Option<CrashWindow>,
+}
+
+/// The sequence numbers an unclean stop skipped: every `seq` in `durable_seq..resumed_seq`
+/// was reserved by the run that stopped, and may have been handed out (and published) or
+/// not, but is never handed out again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrashWindow {
+    /// The durable `next_seq` found in the file: the first `seq` that the run that stopped
+    /// had not made durable.
+    pub durable_seq: u64,
+    /// The first `seq` of this run: the reservation that run had made durable.
+    pub resumed_seq: u64,
 }
 
 /// One stored record.
@@ -634,12 +657,16 @@ impl Inner {
             error: None,
             pending_batches: 0,
             next_seq: 0,
+            resumed_after_crash: None,
         };
         let mut seed = 1;
         let damage = match fs::metadata(&self.path) {
             Ok(meta) if meta.len() == 0 => Some("the file is empty (zero-length)".to_string()),
             Ok(_) => match self.open_existing() {
-                Ok(()) => None,
+                Ok(window) => {
+                    report.resumed_after_crash = window;
+                    None
+                }
                 Err(fault) if fault.is_damage() => Some(fault_text(&fault)),
                 Err(fault) => return Err(fault),
             },
@@ -668,6 +695,7 @@ impl Inner {
         if self.db.is_none() {
             self.db = Some(self.open_db()?);
         }
+        // After `open_existing`, the reservation is already lowered: this finds no window.
         self.load_state(seed)?;
         // A file written under a larger cap, or grown by the recovery, is brought under this one.
         self.enforce_cap()?;
@@ -676,7 +704,8 @@ impl Inner {
         Ok(report)
     }
 
-    fn open_existing(&mut self) -> Result<(), Fault> {
+    /// Opens the existing file and loads its state; returns the numbers a crash skipped.
+    fn open_existing(&mut self) -> Result<Option<CrashWindow>, Fault> {
         let db = self.open_db()?;
         self.db = Some(db);
         // A file that redb opens but that is not an outbox, or whose tables do not read back,
@@ -711,11 +740,12 @@ impl Inner {
     }
 
     /// Reads (or initialises) the counters, makes the `seq` reservation good, and records the
-    /// file length and the first and last records.
-    fn load_state(&mut self, seed: u64) -> Result<(), Fault> {
+    /// file length and the first and last records. Returns the numbers skipped if the file
+    /// holds a reservation above its `next_seq` (the last run stopped uncleanly).
+    fn load_state(&mut self, seed: u64) -> Result<Option<CrashWindow>, Fault> {
         let db = self.db()?;
         let mut txn = db.begin_write()?;
-        let (c, ends) = {
+        let (c, ends, window) = {
             let had_tables = txn.list_tables()?.next().is_some();
             let mut meta = txn.open_table(META)?;
             let records = txn.open_table(RECORDS)?;
@@ -753,9 +783,15 @@ impl Inner {
                 recount(&mut c, &records)?;
             }
             // After a crash, appends past the last durable commit may have been published:
-            // resume above every seq that was reserved.
+            // resume above every seq that was reserved. A clean close lowered the
+            // reservation to `next_seq`, so only an unclean stop leaves a window.
+            let durable_seq = c.next_seq.max(1);
             c.next_seq = c.next_seq.max(c.seq_limit).max(1);
             c.seq_limit = c.next_seq;
+            let window = (c.next_seq > durable_seq).then_some(CrashWindow {
+                durable_seq,
+                resumed_seq: c.next_seq,
+            });
             let ends = Ends::read(&records)?;
             // No commit writes these: counters that would overflow, or a record that the
             // next append would overwrite.
@@ -766,7 +802,7 @@ impl Inner {
                 )));
             }
             c.store(&mut meta)?;
-            (c, ends)
+            (c, ends, window)
         };
         txn.set_durability(Durability::Immediate)?;
         txn.commit()?;
@@ -776,7 +812,7 @@ impl Inner {
         self.churn_since_durable = 0;
         self.commits_since_durable = 0;
         self.refresh_file_len()?;
-        Ok(())
+        Ok(window)
     }
 
     fn refresh_file_len(&mut self) -> Result<(), Fault> {

@@ -1,3 +1,5 @@
+use fieldlink_outbox::CrashWindow;
+
 use crate::{BIG, all, append, crash, open, seqs};
 
 #[test]
@@ -115,5 +117,46 @@ fn reservation_gap_after_a_crash_is_bounded() {
         report.next_seq > 3 && report.next_seq <= 1 + 1 + 1024,
         "{}",
         report.next_seq
+    );
+}
+
+/// Regression (crash-reserved seqs): the open after a crash names the numbers it skips, from
+/// the durable `next_seq` to the `seq` it resumes at; the opens after it name none.
+#[test]
+fn the_open_after_a_crash_reports_the_skipped_seqs_and_a_clean_reopen_none() {
+    let dir = crate::tempdir();
+    let path = dir.path().join("outbox.redb");
+    let (outbox, report) = open(&path, BIG);
+    assert_eq!(report.resumed_after_crash, None, "a new store");
+    // The first append reserves seqs up to 2 + 1024, durably.
+    for _ in 0..5 {
+        append(&outbox, 100);
+    }
+    outbox.flush().unwrap();
+    // 6..=8: handed out (and perhaps published), not durable.
+    for _ in 0..3 {
+        append(&outbox, 100);
+    }
+    let copy = crash(outbox, &path, 0);
+
+    let (outbox, report) = open(&copy, BIG);
+    let window = CrashWindow {
+        durable_seq: 6,
+        resumed_seq: 2 + 1024,
+    };
+    assert_eq!(report.resumed_after_crash, Some(window));
+    assert_eq!(report.next_seq, window.resumed_seq);
+    // Another crash before any append: the open that reported the window lowered the
+    // reservation, so the next open reports none and numbering goes on where it resumed.
+    let again = crash(outbox, &copy, 1);
+    let (outbox, report) = open(&again, BIG);
+    assert_eq!(report.resumed_after_crash, None);
+    assert_eq!(append(&outbox, 100), window.resumed_seq);
+    drop(outbox);
+
+    let (_, report) = open(&again, BIG);
+    assert_eq!(
+        report.resumed_after_crash, None,
+        "a clean close leaves no gap"
     );
 }

@@ -58,7 +58,8 @@ pub struct PublisherContext {
     pub appended_rx: watch::Receiver<u64>,
     /// Fires when nothing more will be appended: publish what is left, then exit.
     pub finish: CancellationToken,
-    /// The `online` status published (retained) on every connect.
+    /// The `online` status published (retained) on every connect. Its `resumed_after_crash`
+    /// goes into this run's `offline` statuses too: the will and the one said at the end.
     pub birth: Status,
     /// The catalogue, published (retained) on every connect and whenever it changes.
     pub meta_rx: watch::Receiver<Meta>,
@@ -262,7 +263,7 @@ fn mqtt_options(cx: &PublisherContext, topics: &Topics) -> Result<MqttOptions, T
         .set_request_channel_capacity(usize::from(cx.max_inflight) + 8)
         .set_last_will(LastWill::new(
             &topics.status,
-            json(&Status::offline()),
+            json(&offline(&cx.birth)),
             QoS::AtLeastOnce,
             true,
         ));
@@ -281,6 +282,16 @@ fn mqtt_options(cx: &PublisherContext, topics: &Topics) -> Result<MqttOptions, T
         ));
     }
     Ok(options)
+}
+
+/// The `offline` status of the run that published `birth`. It keeps the run's
+/// `resumed_after_crash`: it replaces the retained birth, and a platform that connects only
+/// after this run stopped must still learn of the crash window.
+fn offline(birth: &Status) -> Status {
+    Status {
+        resumed_after_crash: birth.resumed_after_crash,
+        ..Status::offline()
+    }
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -364,7 +375,7 @@ async fn session(
                     Err(e) => return SessionEnd::Lost(format!("outbox: {e}")),
                 };
             if empty || Instant::now() >= deadline {
-                goodbye(&client, &mut events, &topics.status).await;
+                goodbye(&client, &mut events, &topics.status, &offline(&cx.birth)).await;
                 return SessionEnd::Done;
             }
         }
@@ -512,13 +523,13 @@ fn send(
 }
 
 /// Publishes the retained `offline` status and disconnects cleanly.
-async fn goodbye(client: &AsyncClient, events: &mut EventLoop, status_topic: &str) {
-    let _ = client.try_publish(
-        status_topic,
-        QoS::AtLeastOnce,
-        true,
-        json(&Status::offline()),
-    );
+async fn goodbye(
+    client: &AsyncClient,
+    events: &mut EventLoop,
+    status_topic: &str,
+    offline: &Status,
+) {
+    let _ = client.try_publish(status_topic, QoS::AtLeastOnce, true, json(offline));
     let _ = client.try_disconnect();
     let limit = Instant::now() + GOODBYE_TIMEOUT;
     while let Ok(Ok(event)) = tokio::time::timeout_at(limit, events.poll()).await {
