@@ -2,7 +2,8 @@
 //! and MQTT credentials (`POST /api/v1/enroll`) and stores them in `state_dir`, readable by
 //! the agent's user alone; `fieldlink run` then uses them without the config being edited.
 
-use crate::config::{AgentConfig, MqttUrl, parse_mqtt_url};
+use crate::config::AgentConfig;
+use fieldlink_wire::MqttUrl;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -166,7 +167,7 @@ pub async fn request(
                 enrollment.gateway_id
             )));
         }
-        parse_mqtt_url(&enrollment.mqtt.url).map_err(|why| {
+        MqttUrl::parse(&enrollment.mqtt.url).map_err(|why| {
             EnrollError::BadAnswer(format!("mqtt url {:?} {why}", enrollment.mqtt.url))
         })?;
         return Ok(enrollment);
@@ -230,7 +231,7 @@ pub fn load(state_dir: &Path) -> Result<Option<Enrollment>, EnrollError> {
 /// Applies an enrollment to a config: the gateway id, the broker URL and the credentials
 /// come from the platform (they are rotated by re-enrolling, not by editing the config).
 pub fn apply(config: &mut AgentConfig, enrollment: &Enrollment) -> Result<(), EnrollError> {
-    let url: MqttUrl = parse_mqtt_url(&enrollment.mqtt.url)
+    let url = MqttUrl::parse(&enrollment.mqtt.url)
         .map_err(|why| EnrollError::BadAnswer(format!("mqtt url {why}")))?;
     config.gateway.id = Some(enrollment.gateway_id.clone());
     config.platform.mqtt = url;

@@ -14,14 +14,14 @@ pub mod units;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    AgentConfig, BufferConfig, DeviceConfig, DeviceKind, GatewayConfig, MqttUrl, PlatformConfig,
-    PointInfo, PublishConfig, ReportDefaults, StatusConfig,
+    AgentConfig, BufferConfig, DeviceConfig, DeviceKind, GatewayConfig, PlatformConfig, PointInfo,
+    PublishConfig, ReportDefaults, StatusConfig,
 };
 
 use error::Diagnostics;
 use fieldlink_simulator::{Signal, SimPoint, SimulatorDevice};
-use fieldlink_wire::Compression;
 use fieldlink_wire::codec::{DEFAULT_ZSTD_LEVEL, ZSTD_LEVELS};
+use fieldlink_wire::{Compression, MqttUrl};
 use reader::TableReader;
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -157,52 +157,10 @@ fn read_gateway(dx: &mut Diagnostics<'_>, t: &mut TableReader<'_, '_>) -> Option
     Some(GatewayConfig { id, state_dir })
 }
 
-/// Parses `mqtt://host[:port]` or `mqtts://host[:port]`.
-pub fn parse_mqtt_url(url: &str) -> Result<MqttUrl, String> {
-    let (tls, rest) = if let Some(rest) = url.strip_prefix("mqtts://") {
-        (true, rest)
-    } else if let Some(rest) = url.strip_prefix("mqtt://") {
-        (false, rest)
-    } else {
-        return Err("must start with mqtt:// or mqtts://".to_owned());
-    };
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let default_port = if tls { 8883 } else { 1883 };
-    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-        let (host, after) = v6
-            .split_once(']')
-            .ok_or("IPv6 address lacks its closing ']'")?;
-        match after.strip_prefix(':') {
-            Some(port) => (
-                host,
-                port.parse().map_err(|_| format!("bad port {port:?}"))?,
-            ),
-            None if after.is_empty() => (host, default_port),
-            None => return Err(format!("unexpected {after:?} after the host")),
-        }
-    } else {
-        match rest.rsplit_once(':') {
-            Some((host, port)) => (
-                host,
-                port.parse().map_err(|_| format!("bad port {port:?}"))?,
-            ),
-            None => (rest, default_port),
-        }
-    };
-    if host.is_empty() || host.contains(['/', '@', '?', '#']) {
-        return Err(format!("bad host {host:?}"));
-    }
-    Ok(MqttUrl {
-        tls,
-        host: host.to_owned(),
-        port,
-    })
-}
-
 fn read_platform(dx: &mut Diagnostics<'_>, t: &mut TableReader<'_, '_>) -> Option<PlatformConfig> {
     let mqtt = match t.string(dx, "mqtt") {
         Some(url) => {
-            match parse_mqtt_url(url.value) {
+            match MqttUrl::parse(url.value) {
                 Ok(u) => Some(u),
                 Err(why) => {
                     dx.error(url.range(), format!("[platform]: `mqtt` {why} (expected mqtt://HOST:PORT or mqtts://HOST:PORT)"));

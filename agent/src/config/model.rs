@@ -3,7 +3,7 @@
 
 use fieldlink_modbus::{RtuDevice, TcpDevice};
 use fieldlink_simulator::SimulatorDevice;
-use fieldlink_wire::Compression;
+use fieldlink_wire::{Compression, MqttUrl};
 use std::net::SocketAddr;
 use std::num::{NonZeroU16, NonZeroUsize};
 use std::path::PathBuf;
@@ -34,28 +34,6 @@ pub struct GatewayConfig {
     pub id: Option<String>,
     /// The directory holding the outbox and enrollment state.
     pub state_dir: PathBuf,
-}
-
-/// Where the broker is and how to reach it securely.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MqttUrl {
-    /// True for `mqtts://` (TLS).
-    pub tls: bool,
-    /// Host name or IP address (IPv6 without brackets).
-    pub host: String,
-    /// TCP port (1883 / 8883 by default).
-    pub port: u16,
-}
-
-impl std::fmt::Display for MqttUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let scheme = if self.tls { "mqtts" } else { "mqtt" };
-        if self.host.contains(':') {
-            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{scheme}://{}:{}", self.host, self.port)
-        }
-    }
 }
 
 /// `[platform]`: the broker and credentials.
