@@ -23,7 +23,10 @@
 mod accounts;
 mod columns;
 mod database;
+mod enroll;
+mod ingest;
 pub mod postgres;
+mod ready;
 pub mod sqlite;
 
 pub use accounts::{NewSession, SessionRow};

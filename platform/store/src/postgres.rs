@@ -26,14 +26,16 @@
 
 use super::columns::{
     KIND_BOOL, KIND_FLOAT, KIND_INT, KIND_NONE, KIND_TEXT, KIND_UINT, MINUTE_MS, MinuteAggregate,
-    SeqStep, hull, kind_of, numeric, parse_district, parse_gateway_state, parse_industry,
-    parse_uint, quality_columns, read_quality, seq_step, split_gap, subtract_ranges,
+    kind_of, parse_district, parse_gateway_state, parse_industry, parse_uint, quality_columns,
+    read_quality,
 };
 use super::{
     ActiveDay, BatchOutcome, CrashWindow, Credentials, EnrollOutcome, EnrollRequest, Enterprise,
     Gap, Gateway, IncomingBatch, LatestValue, NewEnterprise, NewToken, OnboardingRow, OpenGaps,
     SeriesBucket, SeriesPoint, StaleGap, StoreError,
 };
+use crate::enroll::{self, EnrollTx, TokenRow};
+use crate::ingest::{self, GapRow, GapTx, GatewayTally, IngestTx, LockedGateway, PointKey};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use fieldlink_wire::{Sample, Status, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -469,106 +471,11 @@ impl PostgresStore {
         let req = &req;
         self.retrying("enroll", |mut client| async move {
             let tx = client.transaction().await?;
-            // The token's row lock makes enrollments on one token take turns, so its
-            // max_gateways holds across instances.
-            let Some(token) = tx
-                .query_opt(
-                    "SELECT t.id, t.credit_code, t.expires_at, t.max_gateways, e.name
-                     FROM enrollment_tokens t JOIN enterprises e ON e.credit_code = t.credit_code
-                     WHERE t.token_sha256 = $1 FOR UPDATE OF t",
-                    &[&req.token_sha256],
-                )
-                .await?
-            else {
-                return Ok(EnrollOutcome::UnknownToken);
-            };
-            let (token_id, credit_code, expires_at, max_gateways, enterprise_name): (
-                i64,
-                String,
-                i64,
-                i32,
-                String,
-            ) = (
-                token.get(0),
-                token.get(1),
-                token.get(2),
-                token.get(3),
-                token.get(4),
-            );
-            if req.now >= expires_at {
-                return Ok(EnrollOutcome::Expired { expires_at });
+            let outcome = enroll::enroll(&mut PostgresEnroll(&tx), req).await?;
+            if matches!(outcome, EnrollOutcome::Enrolled { .. }) {
+                tx.commit().await?;
             }
-            let max_gateways = u32::try_from(max_gateways).unwrap_or(0);
-            let gateway_id = fieldlink_platform_core::credit_code::gateway_id(&credit_code, &req.gateway_name);
-            let owner: Option<String> = tx
-                .query_opt(
-                    "SELECT credit_code FROM gateways WHERE id = $1 FOR UPDATE",
-                    &[&gateway_id],
-                )
-                .await?
-                .map(|r| r.get(0));
-            let rotated = match owner {
-                Some(owner) if owner == credit_code => {
-                    tx.execute(
-                        "UPDATE gateways SET password_hash = $2, hostname = COALESCE($3, hostname),
-                         agent_version = COALESCE($4, agent_version), credentials_issued_at = $5
-                         WHERE id = $1",
-                        &[
-                            &gateway_id,
-                            &req.password_hash,
-                            &req.hostname,
-                            &req.agent_version,
-                            &req.now,
-                        ],
-                    )
-                    .await?;
-                    true
-                }
-                Some(_) => {
-                    // Ids start with the owner's credit code, so this cannot happen.
-                    return Err(StoreError::Corrupt(format!(
-                        "gateway {gateway_id} belongs to another enterprise"
-                    )));
-                }
-                None => {
-                    let used: i64 = tx
-                        .query_one(
-                            "SELECT COUNT(*) FROM gateways WHERE token_id = $1",
-                            &[&token_id],
-                        )
-                        .await?
-                        .get(0);
-                    if used >= i64::from(max_gateways) {
-                        return Ok(EnrollOutcome::UsedUp { max_gateways });
-                    }
-                    tx.execute(
-                        "INSERT INTO gateways (id, credit_code, name, token_id, password_hash, hostname,
-                         agent_version, enrolled_at, credentials_issued_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
-                        &[
-                            &gateway_id,
-                            &credit_code,
-                            &req.gateway_name,
-                            &token_id,
-                            &req.password_hash,
-                            &req.hostname,
-                            &req.agent_version,
-                            &req.now,
-                        ],
-                    )
-                    .await?;
-                    false
-                }
-            };
-            tx.execute("UPDATE credentials_version SET version = version + 1", &[])
-                .await?;
-            tx.commit().await?;
-            Ok(EnrollOutcome::Enrolled {
-                gateway_id,
-                credit_code,
-                enterprise_name,
-                rotated,
-            })
+            Ok(outcome)
         })
         .await
     }
@@ -616,318 +523,30 @@ impl PostgresStore {
     ) -> Result<Vec<BatchOutcome>, StoreError> {
         self.create_partitions_for(&batches, received_at).await;
         let batches = &batches;
-        let (outcomes, new_points) = self
+        let (outcomes, learned) = self
             .retrying("ingest", |mut client| async move {
                 let tx = client.transaction().await?;
-                let result = self.ingest_in(&tx, batches, received_at, day).await?;
+                let mut statements = PostgresIngest {
+                    store: self,
+                    tx: &tx,
+                    learned: Vec::new(),
+                };
+                let outcomes =
+                    ingest::store_group(&mut statements, batches, received_at, day).await?;
+                let learned = statements.learned;
                 tx.commit().await?;
-                Ok(result)
+                Ok((outcomes, learned))
             })
             .await?;
+        // Point ids learned by a transaction are cached once it committed.
         let mut points = self.points();
-        for ((gateway, device, point), id) in new_points {
+        for ((gateway, device, point), id) in learned {
             points
                 .entry(gateway)
                 .or_default()
                 .insert((device, point), id);
         }
         Ok(outcomes)
-    }
-
-    /// Stores a group inside `tx`; the outcomes and the point ids it learned (to cache
-    /// once the transaction commits).
-    async fn ingest_in(
-        &self,
-        tx: &deadpool_postgres::Transaction<'_>,
-        batches: &[IncomingBatch],
-        received_at: i64,
-        day: i64,
-    ) -> Result<(Vec<BatchOutcome>, Vec<(PointKey, i64)>), StoreError> {
-        // 1. The group's enrolled gateways (rows are never deleted). Their rows are locked
-        // only in step 5, so the work before it runs beside other instances' groups.
-        let ids = gateway_ids(batches.iter());
-        let enrolled = tx
-            .prepare_cached("SELECT id FROM gateways WHERE id = ANY($1)")
-            .await?;
-        let enrolled: HashSet<String> = tx
-            .query(&enrolled, &[&ids])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-
-        // 2. The dedup rows: the primary key decides which batches are new. Inserted in
-        // key order, so two groups holding the same batches wait for each other in one
-        // order and never deadlock.
-        let mut seen = HashSet::new();
-        let mut candidates: Vec<(&str, i64, i64)> = Vec::new();
-        for batch in batches.iter().filter(|b| enrolled.contains(&b.gateway)) {
-            let key = (batch.gateway.as_str(), seq_of(batch)?);
-            if seen.insert(key) {
-                candidates.push((key.0, key.1, batch.samples.len() as i64));
-            }
-        }
-        candidates.sort_unstable();
-        let gateway_col: Vec<&str> = candidates.iter().map(|c| c.0).collect();
-        let seq_col: Vec<i64> = candidates.iter().map(|c| c.1).collect();
-        let count_col: Vec<i64> = candidates.iter().map(|c| c.2).collect();
-        let insert_batches = tx
-            .prepare_cached(
-                "INSERT INTO batches (gateway, seq, received_at, samples)
-                 SELECT g, s, $3, n FROM unnest($1::text[], $2::int8[], $4::int8[]) AS u(g, s, n)
-                 ON CONFLICT DO NOTHING RETURNING gateway, seq",
-            )
-            .await?;
-        let mut new: HashSet<(String, i64)> = tx
-            .query(
-                &insert_batches,
-                &[&gateway_col, &seq_col, &received_at, &count_col],
-            )
-            .await?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        let arrivals: Vec<Arrival> = batches
-            .iter()
-            .map(|batch| {
-                if !enrolled.contains(&batch.gateway) {
-                    Ok(Arrival::UnknownGateway)
-                } else if new.remove(&(batch.gateway.clone(), seq_of(batch)?)) {
-                    Ok(Arrival::New)
-                } else {
-                    Ok(Arrival::Duplicate)
-                }
-            })
-            .collect::<Result<_, StoreError>>()?;
-        let stored: Vec<&IncomingBatch> = batches
-            .iter()
-            .zip(&arrivals)
-            .filter(|(_, a)| matches!(a, Arrival::New))
-            .map(|(b, _)| b)
-            .collect();
-        if stored.is_empty() {
-            let outcomes = arrivals
-                .iter()
-                .filter_map(|a| a.unstored_outcome())
-                .collect();
-            return Ok((outcomes, Vec::new()));
-        }
-
-        // 3. Point ids: cached, else found or created in one statement.
-        let (ids, new_points) = self.point_ids(tx, &stored).await?;
-
-        // 4. The samples: no row another group writes, so no lock to wait for.
-        let mut rows = SampleColumns::default();
-        for batch in &stored {
-            for sample in &batch.samples {
-                let point_id = point_id_of(&ids, batch, sample)?;
-                rows.push(point_id, sample.ts, &sample.value, &sample.quality);
-            }
-        }
-        let insert_samples = tx
-            .prepare_cached(
-                "INSERT INTO samples (point_id, ts, kind, value_int, value_float, value_text, quality, error)
-                 SELECT * FROM unnest($1::int8[], $2::int8[], $3::int2[], $4::int8[], $5::float8[],
-                                      $6::text[], $7::int2[], $8::text[])",
-            )
-            .await?;
-        tx.execute(&insert_samples, &rows.params()).await?;
-
-        // 5. Lock the group's gateways, in id order (the global lock order's first part):
-        // from here to the commit, groups with a gateway in common take turns.
-        let ids_with_new = gateway_ids(stored.iter().copied());
-        let lock = tx
-            .prepare_cached(
-                "SELECT id, credit_code, max_seq FROM gateways WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-            )
-            .await?;
-        let mut gateways: BTreeMap<String, GatewayTally> = tx
-            .query(&lock, &[&ids_with_new])
-            .await?
-            .iter()
-            .map(|r| {
-                (
-                    r.get(0),
-                    GatewayTally {
-                        credit_code: r.get(1),
-                        max_seq: r.get(2),
-                        batches: 0,
-                        samples: 0,
-                    },
-                )
-            })
-            .collect();
-
-        // 6. Outcomes in order; gaps as each stored batch moves its gateway's highest seq.
-        let mut outcomes = Vec::with_capacity(batches.len());
-        for (batch, arrival) in batches.iter().zip(&arrivals) {
-            if let Some(outcome) = arrival.unstored_outcome() {
-                outcomes.push(outcome);
-                continue;
-            }
-            let Some(tally) = gateways.get_mut(&batch.gateway) else {
-                return Err(StoreError::Corrupt(format!(
-                    "gateway {} vanished while storing its batch",
-                    batch.gateway
-                )));
-            };
-            let seq = seq_of(batch)?;
-            let mut filled = false;
-            let gap = match seq_step(tally.max_seq, seq) {
-                SeqStep::Ahead => {
-                    tally.max_seq = Some(seq);
-                    None
-                }
-                SeqStep::Jump { first, last } => {
-                    // Numbers of a crash window were never sent: not missing.
-                    let windows: Vec<(i64, i64)> = tx
-                        .query(
-                            "SELECT first_seq, last_seq FROM crash_windows
-                             WHERE gateway = $1 AND first_seq <= $3 AND last_seq >= $2",
-                            &[&batch.gateway, &first, &last],
-                        )
-                        .await?
-                        .iter()
-                        .map(|r| (r.get(0), r.get(1)))
-                        .collect();
-                    let missing = subtract_ranges(first, last, &windows);
-                    for (first, last) in &missing {
-                        tx.execute(
-                            "INSERT INTO gaps (gateway, first_seq, last_seq, detected_at) VALUES ($1, $2, $3, $4)
-                             ON CONFLICT (gateway, first_seq) DO UPDATE SET last_seq = EXCLUDED.last_seq,
-                             detected_at = EXCLUDED.detected_at, reported_at = NULL",
-                            &[&batch.gateway, first, last, &received_at],
-                        )
-                        .await?;
-                    }
-                    tally.max_seq = Some(seq);
-                    hull(&missing)
-                }
-                SeqStep::Late => {
-                    filled = fill_gap(tx, &batch.gateway, seq).await?;
-                    None
-                }
-            };
-            tally.batches += 1;
-            tally.samples += batch.samples.len() as i64;
-            outcomes.push(BatchOutcome::Stored {
-                samples: batch.samples.len() as u64,
-                gap,
-                filled,
-            });
-        }
-
-        // 7. Per-minute aggregates and latest values, a statement each (rows of the locked
-        // gateways' points, so no other group writes them now).
-        let mut minutes: BTreeMap<(i64, i64), MinuteAggregate> = BTreeMap::new();
-        let mut newest: BTreeMap<i64, &Sample> = BTreeMap::new();
-        for batch in &stored {
-            for sample in &batch.samples {
-                let point_id = point_id_of(&ids, batch, sample)?;
-                if let Some(v) = numeric(&sample.value) {
-                    minutes
-                        .entry((point_id, sample.ts.div_euclid(MINUTE_MS)))
-                        .and_modify(|m| m.add(v))
-                        .or_insert_with(|| MinuteAggregate::of(v));
-                }
-                match newest.get(&point_id) {
-                    Some(s) if s.ts > sample.ts => {}
-                    _ => {
-                        newest.insert(point_id, sample);
-                    }
-                }
-            }
-        }
-        let (mut m_point, mut m_minute, mut m_min, mut m_max, mut m_sum, mut m_count) =
-            (vec![], vec![], vec![], vec![], vec![], vec![]);
-        for ((point_id, minute), m) in &minutes {
-            m_point.push(*point_id);
-            m_minute.push(*minute);
-            m_min.push(m.min);
-            m_max.push(m.max);
-            m_sum.push(m.sum);
-            m_count.push(m.count);
-        }
-        let upsert_minutes = tx
-            .prepare_cached(
-                "INSERT INTO sample_minutes (point_id, minute, min, max, sum, count)
-                 SELECT * FROM unnest($1::int8[], $2::int8[], $3::float8[], $4::float8[], $5::float8[], $6::int8[])
-                 ON CONFLICT (point_id, minute) DO UPDATE SET
-                   min = LEAST(sample_minutes.min, EXCLUDED.min), max = GREATEST(sample_minutes.max, EXCLUDED.max),
-                   sum = sample_minutes.sum + EXCLUDED.sum, count = sample_minutes.count + EXCLUDED.count",
-            )
-            .await?;
-        tx.execute(
-            &upsert_minutes,
-            &[&m_point, &m_minute, &m_min, &m_max, &m_sum, &m_count],
-        )
-        .await?;
-
-        let mut latest = SampleColumns::default();
-        for (point_id, sample) in &newest {
-            latest.push(*point_id, sample.ts, &sample.value, &sample.quality);
-        }
-        let update_latest = tx
-            .prepare_cached(
-                "UPDATE points p SET latest_ts = u.ts, latest_kind = u.kind, latest_int = u.vi,
-                   latest_float = u.vf, latest_text = u.vt, latest_quality = u.q, latest_error = u.err
-                 FROM unnest($1::int8[], $2::int8[], $3::int2[], $4::int8[], $5::float8[], $6::text[],
-                             $7::int2[], $8::text[]) AS u(id, ts, kind, vi, vf, vt, q, err)
-                 WHERE p.id = u.id AND (p.latest_ts IS NULL OR p.latest_ts <= u.ts)",
-            )
-            .await?;
-        tx.execute(&update_latest, &latest.params()).await?;
-
-        // 8. Counters of the gateways, then (locked in credit-code order) of their
-        // enterprises, and the enterprises' active day.
-        let mut g_id = vec![];
-        let (mut g_batches, mut g_samples, mut g_max) = (vec![], vec![], vec![]);
-        let mut codes = BTreeSet::new();
-        for (id, tally) in gateways.iter().filter(|(_, t)| t.batches > 0) {
-            g_id.push(id.as_str());
-            g_batches.push(tally.batches);
-            g_samples.push(tally.samples);
-            g_max.push(tally.max_seq);
-            codes.insert(tally.credit_code.as_str());
-        }
-        let update_gateways = tx
-            .prepare_cached(
-                "UPDATE gateways g SET batches = g.batches + u.b, samples = g.samples + u.s, max_seq = u.m,
-                   first_batch_at = COALESCE(g.first_batch_at, $5),
-                   last_batch_at = GREATEST(COALESCE(g.last_batch_at, $5), $5)
-                 FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[]) AS u(id, b, s, m)
-                 WHERE g.id = u.id",
-            )
-            .await?;
-        tx.execute(
-            &update_gateways,
-            &[&g_id, &g_batches, &g_samples, &g_max, &received_at],
-        )
-        .await?;
-        let codes: Vec<&str> = codes.into_iter().collect();
-        let lock_enterprises = tx
-            .prepare_cached(
-                "SELECT 1 FROM enterprises WHERE credit_code = ANY($1) ORDER BY credit_code FOR UPDATE",
-            )
-            .await?;
-        tx.query(&lock_enterprises, &[&codes]).await?;
-        let update_enterprises = tx
-            .prepare_cached(
-                "UPDATE enterprises SET first_batch_at = COALESCE(first_batch_at, $2),
-                   last_batch_at = GREATEST(COALESCE(last_batch_at, $2), $2)
-                 WHERE credit_code = ANY($1)",
-            )
-            .await?;
-        tx.execute(&update_enterprises, &[&codes, &received_at])
-            .await?;
-        let insert_days = tx
-            .prepare_cached(
-                "INSERT INTO enterprise_days (credit_code, day) SELECT c, $2 FROM unnest($1::text[]) AS u(c)
-                 ON CONFLICT DO NOTHING",
-            )
-            .await?;
-        tx.execute(&insert_days, &[&codes, &day]).await?;
-        Ok((outcomes, new_points))
     }
 
     /// The ids of the points in `batches`: from the cache, else found or created (one
@@ -939,7 +558,7 @@ impl PostgresStore {
     ) -> Result<
         (
             HashMap<(&'b str, &'b str, &'b str), i64>,
-            Vec<(PointKey, i64)>,
+            Vec<(CachedPoint, i64)>,
         ),
         StoreError,
     > {
@@ -1078,24 +697,7 @@ impl PostgresStore {
                 )
                 .await?
                 > 0;
-            let overlapping = tx
-                .query(
-                    "DELETE FROM gaps WHERE gateway = $1 AND first_seq <= $3 AND last_seq >= $2
-                     RETURNING first_seq, last_seq, detected_at, reported_at",
-                    &[gateway, &first, &last],
-                )
-                .await?;
-            for gap in overlapping {
-                let (detected_at, reported_at): (i64, Option<i64>) = (gap.get(2), gap.get(3));
-                for (f, l) in subtract_ranges(gap.get(0), gap.get(1), &[(first, last)]) {
-                    tx.execute(
-                        "INSERT INTO gaps (gateway, first_seq, last_seq, detected_at, reported_at)
-                         VALUES ($1, $2, $3, $4, $5)",
-                        &[gateway, &f, &l, &detected_at, &reported_at],
-                    )
-                    .await?;
-                }
-            }
+            ingest::close_crash_window(&mut PostgresGaps(&tx), gateway, first, last).await?;
             tx.commit().await?;
             Ok(Some(new))
         })
@@ -1367,59 +969,7 @@ impl PostgresStore {
 }
 
 /// A point by gateway, device and name, as cached.
-type PointKey = (String, Arc<str>, Arc<str>);
-
-/// A gateway's state within one ingest transaction.
-struct GatewayTally {
-    credit_code: String,
-    max_seq: Option<i64>,
-    batches: i64,
-    samples: i64,
-}
-
-/// The gateways of `batches`, each once, in id order (the lock order).
-fn gateway_ids<'b>(batches: impl Iterator<Item = &'b IncomingBatch>) -> Vec<&'b str> {
-    let ids: BTreeSet<&str> = batches.map(|b| b.gateway.as_str()).collect();
-    ids.into_iter().collect()
-}
-
-/// How a batch of a group arrived, before its gateway's row is locked.
-#[derive(Debug, Clone, Copy)]
-enum Arrival {
-    /// Its gateway is not enrolled.
-    UnknownGateway,
-    /// Stored before (or earlier in the group).
-    Duplicate,
-    /// New: its dedup row was inserted by this group.
-    New,
-}
-
-impl Arrival {
-    /// The outcome of a batch that is not stored; `None` for a new one.
-    fn unstored_outcome(self) -> Option<BatchOutcome> {
-        match self {
-            Arrival::UnknownGateway => Some(BatchOutcome::UnknownGateway),
-            Arrival::Duplicate => Some(BatchOutcome::Duplicate),
-            Arrival::New => None,
-        }
-    }
-}
-
-/// The id of `sample`'s point, from the ids found for the group.
-fn point_id_of(
-    ids: &HashMap<(&str, &str, &str), i64>,
-    batch: &IncomingBatch,
-    sample: &Sample,
-) -> Result<i64, StoreError> {
-    let key = (
-        batch.gateway.as_str(),
-        sample.device.as_ref(),
-        sample.point.as_ref(),
-    );
-    ids.get(&key).copied().ok_or_else(|| {
-        StoreError::Corrupt(format!("no id for point {}/{}/{}", key.0, key.1, key.2))
-    })
-}
+type CachedPoint = (String, Arc<str>, Arc<str>);
 
 /// Samples as the columns of one `unnest` statement.
 #[derive(Default)]
@@ -1520,42 +1070,6 @@ fn partition_name(day: i64) -> String {
     format!("samples_d{day}")
 }
 
-fn seq_of(batch: &IncomingBatch) -> Result<i64, StoreError> {
-    i64::try_from(batch.seq)
-        .map_err(|_| StoreError::Corrupt(format!("seq {} out of range", batch.seq)))
-}
-
-/// A late batch arrived: remove it from the gap that holds it, if any (the rest of the gap
-/// keeps its detection and report times); true if one did.
-async fn fill_gap(
-    tx: &deadpool_postgres::Transaction<'_>,
-    gateway: &str,
-    seq: i64,
-) -> Result<bool, StoreError> {
-    let gap = tx
-        .query_opt(
-            "DELETE FROM gaps WHERE gateway = $1 AND first_seq = (
-                 SELECT first_seq FROM gaps WHERE gateway = $1 AND first_seq <= $2
-                 ORDER BY first_seq DESC LIMIT 1)
-             AND last_seq >= $2 RETURNING first_seq, last_seq, detected_at, reported_at",
-            &[&gateway, &seq],
-        )
-        .await?;
-    let Some(gap) = gap else {
-        return Ok(false);
-    };
-    let (detected_at, reported_at): (i64, Option<i64>) = (gap.get(2), gap.get(3));
-    for (first, last) in split_gap(gap.get(0), gap.get(1), seq) {
-        tx.execute(
-            "INSERT INTO gaps (gateway, first_seq, last_seq, detected_at, reported_at)
-             VALUES ($1, $2, $3, $4, $5)",
-            &[&gateway, &first, &last, &detected_at, &reported_at],
-        )
-        .await?;
-    }
-    Ok(true)
-}
-
 fn read_value(
     kind: i16,
     int: Option<i64>,
@@ -1617,4 +1131,436 @@ fn gateway_row(r: &Row) -> Result<Gateway, StoreError> {
         status,
         meta,
     })
+}
+
+/// Enrollment's statements on PostgreSQL (the decisions are [`enroll::enroll`]'s). The
+/// token's row lock makes enrollments on one token take turns, so its `max_gateways`
+/// holds across instances.
+struct PostgresEnroll<'t, 'c>(&'t deadpool_postgres::Transaction<'c>);
+
+impl EnrollTx for PostgresEnroll<'_, '_> {
+    async fn token(&mut self, token_sha256: &str) -> Result<Option<TokenRow>, StoreError> {
+        let row = self
+            .0
+            .query_opt(
+                "SELECT t.id, t.credit_code, t.expires_at, t.max_gateways, e.name
+                 FROM enrollment_tokens t JOIN enterprises e ON e.credit_code = t.credit_code
+                 WHERE t.token_sha256 = $1 FOR UPDATE OF t",
+                &[&token_sha256],
+            )
+            .await?;
+        Ok(row.map(|r| TokenRow {
+            id: r.get(0),
+            credit_code: r.get(1),
+            expires_at: r.get(2),
+            max_gateways: u32::try_from(r.get::<_, i32>(3)).unwrap_or(0),
+            enterprise_name: r.get(4),
+        }))
+    }
+
+    async fn gateway_owner(&mut self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .0
+            .query_opt(
+                "SELECT credit_code FROM gateways WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )
+            .await?
+            .map(|r| r.get(0)))
+    }
+
+    async fn gateways_of_token(&mut self, token_id: i64) -> Result<u64, StoreError> {
+        let used: i64 = self
+            .0
+            .query_one(
+                "SELECT COUNT(*) FROM gateways WHERE token_id = $1",
+                &[&token_id],
+            )
+            .await?
+            .get(0);
+        Ok(used.unsigned_abs())
+    }
+
+    async fn rotate(&mut self, id: &str, req: &EnrollRequest) -> Result<(), StoreError> {
+        self.0
+            .execute(
+                "UPDATE gateways SET password_hash = $2, hostname = COALESCE($3, hostname),
+                 agent_version = COALESCE($4, agent_version), credentials_issued_at = $5
+                 WHERE id = $1",
+                &[
+                    &id,
+                    &req.password_hash,
+                    &req.hostname,
+                    &req.agent_version,
+                    &req.now,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_gateway(
+        &mut self,
+        id: &str,
+        token: &TokenRow,
+        req: &EnrollRequest,
+    ) -> Result<(), StoreError> {
+        self.0
+            .execute(
+                "INSERT INTO gateways (id, credit_code, name, token_id, password_hash, hostname,
+                 agent_version, enrolled_at, credentials_issued_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+                &[
+                    &id,
+                    &token.credit_code,
+                    &req.gateway_name,
+                    &token.id,
+                    &req.password_hash,
+                    &req.hostname,
+                    &req.agent_version,
+                    &req.now,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn credentials_changed(&mut self) -> Result<(), StoreError> {
+        self.0
+            .execute("UPDATE credentials_version SET version = version + 1", &[])
+            .await?;
+        Ok(())
+    }
+}
+
+/// The gap statements on PostgreSQL.
+struct PostgresGaps<'t, 'c>(&'t deadpool_postgres::Transaction<'c>);
+
+impl GapTx for PostgresGaps<'_, '_> {
+    async fn crash_windows(
+        &mut self,
+        gateway: &str,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        Ok(self
+            .0
+            .query(
+                "SELECT first_seq, last_seq FROM crash_windows
+                 WHERE gateway = $1 AND first_seq <= $3 AND last_seq >= $2",
+                &[&gateway, &first, &last],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
+    async fn open_gap(
+        &mut self,
+        gateway: &str,
+        first: i64,
+        last: i64,
+        detected_at: i64,
+    ) -> Result<(), StoreError> {
+        self.0
+            .execute(
+                "INSERT INTO gaps (gateway, first_seq, last_seq, detected_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (gateway, first_seq) DO UPDATE SET last_seq = EXCLUDED.last_seq,
+                 detected_at = EXCLUDED.detected_at, reported_at = NULL",
+                &[&gateway, &first, &last, &detected_at],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn take_gaps(
+        &mut self,
+        gateway: &str,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<GapRow>, StoreError> {
+        Ok(self
+            .0
+            .query(
+                "DELETE FROM gaps WHERE gateway = $1 AND first_seq <= $3 AND last_seq >= $2
+                 RETURNING first_seq, last_seq, detected_at, reported_at",
+                &[&gateway, &first, &last],
+            )
+            .await?
+            .iter()
+            .map(|r| GapRow {
+                first: r.get(0),
+                last: r.get(1),
+                detected_at: r.get(2),
+                reported_at: r.get(3),
+            })
+            .collect())
+    }
+
+    async fn insert_gap(&mut self, gateway: &str, gap: GapRow) -> Result<(), StoreError> {
+        self.0
+            .execute(
+                "INSERT INTO gaps (gateway, first_seq, last_seq, detected_at, reported_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &gateway,
+                    &gap.first,
+                    &gap.last,
+                    &gap.detected_at,
+                    &gap.reported_at,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// The statements of storing a group on PostgreSQL (the decisions are
+/// [`ingest::store_group`]'s): one statement over arrays (`unnest`) for each step. The
+/// work before the gateways' lock runs beside other instances' groups.
+struct PostgresIngest<'s, 't, 'c> {
+    store: &'s PostgresStore,
+    tx: &'t deadpool_postgres::Transaction<'c>,
+    /// Point ids found or created by this transaction, cached once it commits.
+    learned: Vec<(CachedPoint, i64)>,
+}
+
+impl GapTx for PostgresIngest<'_, '_, '_> {
+    async fn crash_windows(
+        &mut self,
+        gateway: &str,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        PostgresGaps(self.tx)
+            .crash_windows(gateway, first, last)
+            .await
+    }
+
+    async fn open_gap(
+        &mut self,
+        gateway: &str,
+        first: i64,
+        last: i64,
+        detected_at: i64,
+    ) -> Result<(), StoreError> {
+        PostgresGaps(self.tx)
+            .open_gap(gateway, first, last, detected_at)
+            .await
+    }
+
+    async fn take_gaps(
+        &mut self,
+        gateway: &str,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<GapRow>, StoreError> {
+        PostgresGaps(self.tx).take_gaps(gateway, first, last).await
+    }
+
+    async fn insert_gap(&mut self, gateway: &str, gap: GapRow) -> Result<(), StoreError> {
+        PostgresGaps(self.tx).insert_gap(gateway, gap).await
+    }
+}
+
+impl IngestTx for PostgresIngest<'_, '_, '_> {
+    async fn enrolled(&mut self, ids: &[&str]) -> Result<HashSet<String>, StoreError> {
+        let enrolled = self
+            .tx
+            .prepare_cached("SELECT id FROM gateways WHERE id = ANY($1)")
+            .await?;
+        Ok(self
+            .tx
+            .query(&enrolled, &[&ids])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    async fn insert_dedup(
+        &mut self,
+        rows: &[(&str, i64, i64)],
+        received_at: i64,
+    ) -> Result<HashSet<(String, i64)>, StoreError> {
+        let gateway: Vec<&str> = rows.iter().map(|r| r.0).collect();
+        let seq: Vec<i64> = rows.iter().map(|r| r.1).collect();
+        let samples: Vec<i64> = rows.iter().map(|r| r.2).collect();
+        let insert = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO batches (gateway, seq, received_at, samples)
+                 SELECT g, s, $3, n FROM unnest($1::text[], $2::int8[], $4::int8[]) AS u(g, s, n)
+                 ON CONFLICT DO NOTHING RETURNING gateway, seq",
+            )
+            .await?;
+        Ok(self
+            .tx
+            .query(&insert, &[&gateway, &seq, &received_at, &samples])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
+    async fn point_ids<'b>(
+        &mut self,
+        batches: &[&'b IncomingBatch],
+    ) -> Result<HashMap<PointKey<'b>, i64>, StoreError> {
+        let (ids, learned) = self.store.point_ids(self.tx, batches).await?;
+        self.learned.extend(learned);
+        Ok(ids)
+    }
+
+    async fn insert_samples(&mut self, samples: &[(i64, &Sample)]) -> Result<(), StoreError> {
+        let mut rows = SampleColumns::default();
+        for (point_id, sample) in samples {
+            rows.push(*point_id, sample.ts, &sample.value, &sample.quality);
+        }
+        let insert = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO samples (point_id, ts, kind, value_int, value_float, value_text, quality, error)
+                 SELECT * FROM unnest($1::int8[], $2::int8[], $3::int2[], $4::int8[], $5::float8[],
+                                      $6::text[], $7::int2[], $8::text[])",
+            )
+            .await?;
+        self.tx.execute(&insert, &rows.params()).await?;
+        Ok(())
+    }
+
+    async fn lock_gateways(
+        &mut self,
+        ids: &[&str],
+    ) -> Result<BTreeMap<String, LockedGateway>, StoreError> {
+        // In id order: the global lock order's first part. From here to the commit, groups
+        // with a gateway in common take turns.
+        let lock = self
+            .tx
+            .prepare_cached(
+                "SELECT id, credit_code, max_seq FROM gateways WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            )
+            .await?;
+        Ok(self
+            .tx
+            .query(&lock, &[&ids])
+            .await?
+            .iter()
+            .map(|r| {
+                let row = LockedGateway {
+                    credit_code: r.get(1),
+                    max_seq: r.get(2),
+                };
+                (r.get(0), row)
+            })
+            .collect())
+    }
+
+    async fn upsert_minutes(
+        &mut self,
+        minutes: &BTreeMap<(i64, i64), MinuteAggregate>,
+    ) -> Result<(), StoreError> {
+        let (mut point, mut minute, mut min, mut max, mut sum, mut count) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for ((point_id, m_minute), m) in minutes {
+            point.push(*point_id);
+            minute.push(*m_minute);
+            min.push(m.min);
+            max.push(m.max);
+            sum.push(m.sum);
+            count.push(m.count);
+        }
+        let upsert = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO sample_minutes (point_id, minute, min, max, sum, count)
+                 SELECT * FROM unnest($1::int8[], $2::int8[], $3::float8[], $4::float8[], $5::float8[], $6::int8[])
+                 ON CONFLICT (point_id, minute) DO UPDATE SET
+                   min = LEAST(sample_minutes.min, EXCLUDED.min), max = GREATEST(sample_minutes.max, EXCLUDED.max),
+                   sum = sample_minutes.sum + EXCLUDED.sum, count = sample_minutes.count + EXCLUDED.count",
+            )
+            .await?;
+        self.tx
+            .execute(&upsert, &[&point, &minute, &min, &max, &sum, &count])
+            .await?;
+        Ok(())
+    }
+
+    async fn update_latest(&mut self, newest: &BTreeMap<i64, &Sample>) -> Result<(), StoreError> {
+        let mut latest = SampleColumns::default();
+        for (point_id, sample) in newest {
+            latest.push(*point_id, sample.ts, &sample.value, &sample.quality);
+        }
+        let update = self
+            .tx
+            .prepare_cached(
+                "UPDATE points p SET latest_ts = u.ts, latest_kind = u.kind, latest_int = u.vi,
+                   latest_float = u.vf, latest_text = u.vt, latest_quality = u.q, latest_error = u.err
+                 FROM unnest($1::int8[], $2::int8[], $3::int2[], $4::int8[], $5::float8[], $6::text[],
+                             $7::int2[], $8::text[]) AS u(id, ts, kind, vi, vf, vt, q, err)
+                 WHERE p.id = u.id AND (p.latest_ts IS NULL OR p.latest_ts <= u.ts)",
+            )
+            .await?;
+        self.tx.execute(&update, &latest.params()).await?;
+        Ok(())
+    }
+
+    async fn update_gateways(
+        &mut self,
+        tallies: &BTreeMap<String, GatewayTally>,
+        received_at: i64,
+    ) -> Result<(), StoreError> {
+        let id: Vec<&str> = tallies.keys().map(String::as_str).collect();
+        let batches: Vec<i64> = tallies.values().map(|t| t.batches).collect();
+        let samples: Vec<i64> = tallies.values().map(|t| t.samples).collect();
+        let max_seq: Vec<Option<i64>> = tallies.values().map(|t| t.max_seq).collect();
+        let update = self
+            .tx
+            .prepare_cached(
+                "UPDATE gateways g SET batches = g.batches + u.b, samples = g.samples + u.s, max_seq = u.m,
+                   first_batch_at = COALESCE(g.first_batch_at, $5),
+                   last_batch_at = GREATEST(COALESCE(g.last_batch_at, $5), $5)
+                 FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[]) AS u(id, b, s, m)
+                 WHERE g.id = u.id",
+            )
+            .await?;
+        self.tx
+            .execute(&update, &[&id, &batches, &samples, &max_seq, &received_at])
+            .await?;
+        Ok(())
+    }
+
+    async fn update_enterprises(
+        &mut self,
+        codes: &[&str],
+        received_at: i64,
+        day: i64,
+    ) -> Result<(), StoreError> {
+        let lock = self
+            .tx
+            .prepare_cached(
+                "SELECT 1 FROM enterprises WHERE credit_code = ANY($1) ORDER BY credit_code FOR UPDATE",
+            )
+            .await?;
+        self.tx.query(&lock, &[&codes]).await?;
+        let update = self
+            .tx
+            .prepare_cached(
+                "UPDATE enterprises SET first_batch_at = COALESCE(first_batch_at, $2),
+                   last_batch_at = GREATEST(COALESCE(last_batch_at, $2), $2)
+                 WHERE credit_code = ANY($1)",
+            )
+            .await?;
+        self.tx.execute(&update, &[&codes, &received_at]).await?;
+        let active = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO enterprise_days (credit_code, day) SELECT c, $2 FROM unnest($1::text[]) AS u(c)
+                 ON CONFLICT DO NOTHING",
+            )
+            .await?;
+        self.tx.execute(&active, &[&codes, &day]).await?;
+        Ok(())
+    }
 }

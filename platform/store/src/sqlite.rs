@@ -12,20 +12,23 @@
 
 use super::columns::{
     KIND_BOOL, KIND_FLOAT, KIND_INT, KIND_NONE, KIND_TEXT, KIND_UINT, MINUTE_MS, MinuteAggregate,
-    SeqStep, hull, kind_of, numeric, parse_district, parse_gateway_state, parse_industry,
-    parse_uint, quality_columns, read_quality, seq_step, split_gap, subtract_ranges,
+    kind_of, parse_district, parse_gateway_state, parse_industry, parse_uint, quality_columns,
+    read_quality,
 };
 use super::{
     ActiveDay, BatchOutcome, CrashWindow, Credentials, EnrollOutcome, EnrollRequest, Enterprise,
     Gap, Gateway, IncomingBatch, LatestValue, NewEnterprise, NewToken, OnboardingRow, OpenGaps,
     SeriesBucket, SeriesPoint, StaleGap, StoreError,
 };
+use crate::enroll::{self, EnrollTx, TokenRow};
+use crate::ingest::{self, GapRow, GapTx, GatewayTally, IngestTx, LockedGateway, PointKey};
+use crate::ready::run_ready;
 use fieldlink_wire::{Sample, Status, Value};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -456,90 +459,11 @@ impl SqliteStore {
     pub(super) async fn enroll(&self, req: EnrollRequest) -> Result<EnrollOutcome, StoreError> {
         self.write(move |w| {
             let tx = write_tx(&mut w.conn)?;
-            let token = tx
-                .prepare_cached(
-                    "SELECT t.id, t.credit_code, t.expires_at, t.max_gateways, e.name
-                     FROM enrollment_tokens t JOIN enterprises e ON e.credit_code = t.credit_code
-                     WHERE t.token_sha256 = ?1",
-                )?
-                .query_row([&req.token_sha256], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, u32>(3)?,
-                        r.get::<_, String>(4)?,
-                    ))
-                })
-                .optional()?;
-            let Some((token_id, credit_code, expires_at, max_gateways, enterprise_name)) = token
-            else {
-                return Ok(EnrollOutcome::UnknownToken);
-            };
-            if req.now >= expires_at {
-                return Ok(EnrollOutcome::Expired { expires_at });
+            let outcome = run_ready(enroll::enroll(&mut SqliteEnroll(&tx), &req))?;
+            if matches!(outcome, EnrollOutcome::Enrolled { .. }) {
+                tx.commit()?;
             }
-            let gateway_id = fieldlink_platform_core::credit_code::gateway_id(&credit_code, &req.gateway_name);
-            let existing = tx
-                .prepare_cached("SELECT credit_code FROM gateways WHERE id = ?1")?
-                .query_row([&gateway_id], |r| r.get::<_, String>(0))
-                .optional()?;
-            let rotated = match existing {
-                Some(owner) if owner == credit_code => {
-                    tx.prepare_cached(
-                        "UPDATE gateways SET password_hash = ?2, hostname = COALESCE(?3, hostname),
-                         agent_version = COALESCE(?4, agent_version), credentials_issued_at = ?5
-                         WHERE id = ?1",
-                    )?
-                    .execute(params![
-                        gateway_id,
-                        req.password_hash,
-                        req.hostname,
-                        req.agent_version,
-                        req.now
-                    ])?;
-                    true
-                }
-                Some(_) => {
-                    // Ids start with the owner's credit code, so this cannot happen.
-                    return Err(StoreError::Corrupt(format!(
-                        "gateway {gateway_id} belongs to another enterprise"
-                    )));
-                }
-                None => {
-                    let used: u32 = tx
-                        .prepare_cached("SELECT COUNT(*) FROM gateways WHERE token_id = ?1")?
-                        .query_row([token_id], |r| r.get(0))?;
-                    if used >= max_gateways {
-                        return Ok(EnrollOutcome::UsedUp { max_gateways });
-                    }
-                    tx.prepare_cached(
-                        "INSERT INTO gateways (id, credit_code, name, token_id, password_hash, hostname,
-                         agent_version, enrolled_at, credentials_issued_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
-                    )?
-                    .execute(params![
-                        gateway_id,
-                        credit_code,
-                        req.gateway_name,
-                        token_id,
-                        req.password_hash,
-                        req.hostname,
-                        req.agent_version,
-                        req.now
-                    ])?;
-                    false
-                }
-            };
-            tx.prepare_cached("UPDATE credentials_version SET version = version + 1")?
-                .execute([])?;
-            tx.commit()?;
-            Ok(EnrollOutcome::Enrolled {
-                gateway_id,
-                credit_code,
-                enterprise_name,
-                rotated,
-            })
+            Ok(outcome)
         })
         .await
     }
@@ -592,10 +516,13 @@ impl SqliteStore {
         self.write(move |w| {
             let Writer { conn, points } = w;
             let result = write_tx(conn).map_err(StoreError::from).and_then(|tx| {
-                let outcomes = batches
-                    .iter()
-                    .map(|b| ingest_one(&tx, points, b, received_at, day))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let mut statements = SqliteIngest { tx: &tx, points };
+                let outcomes = run_ready(ingest::store_group(
+                    &mut statements,
+                    &batches,
+                    received_at,
+                    day,
+                ))?;
                 tx.commit()?;
                 Ok(outcomes)
             });
@@ -648,33 +575,8 @@ impl SqliteStore {
                 )?
                 .execute(params![gateway, first, last, now])?
                 > 0;
-            let overlapping = {
-                let mut stmt = tx.prepare_cached(
-                    "SELECT first_seq, last_seq, detected_at, reported_at FROM gaps
-                     WHERE gateway = ?1 AND first_seq <= ?3 AND last_seq >= ?2",
-                )?;
-                stmt.query_map(params![gateway, first, last], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })?
-                .collect::<Result<Vec<(i64, i64, i64, Option<i64>)>, _>>()?
-            };
-            for (gap_first, gap_last, detected_at, reported_at) in overlapping {
-                tx.prepare_cached("DELETE FROM gaps WHERE gateway = ?1 AND first_seq = ?2")?
-                    .execute(params![gateway, gap_first])?;
-                for (f, l) in subtract_ranges(gap_first, gap_last, &[(first, last)]) {
-                    tx.prepare_cached(
-                        "INSERT INTO gaps (gateway, first_seq, last_seq, detected_at, reported_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )?
-                    .execute(params![
-                        gateway,
-                        f,
-                        l,
-                        detected_at,
-                        reported_at
-                    ])?;
-                }
-            }
+            let mut gaps = SqliteGaps(&tx);
+            run_ready(ingest::close_crash_window(&mut gaps, &gateway, first, last))?;
             tx.commit()?;
             Ok(Some(new))
         })
@@ -1022,186 +924,389 @@ fn read_value(kind: i16, value: SqlValue) -> Result<Value, StoreError> {
     })
 }
 
-/// Stores one batch inside the group's transaction.
-fn ingest_one(
-    tx: &Transaction,
-    points: &mut PointIds,
-    batch: &IncomingBatch,
-    now: i64,
-    day: i64,
-) -> Result<BatchOutcome, StoreError> {
-    let Ok(seq) = i64::try_from(batch.seq) else {
-        return Err(StoreError::Corrupt(format!(
-            "seq {} out of range",
-            batch.seq
-        )));
-    };
-    let gateway = tx
-        .prepare_cached("SELECT credit_code, max_seq FROM gateways WHERE id = ?1")?
-        .query_row([&batch.gateway], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
-        })
-        .optional()?;
-    let Some((credit_code, max_seq)) = gateway else {
-        return Ok(BatchOutcome::UnknownGateway);
-    };
-    let inserted = tx
-        .prepare_cached(
-            "INSERT OR IGNORE INTO batches (gateway, seq, received_at, samples) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![batch.gateway, seq, now, batch.samples.len() as i64])?;
-    if inserted == 0 {
-        return Ok(BatchOutcome::Duplicate);
+/// The gap statements on SQLite.
+struct SqliteGaps<'t>(&'t Transaction<'t>);
+
+impl GapTx for SqliteGaps<'_> {
+    async fn crash_windows(
+        &mut self,
+        gateway: &str,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT first_seq, last_seq FROM crash_windows
+                 WHERE gateway = ?1 AND first_seq <= ?3 AND last_seq >= ?2",
+            )?
+            .query_map(params![gateway, first, last], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?)
     }
 
-    // Gaps: a jump past max_seq opens one; a late batch inside one splits it.
-    let mut gap = None;
-    let mut filled = false;
-    let new_max = match (seq_step(max_seq, seq), max_seq) {
-        (SeqStep::Ahead, _) => seq,
-        (SeqStep::Jump { first, last }, _) => {
-            // Numbers of a crash window were never sent: not missing.
-            let windows = tx
-                .prepare_cached(
-                    "SELECT first_seq, last_seq FROM crash_windows
-                     WHERE gateway = ?1 AND first_seq <= ?3 AND last_seq >= ?2",
-                )?
-                .query_map(params![batch.gateway, first, last], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            let missing = subtract_ranges(first, last, &windows);
-            for &(first, last) in &missing {
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO gaps (gateway, first_seq, last_seq, detected_at) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![batch.gateway, first, last, now])?;
-            }
-            gap = hull(&missing);
-            seq
-        }
-        (SeqStep::Late, max) => {
-            filled = fill_gap(tx, &batch.gateway, seq)?;
-            max.unwrap_or(seq)
-        }
-    };
+    async fn open_gap(
+        &mut self,
+        gateway: &str,
+        first: i64,
+        last: i64,
+        detected_at: i64,
+    ) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT OR REPLACE INTO gaps (gateway, first_seq, last_seq, detected_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![gateway, first, last, detected_at])?;
+        Ok(())
+    }
 
-    // Samples, and the newest sample of each point in this batch.
-    let gateway_points = points.entry(batch.gateway.clone()).or_default();
-    let mut newest: HashMap<i64, &Sample> = HashMap::new();
-    let mut by_minute: HashMap<(i64, i64), MinuteAggregate> = HashMap::new();
-    {
-        let mut insert_sample = tx.prepare_cached(
+    async fn take_gaps(
+        &mut self,
+        gateway: &str,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<GapRow>, StoreError> {
+        let gaps = self
+            .0
+            .prepare_cached(
+                "DELETE FROM gaps WHERE gateway = ?1 AND first_seq <= ?3 AND last_seq >= ?2
+                 RETURNING first_seq, last_seq, detected_at, reported_at",
+            )?
+            .query_map(params![gateway, first, last], |r| {
+                Ok(GapRow {
+                    first: r.get(0)?,
+                    last: r.get(1)?,
+                    detected_at: r.get(2)?,
+                    reported_at: r.get(3)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(gaps)
+    }
+
+    async fn insert_gap(&mut self, gateway: &str, gap: GapRow) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO gaps (gateway, first_seq, last_seq, detected_at, reported_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                gateway,
+                gap.first,
+                gap.last,
+                gap.detected_at,
+                gap.reported_at
+            ])?;
+        Ok(())
+    }
+}
+
+/// The statements of storing a group on SQLite (the decisions are
+/// [`ingest::store_group`]'s); point ids are cached in the writer.
+struct SqliteIngest<'t> {
+    tx: &'t Transaction<'t>,
+    points: &'t mut PointIds,
+}
+
+impl GapTx for SqliteIngest<'_> {
+    async fn crash_windows(
+        &mut self,
+        gateway: &str,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        SqliteGaps(self.tx)
+            .crash_windows(gateway, first, last)
+            .await
+    }
+
+    async fn open_gap(
+        &mut self,
+        gateway: &str,
+        first: i64,
+        last: i64,
+        detected_at: i64,
+    ) -> Result<(), StoreError> {
+        SqliteGaps(self.tx)
+            .open_gap(gateway, first, last, detected_at)
+            .await
+    }
+
+    async fn take_gaps(
+        &mut self,
+        gateway: &str,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<GapRow>, StoreError> {
+        SqliteGaps(self.tx).take_gaps(gateway, first, last).await
+    }
+
+    async fn insert_gap(&mut self, gateway: &str, gap: GapRow) -> Result<(), StoreError> {
+        SqliteGaps(self.tx).insert_gap(gateway, gap).await
+    }
+}
+
+impl IngestTx for SqliteIngest<'_> {
+    async fn enrolled(&mut self, ids: &[&str]) -> Result<HashSet<String>, StoreError> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT 1 FROM gateways WHERE id = ?1")?;
+        let mut enrolled = HashSet::new();
+        for id in ids {
+            if stmt.exists([id])? {
+                enrolled.insert((*id).to_owned());
+            }
+        }
+        Ok(enrolled)
+    }
+
+    async fn insert_dedup(
+        &mut self,
+        rows: &[(&str, i64, i64)],
+        received_at: i64,
+    ) -> Result<HashSet<(String, i64)>, StoreError> {
+        let mut insert = self.tx.prepare_cached(
+            "INSERT OR IGNORE INTO batches (gateway, seq, received_at, samples) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        let mut new = HashSet::new();
+        for &(gateway, seq, samples) in rows {
+            if insert.execute(params![gateway, seq, received_at, samples])? > 0 {
+                new.insert((gateway.to_owned(), seq));
+            }
+        }
+        Ok(new)
+    }
+
+    async fn point_ids<'b>(
+        &mut self,
+        batches: &[&'b IncomingBatch],
+    ) -> Result<HashMap<PointKey<'b>, i64>, StoreError> {
+        let mut ids = HashMap::new();
+        for batch in batches {
+            let cached = self.points.entry(batch.gateway.clone()).or_default();
+            for sample in &batch.samples {
+                let key = (
+                    batch.gateway.as_str(),
+                    sample.device.as_ref(),
+                    sample.point.as_ref(),
+                );
+                if ids.contains_key(&key) {
+                    continue;
+                }
+                let id = match cached.get(&(sample.device.clone(), sample.point.clone())) {
+                    Some(&id) => id,
+                    None => {
+                        self.tx
+                            .prepare_cached(
+                                "INSERT OR IGNORE INTO points (gateway, device, point) VALUES (?1, ?2, ?3)",
+                            )?
+                            .execute(params![key.0, key.1, key.2])?;
+                        let id = self
+                            .tx
+                            .prepare_cached(
+                                "SELECT id FROM points WHERE gateway = ?1 AND device = ?2 AND point = ?3",
+                            )?
+                            .query_row(params![key.0, key.1, key.2], |r| r.get(0))?;
+                        cached.insert((sample.device.clone(), sample.point.clone()), id);
+                        id
+                    }
+                };
+                ids.insert(key, id);
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn insert_samples(&mut self, samples: &[(i64, &Sample)]) -> Result<(), StoreError> {
+        let mut insert = self.tx.prepare_cached(
             "INSERT INTO samples (point_id, ts, kind, value, quality, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
-        for sample in &batch.samples {
-            let key = (sample.device.clone(), sample.point.clone());
-            let point_id = match gateway_points.get(&key) {
-                Some(&id) => id,
-                None => {
-                    let id = point_id(tx, &batch.gateway, &sample.device, &sample.point)?;
-                    gateway_points.insert(key, id);
-                    id
-                }
-            };
+        for (point_id, sample) in samples {
             let (kind, value) = value_columns(&sample.value);
             let (quality, error) = quality_columns(&sample.quality);
-            insert_sample.execute(params![point_id, sample.ts, kind, value, quality, error])?;
-            if let Some(v) = numeric(&sample.value) {
-                by_minute
-                    .entry((point_id, sample.ts.div_euclid(MINUTE_MS)))
-                    .and_modify(|m| m.add(v))
-                    .or_insert_with(|| MinuteAggregate::of(v));
-            }
-            match newest.get(&point_id) {
-                Some(s) if s.ts > sample.ts => {}
-                _ => {
-                    newest.insert(point_id, sample);
-                }
+            insert.execute(params![point_id, sample.ts, kind, value, quality, error])?;
+        }
+        Ok(())
+    }
+
+    async fn lock_gateways(
+        &mut self,
+        ids: &[&str],
+    ) -> Result<BTreeMap<String, LockedGateway>, StoreError> {
+        // The transaction holds SQLite's one write lock already.
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT credit_code, max_seq FROM gateways WHERE id = ?1")?;
+        let mut rows = BTreeMap::new();
+        for id in ids {
+            let row = stmt
+                .query_row([id], |r| {
+                    Ok(LockedGateway {
+                        credit_code: r.get(0)?,
+                        max_seq: r.get(1)?,
+                    })
+                })
+                .optional()?;
+            if let Some(row) = row {
+                rows.insert((*id).to_owned(), row);
             }
         }
+        Ok(rows)
     }
-    {
-        let mut update_latest = tx.prepare_cached(
+
+    async fn upsert_minutes(
+        &mut self,
+        minutes: &BTreeMap<(i64, i64), MinuteAggregate>,
+    ) -> Result<(), StoreError> {
+        let mut upsert = self.tx.prepare_cached(
+            "INSERT INTO sample_minutes (point_id, minute, min, max, sum, count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (point_id, minute) DO UPDATE SET min = MIN(min, excluded.min),
+             max = MAX(max, excluded.max), sum = sum + excluded.sum, count = count + excluded.count",
+        )?;
+        for ((point_id, minute), m) in minutes {
+            upsert.execute(params![point_id, minute, m.min, m.max, m.sum, m.count])?;
+        }
+        Ok(())
+    }
+
+    async fn update_latest(&mut self, newest: &BTreeMap<i64, &Sample>) -> Result<(), StoreError> {
+        let mut update = self.tx.prepare_cached(
             "UPDATE points SET latest_ts = ?2, latest_kind = ?3, latest_value = ?4, latest_quality = ?5,
              latest_error = ?6 WHERE id = ?1 AND (latest_ts IS NULL OR latest_ts <= ?2)",
         )?;
         for (point_id, sample) in newest {
             let (kind, value) = value_columns(&sample.value);
             let (quality, error) = quality_columns(&sample.quality);
-            update_latest.execute(params![point_id, sample.ts, kind, value, quality, error])?;
+            update.execute(params![point_id, sample.ts, kind, value, quality, error])?;
         }
+        Ok(())
     }
 
-    {
-        let mut upsert = tx.prepare_cached(
-            "INSERT INTO sample_minutes (point_id, minute, min, max, sum, count)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (point_id, minute) DO UPDATE SET min = MIN(min, excluded.min),
-             max = MAX(max, excluded.max), sum = sum + excluded.sum, count = count + excluded.count",
+    async fn update_gateways(
+        &mut self,
+        tallies: &BTreeMap<String, GatewayTally>,
+        received_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut update = self.tx.prepare_cached(
+            "UPDATE gateways SET batches = batches + ?2, samples = samples + ?3, max_seq = ?4,
+             first_batch_at = COALESCE(first_batch_at, ?5),
+             last_batch_at = MAX(COALESCE(last_batch_at, ?5), ?5) WHERE id = ?1",
         )?;
-        for ((point_id, minute), m) in by_minute {
-            upsert.execute(params![point_id, minute, m.min, m.max, m.sum, m.count])?;
+        for (id, t) in tallies {
+            update.execute(params![id, t.batches, t.samples, t.max_seq, received_at])?;
         }
+        Ok(())
     }
 
-    let count = batch.samples.len() as i64;
-    tx.prepare_cached(
-        "UPDATE gateways SET batches = batches + 1, samples = samples + ?2, max_seq = ?3,
-         first_batch_at = COALESCE(first_batch_at, ?4), last_batch_at = ?4 WHERE id = ?1",
-    )?
-    .execute(params![batch.gateway, count, new_max, now])?;
-    tx.prepare_cached(
-        "UPDATE enterprises SET first_batch_at = COALESCE(first_batch_at, ?2),
-         last_batch_at = MAX(COALESCE(last_batch_at, ?2), ?2) WHERE credit_code = ?1",
-    )?
-    .execute(params![credit_code, now])?;
-    tx.prepare_cached("INSERT OR IGNORE INTO enterprise_days (credit_code, day) VALUES (?1, ?2)")?
-        .execute(params![credit_code, day])?;
-    Ok(BatchOutcome::Stored {
-        samples: count as u64,
-        gap,
-        filled,
-    })
-}
-
-/// A batch below the highest `seq` arrived: remove it from the gap that holds it, if any
-/// (the rest of the gap keeps its detection and report times); true if one did.
-fn fill_gap(tx: &Transaction, gateway: &str, seq: i64) -> Result<bool, StoreError> {
-    let gap = tx
-        .prepare_cached(
-            "SELECT first_seq, last_seq, detected_at, reported_at FROM gaps
-             WHERE gateway = ?1 AND first_seq <= ?2 ORDER BY first_seq DESC LIMIT 1",
-        )?
-        .query_row(params![gateway, seq], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, Option<i64>>(3)?,
-            ))
-        })
-        .optional()?;
-    let Some((first, last, detected_at, reported_at)) = gap.filter(|&(_, last, ..)| last >= seq)
-    else {
-        return Ok(false);
-    };
-    tx.prepare_cached("DELETE FROM gaps WHERE gateway = ?1 AND first_seq = ?2")?
-        .execute(params![gateway, first])?;
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO gaps (gateway, first_seq, last_seq, detected_at, reported_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    for (first, last) in split_gap(first, last, seq) {
-        insert.execute(params![gateway, first, last, detected_at, reported_at])?;
+    async fn update_enterprises(
+        &mut self,
+        codes: &[&str],
+        received_at: i64,
+        day: i64,
+    ) -> Result<(), StoreError> {
+        let mut update = self.tx.prepare_cached(
+            "UPDATE enterprises SET first_batch_at = COALESCE(first_batch_at, ?2),
+             last_batch_at = MAX(COALESCE(last_batch_at, ?2), ?2) WHERE credit_code = ?1",
+        )?;
+        let mut active = self.tx.prepare_cached(
+            "INSERT OR IGNORE INTO enterprise_days (credit_code, day) VALUES (?1, ?2)",
+        )?;
+        for code in codes {
+            update.execute(params![code, received_at])?;
+            active.execute(params![code, day])?;
+        }
+        Ok(())
     }
-    Ok(true)
 }
 
-fn point_id(tx: &Transaction, gateway: &str, device: &str, point: &str) -> Result<i64, StoreError> {
-    tx.prepare_cached("INSERT OR IGNORE INTO points (gateway, device, point) VALUES (?1, ?2, ?3)")?
-        .execute(params![gateway, device, point])?;
-    Ok(tx
-        .prepare_cached("SELECT id FROM points WHERE gateway = ?1 AND device = ?2 AND point = ?3")?
-        .query_row(params![gateway, device, point], |r| r.get(0))?)
+/// Enrollment's statements on SQLite (the decisions are [`enroll::enroll`]'s).
+struct SqliteEnroll<'t>(&'t Transaction<'t>);
+
+impl EnrollTx for SqliteEnroll<'_> {
+    async fn token(&mut self, token_sha256: &str) -> Result<Option<TokenRow>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT t.id, t.credit_code, t.expires_at, t.max_gateways, e.name
+                 FROM enrollment_tokens t JOIN enterprises e ON e.credit_code = t.credit_code
+                 WHERE t.token_sha256 = ?1",
+            )?
+            .query_row([token_sha256], |r| {
+                Ok(TokenRow {
+                    id: r.get(0)?,
+                    credit_code: r.get(1)?,
+                    expires_at: r.get(2)?,
+                    max_gateways: r.get(3)?,
+                    enterprise_name: r.get(4)?,
+                })
+            })
+            .optional()?)
+    }
+
+    async fn gateway_owner(&mut self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached("SELECT credit_code FROM gateways WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?)
+    }
+
+    async fn gateways_of_token(&mut self, token_id: i64) -> Result<u64, StoreError> {
+        let used: i64 = self
+            .0
+            .prepare_cached("SELECT COUNT(*) FROM gateways WHERE token_id = ?1")?
+            .query_row([token_id], |r| r.get(0))?;
+        Ok(used.unsigned_abs())
+    }
+
+    async fn rotate(&mut self, id: &str, req: &EnrollRequest) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "UPDATE gateways SET password_hash = ?2, hostname = COALESCE(?3, hostname),
+                 agent_version = COALESCE(?4, agent_version), credentials_issued_at = ?5
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                req.password_hash,
+                req.hostname,
+                req.agent_version,
+                req.now
+            ])?;
+        Ok(())
+    }
+
+    async fn insert_gateway(
+        &mut self,
+        id: &str,
+        token: &TokenRow,
+        req: &EnrollRequest,
+    ) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO gateways (id, credit_code, name, token_id, password_hash, hostname,
+                 agent_version, enrolled_at, credentials_issued_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+            )?
+            .execute(params![
+                id,
+                token.credit_code,
+                req.gateway_name,
+                token.id,
+                req.password_hash,
+                req.hostname,
+                req.agent_version,
+                req.now
+            ])?;
+        Ok(())
+    }
+
+    async fn credentials_changed(&mut self) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached("UPDATE credentials_version SET version = version + 1")?
+            .execute([])?;
+        Ok(())
+    }
 }
