@@ -1,10 +1,12 @@
 //! Enrollment on the gateway: `fieldlink enroll` trades a one-time token for a gateway id
 //! and MQTT credentials (`POST /api/v1/enroll`) and stores them in `state_dir`, readable by
 //! the agent's user alone; `fieldlink run` then uses them without the config being edited.
+//! The request and the answer are the contract's types ([`fieldlink_wire::enroll`]), the
+//! platform's own.
 
 use crate::config::AgentConfig;
 use fieldlink_wire::MqttUrl;
-use serde::{Deserialize, Serialize};
+use fieldlink_wire::enroll::{EnrollRequest, Enrollment, ErrorBody};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -12,37 +14,6 @@ use std::time::Duration;
 
 /// The file under `state_dir` that holds the enrollment.
 pub const FILE_NAME: &str = "enrollment.json";
-
-/// What the platform answered, as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Enrollment {
-    /// The gateway id the platform assigned.
-    pub gateway_id: String,
-    /// The enterprise the gateway belongs to.
-    pub enterprise: Enterprise,
-    /// The broker and the gateway's credentials.
-    pub mqtt: MqttCredentials,
-}
-
-/// The enterprise, as the platform names it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Enterprise {
-    /// Its unified social credit code.
-    pub credit_code: String,
-    /// Its name.
-    pub name: String,
-}
-
-/// Where and as whom to publish.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MqttCredentials {
-    /// The broker URL gateways can reach.
-    pub url: String,
-    /// The MQTT username (the gateway id).
-    pub username: String,
-    /// The MQTT password.
-    pub password: String,
-}
 
 /// Why enrollment failed; each says what the integrator does next.
 #[derive(Debug, thiserror::Error)]
@@ -87,21 +58,6 @@ pub enum EnrollError {
     },
 }
 
-#[derive(Serialize)]
-struct EnrollRequest<'a> {
-    token: &'a str,
-    gateway_name: &'a str,
-    hostname: Option<String>,
-    agent_version: &'static str,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: String,
-    #[serde(default)]
-    detail: Option<String>,
-}
-
 fn describe(e: &reqwest::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -133,12 +89,12 @@ pub async fn request(
             detail: describe(&e),
         })?;
     let body = EnrollRequest {
-        token,
-        gateway_name,
+        token: token.to_owned(),
+        gateway_name: gateway_name.to_owned(),
         hostname: std::fs::read_to_string("/etc/hostname")
             .ok()
             .map(|h| h.trim().to_owned()),
-        agent_version: env!("CARGO_PKG_VERSION"),
+        agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
     };
     let endpoint = format!("{base}/api/v1/enroll");
     let response = client
@@ -173,10 +129,7 @@ pub async fn request(
         return Ok(enrollment);
     }
     let detail = serde_json::from_str::<ErrorBody>(&text)
-        .map(|b| match b.detail {
-            Some(d) => format!("{}: {d}", b.error),
-            None => b.error,
-        })
+        .map(|b| b.to_string())
         .unwrap_or_else(|_| text.chars().take(200).collect());
     Err(match status {
         401 => EnrollError::TokenRefused(detail),

@@ -8,9 +8,9 @@
 
 use crate::measure::{Summary, cpu_time, peak_rss_mib};
 use fieldlink_platform::credit_code::CreditCode;
-use fieldlink_platform::registry::{EnrollInput, EnterpriseInput, TokenInput};
+use fieldlink_platform::registry::{EnterpriseInput, TokenInput};
 use fieldlink_platform::{BrokerConfig, MqttUrl, Platform, PlatformConfig};
-use fieldlink_wire::{Batch, Topics, encode_batch};
+use fieldlink_wire::{Batch, EnrollRequest, Topics, encode_batch};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -88,7 +88,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
             )
             .await?;
         let enrollment = registry
-            .enroll(&EnrollInput {
+            .enroll(&EnrollRequest {
                 token: token.token,
                 gateway_name: "bench".to_owned(),
                 hostname: None,

@@ -6,8 +6,8 @@
 
 use fieldlink_platform::credit_code::CreditCode;
 use fieldlink_platform::registry::{
-    EnrollInput, EnterpriseInput, MAX_ENTERPRISE_NAME, MAX_GATEWAY_NAME, TokenInput, gateway_id,
-    parse_csv,
+    EnterpriseInput, MAX_ENTERPRISE_NAME, MAX_GATEWAY_NAME, TokenInput, gateway_id, parse_csv,
+    validate_enrollment,
 };
 use fieldlink_platform::ui::{UserInput, accounts};
 use libfuzzer_sys::fuzz_target;
@@ -26,8 +26,8 @@ fuzz_target!(|body: &[u8]| {
         let _ = input.validate();
     }
     // POST /api/v1/enroll
-    if let Ok(input) = serde_json::from_slice::<EnrollInput>(body)
-        && let Ok(name) = input.validate()
+    if let Ok(input) = serde_json::from_slice::<fieldlink_wire::EnrollRequest>(body)
+        && let Ok(name) = validate_enrollment(&input)
     {
         assert!((1..=MAX_GATEWAY_NAME).contains(&name.chars().count()));
         let id = gateway_id("91350100M000100Y43", name);

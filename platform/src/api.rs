@@ -32,7 +32,7 @@ use crate::http::views::{
 };
 use crate::http::{ApiError, AppState, Bureau};
 use crate::ingest::IngestStats;
-use crate::registry::{EnrollInput, EnterpriseInput, RegistryError, TokenInput};
+use crate::registry::{EnterpriseInput, RegistryError, TokenInput};
 use crate::stats;
 use crate::store::{CrashWindow, Gap, OpenGaps};
 use axum::body::Bytes;
@@ -41,7 +41,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use fieldlink_wire::Sample;
+use fieldlink_wire::{EnrollRequest, Sample};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -157,7 +157,7 @@ async fn enroll(
         .failures
         .check(peer.ip())
         .map_err(|retry| too_many_failures(retry, "enrollments"))?;
-    let input: EnrollInput = parse_json(&body)?;
+    let input: EnrollRequest = parse_json(&body)?;
     match state.registry.enroll(&input).await {
         Ok(enrollment) => Ok((StatusCode::CREATED, Json(enrollment)).into_response()),
         Err(e) => {

@@ -8,7 +8,8 @@ pub use crate::credit_code::gateway_id;
 use crate::credit_code::{CreditCode, CreditCodeError};
 use crate::mosquitto::{MosquittoError, MosquittoSync};
 use crate::secret::{self, RandomError};
-use crate::store::{EnrollOutcome, EnrollRequest, NewEnterprise, NewToken, Store, StoreError};
+use crate::store::{self, EnrollOutcome, NewEnterprise, NewToken, Store, StoreError};
+use fieldlink_wire::enroll::{EnrollRequest, Enrollment, EnterpriseRef, MqttCredentials};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -180,81 +181,31 @@ pub struct IssuedToken {
     pub max_gateways: u32,
 }
 
-/// An enrollment request from a gateway.
-#[derive(Debug, Clone, Deserialize)]
-pub struct EnrollInput {
-    /// The enrollment token.
-    pub token: String,
-    /// The gateway's name within its enterprise (re-using a name re-enrolls that gateway).
-    pub gateway_name: String,
-    /// The gateway's host name, for the record.
-    #[serde(default)]
-    pub hostname: Option<String>,
-    /// The agent's version, for the record.
-    #[serde(default)]
-    pub agent_version: Option<String>,
-}
-
-impl EnrollInput {
-    /// Validates the fields (not the token, which only the store can check), giving the
-    /// gateway's name, trimmed.
-    pub fn validate(&self) -> Result<&str, RegistryError> {
-        let name = self.gateway_name.trim();
-        if name.is_empty()
-            || name.chars().count() > MAX_GATEWAY_NAME
-            || name.chars().any(char::is_control)
-        {
+/// Validates an enrollment request's fields (not the token, which only the store can
+/// check), giving the gateway's name, trimmed.
+pub fn validate_enrollment(input: &EnrollRequest) -> Result<&str, RegistryError> {
+    let name = input.gateway_name.trim();
+    if name.is_empty()
+        || name.chars().count() > MAX_GATEWAY_NAME
+        || name.chars().any(char::is_control)
+    {
+        return Err(RegistryError::Field {
+            field: "gateway_name",
+            reason: format!("must be 1 to {MAX_GATEWAY_NAME} printable characters"),
+        });
+    }
+    for (field, value) in [
+        ("hostname", &input.hostname),
+        ("agent_version", &input.agent_version),
+    ] {
+        if value.as_ref().is_some_and(|v| v.chars().count() > 200) {
             return Err(RegistryError::Field {
-                field: "gateway_name",
-                reason: format!("must be 1 to {MAX_GATEWAY_NAME} printable characters"),
+                field,
+                reason: "must be at most 200 characters".to_owned(),
             });
         }
-        for (field, value) in [
-            ("hostname", &self.hostname),
-            ("agent_version", &self.agent_version),
-        ] {
-            if value.as_ref().is_some_and(|v| v.chars().count() > 200) {
-                return Err(RegistryError::Field {
-                    field,
-                    reason: "must be at most 200 characters".to_owned(),
-                });
-            }
-        }
-        Ok(name)
     }
-}
-
-/// The enrollment answer.
-#[derive(Debug, Clone, Serialize)]
-pub struct Enrollment {
-    /// The gateway id (MQTT username and topic level).
-    pub gateway_id: String,
-    /// Whose gateway it is.
-    pub enterprise: EnterpriseRef,
-    /// How to reach the broker.
-    pub mqtt: MqttCredentials,
-    /// True if this replaced the credentials of an already enrolled gateway.
-    pub rotated: bool,
-}
-
-/// An enterprise's code and name.
-#[derive(Debug, Clone, Serialize)]
-pub struct EnterpriseRef {
-    /// Credit code.
-    pub credit_code: String,
-    /// Name.
-    pub name: String,
-}
-
-/// MQTT credentials, shown once.
-#[derive(Debug, Clone, Serialize)]
-pub struct MqttCredentials {
-    /// The broker URL gateways use.
-    pub url: String,
-    /// The username (the gateway id).
-    pub username: String,
-    /// The password; only its hash is stored.
-    pub password: String,
+    Ok(name)
 }
 
 /// The registry: enterprises, tokens, enrollment.
@@ -362,12 +313,12 @@ impl Registry {
     }
 
     /// Enrolls a gateway (or re-enrolls it, rotating its credentials).
-    pub async fn enroll(&self, input: &EnrollInput) -> Result<Enrollment, RegistryError> {
-        let name = input.validate()?;
+    pub async fn enroll(&self, input: &EnrollRequest) -> Result<Enrollment, RegistryError> {
+        let name = validate_enrollment(input)?;
         let password = secret::new_password()?;
         let outcome = self
             .store
-            .enroll(EnrollRequest {
+            .enroll(store::EnrollRequest {
                 token_sha256: secret::sha256_hex(input.token.trim()),
                 gateway_name: name.to_owned(),
                 hostname: input.hostname.clone(),

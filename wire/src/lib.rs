@@ -6,6 +6,8 @@
 //! - [`topic`]: the topic names under `fieldlink/v1/{gateway}`;
 //! - [`message`]: the retained `status` and `meta` payloads;
 //! - [`mqtt_url`]: the broker URL that enrollment hands out and the agent connects to;
+//! - [`enroll`]: the enrollment call of the platform's HTTP API, request and answer
+//!   ([`EnrollRequest`], [`Enrollment`]), and the API's error body;
 //! - [`codec`]: bytes on the wire: UTF-8 JSON, or one zstd frame holding it ([`Compression`]);
 //!   the decoder reads both, told apart by the zstd magic.
 //!
@@ -14,6 +16,7 @@
 
 pub mod batch;
 pub mod codec;
+pub mod enroll;
 pub mod message;
 pub mod mqtt_url;
 pub mod sample;
@@ -24,6 +27,7 @@ pub use codec::{
     Compression, DecodeError, decode_batch, encode_batch, encode_batch_into, encode_batch_with,
     payload_json,
 };
+pub use enroll::{EnrollRequest, Enrollment};
 pub use message::{DeviceMeta, GatewayState, Meta, PointMeta, ResumedAfterCrash, Status};
 pub use mqtt_url::{MqttUrl, MqttUrlError};
 pub use sample::{Quality, Sample, Value};

@@ -6,8 +6,10 @@ use crate::store::StoreError;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use fieldlink_wire::enroll::ErrorBody;
 
-/// An error answer: `{"error": code, "detail": text}` (plus `errors` for CSV imports).
+/// An error answer: `{"error": code, "detail": text}` ([`ErrorBody`], the contract's)
+/// plus `errors` for CSV imports.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -50,7 +52,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = serde_json::json!({"error": self.error, "detail": self.detail});
+        let mut body = serde_json::json!(ErrorBody {
+            error: self.error.to_owned(),
+            detail: Some(self.detail),
+        });
         if let Some(errors) = self.errors {
             body["errors"] = errors;
         }
