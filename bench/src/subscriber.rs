@@ -8,6 +8,7 @@
 //! given instant, for the backlog scenario.
 
 use fieldlink_wire::payload_json;
+use fieldlink_wire::topic::DATA_FILTER;
 use memchr::memmem;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::net::SocketAddr;
@@ -94,9 +95,7 @@ impl Subscriber {
                     };
                     match event {
                         Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                            let _ = client
-                                .subscribe("fieldlink/v1/+/data", QoS::AtLeastOnce)
-                                .await;
+                            let _ = client.subscribe(DATA_FILTER, QoS::AtLeastOnce).await;
                         }
                         Ok(Event::Incoming(Packet::SubAck(_))) => {
                             if let Some(tx) = subscribed_tx.take() {

@@ -28,7 +28,7 @@ use crate::clock::{day_of, now_ms};
 use crate::config::MqttUrl;
 use crate::store::{BatchOutcome, IncomingBatch, Store};
 use fieldlink_wire::codec::ZSTD_MAGIC;
-use fieldlink_wire::topic::{self, TopicKind};
+use fieldlink_wire::topic::{self, DATA_FILTER, META_FILTER, STATUS_FILTER, TopicKind};
 use fieldlink_wire::{Meta, Status, decode_batch};
 use rumqttc::{
     AsyncClient, Event, MqttOptions, Outgoing, Packet, Publish, QoS, TlsConfiguration, Transport,
@@ -43,12 +43,6 @@ use tokio_util::sync::CancellationToken;
 
 /// The most batches stored in one transaction.
 pub const GROUP_MAX: usize = 100;
-/// The topic filter of batches.
-pub const DATA_FILTER: &str = "fieldlink/v1/+/data";
-/// The topic filter of statuses.
-pub const STATUS_FILTER: &str = "fieldlink/v1/+/status";
-/// The topic filter of catalogues.
-pub const META_FILTER: &str = "fieldlink/v1/+/meta";
 /// How long shutdown waits for the batches in hand to be stored and acknowledged.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Received publishes waiting for the writer; above any broker's in-flight window

@@ -5,6 +5,7 @@
 
 use crate::support::{TestPlatform, batch, bounded, code, config, connect};
 use fieldlink_platform::{BrokerConfig, Database, MosquittoFiles, MqttUrl, Reload};
+use fieldlink_wire::topic::DATA_FILTER;
 use reqwest::StatusCode;
 use rumqttc::{AsyncClient, ConnectionError, Event, Packet, QoS};
 use serde_json::{Value as Json, json};
@@ -156,7 +157,7 @@ async fn mosquitto_isolates_gateways_and_refuses_strangers() {
             16,
         );
         observer
-            .subscribe("fieldlink/v1/+/data", QoS::AtLeastOnce)
+            .subscribe(DATA_FILTER, QoS::AtLeastOnce)
             .await
             .unwrap();
         let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();

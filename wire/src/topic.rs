@@ -3,6 +3,14 @@
 /// The prefix of every fieldlink topic.
 pub const PREFIX: &str = "fieldlink/v1";
 
+/// The filter of every gateway's `data` topic: what the platform's ingest subscribes to
+/// (QoS 1), directly or as `$share/GROUP/fieldlink/v1/+/data`.
+pub const DATA_FILTER: &str = "fieldlink/v1/+/data";
+/// The filter of every gateway's retained `status` topic.
+pub const STATUS_FILTER: &str = "fieldlink/v1/+/status";
+/// The filter of every gateway's retained `meta` topic.
+pub const META_FILTER: &str = "fieldlink/v1/+/meta";
+
 /// The three topics of one gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {

@@ -178,6 +178,12 @@ fn topics_follow_the_contract() {
     assert_eq!(t.data, "fieldlink/v1/gw-demo/data");
     assert_eq!(t.status, "fieldlink/v1/gw-demo/status");
     assert_eq!(t.meta, "fieldlink/v1/gw-demo/meta");
+    // The filters are the topics with the gateway level a wildcard.
+    let any = Topics::new("+");
+    assert_eq!(
+        [topic::DATA_FILTER, topic::STATUS_FILTER, topic::META_FILTER],
+        [any.data.as_str(), any.status.as_str(), any.meta.as_str()]
+    );
     assert_eq!(
         topic::parse("fieldlink/v1/gw-demo/data"),
         Some(("gw-demo", TopicKind::Data))
