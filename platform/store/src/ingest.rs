@@ -89,7 +89,11 @@ pub(crate) trait GapTx {
 }
 
 /// The statements of storing one group, inside its transaction.
-pub(crate) trait IngestTx: GapTx {
+pub(crate) trait IngestTx {
+    /// The gap statements of the same transaction.
+    type Gaps: GapTx;
+    /// The gap statements, in the same transaction.
+    fn gaps(&mut self) -> &mut Self::Gaps;
     /// The enrolled gateways among `ids`.
     async fn enrolled(&mut self, ids: &[&str]) -> Result<HashSet<String>, StoreError>;
     /// Inserts the dedup rows `(gateway, seq, samples)` (in key order); the keys that were
@@ -246,10 +250,10 @@ pub(crate) async fn store_group<T: IngestTx>(
             }
             SeqStep::Jump { first, last } => {
                 tally.max_seq = Some(seq);
-                open_gaps(tx, &batch.gateway, first, last, received_at).await?
+                open_gaps(tx.gaps(), &batch.gateway, first, last, received_at).await?
             }
             SeqStep::Late => {
-                filled = fill_gap(tx, &batch.gateway, seq).await?;
+                filled = fill_gap(tx.gaps(), &batch.gateway, seq).await?;
                 None
             }
         };

@@ -529,6 +529,7 @@ impl PostgresStore {
                 let mut statements = PostgresIngest {
                     store: self,
                     tx: &tx,
+                    gaps: PostgresGaps(&tx),
                     learned: Vec::new(),
                 };
                 let outcomes =
@@ -1322,49 +1323,18 @@ impl GapTx for PostgresGaps<'_, '_> {
 struct PostgresIngest<'s, 't, 'c> {
     store: &'s PostgresStore,
     tx: &'t deadpool_postgres::Transaction<'c>,
+    gaps: PostgresGaps<'t, 'c>,
     /// Point ids found or created by this transaction, cached once it commits.
     learned: Vec<(CachedPoint, i64)>,
 }
 
-impl GapTx for PostgresIngest<'_, '_, '_> {
-    async fn crash_windows(
-        &mut self,
-        gateway: &str,
-        first: i64,
-        last: i64,
-    ) -> Result<Vec<(i64, i64)>, StoreError> {
-        PostgresGaps(self.tx)
-            .crash_windows(gateway, first, last)
-            .await
+impl<'t, 'c> IngestTx for PostgresIngest<'_, 't, 'c> {
+    type Gaps = PostgresGaps<'t, 'c>;
+
+    fn gaps(&mut self) -> &mut PostgresGaps<'t, 'c> {
+        &mut self.gaps
     }
 
-    async fn open_gap(
-        &mut self,
-        gateway: &str,
-        first: i64,
-        last: i64,
-        detected_at: i64,
-    ) -> Result<(), StoreError> {
-        PostgresGaps(self.tx)
-            .open_gap(gateway, first, last, detected_at)
-            .await
-    }
-
-    async fn take_gaps(
-        &mut self,
-        gateway: &str,
-        first: i64,
-        last: i64,
-    ) -> Result<Vec<GapRow>, StoreError> {
-        PostgresGaps(self.tx).take_gaps(gateway, first, last).await
-    }
-
-    async fn insert_gap(&mut self, gateway: &str, gap: GapRow) -> Result<(), StoreError> {
-        PostgresGaps(self.tx).insert_gap(gateway, gap).await
-    }
-}
-
-impl IngestTx for PostgresIngest<'_, '_, '_> {
     async fn enrolled(&mut self, ids: &[&str]) -> Result<HashSet<String>, StoreError> {
         let enrolled = self
             .tx

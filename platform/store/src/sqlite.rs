@@ -516,7 +516,11 @@ impl SqliteStore {
         self.write(move |w| {
             let Writer { conn, points } = w;
             let result = write_tx(conn).map_err(StoreError::from).and_then(|tx| {
-                let mut statements = SqliteIngest { tx: &tx, points };
+                let mut statements = SqliteIngest {
+                    tx: &tx,
+                    gaps: SqliteGaps(&tx),
+                    points,
+                };
                 let outcomes = run_ready(ingest::store_group(
                     &mut statements,
                     &batches,
@@ -1006,48 +1010,17 @@ impl GapTx for SqliteGaps<'_> {
 /// [`ingest::store_group`]'s); point ids are cached in the writer.
 struct SqliteIngest<'t> {
     tx: &'t Transaction<'t>,
+    gaps: SqliteGaps<'t>,
     points: &'t mut PointIds,
 }
 
-impl GapTx for SqliteIngest<'_> {
-    async fn crash_windows(
-        &mut self,
-        gateway: &str,
-        first: i64,
-        last: i64,
-    ) -> Result<Vec<(i64, i64)>, StoreError> {
-        SqliteGaps(self.tx)
-            .crash_windows(gateway, first, last)
-            .await
+impl<'t> IngestTx for SqliteIngest<'t> {
+    type Gaps = SqliteGaps<'t>;
+
+    fn gaps(&mut self) -> &mut SqliteGaps<'t> {
+        &mut self.gaps
     }
 
-    async fn open_gap(
-        &mut self,
-        gateway: &str,
-        first: i64,
-        last: i64,
-        detected_at: i64,
-    ) -> Result<(), StoreError> {
-        SqliteGaps(self.tx)
-            .open_gap(gateway, first, last, detected_at)
-            .await
-    }
-
-    async fn take_gaps(
-        &mut self,
-        gateway: &str,
-        first: i64,
-        last: i64,
-    ) -> Result<Vec<GapRow>, StoreError> {
-        SqliteGaps(self.tx).take_gaps(gateway, first, last).await
-    }
-
-    async fn insert_gap(&mut self, gateway: &str, gap: GapRow) -> Result<(), StoreError> {
-        SqliteGaps(self.tx).insert_gap(gateway, gap).await
-    }
-}
-
-impl IngestTx for SqliteIngest<'_> {
     async fn enrolled(&mut self, ids: &[&str]) -> Result<HashSet<String>, StoreError> {
         let mut stmt = self
             .tx
