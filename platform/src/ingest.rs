@@ -29,7 +29,7 @@ use crate::config::MqttUrl;
 use crate::store::{BatchOutcome, IncomingBatch, Store};
 use fieldlink_wire::codec::ZSTD_MAGIC;
 use fieldlink_wire::topic::{self, DATA_FILTER, META_FILTER, STATUS_FILTER, TopicKind};
-use fieldlink_wire::{Meta, Status, decode_batch};
+use fieldlink_wire::{Backoff, Meta, Status, decode_batch};
 use rumqttc::{
     AsyncClient, Event, MqttOptions, Outgoing, Packet, Publish, QoS, TlsConfiguration, Transport,
 };
@@ -226,21 +226,11 @@ fn options(cx: &IngestContext, client_id: String) -> MqttOptions {
     options
 }
 
-/// Exponential backoff between reconnects, 250 ms to 30 s.
-struct Backoff(Duration);
-
-impl Backoff {
-    fn new() -> Self {
-        Backoff(Duration::from_millis(250))
-    }
-    fn next(&mut self) -> Duration {
-        let delay = self.0;
-        self.0 = (self.0 * 2).min(Duration::from_secs(30));
-        delay
-    }
-    fn reset(&mut self) {
-        self.0 = Duration::from_millis(250);
-    }
+/// The backoff between reconnects, and between attempts to store a group: the MQTT link's
+/// reconnect policy (250 ms doubling to 30 s), without jitter: the ingest is alone on its
+/// connection, so there is no crowd to spread out.
+fn ingest_backoff() -> Backoff {
+    Backoff::reconnect().without_jitter()
 }
 
 /// The data session's modes: `Running` until `shutdown`, then `Draining` until the
@@ -275,7 +265,7 @@ async fn data_session(cx: &IngestContext) {
     let mut writer_done = false;
     let mut mode = DataMode::Running;
     let mut deadline = None;
-    let mut backoff = Backoff::new();
+    let mut backoff = ingest_backoff();
     loop {
         tokio::select! {
             () = cx.shutdown.cancelled(), if mode == DataMode::Running => {
@@ -325,7 +315,7 @@ async fn data_session(cx: &IngestContext) {
                     if mode != DataMode::Running {
                         break;
                     }
-                    let delay = backoff.next();
+                    let delay = backoff.next_delay();
                     tracing::warn!(broker = %cx.broker, error = %e, retry_in = ?delay, "ingest connection (data) lost");
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
@@ -469,7 +459,7 @@ async fn store_group(
         })
         .collect();
     if !batches.is_empty() {
-        let mut delay = Backoff::new();
+        let mut delay = ingest_backoff();
         loop {
             let now = now_ms();
             let day = day_of(now, cx.utc_offset_minutes);
@@ -480,7 +470,7 @@ async fn store_group(
                 }
                 Err(e) => {
                     add(&cx.counters.store_errors, 1);
-                    let wait = delay.next();
+                    let wait = delay.next_delay();
                     tracing::error!(error = %e, retry_in = ?wait, batches = batches.len(), "cannot store batches; they stay unacknowledged");
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
@@ -583,7 +573,7 @@ async fn state_session(cx: &IngestContext) {
     let mut options = options(cx, format!("{}-state", cx.client_id));
     options.set_clean_session(true);
     let (client, mut events) = AsyncClient::new(options, QUEUE);
-    let mut backoff = Backoff::new();
+    let mut backoff = ingest_backoff();
     let mut stop_deadline = None;
     loop {
         tokio::select! {
@@ -615,7 +605,7 @@ async fn state_session(cx: &IngestContext) {
                     if stop_deadline.is_some() {
                         break;
                     }
-                    let delay = backoff.next();
+                    let delay = backoff.next_delay();
                     tracing::warn!(broker = %cx.broker, error = %e, retry_in = ?delay, "ingest connection (status) lost");
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}

@@ -8,12 +8,14 @@
 //! - [`mqtt_url`]: the broker URL that enrollment hands out and the agent connects to;
 //! - [`enroll`]: the enrollment call of the platform's HTTP API, request and answer
 //!   ([`EnrollRequest`], [`Enrollment`]), and the API's error body;
+//! - [`backoff`]: the reconnect policy both ends of the MQTT link follow ([`Backoff`]);
 //! - [`codec`]: bytes on the wire: UTF-8 JSON, or one zstd frame holding it ([`Compression`]);
 //!   the decoder reads both, told apart by the zstd magic.
 //!
 //! Invariants: the JSON produced here is exactly the shape of `DESIGN.md` (field names and
 //! order are pinned by golden tests); this crate does no I/O and has no async.
 
+pub mod backoff;
 pub mod batch;
 pub mod codec;
 pub mod enroll;
@@ -22,6 +24,7 @@ pub mod mqtt_url;
 pub mod sample;
 pub mod topic;
 
+pub use backoff::Backoff;
 pub use batch::Batch;
 pub use codec::{
     Compression, DecodeError, decode_batch, encode_batch, encode_batch_into, encode_batch_with,

@@ -15,9 +15,8 @@ pub mod tls;
 use crate::config::PlatformConfig;
 use crate::outbox::{SharedOutbox, StoreError};
 use crate::telemetry::Telemetry;
-use fieldlink_collector_api::Backoff;
 use fieldlink_outbox::Record;
-use fieldlink_wire::{Meta, Status, Topics};
+use fieldlink_wire::{Backoff, Meta, Status, Topics};
 use outage::OutageLog;
 use plan::SendPlan;
 use rumqttc::{
@@ -201,7 +200,7 @@ pub async fn run(mut cx: PublisherContext) {
 
 async fn publish(cx: &mut PublisherContext) {
     let topics = Topics::new(&cx.gateway);
-    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+    let mut backoff = Backoff::reconnect();
     let mut mode = Mode::Live;
     let mut outage_log = OutageLog::new(cx.platform.mqtt.to_string(), outage::SUMMARY_INTERVAL);
     loop {

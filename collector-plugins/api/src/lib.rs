@@ -15,7 +15,6 @@
 //! [`plugin`], the traits through which a protocol crate plugs into the agent and owns its
 //! configuration, its `check` lines and its `probe`.
 
-pub mod backoff;
 pub mod clock;
 pub mod collector;
 pub mod decode;
@@ -25,8 +24,8 @@ pub mod point;
 pub mod schedule;
 pub mod stats;
 
-pub use backoff::Backoff;
 pub use collector::{BoxFuture, Collector, CollectorContext, SampleSink, SinkClosed};
 pub use failure_log::{FailureLog, Span};
+pub use fieldlink_wire::Backoff;
 pub use point::{Area, DataType, WordOrder};
 pub use stats::DeviceStats;
