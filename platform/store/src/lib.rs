@@ -27,6 +27,8 @@ mod enroll;
 mod ingest;
 pub mod postgres;
 mod ready;
+mod rows;
+mod series;
 pub mod sqlite;
 
 pub use accounts::{NewSession, SessionRow};

@@ -26,8 +26,7 @@
 
 use super::columns::{
     KIND_BOOL, KIND_FLOAT, KIND_INT, KIND_NONE, KIND_TEXT, KIND_UINT, MINUTE_MS, MinuteAggregate,
-    kind_of, parse_district, parse_gateway_state, parse_industry, parse_uint, quality_columns,
-    read_quality,
+    kind_of, parse_uint, quality_columns, read_quality,
 };
 use super::{
     ActiveDay, BatchOutcome, CrashWindow, Credentials, EnrollOutcome, EnrollRequest, Enterprise,
@@ -36,6 +35,8 @@ use super::{
 };
 use crate::enroll::{self, EnrollTx, TokenRow};
 use crate::ingest::{self, GapRow, GapTx, GatewayTally, IngestTx, LockedGateway, PointKey};
+use crate::rows::{self, ENTERPRISE_COLUMNS, GATEWAY_COLUMNS};
+use crate::series::{SeriesPlan, SeriesTable};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use fieldlink_wire::{Sample, Status, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -43,7 +44,6 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
-use tokio_postgres::Row;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -232,7 +232,7 @@ impl PostgresStore {
         let rows = client
             .query(&client.prepare_cached(&sql).await?, &[])
             .await?;
-        rows.iter().map(enterprise_row).collect()
+        rows.iter().map(rows::enterprise).collect()
     }
 
     pub(super) async fn enterprise(
@@ -244,7 +244,7 @@ impl PostgresStore {
         let row = client
             .query_opt(&client.prepare_cached(&sql).await?, &[&credit_code])
             .await?;
-        row.as_ref().map(enterprise_row).transpose()
+        row.as_ref().map(rows::enterprise).transpose()
     }
 
     pub(super) async fn gateways(
@@ -258,7 +258,7 @@ impl PostgresStore {
         let rows = client
             .query(&client.prepare_cached(&sql).await?, &[&credit_code])
             .await?;
-        rows.iter().map(gateway_row).collect()
+        rows.iter().map(rows::gateway).collect()
     }
 
     pub(super) async fn gateway(
@@ -274,7 +274,7 @@ impl PostgresStore {
         else {
             return Ok(None);
         };
-        let gateway = gateway_row(&row)?;
+        let gateway = rows::gateway(&row)?;
         let gaps = client
             .query(
                 &client
@@ -286,11 +286,8 @@ impl PostgresStore {
             )
             .await?
             .iter()
-            .map(|r| Gap {
-                first_seq: r.get::<_, i64>(0).unsigned_abs(),
-                last_seq: r.get::<_, i64>(1).unsigned_abs(),
-            })
-            .collect();
+            .map(rows::gap)
+            .collect::<Result<_, _>>()?;
         Ok(Some((gateway, gaps)))
     }
 
@@ -380,72 +377,70 @@ impl PostgresStore {
         to: i64,
         bucket_ms: i64,
     ) -> Result<Vec<SeriesBucket>, StoreError> {
-        let bucket_ms = bucket_ms.max(1);
-        let by_minute = from % MINUTE_MS == 0 && to % MINUTE_MS == 0 && bucket_ms % MINUTE_MS == 0;
+        let plan = SeriesPlan::new(from, to, bucket_ms);
         let client = self.client().await?;
-        let rows = if by_minute {
-            let (first, end, minutes) = (from / MINUTE_MS, to / MINUTE_MS, bucket_ms / MINUTE_MS);
-            let stmt = client
-                .prepare_cached(
-                    "SELECT (m.minute - $4) / $6 AS b, MIN(m.min), MAX(m.max),
-                            SUM(m.sum) / SUM(m.count)::float8, SUM(m.count)::int8
-                     FROM points p JOIN sample_minutes m ON m.point_id = p.id
-                     WHERE p.gateway = $1 AND p.device = $2 AND p.point = $3
-                       AND m.minute >= $4 AND m.minute < $5
-                     GROUP BY b ORDER BY b",
-                )
-                .await?;
-            client
-                .query(
-                    &stmt,
-                    &[
-                        &point.gateway,
-                        &point.device,
-                        &point.point,
-                        &first,
-                        &end,
-                        &minutes,
-                    ],
-                )
-                .await?
-        } else {
-            // Unsigned values are stored as text (exactly); the chart wants numbers.
-            let stmt = client
-                .prepare_cached(
-                    "SELECT (x.ts - $4) / $6 AS b, MIN(x.v), MAX(x.v), AVG(x.v), COUNT(*)
-                     FROM (SELECT s.ts, COALESCE(s.value_float, s.value_int::float8, s.value_text::float8) AS v
-                           FROM points p JOIN samples s ON s.point_id = p.id
-                           WHERE p.gateway = $1 AND p.device = $2 AND p.point = $3
-                             AND s.ts >= $4 AND s.ts < $5 AND s.kind = ANY($7)) x
-                     WHERE x.v > '-Infinity'::float8 AND x.v < 'Infinity'::float8
-                     GROUP BY b ORDER BY b",
-                )
-                .await?;
-            client
-                .query(
-                    &stmt,
-                    &[
-                        &point.gateway,
-                        &point.device,
-                        &point.point,
-                        &from,
-                        &to,
-                        &bucket_ms,
-                        &[KIND_BOOL, KIND_INT, KIND_UINT, KIND_FLOAT].as_slice(),
-                    ],
-                )
-                .await?
+        let rows = match plan.table {
+            SeriesTable::Minutes {
+                first,
+                end,
+                per_bucket,
+            } => {
+                let stmt = client
+                    .prepare_cached(
+                        "SELECT (m.minute - $4) / $6 AS b, MIN(m.min), MAX(m.max),
+                                SUM(m.sum) / SUM(m.count)::float8, SUM(m.count)::int8
+                         FROM points p JOIN sample_minutes m ON m.point_id = p.id
+                         WHERE p.gateway = $1 AND p.device = $2 AND p.point = $3
+                           AND m.minute >= $4 AND m.minute < $5
+                         GROUP BY b ORDER BY b",
+                    )
+                    .await?;
+                client
+                    .query(
+                        &stmt,
+                        &[
+                            &point.gateway,
+                            &point.device,
+                            &point.point,
+                            &first,
+                            &end,
+                            &per_bucket,
+                        ],
+                    )
+                    .await?
+            }
+            SeriesTable::Samples => {
+                // Unsigned values are stored as text (exactly); the chart wants numbers.
+                let stmt = client
+                    .prepare_cached(
+                        "SELECT (x.ts - $4) / $6 AS b, MIN(x.v), MAX(x.v), AVG(x.v), COUNT(*)
+                         FROM (SELECT s.ts, COALESCE(s.value_float, s.value_int::float8, s.value_text::float8) AS v
+                               FROM points p JOIN samples s ON s.point_id = p.id
+                               WHERE p.gateway = $1 AND p.device = $2 AND p.point = $3
+                                 AND s.ts >= $4 AND s.ts < $5 AND s.kind = ANY($7)) x
+                         WHERE x.v > '-Infinity'::float8 AND x.v < 'Infinity'::float8
+                         GROUP BY b ORDER BY b",
+                    )
+                    .await?;
+                client
+                    .query(
+                        &stmt,
+                        &[
+                            &point.gateway,
+                            &point.device,
+                            &point.point,
+                            &plan.from,
+                            &plan.to,
+                            &plan.bucket_ms,
+                            &[KIND_BOOL, KIND_INT, KIND_UINT, KIND_FLOAT].as_slice(),
+                        ],
+                    )
+                    .await?
+            }
         };
-        Ok(rows
-            .iter()
-            .map(|r| SeriesBucket {
-                start: from + r.get::<_, i64>(0) * bucket_ms,
-                min: r.get(1),
-                max: r.get(2),
-                avg: r.get(3),
-                count: r.get::<_, i64>(4).unsigned_abs(),
-            })
-            .collect())
+        rows.iter()
+            .map(|r| rows::series_bucket(r, plan.from, plan.bucket_ms))
+            .collect()
     }
 
     pub(super) async fn insert_token(&self, token: NewToken) -> Result<bool, StoreError> {
@@ -711,7 +706,7 @@ impl PostgresStore {
         limit: u32,
     ) -> Result<Vec<CrashWindow>, StoreError> {
         let client = self.client().await?;
-        Ok(client
+        client
             .query(
                 "SELECT first_seq, last_seq, recorded_at FROM crash_windows
                  WHERE gateway = $1 ORDER BY first_seq LIMIT $2",
@@ -719,12 +714,8 @@ impl PostgresStore {
             )
             .await?
             .iter()
-            .map(|r| CrashWindow {
-                first_seq: r.get::<_, i64>(0).unsigned_abs(),
-                last_seq: r.get::<_, i64>(1).unsigned_abs(),
-                recorded_at: r.get(2),
-            })
-            .collect())
+            .map(rows::crash_window)
+            .collect()
     }
 
     pub(super) async fn update_meta(
@@ -825,16 +816,7 @@ impl PostgresStore {
             .query(&stmt, &[&active_since])
             .await?
             .iter()
-            .map(|r| {
-                Ok(OnboardingRow {
-                    industry: parse_industry(r.get(0))?,
-                    district: parse_district(r.get(1))?,
-                    in_program: r.get(2),
-                    enrolled: r.get(3),
-                    on_cloud: r.get(4),
-                    active: r.get(5),
-                })
-            })
+            .map(rows::onboarding)
             .collect()
     }
 
@@ -1089,48 +1071,6 @@ fn read_value(
                 "value of kind {kind} without its column"
             )));
         }
-    })
-}
-
-const ENTERPRISE_COLUMNS: &str = "credit_code, name, industry, district, in_program, registered_at, first_batch_at, last_batch_at";
-
-fn enterprise_row(r: &Row) -> Result<Enterprise, StoreError> {
-    Ok(Enterprise {
-        credit_code: r.get(0),
-        name: r.get(1),
-        industry: parse_industry(r.get(2))?,
-        district: parse_district(r.get(3))?,
-        in_program: r.get(4),
-        registered_at: r.get(5),
-        first_batch_at: r.get(6),
-        last_batch_at: r.get(7),
-    })
-}
-
-const GATEWAY_COLUMNS: &str =
-    "g.id, g.credit_code, g.name, g.hostname, g.agent_version, g.enrolled_at,
-    g.credentials_issued_at, g.first_batch_at, g.last_batch_at, g.batches, g.samples, g.max_seq,
-    (SELECT COALESCE(SUM(last_seq - first_seq + 1), 0)::int8 FROM gaps WHERE gaps.gateway = g.id),
-    g.status, g.status_at, g.meta";
-
-fn gateway_row(r: &Row) -> Result<Gateway, StoreError> {
-    let (status, meta) = parse_gateway_state(r.get(13), r.get(14), r.get(15))?;
-    Ok(Gateway {
-        id: r.get(0),
-        credit_code: r.get(1),
-        name: r.get(2),
-        hostname: r.get(3),
-        agent_version: r.get(4),
-        enrolled_at: r.get(5),
-        credentials_issued_at: r.get(6),
-        first_batch_at: r.get(7),
-        last_batch_at: r.get(8),
-        batches: r.get::<_, i64>(9).unsigned_abs(),
-        samples: r.get::<_, i64>(10).unsigned_abs(),
-        max_seq: r.get::<_, Option<i64>>(11).map(i64::unsigned_abs),
-        missing_batches: r.get::<_, i64>(12).unsigned_abs(),
-        status,
-        meta,
     })
 }
 

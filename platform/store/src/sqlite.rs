@@ -12,8 +12,7 @@
 
 use super::columns::{
     KIND_BOOL, KIND_FLOAT, KIND_INT, KIND_NONE, KIND_TEXT, KIND_UINT, MINUTE_MS, MinuteAggregate,
-    kind_of, parse_district, parse_gateway_state, parse_industry, parse_uint, quality_columns,
-    read_quality,
+    kind_of, parse_uint, quality_columns, read_quality,
 };
 use super::{
     ActiveDay, BatchOutcome, CrashWindow, Credentials, EnrollOutcome, EnrollRequest, Enterprise,
@@ -23,6 +22,8 @@ use super::{
 use crate::enroll::{self, EnrollTx, TokenRow};
 use crate::ingest::{self, GapRow, GapTx, GatewayTally, IngestTx, LockedGateway, PointKey};
 use crate::ready::run_ready;
+use crate::rows::{self, ENTERPRISE_COLUMNS, GATEWAY_COLUMNS};
+use crate::series::{SeriesPlan, SeriesTable};
 use fieldlink_wire::{Sample, Status, Value};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{
@@ -208,11 +209,8 @@ impl SqliteStore {
 
     pub(super) async fn enterprises(&self) -> Result<Vec<Enterprise>, StoreError> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {ENTERPRISE_COLUMNS} FROM enterprises ORDER BY credit_code"
-            ))?;
-            let rows = stmt.query_map([], enterprise_row)?;
-            collect(rows)
+            let sql = format!("SELECT {ENTERPRISE_COLUMNS} FROM enterprises ORDER BY credit_code");
+            all(&mut c.prepare_cached(&sql)?, [], |r| rows::enterprise(r))
         })
         .await
     }
@@ -222,12 +220,11 @@ impl SqliteStore {
         credit_code: String,
     ) -> Result<Option<Enterprise>, StoreError> {
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {ENTERPRISE_COLUMNS} FROM enterprises WHERE credit_code = ?1"
-            ))?;
-            stmt.query_row([credit_code], enterprise_row)
-                .optional()?
-                .transpose()
+            let sql =
+                format!("SELECT {ENTERPRISE_COLUMNS} FROM enterprises WHERE credit_code = ?1");
+            first(&mut c.prepare_cached(&sql)?, [credit_code], |r| {
+                rows::enterprise(r)
+            })
         })
         .await
     }
@@ -240,9 +237,7 @@ impl SqliteStore {
             let sql = format!(
                 "SELECT {GATEWAY_COLUMNS} FROM gateways g WHERE ?1 IS NULL OR g.credit_code = ?1 ORDER BY g.id"
             );
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map([credit_code], gateway_row)?;
-            collect(rows)
+            all(&mut c.prepare_cached(&sql)?, [credit_code], |r| rows::gateway(r))
         })
         .await
     }
@@ -254,25 +249,13 @@ impl SqliteStore {
     ) -> Result<Option<(Gateway, Vec<Gap>)>, StoreError> {
         self.read(move |c| {
             let sql = format!("SELECT {GATEWAY_COLUMNS} FROM gateways g WHERE g.id = ?1");
-            let Some(gateway) = c
-                .prepare_cached(&sql)?
-                .query_row([&id], gateway_row)
-                .optional()?
-                .transpose()?
-            else {
+            let Some(gateway) = first(&mut c.prepare_cached(&sql)?, [&id], |r| rows::gateway(r))? else {
                 return Ok(None);
             };
             let mut stmt = c.prepare_cached(
                 "SELECT first_seq, last_seq FROM gaps WHERE gateway = ?1 ORDER BY first_seq LIMIT ?2",
             )?;
-            let gaps = stmt
-                .query_map(params![id, max_gaps], |r| {
-                    Ok(Gap {
-                        first_seq: r.get::<_, i64>(0)? as u64,
-                        last_seq: r.get::<_, i64>(1)? as u64,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
+            let gaps = all(&mut stmt, params![id, max_gaps], |r| rows::gap(r))?;
             Ok(Some((gateway, gaps)))
         })
         .await
@@ -332,20 +315,15 @@ impl SqliteStore {
                 "SELECT device, point, latest_ts, latest_kind, latest_value, latest_quality, latest_error
                  FROM points WHERE gateway = ?1 AND latest_ts IS NOT NULL ORDER BY device, point",
             )?;
-            let rows = stmt.query_map([gateway], |r| {
-                let value = read_value(r.get(3)?, r.get(4)?);
-                let quality = read_quality(r.get(5)?, r.get(6)?);
-                Ok(value.and_then(|value| {
-                    Ok(LatestValue {
-                        device: r.get(0)?,
-                        point: r.get(1)?,
-                        ts: r.get(2)?,
-                        value,
-                        quality: quality?,
-                    })
-                }))
-            })?;
-            collect(rows)
+            all(&mut stmt, [gateway], |r| {
+                Ok(LatestValue {
+                    device: r.get(0)?,
+                    point: r.get(1)?,
+                    ts: r.get(2)?,
+                    value: read_value(r.get(3)?, r.get(4)?)?,
+                    quality: read_quality(r.get(5)?, r.get(6)?)?,
+                })
+            })
         })
         .await
     }
@@ -357,75 +335,59 @@ impl SqliteStore {
         to: i64,
         bucket_ms: i64,
     ) -> Result<Vec<SeriesBucket>, StoreError> {
-        let bucket_ms = bucket_ms.max(1);
-        if from % MINUTE_MS == 0 && to % MINUTE_MS == 0 && bucket_ms % MINUTE_MS == 0 {
-            return self.series_by_minute(point, from, to, bucket_ms).await;
-        }
+        let plan = SeriesPlan::new(from, to, bucket_ms);
         self.read(move |c| {
-            // Unsigned values are stored as text (exactly); the chart wants them as numbers.
-            let mut stmt = c.prepare_cached(
-                "SELECT (s.ts - ?4) / ?6 AS b,
-                        MIN(CAST(s.value AS REAL)), MAX(CAST(s.value AS REAL)),
-                        AVG(CAST(s.value AS REAL)), COUNT(*)
-                 FROM points p JOIN samples s ON s.point_id = p.id
-                 WHERE p.gateway = ?1 AND p.device = ?2 AND p.point = ?3
-                   AND s.ts >= ?4 AND s.ts < ?5 AND s.kind IN (?7, ?8, ?9, ?10)
-                 GROUP BY b ORDER BY b",
-            )?;
-            let rows = stmt
-                .query_map(
-                    params![
-                        point.gateway,
-                        point.device,
-                        point.point,
-                        from,
-                        to,
-                        bucket_ms,
-                        KIND_BOOL,
-                        KIND_INT,
-                        KIND_UINT,
-                        KIND_FLOAT
-                    ],
-                    |r| series_bucket(r, from, bucket_ms),
-                )?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-        .await
-    }
-
-    /// [`Self::series`] from the per-minute rows (all bounds are whole minutes).
-    async fn series_by_minute(
-        &self,
-        point: SeriesPoint,
-        from: i64,
-        to: i64,
-        bucket_ms: i64,
-    ) -> Result<Vec<SeriesBucket>, StoreError> {
-        let (first, end, minutes) = (from / MINUTE_MS, to / MINUTE_MS, bucket_ms / MINUTE_MS);
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT (m.minute - ?4) / ?6 AS b, MIN(m.min), MAX(m.max),
-                        SUM(m.sum) / SUM(m.count), SUM(m.count)
-                 FROM points p JOIN sample_minutes m ON m.point_id = p.id
-                 WHERE p.gateway = ?1 AND p.device = ?2 AND p.point = ?3
-                   AND m.minute >= ?4 AND m.minute < ?5
-                 GROUP BY b ORDER BY b",
-            )?;
-            let rows = stmt
-                .query_map(
-                    params![
+            let bucket = |r: &Row<'_>| rows::series_bucket(r, plan.from, plan.bucket_ms);
+            match plan.table {
+                SeriesTable::Minutes {
+                    first,
+                    end,
+                    per_bucket,
+                } => {
+                    let mut stmt = c.prepare_cached(
+                        "SELECT (m.minute - ?4) / ?6 AS b, MIN(m.min), MAX(m.max),
+                                SUM(m.sum) / SUM(m.count), SUM(m.count)
+                         FROM points p JOIN sample_minutes m ON m.point_id = p.id
+                         WHERE p.gateway = ?1 AND p.device = ?2 AND p.point = ?3
+                           AND m.minute >= ?4 AND m.minute < ?5
+                         GROUP BY b ORDER BY b",
+                    )?;
+                    let params = params![
                         point.gateway,
                         point.device,
                         point.point,
                         first,
                         end,
-                        minutes
-                    ],
-                    |r| series_bucket(r, from, bucket_ms),
-                )?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
+                        per_bucket
+                    ];
+                    all(&mut stmt, params, bucket)
+                }
+                SeriesTable::Samples => {
+                    // Unsigned values are stored as text (exactly); the chart wants numbers.
+                    let mut stmt = c.prepare_cached(
+                        "SELECT (s.ts - ?4) / ?6 AS b,
+                                MIN(CAST(s.value AS REAL)), MAX(CAST(s.value AS REAL)),
+                                AVG(CAST(s.value AS REAL)), COUNT(*)
+                         FROM points p JOIN samples s ON s.point_id = p.id
+                         WHERE p.gateway = ?1 AND p.device = ?2 AND p.point = ?3
+                           AND s.ts >= ?4 AND s.ts < ?5 AND s.kind IN (?7, ?8, ?9, ?10)
+                         GROUP BY b ORDER BY b",
+                    )?;
+                    let params = params![
+                        point.gateway,
+                        point.device,
+                        point.point,
+                        plan.from,
+                        plan.to,
+                        plan.bucket_ms,
+                        KIND_BOOL,
+                        KIND_INT,
+                        KIND_UINT,
+                        KIND_FLOAT
+                    ];
+                    all(&mut stmt, params, bucket)
+                }
+            }
         })
         .await
     }
@@ -597,16 +559,9 @@ impl SqliteStore {
                 "SELECT first_seq, last_seq, recorded_at FROM crash_windows
                  WHERE gateway = ?1 ORDER BY first_seq LIMIT ?2",
             )?;
-            let rows = stmt
-                .query_map(params![gateway, limit], |r| {
-                    Ok(CrashWindow {
-                        first_seq: r.get::<_, i64>(0)?.unsigned_abs(),
-                        last_seq: r.get::<_, i64>(1)?.unsigned_abs(),
-                        recorded_at: r.get(2)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
+            all(&mut stmt, params![gateway, limit], |r| {
+                rows::crash_window(r)
+            })
         })
         .await
     }
@@ -695,21 +650,7 @@ impl SqliteStore {
                         COALESCE(e.last_batch_at >= ?1, 0)
                  FROM enterprises e",
             )?;
-            let rows = stmt.query_map([active_since], |r| {
-                let industry: String = r.get(0)?;
-                let district: String = r.get(1)?;
-                Ok((|| {
-                    Ok(OnboardingRow {
-                        industry: parse_industry(&industry)?,
-                        district: parse_district(&district)?,
-                        in_program: r.get(2)?,
-                        enrolled: r.get(3)?,
-                        on_cloud: r.get(4)?,
-                        active: r.get(5)?,
-                    })
-                })())
-            })?;
-            collect(rows)
+            all(&mut stmt, [active_since], |r| rows::onboarding(r))
         })
         .await
     }
@@ -815,87 +756,27 @@ fn migrate(conn: &mut Connection, migrations: &[&str]) -> Result<(), StoreError>
     Ok(())
 }
 
-fn collect<T>(
-    rows: impl Iterator<Item = rusqlite::Result<Result<T, StoreError>>>,
+/// Every row of `stmt` with `params`, each mapped by `map`.
+fn all<T>(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+    map: impl Fn(&Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
+    let mut rows = stmt.query(params)?;
     let mut out = Vec::new();
-    for row in rows {
-        out.push(row??);
+    while let Some(row) = rows.next()? {
+        out.push(map(row)?);
     }
     Ok(out)
 }
 
-/// One bucket of a series query's row: `(bucket index, min, max, avg, count)`, the bucket
-/// starting `index` buckets after `from`.
-fn series_bucket(
-    r: &rusqlite::Row<'_>,
-    from: i64,
-    bucket_ms: i64,
-) -> rusqlite::Result<SeriesBucket> {
-    Ok(SeriesBucket {
-        start: from + r.get::<_, i64>(0)? * bucket_ms,
-        min: r.get(1)?,
-        max: r.get(2)?,
-        avg: r.get(3)?,
-        count: r.get::<_, i64>(4)?.unsigned_abs(),
-    })
-}
-
-const ENTERPRISE_COLUMNS: &str = "credit_code, name, industry, district, in_program, registered_at, first_batch_at, last_batch_at";
-
-fn enterprise_row(r: &Row) -> rusqlite::Result<Result<Enterprise, StoreError>> {
-    let industry: String = r.get(2)?;
-    let district: String = r.get(3)?;
-    let (credit_code, name, in_program, registered_at, first, last) = (
-        r.get(0)?,
-        r.get(1)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-    );
-    Ok((|| {
-        Ok(Enterprise {
-            credit_code,
-            name,
-            industry: parse_industry(&industry)?,
-            district: parse_district(&district)?,
-            in_program,
-            registered_at,
-            first_batch_at: first,
-            last_batch_at: last,
-        })
-    })())
-}
-
-const GATEWAY_COLUMNS: &str =
-    "g.id, g.credit_code, g.name, g.hostname, g.agent_version, g.enrolled_at,
-    g.credentials_issued_at, g.first_batch_at, g.last_batch_at, g.batches, g.samples, g.max_seq,
-    (SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) FROM gaps WHERE gaps.gateway = g.id),
-    g.status, g.status_at, g.meta";
-
-fn gateway_row(r: &Row) -> rusqlite::Result<Result<Gateway, StoreError>> {
-    let (status, meta) = match parse_gateway_state(r.get(13)?, r.get(14)?, r.get(15)?) {
-        Ok(state) => state,
-        Err(e) => return Ok(Err(e)),
-    };
-    Ok(Ok(Gateway {
-        id: r.get(0)?,
-        credit_code: r.get(1)?,
-        name: r.get(2)?,
-        hostname: r.get(3)?,
-        agent_version: r.get(4)?,
-        enrolled_at: r.get(5)?,
-        credentials_issued_at: r.get(6)?,
-        first_batch_at: r.get(7)?,
-        last_batch_at: r.get(8)?,
-        batches: r.get::<_, i64>(9)? as u64,
-        samples: r.get::<_, i64>(10)? as u64,
-        max_seq: r.get::<_, Option<i64>>(11)?.map(|s| s as u64),
-        missing_batches: r.get::<_, i64>(12)? as u64,
-        status,
-        meta,
-    }))
+/// The first row of `stmt` with `params`, mapped by `map`, if there is one.
+fn first<T>(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+    map: impl Fn(&Row<'_>) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    stmt.query(params)?.next()?.map(map).transpose()
 }
 
 fn value_columns(value: &Value) -> (i16, SqlValue) {

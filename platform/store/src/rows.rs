@@ -1,0 +1,160 @@
+//! Result rows read the same way on both backends: [`Columns`] reads a column of a
+//! rusqlite or a tokio-postgres row, and the mappers here turn rows of the shared column
+//! lists into the store's types.
+
+use crate::columns::{parse_district, parse_gateway_state, parse_industry};
+use crate::{CrashWindow, Enterprise, Gap, Gateway, OnboardingRow, SeriesBucket, StoreError};
+
+/// A result row's columns by index, whichever backend produced it.
+pub(crate) trait Columns {
+    /// A text column.
+    fn text(&self, i: usize) -> Result<String, StoreError>;
+    /// A nullable text column.
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError>;
+    /// An integer column (any width).
+    fn int(&self, i: usize) -> Result<i64, StoreError>;
+    /// A nullable integer column.
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError>;
+    /// A boolean column (SQLite stores 0 or 1).
+    fn flag(&self, i: usize) -> Result<bool, StoreError>;
+    /// A floating-point column.
+    fn float(&self, i: usize) -> Result<f64, StoreError>;
+}
+
+impl Columns for rusqlite::Row<'_> {
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn flag(&self, i: usize) -> Result<bool, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn float(&self, i: usize) -> Result<f64, StoreError> {
+        Ok(self.get(i)?)
+    }
+}
+
+impl Columns for tokio_postgres::Row {
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn int(&self, i: usize) -> Result<i64, StoreError> {
+        // BIGINT, or INTEGER and SMALLINT columns, widened.
+        self.try_get::<_, i64>(i)
+            .or_else(|_| self.try_get::<_, i32>(i).map(i64::from))
+            .or_else(|_| self.try_get::<_, i16>(i).map(i64::from))
+            .map_err(StoreError::from)
+    }
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn flag(&self, i: usize) -> Result<bool, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn float(&self, i: usize) -> Result<f64, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+}
+
+/// The columns [`enterprise`] reads, in its order.
+pub(crate) const ENTERPRISE_COLUMNS: &str = "credit_code, name, industry, district, in_program, registered_at, first_batch_at, last_batch_at";
+
+/// An enterprise from a row of [`ENTERPRISE_COLUMNS`].
+pub(crate) fn enterprise(r: &impl Columns) -> Result<Enterprise, StoreError> {
+    Ok(Enterprise {
+        credit_code: r.text(0)?,
+        name: r.text(1)?,
+        industry: parse_industry(&r.text(2)?)?,
+        district: parse_district(&r.text(3)?)?,
+        in_program: r.flag(4)?,
+        registered_at: r.int(5)?,
+        first_batch_at: r.opt_int(6)?,
+        last_batch_at: r.opt_int(7)?,
+    })
+}
+
+/// The columns [`gateway`] reads, in its order, from `gateways g`.
+pub(crate) const GATEWAY_COLUMNS: &str =
+    "g.id, g.credit_code, g.name, g.hostname, g.agent_version, g.enrolled_at,
+    g.credentials_issued_at, g.first_batch_at, g.last_batch_at, g.batches, g.samples, g.max_seq,
+    CAST((SELECT COALESCE(SUM(last_seq - first_seq + 1), 0) FROM gaps WHERE gaps.gateway = g.id) AS BIGINT),
+    g.status, g.status_at, g.meta";
+
+/// A gateway from a row of [`GATEWAY_COLUMNS`].
+pub(crate) fn gateway(r: &impl Columns) -> Result<Gateway, StoreError> {
+    let (status, meta) = parse_gateway_state(r.opt_text(13)?, r.opt_int(14)?, r.opt_text(15)?)?;
+    Ok(Gateway {
+        id: r.text(0)?,
+        credit_code: r.text(1)?,
+        name: r.text(2)?,
+        hostname: r.opt_text(3)?,
+        agent_version: r.opt_text(4)?,
+        enrolled_at: r.int(5)?,
+        credentials_issued_at: r.int(6)?,
+        first_batch_at: r.opt_int(7)?,
+        last_batch_at: r.opt_int(8)?,
+        batches: r.int(9)?.unsigned_abs(),
+        samples: r.int(10)?.unsigned_abs(),
+        max_seq: r.opt_int(11)?.map(i64::unsigned_abs),
+        missing_batches: r.int(12)?.unsigned_abs(),
+        status,
+        meta,
+    })
+}
+
+/// An enterprise's onboarding state from a row `industry, district, in_program, enrolled,
+/// on_cloud, active`.
+pub(crate) fn onboarding(r: &impl Columns) -> Result<OnboardingRow, StoreError> {
+    Ok(OnboardingRow {
+        industry: parse_industry(&r.text(0)?)?,
+        district: parse_district(&r.text(1)?)?,
+        in_program: r.flag(2)?,
+        enrolled: r.flag(3)?,
+        on_cloud: r.flag(4)?,
+        active: r.flag(5)?,
+    })
+}
+
+/// A gap from a row `first_seq, last_seq`.
+pub(crate) fn gap(r: &impl Columns) -> Result<Gap, StoreError> {
+    Ok(Gap {
+        first_seq: r.int(0)?.unsigned_abs(),
+        last_seq: r.int(1)?.unsigned_abs(),
+    })
+}
+
+/// A crash window from a row `first_seq, last_seq, recorded_at`.
+pub(crate) fn crash_window(r: &impl Columns) -> Result<CrashWindow, StoreError> {
+    Ok(CrashWindow {
+        first_seq: r.int(0)?.unsigned_abs(),
+        last_seq: r.int(1)?.unsigned_abs(),
+        recorded_at: r.int(2)?,
+    })
+}
+
+/// One bucket of a series query's row `(bucket index, min, max, avg, count)`, the bucket
+/// starting `index` buckets after `from`.
+pub(crate) fn series_bucket(
+    r: &impl Columns,
+    from: i64,
+    bucket_ms: i64,
+) -> Result<SeriesBucket, StoreError> {
+    Ok(SeriesBucket {
+        start: from + r.int(0)? * bucket_ms,
+        min: r.float(1)?,
+        max: r.float(2)?,
+        avg: r.float(3)?,
+        count: r.int(4)?.unsigned_abs(),
+    })
+}
