@@ -110,7 +110,7 @@ pub struct IngestCounters {
 }
 
 /// A snapshot of [`IngestCounters`] since the platform started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IngestStats {
     /// Data messages received.
     pub batches_received: u64,
@@ -676,7 +676,7 @@ async fn handle_state(cx: &IngestContext, publish: &Publish) {
                 return;
             }
         },
-        TopicKind::Data => return,
+        TopicKind::Data | TopicKind::Ack => return,
     };
     match result {
         Ok((true, counter)) => add(counter, 1),

@@ -31,7 +31,9 @@ pub use codec::{
     payload_json,
 };
 pub use enroll::{EnrollRequest, Enrollment};
-pub use message::{DeviceMeta, GatewayState, Meta, PointMeta, ResumedAfterCrash, Status};
+pub use message::{
+    Ack, AckState, DeviceMeta, GatewayState, Meta, PointMeta, ResumedAfterCrash, Status,
+};
 pub use mqtt_url::{MqttUrl, MqttUrlError};
 pub use sample::{Quality, Sample, Value};
 pub use topic::Topics;

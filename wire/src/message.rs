@@ -1,4 +1,4 @@
-//! The retained `status` and `meta` payloads.
+//! The retained `status`, `meta` and `ack` payloads.
 
 use serde::{Deserialize, Serialize};
 
@@ -97,4 +97,59 @@ pub struct PointMeta {
     /// Its engineering unit, if configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
+}
+
+/// The payload of `fieldlink/v1/{gateway}/ack`, retained, written by the platform after the
+/// transaction that stored a gateway's batches commits: what of the gateway's numbering it
+/// holds. A gateway deletes a batch from its outbox once an ack covers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// Every `seq` up to this one is stored, or was skipped by a crash (a crash window).
+    pub stored_through: u64,
+    /// Ranges `[first, last]` above `stored_through` known to be missing: numbered by the
+    /// gateway, never stored (at most [`Ack::MAX_MISSING`], the oldest first).
+    pub missing: Vec<(u64, u64)>,
+    /// The highest `seq` stored. Every `seq` between `stored_through` and it that is not
+    /// in `missing` is stored too (an addition to DESIGN.md's `ack`: without it a gateway
+    /// could not tell a batch stored behind a gap it can no longer fill, say one its outbox
+    /// evicted, from one not received yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_max: Option<u64>,
+}
+
+/// What an [`Ack`] says of one `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckState {
+    /// Stored (or skipped by a crash): the batch may be deleted.
+    Stored,
+    /// Known to be missing: the batch should be sent again.
+    Missing,
+    /// Not known yet: sent after the ack was made, or the ack's list of missing ranges was
+    /// cut short.
+    Unknown,
+}
+
+impl Ack {
+    /// The most missing ranges one ack lists.
+    pub const MAX_MISSING: usize = 100;
+
+    /// What this ack says of `seq`.
+    pub fn state(&self, seq: u64) -> AckState {
+        if seq <= self.stored_through {
+            AckState::Stored
+        } else if self.missing.iter().any(|&(a, b)| (a..=b).contains(&seq)) {
+            AckState::Missing
+        } else if self.stored_max.is_some_and(|max| seq <= max) && !self.beyond_the_list(seq) {
+            AckState::Stored
+        } else {
+            AckState::Unknown
+        }
+    }
+
+    /// True if the list of missing ranges was cut short before `seq`: gaps past the last
+    /// listed range are not listed, so nothing is known of `seq`.
+    fn beyond_the_list(&self, seq: u64) -> bool {
+        self.missing.len() >= Self::MAX_MISSING
+            && self.missing.last().is_some_and(|&(_, last)| seq > last)
+    }
 }

@@ -11,7 +11,7 @@ pub const STATUS_FILTER: &str = "fieldlink/v1/+/status";
 /// The filter of every gateway's retained `meta` topic.
 pub const META_FILTER: &str = "fieldlink/v1/+/meta";
 
-/// The three topics of one gateway.
+/// The topics of one gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
     /// `fieldlink/v1/{gateway}/data`: batches, QoS 1, not retained.
@@ -20,6 +20,9 @@ pub struct Topics {
     pub status: String,
     /// `fieldlink/v1/{gateway}/meta`: retained device and point catalogue.
     pub meta: String,
+    /// `fieldlink/v1/{gateway}/ack`: the platform's retained acknowledgement of what it
+    /// stored ([`crate::Ack`]); written by the platform only.
+    pub ack: String,
 }
 
 impl Topics {
@@ -29,6 +32,7 @@ impl Topics {
             data: format!("{PREFIX}/{gateway}/data"),
             status: format!("{PREFIX}/{gateway}/status"),
             meta: format!("{PREFIX}/{gateway}/meta"),
+            ack: format!("{PREFIX}/{gateway}/ack"),
         }
     }
 }
@@ -42,6 +46,8 @@ pub enum TopicKind {
     Status,
     /// The `meta` topic.
     Meta,
+    /// The `ack` topic.
+    Ack,
 }
 
 /// Splits a received topic into the gateway id and the kind; `None` if it is not ours.
@@ -55,6 +61,7 @@ pub fn parse(topic: &str) -> Option<(&str, TopicKind)> {
         "data" => TopicKind::Data,
         "status" => TopicKind::Status,
         "meta" => TopicKind::Meta,
+        "ack" => TopicKind::Ack,
         _ => return None,
     };
     Some((gateway, kind))

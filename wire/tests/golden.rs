@@ -345,3 +345,51 @@ fn names_are_escaped_exactly_as_serde_json_escapes_them_wherever_the_character_i
         }
     }
 }
+
+#[test]
+fn ack_has_the_contract_shape_and_says_what_is_stored() {
+    let ack = fieldlink_wire::Ack {
+        stored_through: 1840,
+        missing: vec![(1843, 1845), (1850, 1850)],
+        stored_max: Some(1860),
+    };
+    assert_eq!(
+        serde_json::to_string(&ack).unwrap(),
+        r#"{"stored_through":1840,"missing":[[1843,1845],[1850,1850]],"stored_max":1860}"#
+    );
+    let old: fieldlink_wire::Ack =
+        serde_json::from_str(r#"{"stored_through":7,"missing":[]}"#).unwrap();
+    assert_eq!(old.stored_max, None);
+    use fieldlink_wire::AckState::{Missing, Stored, Unknown};
+    let states: Vec<_> = [1, 1840, 1841, 1843, 1845, 1846, 1850, 1860, 1861]
+        .map(|seq| ack.state(seq))
+        .to_vec();
+    assert_eq!(
+        states,
+        [
+            Stored, Stored, Stored, Missing, Missing, Stored, Missing, Stored, Unknown
+        ]
+    );
+    // Without stored_max (an older platform), only stored_through covers batches.
+    assert_eq!(old.state(8), Unknown);
+    assert_eq!(
+        fieldlink_wire::topic::parse("fieldlink/v1/gw-demo/ack"),
+        Some(("gw-demo", TopicKind::Ack))
+    );
+    assert_eq!(Topics::new("gw-demo").ack, "fieldlink/v1/gw-demo/ack");
+}
+
+#[test]
+fn a_cut_short_ack_says_nothing_past_its_last_range() {
+    let missing: Vec<(u64, u64)> = (0..fieldlink_wire::Ack::MAX_MISSING as u64)
+        .map(|i| (10 + 2 * i, 10 + 2 * i))
+        .collect();
+    let last = missing.last().unwrap().1;
+    let ack = fieldlink_wire::Ack {
+        stored_through: 9,
+        missing,
+        stored_max: Some(10_000),
+    };
+    assert_eq!(ack.state(11), fieldlink_wire::AckState::Stored);
+    assert_eq!(ack.state(last + 1), fieldlink_wire::AckState::Unknown);
+}
