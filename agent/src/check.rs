@@ -69,6 +69,9 @@ pub fn report(config: &AgentConfig) -> String {
                 modbus_report(&mut out, &header, &rtu.points, rtu.limits, device);
             }
             DeviceKind::Opcua(opcua) => opcua_report(&mut out, &device.name, opcua),
+            DeviceKind::Plugin(plugin) => {
+                let _ = write!(out, "device {:?}: {}", &*device.name, plugin.0.describe());
+            }
             DeviceKind::Simulator(sim) => {
                 let _ = writeln!(
                     out,

@@ -1,6 +1,7 @@
 //! `fieldlink probe modbus TARGET ...`: reads a range of registers (or bits) once and
 //! prints them raw and decoded in every type and byte order, so an integrator can see
-//! which `type` and `order` fit a device without its manual.
+//! which `type` and `order` fit a device without its manual. `fieldlink probe s7|mc|dlt645
+//! TARGET --address ...` goes to the protocol's plugin, which prints its own table.
 //!
 //! Targets: `tcp://HOST[:PORT]` (Modbus TCP), `rtu-tcp://HOST[:PORT]` (RTU framing through
 //! a serial device server) and `rtu:///dev/ttyUSB0?baud=9600&parity=even&data_bits=8&stop_bits=1`
@@ -9,45 +10,89 @@
 //! default). Every failure is a [`ProbeError`] whose text says what to check.
 
 use crate::config::units::{format_duration, parse_duration};
+use fieldlink_collector_api::plugin::ProbeRequest;
 use fieldlink_collector_api::{Area, DataType, WordOrder};
 use fieldlink_modbus::bus::{self, OpenError};
 use fieldlink_modbus::tcp::{self, ConnectError};
 use fieldlink_modbus::{BusLink, Data, DataBits, Parity, ReadError, SerialLine, StopBits};
+use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// The protocols `probe` speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ProbeProtocol {
-    /// Modbus TCP, RTU over TCP, or RTU on a serial line.
-    Modbus,
-}
-
 /// `fieldlink probe`'s arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProbeArgs {
-    /// The protocol.
-    #[arg(value_enum)]
-    pub protocol: ProbeProtocol,
-    /// Where the device is: tcp://HOST:PORT, rtu-tcp://HOST:PORT or
-    /// rtu:///dev/ttyUSB0?baud=9600&parity=even&data_bits=8&stop_bits=1
+    /// The protocol: modbus, s7, mc or dlt645.
+    #[arg(value_parser = parse_protocol)]
+    pub protocol: String,
+    /// Where the device is. Modbus: tcp://HOST:PORT, rtu-tcp://HOST:PORT,
+    /// rtu:///dev/ttyUSB0?baud=9600&parity=even&data_bits=8&stop_bits=1 or
+    /// ascii:///dev/ttyUSB0; s7 and mc: tcp://HOST:PORT; dlt645: serial:///dev/ttyUSB0?baud=2400
     pub target: String,
-    /// The unit (slave) id.
+    /// The unit (slave) id (Modbus).
     #[arg(long, default_value_t = 1)]
     pub unit: u8,
-    /// The area: holding, input, coil or discrete.
+    /// The area: holding, input, coil or discrete (Modbus).
     #[arg(long, default_value = "holding", value_parser = parse_area)]
     pub area: Area,
-    /// The first (zero-based) address.
-    #[arg(long, default_value_t = 0)]
-    pub address: u16,
-    /// How many registers (at most 125) or bits (at most 2000).
-    #[arg(long, default_value_t = 10)]
-    pub count: u16,
+    /// What to read. Modbus: the first (zero-based) address; s7: DB1.DBW0, M10.0, IW64...;
+    /// mc: D100, M0, X10...; dlt645: a data identifier such as 00010000.
+    #[arg(long)]
+    pub address: Option<String>,
+    /// How many to read: registers (at most 125) or bits (2000) for Modbus (default 10),
+    /// bytes for s7 (default 16), words for mc (default 10).
+    #[arg(long)]
+    pub count: Option<u16>,
     /// How long to wait for the connection and for the answer.
     #[arg(long, default_value = "1s", value_parser = parse_timeout)]
     pub timeout: Duration,
+    /// s7: the CPU's rack (default 0).
+    #[arg(long)]
+    pub rack: Option<u8>,
+    /// s7: the CPU's slot (default 1).
+    #[arg(long)]
+    pub slot: Option<u8>,
+    /// mc: the PLC family, q (Q, L, iQ-R; X/Y in hex) or iq-f (X/Y in octal).
+    #[arg(long)]
+    pub family: Option<String>,
+    /// dlt645: the meter's address, 12 digits (default: the broadcast address AAAAAAAAAAAA).
+    #[arg(long)]
+    pub meter: Option<String>,
+    /// More settings of the protocol, as KEY=VALUE (s7: connection, local_tsap,
+    /// remote_tsap; LOGO!: --set local_tsap=01.00 --set remote_tsap=02.00).
+    #[arg(long = "set", value_parser = parse_setting)]
+    pub settings: Vec<(String, String)>,
+}
+
+fn parse_protocol(text: &str) -> Result<String, String> {
+    if text == "modbus" || crate::collectors::plugin(text).is_some() {
+        Ok(text.to_owned())
+    } else {
+        let mut names = vec!["modbus"];
+        names.extend(crate::collectors::PLUGINS.iter().map(|p| p.protocol()));
+        Err(format!("expected one of {}", names.join(", ")))
+    }
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err("expected KEY=VALUE".to_owned()),
+    }
+}
+
+/// The Modbus range to read: the first address and how many.
+fn modbus_range(args: &ProbeArgs) -> Result<(u16, u16), ProbeError> {
+    let address = match &args.address {
+        None => 0,
+        Some(text) => text.parse().map_err(|_| {
+            ProbeError::Usage(format!(
+                "--address must be a zero-based Modbus address, 0 to 65535, found {text:?}"
+            ))
+        })?,
+    };
+    Ok((address, args.count.unwrap_or(10)))
 }
 
 fn parse_area(text: &str) -> Result<Area, String> {
@@ -223,14 +268,15 @@ pub struct Reading {
 /// Reads the range `args` name, once.
 pub async fn read(args: &ProbeArgs) -> Result<Reading, ProbeError> {
     let target = parse_target(&args.target)?;
+    let (address, count) = modbus_range(args)?;
     let limit = args.area.protocol_limit();
-    if args.count == 0 || args.count > limit {
+    if count == 0 || count > limit {
         return Err(ProbeError::Usage(format!(
             "--count must be 1 to {limit} for {} (one request's worth)",
             args.area
         )));
     }
-    if u32::from(args.address) + u32::from(args.count) > 65_536 {
+    if u32::from(address) + u32::from(count) > 65_536 {
         return Err(ProbeError::Usage(
             "--address plus --count runs past address 65535".to_owned(),
         ));
@@ -244,14 +290,8 @@ pub async fn read(args: &ProbeArgs) -> Result<Reading, ProbeError> {
             .await
             .map_err(|e| connect_error(&shown, &e.to_string(), open_hint(&e)))?,
     };
-    let result = fieldlink_modbus::read::read(
-        &mut client,
-        args.area,
-        args.address,
-        args.count,
-        args.timeout,
-    )
-    .await;
+    let result =
+        fieldlink_modbus::read::read(&mut client, args.area, address, count, args.timeout).await;
     let data = result.map_err(|e| match e {
         ReadError::Timeout => ProbeError::Timeout {
             target: shown.clone(),
@@ -264,14 +304,14 @@ pub async fn read(args: &ProbeArgs) -> Result<Reading, ProbeError> {
                 }
             },
         },
-        ReadError::Exception(_) => ProbeError::Exception(exception_hint(&e, args)),
+        ReadError::Exception(_) => ProbeError::Exception(exception_hint(&e, address, count)),
         other => ProbeError::Read(other.to_string()),
     })?;
     Ok(Reading {
         target,
         unit: args.unit,
         area: args.area,
-        address: args.address,
+        address,
         data,
     })
 }
@@ -304,13 +344,12 @@ fn open_hint(e: &OpenError) -> &'static str {
 }
 
 /// The exception's text, with what to try next for the usual ones.
-fn exception_hint(e: &ReadError, args: &ProbeArgs) -> String {
+fn exception_hint(e: &ReadError, address: u16, count: u16) -> String {
     let text = e.to_string();
-    let last = u32::from(args.address) + u32::from(args.count) - 1;
+    let last = u32::from(address) + u32::from(count) - 1;
     if text.starts_with("exception 02") {
         format!(
-            "{text}: some address in {}..{last} does not exist; try a smaller --count or another --address",
-            args.address
+            "{text}: some address in {address}..{last} does not exist; try a smaller --count or another --address"
         )
     } else if text.starts_with("exception 01") {
         format!("{text} (try another --area)")
@@ -331,6 +370,18 @@ pub fn main(args: ProbeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(plugin) = crate::collectors::plugin(&args.protocol) {
+        return match runtime.block_on(plugin.probe(plugin_request(&args))) {
+            Ok(table) => {
+                print!("{table}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match runtime.block_on(read(&args)) {
         Ok(reading) => {
             print!("{}", render(&reading));
@@ -340,6 +391,31 @@ pub fn main(args: ProbeArgs) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// What a plugin's probe is asked: the target, address, count and timeout as given, and
+/// the protocol's settings from their flags and `--set`.
+pub fn plugin_request(args: &ProbeArgs) -> ProbeRequest {
+    let mut settings = BTreeMap::new();
+    let flags = [
+        ("rack", args.rack.map(|r| r.to_string())),
+        ("slot", args.slot.map(|s| s.to_string())),
+        ("family", args.family.clone()),
+        ("meter", args.meter.clone()),
+    ];
+    for (key, value) in flags {
+        if let Some(value) = value {
+            settings.insert(key.to_owned(), value);
+        }
+    }
+    settings.extend(args.settings.iter().cloned());
+    ProbeRequest {
+        target: args.target.clone(),
+        address: args.address.clone(),
+        count: args.count,
+        timeout: args.timeout,
+        settings,
     }
 }
 

@@ -6,5 +6,6 @@ mod check;
 mod config;
 mod faults;
 mod modbus;
+mod plugins;
 mod probe;
 mod service;

@@ -1,7 +1,7 @@
 //! `fieldlink probe`: reads from real servers (the simulator's Modbus TCP device, a
 //! tokio-modbus RTU-over-TCP server) and the errors an integrator meets.
 
-use fieldlink::probe::{self, ProbeArgs, ProbeError, ProbeProtocol};
+use fieldlink::probe::{self, ProbeArgs, ProbeError};
 use fieldlink_collector_api::{Area, DataType};
 use fieldlink_simulator::modbus_device::{self, Mapping, RegisterMap, Source};
 use fieldlink_wire::Value;
@@ -23,13 +23,18 @@ fn has_row(table: &str, tokens: &[&str]) -> bool {
 
 fn args(target: String, area: Area, address: u16, count: u16) -> ProbeArgs {
     ProbeArgs {
-        protocol: ProbeProtocol::Modbus,
+        protocol: "modbus".to_owned(),
         target,
         unit: 1,
         area,
-        address,
-        count,
+        address: Some(address.to_string()),
+        count: Some(count),
         timeout: Duration::from_millis(500),
+        rack: None,
+        slot: None,
+        family: None,
+        meter: None,
+        settings: Vec::new(),
     }
 }
 

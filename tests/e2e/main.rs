@@ -8,3 +8,4 @@ mod platform;
 mod pymodbus;
 mod resilience;
 mod rtu;
+mod snap7;

@@ -229,13 +229,18 @@ async fn pymodbus_rtu_framing_over_tcp_is_read_by_an_rtu_bus_of_two_units() {
 async fn probe_shows_pymodbus_registers_in_every_type_and_order() {
     let server = Pymodbus::start("socket", "1");
     let args = fieldlink::probe::ProbeArgs {
-        protocol: fieldlink::probe::ProbeProtocol::Modbus,
+        protocol: "modbus".to_owned(),
         target: format!("tcp://{}", server.addr),
         unit: 1,
         area: fieldlink_collector_api::Area::Holding,
-        address: 0,
-        count: 10,
+        address: Some("0".to_owned()),
+        count: Some(10),
         timeout: Duration::from_secs(1),
+        rack: None,
+        slot: None,
+        family: None,
+        meter: None,
+        settings: Vec::new(),
     };
     let reading = fieldlink::probe::read(&args).await.expect("probe");
     let table = fieldlink::probe::render(&reading);

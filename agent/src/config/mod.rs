@@ -9,13 +9,14 @@ mod error;
 mod modbus;
 mod model;
 mod opcua;
+mod plugin;
 mod reader;
 pub mod units;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    AgentConfig, BufferConfig, DeviceConfig, DeviceKind, GatewayConfig, PlatformConfig, PointInfo,
-    PublishConfig, ReportDefaults, StatusConfig,
+    AgentConfig, BufferConfig, DeviceConfig, DeviceKind, GatewayConfig, PlatformConfig,
+    PluginDeviceConfig, PointInfo, PublishConfig, ReportDefaults, StatusConfig,
 };
 
 use error::Diagnostics;
@@ -109,9 +110,10 @@ fn read_config(dx: &mut Diagnostics<'_>, root: &mut TableReader<'_, '_>) -> Opti
     let mut devices = Vec::new();
     let mut names = HashSet::new();
     let mut buses = modbus::Buses::default();
+    let mut ports = plugin::Ports::default();
     for (table, span) in root.tables(dx, "device") {
         let mut t = TableReader::new(table, span, "[[device]]");
-        if let Some(device) = read_device(dx, &mut t, &mut buses) {
+        if let Some(device) = read_device(dx, &mut t, &mut buses, &mut ports) {
             if !names.insert(device.name.clone()) {
                 dx.error(
                     t.span(),
@@ -309,14 +311,42 @@ fn read_status(dx: &mut Diagnostics<'_>, t: &mut TableReader<'_, '_>) -> Option<
     Some(StatusConfig { listen })
 }
 
-/// The protocols a device may name.
-const PROTOCOLS: &str =
-    "modbus-tcp, modbus-rtu, modbus-ascii, modbus-rtu-over-tcp, opcua, simulator";
+/// The protocols a device may name: the built-in ones and the plugins'.
+fn protocols() -> String {
+    let mut names = vec![
+        "modbus-tcp",
+        "modbus-rtu",
+        "modbus-ascii",
+        "modbus-rtu-over-tcp",
+        "opcua",
+        "simulator",
+    ];
+    names.extend(crate::collectors::PLUGINS.iter().map(|p| p.protocol()));
+    names.join(", ")
+}
+
+/// The serial port a device uses, for the checks across protocols.
+fn serial_claim(kind: &DeviceKind) -> Option<fieldlink_collector_api::plugin::SerialClaim> {
+    let (rtu, protocol) = match kind {
+        DeviceKind::ModbusRtu(rtu) => (rtu, "modbus-rtu"),
+        DeviceKind::ModbusAscii(rtu) => (rtu, "modbus-ascii"),
+        DeviceKind::Plugin(device) => return device.0.serial(),
+        _ => return None,
+    };
+    let line = rtu.bus.serial_line()?;
+    Some(fieldlink_collector_api::plugin::SerialClaim {
+        path: line.path.clone(),
+        settings: line.settings(),
+        protocol,
+        station: format!("unit {}", rtu.unit),
+    })
+}
 
 fn read_device(
     dx: &mut Diagnostics<'_>,
     t: &mut TableReader<'_, '_>,
     buses: &mut modbus::Buses,
+    ports: &mut plugin::Ports,
 ) -> Option<DeviceConfig> {
     let name = t
         .required_string(dx, "name", "a unique device name")
@@ -336,7 +366,8 @@ fn read_device(
         None => "[[device]]".to_owned(),
     };
     t.set_section(&section);
-    let protocol = t.required_string(dx, "protocol", PROTOCOLS);
+    let protocols = protocols();
+    let protocol = t.required_string(dx, "protocol", &protocols);
     let poll = t.positive_duration(dx, "poll", Duration::from_secs(1));
     let report = read_report_defaults(dx, t);
     let points = t.tables(dx, "point");
@@ -356,18 +387,27 @@ fn read_device(
         }
         Some("opcua") => opcua::read_opcua(dx, t, name.clone(), poll, &points),
         Some("simulator") => read_simulator(dx, t, name.clone(), poll, &points),
-        Some(other) => {
-            if let Some(p) = protocol {
-                dx.error(
-                    p.range(),
-                    format!("{section}: `protocol` must be one of {PROTOCOLS}, found {other:?}"),
-                );
+        Some(other) => match crate::collectors::plugin(other) {
+            Some(plugin) => plugin::read_plugin_device(dx, t, plugin, name.clone(), poll, &points),
+            None => {
+                if let Some(p) = protocol {
+                    dx.error(
+                        p.range(),
+                        format!(
+                            "{section}: `protocol` must be one of {protocols}, found {other:?}"
+                        ),
+                    );
+                }
+                None
             }
-            None
-        }
+        },
         None => None,
     };
     let (kind, point_infos) = device?;
+    if let (Some(claim), Some(name)) = (serial_claim(&kind), &name) {
+        let span = t.raw("serial").map_or(t.span(), |s| s.span());
+        ports.claim(dx, span, name, claim);
+    }
     let mut seen = HashSet::new();
     for (info, (_, span)) in point_infos.iter().zip(&points) {
         if !seen.insert(info.name.clone()) {
@@ -436,24 +476,7 @@ type DeviceParts = (DeviceKind, Vec<PointInfo>);
 
 /// Accepts `HOST:PORT`, `[V6]:PORT`, or a bare host (given `default_port`).
 pub fn parse_host_port(text: &str, default_port: u16) -> Option<String> {
-    if text.is_empty() || text.contains(['/', ' ']) {
-        return None;
-    }
-    if let Some(v6) = text.strip_prefix('[') {
-        let (_, after) = v6.split_once(']')?;
-        return match after.strip_prefix(':') {
-            Some(port) => port.parse::<u16>().ok().map(|_| text.to_owned()),
-            None if after.is_empty() => Some(format!("{text}:{default_port}")),
-            None => None,
-        };
-    }
-    match text.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && !host.contains(':') => {
-            port.parse::<u16>().ok().map(|_| text.to_owned())
-        }
-        Some(_) => None,
-        None => Some(format!("{text}:{default_port}")),
-    }
+    fieldlink_collector_api::plugin::parse_host_port(text, default_port)
 }
 
 /// A point's name, unit, deadband and heartbeat.
@@ -465,8 +488,14 @@ fn read_point_common(
     p: &mut TableReader<'_, '_>,
     numeric: bool,
 ) -> Option<PointCommon> {
-    let name = p
-        .required_string(dx, "name", "the point's name, unique within its device")
+    let name = read_point_name(dx, p);
+    let (unit, deadband, heartbeat) = read_point_rules(dx, p, numeric);
+    Some((name?, unit, deadband, heartbeat))
+}
+
+/// Reads a point's `name`.
+fn read_point_name(dx: &mut Diagnostics<'_>, p: &mut TableReader<'_, '_>) -> Option<Arc<str>> {
+    p.required_string(dx, "name", "the point's name, unique within its device")
         .and_then(|n| {
             if n.value.trim().is_empty() || n.value.chars().any(char::is_control) {
                 dx.error(
@@ -480,7 +509,15 @@ fn read_point_common(
             } else {
                 Some(Arc::<str>::from(n.value))
             }
-        });
+        })
+}
+
+/// Reads a point's `unit`, `deadband` and `heartbeat`.
+fn read_point_rules(
+    dx: &mut Diagnostics<'_>,
+    p: &mut TableReader<'_, '_>,
+    numeric: bool,
+) -> (Option<String>, Option<f64>, Option<Duration>) {
     let unit = p.string(dx, "unit").map(|u| u.value.to_owned());
     let deadband = p.float(dx, "deadband").and_then(|d| {
         if d.value < 0.0 {
@@ -494,7 +531,7 @@ fn read_point_common(
         }
     });
     let heartbeat = p.duration(dx, "heartbeat").map(|h| h.value);
-    Some((name?, unit, deadband, heartbeat))
+    (unit, deadband, heartbeat)
 }
 
 fn read_simulator(

@@ -1,6 +1,7 @@
 //! The validated configuration model: what the rest of the agent is handed. Every value
 //! here has been checked; nothing downstream re-parses strings.
 
+use fieldlink_collector_api::plugin::PluginDevice;
 use fieldlink_modbus::{RtuDevice, TcpDevice};
 use fieldlink_simulator::SimulatorDevice;
 use fieldlink_wire::{Compression, MqttUrl};
@@ -133,6 +134,19 @@ pub enum DeviceKind {
     Opcua(fieldlink_opcua::OpcuaDevice),
     /// `protocol = "simulator"`.
     Simulator(SimulatorDevice),
+    /// A protocol of a plugin (`s7`, `mc`, `dlt645`): the plugin validated it and runs it.
+    Plugin(PluginDeviceConfig),
+}
+
+/// A device of a plugin's protocol, as its plugin validated it.
+#[derive(Debug, Clone)]
+pub struct PluginDeviceConfig(pub Arc<dyn PluginDevice>);
+
+impl PartialEq for PluginDeviceConfig {
+    /// The same settings: a reload keeps the device running.
+    fn eq(&self, other: &Self) -> bool {
+        self.0.same(&*other.0)
+    }
 }
 
 impl DeviceKind {
@@ -145,6 +159,7 @@ impl DeviceKind {
             DeviceKind::ModbusRtuOverTcp(_) => "modbus-rtu-over-tcp",
             DeviceKind::Opcua(_) => "opcua",
             DeviceKind::Simulator(_) => "simulator",
+            DeviceKind::Plugin(device) => device.0.protocol(),
         }
     }
 }

@@ -23,6 +23,8 @@ pub mod plugin;
 pub mod point;
 pub mod schedule;
 pub mod stats;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use collector::{BoxFuture, Collector, CollectorContext, SampleSink, SinkClosed};
 pub use failure_log::{FailureLog, Span};

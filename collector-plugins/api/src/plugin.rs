@@ -43,7 +43,7 @@ pub trait ConfigTable {
     /// A positive duration such as `"500ms"`, or `default` when absent.
     fn positive_duration(&mut self, key: &'static str, default: Duration) -> Duration;
     /// Records an error at `key`'s value, or at the table when the key is absent.
-    fn error(&mut self, key: &str, message: String);
+    fn error(&mut self, key: &'static str, message: String);
 }
 
 /// What the agent knows of a device before its plugin reads it.
@@ -139,6 +139,41 @@ pub struct ProbeError(pub String);
 
 /// The future [`Plugin::probe`] returns.
 pub type ProbeFuture = Pin<Box<dyn Future<Output = Result<String, ProbeError>> + Send + 'static>>;
+
+/// Accepts `HOST:PORT`, `[V6]:PORT`, or a bare host (given `default_port`); `None` for
+/// anything else. The address is resolved again at every connect, not here.
+pub fn parse_host_port(text: &str, default_port: u16) -> Option<String> {
+    if text.is_empty() || text.contains(['/', ' ']) {
+        return None;
+    }
+    if let Some(v6) = text.strip_prefix('[') {
+        let (_, after) = v6.split_once(']')?;
+        return match after.strip_prefix(':') {
+            Some(port) => port.parse::<u16>().ok().map(|_| text.to_owned()),
+            None if after.is_empty() => Some(format!("{text}:{default_port}")),
+            None => None,
+        };
+    }
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && !host.contains(':') => {
+            port.parse::<u16>().ok().map(|_| text.to_owned())
+        }
+        Some(_) => None,
+        None => Some(format!("{text}:{default_port}")),
+    }
+}
+
+/// The `HOST:PORT` of a probe target `tcp://HOST[:PORT]`.
+pub fn tcp_target(target: &str, default_port: u16) -> Result<String, ProbeError> {
+    target
+        .strip_prefix("tcp://")
+        .and_then(|rest| parse_host_port(rest.trim_end_matches('/'), default_port))
+        .ok_or_else(|| {
+            ProbeError(format!(
+                "bad target {target:?}: expected tcp://HOST or tcp://HOST:{default_port}"
+            ))
+        })
+}
 
 /// A protocol's entry point, as the agent's registry lists it.
 pub trait Plugin: Send + Sync {

@@ -8,13 +8,19 @@
 //!   `protocol = "simulator"` device ([`SimulatorDevice`], [`SimPoint`]); it samples every
 //!   point each poll period, or back to back for benchmarks.
 //! - [`modbus_device`]: the same signals behind a real Modbus TCP server (tokio-modbus),
-//!   so the demo and the tests exercise the Modbus collector against a real peer.
+//!   so the demo and the tests exercise the Modbus collector against a real peer;
+//! - [`s7_device`]: a simulated Siemens PLC over ISO-on-TCP (S7comm read var), the peer of
+//!   the S7 collector's tests and benchmarks;
+//! - [`mc_device`]: a simulated Mitsubishi PLC (MC protocol, 3E binary batch reads), the
+//!   peer of the MC collector's tests and benchmarks.
 //!
 //! Invariants: nothing here keeps state between samples (no random walk, no counters in
 //! memory); every value can be recomputed from the time alone. Simulated samples are
 //! always `good`.
 
+pub mod mc_device;
 pub mod modbus_device;
+pub mod s7_device;
 
 mod collector;
 mod signal;

@@ -72,7 +72,7 @@ impl Source {
     }
 
     /// The value at `t_ms`, as a number (booleans as 0 or 1), or the constant's text.
-    fn at(&self, t_ms: i64) -> Scalar<'_> {
+    pub(crate) fn at(&self, t_ms: i64) -> Scalar<'_> {
         match self {
             Source::Signal {
                 signal,
@@ -94,7 +94,8 @@ impl Source {
     }
 }
 
-enum Scalar<'a> {
+/// A source's value at an instant: a number (booleans as 0 or 1) or a constant's text.
+pub(crate) enum Scalar<'a> {
     Number(f64),
     Text(&'a str),
 }
