@@ -1,8 +1,9 @@
 //! A durable, size-capped FIFO of sequenced byte records: the agent's outbox.
 //!
-//! The agent appends each batch it builds, publishes it, and acks it once the broker's PUBACK
-//! arrives. The outbox knows nothing of MQTT: it stores bytes, a sample count and a sequence
-//! number. It is one [redb](https://docs.rs/redb/4) file, and every method is blocking (call it
+//! The agent appends each batch it builds, publishes it, and deletes it once it is delivered:
+//! at the broker's PUBACK ([`Outbox::ack`]), or, end to end, once the platform's ack covers it
+//! ([`Outbox::apply_ack`], see "Record states"). The outbox knows nothing of MQTT or of the
+//! wire format: it stores bytes, a sample count and a sequence number. It is one [redb](https://docs.rs/redb/4) file, and every method is blocking (call it
 //! from `spawn_blocking` or a dedicated thread). An [`Outbox`] is `Send + Sync`; one mutex
 //! serialises its calls, and [`Outbox::stats`] never waits on I/O (its snapshot is stored under
 //! that mutex, so it never goes backwards).
@@ -56,10 +57,32 @@
 //! and the acks since then (those records are sent again; receivers drop duplicates by `seq`).
 //! The store after a crash is exactly the store as of one durable commit, never a mix.
 //!
+//! # Record states
+//!
+//! A record is **pending** from its append, **sent** once [`Outbox::mark_sent`] says the
+//! broker took it (PUBACK), and **acknowledged** when a [`PlatformAck`] applied with
+//! [`Outbox::apply_ack`] covers it, which deletes it:
+//!
+//! - pending → sent: [`Outbox::mark_sent`]. Reads through [`Outbox::unsent`] skip sent
+//!   records, so a sender does not send them again while they await the platform.
+//! - sent → pending: an ack lists the record as missing ([`Outbox::apply_ack`] returns its
+//!   `seq`), or no ack covered it within a timeout ([`Outbox::expire_sent`]). The sender sends
+//!   it again.
+//! - any state → deleted: an ack says it is stored (a pending record too: after a restart the
+//!   platform's retained ack deletes what it already holds), [`Outbox::ack`], or eviction.
+//!
+//! **The sent state is kept in memory only**, with the time of its mark: it is not written to
+//! the file, costs no I/O, and is lost on restart, after which every record in the store is
+//! pending and is sent again (receivers drop duplicates by `seq`). The same holds after the
+//! outbox reopens its file following an I/O failure, for the records the reopen brought back.
+//! Its memory is about 100 bytes per sent record; the records awaiting an ack are bounded by
+//! what is sent within the sender's timeout, since older ones go back to pending.
+//!
 //! # When a record is deleted
 //!
-//! Only by [`Outbox::ack`] (after the broker's PUBACK) or by eviction when the store is full.
-//! Nothing expires by age.
+//! Only by [`Outbox::ack`] (after the broker's PUBACK), by [`Outbox::apply_ack`] (the
+//! platform stored it), or by eviction when the store is full, whatever the record's state
+//! (evicted sent records are counted like any other). Nothing expires by age.
 //!
 //! # Size cap
 //!
@@ -129,6 +152,7 @@
 mod backend;
 mod budget;
 mod error;
+mod sent;
 
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
@@ -149,6 +173,7 @@ use backend::{DiskFullSwitch, OutboxBackend};
 use budget::{Budget, CHUNK, chunks_for};
 use error::Fault;
 pub use error::OutboxError;
+use sent::Sent;
 
 /// Default size of redb's page cache: small, since records are written once and read once.
 pub const DEFAULT_CACHE_BYTES: usize = 4 * 1024 * 1024;
@@ -287,6 +312,77 @@ pub struct OutboxStats {
     pub evicted_samples: u64,
     /// Payload bytes appended since the outbox was opened, for rate estimates.
     pub appended_bytes_total: u64,
+    /// Records sent and awaiting the platform's ack (see "Record states"; in memory only).
+    pub awaiting_ack_batches: u64,
+    /// When the record awaiting the platform's ack the longest was marked sent.
+    pub oldest_awaiting_ack_since: Option<Instant>,
+}
+
+/// What the platform's ack says of the store's numbering, in plain numbers (see "Record
+/// states"). For a `seq`: at most `stored_through` → stored; in a `missing` range → missing;
+/// at most `stored_max` → stored; else unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlatformAck<'a> {
+    /// Every `seq` up to this one is stored.
+    pub stored_through: u64,
+    /// Ranges `(first, last)`, inclusive, known to be missing. Any order; overlaps are fine.
+    pub missing: &'a [(u64, u64)],
+    /// Every `seq` above `stored_through`, up to this one, that no `missing` range holds is
+    /// stored. The caller lowers it to where the list of missing ranges is complete, if the
+    /// list was cut short.
+    pub stored_max: Option<u64>,
+}
+
+impl PlatformAck<'_> {
+    /// The inclusive ranges of `seq` this ack says are stored, ascending.
+    fn stored_ranges(&self) -> Vec<(u64, u64)> {
+        let through = self.stored_through;
+        let mut ranges = vec![(0, through)];
+        let (Some(max), Some(mut next)) = (self.stored_max, through.checked_add(1)) else {
+            return ranges;
+        };
+        let mut missing: Vec<(u64, u64)> = self
+            .missing
+            .iter()
+            .filter(|&&(first, last)| first <= last && last >= next)
+            .map(|&(first, last)| (first.max(next), last))
+            .collect();
+        missing.sort_unstable();
+        for (first, last) in missing {
+            if next > max {
+                return ranges;
+            }
+            if first > next {
+                ranges.push((next, (first - 1).min(max)));
+            }
+            match last.checked_add(1) {
+                Some(after) => next = next.max(after),
+                None => return ranges,
+            }
+        }
+        if next <= max {
+            ranges.push((next, max));
+        }
+        ranges
+    }
+
+    /// The inclusive ranges of `seq` this ack says are missing (above `stored_through`).
+    fn missing_ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        let floor = self.stored_through.saturating_add(1);
+        self.missing
+            .iter()
+            .filter(move |&&(first, last)| first <= last && last >= floor)
+            .map(move |&(first, last)| (first.max(floor), last))
+    }
+}
+
+/// What applying a [`PlatformAck`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AckOutcome {
+    /// Records deleted because the ack says they are stored.
+    pub deleted_batches: u64,
+    /// Sent records the ack lists as missing, pending again (ascending): send them again.
+    pub returned: Vec<u64>,
 }
 
 /// The outbox. See the crate docs.
@@ -348,6 +444,7 @@ impl Outbox {
             appended_bytes_total: 0,
             evictions: EvictionLog::default(),
             reopen: Reopen::default(),
+            sent: Sent::default(),
         };
         let report = inner.open_file().map_err(|f| f.into_error(&inner.path))?;
         let stats = inner.stats();
@@ -386,12 +483,50 @@ impl Outbox {
         self.with_inner(|inner| inner.ack(seq))
     }
 
-    /// Up to `limit` records with `seq >= from_seq`, oldest first.
+    /// Marks record `seq` sent at `at` (the broker took it): it awaits the platform's ack and
+    /// [`Outbox::unsent`] skips it. Returns false (and does nothing) if `seq` is not stored.
+    /// In memory only (see "Record states").
+    pub fn mark_sent(&self, seq: u64, at: Instant) -> Result<bool, OutboxError> {
+        self.with_inner(|inner| inner.mark_sent(seq, at))
+    }
+
+    /// Applies the platform's ack: deletes every record it says is stored, whatever its
+    /// state, and makes pending again the sent records it lists as missing that were marked
+    /// sent before `missing_sent_before` (a later one may still be on its way to the
+    /// platform). Durable at the next flush, like [`Outbox::ack`].
+    pub fn apply_ack(
+        &self,
+        ack: &PlatformAck<'_>,
+        missing_sent_before: Instant,
+    ) -> Result<AckOutcome, OutboxError> {
+        self.with_inner(|inner| inner.apply_ack(ack, missing_sent_before))
+    }
+
+    /// Makes pending again every sent record marked before `before` (no ack covered it in
+    /// time); returns their seqs, ascending: send them again.
+    pub fn expire_sent(&self, before: Instant) -> Vec<u64> {
+        // No I/O: this cannot fail, and the stats snapshot is refreshed as for every call.
+        self.with_inner(|inner| Ok(inner.sent.take_before(before)))
+            .unwrap_or_default()
+    }
+
+    /// Up to `limit` records that are not sent (see "Record states"), with
+    /// `from_seq <= seq < below`, oldest first.
+    pub fn unsent(
+        &self,
+        from_seq: u64,
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<Record>, OutboxError> {
+        self.with_inner(|inner| inner.read_unsent(from_seq, below, limit))
+    }
+
+    /// Up to `limit` records with `seq >= from_seq`, oldest first, whatever their state.
     pub fn oldest(&self, from_seq: u64, limit: usize) -> Result<Vec<Record>, OutboxError> {
         self.with_inner(|inner| inner.read(Direction::Oldest(from_seq), limit))
     }
 
-    /// The newest `limit` records, newest first.
+    /// The newest `limit` records, newest first, whatever their state.
     pub fn newest(&self, limit: usize) -> Result<Vec<Record>, OutboxError> {
         self.with_inner(|inner| inner.read(Direction::Newest, limit))
     }
@@ -605,6 +740,8 @@ struct Inner {
     appended_bytes_total: u64,
     evictions: EvictionLog,
     reopen: Reopen,
+    /// The records marked sent, awaiting the platform's ack (memory only).
+    sent: Sent,
 }
 
 impl Inner {
@@ -621,6 +758,8 @@ impl Inner {
             evicted_batches: self.c.evicted_batches,
             evicted_samples: self.c.evicted_samples,
             appended_bytes_total: self.appended_bytes_total,
+            awaiting_ack_batches: self.sent.len(),
+            oldest_awaiting_ack_since: self.sent.oldest_at(),
         }
     }
 
@@ -697,6 +836,7 @@ impl Inner {
         }
         // After `open_existing`, the reservation is already lowered: this finds no window.
         self.load_state(seed)?;
+        self.forget_sent_not_stored()?;
         // A file written under a larger cap, or grown by the recovery, is brought under this one.
         self.enforce_cap()?;
         report.pending_batches = self.c.batches;
@@ -891,6 +1031,10 @@ impl Inner {
         txn.commit()?;
         self.c = c;
         self.ends = ends;
+        // Evictions take the oldest records: whatever was marked sent below the oldest left is
+        // gone.
+        self.sent
+            .forget_below(ends.oldest_seq().unwrap_or(self.c.next_seq));
         self.unflushed = !durable;
         self.churn_since_durable = if durable { 0 } else { churn };
         self.commits_since_durable = if durable {
@@ -983,7 +1127,95 @@ impl Inner {
                 churn: deleted.map_or(0, |(_, len)| budget.footprint(len)),
             })
         })?;
+        self.sent.remove(seq);
         self.enforce_cap()
+    }
+
+    fn mark_sent(&mut self, seq: u64, at: Instant) -> Result<bool, Fault> {
+        self.ensure_open()?;
+        let stored = {
+            let txn = self.db()?.begin_read()?;
+            let records = txn.open_table(RECORDS)?;
+            records.get(seq)?.is_some()
+        };
+        if stored {
+            self.sent.mark(seq, at);
+        }
+        Ok(stored)
+    }
+
+    fn apply_ack(
+        &mut self,
+        ack: &PlatformAck<'_>,
+        missing_sent_before: Instant,
+    ) -> Result<AckOutcome, Fault> {
+        self.ensure_open()?;
+        // Read first: most acks find nothing new to delete, and need no write transaction.
+        let doomed = {
+            let txn = self.db()?.begin_read()?;
+            let records = txn.open_table(RECORDS)?;
+            let mut doomed = Vec::new();
+            for (first, last) in ack.stored_ranges() {
+                for entry in records.range(first..=last)? {
+                    doomed.push(entry?.0.value());
+                }
+            }
+            doomed
+        };
+        let mut outcome = AckOutcome::default();
+        if !doomed.is_empty() {
+            let deleted = self.write(|txn, c, budget| {
+                let mut records = txn.open_table(RECORDS)?;
+                let mut chunks = txn.open_table(CHUNKS)?;
+                let mut churn = 0;
+                let mut deleted = 0;
+                for &seq in &doomed {
+                    if let Some((_, len)) = remove_record(&mut records, &mut chunks, c, seq)? {
+                        churn += budget.footprint(len);
+                        deleted += 1;
+                    }
+                }
+                Ok(Commit {
+                    value: deleted,
+                    durable: false,
+                    churn,
+                })
+            })?;
+            for &seq in &doomed {
+                self.sent.remove(seq);
+            }
+            outcome.deleted_batches = deleted;
+        }
+        let mut returned: Vec<u64> = ack
+            .missing_ranges()
+            .flat_map(|(first, last)| self.sent.in_range_before(first, last, missing_sent_before))
+            .collect();
+        returned.sort_unstable();
+        returned.dedup();
+        for &seq in &returned {
+            self.sent.remove(seq);
+        }
+        outcome.returned = returned;
+        self.enforce_cap()?;
+        Ok(outcome)
+    }
+
+    /// After the file was reopened (rolled back to its last durable commit), forgets the sent
+    /// marks of records that are no longer stored.
+    fn forget_sent_not_stored(&mut self) -> Result<(), Fault> {
+        if self.sent.len() == 0 {
+            return Ok(());
+        }
+        let db = self
+            .db
+            .as_ref()
+            .ok_or_else(|| Fault::Internal("the store is not open".to_string()))?;
+        let txn = db.begin_read()?;
+        let records = txn.open_table(RECORDS)?;
+        // A record that cannot be looked up is treated as pending: sent again, never lost.
+        self.sent
+            .retain(|seq| records.get(seq).is_ok_and(|r| r.is_some()));
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), Fault> {
@@ -1075,6 +1307,39 @@ impl Inner {
     }
 
     // ----- reading -----
+
+    fn read_unsent(&mut self, from: u64, below: u64, limit: usize) -> Result<Vec<Record>, Fault> {
+        self.ensure_open()?;
+        let txn = self.db()?.begin_read()?;
+        let records = txn.open_table(RECORDS)?;
+        let chunks = txn.open_table(CHUNKS)?;
+        let mut out = Vec::new();
+        let mut next = self.sent.next_unsent(from);
+        // A run of sent records is stepped over in memory and the scan restarts after it, so
+        // a read costs the records it returns, not the sent ones between them.
+        'scan: while next < below && out.len() < limit {
+            for entry in records.range(next..below)? {
+                let (k, v) = entry?;
+                let seq = k.value();
+                if self.sent.contains(seq) {
+                    next = self.sent.next_unsent(seq);
+                    continue 'scan;
+                }
+                let (samples, appended_at_ms, len) = v.value();
+                out.push(Record {
+                    seq,
+                    samples,
+                    payload: read_payload(&chunks, seq, u64::from(len))?,
+                    appended_at_ms,
+                });
+                if out.len() >= limit {
+                    break 'scan;
+                }
+            }
+            break;
+        }
+        Ok(out)
+    }
 
     fn read(&mut self, direction: Direction, limit: usize) -> Result<Vec<Record>, Fault> {
         self.ensure_open()?;

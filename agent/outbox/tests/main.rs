@@ -6,6 +6,7 @@ mod concurrency;
 mod damage;
 mod durability;
 mod model;
+mod states;
 mod throughput;
 
 use std::path::{Path, PathBuf};

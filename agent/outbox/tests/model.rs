@@ -1,10 +1,13 @@
-//! Random operation sequences checked against an in-memory model.
+//! Random operation sequences checked against an in-memory model: appends, PUBACK acks,
+//! sends, the platform's acks (random `stored_through`, missing ranges and `stored_max`),
+//! timeouts, crashes, clean reopens and evictions at the cap.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
-use fieldlink_outbox::{Outbox, OutboxStats};
+use fieldlink_outbox::{Outbox, OutboxStats, PlatformAck};
 use proptest::prelude::*;
 
 use crate::{all, crash, open};
@@ -26,6 +29,28 @@ enum Op {
     Crash,
     /// Drop cleanly and reopen.
     Reopen,
+    /// Mark the pending record at this position among the pending ones (modulo their count)
+    /// sent, now.
+    MarkSent(usize),
+    /// The platform's ack; the numbers are reduced modulo a little past the highest seq
+    /// handed out. Missing ranges are `(first, length - 1)`.
+    PlatformAck {
+        through: u64,
+        missing: Vec<(u64, u64)>,
+        stored_max: Option<u64>,
+        /// Only records marked sent more than this many seconds ago come back when missing.
+        grace_s: u64,
+    },
+    /// Time passes, in seconds.
+    Tick(u64),
+    /// Records marked sent more than this many seconds ago go back to pending.
+    Expire(u64),
+    /// Read the unsent records in a range; the numbers are reduced as for acks.
+    ReadUnsent {
+        from: u64,
+        span: u64,
+        limit: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -36,7 +61,44 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Flush),
         1 => Just(Op::Crash),
         1 => Just(Op::Reopen),
+        6 => any::<usize>().prop_map(Op::MarkSent),
+        3 => (
+            any::<u64>(),
+            prop::collection::vec((any::<u64>(), 0u64..4), 0..4),
+            prop::option::of(any::<u64>()),
+            0u64..3,
+        )
+            .prop_map(|(through, missing, stored_max, grace_s)| Op::PlatformAck {
+                through,
+                missing,
+                stored_max,
+                grace_s,
+            }),
+        2 => (1u64..4).prop_map(Op::Tick),
+        1 => (0u64..6).prop_map(Op::Expire),
+        2 => (any::<u64>(), any::<u64>(), 0usize..5)
+            .prop_map(|(from, span, limit)| Op::ReadUnsent { from, span, limit }),
     ]
+}
+
+/// What the platform's ack says of `seq`, as the wire's `Ack::state` decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Said {
+    Stored,
+    Missing,
+    Unknown,
+}
+
+fn said(ack: &PlatformAck<'_>, seq: u64) -> Said {
+    if seq <= ack.stored_through {
+        Said::Stored
+    } else if ack.missing.iter().any(|&(a, b)| (a..=b).contains(&seq)) {
+        Said::Missing
+    } else if ack.stored_max.is_some_and(|max| seq <= max) {
+        Said::Stored
+    } else {
+        Said::Unknown
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -82,6 +144,10 @@ struct Harness {
     /// Every seq ever handed out is below this.
     seq_floor: u64,
     crashes: usize,
+    /// The model of the sent state (memory only): records marked sent, and when.
+    sent: BTreeMap<u64, Instant>,
+    /// The harness's clock.
+    now: Instant,
 }
 
 impl Harness {
@@ -96,6 +162,27 @@ impl Harness {
         self.model.evict(evicted)?;
         let actual = State::of(self.outbox());
         prop_assert_eq!(&actual, &self.model);
+        // Evicted or deleted records are no longer sent.
+        let records = &self.model.records;
+        self.sent.retain(|seq, _| records.contains_key(seq));
+        let unsent: Vec<u64> = self
+            .outbox()
+            .unsent(0, u64::MAX, usize::MAX)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?
+            .into_iter()
+            .map(|r| r.seq)
+            .collect();
+        let expected: Vec<u64> = records
+            .keys()
+            .copied()
+            .filter(|seq| !self.sent.contains_key(seq))
+            .collect();
+        prop_assert_eq!(unsent, expected);
+        prop_assert_eq!(stats.awaiting_ack_batches, self.sent.len() as u64);
+        prop_assert_eq!(
+            stats.oldest_awaiting_ack_since,
+            self.sent.values().min().copied()
+        );
         prop_assert_eq!(stats.batches, self.model.records.len() as u64);
         let samples: u64 = self
             .model
@@ -165,6 +252,97 @@ impl Harness {
                 self.outbox().flush().unwrap();
                 self.since_flush.clear();
             }
+            Op::MarkSent(i) => {
+                let pending: Vec<u64> = self
+                    .model
+                    .records
+                    .keys()
+                    .copied()
+                    .filter(|seq| !self.sent.contains_key(seq))
+                    .collect();
+                if !pending.is_empty() {
+                    let seq = pending[i % pending.len()];
+                    prop_assert!(self.outbox().mark_sent(seq, self.now).unwrap());
+                    self.sent.insert(seq, self.now);
+                }
+                // A seq that is not stored is not marked.
+                prop_assert!(!self.outbox().mark_sent(self.seq_floor, self.now).unwrap());
+            }
+            Op::PlatformAck {
+                through,
+                ref missing,
+                stored_max,
+                grace_s,
+            } => {
+                let n = self.seq_floor + 3;
+                let missing: Vec<(u64, u64)> = missing
+                    .iter()
+                    .map(|&(first, len)| (first % n, first % n + len))
+                    .collect();
+                let ack = PlatformAck {
+                    // Mostly low, so that the missing ranges and stored_max matter.
+                    stored_through: (through % n) / 2,
+                    missing: &missing,
+                    stored_max: stored_max.map(|m| m % n),
+                };
+                let before = self.now - Duration::from_secs(grace_s);
+                let outcome = self
+                    .outbox()
+                    .apply_ack(&ack, before)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let mut deleted = 0;
+                let mut returned = Vec::new();
+                for seq in self.model.records.keys().copied().collect::<Vec<_>>() {
+                    match said(&ack, seq) {
+                        Said::Stored => {
+                            self.model.records.remove(&seq);
+                            self.sent.remove(&seq);
+                            deleted += 1;
+                        }
+                        Said::Missing if self.sent.get(&seq).is_some_and(|&at| at < before) => {
+                            self.sent.remove(&seq);
+                            returned.push(seq);
+                        }
+                        Said::Missing | Said::Unknown => {}
+                    }
+                }
+                prop_assert_eq!(outcome.deleted_batches, deleted);
+                prop_assert_eq!(outcome.returned, returned);
+            }
+            Op::Tick(s) => self.now += Duration::from_secs(s),
+            Op::Expire(s) => {
+                let before = self.now - Duration::from_secs(s);
+                let expired = self.outbox().expire_sent(before);
+                let expected: Vec<u64> = self
+                    .sent
+                    .iter()
+                    .filter(|&(_, &at)| at < before)
+                    .map(|(&seq, _)| seq)
+                    .collect();
+                self.sent.retain(|_, &mut at| at >= before);
+                prop_assert_eq!(expired, expected);
+            }
+            Op::ReadUnsent { from, span, limit } => {
+                let n = self.seq_floor + 3;
+                let from = from % n;
+                let below = from + span % n;
+                let read: Vec<u64> = self
+                    .outbox()
+                    .unsent(from, below, limit)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?
+                    .into_iter()
+                    .map(|r| r.seq)
+                    .collect();
+                let expected: Vec<u64> = self
+                    .model
+                    .records
+                    .range(from..below)
+                    .map(|(&seq, _)| seq)
+                    .filter(|seq| !self.sent.contains_key(seq))
+                    .take(limit)
+                    .collect();
+                prop_assert_eq!(read, expected);
+            }
             Op::Crash => {
                 let outbox = self.outbox.take().unwrap();
                 self.path = crash(outbox, &self.path, self.crashes);
@@ -183,6 +361,8 @@ impl Harness {
                 );
                 self.model = recovered;
                 self.since_flush.clear();
+                // The sent state is memory only: after a restart every record is pending.
+                self.sent.clear();
                 self.outbox = Some(outbox);
                 return self.check(&self.outbox().stats());
             }
@@ -190,6 +370,7 @@ impl Harness {
                 drop(self.outbox.take());
                 let (outbox, report) = open(&self.path, CAP);
                 prop_assert_eq!(report.next_seq, self.seq_floor.max(before.next_seq));
+                self.sent.clear();
                 self.outbox = Some(outbox);
                 self.since_flush.clear();
                 return self.check(&before);
@@ -200,10 +381,10 @@ impl Harness {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn outbox_matches_the_model(ops in prop::collection::vec(op(), 1..100)) {
+    fn outbox_matches_the_model(ops in prop::collection::vec(op(), 1..150)) {
         let dir = crate::tempdir();
         let path = dir.path().join("outbox.redb");
         let (outbox, _) = open(&path, CAP);
@@ -214,6 +395,8 @@ proptest! {
             since_flush: vec![State::default()],
             seq_floor: 1,
             crashes: 0,
+            sent: BTreeMap::new(),
+            now: Instant::now(),
         };
         for op in &ops {
             h.apply(op)?;
