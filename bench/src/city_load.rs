@@ -42,10 +42,12 @@ use crate::measure::{Process, Summary, cpu_time, percentile};
 use crate::subscriber::now_ms;
 use crate::system::MachineCpu;
 use anyhow::{Context, bail, ensure};
+use fieldlink_platform::IngestStats;
+use fieldlink_platform::registry::TokenInput;
+use fieldlink_testkit::PlatformClient;
 use fieldlink_testkit::mosquitto::free_port;
-use fieldlink_wire::{Batch, Topics, encode_batch};
+use fieldlink_wire::{Batch, EnrollRequest, Topics, encode_batch};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
-use serde_json::{Value as Json, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::Command;
@@ -140,18 +142,12 @@ async fn run_on(
         period >= Duration::from_millis(1),
         "--rate asks for more than one batch per millisecond per gateway: raise --gateways or --samples"
     );
-    // reqwest is built with rustls but no crypto provider (the workspace's choice).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(60))
-        .build()?;
     let broker = Broker::mosquitto(args.broker_inflight, args.broker_queued)?;
     let db = database.connect().await?;
 
     // Instance 0 creates the schema; the others start once it is there.
     let mut instances = vec![Instance::start(binary, 0, &database.url, broker.addr())?];
-    instances[0].wait_ready(&http).await?;
+    instances[0].wait_ready().await?;
     for index in 1..args.instances {
         instances.push(Instance::start(
             binary,
@@ -161,10 +157,10 @@ async fn run_on(
         )?);
     }
     for instance in &mut instances[1..] {
-        instance.wait_ready(&http).await?;
+        instance.wait_ready().await?;
     }
 
-    let gateways = enroll(&http, &instances[0].base, args.gateways).await?;
+    let gateways = enroll(&instances[0].client, args.gateways).await?;
     let ids: Vec<String> = gateways.iter().map(|(id, _)| id.clone()).collect();
     let template = crate::outbox::realistic_samples(args.samples, 0);
     let publishers = connect(broker.addr(), gateways, &template).await?;
@@ -242,7 +238,7 @@ async fn run_on(
     let stored = Stored::read(&db, &ids, &published, args.samples).await?;
     let mut instance_stats = Vec::new();
     for instance in &instances {
-        instance_stats.push(instance.ingest_stats(&http).await?);
+        instance_stats.push(instance.client.ingest_stats().await?);
     }
     for instance in &mut instances {
         instance.child.check_running()?;
@@ -283,21 +279,11 @@ async fn run_on(
     let delay_p99 = percentile(&mut delays, 99.0);
     let cpu = after.since(&before);
 
-    let counter = |name: &str| -> u64 {
-        instance_stats
-            .iter()
-            .map(|s| s[name].as_u64().unwrap_or(0))
-            .sum()
-    };
-    let all_stored = counter("batches_stored").max(1) as f64;
+    let counter = |count: Counter| -> u64 { instance_stats.iter().map(count).sum() };
+    let all_stored = counter(|s| s.batches_stored).max(1) as f64;
     let shares: Vec<String> = instance_stats
         .iter()
-        .map(|s| {
-            format!(
-                "{:.0}",
-                s["batches_stored"].as_u64().unwrap_or(0) as f64 / all_stored * 100.0
-            )
-        })
+        .map(|s| format!("{:.0}", s.batches_stored as f64 / all_stored * 100.0))
         .collect();
     let mut summary = Summary::new("city-load")
         .add("offered_samples_per_s", offered, "")
@@ -329,16 +315,17 @@ async fn run_on(
         ))
         .note(format!("window={window_s:.0} s"))
         .note(format!("shares={}%", shares.join("/")));
-    for name in [
-        "duplicates",
-        "store_errors",
-        "unknown_gateway",
-        "undecodable",
-        "gateway_mismatch",
-        "gaps",
-        "late_batches",
-    ] {
-        let value = counter(name);
+    let counters: [(&str, Counter); 7] = [
+        ("duplicates", |s| s.duplicates),
+        ("store_errors", |s| s.store_errors),
+        ("unknown_gateway", |s| s.unknown_gateway),
+        ("undecodable", |s| s.undecodable),
+        ("gateway_mismatch", |s| s.gateway_mismatch),
+        ("gaps", |s| s.gaps),
+        ("late_batches", |s| s.late_batches),
+    ];
+    for (name, count) in counters {
+        let value = counter(count);
         if value > 0 {
             summary = summary.note(format!("platform {name}={value}"));
         }
@@ -355,18 +342,12 @@ async fn run_on(
     // Batches an instance received and neither stored nor rejected: an ingest that
     // stopped storing (the run then also shows missing batches).
     for (index, stats) in instance_stats.iter().enumerate() {
-        let count = |name: &str| stats[name].as_u64().unwrap_or(0);
-        let settled = [
-            "batches_stored",
-            "duplicates",
-            "gateway_mismatch",
-            "unknown_gateway",
-            "undecodable",
-        ]
-        .iter()
-        .map(|name| count(name))
-        .sum::<u64>();
-        let held = count("batches_received").saturating_sub(settled);
+        let settled = stats.batches_stored
+            + stats.duplicates
+            + stats.gateway_mismatch
+            + stats.unknown_gateway
+            + stats.undecodable;
+        let held = stats.batches_received.saturating_sub(settled);
         if held > 0 {
             summary = summary.note(format!(
                 "instance {index} holds {held} batches received and not stored"
@@ -386,6 +367,9 @@ async fn run_on(
     }
     Ok(summary)
 }
+
+/// One of an instance's ingest counters.
+type Counter = fn(&IngestStats) -> u64;
 
 /// How far the storing got.
 struct Progress {
@@ -502,8 +486,8 @@ fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
 /// One `fieldlink-platform` process.
 struct Instance {
     child: Child,
-    /// Its HTTP API, `http://127.0.0.1:PORT`.
-    base: String,
+    /// Its HTTP API, as the bureau.
+    client: PlatformClient,
     _dir: tempfile::TempDir,
 }
 
@@ -540,50 +524,38 @@ impl Instance {
         )?;
         Ok(Instance {
             child,
-            base: format!("http://{listen}"),
+            client: PlatformClient::new(format!("http://{listen}"))
+                .with_token(ADMIN_TOKEN)
+                .with_timeout(Duration::from_secs(60)),
             _dir: dir,
         })
     }
 
     /// Waits until its API answers and its ingest is connected to the broker.
-    async fn wait_ready(&mut self, http: &reqwest::Client) -> anyhow::Result<()> {
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             self.child.check_running()?;
-            if let Ok(stats) = self.ingest_stats(http).await
-                && stats["data_connected"] == true
+            if let Ok(stats) = self.client.ingest_stats().await
+                && stats.data_connected
             {
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 bail!(
                     "the platform at {} was not ready (API up, ingest connected) within {READY_TIMEOUT:?}:\n{}",
-                    self.base,
+                    self.client.base(),
                     self.child.log()
                 );
             }
             sleep(Duration::from_millis(100)).await;
         }
     }
-
-    async fn ingest_stats(&self, http: &reqwest::Client) -> anyhow::Result<Json> {
-        let response = http
-            .get(format!("{}/api/v1/stats/ingest", self.base))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await?
-            .error_for_status()?;
-        Ok(response.json().await?)
-    }
 }
 
 /// Registers `count` enterprises (one CSV import) and enrolls one gateway for each; the
 /// gateways' ids and MQTT passwords.
-async fn enroll(
-    http: &reqwest::Client,
-    base: &str,
-    count: usize,
-) -> anyhow::Result<Vec<(String, String)>> {
+async fn enroll(bureau: &PlatformClient, count: usize) -> anyhow::Result<Vec<(String, String)>> {
     let mut csv = String::from("credit_code,name,industry,district,in_program\n");
     let mut codes = Vec::with_capacity(count);
     for i in 0..count {
@@ -594,47 +566,37 @@ async fn enroll(
         ));
         codes.push(e.credit_code);
     }
-    let response = http
-        .post(format!("{base}/api/v1/enterprises/import"))
-        .bearer_auth(ADMIN_TOKEN)
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await?;
-    let status = response.status();
-    ensure!(
-        status == reqwest::StatusCode::CREATED,
-        "the CSV import answered {status}: {}",
-        response.text().await.unwrap_or_default()
-    );
+    bureau
+        .import_enterprises(&csv)
+        .await
+        .context("the CSV import")?;
 
     let limit = Arc::new(Semaphore::new(SETUP_CONCURRENCY));
     let mut tasks = JoinSet::new();
     for (index, code) in codes.into_iter().enumerate() {
-        let (http, base) = (http.clone(), base.to_owned());
+        let bureau = bureau.clone();
         let permit = limit.clone().acquire_owned().await?;
         tasks.spawn(async move {
-            let token = post(
-                &http,
-                format!("{base}/api/v1/enterprises/{code}/tokens"),
-                true,
-                json!({"max_gateways": 1}),
-            )
-            .await?;
-            let token = token["token"].as_str().context("no token")?.to_owned();
-            let answer = post(
-                &http,
-                format!("{base}/api/v1/enroll"),
-                false,
-                json!({"token": token, "gateway_name": "bench"}),
-            )
-            .await?;
+            let token = bureau
+                .issue_token(
+                    &code,
+                    &TokenInput {
+                        expires_in_days: None,
+                        max_gateways: Some(1),
+                    },
+                )
+                .await?
+                .token;
+            let enrollment = bureau
+                .enroll(&EnrollRequest {
+                    token,
+                    gateway_name: "bench".to_owned(),
+                    hostname: None,
+                    agent_version: None,
+                })
+                .await?;
             drop(permit);
-            let id = answer["gateway_id"].as_str().context("no gateway_id")?;
-            let password = answer["mqtt"]["password"]
-                .as_str()
-                .context("no mqtt.password")?;
-            anyhow::Ok((index, id.to_owned(), password.to_owned()))
+            anyhow::Ok((index, enrollment.gateway_id, enrollment.mqtt.password))
         });
     }
     let mut gateways = vec![(String::new(), String::new()); count];
@@ -643,26 +605,6 @@ async fn enroll(
         gateways[index] = (id, password);
     }
     Ok(gateways)
-}
-
-async fn post(
-    http: &reqwest::Client,
-    url: String,
-    bureau: bool,
-    body: Json,
-) -> anyhow::Result<Json> {
-    let mut request = http.post(&url).json(&body);
-    if bureau {
-        request = request.bearer_auth(ADMIN_TOKEN);
-    }
-    let response = request.send().await?;
-    let status = response.status();
-    ensure!(
-        status == reqwest::StatusCode::CREATED,
-        "POST {url} answered {status}: {}",
-        response.text().await.unwrap_or_default()
-    );
-    Ok(response.json().await?)
 }
 
 /// A simulated gateway: its own MQTT connection, connected, and the event loop that

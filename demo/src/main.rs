@@ -16,13 +16,15 @@
 use anyhow::Context;
 use fieldlink::config::DeviceKind;
 use fieldlink_platform::credit_code::CreditCode;
+use fieldlink_platform::registry::{EnterpriseInput, TokenInput};
+use fieldlink_platform::ui::UserInput;
 use fieldlink_platform::{BrokerConfig, MqttUrl, Platform, PlatformConfig, PlatformError};
 use fieldlink_simulator::modbus_device;
+use fieldlink_testkit::PlatformClient;
 use fieldlink_wire::{Batch, Meta, Value, decode_batch};
 use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Response, StatusCode};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -132,34 +134,33 @@ async fn main() -> anyhow::Result<()> {
     } else {
         format!(" ({HTTP_PORT} is busy)")
     };
-    let bureau = Bureau {
-        base: format!("http://{}", platform.http_addr()),
-        token: bureau_token,
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()?,
-    };
+    let bureau = PlatformClient::new(format!("http://{}", platform.http_addr()))
+        .with_token(bureau_token.clone())
+        .with_timeout(Duration::from_secs(10));
 
     // The bureau registers the enterprise and issues a one-gateway token for its integrator.
     let code = CreditCode::complete(DEMO_CODE_17)?.to_string();
     bureau
-        .post(
-            "/api/v1/enterprises",
-            json!({"credit_code": code, "name": DEMO_NAME, "industry": DEMO_INDUSTRY,
-                   "district": DEMO_DISTRICT, "in_program": true}),
-        )
+        .register_enterprise(&EnterpriseInput {
+            credit_code: code.clone(),
+            name: DEMO_NAME.to_owned(),
+            industry: DEMO_INDUSTRY.to_owned(),
+            district: DEMO_DISTRICT.to_owned(),
+            in_program: true,
+        })
         .await
         .context("registering the demo enterprise")?;
     let token = bureau
-        .post(
-            &format!("/api/v1/enterprises/{code}/tokens"),
-            json!({"max_gateways": 1, "expires_in_days": 1}),
+        .issue_token(
+            &code,
+            &TokenInput {
+                max_gateways: Some(1),
+                expires_in_days: Some(1),
+            },
         )
         .await
-        .context("issuing the enrollment token")?;
-    let token = token["token"]
-        .as_str()
-        .context("the token answer has no token")?;
+        .context("issuing the enrollment token")?
+        .token;
 
     // The gateway: enrolled as `fieldlink enroll --url URL --token TOKEN` does, the
     // credentials stored in its state directory, where the agent finds them.
@@ -180,7 +181,7 @@ async fn main() -> anyhow::Result<()> {
             tcp.address = device_addr.to_string();
         }
     }
-    let enrollment = fieldlink::enroll::request(&bureau.base, token, GATEWAY_NAME)
+    let enrollment = fieldlink::enroll::request(bureau.base(), &token, GATEWAY_NAME)
         .await
         .context("enrolling the demo gateway")?;
     let stored = fieldlink::enroll::store(&config.gateway.state_dir, &enrollment)?;
@@ -188,36 +189,37 @@ async fn main() -> anyhow::Result<()> {
 
     // The web UI's logins: one for the bureau, one for the demo enterprise, each tried
     // through the login form over plain HTTP as a browser would.
-    let dashboard = format!("{}/bureau", bureau.base);
+    let dashboard = format!("{}/bureau", bureau.base());
     let enterprise_page = format!("/enterprises/{code}");
     let bureau_password = demo_password()?;
     let enterprise_password = demo_password()?;
     bureau
-        .post(
-            "/api/v1/users",
-            json!({"username": BUREAU_USER, "password": bureau_password}),
-        )
+        .create_user(&UserInput {
+            username: BUREAU_USER.to_owned(),
+            password: bureau_password.clone(),
+            credit_code: None,
+        })
         .await
         .context("creating the demo bureau login")?;
     bureau
-        .post(
-            "/api/v1/users",
-            json!({"username": ENTERPRISE_USER, "password": enterprise_password,
-                   "credit_code": code}),
-        )
+        .create_user(&UserInput {
+            username: ENTERPRISE_USER.to_owned(),
+            password: enterprise_password.clone(),
+            credit_code: Some(code.clone()),
+        })
         .await
         .context("creating the demo enterprise login")?;
-    check_login(&bureau.base, BUREAU_USER, &bureau_password, "/bureau")
+    check_login(bureau.base(), BUREAU_USER, &bureau_password, "/bureau")
         .await
-        .with_context(|| format!("logging in as {BUREAU_USER} at {}/login", bureau.base))?;
+        .with_context(|| format!("logging in as {BUREAU_USER} at {}/login", bureau.base()))?;
     check_login(
-        &bureau.base,
+        bureau.base(),
         ENTERPRISE_USER,
         &enterprise_password,
         &enterprise_page,
     )
     .await
-    .with_context(|| format!("logging in as {ENTERPRISE_USER} at {}/login", bureau.base))?;
+    .with_context(|| format!("logging in as {ENTERPRISE_USER} at {}/login", bureau.base()))?;
 
     let broker = platform.public_mqtt_url().to_owned();
     let broker_url = MqttUrl::parse(&broker)?;
@@ -229,7 +231,10 @@ async fn main() -> anyhow::Result<()> {
         broker_url.port,
     );
     println!("fieldlink demo");
-    println!("  platform (HTTP API)          {}{port_note}", bureau.base);
+    println!(
+        "  platform (HTTP API)          {}{port_note}",
+        bureau.base()
+    );
     println!("  in-process MQTT broker       {broker}");
     println!("  simulated Modbus TCP device  {device_addr}");
     println!(
@@ -241,14 +246,14 @@ async fn main() -> anyhow::Result<()> {
     println!("    bureau login               {BUREAU_USER} / {bureau_password}");
     println!(
         "    enterprise login           {ENTERPRISE_USER} / {enterprise_password}  (sees {}{enterprise_page} only)",
-        bureau.base
+        bureau.base()
     );
     println!(
         "    (passwords generated for this run; both logins just checked through the login form)"
     );
     println!(
-        "  the bureau's counts:         curl -s -H 'Authorization: Bearer {}' {}/api/v1/stats/onboarding",
-        bureau.token, bureau.base
+        "  the bureau's counts:         curl -s -H 'Authorization: Bearer {bureau_token}' {}/api/v1/stats/onboarding",
+        bureau.base()
     );
     println!(
         "  watch the broker:            mosquitto_sub -h 127.0.0.1 -p {} -t 'fieldlink/v1/#' -v",
@@ -292,57 +297,14 @@ async fn main() -> anyhow::Result<()> {
         .context("the platform stopped with an error")?;
     println!(
         "\ndemo stopped after {batches} batches; the platform stored {} batches ({} samples); on the cloud: {} of {} registered enterprises",
-        stats.batches_stored,
-        stats.samples_stored,
-        counts["total"]["on_cloud"],
-        counts["total"]["registered"]
+        stats.batches_stored, stats.samples_stored, counts.total.on_cloud, counts.total.registered
     );
     anyhow::ensure!(batches > 0, "no batch arrived at the broker");
     anyhow::ensure!(
-        counts["total"]["on_cloud"] == 1,
+        counts.total.on_cloud == 1,
         "the platform does not count the demo enterprise as on the cloud"
     );
     Ok(())
-}
-
-/// The bureau's side of the platform's HTTP API.
-#[derive(Clone)]
-struct Bureau {
-    base: String,
-    token: String,
-    http: reqwest::Client,
-}
-
-impl Bureau {
-    /// POSTs JSON; the answer if it is 201.
-    async fn post(&self, path: &str, body: Json) -> anyhow::Result<Json> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await?;
-        let status = response.status();
-        let answer: Json = response.json().await?;
-        anyhow::ensure!(
-            status.as_u16() == 201,
-            "the platform answered {status}: {answer}"
-        );
-        Ok(answer)
-    }
-
-    /// The onboarding counts.
-    async fn onboarding(&self) -> anyhow::Result<Json> {
-        let response = self
-            .http
-            .get(format!("{}/api/v1/stats/onboarding", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await?
-            .error_for_status()?;
-        Ok(response.json().await?)
-    }
 }
 
 /// A password for a demo login, new each run: 16 URL-safe characters (96 random bits).
@@ -453,19 +415,20 @@ fn form_encode(text: &str) -> String {
 }
 
 /// Polls the counts until the demo enterprise is on the cloud and says so, once.
-async fn announce_on_cloud(bureau: Bureau, shutdown: CancellationToken) {
+async fn announce_on_cloud(bureau: PlatformClient, shutdown: CancellationToken) {
     loop {
         match bureau.onboarding().await {
-            Ok(counts) if counts["total"]["on_cloud"].as_u64() >= Some(1) => {
-                let industry = counts["by_industry"]
-                    .as_array()
-                    .and_then(|rows| rows.iter().find(|r| r["industry"] == DEMO_INDUSTRY));
-                let (on_cloud, target) = industry.map_or((Json::Null, Json::Null), |r| {
-                    (r["on_cloud"].clone(), r["target"].clone())
+            Ok(counts) if counts.total.on_cloud >= 1 => {
+                let industry = counts
+                    .by_industry
+                    .iter()
+                    .find(|r| r.industry.code() == DEMO_INDUSTRY);
+                let (on_cloud, target) = industry.map_or(("?".to_owned(), "?".to_owned()), |r| {
+                    (r.counts.on_cloud.to_string(), r.target.to_string())
                 });
                 println!(
                     "ON THE CLOUD: the platform counts {DEMO_NAME} on the cloud ({DEMO_INDUSTRY}: {on_cloud} of a target of {target}; in-program on the cloud: {} of {})",
-                    counts["in_program"]["on_cloud"], counts["targets"]["in_program_on_cloud"]
+                    counts.in_program.on_cloud, counts.targets.in_program_on_cloud
                 );
                 return;
             }

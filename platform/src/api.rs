@@ -126,11 +126,14 @@ async fn import_enterprises(
         )
     })?;
     let imported = state.registry.import_csv(text).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "imported": imported })),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(Imported { imported })).into_response())
+}
+
+/// The answer of `POST /api/v1/enterprises/import`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Imported {
+    /// Enterprises registered.
+    pub imported: usize,
 }
 
 async fn issue_token(

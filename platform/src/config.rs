@@ -127,7 +127,7 @@ pub enum Reload {
 }
 
 /// The program's targets (the plan's by default).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Targets {
     /// In-program (transformed) enterprises on the cloud.
     pub in_program_on_cloud: u64,

@@ -97,8 +97,8 @@ pub struct LineError {
     pub exists: bool,
 }
 
-/// An enterprise as the bureau sends it.
-#[derive(Debug, Clone, Deserialize)]
+/// An enterprise as the bureau sends it (`POST /api/v1/enterprises`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnterpriseInput {
     /// 18-character unified social credit code.
@@ -139,13 +139,16 @@ impl EnterpriseInput {
     }
 }
 
-/// What the bureau may set on a new token.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// What the bureau may set on a new token
+/// (`POST /api/v1/enterprises/{credit_code}/tokens`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenInput {
     /// Lifetime in days (default [`DEFAULT_TOKEN_DAYS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_in_days: Option<u32>,
     /// Gateways it may enroll (default [`DEFAULT_MAX_GATEWAYS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_gateways: Option<u32>,
 }
 
@@ -170,8 +173,8 @@ impl TokenInput {
     }
 }
 
-/// A token, shown once.
-#[derive(Debug, Clone, Serialize)]
+/// A token, shown once: the answer of `POST /api/v1/enterprises/{credit_code}/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IssuedToken {
     /// The token itself; only its hash is stored.
     pub token: String,

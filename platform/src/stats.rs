@@ -10,14 +10,14 @@ use crate::catalog::{District, DistrictKind, Industry};
 use crate::clock::{DAY_MS, date_string, day_of};
 use crate::config::Targets;
 use crate::store::{ActiveDay, OnboardingRow};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
 /// The window of "active", in days.
 pub const ACTIVE_DAYS: i64 = 7;
 
 /// Counts of one group of enterprises.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     /// Registered.
     pub registered: u64,
@@ -42,7 +42,7 @@ impl Counts {
 }
 
 /// One industry's counts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IndustryCounts {
     /// The industry's code.
     pub industry: Industry,
@@ -56,7 +56,7 @@ pub struct IndustryCounts {
 }
 
 /// One district's counts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DistrictCounts {
     /// The district's name.
     pub district: District,
@@ -68,7 +68,7 @@ pub struct DistrictCounts {
 }
 
 /// Counts of the pilot or the other industries.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PilotCounts {
     /// Pilot industries or not.
     pub pilot: bool,
@@ -78,7 +78,7 @@ pub struct PilotCounts {
 }
 
 /// The answer of `GET /api/v1/stats/onboarding`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Onboarding {
     /// The program's targets.
     pub targets: Targets,

@@ -1,5 +1,6 @@
-//! Shared helpers: a platform on loopback ports, an HTTP client with the bureau's token,
-//! and MQTT publishing as a gateway.
+//! Shared helpers: a platform on loopback ports, the test kit's typed client of its API
+//! with the bureau's token (and raw requests for the error paths), and MQTT publishing as a
+//! gateway.
 //!
 //! With `FIELDLINK_TEST_POSTGRES` set (an admin URL, see `fieldlink_testkit::postgres`),
 //! every [`TestPlatform`] keeps its data in a fresh PostgreSQL database instead of SQLite,
@@ -9,12 +10,15 @@
 #![allow(dead_code)]
 
 use fieldlink_platform::credit_code::CreditCode;
+use fieldlink_platform::registry::{EnterpriseInput, TokenInput};
 use fieldlink_platform::{BrokerConfig, Database, MqttUrl, Platform, PlatformConfig};
+use fieldlink_testkit::PlatformClient;
+use fieldlink_testkit::platform_client::ClientError;
 use fieldlink_testkit::postgres::TestDatabase;
-use fieldlink_wire::{Batch, Sample, Value, encode_batch};
+use fieldlink_wire::{Batch, EnrollRequest, Sample, Value, encode_batch};
 use reqwest::{Method, StatusCode};
 use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet, QoS};
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -52,6 +56,9 @@ pub struct TestPlatform {
     pub mqtt_url: String,
     pub shutdown: CancellationToken,
     pub data_dir: PathBuf,
+    /// The typed client of the API, with the bureau's token.
+    pub client: PlatformClient,
+    /// Its HTTP client, for raw requests.
     pub http: reqwest::Client,
     /// Its PostgreSQL database when `FIELDLINK_TEST_POSTGRES` is set (else SQLite).
     pub database: Option<TestDatabase>,
@@ -123,17 +130,17 @@ impl TestPlatform {
             .await
             .expect("platform starts");
         let mqtt_url = platform.public_mqtt_url().to_owned();
+        let client =
+            PlatformClient::new(format!("http://{}", platform.http_addr())).with_token(ADMIN);
         TestPlatform {
-            base: format!("http://{}", platform.http_addr()),
+            base: client.base().to_owned(),
             mqtt: MqttUrl::parse(&mqtt_url).expect("a mqtt:// URL"),
             mqtt_url,
             platform: Some(platform),
             shutdown,
             data_dir,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+            http: client.http().clone(),
+            client,
             database,
         }
     }
@@ -211,78 +218,64 @@ impl TestPlatform {
 
     /// A request with the bureau's token.
     pub fn bureau(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(ADMIN)
+        self.client.request(method, path)
     }
 
     /// GET as the bureau, expecting 200 and JSON.
     pub async fn get(&self, path: &str) -> Json {
-        let response = self.bureau(Method::GET, path).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
-        response.json().await.unwrap()
+        self.client.get_json(path).await.unwrap()
     }
 
     /// POST JSON as the bureau; the status and the JSON answer.
     pub async fn post(&self, path: &str, body: Json) -> (StatusCode, Json) {
-        let response = self
-            .bureau(Method::POST, path)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Json::Null))
+        self.client.post_json(path, &body).await.unwrap()
     }
 
     /// Registers an enterprise; panics unless 201.
     pub async fn register(&self, code: &str, industry: &str, district: &str, in_program: bool) {
-        let (status, body) = self
-            .post(
-                "/api/v1/enterprises",
-                json!({"credit_code": code, "name": format!("企业 {code}"), "industry": industry,
-                       "district": district, "in_program": in_program}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let input = EnterpriseInput {
+            credit_code: code.to_owned(),
+            name: format!("企业 {code}"),
+            industry: industry.to_owned(),
+            district: district.to_owned(),
+            in_program,
+        };
+        self.client.register_enterprise(&input).await.unwrap();
     }
 
     /// Issues a token for `max_gateways` gateways; panics unless 201.
     pub async fn token(&self, code: &str, max_gateways: u32) -> String {
-        let (status, body) = self
-            .post(
-                &format!("/api/v1/enterprises/{code}/tokens"),
-                json!({"max_gateways": max_gateways}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        body["token"].as_str().unwrap().to_owned()
+        let input = TokenInput {
+            expires_in_days: None,
+            max_gateways: Some(max_gateways),
+        };
+        self.client.issue_token(code, &input).await.unwrap().token
     }
 
-    /// Calls the enrollment endpoint (no bureau token).
+    /// Calls the enrollment endpoint (no bureau token): the status and the JSON answer.
     pub async fn try_enroll(&self, token: &str, gateway_name: &str) -> (StatusCode, Json) {
-        let response = self
-            .http
-            .post(format!("{}/api/v1/enroll", self.base))
-            .json(&json!({"token": token, "gateway_name": gateway_name, "hostname": "ipc-1", "agent_version": "0.1.0"}))
-            .send()
+        match self
+            .client
+            .enroll(&enroll_request(token, gateway_name))
             .await
-            .unwrap();
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Json::Null))
+        {
+            Ok(enrollment) => (
+                StatusCode::CREATED,
+                serde_json::to_value(enrollment).unwrap(),
+            ),
+            Err(ClientError::Status { status, body, .. }) => (status, body),
+            Err(e) => panic!("{e}"),
+        }
     }
 
     /// Enrolls; panics unless 201. Returns (gateway id, password).
     pub async fn enroll(&self, token: &str, gateway_name: &str) -> (String, String) {
-        let (status, body) = self.try_enroll(token, gateway_name).await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        (
-            body["gateway_id"].as_str().unwrap().to_owned(),
-            body["mqtt"]["password"].as_str().unwrap().to_owned(),
-        )
+        let request = enroll_request(token, gateway_name);
+        let enrollment = self.client.enroll(&request).await.unwrap();
+        (enrollment.gateway_id, enrollment.mqtt.password)
     }
 
-    /// The ingest's counters.
+    /// The ingest's counters, and the open gaps, as JSON.
     pub async fn ingest_stats(&self) -> Json {
         self.get("/api/v1/stats/ingest").await
     }
@@ -301,6 +294,16 @@ impl TestPlatform {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+/// The enrollment request of the tests' gateways.
+fn enroll_request(token: &str, gateway_name: &str) -> EnrollRequest {
+    EnrollRequest {
+        token: token.to_owned(),
+        gateway_name: gateway_name.to_owned(),
+        hostname: Some("ipc-1".to_owned()),
+        agent_version: Some("0.1.0".to_owned()),
     }
 }
 

@@ -8,12 +8,15 @@
 
 use fieldlink::enroll;
 use fieldlink_platform::credit_code::CreditCode;
+use fieldlink_platform::registry::{EnterpriseInput, TokenInput};
+use fieldlink_platform::stats::Counts;
 use fieldlink_platform::{BrokerConfig, MosquittoFiles, MqttUrl, Platform, PlatformConfig, Reload};
 use fieldlink_simulator::modbus_device;
+use fieldlink_testkit::PlatformClient;
 use fieldlink_tests::agent_config;
 use fieldlink_tests::mosquitto::{Mosquitto, free_port};
-use reqwest::StatusCode;
-use serde_json::{Value as Json, json};
+use fieldlink_wire::Quality;
+use serde_json::Value as Json;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
@@ -27,65 +30,31 @@ const LIMIT: Duration = Duration::from_secs(90);
 /// How long one condition may take to come true.
 const WAIT: Duration = Duration::from_secs(30);
 
-/// The bureau's side of the HTTP API.
-struct Bureau {
-    base: String,
-    http: reqwest::Client,
+/// The bureau's side of the HTTP API: the test kit's typed client with the bureau's token.
+fn bureau(platform: &Platform) -> PlatformClient {
+    PlatformClient::new(format!("http://{}", platform.http_addr()))
+        .with_token(BUREAU)
+        .with_timeout(Duration::from_secs(10))
 }
 
-impl Bureau {
-    fn new(platform: &Platform) -> Self {
-        // reqwest is built with rustls but no crypto provider (the workspace's choice);
-        // the calls here are plain HTTP, but building a client needs one installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        Bureau {
-            base: format!("http://{}", platform.http_addr()),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("HTTP client"),
+/// Polls the gateway's detail until `done` holds; the last answer.
+async fn wait_for_gateway(
+    bureau: &PlatformClient,
+    gateway: &str,
+    done: impl Fn(&Json) -> bool,
+) -> Json {
+    let path = format!("/api/v1/gateways/{gateway}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let answer = bureau.get_json(&path).await.expect("the gateway's detail");
+        if done(&answer) {
+            return answer;
         }
-    }
-
-    async fn post(&self, path: &str, body: Json) -> (StatusCode, Json) {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(BUREAU)
-            .json(&body)
-            .send()
-            .await
-            .expect("POST");
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Json::Null))
-    }
-
-    async fn get(&self, path: &str) -> Json {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(BUREAU)
-            .send()
-            .await
-            .expect("GET");
-        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
-        response.json().await.expect("JSON answer")
-    }
-
-    /// Polls `path` until `done` holds; the last answer.
-    async fn wait_for(&self, path: &str, done: impl Fn(&Json) -> bool) -> Json {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let answer = self.get(path).await;
-            if done(&answer) {
-                return answer;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "GET {path} did not get there in {WAIT:?}: {answer}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        assert!(
+            Instant::now() < deadline,
+            "GET {path} did not get there in {WAIT:?}: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -221,32 +190,37 @@ async fn enroll_run_and_count(config: PlatformConfig, dir: &Path) {
     let platform = Platform::start(config, shutdown.clone())
         .await
         .expect("the platform starts");
-    let bureau = Bureau::new(&platform);
+    let bureau = bureau(&platform);
 
     // The bureau registers the enterprise (a credit code with a valid check character)
     // and issues a token for one gateway.
     let code = CreditCode::complete("91420100770000001")
         .expect("a completable credit code")
         .to_string();
-    let (status, body) = bureau
-        .post(
-            "/api/v1/enterprises",
-            json!({"credit_code": code, "name": "武汉端到端精密部件有限公司", "industry": "auto-parts",
-                   "district": "洪山区", "in_program": true}),
+    bureau
+        .register_enterprise(&EnterpriseInput {
+            credit_code: code.clone(),
+            name: "武汉端到端精密部件有限公司".to_owned(),
+            industry: "auto-parts".to_owned(),
+            district: "洪山区".to_owned(),
+            in_program: true,
+        })
+        .await
+        .expect("the enterprise is registered");
+    let token = bureau
+        .issue_token(
+            &code,
+            &TokenInput {
+                max_gateways: Some(1),
+                expires_in_days: Some(1),
+            },
         )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body) = bureau
-        .post(
-            &format!("/api/v1/enterprises/{code}/tokens"),
-            json!({"max_gateways": 1, "expires_in_days": 1}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let token = body["token"].as_str().expect("a token").to_owned();
-    let before = bureau.get("/api/v1/stats/onboarding").await;
-    assert_eq!(before["total"]["registered"], 1, "{before}");
-    assert_eq!(before["total"]["on_cloud"], 0, "{before}");
+        .await
+        .expect("a token")
+        .token;
+    let before = bureau.onboarding().await.expect("the counts");
+    assert_eq!(before.total.registered, 1, "{before:?}");
+    assert_eq!(before.total.on_cloud, 0, "{before:?}");
 
     // The gateway: what `fieldlink enroll --config FILE --url URL --token TOKEN --name
     // line-1` does, then the config as written plus what the state directory holds.
@@ -261,7 +235,7 @@ async fn enroll_run_and_count(config: PlatformConfig, dir: &Path) {
         stop.clone(),
     ));
     let state = dir.join("gateway-state");
-    let agent_config = agent_config(&unenrolled_config(device_addr, &bureau.base), &state);
+    let agent_config = agent_config(&unenrolled_config(device_addr, bureau.base()), &state);
     assert_eq!(agent_config.gateway.id, None, "the config names no gateway");
     let url = agent_config
         .platform
@@ -292,23 +266,18 @@ async fn enroll_run_and_count(config: PlatformConfig, dir: &Path) {
         matches!(used_up, Err(enroll::EnrollError::TokenUsedUp(_))),
         "{used_up:?}"
     );
-    let silent = bureau.get("/api/v1/stats/onboarding").await;
-    assert_eq!(silent["total"]["enrolled"], 1, "{silent}");
-    assert_eq!(
-        silent["total"]["on_cloud"], 0,
-        "enrolled is not on the cloud yet"
-    );
+    let silent = bureau.onboarding().await.expect("the counts");
+    assert_eq!(silent.total.enrolled, 1, "{silent:?}");
+    assert_eq!(silent.total.on_cloud, 0, "enrolled is not on the cloud yet");
 
     let agent = tokio::spawn(fieldlink::run(agent_config, stop.clone()));
 
     // Batches arrive and are stored under the enrolled gateway; the retained status says
     // online and the catalogue names both devices.
-    let path = format!("/api/v1/gateways/{gateway}");
-    let live = bureau
-        .wait_for(&path, |g| {
-            g["batches"].as_u64() >= Some(3) && g["online"] == true && g["meta"].is_object()
-        })
-        .await;
+    let live = wait_for_gateway(&bureau, &gateway, |g| {
+        g["batches"].as_u64() >= Some(3) && g["online"] == true && g["meta"].is_object()
+    })
+    .await;
     assert_eq!(live["credit_code"], code.as_str());
     let devices: Vec<&str> = live["meta"]["devices"]
         .as_array()
@@ -317,18 +286,10 @@ async fn enroll_run_and_count(config: PlatformConfig, dir: &Path) {
         .filter_map(|d| d["name"].as_str())
         .collect();
     assert_eq!(devices, ["press-1", "line-sim"], "{live}");
-    let latest = bureau.get(&format!("{path}/latest")).await;
+    let latest = bureau.latest(&gateway).await.expect("latest values");
     let points: Vec<String> = latest
-        .as_array()
-        .expect("latest values")
         .iter()
-        .map(|s| {
-            format!(
-                "{}/{}",
-                s["device"].as_str().unwrap_or("?"),
-                s["point"].as_str().unwrap_or("?")
-            )
-        })
+        .map(|s| format!("{}/{}", s.device, s.point))
         .collect();
     for point in [
         "press-1/temperature",
@@ -337,42 +298,45 @@ async fn enroll_run_and_count(config: PlatformConfig, dir: &Path) {
     ] {
         assert!(
             points.iter().any(|p| p == point),
-            "{point} missing from {latest}"
+            "{point} missing from {latest:?}"
         );
     }
     assert!(
-        latest
-            .as_array()
-            .expect("latest values")
-            .iter()
-            .all(|s| s["quality"] == "good"),
-        "{latest}"
+        latest.iter().all(|s| s.quality == Quality::Good),
+        "{latest:?}"
     );
 
     // The bureau's counts: on the cloud and active, in its industry, district and the
     // program.
-    let stats = bureau.get("/api/v1/stats/onboarding").await;
-    for group in ["total", "in_program"] {
-        assert_eq!(stats[group]["on_cloud"], 1, "{group}: {stats}");
-        assert_eq!(stats[group]["active"], 1, "{group}: {stats}");
-        assert_eq!(stats[group]["silent"], 0, "{group}: {stats}");
+    let stats = bureau.onboarding().await.expect("the counts");
+    for (group, counts) in [("total", stats.total), ("in_program", stats.in_program)] {
+        assert_eq!(counts.on_cloud, 1, "{group}: {stats:?}");
+        assert_eq!(counts.active, 1, "{group}: {stats:?}");
+        assert_eq!(counts.silent, 0, "{group}: {stats:?}");
     }
-    let row = |list: &str, key: &str, name: &str| -> Json {
-        stats[list]
-            .as_array()
-            .expect("a list")
+    let industry = |code: &str| -> Counts {
+        stats
+            .by_industry
             .iter()
-            .find(|r| r[key] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no {name} in {list}: {stats}"))
+            .find(|r| r.industry.code() == code)
+            .map(|r| r.counts)
+            .unwrap_or_else(|| panic!("no {code} in by_industry: {stats:?}"))
     };
-    assert_eq!(row("by_industry", "industry", "auto-parts")["on_cloud"], 1);
-    assert_eq!(row("by_industry", "industry", "biomedicine")["on_cloud"], 0);
-    assert_eq!(row("by_district", "district", "洪山区")["on_cloud"], 1);
-    assert_eq!(row("by_district", "district", "江岸区")["on_cloud"], 0);
-    let enterprise = bureau.get(&format!("/api/v1/enterprises/{code}")).await;
-    assert_eq!(enterprise["on_cloud"], true, "{enterprise}");
-    assert_eq!(enterprise["active"], true, "{enterprise}");
+    let district = |name: &str| -> Counts {
+        stats
+            .by_district
+            .iter()
+            .find(|r| r.district.name() == name)
+            .map(|r| r.counts)
+            .unwrap_or_else(|| panic!("no {name} in by_district: {stats:?}"))
+    };
+    assert_eq!(industry("auto-parts").on_cloud, 1);
+    assert_eq!(industry("biomedicine").on_cloud, 0);
+    assert_eq!(district("洪山区").on_cloud, 1);
+    assert_eq!(district("江岸区").on_cloud, 0);
+    let enterprise = bureau.enterprise(&code).await.expect("the enterprise");
+    assert!(enterprise.on_cloud, "{enterprise:?}");
+    assert!(enterprise.active, "{enterprise:?}");
 
     // A clean stop: the agent publishes what it holds and says offline; the platform has
     // every batch once, with no gap.
@@ -382,20 +346,20 @@ async fn enroll_run_and_count(config: PlatformConfig, dir: &Path) {
         .await
         .expect("device task")
         .expect("the device served");
-    let offline = bureau.wait_for(&path, |g| g["online"] == false).await;
+    let offline = wait_for_gateway(&bureau, &gateway, |g| g["online"] == false).await;
     let batches = offline["batches"].as_u64().expect("batches");
     assert_eq!(offline["last_seq"].as_u64(), Some(batches), "{offline}");
     assert_eq!(offline["missing_batches"], 0, "{offline}");
     assert!(offline["samples"].as_u64() >= Some(batches), "{offline}");
-    let ingest = bureau.get("/api/v1/stats/ingest").await;
-    assert_eq!(ingest["batches_stored"].as_u64(), Some(batches), "{ingest}");
-    for rejected in [
-        "unknown_gateway",
-        "gateway_mismatch",
-        "undecodable",
-        "duplicates",
+    let ingest = bureau.ingest_stats().await.expect("the ingest's counters");
+    assert_eq!(ingest.batches_stored, batches, "{ingest:?}");
+    for (rejected, count) in [
+        ("unknown_gateway", ingest.unknown_gateway),
+        ("gateway_mismatch", ingest.gateway_mismatch),
+        ("undecodable", ingest.undecodable),
+        ("duplicates", ingest.duplicates),
     ] {
-        assert_eq!(ingest[rejected], 0, "{rejected}: {ingest}");
+        assert_eq!(count, 0, "{rejected}: {ingest:?}");
     }
 
     shutdown.cancel();

@@ -1,7 +1,8 @@
 //! The fixed lists of the city program: the 8 industries (with their pilot flag) and the
 //! city's 13 districts and 4 functional zones, as DESIGN.md names them.
 
-use serde::{Serialize, Serializer};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
 /// One of the program's 8 industries; its code is used everywhere (API, CSV, storage).
@@ -100,8 +101,20 @@ impl Serialize for Industry {
     }
 }
 
+impl<'de> Deserialize<'de> for Industry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let code = String::deserialize(d)?;
+        Industry::from_code(&code).ok_or_else(|| {
+            D::Error::custom(format!(
+                "unknown industry {code:?}; expected one of: {}",
+                Industry::codes()
+            ))
+        })
+    }
+}
+
 /// Whether a [`District`] is one of the 13 administrative districts or a functional zone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DistrictKind {
     /// An administrative district (区).
@@ -175,6 +188,18 @@ impl fmt::Display for District {
 impl Serialize for District {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for District {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        District::from_name(&name).ok_or_else(|| {
+            D::Error::custom(format!(
+                "unknown district {name:?}; expected one of: {}",
+                District::names()
+            ))
+        })
     }
 }
 

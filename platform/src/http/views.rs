@@ -1,56 +1,90 @@
 //! The enterprises and gateways as the API and the web UI show them, and CSV answers.
 
-use crate::catalog::DistrictKind;
+use crate::catalog::{District, DistrictKind, Industry};
 use crate::clock::{now_ms, rfc3339};
 use crate::stats;
 use crate::store::{Enterprise, Gateway, Store, StoreError};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-/// An enterprise as the API shows it.
-#[derive(Debug, Serialize)]
+/// An enterprise as the API shows it (`GET /api/v1/enterprises[/{credit_code}]`, and the
+/// answer of `POST /api/v1/enterprises`). Times are RFC 3339.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EnterpriseView {
-    credit_code: String,
-    name: String,
-    industry: crate::catalog::Industry,
-    pilot: bool,
-    district: crate::catalog::District,
-    district_kind: DistrictKind,
-    in_program: bool,
-    registered_at: String,
-    enrolled: bool,
-    on_cloud: bool,
-    active: bool,
-    on_cloud_since: Option<String>,
-    last_batch_at: Option<String>,
-    gateways: Vec<GatewayView>,
+    /// Its unified social credit code.
+    pub credit_code: String,
+    /// Its registered name.
+    pub name: String,
+    /// Its industry.
+    pub industry: Industry,
+    /// A pilot industry.
+    pub pilot: bool,
+    /// Its district or zone.
+    pub district: District,
+    /// District or functional zone.
+    pub district_kind: DistrictKind,
+    /// On the program's list.
+    pub in_program: bool,
+    /// When it was registered.
+    pub registered_at: String,
+    /// At least one gateway enrolled.
+    pub enrolled: bool,
+    /// A batch has arrived from one of its gateways.
+    pub on_cloud: bool,
+    /// A batch arrived in the last 7 days.
+    pub active: bool,
+    /// When its first batch arrived.
+    pub on_cloud_since: Option<String>,
+    /// When its last batch arrived.
+    pub last_batch_at: Option<String>,
+    /// Its gateways (empty in the answer of a registration).
+    pub gateways: Vec<GatewayView>,
 }
 
-/// A gateway as the API shows it.
-#[derive(Debug, Serialize)]
+/// A gateway as the API shows it. Times are RFC 3339.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GatewayView {
-    gateway_id: String,
-    name: String,
-    online: bool,
-    state: Option<fieldlink_wire::GatewayState>,
-    agent_version: Option<String>,
-    hostname: Option<String>,
-    started_at: Option<String>,
-    backlog_batches: Option<u64>,
-    evicted_batches: Option<u64>,
-    status_at: Option<String>,
-    enrolled_at: String,
-    credentials_issued_at: String,
-    first_batch_at: Option<String>,
-    last_batch_at: Option<String>,
-    batches: u64,
-    samples: u64,
-    last_seq: Option<u64>,
-    missing_batches: u64,
+    /// Its id (MQTT username and topic level).
+    pub gateway_id: String,
+    /// Its name within its enterprise.
+    pub name: String,
+    /// Connected, by its retained status.
+    pub online: bool,
+    /// Its last status's state, if it sent one.
+    pub state: Option<fieldlink_wire::GatewayState>,
+    /// The agent's version, by its status or else by its enrollment.
+    pub agent_version: Option<String>,
+    /// Its host name, by its enrollment.
+    pub hostname: Option<String>,
+    /// When its agent started, by its status.
+    pub started_at: Option<String>,
+    /// Batches waiting in its outbox, by its status.
+    pub backlog_batches: Option<u64>,
+    /// Batches its outbox dropped when full, by its status.
+    pub evicted_batches: Option<u64>,
+    /// When its last status arrived.
+    pub status_at: Option<String>,
+    /// When it was first enrolled.
+    pub enrolled_at: String,
+    /// When it was last enrolled (its current credentials issued).
+    pub credentials_issued_at: String,
+    /// When its first batch arrived.
+    pub first_batch_at: Option<String>,
+    /// When its last batch arrived.
+    pub last_batch_at: Option<String>,
+    /// Batches stored.
+    pub batches: u64,
+    /// Samples stored.
+    pub samples: u64,
+    /// The highest `seq` received.
+    pub last_seq: Option<u64>,
+    /// Batches missing between received ones (its open gaps).
+    pub missing_batches: u64,
 }
 
+/// The API's view of a stored gateway.
 pub fn gateway_view(g: &Gateway) -> GatewayView {
     let status = g.status.as_ref();
     GatewayView {
@@ -77,6 +111,7 @@ pub fn gateway_view(g: &Gateway) -> GatewayView {
     }
 }
 
+/// The API's view of a stored enterprise with the views of its gateways.
 pub fn enterprise_view(e: &Enterprise, gateways: Vec<GatewayView>) -> EnterpriseView {
     let active_since = stats::active_since(now_ms());
     EnterpriseView {
@@ -125,9 +160,9 @@ pub struct SilentEnterprise {
     /// Its registered name.
     pub name: String,
     /// Its industry.
-    pub industry: crate::catalog::Industry,
+    pub industry: Industry,
     /// Its district.
-    pub district: crate::catalog::District,
+    pub district: District,
     /// On the program's list.
     pub in_program: bool,
     /// Its enrolled gateways.

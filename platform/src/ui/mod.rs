@@ -24,7 +24,7 @@ mod pages;
 mod web;
 
 pub use crate::accounts::{self, AccountError, Accounts, Role};
-pub use pages::UserInput;
+pub use pages::{CreatedUser, UserInput};
 
 use crate::http::AppState;
 use axum::Router;

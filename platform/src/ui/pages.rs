@@ -24,7 +24,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use fieldlink_wire::{Meta, Quality, Value as SampleValue};
 use minijinja::{Value, context};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,7 +79,7 @@ pub struct PointQuery {
 
 /// The body of `POST /api/v1/users`; validated by [`CreditCode::parse`] and
 /// [`accounts::check_new_user`](super::accounts::check_new_user).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserInput {
     /// The user name.
@@ -87,6 +87,16 @@ pub struct UserInput {
     /// The password.
     pub password: String,
     /// The enterprise of an enterprise user; none for a bureau user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credit_code: Option<String>,
+}
+
+/// The answer of `POST /api/v1/users`: the user as created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedUser {
+    /// The user name, trimmed.
+    pub username: String,
+    /// The enterprise of an enterprise user; `null` for a bureau user.
     pub credit_code: Option<String>,
 }
 
@@ -728,10 +738,10 @@ pub async fn create_user(
     {
         Ok(()) => Ok((
             StatusCode::CREATED,
-            Json(serde_json::json!({
-                "username": input.username.trim(),
-                "credit_code": code.as_ref().map(CreditCode::as_str),
-            })),
+            Json(CreatedUser {
+                username: input.username.trim().to_owned(),
+                credit_code: code.as_ref().map(|c| c.as_str().to_owned()),
+            }),
         )
             .into_response()),
         Err(AccountError::Exists(name)) => Err(ApiError::new(

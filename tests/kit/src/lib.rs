@@ -9,13 +9,19 @@
 //! - [`mosquitto`]: a real mosquitto per test and a throwaway CA (CI-only interop tests);
 //! - [`postgres`]: a fresh PostgreSQL database per test on the server named by
 //!   `FIELDLINK_TEST_POSTGRES`;
-//! - [`LogCapture`]: the log lines a test's code writes.
+//! - [`LogCapture`]: the log lines a test's code writes;
+//! - [`platform_client`] (feature `platform`): a typed client of the platform's HTTP API,
+//!   with the platform's own request and answer types.
 
 mod log_capture;
 pub mod mosquitto;
+#[cfg(feature = "platform")]
+pub mod platform_client;
 pub mod postgres;
 
 pub use log_capture::LogCapture;
+#[cfg(feature = "platform")]
+pub use platform_client::PlatformClient;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::net::SocketAddr;
