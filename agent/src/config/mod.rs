@@ -15,7 +15,7 @@ pub mod units;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::{
-    AgentConfig, BufferConfig, DeviceConfig, DeviceKind, GatewayConfig, PlatformConfig,
+    AgentConfig, BufferConfig, DeleteOn, DeviceConfig, DeviceKind, GatewayConfig, PlatformConfig,
     PluginDeviceConfig, PointInfo, PublishConfig, ReportDefaults, StatusConfig,
 };
 
@@ -268,6 +268,19 @@ fn read_publish(dx: &mut Diagnostics<'_>, t: &mut TableReader<'_, '_>) -> Publis
             level: level.map_or(DEFAULT_ZSTD_LEVEL, |l| l.value as i32),
         },
     };
+    let delete_on = t
+        .choice(
+            dx,
+            "delete_on",
+            "\"platform_ack\", \"puback\"",
+            |s| match s {
+                "platform_ack" => Some(DeleteOn::PlatformAck),
+                "puback" => Some(DeleteOn::Puback),
+                _ => None,
+            },
+        )
+        .map(|d| d.value);
+    let ack_timeout = t.positive_duration(dx, "ack_timeout", Duration::from_secs(60));
     PublishConfig {
         batch_max_samples,
         batch_max_delay,
@@ -275,6 +288,8 @@ fn read_publish(dx: &mut Diagnostics<'_>, t: &mut TableReader<'_, '_>) -> Publis
         backlog_share,
         shutdown_timeout,
         compression,
+        delete_on,
+        ack_timeout,
     }
 }
 

@@ -73,6 +73,21 @@ pub struct PublishConfig {
     pub shutdown_timeout: Duration,
     /// How batches are framed on the wire: plain JSON, or zstd at a level in 1..=19.
     pub compression: Compression,
+    /// When a sent batch leaves the outbox; `None`: not set, decided at start (the platform's
+    /// ack for an enrolled gateway, the broker's PUBACK otherwise).
+    pub delete_on: Option<DeleteOn>,
+    /// How long a batch the broker took may wait for the platform's ack before it is sent
+    /// again (with `delete_on = "platform_ack"`).
+    pub ack_timeout: Duration,
+}
+
+/// `[publish] delete_on`: what lets a sent batch leave the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteOn {
+    /// The platform's ack says it is stored (end to end; the fieldlink platform).
+    PlatformAck,
+    /// The broker's PUBACK (for receivers that publish no ack).
+    Puback,
 }
 
 /// `[buffer]`: the durable outbox.
