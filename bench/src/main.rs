@@ -19,6 +19,7 @@ mod footprint;
 mod ingest;
 mod measure;
 mod modbus_scale;
+mod plc_scale;
 mod opcua;
 mod outbox;
 mod pipeline;
@@ -46,6 +47,8 @@ enum Scenario {
     Pipeline(pipeline::Args),
     /// 1,000 Modbus TCP devices x 100 holding registers every second.
     ModbusScale(modbus_scale::Args),
+    /// 1,000 S7 or MC PLCs (the simulator's) x 100 words every second.
+    PlcScale(plc_scale::Args),
     /// Broker unreachable for 60 s at a fixed live rate, then back: the drain.
     Backlog(backlog::Args),
     /// Bytes per sample on the wire, JSON and zstd.
@@ -75,6 +78,7 @@ fn main() -> anyhow::Result<()> {
                 Scenario::Outbox(args) => outbox::run(args).await,
                 Scenario::Pipeline(args) => pipeline::run(args).await,
                 Scenario::ModbusScale(args) => modbus_scale::run(args).await,
+                Scenario::PlcScale(args) => plc_scale::run(args).await,
                 Scenario::Backlog(args) => backlog::run(args).await,
                 Scenario::Wire(args) => wire::run(args).await,
                 Scenario::Footprint(args) => footprint::run(args).await,

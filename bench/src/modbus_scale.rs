@@ -165,7 +165,7 @@ fn modbus_devices(addresses: &[SocketAddr], registers: u16, poll: &str) -> Strin
 }
 
 /// The agent's `/status` document, or `None` if it does not answer.
-async fn get_status(addr: SocketAddr) -> Option<serde_json::Value> {
+pub(crate) async fn get_status(addr: SocketAddr) -> Option<serde_json::Value> {
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await.ok()?;
         stream
@@ -187,7 +187,7 @@ async fn get_status(addr: SocketAddr) -> Option<serde_json::Value> {
 }
 
 /// Adds the last cycle time of every device that completed a cycle since the last reading.
-fn fresh_cycles(
+pub(crate) fn fresh_cycles(
     report: &serde_json::Value,
     last_cycles: &mut HashMap<String, u64>,
     cycles_ms: &mut Vec<f64>,

@@ -48,6 +48,16 @@ WIDTH = {"u8": "B", "i8": "B", "u64": "B", "f64": "B", "string": "B",
          "i16": "W", "u16": "W", "i32": "D", "u32": "D", "f32": "D"}
 
 
+def shortest_f32(raw):
+    """The shortest decimal that reads back as the f32 in `raw`: what the agent publishes."""
+    value = struct.unpack(">f", raw)[0]
+    for digits in range(1, 10):
+        text = f"{value:.{digits}g}"
+        if struct.pack(">f", float(text)) == raw:
+            return float(text)
+    return value
+
+
 def address(area, index, byte, typ, extra):
     """The Siemens notation of a point."""
     if typ == "bool":
@@ -81,8 +91,7 @@ def main():
             raw = struct.pack(FORMATS[typ], value)
             block[byte:byte + len(raw)] = raw
             if typ == "f32":
-                # What the agent publishes: the shortest decimal of the f32.
-                value = float(repr(struct.unpack(">f", raw)[0]))
+                value = shortest_f32(raw)
         entry = {"name": name, "address": address(area, index, byte, typ, extra),
                  "type": typ, "value": value}
         if typ == "string":

@@ -163,6 +163,21 @@ pub fn parse_host_port(text: &str, default_port: u16) -> Option<String> {
     }
 }
 
+/// A float short enough for a probe's column: plain when moderate, scientific when very
+/// large or small; `single` prints an f32's shortest form.
+pub fn narrow_float(v: f64, single: bool) -> String {
+    if !v.is_finite() {
+        return v.to_string();
+    }
+    let magnitude = v.abs();
+    match (magnitude != 0.0 && !(1e-4..1e9).contains(&magnitude), single) {
+        (true, true) => format!("{:e}", v as f32),
+        (true, false) => format!("{v:e}"),
+        (false, true) => (v as f32).to_string(),
+        (false, false) => v.to_string(),
+    }
+}
+
 /// The `HOST:PORT` of a probe target `tcp://HOST[:PORT]`.
 pub fn tcp_target(target: &str, default_port: u16) -> Result<String, ProbeError> {
     target

@@ -5,7 +5,7 @@
 use crate::connection::Connection;
 use crate::device::{Device, Family};
 use crate::frame::{MAX_WORDS, Route};
-use fieldlink_collector_api::plugin::{ProbeError, ProbeRequest, tcp_target};
+use fieldlink_collector_api::plugin::{ProbeError, ProbeRequest, narrow_float, tcp_target};
 use fieldlink_collector_api::{DataType, WordOrder, decode::decode};
 use std::fmt::Write as _;
 
@@ -133,7 +133,7 @@ pub fn render(target: &str, device: Device, first: u32, words: &[u16]) -> String
                     "{at:<10} {:<5} {v:>11} {:>11} {:>14}",
                     order.as_str(),
                     v.cast_signed(),
-                    f32::from_bits(v)
+                    narrow_float(f64::from(f32::from_bits(v)), true)
                 );
             }
         }

@@ -10,7 +10,7 @@ use crate::connection::{
 };
 use crate::frame::ItemSpec;
 use crate::plan::max_item_bytes;
-use fieldlink_collector_api::plugin::{ProbeError, ProbeRequest, tcp_target};
+use fieldlink_collector_api::plugin::{ProbeError, ProbeRequest, narrow_float, tcp_target};
 use std::fmt::Write as _;
 
 /// The settings `probe s7` takes.
@@ -176,7 +176,7 @@ pub fn render(target: &str, tsaps: Tsaps, pdu: u16, at: Address, bytes: &[u8]) -
                 "{:<14} {v:>11} {:>11} {:>14}",
                 name('D', at.byte + i as u32),
                 v.cast_signed(),
-                f32::from_bits(v)
+                narrow_float(f64::from(f32::from_bits(v)), true)
             );
         }
     }
@@ -196,7 +196,7 @@ pub fn render(target: &str, tsaps: Tsaps, pdu: u16, at: Address, bytes: &[u8]) -
                 "{:<14} {v:>20} {:>20} {:>22}",
                 name('B', at.byte + i as u32),
                 v.cast_signed(),
-                f64::from_bits(v)
+                narrow_float(f64::from_bits(v), false)
             );
         }
     }
