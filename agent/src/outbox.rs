@@ -56,4 +56,16 @@ impl SharedOutbox {
     pub async fn pending_batches(&self) -> Result<u64, StoreError> {
         self.run(|outbox| Ok(outbox.pending_batches())).await
     }
+
+    /// Records not yet sent (pending), read under the outbox's lock: what draining waits for
+    /// when batches awaiting the platform's ack may stay in the outbox.
+    pub async fn unsent_batches(&self) -> Result<u64, StoreError> {
+        self.run(|outbox| {
+            let all = outbox.pending_batches();
+            // The call above refreshed the snapshot under the lock; only this task marks
+            // batches sent, so the two agree.
+            Ok(all.saturating_sub(outbox.stats().awaiting_ack_batches))
+        })
+        .await
+    }
 }

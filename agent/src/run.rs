@@ -1,7 +1,7 @@
 //! Composes the pipeline, applies reloads, and shuts it down in order.
 
 use crate::batcher::{self, BatcherContext};
-use crate::config::{AgentConfig, DeviceConfig};
+use crate::config::{AgentConfig, DeleteOn, DeviceConfig};
 use crate::notify::{self, Notifier};
 use crate::outbox::{SharedOutbox, StoreError};
 use crate::publisher::{self, PublisherContext};
@@ -81,7 +81,14 @@ pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), Run
         notifier,
     } = controls;
     let mut config = config;
-    if let Some(enrollment) = crate::enroll::load(&config.gateway.state_dir)? {
+    let enrollment = crate::enroll::load(&config.gateway.state_dir)?;
+    // The fieldlink platform acks what it stored; other receivers do not.
+    let delete_on = config.publish.delete_on.unwrap_or(if enrollment.is_some() {
+        DeleteOn::PlatformAck
+    } else {
+        DeleteOn::Puback
+    });
+    if let Some(enrollment) = enrollment {
         crate::enroll::apply(&mut config, &enrollment)?;
         tracing::info!(gateway = %enrollment.gateway_id, enterprise = %enrollment.enterprise.name, "using this gateway's enrollment");
     }
@@ -142,6 +149,8 @@ pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), Run
         max_inflight: config.publish.max_inflight.get(),
         backlog_share: config.publish.backlog_share,
         shutdown_timeout: config.publish.shutdown_timeout,
+        delete_on,
+        ack_timeout: config.publish.ack_timeout,
         outbox: outbox.clone(),
         appended_rx,
         finish: finish.clone(),
@@ -166,7 +175,7 @@ pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), Run
     }
     crate::memory::release_freed();
     notifier.notify("READY=1");
-    tracing::info!(gateway = %gateway, devices = config.devices.len(), broker = %config.platform.mqtt, "fieldlink running");
+    tracing::info!(gateway = %gateway, devices = config.devices.len(), broker = %config.platform.mqtt, ?delete_on, "fieldlink running");
 
     let mut current = config;
     loop {

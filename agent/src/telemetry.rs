@@ -60,6 +60,17 @@ pub struct MqttTelemetry {
     pub published_batches: AtomicU64,
     /// Samples in the batches acknowledged by the broker.
     pub published_samples: AtomicU64,
+    /// Batches sent again because the platform's ack listed them as missing or none covered
+    /// them in time (`delete_on = "platform_ack"`).
+    pub resent_batches: AtomicU64,
+    /// Sent batches the platform's acks listed as missing (made pending again).
+    pub resent_missing: AtomicU64,
+    /// Sent batches that no ack covered in time (made pending again).
+    pub resent_timeout: AtomicU64,
+    /// Acks received from the platform.
+    pub platform_acks: AtomicU64,
+    /// Batches deleted from the outbox because the platform's ack covered them.
+    pub acknowledged_batches: AtomicU64,
     /// Send-to-PUBACK latency of batches.
     pub publish_seconds: prometheus_client::metrics::histogram::Histogram,
     /// The last connection error, for status.
@@ -110,6 +121,11 @@ impl Telemetry {
                 connected_at_ms: AtomicI64::new(0),
                 published_batches: AtomicU64::new(0),
                 published_samples: AtomicU64::new(0),
+                resent_batches: AtomicU64::new(0),
+                resent_missing: AtomicU64::new(0),
+                resent_timeout: AtomicU64::new(0),
+                platform_acks: AtomicU64::new(0),
+                acknowledged_batches: AtomicU64::new(0),
                 publish_seconds: prometheus_client::metrics::histogram::Histogram::new(
                     LATENCY_BUCKETS,
                 ),

@@ -4,6 +4,7 @@
 mod broker_faults;
 mod check;
 mod config;
+mod delivery;
 mod faults;
 mod modbus;
 mod plugins;

@@ -7,16 +7,24 @@
 //! each publish request is matched to the packet id rumqttc reports when it writes it
 //! (`Outgoing::Publish`), each PUBACK to that id, and after any reconnect everything not
 //! acknowledged is sent again from the outbox.
+//!
+//! What a PUBACK does depends on `[publish] delete_on`. With `puback` it deletes the batch.
+//! With `platform_ack` it only marks the batch sent (it leaves the in-flight window); the
+//! publisher subscribes to the gateway's retained `ack` topic on every connect and applies
+//! each ack to the outbox, which deletes what the platform stored. Sent batches that an ack
+//! lists as missing, or that no ack covers within `ack_timeout`, are sent again by the
+//! *resend* lane: oldest first, behind live data, within the backlog's share of the window
+//! (see [`plan`]).
 
 mod outage;
 mod plan;
 pub mod tls;
 
-use crate::config::PlatformConfig;
+use crate::config::{DeleteOn, PlatformConfig};
 use crate::outbox::{SharedOutbox, StoreError};
 use crate::telemetry::Telemetry;
-use fieldlink_outbox::Record;
-use fieldlink_wire::{Backoff, Meta, Status, Topics};
+use fieldlink_outbox::{PlatformAck, Record};
+use fieldlink_wire::{Ack, Backoff, Meta, Status, Topics};
 use outage::OutageLog;
 use plan::SendPlan;
 use rumqttc::{
@@ -38,6 +46,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the final offline status and DISCONNECT may take.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A batch the broker took less than this long ago is not sent again when an ack lists it
+/// as missing: live first sends newer batches before older ones, so the platform may store
+/// a newer one and publish its ack while an older one is still on its way through the
+/// broker. The timeout still covers it if it was lost. (At most `ack_timeout`.)
+const MISSING_GRACE: Duration = Duration::from_secs(5);
+/// While the platform publishes no ack at all (down, or a platform that publishes none),
+/// the timeout after which sent batches go out again doubles with each round of resends
+/// that no ack answered, up to 2^this times `ack_timeout` (16×), so that a silent platform
+/// does not get the whole outbox again every `ack_timeout`. Any ack sets it back.
+const SILENT_DOUBLINGS: u32 = 4;
 
 /// What the publisher is handed.
 pub struct PublisherContext {
@@ -51,6 +69,12 @@ pub struct PublisherContext {
     pub backlog_share: f64,
     /// How long to keep publishing once `finish` fires.
     pub shutdown_timeout: Duration,
+    /// When a sent batch leaves the outbox: at its PUBACK, or once the platform's ack
+    /// covers it.
+    pub delete_on: DeleteOn,
+    /// With `DeleteOn::PlatformAck`: how long a sent batch may await an ack before it is
+    /// sent again.
+    pub ack_timeout: Duration,
     /// Where batches come from.
     pub outbox: SharedOutbox,
     /// The newest appended `seq`; changes wake the publisher.
@@ -152,6 +176,18 @@ impl Window {
         Some(entry)
     }
 
+    /// The seqs of the batches in flight.
+    fn seqs(&self) -> Vec<u64> {
+        self.awaiting_pkid
+            .iter()
+            .chain(self.by_pkid.values())
+            .filter_map(|e| match e {
+                InFlight::Batch { seq, .. } => Some(*seq),
+                InFlight::Control => None,
+            })
+            .collect()
+    }
+
     fn batches(&self) -> usize {
         self.awaiting_pkid
             .iter()
@@ -203,6 +239,7 @@ async fn publish(cx: &mut PublisherContext) {
     let mut backoff = Backoff::reconnect();
     let mut mode = Mode::Live;
     let mut outage_log = OutageLog::new(cx.platform.mqtt.to_string(), outage::SUMMARY_INTERVAL);
+    let mut acks = AckClock::new();
     loop {
         mode = next_mode(cx, mode);
         if let Mode::Draining { deadline } = mode
@@ -210,7 +247,15 @@ async fn publish(cx: &mut PublisherContext) {
         {
             return;
         }
-        let end = session(cx, &topics, &mut mode, &mut backoff, &mut outage_log).await;
+        let end = session(
+            cx,
+            &topics,
+            &mut mode,
+            &mut backoff,
+            &mut outage_log,
+            &mut acks,
+        )
+        .await;
         cx.telemetry.mqtt.connected.store(false, Ordering::Relaxed);
         cx.telemetry.mqtt.in_flight.store(0, Ordering::Relaxed);
         match end {
@@ -304,6 +349,7 @@ async fn session(
     mode: &mut Mode,
     backoff: &mut Backoff,
     outage_log: &mut OutageLog,
+    acks: &mut AckClock,
 ) -> SessionEnd {
     let options = match mqtt_options(cx, topics) {
         Ok(o) => o,
@@ -339,6 +385,12 @@ async fn session(
             window.push(InFlight::Control);
         }
     }
+    let platform_ack = cx.delete_on == DeleteOn::PlatformAck;
+    // Subscribed on every connect: the session is clean, and the retained ack comes with
+    // the subscription.
+    if platform_ack && let Err(e) = client.try_subscribe(topics.ack.as_str(), QoS::AtLeastOnce) {
+        return SessionEnd::Lost(format!("cannot subscribe to {}: {e}", topics.ack));
+    }
     let mut plan = SendPlan::at_connect(&stats, usize::from(cx.max_inflight), cx.backlog_share);
     if plan.has_backlog() {
         tracing::info!(
@@ -368,8 +420,11 @@ async fn session(
             // The outbox's own count, not its stats snapshot: the batcher has stopped and
             // every ack has returned, so this is the truth, and a count that were one too
             // high would hold the agent until the deadline.
+            // Batches sent and awaiting the platform's ack stay in the outbox for the next
+            // run (sent again then; the platform drops duplicates): draining does not wait
+            // for acks.
             let empty = window.len() == 0
-                && match cx.outbox.pending_batches().await {
+                && match cx.outbox.unsent_batches().await {
                     Ok(left) => left == 0,
                     Err(e) => return SessionEnd::Lost(format!("outbox: {e}")),
                 };
@@ -387,6 +442,11 @@ async fn session(
             Mode::Live => None,
         };
         let stalled = window.stalled();
+        let expiry = if platform_ack {
+            acks.expiry(cx, &cx.outbox.stats())
+        } else {
+            None
+        };
         tokio::select! {
             event = events.poll() => match event {
                 Ok(Event::Outgoing(Outgoing::Publish(pkid))) => window.written(pkid),
@@ -397,7 +457,13 @@ async fn session(
                     // the first step's rate forever.
                     backoff.reset();
                     if let Some(InFlight::Batch { seq, samples, sent_at, .. }) = window.acked(ack.pkid) {
-                        if let Err(e) = cx.outbox.run(move |o| o.ack(seq)).await {
+                        let done = if platform_ack {
+                            let at = Instant::now().into_std();
+                            cx.outbox.run(move |o| o.mark_sent(seq, at).map(drop)).await
+                        } else {
+                            cx.outbox.run(move |o| o.ack(seq)).await
+                        };
+                        if let Err(e) = done {
                             return SessionEnd::Lost(format!("outbox: {e}"));
                         }
                         let mqtt = &cx.telemetry.mqtt;
@@ -407,9 +473,35 @@ async fn session(
                         mqtt.last_ack_ms.store(fieldlink_collector_api::clock::now_ms(), Ordering::Relaxed);
                     }
                 }
+                Ok(Event::Incoming(Packet::Publish(message))) if platform_ack && message.topic == topics.ack => {
+                    acks.heard();
+                    match serde_json::from_slice::<Ack>(&message.payload) {
+                        Ok(ack) => match apply_ack(cx, ack).await {
+                            Ok(returned) => plan.resend(&returned),
+                            Err(e) => return SessionEnd::Lost(format!("outbox: {e}")),
+                        },
+                        Err(e) => tracing::warn!(topic = %message.topic, error = %e, "ignoring an ack that does not parse"),
+                    }
+                }
                 Ok(_) => {}
                 Err(e) => return SessionEnd::Lost(e.to_string()),
             },
+            () = sleep_until(expiry) => {
+                // Marked at or before the expiry: `expire_sent` takes those before `before`.
+                let before = Instant::now()
+                    .checked_sub(acks.timeout(cx))
+                    .map(|at| (at + Duration::from_nanos(1)).into_std());
+                let returned = match cx.outbox.run(move |o| Ok(before.map(|b| o.expire_sent(b)).unwrap_or_default())).await {
+                    Ok(returned) => returned,
+                    Err(e) => return SessionEnd::Lost(format!("outbox: {e}")),
+                };
+                if !returned.is_empty() {
+                    acks.resending(cx);
+                    tracing::info!(batches = returned.len(), first_seq = returned[0], "no ack from the platform in time; sending these batches again");
+                    cx.telemetry.mqtt.resent_timeout.fetch_add(returned.len() as u64, Ordering::Relaxed);
+                }
+                plan.resend(&returned);
+            }
             changed = cx.appended_rx.changed(), if appender_alive => {
                 // An error means the batcher is gone; `finish` follows.
                 appender_alive = changed.is_ok();
@@ -433,6 +525,102 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// How long sent batches may await the platform's ack: `ack_timeout`, doubled for each
+/// round of resends that no ack answered (see [`SILENT_DOUBLINGS`]).
+#[derive(Debug)]
+struct AckClock {
+    /// Doublings of `ack_timeout` now in force.
+    doublings: u32,
+    /// True once an ack arrived since the last round of resends.
+    heard: bool,
+    /// When the last round that counted as unanswered began.
+    round_at: Instant,
+}
+
+impl AckClock {
+    fn new() -> Self {
+        AckClock {
+            doublings: 0,
+            heard: false,
+            round_at: Instant::now(),
+        }
+    }
+
+    /// An ack arrived: the platform is there, back to `ack_timeout`.
+    fn heard(&mut self) {
+        self.doublings = 0;
+        self.heard = true;
+    }
+
+    /// Sent batches timed out and go out again. Counts as unanswered if no ack arrived since
+    /// the last round, and a whole timeout passed since it (batches expire one after the
+    /// other; one silence doubles the timeout once per timeout, not once per batch).
+    fn resending(&mut self, cx: &PublisherContext) {
+        if !self.heard && self.round_at.elapsed() >= self.timeout(cx) {
+            self.doublings = (self.doublings + 1).min(SILENT_DOUBLINGS);
+            self.round_at = Instant::now();
+        }
+        self.heard = false;
+    }
+
+    fn timeout(&self, cx: &PublisherContext) -> Duration {
+        cx.ack_timeout * 2u32.pow(self.doublings)
+    }
+
+    /// When the batch awaiting an ack the longest times out.
+    fn expiry(
+        &self,
+        cx: &PublisherContext,
+        stats: &fieldlink_outbox::OutboxStats,
+    ) -> Option<Instant> {
+        Some(Instant::from_std(stats.oldest_awaiting_ack_since?) + self.timeout(cx))
+    }
+}
+
+/// Applies the platform's ack to the outbox; returns the sent batches it lists as missing,
+/// now pending again.
+async fn apply_ack(cx: &PublisherContext, ack: Ack) -> Result<Vec<u64>, StoreError> {
+    // Past the last listed range of a list cut short, nothing is known (see `Ack::state`).
+    let listed_through = (ack.missing.len() >= Ack::MAX_MISSING)
+        .then(|| ack.missing.last().map(|&(_, last)| last))
+        .flatten();
+    let stored_max = match (ack.stored_max, listed_through) {
+        (Some(max), Some(listed)) => Some(max.min(listed)),
+        (max, _) => max,
+    };
+    let before = Instant::now()
+        .checked_sub(MISSING_GRACE.min(cx.ack_timeout))
+        .unwrap_or_else(Instant::now)
+        .into_std();
+    let outcome = cx
+        .outbox
+        .run(move |o| {
+            o.apply_ack(
+                &PlatformAck {
+                    stored_through: ack.stored_through,
+                    missing: &ack.missing,
+                    stored_max,
+                },
+                before,
+            )
+        })
+        .await?;
+    let mqtt = &cx.telemetry.mqtt;
+    mqtt.platform_acks.fetch_add(1, Ordering::Relaxed);
+    mqtt.acknowledged_batches
+        .fetch_add(outcome.deleted_batches, Ordering::Relaxed);
+    if !outcome.returned.is_empty() {
+        tracing::info!(
+            batches = outcome.returned.len(),
+            first_seq = outcome.returned[0],
+            "the platform's ack lists sent batches as missing; sending them again"
+        );
+        mqtt.resent_missing
+            .fetch_add(outcome.returned.len() as u64, Ordering::Relaxed);
+    }
+    Ok(outcome.returned)
 }
 
 /// Drives the event loop until CONNACK.
@@ -464,7 +652,10 @@ async fn fill(
     let free = window_size.saturating_sub(window.len());
     if free > 0 && plan.live_next <= newest {
         let from = plan.live_next;
-        let records = cx.outbox.run(move |o| o.oldest(from, free)).await?;
+        let records = cx
+            .outbox
+            .run(move |o| o.unsent(from, u64::MAX, free))
+            .await?;
         for record in records {
             let seq = record.seq;
             if !send(client, topic, record, false, window) {
@@ -473,12 +664,47 @@ async fn fill(
             plan.live_next = seq + 1;
         }
     }
+    // Batches to send again go first within the backlog's share: they are the oldest data.
+    while let Some((from, below)) = plan.resend_range() {
+        let free = window_size
+            .saturating_sub(window.len())
+            .min(plan.backlog_slots.saturating_sub(window.backlog));
+        if free == 0 {
+            return Ok(());
+        }
+        let in_flight = window.seqs();
+        let want = free + in_flight.len();
+        let records = cx.outbox.run(move |o| o.unsent(from, below, want)).await?;
+        let exhausted = records.len() < want;
+        for record in records {
+            let seq = record.seq;
+            if in_flight.contains(&seq) {
+                continue;
+            }
+            if window.backlog >= plan.backlog_slots || window.len() >= window_size {
+                return Ok(());
+            }
+            if !send(client, topic, record, true, window) {
+                return Ok(());
+            }
+            cx.telemetry
+                .mqtt
+                .resent_batches
+                .fetch_add(1, Ordering::Relaxed);
+            plan.resent_through(seq);
+        }
+        if !exhausted {
+            break;
+        }
+        plan.resent_through(below.saturating_sub(1));
+    }
     let free = window_size
         .saturating_sub(window.len())
         .min(plan.backlog_slots.saturating_sub(window.backlog));
     if free > 0 && plan.has_backlog() {
         let from = plan.backlog_next;
-        let records = cx.outbox.run(move |o| o.oldest(from, free)).await?;
+        let end = plan.backlog_end;
+        let records = cx.outbox.run(move |o| o.unsent(from, end, free)).await?;
         let exhausted = records.len() < free;
         for record in records {
             let seq = record.seq;

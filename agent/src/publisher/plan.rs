@@ -6,6 +6,13 @@
 //! may hold at most `backlog_slots` of the window, so a live batch never waits for more
 //! than the acks of the live batches ahead of it. With no backlog the whole outbox is
 //! live and goes out in `seq` order.
+//!
+//! With `delete_on = "platform_ack"`, batches sent and awaiting the platform's ack are
+//! skipped by every read, and a third cursor, *resend*, walks the batches that went back to
+//! pending (an ack listed them as missing, or none covered them in time). They lie behind
+//! the live and backlog cursors; the resend lane sends them oldest first within the
+//! backlog's share of the window, skipping the backlog's own range (the backlog lane sends
+//! what lies there).
 
 use fieldlink_outbox::OutboxStats;
 
@@ -22,6 +29,8 @@ pub struct SendPlan {
     pub backlog_slots: usize,
     /// The newest `seq` in the outbox at connect (0 if empty).
     pub newest_at_connect: u64,
+    /// The lowest `seq` that may need sending again, while some may.
+    pub resend_next: Option<u64>,
 }
 
 impl SendPlan {
@@ -31,13 +40,16 @@ impl SendPlan {
         let backlog_slots =
             ((window as f64 * backlog_share).round() as usize).clamp(1, window.max(1));
         let newest_at_connect = stats.newest_seq.unwrap_or(0);
+        // Batches awaiting the platform's ack are not sent again at connect.
+        let unsent = stats.batches.saturating_sub(stats.awaiting_ack_batches);
         match (stats.oldest_seq, stats.newest_seq) {
-            (Some(oldest), Some(newest)) if stats.batches > window as u64 => SendPlan {
+            (Some(oldest), Some(newest)) if unsent > window as u64 => SendPlan {
                 live_next: newest,
                 backlog_next: oldest,
                 backlog_end: newest,
                 backlog_slots,
                 newest_at_connect,
+                resend_next: None,
             },
             (Some(oldest), _) => SendPlan {
                 live_next: oldest,
@@ -45,6 +57,7 @@ impl SendPlan {
                 backlog_end: oldest,
                 backlog_slots,
                 newest_at_connect,
+                resend_next: None,
             },
             (None, _) => SendPlan {
                 live_next: stats.next_seq,
@@ -52,6 +65,7 @@ impl SendPlan {
                 backlog_end: stats.next_seq,
                 backlog_slots,
                 newest_at_connect,
+                resend_next: None,
             },
         }
     }
@@ -59,6 +73,37 @@ impl SendPlan {
     /// True while backlog batches remain to be sent.
     pub fn has_backlog(&self) -> bool {
         self.backlog_next < self.backlog_end
+    }
+
+    /// These batches (ascending) went back to pending: send them again.
+    pub fn resend(&mut self, seqs: &[u64]) {
+        if let Some(&first) = seqs.first() {
+            self.resend_next = Some(self.resend_next.map_or(first, |next| next.min(first)));
+        }
+    }
+
+    /// The range `[from, below)` the resend lane reads next, if any: below the live
+    /// cursor, outside the backlog's unsent range.
+    pub fn resend_range(&mut self) -> Option<(u64, u64)> {
+        let mut from = self.resend_next?;
+        if self.has_backlog() && from >= self.backlog_next && from < self.backlog_end {
+            from = self.backlog_end;
+        }
+        let below = if self.has_backlog() && from < self.backlog_next {
+            self.backlog_next.min(self.live_next)
+        } else {
+            self.live_next
+        };
+        if from >= below {
+            self.resend_next = None;
+            return None;
+        }
+        Some((from, below))
+    }
+
+    /// The resend lane has dealt with every `seq` up to `seq`.
+    pub fn resent_through(&mut self, seq: u64) {
+        self.resend_next = self.resend_next.map(|next| next.max(seq.saturating_add(1)));
     }
 }
 
@@ -106,5 +151,37 @@ mod tests {
         let plan = SendPlan::at_connect(&empty, 8, 0.5);
         assert_eq!(plan.live_next, 42);
         assert!(!plan.has_backlog());
+    }
+
+    #[test]
+    fn batches_awaiting_the_platform_do_not_make_a_backlog() {
+        let mut s = stats(10, 1000);
+        s.awaiting_ack_batches = 990;
+        let plan = SendPlan::at_connect(&s, 16, 0.25);
+        assert_eq!(plan.live_next, 10);
+        assert!(!plan.has_backlog());
+    }
+
+    /// The resend lane reads below the live cursor and steps over the backlog's range.
+    #[test]
+    fn the_resend_lane_skips_the_backlog_range_and_stops_at_live() {
+        let mut plan = SendPlan::at_connect(&stats(10, 1000), 8, 0.25);
+        plan.live_next = 1005;
+        plan.backlog_next = 500;
+        assert_eq!(plan.resend_range(), None);
+        plan.resend(&[20, 30]);
+        assert_eq!(plan.resend_range(), Some((20, 500)));
+        plan.resent_through(499);
+        assert_eq!(plan.resend_range(), Some((1000, 1005)));
+        plan.resend(&[700]);
+        assert_eq!(
+            plan.resend_range(),
+            Some((1000, 1005)),
+            "700 is the backlog's"
+        );
+        plan.resent_through(1004);
+        assert_eq!(plan.resend_range(), None);
+        plan.resend(&[15]);
+        assert_eq!(plan.resend_range(), Some((15, 500)));
     }
 }
