@@ -23,7 +23,8 @@
 //! - It cannot be stopped: its threads live until the process exits.
 //! - It has no per-topic ACL (only passwords, which this crate does not configure): any
 //!   client may connect under any username and publish to any topic, so gateways are not
-//!   isolated from each other as with a mosquitto `pattern write fieldlink/v1/%u/#` ACL.
+//!   isolated from each other as with the platform's mosquitto ACL (`pattern write
+//!   fieldlink/v1/%u/data` and so on).
 //! - A subscriber has at most 100 unacknowledged QoS 1 messages in flight (a constant in
 //!   rumqttd, whatever `max_inflight_count` says; that setting only sizes the batch of
 //!   packets read from a connection at once).

@@ -4,12 +4,10 @@
 //! on publish and subscribe; the answers come from the shared database, so every broker
 //! node and every platform instance agree, and an enrollment counts at once.
 //!
-//! Rules, the same as [`crate::mosquitto::acl_file`]:
-//! - a gateway connects with its id and enrollment password (checked against the stored
-//!   hash) and may publish only under `fieldlink/v1/<its id>/`;
-//! - the ingest user (the platform's own `--broker-username` and password) may subscribe
-//!   to `fieldlink/v1/#`, directly or through a `$share/GROUP/` subscription;
-//! - anything else is denied.
+//! A gateway connects with its id and enrollment password (checked against the stored
+//! hash); what it and the ingest user (the platform's own `--broker-username` and
+//! password) may publish and subscribe to is [`crate::broker_acl`]'s rules, the same the
+//! mosquitto ACL file states.
 //!
 //! The routes are on only when a hook token is configured, and every call must carry it
 //! (`Authorization: Bearer <token>`, a header the broker's HTTP settings add).
@@ -26,7 +24,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
 use axum::{Json, Router};
-use fieldlink_wire::topic::PREFIX;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -135,103 +132,12 @@ async fn authorize(
     Ok(Verdict::new(allowed(ingest_user, &request), false))
 }
 
-/// The ACL: may `username` do `action` on `topic`?
+/// May the request's user do its action (`publish` or `subscribe`) on its topic?
 fn allowed(ingest_user: Option<&str>, request: &AuthzRequest) -> bool {
-    let is_ingest = ingest_user == Some(request.username.as_str());
-    match request.action.as_str() {
-        "publish" => {
-            request
-                .topic
-                .strip_prefix(PREFIX)
-                .and_then(|rest| rest.strip_prefix('/'))
-                .and_then(|rest| rest.strip_prefix(request.username.as_str()))
-                .is_some_and(|rest| rest.starts_with('/'))
-                && !is_ingest
-        }
-        "subscribe" => {
-            let filter = match request.topic.strip_prefix("$share/") {
-                Some(shared) => shared.split_once('/').map_or("", |(_, filter)| filter),
-                None => request.topic.as_str(),
-            };
-            is_ingest
-                && filter
-                    .strip_prefix(PREFIX)
-                    .is_some_and(|rest| rest.starts_with('/'))
-        }
-        _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const INGEST: Option<&str> = Some("fieldlink-ingest");
-
-    fn request(username: &str, topic: &str, action: &str) -> AuthzRequest {
-        AuthzRequest {
-            username: username.to_owned(),
-            topic: topic.to_owned(),
-            action: action.to_owned(),
-        }
-    }
-
-    #[test]
-    fn gateways_publish_only_under_their_own_id() {
-        let gw = "91350100M000100Y43-line-1";
-        assert!(allowed(
-            INGEST,
-            &request(gw, &format!("fieldlink/v1/{gw}/data"), "publish")
-        ));
-        assert!(allowed(
-            INGEST,
-            &request(gw, &format!("fieldlink/v1/{gw}/status"), "publish")
-        ));
-        for topic in [
-            "fieldlink/v1/91350100M000100Y43-line-2/data".to_owned(),
-            format!("fieldlink/v1/{gw}-x/data"),
-            format!("fieldlink/v1/{gw}"),
-            "fieldlink/v1/#".to_owned(),
-        ] {
-            assert!(!allowed(INGEST, &request(gw, &topic, "publish")), "{topic}");
-        }
-        assert!(!allowed(
-            INGEST,
-            &request(gw, "fieldlink/v1/#", "subscribe")
-        ));
-        assert!(!allowed(
-            INGEST,
-            &request(gw, &format!("fieldlink/v1/{gw}/data"), "retain-all")
-        ));
-    }
-
-    #[test]
-    fn the_ingest_subscribes_directly_or_shared_and_never_publishes() {
-        let ingest = "fieldlink-ingest";
-        assert!(allowed(
-            INGEST,
-            &request(ingest, "fieldlink/v1/+/data", "subscribe")
-        ));
-        assert!(allowed(
-            INGEST,
-            &request(
-                ingest,
-                "$share/fieldlink-ingest/fieldlink/v1/+/data",
-                "subscribe"
-            )
-        ));
-        assert!(allowed(
-            INGEST,
-            &request(ingest, "fieldlink/v1/#", "subscribe")
-        ));
-        assert!(!allowed(INGEST, &request(ingest, "#", "subscribe")));
-        assert!(!allowed(
-            INGEST,
-            &request(ingest, "$share/g/#", "subscribe")
-        ));
-        assert!(!allowed(
-            INGEST,
-            &request(ingest, "fieldlink/v1/fieldlink-ingest/data", "publish")
-        ));
-    }
+    let subscribe = match request.action.as_str() {
+        "publish" => false,
+        "subscribe" => true,
+        _ => return false,
+    };
+    crate::broker_acl::allowed(ingest_user, &request.username, &request.topic, subscribe)
 }

@@ -10,7 +10,12 @@
 //!   is dropped by its `(gateway, seq)`.
 //! - **state**: a clean session subscribed to `+/status` and `+/meta` at QoS 0. Both
 //!   are retained, so every (re)connect delivers the current state of every gateway;
-//!   QoS 0 because rumqttd hands a QoS 1 subscription at most 100 retained messages.
+//!   QoS 0 because rumqttd hands a QoS 1 subscription at most 100 retained messages. It
+//!   also publishes the gateways' acks: after a group of batches commits, each gateway the
+//!   group touched (stored or duplicate batches) is due an ack; every [`ACK_INTERVAL`] the
+//!   due acks are read from the database ([`Store::acks`]: the same on every instance,
+//!   never going back) and published retained at QoS 1 on `fieldlink/v1/{gateway}/ack`, so
+//!   a gateway gets at most a few a second however many batches it sends.
 //!
 //! Payloads are JSON or one zstd frame holding it (decoded by `fieldlink_wire`, which
 //! caps the decompressed size). Rejected (and acknowledged, so never delivered again),
@@ -29,7 +34,7 @@ use crate::config::MqttUrl;
 use crate::store::{BatchOutcome, IncomingBatch, Store};
 use fieldlink_wire::codec::ZSTD_MAGIC;
 use fieldlink_wire::topic::{self, DATA_FILTER, META_FILTER, STATUS_FILTER, TopicKind};
-use fieldlink_wire::{Backoff, Meta, Status, decode_batch};
+use fieldlink_wire::{Backoff, Meta, Status, Topics, decode_batch};
 use rumqttc::{
     AsyncClient, Event, MqttOptions, Outgoing, Packet, Publish, QoS, TlsConfiguration, Transport,
 };
@@ -56,6 +61,8 @@ const ACK_RETRY: Duration = Duration::from_millis(5);
 /// by seconds to minutes; a sample further ahead has a wrong clock behind it, and is not
 /// stored (see the module's note).
 pub const FUTURE_MARGIN_MS: i64 = 10 * 60 * 1000;
+/// How often due acks are published: at most this often per gateway.
+pub const ACK_INTERVAL: Duration = Duration::from_millis(250);
 /// Gateways named in "unknown gateway" warnings before they are no longer logged.
 const WARN_ONCE_LIMIT: usize = 10_000;
 
@@ -100,6 +107,7 @@ pub struct IngestCounters {
     late_batches: AtomicU64,
     future_ts: AtomicU64,
     crash_windows: AtomicU64,
+    acks_published: AtomicU64,
     stale_gaps: AtomicU64,
     store_errors: AtomicU64,
     status_updates: AtomicU64,
@@ -142,6 +150,8 @@ pub struct IngestStats {
     /// Crash windows recorded by this instance: sequence numbers an agent skipped after an
     /// unclean stop (its status's `resumed_after_crash`), not counted as missing.
     pub crash_windows: u64,
+    /// Acks published to gateways (`fieldlink/v1/{gateway}/ack`) by this instance.
+    pub acks_published: u64,
     /// Missing ranges still open the grace period after their gap was detected, reported
     /// (logged) by this instance; each range is reported by one instance only. A gap that
     /// late batches split counts once per remaining range.
@@ -187,6 +197,7 @@ impl IngestCounters {
             late_batches: get(&self.late_batches),
             future_ts: get(&self.future_ts),
             crash_windows: get(&self.crash_windows),
+            acks_published: get(&self.acks_published),
             stale_gaps: get(&self.stale_gaps),
             store_errors: get(&self.store_errors),
             status_updates: get(&self.status_updates),
@@ -200,7 +211,38 @@ impl IngestCounters {
 
 /// Runs both sessions until `shutdown` fires and the data in hand is stored.
 pub async fn run(cx: IngestContext) {
-    tokio::join!(data_session(&cx), state_session(&cx));
+    let acks = Arc::new(DueAcks::default());
+    tokio::join!(data_session(&cx, &acks), state_session(&cx, &acks));
+}
+
+/// The gateways due an ack: the writer adds those of each committed group, the state
+/// session takes them every [`ACK_INTERVAL`]. Bounded by the number of gateways.
+#[derive(Debug, Default)]
+struct DueAcks {
+    gateways: std::sync::Mutex<HashSet<String>>,
+}
+
+impl DueAcks {
+    /// Makes `gateways` due an ack.
+    fn add<'b>(&self, gateways: impl Iterator<Item = &'b str>) {
+        let mut due = self.lock();
+        for gateway in gateways {
+            if !due.contains(gateway) {
+                due.insert(gateway.to_owned());
+            }
+        }
+    }
+
+    /// Takes every due gateway.
+    fn take(&self) -> Vec<String> {
+        self.lock().drain().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.gateways
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 fn options(cx: &IngestContext, client_id: String) -> MqttOptions {
@@ -243,7 +285,7 @@ enum DataMode {
     Disconnecting,
 }
 
-async fn data_session(cx: &IngestContext) {
+async fn data_session(cx: &IngestContext, acks: &Arc<DueAcks>) {
     let mut options = options(cx, cx.client_id.clone());
     // Persistent session: the broker keeps the subscription and queues QoS 1 batches
     // while the platform is away; acknowledgements wait for the database.
@@ -259,6 +301,7 @@ async fn data_session(cx: &IngestContext) {
         client.clone(),
         publish_rx,
         cx.clone(),
+        acks.clone(),
         writer_stop.clone(),
     ));
     let mut publish_tx = Some(publish_tx);
@@ -373,6 +416,7 @@ async fn writer(
     client: AsyncClient,
     mut publish_rx: mpsc::Receiver<Publish>,
     cx: IngestContext,
+    acks: Arc<DueAcks>,
     stop: CancellationToken,
 ) {
     let mut warned = Warned::default();
@@ -393,7 +437,7 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        if !store_group(group, &cx, &stop, &mut warned, &mut unacked).await {
+        if !store_group(group, &cx, &acks, &stop, &mut warned, &mut unacked).await {
             return;
         }
         ack_what_fits(&client, &mut unacked);
@@ -422,11 +466,12 @@ fn ack_what_fits(client: &AsyncClient, unacked: &mut VecDeque<Publish>) {
     }
 }
 
-/// Decodes and stores one group, then queues its acknowledgements in `unacked`; false
-/// if stopped before it was stored.
+/// Decodes and stores one group, then queues its acknowledgements in `unacked` and makes
+/// its gateways due an ack; false if stopped before it was stored.
 async fn store_group(
     group: Vec<Publish>,
     cx: &IngestContext,
+    acks: &DueAcks,
     stop: &CancellationToken,
     warned: &mut Warned,
     unacked: &mut VecDeque<Publish>,
@@ -466,6 +511,13 @@ async fn store_group(
             match cx.store.ingest(batches.clone(), now, day).await {
                 Ok(outcomes) => {
                     record(&cx.counters, &batches, &outcomes, warned);
+                    acks.add(
+                        batches
+                            .iter()
+                            .zip(&outcomes)
+                            .filter(|(_, o)| !matches!(o, BatchOutcome::UnknownGateway))
+                            .map(|(b, _)| b.gateway.as_str()),
+                    );
                     break;
                 }
                 Err(e) => {
@@ -569,19 +621,28 @@ fn record(
     }
 }
 
-async fn state_session(cx: &IngestContext) {
+async fn state_session(cx: &IngestContext, acks: &DueAcks) {
     let mut options = options(cx, format!("{}-state", cx.client_id));
     options.set_clean_session(true);
     let (client, mut events) = AsyncClient::new(options, QUEUE);
     let mut backoff = ingest_backoff();
     let mut stop_deadline = None;
+    let mut ack_ticker = tokio::time::interval(ACK_INTERVAL);
+    ack_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = cx.shutdown.cancelled(), if stop_deadline.is_none() => {
+                // The acks due now go out before the DISCONNECT; a gateway whose last ack
+                // is lost sends its batches again after its ack timeout (duplicates are
+                // dropped) and gets the ack then.
+                publish_acks(cx, &client, acks).await;
                 stop_deadline = Some(Instant::now() + Duration::from_secs(2));
                 if client.try_disconnect().is_err() {
                     break;
                 }
+            }
+            _ = ack_ticker.tick(), if stop_deadline.is_none() => {
+                publish_acks(cx, &client, acks).await;
             }
             () = sleep_until(stop_deadline) => break,
             event = events.poll() => match event {
@@ -617,6 +678,37 @@ async fn state_session(cx: &IngestContext) {
     }
     cx.counters.state_connected.store(0, Ordering::Relaxed);
     tracing::info!("ingest stopped (status and meta)");
+}
+
+/// Publishes the acks of the gateways due one, as the database has them; those that do not
+/// fit in the client's queue (or whose ack cannot be read now) stay due.
+async fn publish_acks(cx: &IngestContext, client: &AsyncClient, acks: &DueAcks) {
+    let due = acks.take();
+    if due.is_empty() {
+        return;
+    }
+    let current = match cx.store.acks(due.clone()).await {
+        Ok(current) => current,
+        Err(e) => {
+            tracing::warn!(error = %e, gateways = due.len(), "cannot read the gateways' acks; retrying");
+            acks.add(due.iter().map(String::as_str));
+            return;
+        }
+    };
+    for (gateway, ack) in current {
+        let payload = match serde_json::to_vec(&ack) {
+            Ok(payload) => payload,
+            Err(e) => {
+                tracing::error!(%gateway, error = %e, "cannot encode an ack");
+                continue;
+            }
+        };
+        let topic = Topics::new(&gateway).ack;
+        match client.try_publish(topic, QoS::AtLeastOnce, true, payload) {
+            Ok(()) => add(&cx.counters.acks_published, 1),
+            Err(_) => acks.add(std::iter::once(gateway.as_str())),
+        }
+    }
 }
 
 /// Records the crash window a status announces (every status of the agent's run after the

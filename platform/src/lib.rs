@@ -22,7 +22,7 @@
 //!
 //! Layers, each using only those before it: the leaves (`catalog`, `credit_code`, `clock`,
 //! `secret`, `config`, `tls`, `limiter`) → `store` → the domain (`registry`, `mosquitto`,
-//! `stats`, `accounts`) → `ingest` and `gap_watch`, and `http` with `api`, `ui` and
+//! `stats`, `accounts`, `broker_acl`) → `ingest` and `gap_watch`, and `http` with `api`, `ui` and
 //! `broker_hook` over it → `server`.
 //!
 //! Invariants: secrets (enrollment tokens, MQTT passwords, the bureau token) are stored
@@ -35,6 +35,7 @@ pub use fieldlink_platform_store as store;
 
 pub mod accounts;
 pub mod api;
+pub mod broker_acl;
 pub mod broker_hook;
 pub mod config;
 pub mod gap_watch;

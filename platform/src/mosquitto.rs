@@ -5,8 +5,8 @@
 //! plus the platform's own ingest user. The hashes are mosquitto 2.x's PBKDF2-SHA512
 //! format, computed in-process (see [`crate::secret::mosquitto_hash`]) rather than by
 //! `mosquitto_passwd`, so the platform needs no mosquitto tools on its host and the
-//! plain password never reaches a command line. The ACL file lets the ingest user read
-//! `fieldlink/v1/#` and every other client write only under `fieldlink/v1/<username>/`.
+//! plain password never reaches a command line. The ACL file states the rules of
+//! [`crate::broker_acl`].
 //!
 //! Both files are replaced atomically (written beside, then renamed), with mode 0640:
 //! give them the group mosquitto runs as when the platform runs as another user.
@@ -92,7 +92,7 @@ impl MosquittoSync {
             &self.ingest_password_hash,
             &credentials.users,
         );
-        let acl = acl_file(&self.ingest_username);
+        let acl = crate::broker_acl::mosquitto_acl(&self.ingest_username);
         let files = self.files.clone();
         let installed = tokio::task::spawn_blocking(move || {
             let installed = installed_version(&files.password_file);
@@ -177,19 +177,6 @@ fn lock_exclusive(path: &Path) -> Result<std::fs::File, MosquittoError> {
         .map_err(error)?;
     file.lock().map_err(error)?;
     Ok(file)
-}
-
-/// The ACL file's text.
-pub fn acl_file(ingest_username: &str) -> String {
-    format!(
-        "# Written by fieldlink-platform on every enrollment; edits are overwritten.\n\
-         # Every client may publish only under its own username (= its gateway id).\n\
-         pattern write fieldlink/v1/%u/#\n\
-         \n\
-         # The platform's ingest reads every gateway's topics.\n\
-         user {ingest_username}\n\
-         topic read fieldlink/v1/#\n"
-    )
 }
 
 fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), MosquittoError> {

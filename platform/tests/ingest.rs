@@ -332,3 +332,112 @@ async fn a_sample_from_the_far_future_never_becomes_latest() {
     })
     .await;
 }
+
+/// The latest ack the recorder got on `topic`, decoded.
+fn last_ack(recorder: &fieldlink_testkit::Recorder, topic: &str) -> Option<fieldlink_wire::Ack> {
+    let messages = recorder.on(topic);
+    let last = messages.last()?;
+    serde_json::from_slice(&last.payload).ok()
+}
+
+/// Waits (bounded) until the gateway's latest ack is `expected`.
+async fn wait_for_ack(
+    recorder: &fieldlink_testkit::Recorder,
+    topic: &str,
+    expected: &fieldlink_wire::Ack,
+) {
+    let reached = recorder
+        .wait_for(WAIT, |messages| {
+            messages
+                .iter()
+                .rev()
+                .find(|m| m.topic == topic)
+                .and_then(|m| serde_json::from_slice::<fieldlink_wire::Ack>(&m.payload).ok())
+                .is_some_and(|ack| &ack == expected)
+        })
+        .await;
+    assert!(
+        reached,
+        "expected {expected:?}, last ack {:?}",
+        last_ack(recorder, topic)
+    );
+}
+
+/// After its batches commit, a gateway gets a retained ack of what the platform stored:
+/// a first batch above 1 (the newest of a backlog, sent live-first) leaves 1.. missing, a
+/// late batch fills its gap, a crash window counts as stored.
+#[tokio::test]
+async fn each_gateway_gets_an_ack_of_what_is_stored() {
+    use fieldlink_wire::Ack;
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = TestPlatform::start(dir.path()).await;
+        let gateways = enrolled(&p, 28, 1).await;
+        let (id, password) = &gateways[0];
+        let topic = Topics::new(id).ack;
+        let broker = format!("{}:{}", p.mqtt.host, p.mqtt.port).parse().unwrap();
+        let recorder = fieldlink_testkit::Recorder::start(broker, &topic).await;
+
+        publish_batches(
+            &p.mqtt,
+            id,
+            Some(password),
+            &[batch(id, 3, 5), batch(id, 1, 5)],
+        )
+        .await;
+        let ack = Ack {
+            stored_through: 1,
+            missing: vec![(2, 2)],
+            stored_max: Some(3),
+        };
+        wait_for_ack(&recorder, &topic, &ack).await;
+        assert!(recorder.on(&topic).iter().all(|m| m.topic == topic));
+
+        publish_batches(&p.mqtt, id, Some(password), &[batch(id, 2, 5)]).await;
+        let ack = Ack {
+            stored_through: 3,
+            missing: vec![],
+            stored_max: Some(3),
+        };
+        wait_for_ack(&recorder, &topic, &ack).await;
+
+        // The agent crashed: 4..=9 were reserved, never sent; it resumes at 10.
+        let mut gw = connect(&p.mqtt, id, Some((id, password))).await.unwrap();
+        let status = Status {
+            state: fieldlink_wire::GatewayState::Online,
+            version: None,
+            started_at: None,
+            backlog_batches: None,
+            evicted_batches: None,
+            resumed_after_crash: Some(fieldlink_wire::ResumedAfterCrash {
+                durable_seq: 4,
+                resumed_seq: 10,
+            }),
+        };
+        gw.publish(
+            &Topics::new(id).status,
+            serde_json::to_vec(&status).unwrap(),
+            true,
+        )
+        .await;
+        gw.disconnect().await;
+        p.wait_ingest(WAIT, |s| s["crash_windows"] == 1).await;
+        publish_batches(&p.mqtt, id, Some(password), &[batch(id, 10, 5)]).await;
+        let ack = Ack {
+            stored_through: 10,
+            missing: vec![],
+            stored_max: Some(10),
+        };
+        wait_for_ack(&recorder, &topic, &ack).await;
+
+        // The ack is retained: a gateway connecting later gets the latest at once.
+        let late = fieldlink_testkit::Recorder::start(broker, &topic).await;
+        wait_for_ack(&late, &topic, &ack).await;
+        let stats = p.ingest_stats().await;
+        assert!(stats["acks_published"].as_u64().unwrap() >= 3, "{stats}");
+        late.stop().await;
+        recorder.stop().await;
+        p.stop().await;
+    })
+    .await;
+}

@@ -130,7 +130,8 @@ async fn mosquitto_isolates_gateways_and_refuses_strangers() {
         let mut p = TestPlatform::start_with(config).await;
         assert_eq!(p.mqtt_url, url.to_string());
         let acl = std::fs::read_to_string(&files.acl_file).unwrap();
-        assert!(acl.contains("pattern write fieldlink/v1/%u/#"), "{acl}");
+        assert!(acl.contains("pattern write fieldlink/v1/%u/data"), "{acl}");
+        assert!(acl.contains("pattern read fieldlink/v1/%u/ack"), "{acl}");
         let _mosquitto =
             start_mosquitto(dir.path(), port, &files, &dir.path().join("mosquitto.pid"));
         p.wait_ingest(Duration::from_secs(40), |s| {
@@ -395,6 +396,121 @@ async fn two_instances_keep_every_enrolled_gateway_in_the_password_file() {
 
         second.stop().await;
         first.stop().await;
+    })
+    .await;
+}
+
+/// Subscribes as `id` to `filter` and collects what arrives for `listen`; the SUBACK's
+/// return code says whether mosquitto allowed it (mosquitto grants a denied read but
+/// delivers nothing, so the messages tell).
+async fn ack_listener(
+    url: &MqttUrl,
+    id: &str,
+    password: &str,
+    filter: String,
+) -> (
+    AsyncClient,
+    tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (client, mut events) = AsyncClient::new(
+        crate::support::mqtt_options(url, &format!("{filter}-listener"), Some((id, password))),
+        16,
+    );
+    client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        while let Ok(event) = events.poll().await {
+            if let Event::Incoming(Packet::Publish(p)) = event {
+                let _ = tx.send((p.topic.clone(), p.payload.to_vec()));
+            }
+        }
+    });
+    (client, rx, task)
+}
+
+/// A gateway reads its own ack, which only the platform writes: not another gateway's,
+/// and it cannot write one itself (mosquitto drops the publish).
+#[tokio::test]
+#[ignore = "needs mosquitto; run by .ci/run"]
+async fn a_gateway_reads_its_own_ack_and_nobody_elses() {
+    bounded(Duration::from_secs(120), async {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let pid_file = dir.path().join("mosquitto.pid");
+        let files = MosquittoFiles {
+            password_file: dir.path().join("passwords"),
+            acl_file: dir.path().join("acl"),
+            reload: Reload::PidFile(pid_file.clone()),
+        };
+        let url = MqttUrl::parse(&format!("mqtt://127.0.0.1:{port}")).unwrap();
+        let mut config = config(&dir.path().join("data"));
+        config.broker = BrokerConfig::External {
+            url: url.clone(),
+            ca_file: None,
+            username: None,
+            password: Some(INGEST_PASSWORD.to_owned()),
+        };
+        config.mosquitto = Some(files.clone());
+        let mut p = TestPlatform::start_with(config).await;
+        let _mosquitto = start_mosquitto(dir.path(), port, &files, &pid_file);
+        p.wait_ingest(Duration::from_secs(40), |s| s["state_connected"] == true)
+            .await;
+        let c = code(33);
+        p.register(&c, "biomedicine", "江夏区", false).await;
+        let token = p.token(&c, 2).await;
+        let (a, a_password) = p.enroll(&token, "a").await;
+        let (b, b_password) = p.enroll(&token, "b").await;
+        // Wait until mosquitto has the new passwords.
+        connect_when_accepted(&url, &a, &a_password)
+            .await
+            .disconnect()
+            .await;
+        connect_when_accepted(&url, &b, &b_password)
+            .await
+            .disconnect()
+            .await;
+
+        let (_own, mut own_rx, own_task) =
+            ack_listener(&url, &a, &a_password, format!("fieldlink/v1/{a}/ack")).await;
+        let (_other, mut other_rx, other_task) =
+            ack_listener(&url, &a, &a_password, format!("fieldlink/v1/{b}/ack")).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        // A forges its own ack: mosquitto drops it.
+        let mut gw_a = connect_when_accepted(&url, &a, &a_password).await;
+        gw_a.publish(
+            &format!("fieldlink/v1/{a}/ack"),
+            br#"{"stored_through":999999,"missing":[]}"#.to_vec(),
+            true,
+        )
+        .await;
+        // Batches of both gateways: the platform acks each.
+        gw_a.publish_batch(&a, &batch(&a, 1, 3)).await;
+        gw_a.disconnect().await;
+        let mut gw_b = connect_when_accepted(&url, &b, &b_password).await;
+        gw_b.publish_batch(&b, &batch(&b, 1, 3)).await;
+        gw_b.disconnect().await;
+
+        let (topic, payload) = tokio::time::timeout(Duration::from_secs(20), own_rx.recv())
+            .await
+            .expect("A gets its ack")
+            .unwrap();
+        assert_eq!(topic, format!("fieldlink/v1/{a}/ack"));
+        let ack: fieldlink_wire::Ack = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(
+            ack.stored_through, 1,
+            "the platform's ack, not the forged one"
+        );
+        p.wait_ingest(Duration::from_secs(20), |s| {
+            s["batches_stored"] == 2 && s["acks_published"].as_u64().unwrap_or(0) >= 2
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(other_rx.try_recv().is_err(), "A read B's ack");
+        own_task.abort();
+        other_task.abort();
+        p.stop().await;
     })
     .await;
 }

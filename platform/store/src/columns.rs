@@ -131,9 +131,16 @@ pub(super) enum SeqStep {
     Late,
 }
 
-/// Where `seq` falls against the highest `seq` stored so far.
+/// Where `seq` falls against the highest `seq` stored so far. A gateway numbers its
+/// batches from 1, so a first batch above 1 (the newest of a backlog, sent live-first)
+/// finds `1..seq` missing: the backlog then fills the gap, and the platform's ack never
+/// says those numbers are stored before they are.
 pub(super) fn seq_step(max_seq: Option<i64>, seq: i64) -> SeqStep {
     match max_seq {
+        None if seq > 1 => SeqStep::Jump {
+            first: 1,
+            last: seq - 1,
+        },
         None => SeqStep::Ahead,
         Some(max) if seq > max + 1 => SeqStep::Jump {
             first: max + 1,
@@ -220,7 +227,8 @@ mod tests {
 
     #[test]
     fn seq_steps() {
-        assert_eq!(seq_step(None, 7), SeqStep::Ahead);
+        assert_eq!(seq_step(None, 1), SeqStep::Ahead);
+        assert_eq!(seq_step(None, 7), SeqStep::Jump { first: 1, last: 6 });
         assert_eq!(seq_step(Some(7), 8), SeqStep::Ahead);
         assert_eq!(seq_step(Some(7), 11), SeqStep::Jump { first: 8, last: 10 });
         assert_eq!(seq_step(Some(7), 7), SeqStep::Late);

@@ -21,6 +21,7 @@
 //!   enforces them (keys and row locks), never process memory.
 
 mod accounts;
+mod ack;
 mod columns;
 mod database;
 mod enroll;
@@ -36,7 +37,8 @@ pub use database::{Database, DatabaseUrlError, redact_password};
 
 use fieldlink_platform_core::catalog::{District, Industry};
 use fieldlink_platform_core::credit_code::CreditCode;
-use fieldlink_wire::{Quality, Sample, Status, Value};
+use fieldlink_wire::{Ack, Quality, Sample, Status, Value};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -429,6 +431,10 @@ pub struct ActiveDay {
     pub enterprise: u32,
 }
 
+/// What a backend reads for [`Store::acks`]: each gateway's highest stored `seq`, and the
+/// open gaps `(gateway, first, last)` of those gateways, in order.
+type AckRows = (Vec<(String, i64)>, Vec<(String, i64, i64)>);
+
 /// The storage backend. One variant per backend; every method is the same contract.
 #[derive(Clone, Debug)]
 pub enum Store {
@@ -586,6 +592,25 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<CrashWindow>, StoreError> {
         dispatch!(self, s => s.crash_windows(gateway.to_owned(), limit).await)
+    }
+
+    /// The acks of the gateways among `gateways` that have stored batches: what the
+    /// platform holds of each one's numbering, from the database (the same on every
+    /// instance).
+    pub async fn acks(&self, gateways: Vec<String>) -> Result<Vec<(String, Ack)>, StoreError> {
+        let (max_seqs, gaps) = dispatch!(self, s => s.ack_rows(gateways).await)?;
+        let mut gaps_of: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
+        for (gateway, first, last) in gaps {
+            gaps_of.entry(gateway).or_default().push((first, last));
+        }
+        Ok(max_seqs
+            .into_iter()
+            .map(|(gateway, max_seq)| {
+                let gaps = gaps_of.remove(&gateway).unwrap_or_default();
+                let ack = ack::ack_of(max_seq, &gaps);
+                (gateway, ack)
+            })
+            .collect())
     }
 
     /// Records a gateway's retained catalogue; false if the gateway is not enrolled.

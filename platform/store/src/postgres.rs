@@ -29,9 +29,9 @@ use super::columns::{
     kind_of, parse_uint, quality_columns, read_quality,
 };
 use super::{
-    ActiveDay, BatchOutcome, CrashWindow, Credentials, EnrollOutcome, EnrollRequest, Enterprise,
-    Gap, Gateway, IncomingBatch, LatestValue, NewEnterprise, NewToken, OnboardingRow, OpenGaps,
-    SeriesBucket, SeriesPoint, StaleGap, StoreError,
+    AckRows, ActiveDay, BatchOutcome, CrashWindow, Credentials, EnrollOutcome, EnrollRequest,
+    Enterprise, Gap, Gateway, IncomingBatch, LatestValue, NewEnterprise, NewToken, OnboardingRow,
+    OpenGaps, SeriesBucket, SeriesPoint, StaleGap, StoreError,
 };
 use crate::enroll::{self, EnrollTx, TokenRow};
 use crate::ingest::{self, GapRow, GapTx, GatewayTally, IngestTx, LockedGateway, PointKey};
@@ -716,6 +716,32 @@ impl PostgresStore {
             .iter()
             .map(rows::crash_window)
             .collect()
+    }
+
+    /// The highest stored `seq` of each of `gateways` that has one, and their open gaps
+    /// in order: two statements for all of them.
+    pub(super) async fn ack_rows(&self, gateways: Vec<String>) -> Result<AckRows, StoreError> {
+        let client = self.client().await?;
+        let maxima = client
+            .query(
+                "SELECT id, max_seq FROM gateways WHERE id = ANY($1) AND max_seq IS NOT NULL",
+                &[&gateways],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let open = client
+            .query(
+                "SELECT gateway, first_seq, last_seq FROM gaps WHERE gateway = ANY($1)
+                 ORDER BY gateway, first_seq",
+                &[&gateways],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        Ok((maxima, open))
     }
 
     pub(super) async fn update_meta(

@@ -15,9 +15,9 @@ use super::columns::{
     kind_of, parse_uint, quality_columns, read_quality,
 };
 use super::{
-    ActiveDay, BatchOutcome, CrashWindow, Credentials, EnrollOutcome, EnrollRequest, Enterprise,
-    Gap, Gateway, IncomingBatch, LatestValue, NewEnterprise, NewToken, OnboardingRow, OpenGaps,
-    SeriesBucket, SeriesPoint, StaleGap, StoreError,
+    AckRows, ActiveDay, BatchOutcome, CrashWindow, Credentials, EnrollOutcome, EnrollRequest,
+    Enterprise, Gap, Gateway, IncomingBatch, LatestValue, NewEnterprise, NewToken, OnboardingRow,
+    OpenGaps, SeriesBucket, SeriesPoint, StaleGap, StoreError,
 };
 use crate::enroll::{self, EnrollTx, TokenRow};
 use crate::ingest::{self, GapRow, GapTx, GatewayTally, IngestTx, LockedGateway, PointKey};
@@ -562,6 +562,34 @@ impl SqliteStore {
             all(&mut stmt, params![gateway, limit], |r| {
                 rows::crash_window(r)
             })
+        })
+        .await
+    }
+
+    /// The highest stored `seq` of each of `gateways` that has one, and their open gaps
+    /// in order.
+    pub(super) async fn ack_rows(&self, gateways: Vec<String>) -> Result<AckRows, StoreError> {
+        self.read(move |c| {
+            let mut max_seq = c.prepare_cached(
+                "SELECT max_seq FROM gateways WHERE id = ?1 AND max_seq IS NOT NULL",
+            )?;
+            let mut gaps = c.prepare_cached(
+                "SELECT first_seq, last_seq FROM gaps WHERE gateway = ?1 ORDER BY first_seq",
+            )?;
+            let (mut maxima, mut open) = (Vec::new(), Vec::new());
+            for gateway in gateways {
+                let Some(max) = first(&mut max_seq, [&gateway], |r| Ok(r.get::<_, i64>(0)?))?
+                else {
+                    continue;
+                };
+                for (first_seq, last_seq) in
+                    all(&mut gaps, [&gateway], |r| Ok((r.get(0)?, r.get(1)?)))?
+                {
+                    open.push((gateway.clone(), first_seq, last_seq));
+                }
+                maxima.push((gateway, max));
+            }
+            Ok((maxima, open))
         })
         .await
     }
