@@ -3,9 +3,11 @@
 //! through the broker, and the bureau's counts equal the ground truth exactly. Also
 //! enterprises that enrolled but stay silent, and ones that only registered.
 
-use crate::support::{ADMIN, TestPlatform, batch, bounded, code, publish_batches};
+use crate::support::{TestPlatform, batch, bounded, code, publish_batches};
 use fieldlink_platform::catalog::{District, Industry};
-use serde_json::{Value as Json, json};
+use fieldlink_platform::registry::TokenInput;
+use fieldlink_wire::EnrollRequest;
+use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,16 +78,6 @@ impl Truth {
     }
 }
 
-async fn post(http: &reqwest::Client, url: String, bearer: bool, body: Json) -> Json {
-    let mut request = http.post(url).json(&body);
-    if bearer {
-        request = request.bearer_auth(ADMIN);
-    }
-    let response = request.send().await.unwrap();
-    assert_eq!(response.status(), reqwest::StatusCode::CREATED);
-    response.json().await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_city_of_4000_enterprises_is_counted_exactly() {
     bounded(Duration::from_secs(240), async {
@@ -106,51 +98,32 @@ async fn a_city_of_4000_enterprises_is_counted_exactly() {
                 e.in_program
             ));
         }
-        let response = p
-            .bureau(reqwest::Method::POST, "/api/v1/enterprises/import")
-            .body(csv)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+        p.client.import_enterprises(&csv).await.unwrap();
         let imported = started.elapsed();
 
         // Enrollment: a token per enterprise, then each of its gateways.
         let limit = Arc::new(Semaphore::new(CONCURRENCY));
         let mut tasks = JoinSet::new();
         for e in enterprises.iter().filter(|e| e.gateways > 0) {
-            let (http, base, code, n, publishes) = (
-                p.http.clone(),
-                p.base.clone(),
-                e.code.clone(),
-                e.gateways,
-                e.publishes,
-            );
+            let (client, code, n, publishes) =
+                (p.client.clone(), e.code.clone(), e.gateways, e.publishes);
             let permit = limit.clone().acquire_owned().await.unwrap();
             tasks.spawn(async move {
-                let token = post(
-                    &http,
-                    format!("{base}/api/v1/enterprises/{code}/tokens"),
-                    true,
-                    json!({"max_gateways": n}),
-                )
-                .await["token"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned();
+                let input = TokenInput {
+                    expires_in_days: None,
+                    max_gateways: Some(n),
+                };
+                let token = client.issue_token(&code, &input).await.unwrap().token;
                 let mut gateways = Vec::new();
                 for g in 0..n {
-                    let answer = post(
-                        &http,
-                        format!("{base}/api/v1/enroll"),
-                        false,
-                        json!({"token": token, "gateway_name": format!("line-{g}")}),
-                    )
-                    .await;
-                    gateways.push((
-                        answer["gateway_id"].as_str().unwrap().to_owned(),
-                        answer["mqtt"]["password"].as_str().unwrap().to_owned(),
-                    ));
+                    let request = EnrollRequest {
+                        token: token.clone(),
+                        gateway_name: format!("line-{g}"),
+                        hostname: None,
+                        agent_version: None,
+                    };
+                    let enrollment = client.enroll(&request).await.unwrap();
+                    gateways.push((enrollment.gateway_id, enrollment.mqtt.password));
                 }
                 drop(permit);
                 (gateways, publishes)

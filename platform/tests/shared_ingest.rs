@@ -15,10 +15,13 @@
 
 use crate::support::{bounded, code, connect, logs};
 use fieldlink_platform::MqttUrl;
+use fieldlink_platform::registry::{EnterpriseInput, TokenInput};
+use fieldlink_testkit::PlatformClient;
 use fieldlink_testkit::mosquitto::{Mosquitto, free_port};
 use fieldlink_testkit::postgres::TestDatabase;
-use fieldlink_wire::{Batch, Sample, Value, encode_batch};
-use serde_json::{Value as Json, json};
+use fieldlink_wire::{Batch, EnrollRequest, Sample, Value, encode_batch};
+use reqwest::Method;
+use serde_json::Value as Json;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -38,19 +41,14 @@ const WAIT: Duration = Duration::from_secs(60);
 /// A `fieldlink-platform` child process, SIGKILLed when dropped.
 struct Instance {
     child: Child,
-    base: String,
+    /// Its API, as the bureau.
+    client: PlatformClient,
     log: PathBuf,
 }
 
 impl Instance {
     /// Starts an instance and waits (bounded) until its HTTP API answers.
-    async fn start(
-        dir: &Path,
-        name: &str,
-        database_url: &str,
-        broker: &MqttUrl,
-        http: &reqwest::Client,
-    ) -> Instance {
+    async fn start(dir: &Path, name: &str, database_url: &str, broker: &MqttUrl) -> Instance {
         let listen = format!("127.0.0.1:{}", free_port());
         let data_dir = dir.join(name);
         std::fs::create_dir_all(&data_dir).unwrap();
@@ -78,12 +76,16 @@ impl Instance {
             .expect("start fieldlink-platform");
         let mut instance = Instance {
             child,
-            base: format!("http://{listen}"),
+            client: PlatformClient::new(format!("http://{listen}")).with_token(TOKEN),
             log,
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(r) = http.get(format!("{}/healthz", instance.base)).send().await
+            if let Ok(r) = instance
+                .client
+                .request(Method::GET, "/healthz")
+                .send()
+                .await
                 && r.status().is_success()
             {
                 return instance;
@@ -110,31 +112,12 @@ impl Instance {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    async fn get(&self, http: &reqwest::Client, path: &str) -> Json {
-        let response = http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success(), "GET {path}: {response:?}");
-        response.json().await.unwrap()
+    async fn get(&self, path: &str) -> Json {
+        self.client.get_json(path).await.unwrap()
     }
 
-    async fn post(&self, http: &reqwest::Client, path: &str, body: Json, bearer: bool) -> Json {
-        let mut request = http.post(format!("{}{path}", self.base)).json(&body);
-        if bearer {
-            request = request.bearer_auth(TOKEN);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let body: Json = response.json().await.unwrap_or(Json::Null);
-        assert!(status.is_success(), "POST {path}: {status} {body}");
-        body
-    }
-
-    async fn ingest_stats(&self, http: &reqwest::Client) -> Json {
-        self.get(http, "/api/v1/stats/ingest").await
+    async fn ingest_stats(&self) -> Json {
+        self.get("/api/v1/stats/ingest").await
     }
 }
 
@@ -220,55 +203,44 @@ async fn two_instances_share_the_ingest_and_a_killed_one_loses_and_repeats_nothi
         let port = free_port();
         let _mosquitto = Mosquitto::start(&format!("listener {port} 127.0.0.1"), &[port]);
         let broker = MqttUrl::parse(&format!("mqtt://127.0.0.1:{port}")).unwrap();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
         let db = database.client().await;
 
         // A migrates the fresh database; B starts on it afterwards.
-        let a = Instance::start(dir.path(), "a", database.url(), &broker, &http).await;
-        let b = Instance::start(dir.path(), "b", database.url(), &broker, &http).await;
+        let a = Instance::start(dir.path(), "a", database.url(), &broker).await;
+        let b = Instance::start(dir.path(), "b", database.url(), &broker).await;
 
         // The registry through A; B sees the same database.
         let mut gateways = Vec::new();
         for e in 0..=ENTERPRISES {
             let c = code(9000 + e);
-            a.post(
-                &http,
-                "/api/v1/enterprises",
-                json!({"credit_code": c, "name": format!("企业 {c}"), "industry": "auto-parts",
-                       "district": "洪山区", "in_program": e % 2 == 0}),
-                true,
-            )
-            .await;
-            let token = a
-                .post(
-                    &http,
-                    &format!("/api/v1/enterprises/{c}/tokens"),
-                    json!({"max_gateways": GATEWAYS_PER_ENTERPRISE}),
-                    true,
-                )
-                .await["token"]
-                .as_str()
-                .unwrap()
-                .to_owned();
+            let enterprise = EnterpriseInput {
+                credit_code: c.clone(),
+                name: format!("企业 {c}"),
+                industry: "auto-parts".to_owned(),
+                district: "洪山区".to_owned(),
+                in_program: e % 2 == 0,
+            };
+            a.client.register_enterprise(&enterprise).await.unwrap();
+            let tokens = TokenInput {
+                expires_in_days: None,
+                max_gateways: Some(GATEWAYS_PER_ENTERPRISE),
+            };
+            let token = a.client.issue_token(&c, &tokens).await.unwrap().token;
             for g in 0..GATEWAYS_PER_ENTERPRISE {
-                let enrolled = a
-                    .post(
-                        &http,
-                        "/api/v1/enroll",
-                        json!({"token": token, "gateway_name": format!("line-{g}")}),
-                        false,
-                    )
-                    .await;
-                gateways.push(enrolled["gateway_id"].as_str().unwrap().to_owned());
+                let request = EnrollRequest {
+                    token: token.clone(),
+                    gateway_name: format!("line-{g}"),
+                    hostname: None,
+                    agent_version: None,
+                };
+                let enrolled = a.client.enroll(&request).await.unwrap();
+                gateways.push(enrolled.gateway_id);
             }
         }
         // The last enterprise's first gateway probes the subscriptions; the rest publish.
         let probe = gateways.split_off(gateways.len() - GATEWAYS_PER_ENTERPRISE as usize)[0].clone();
         assert_eq!(gateways.len(), (ENTERPRISES * GATEWAYS_PER_ENTERPRISE) as usize);
-        let g0 = b.get(&http, &format!("/api/v1/gateways/{}", gateways[0])).await;
+        let g0 = b.get(&format!("/api/v1/gateways/{}", gateways[0])).await;
         assert_eq!(g0["batches"], 0, "B reads what A registered: {g0}");
 
         // Both subscriptions are live once the round robin has handed each a probe.
@@ -280,7 +252,7 @@ async fn two_instances_share_the_ingest_and_a_killed_one_loses_and_repeats_nothi
                 .publish(&probe_topic, encode_batch(&batch(&probe, seq)), false)
                 .await;
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let (sa, sb) = (a.ingest_stats(&http).await, b.ingest_stats(&http).await);
+            let (sa, sb) = (a.ingest_stats().await, b.ingest_stats().await);
             if sa["batches_stored"].as_u64() > Some(0) && sb["batches_stored"].as_u64() > Some(0) {
                 break;
             }
@@ -305,7 +277,7 @@ async fn two_instances_share_the_ingest_and_a_killed_one_loses_and_repeats_nothi
             fieldlink_testkit::wait_until(WAIT, || acked.load(Ordering::SeqCst) >= kill_at).await,
             "publishing stalled"
         );
-        let b_before = b.ingest_stats(&http).await;
+        let b_before = b.ingest_stats().await;
         assert!(
             b_before["batches_stored"].as_u64() > Some(0),
             "B took part: {b_before}"
@@ -339,7 +311,7 @@ async fn two_instances_share_the_ingest_and_a_killed_one_loses_and_repeats_nothi
 
         // B back with the same client id, at least 2 s after its death; phase 3.
         tokio::time::sleep_until(killed_at + Duration::from_secs(2)).await;
-        let b = Instance::start(dir.path(), "b", database.url(), &broker, &http).await;
+        let b = Instance::start(dir.path(), "b", database.url(), &broker).await;
         let clients = publish_phase(clients, PHASES[2].clone(), acked.clone()).await;
         assert_eq!(acked.load(Ordering::SeqCst), total);
         for (_, client) in clients {
@@ -356,8 +328,8 @@ async fn two_instances_share_the_ingest_and_a_killed_one_loses_and_repeats_nothi
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "{stored} of {total} batches stored; A: {}, B: {}\nB's log:\n{}",
-                a.ingest_stats(&http).await,
-                b.ingest_stats(&http).await,
+                a.ingest_stats().await,
+                b.ingest_stats().await,
                 b.log_text()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -373,7 +345,7 @@ async fn two_instances_share_the_ingest_and_a_killed_one_loses_and_repeats_nothi
             .get(0);
         assert_eq!(samples as usize, total * SAMPLES_PER_BATCH);
         for id in &gateways {
-            let g = a.get(&http, &format!("/api/v1/gateways/{id}")).await;
+            let g = a.get(&format!("/api/v1/gateways/{id}")).await;
             assert_eq!(g["batches"], BATCHES, "{g}");
             assert_eq!(g["samples"], BATCHES * SAMPLES_PER_BATCH as u64, "{g}");
             assert_eq!(g["last_seq"], BATCHES - 1, "{g}");
@@ -382,7 +354,7 @@ async fn two_instances_share_the_ingest_and_a_killed_one_loses_and_repeats_nothi
 
         // Both shared the work: A, and B after its restart (what was queued for it, and
         // its share of phase 3).
-        let (sa, sb) = (a.ingest_stats(&http).await, b.ingest_stats(&http).await);
+        let (sa, sb) = (a.ingest_stats().await, b.ingest_stats().await);
         assert!(sa["batches_stored"].as_u64() > Some(0), "A: {sa}");
         assert!(sb["batches_stored"].as_u64() > Some(0), "B: {sb}");
         // The gaps each instance saw (batches out of order between them) are all filled,
