@@ -147,6 +147,23 @@ impl Collector for AgentCollector {
             "The outbox's configured cap",
             t.outbox_cap as f64,
         )?;
+        gauge(
+            &mut encoder,
+            "fieldlink_outbox_awaiting_ack_batches",
+            "Batches the broker took that await the platform's ack",
+            o.awaiting_ack_batches as f64,
+        )?;
+        gauge(
+            &mut encoder,
+            "fieldlink_outbox_oldest_awaiting_ack_seconds",
+            "How long the batch awaiting the platform's ack the longest has waited (0: none)",
+            o.oldest_awaiting_ack_since.map_or(0.0, |since| {
+                tokio::time::Instant::now()
+                    .into_std()
+                    .saturating_duration_since(since)
+                    .as_secs_f64()
+            }),
+        )?;
         counter(
             &mut encoder,
             "fieldlink_outbox_evicted_batches",
@@ -176,6 +193,36 @@ impl Collector for AgentCollector {
             "fieldlink_published_samples",
             "Samples in batches acknowledged by the broker",
             load(&t.mqtt.published_samples),
+        )?;
+        counter(
+            &mut encoder,
+            "fieldlink_platform_acks",
+            "Acks received from the platform",
+            load(&t.mqtt.platform_acks),
+        )?;
+        counter(
+            &mut encoder,
+            "fieldlink_platform_acknowledged_batches",
+            "Batches deleted from the outbox because the platform's ack covered them",
+            load(&t.mqtt.acknowledged_batches),
+        )?;
+        counter(
+            &mut encoder,
+            "fieldlink_resent_batches",
+            "Batches sent again: an ack listed them as missing, or none covered them in time",
+            load(&t.mqtt.resent_batches),
+        )?;
+        counter(
+            &mut encoder,
+            "fieldlink_resent_missing_batches",
+            "Sent batches the platform's acks listed as missing",
+            load(&t.mqtt.resent_missing),
+        )?;
+        counter(
+            &mut encoder,
+            "fieldlink_resent_timeout_batches",
+            "Sent batches that no ack covered within the ack timeout",
+            load(&t.mqtt.resent_timeout),
         )?;
         counter(
             &mut encoder,

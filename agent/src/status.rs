@@ -85,6 +85,14 @@ pub struct OutboxStatus {
     pub cap_bytes: u64,
     /// Age of the oldest waiting batch, seconds.
     pub oldest_age_s: Option<f64>,
+    /// Batches the broker took that await the platform's ack (`delete_on =
+    /// "platform_ack"`; always 0 with `"puback"`).
+    #[serde(default)]
+    pub awaiting_ack_batches: u64,
+    /// How long the batch awaiting the platform's ack the longest has waited since the
+    /// broker took it, seconds.
+    #[serde(default)]
+    pub oldest_awaiting_ack_age_s: Option<f64>,
     /// Batches evicted at the cap since the store was created.
     pub evicted_batches: u64,
     /// Samples in them.
@@ -118,6 +126,12 @@ pub struct MqttStatus {
     pub published_samples: u64,
     /// Batches acknowledged per second (recent average).
     pub publish_batches_per_s: f64,
+    /// Batches deleted because the platform's ack covered them.
+    #[serde(default)]
+    pub platform_acknowledged_batches: u64,
+    /// Batches sent again: an ack listed them as missing, or none covered them in time.
+    #[serde(default)]
+    pub resent_batches: u64,
     /// Batches waiting when the current session started (the backlog being drained).
     pub backlog_at_connect: u64,
     /// When the current session started, ms since the epoch (0: never connected).
@@ -169,6 +183,14 @@ pub fn report(t: &Telemetry, rates: &Rates) -> StatusReport {
         oldest_age_s: o
             .oldest_appended_at_ms
             .map(|at| (now - at).max(0) as f64 / 1000.0),
+        awaiting_ack_batches: o.awaiting_ack_batches,
+        // The publisher marks batches with tokio's clock (paused in tests): measure with it.
+        oldest_awaiting_ack_age_s: o.oldest_awaiting_ack_since.map(|since| {
+            tokio::time::Instant::now()
+                .into_std()
+                .saturating_duration_since(since)
+                .as_secs_f64()
+        }),
         evicted_batches: o.evicted_batches,
         evicted_samples: o.evicted_samples,
         lost_samples: t.lost_samples.load(Ordering::Relaxed),
@@ -185,6 +207,8 @@ pub fn report(t: &Telemetry, rates: &Rates) -> StatusReport {
         published_batches: t.mqtt.published_batches.load(Ordering::Relaxed),
         published_samples: t.mqtt.published_samples.load(Ordering::Relaxed),
         publish_batches_per_s: load(&rates.publish_batches),
+        platform_acknowledged_batches: t.mqtt.acknowledged_batches.load(Ordering::Relaxed),
+        resent_batches: t.mqtt.resent_batches.load(Ordering::Relaxed),
         backlog_at_connect: t.mqtt.backlog_at_connect.load(Ordering::Relaxed),
         connected_at_ms: t.mqtt.connected_at_ms.load(Ordering::Relaxed),
         last_error: Telemetry::error(&t.mqtt.last_error),

@@ -256,6 +256,26 @@ async fn batches_leave_the_outbox_only_when_the_platform_ack_covers_them_and_mis
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(awaiting(), 20, "all 20 sent and awaiting the platform");
+    // Status and metrics show them.
+    let report = fieldlink::status::report(&gateway.telemetry, &Default::default());
+    assert_eq!(report.outbox.awaiting_ack_batches, 20);
+    assert!(
+        report
+            .outbox
+            .oldest_awaiting_ack_age_s
+            .is_some_and(|age| age < 30.0)
+    );
+    let mut metrics = String::new();
+    prometheus_client::encoding::text::encode(
+        &mut metrics,
+        &fieldlink::metrics::registry(gateway.telemetry.clone()),
+    )
+    .expect("metrics");
+    assert!(
+        metrics.contains("fieldlink_outbox_awaiting_ack_batches 20"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("fieldlink_outbox_oldest_awaiting_ack_seconds "));
 
     // Stored through 10; 12-13 lost by the broker; 11 and 14-20 stored.
     let ack = Ack {
@@ -305,6 +325,11 @@ async fn batches_leave_the_outbox_only_when_the_platform_ack_covers_them_and_mis
     let mqtt = &gateway.telemetry.mqtt;
     assert_eq!(mqtt.resent_missing.load(Ordering::Relaxed), 2);
     assert_eq!(mqtt.acknowledged_batches.load(Ordering::Relaxed), 20);
+    let report = fieldlink::status::report(&gateway.telemetry, &Default::default());
+    assert_eq!(report.outbox.awaiting_ack_batches, 0);
+    assert_eq!(report.outbox.oldest_awaiting_ack_age_s, None);
+    assert_eq!(report.mqtt.platform_acknowledged_batches, 20);
+    assert_eq!(report.mqtt.resent_batches, 2);
     gateway.stop().await;
 }
 
