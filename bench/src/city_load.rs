@@ -238,7 +238,7 @@ async fn run_on(
     let stored = Stored::read(&db, &ids, &published, args.samples).await?;
     let mut instance_stats = Vec::new();
     for instance in &instances {
-        instance_stats.push(instance.client.ingest_stats().await?);
+        instance_stats.push(instance.client.ingest_stats().await?.counters);
     }
     for instance in &mut instances {
         instance.child.check_running()?;
@@ -537,7 +537,7 @@ impl Instance {
         loop {
             self.child.check_running()?;
             if let Ok(stats) = self.client.ingest_stats().await
-                && stats.data_connected
+                && stats.counters.data_connected
             {
                 return Ok(());
             }

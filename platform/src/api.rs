@@ -176,14 +176,20 @@ async fn enroll(
     }
 }
 
-#[derive(Serialize)]
-struct GatewayDetail {
-    credit_code: String,
+/// One gateway as `GET /api/v1/gateways/{gateway_id}` shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GatewayDetail {
+    /// Its enterprise's credit code.
+    pub credit_code: String,
+    /// Its state and counters.
     #[serde(flatten)]
-    gateway: GatewayView,
-    gaps: Vec<Gap>,
-    crash_windows: Vec<CrashWindow>,
-    meta: Option<serde_json::Value>,
+    pub gateway: GatewayView,
+    /// Its open gaps (the first 1,000).
+    pub gaps: Vec<Gap>,
+    /// Its crash windows (the first 1,000).
+    pub crash_windows: Vec<CrashWindow>,
+    /// Its device and point catalogue, as it published it.
+    pub meta: Option<serde_json::Value>,
 }
 
 async fn get_gateway(
@@ -336,11 +342,13 @@ async fn silent(
 /// This instance's ingest counters, and the open gaps of all gateways (the database's
 /// figure, the same on every instance; `null` when the database cannot be read, so the
 /// counters still answer during a database outage).
-#[derive(Serialize)]
-struct IngestStatsBody {
+#[derive(Debug, Serialize, Deserialize)]
+pub struct IngestStatsBody {
+    /// This instance's counters.
     #[serde(flatten)]
-    counters: IngestStats,
-    open_gaps: Option<OpenGaps>,
+    pub counters: IngestStats,
+    /// The open gaps of all gateways; `None` when the database cannot be read.
+    pub open_gaps: Option<OpenGaps>,
 }
 
 async fn ingest_stats(_: Bureau, State(state): State<Arc<AppState>>) -> Json<IngestStatsBody> {

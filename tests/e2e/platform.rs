@@ -7,6 +7,7 @@
 //! as on the cloud.
 
 use fieldlink::enroll;
+use fieldlink_platform::api::GatewayDetail;
 use fieldlink_platform::credit_code::CreditCode;
 use fieldlink_platform::registry::{EnterpriseInput, TokenInput};
 use fieldlink_platform::stats::Counts;
@@ -41,18 +42,17 @@ fn bureau(platform: &Platform) -> PlatformClient {
 async fn wait_for_gateway(
     bureau: &PlatformClient,
     gateway: &str,
-    done: impl Fn(&Json) -> bool,
-) -> Json {
-    let path = format!("/api/v1/gateways/{gateway}");
+    done: impl Fn(&GatewayDetail) -> bool,
+) -> GatewayDetail {
     let deadline = Instant::now() + WAIT;
     loop {
-        let answer = bureau.get_json(&path).await.expect("the gateway's detail");
+        let answer = bureau.gateway(gateway).await.expect("the gateway's detail");
         if done(&answer) {
             return answer;
         }
         assert!(
             Instant::now() < deadline,
-            "GET {path} did not get there in {WAIT:?}: {answer}"
+            "gateway {gateway} did not get there in {WAIT:?}: {answer:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -275,17 +275,18 @@ async fn enroll_run_and_count(config: PlatformConfig, dir: &Path) {
     // Batches arrive and are stored under the enrolled gateway; the retained status says
     // online and the catalogue names both devices.
     let live = wait_for_gateway(&bureau, &gateway, |g| {
-        g["batches"].as_u64() >= Some(3) && g["online"] == true && g["meta"].is_object()
+        g.gateway.batches >= 3 && g.gateway.online && g.meta.as_ref().is_some_and(Json::is_object)
     })
     .await;
-    assert_eq!(live["credit_code"], code.as_str());
-    let devices: Vec<&str> = live["meta"]["devices"]
+    assert_eq!(live.credit_code, code.as_str());
+    let meta = live.meta.as_ref().expect("the catalogue");
+    let devices: Vec<&str> = meta["devices"]
         .as_array()
         .expect("devices")
         .iter()
         .filter_map(|d| d["name"].as_str())
         .collect();
-    assert_eq!(devices, ["press-1", "line-sim"], "{live}");
+    assert_eq!(devices, ["press-1", "line-sim"], "{meta}");
     let latest = bureau.latest(&gateway).await.expect("latest values");
     let points: Vec<String> = latest
         .iter()
@@ -346,12 +347,18 @@ async fn enroll_run_and_count(config: PlatformConfig, dir: &Path) {
         .await
         .expect("device task")
         .expect("the device served");
-    let offline = wait_for_gateway(&bureau, &gateway, |g| g["online"] == false).await;
-    let batches = offline["batches"].as_u64().expect("batches");
-    assert_eq!(offline["last_seq"].as_u64(), Some(batches), "{offline}");
-    assert_eq!(offline["missing_batches"], 0, "{offline}");
-    assert!(offline["samples"].as_u64() >= Some(batches), "{offline}");
-    let ingest = bureau.ingest_stats().await.expect("the ingest's counters");
+    let offline = wait_for_gateway(&bureau, &gateway, |g| !g.gateway.online)
+        .await
+        .gateway;
+    let batches = offline.batches;
+    assert_eq!(offline.last_seq, Some(batches), "{offline:?}");
+    assert_eq!(offline.missing_batches, 0, "{offline:?}");
+    assert!(offline.samples >= batches, "{offline:?}");
+    let ingest = bureau
+        .ingest_stats()
+        .await
+        .expect("the ingest's counters")
+        .counters;
     assert_eq!(ingest.batches_stored, batches, "{ingest:?}");
     for (rejected, count) in [
         ("unknown_gateway", ingest.unknown_gateway),

@@ -216,7 +216,7 @@ pub struct Gateway {
 }
 
 /// A range of `seq` never received, between batches that were.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Gap {
     /// The first missing `seq`.
     pub first_seq: u64,
@@ -233,7 +233,7 @@ impl Gap {
 
 /// Sequence numbers a gateway's agent reserved but had not made durable when it stopped
 /// uncleanly (its status's `resumed_after_crash`): never counted as missing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CrashWindow {
     /// The first skipped `seq`.
     pub first_seq: u64,
@@ -255,7 +255,7 @@ pub struct StaleGap {
 }
 
 /// The open gaps of every gateway, as the database has them (the same on every instance).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OpenGaps {
     /// Open gaps.
     pub gaps: u64,

@@ -9,8 +9,7 @@
 //! calls ([`PlatformClient::request`], [`PlatformClient::get_json`],
 //! [`PlatformClient::post_json`]).
 
-use fieldlink_platform::IngestStats;
-use fieldlink_platform::api::Imported;
+use fieldlink_platform::api::{GatewayDetail, Imported, IngestStatsBody};
 use fieldlink_platform::http::views::EnterpriseView;
 use fieldlink_platform::registry::{EnterpriseInput, IssuedToken, TokenInput};
 use fieldlink_platform::stats::Onboarding;
@@ -180,9 +179,14 @@ impl PlatformClient {
         self.get("/api/v1/stats/onboarding").await
     }
 
-    /// `GET /api/v1/stats/ingest`: this instance's ingest counters.
-    pub async fn ingest_stats(&self) -> Result<IngestStats, ClientError> {
+    /// `GET /api/v1/stats/ingest`: this instance's ingest counters and the open gaps.
+    pub async fn ingest_stats(&self) -> Result<IngestStatsBody, ClientError> {
         self.get("/api/v1/stats/ingest").await
+    }
+
+    /// `GET /api/v1/gateways/{gateway_id}`: one gateway, its gaps and crash windows.
+    pub async fn gateway(&self, gateway_id: &str) -> Result<GatewayDetail, ClientError> {
+        self.get(&format!("/api/v1/gateways/{gateway_id}")).await
     }
 
     /// `POST /api/v1/users`: a web UI login, the bureau's or an enterprise's (201).
