@@ -24,7 +24,11 @@ pub fn build(device: &DeviceConfig) -> Box<dyn Collector> {
 }
 
 /// The protocol plugins.
-pub static PLUGINS: &[&dyn Plugin] = &[&fieldlink_s7::PLUGIN, &fieldlink_mc::PLUGIN];
+pub static PLUGINS: &[&dyn Plugin] = &[
+    &fieldlink_s7::PLUGIN,
+    &fieldlink_mc::PLUGIN,
+    &fieldlink_dlt645::PLUGIN,
+];
 
 /// The plugin of `protocol`, if one handles it.
 pub fn plugin(protocol: &str) -> Option<&'static dyn Plugin> {

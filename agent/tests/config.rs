@@ -181,7 +181,7 @@ scale = 2
         "agent.toml:3:6: [gateway]: `id` must be 1 to 64 letters, digits, '-', '_' or '.' (it is an MQTT topic level), found \"gw/1\"",
         "agent.toml:4:1: [gateway]: unknown key `colour`; expected one of: id, state_dir",
         "agent.toml:7:21: [publish]: `batch_max_samples` must be an integer from 1 to 100000, found 0",
-        "agent.toml:11:12: [[device]] \"press-1\": `protocol` must be one of modbus-tcp, modbus-rtu, modbus-ascii, modbus-rtu-over-tcp, opcua, simulator, s7, mc, found \"profinet\"",
+        "agent.toml:11:12: [[device]] \"press-1\": `protocol` must be one of modbus-tcp, modbus-rtu, modbus-ascii, modbus-rtu-over-tcp, opcua, simulator, s7, mc, dlt645, found \"profinet\"",
         "agent.toml:16:11: [[device]] \"press-2\": `address` must be HOST:PORT like \"192.168.1.10:502\", found \"nowhere:port\"",
         "agent.toml:22:8: [[device]] \"press-2\" [[device.point]]: type \"f32\" does not fit area \"coil\": coils and discrete inputs are single bits; use type = \"bool\"",
     ];

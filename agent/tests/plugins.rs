@@ -1,4 +1,4 @@
-//! Plugin protocols (s7, mc) in the agent's configuration: what is read, the errors (each
+//! Plugin protocols (s7, mc, dlt645) in the agent's configuration: what is read, the errors (each
 //! with file:line:column, reported by the plugin through the agent), the catalogue, and
 //! the read plans `fieldlink check` prints.
 
@@ -210,5 +210,101 @@ fn plugin_errors_name_their_file_line_and_column() {
             "address = \"D0\"",
         ),
         "agent.toml:8:10: [[device]] \"p\": `family` must be \"q\" (Q, L, iQ-R), \"iq-f\" (FX5), found \"fx3\"",
+    );
+}
+
+const METERS: &str = r#"[gateway]
+id = "gw-1"
+
+[[device]]
+name = "main-meter"
+protocol = "dlt645"
+serial = "/dev/ttyS2"
+meter = "000012345678"
+block_reads = "on"
+
+[[device.point]]
+name = "energy"
+address = "00010000"
+
+[[device.point]]
+name = "ua"
+address = "02010100"
+
+[[device.point]]
+name = "ub"
+address = "02010200"
+
+[[device.point]]
+name = "pf"
+address = "02060000"
+unit = "1"
+
+[[device]]
+name = "sub-meter"
+protocol = "dlt645"
+serial = "/dev/ttyS2"
+meter = "000012345679"
+poll = "5s"
+
+[[device.point]]
+name = "energy"
+address = "00010000"
+scale = 0.001
+unit = "MWh"
+"#;
+
+#[test]
+fn dlt645_points_take_type_scale_and_unit_from_the_standards_table() {
+    let devices = devices(METERS);
+    let catalogue: Vec<(&str, &str, Option<&str>)> = devices
+        .iter()
+        .flat_map(|d| &d.points)
+        .map(|p| (&*p.name, p.data_type, p.unit.as_deref()))
+        .collect();
+    assert_eq!(
+        catalogue,
+        [
+            ("energy", "f64", Some("kWh")),
+            ("ua", "f64", Some("V")),
+            ("ub", "f64", Some("V")),
+            ("pf", "f64", Some("1")),
+            ("energy", "f64", Some("MWh")),
+        ]
+    );
+    let report = fieldlink::check::report(&config::parse(METERS, FILE).expect("valid"));
+    for line in [
+        "device \"main-meter\": dlt645 /dev/ttyS2 2400 8E1 meter 000012345678, poll 1000ms, timeout 1000ms, block reads",
+        "read plan: 3 requests per cycle",
+        "0201FF00  ua, ub",
+        "energy                   00010000  XXXXXX.XX [kWh]",
+    ] {
+        assert!(report.contains(line), "{line:?} missing in\n{report}");
+    }
+}
+
+#[test]
+fn meters_share_a_line_with_meters_only() {
+    assert_error(
+        &format!(
+            "{METERS}\n[[device]]\nname = \"pump\"\nprotocol = \"modbus-rtu\"\nserial = \"/dev/ttyS2\"\nbaud = 2400\nunit = 3\n\n[[device.point]]\nname = \"v\"\naddress = 0\n"
+        ),
+        "agent.toml:44:10: [[device]] \"pump\": serial line /dev/ttyS2 carries dlt645 for device \"main-meter\"; one line speaks one protocol",
+    );
+    assert_error(
+        &METERS.replace("meter = \"000012345679\"", "meter = \"000012345678\""),
+        "agent.toml:31:10: [[device]] \"sub-meter\": meter 000012345678 is already used on /dev/ttyS2 by device \"main-meter\"; each device on a line needs its own address",
+    );
+    assert_error(
+        &METERS.replace("poll = \"5s\"", "baud = 9600"),
+        "agent.toml:31:10: [[device]] \"sub-meter\": serial line /dev/ttyS2 is set to 9600 8E1 here but to 2400 8E1 by device \"main-meter\"; devices on one line share its `baud`, `parity`, `data_bits` and `stop_bits`",
+    );
+    assert_error(
+        &METERS.replace("address = \"02060000\"", "address = \"04000101\""),
+        "agent.toml:25:11: [[device]] \"main-meter\" [[device.point]]: data identifier 04000101 is not in fieldlink's table of DL/T 645-2007 identifiers (energies 000x0000, voltages 0201xx00, currents 0202xx00, powers 0203xx00-0205xx00, power factors 0206xx00, 028000xx)",
+    );
+    assert_error(
+        &METERS.replace("meter = \"000012345678\"", "meter = \"12345678\""),
+        "agent.toml:8:9: [[device]] \"main-meter\": `meter`: a meter address is the 12 digits printed on the meter (its communication address), found \"12345678\"",
     );
 }

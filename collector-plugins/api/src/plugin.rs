@@ -170,7 +170,10 @@ pub fn narrow_float(v: f64, single: bool) -> String {
         return v.to_string();
     }
     let magnitude = v.abs();
-    match (magnitude != 0.0 && !(1e-4..1e9).contains(&magnitude), single) {
+    match (
+        magnitude != 0.0 && !(1e-4..1e9).contains(&magnitude),
+        single,
+    ) {
         (true, true) => format!("{:e}", v as f32),
         (true, false) => format!("{v:e}"),
         (false, true) => (v as f32).to_string(),

@@ -110,3 +110,69 @@ pub async fn bounded<F: std::future::Future>(test: F) -> F::Output {
         .await
         .expect("test did not finish within 20 s")
 }
+
+/// A pseudo-terminal pair made by socat, for serial lines in tests: one end for the
+/// device's simulator, the other for the collector. Killed and removed on drop.
+pub struct PtyPair {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl PtyPair {
+    /// Starts socat, or returns `None` (after saying why) when it is not installed and
+    /// `FIELDLINK_REQUIRE_SOCAT` is not `1`; with it set, a missing socat fails the test.
+    pub fn start() -> Option<PtyPair> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "fieldlink-pty-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("a directory for the pty links");
+        let (a, b) = (dir.join("master"), dir.join("slave"));
+        let spawned = std::process::Command::new("socat")
+            .arg("-d")
+            .arg(format!("pty,raw,echo=0,link={}", a.display()))
+            .arg(format!("pty,raw,echo=0,link={}", b.display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                let required = std::env::var("FIELDLINK_REQUIRE_SOCAT").is_ok_and(|v| v == "1");
+                assert!(
+                    !required,
+                    "socat is required (FIELDLINK_REQUIRE_SOCAT=1) but cannot be run: {e}"
+                );
+                eprintln!("SKIPPED: socat not found ({e}); install it to test serial lines");
+                return None;
+            }
+        };
+        let pair = PtyPair { child, dir };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !(a.exists() && b.exists()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "socat made no pty pair"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(pair)
+    }
+
+    /// The path of one end: `"master"` or `"slave"`.
+    pub fn path(&self, end: &str) -> String {
+        self.dir.join(end).display().to_string()
+    }
+}
+
+impl Drop for PtyPair {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

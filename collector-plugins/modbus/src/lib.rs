@@ -11,11 +11,12 @@
 //!   exceptions, malformed answers and transport failures apart);
 //! - [`tcp`]: [`ModbusTcpCollector`], the [`Collector`](fieldlink_collector_api::Collector)
 //!   of one [`TcpDevice`];
-//! - [`serial`]: [`SerialLine`] settings and the inter-frame silence they imply;
+//! - [`SerialLine`] (from `fieldlink-serial`): a port's settings and the inter-frame
+//!   silence they imply;
 //! - [`ascii`]: Modbus ASCII framing (LRC, hexadecimal characters), translated to and
 //!   from RTU frames under tokio-modbus, so an ASCII line is a bus like any other;
 //! - [`bus`]: a serial line or RTU-over-TCP link ([`BusLink`]) shared by several devices,
-//!   and its scheduler, which serializes their requests;
+//!   on `fieldlink-serial`'s scheduler, which serializes their requests;
 //! - [`rtu`]: [`ModbusRtuCollector`], the collector of one [`RtuDevice`] on a bus, which
 //!   backs off a slave that does not answer so that the others keep their poll rate;
 //! - `transport`: the byte streams under tokio-modbus that drop late answers to timed-out
@@ -45,15 +46,14 @@ pub mod bus;
 pub mod plan;
 pub mod read;
 pub mod rtu;
-pub mod serial;
 pub mod tcp;
 mod transport;
 
 pub use bus::BusLink;
 pub use decode::{DecodeError, apply_scale, decode, decode_bit};
 pub use fieldlink_collector_api::decode;
+pub use fieldlink_serial::{DataBits, Parity, SerialLine, StopBits};
 pub use plan::{PlanLimits, PointSpec, ReadPlan, ReadRequest};
 pub use read::{Data, ReadError};
 pub use rtu::{ModbusRtuCollector, RtuDevice};
-pub use serial::{DataBits, Parity, SerialLine, StopBits};
 pub use tcp::{ModbusTcpCollector, TcpDevice};

@@ -9,18 +9,18 @@
 //! at its first timeout, so it costs one request's timeouts, not one per request, and it
 //! yields its turn on the bus to the other devices' requests.
 
-use crate::bus::{self, BusHandle, BusLink};
+use crate::bus::{self, BusHandle, BusLink, UnitRead};
 use crate::plan::{PlanLimits, PointSpec, ReadPlan, ReadRequest};
 use crate::read::{Data, ReadError, push_bad, push_values};
 use fieldlink_collector_api::schedule::{Cycle, poll_loop};
 use fieldlink_collector_api::{
-    Backoff, BoxFuture, Collector, CollectorContext, DeviceStats, FailureLog, clock,
+    BoxFuture, Collector, CollectorContext, DeviceStats, FailureLog, clock,
 };
+use fieldlink_serial::bus::Silence;
 use fieldlink_wire::Sample;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::time::Instant;
 use tracing::debug;
 
 /// The longest interval between probes of a silent slave (or its poll period, if longer).
@@ -89,13 +89,6 @@ impl Collector for ModbusRtuCollector {
     }
 }
 
-/// A silent slave's backoff: when to probe it next, and why it is bad until then.
-struct Silence {
-    next_probe: Instant,
-    backoff: Backoff,
-    reason: String,
-}
-
 /// The poll loop state of one RTU device.
 struct RtuPoller<'a> {
     device: &'a RtuDevice,
@@ -115,7 +108,7 @@ impl Cycle for RtuPoller<'_> {
         let points = &self.device.points;
         let mut samples = Vec::with_capacity(points.len());
         if let Some(silence) = &self.silence
-            && Instant::now() < silence.next_probe
+            && silence.waiting()
         {
             push_bad(
                 &mut samples,
@@ -181,16 +174,15 @@ impl RtuPoller<'_> {
     async fn read(&self, request: &ReadRequest) -> Result<Data, ReadError> {
         let mut attempt = 0;
         loop {
+            let read = UnitRead {
+                unit: self.device.unit,
+                area: request.area,
+                address: request.address,
+                quantity: request.quantity,
+            };
             let result = self
                 .bus
-                .read(
-                    self.device.unit,
-                    request.area,
-                    request.address,
-                    request.quantity,
-                    self.device.timeout,
-                    self.silence.is_some(),
-                )
+                .request(read, self.device.timeout, self.silence.is_some())
                 .await;
             match result {
                 Ok(data) => return Ok(data),
@@ -212,24 +204,11 @@ impl RtuPoller<'_> {
 
     /// The slave did not answer: the next probe waits for the (next) backoff step.
     fn fall_silent(&mut self, reason: String) {
-        let now = Instant::now();
         match &mut self.silence {
-            Some(silence) => {
-                silence.next_probe = now + silence.backoff.next_delay();
-                silence.reason = reason;
-            }
+            Some(silence) => silence.again(reason),
             None => {
                 debug!(device = %self.device.name, unit = self.device.unit, "slave does not answer; polling it with backoff");
-                // The first step is two poll periods: the first probe comes one or two
-                // ticks later, then the interval doubles.
-                let first = self.device.poll * 2;
-                let mut backoff = Backoff::new(first, SILENT_BACKOFF_MAX.max(first));
-                let next_probe = now + backoff.next_delay();
-                self.silence = Some(Silence {
-                    next_probe,
-                    backoff,
-                    reason,
-                });
+                self.silence = Some(Silence::begin(self.device.poll, SILENT_BACKOFF_MAX, reason));
             }
         }
     }

@@ -285,7 +285,10 @@ impl Cycle for Poller<'_> {
                     }
                     None => {
                         let at = (point.start() - range.start) as usize;
-                        let own = read.bytes.get(at..at + point.size() as usize).unwrap_or(&[]);
+                        let own = read
+                            .bytes
+                            .get(at..at + point.size() as usize)
+                            .unwrap_or(&[]);
                         match point.decode(own) {
                             Ok(value) => {
                                 Sample::good(device.clone(), point.name.clone(), read.ts, value)

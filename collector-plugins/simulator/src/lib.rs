@@ -12,12 +12,15 @@
 //! - [`s7_device`]: a simulated Siemens PLC over ISO-on-TCP (S7comm read var), the peer of
 //!   the S7 collector's tests and benchmarks;
 //! - [`mc_device`]: a simulated Mitsubishi PLC (MC protocol, 3E binary batch reads), the
-//!   peer of the MC collector's tests and benchmarks.
+//!   peer of the MC collector's tests and benchmarks;
+//! - [`dlt645_meter`]: simulated DL/T 645-2007 energy meters sharing one RS-485 line, the
+//!   peer of the DL/T 645 collector's tests.
 //!
 //! Invariants: nothing here keeps state between samples (no random walk, no counters in
 //! memory); every value can be recomputed from the time alone. Simulated samples are
 //! always `good`.
 
+pub mod dlt645_meter;
 pub mod mc_device;
 pub mod modbus_device;
 pub mod s7_device;

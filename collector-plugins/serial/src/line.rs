@@ -1,11 +1,13 @@
-//! Serial line settings for Modbus RTU, and the timing they imply.
+//! Serial line settings, and the timing they imply.
 //!
-//! RTU frames are delimited by silence: a frame ends when the line has been quiet for 3.5
-//! character times, so a master must leave at least that much silence between the end of
-//! one frame and the start of the next (Modbus over Serial Line v1.02, 2.5.1.1). Above
-//! 19200 baud the specification fixes the silence at 1.75 ms instead, since UARTs and
-//! their drivers cannot time shorter gaps reliably.
+//! Modbus RTU frames are delimited by silence: a frame ends when the line has been quiet
+//! for 3.5 character times, so a master must leave at least that much silence between the
+//! end of one frame and the start of the next (Modbus over Serial Line v1.02, 2.5.1.1).
+//! Above 19200 baud the specification fixes the silence at 1.75 ms instead, since UARTs and
+//! their drivers cannot time shorter gaps reliably. Lines of other protocols (Modbus ASCII,
+//! DL/T 645) keep the same gap: it costs milliseconds and keeps slow devices in step.
 
+use fieldlink_collector_api::plugin::ConfigTable;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -133,7 +135,7 @@ impl SerialLine {
     /// Opens the port with these settings. This is an open(2) with `O_NONBLOCK` (so it does
     /// not wait for a carrier) and a few ioctls: quick enough to run on the runtime; the
     /// port's reads and writes are then readiness-driven, never blocking.
-    pub(crate) fn open(&self) -> std::io::Result<tokio_serial::SerialStream> {
+    pub fn open(&self) -> std::io::Result<tokio_serial::SerialStream> {
         let builder = tokio_serial::new(&self.path, self.baud)
             .parity(match self.parity {
                 Parity::None => tokio_serial::Parity::None,
@@ -151,6 +153,84 @@ impl SerialLine {
             .flow_control(tokio_serial::FlowControl::None);
         Ok(tokio_serial::SerialStream::open(&builder)?)
     }
+}
+
+/// The baud rates a serial port can be set to (POSIX and Linux), for validation.
+pub const BAUDS: [u32; 14] = [
+    1200, 2400, 4800, 9600, 14_400, 19_200, 38_400, 57_600, 115_200, 230_400, 460_800, 500_000,
+    921_600, 1_000_000,
+];
+
+/// Reads `serial`, `baud`, `parity`, `data_bits` and `stop_bits` from a plugin's device
+/// table, with the protocol's defaults for the line settings (DL/T 645: 2400 8E1); errors
+/// are recorded in `t`.
+pub fn read_line(
+    t: &mut dyn ConfigTable,
+    default_baud: u32,
+    default_parity: Parity,
+    default_data_bits: DataBits,
+) -> Option<SerialLine> {
+    let section = t.section().to_owned();
+    let path = t
+        .required_string("serial", "the serial port, e.g. \"/dev/ttyUSB0\"")
+        .and_then(|p| {
+            if p.trim().is_empty() || p.chars().any(char::is_control) {
+                t.error(
+                    "serial",
+                    format!("{section}: `serial` must be a device path like \"/dev/ttyUSB0\""),
+                );
+                None
+            } else {
+                Some(p)
+            }
+        });
+    let baud = match t.integer("baud", 1, i64::from(u32::MAX)) {
+        Some(b) if BAUDS.contains(&(b as u32)) => b as u32,
+        Some(b) => {
+            let bauds: Vec<String> = BAUDS.iter().map(u32::to_string).collect();
+            t.error(
+                "baud",
+                format!(
+                    "{section}: `baud` must be one of {}, found {b}",
+                    bauds.join(", ")
+                ),
+            );
+            default_baud
+        }
+        None => default_baud,
+    };
+    let parity = match t.string("parity") {
+        Some(p) => match p.parse() {
+            Ok(parity) => parity,
+            Err(()) => {
+                t.error(
+                    "parity",
+                    format!(
+                        "{section}: `parity` must be one of {}, found {p:?}",
+                        Parity::NAMES
+                    ),
+                );
+                default_parity
+            }
+        },
+        None => default_parity,
+    };
+    let data_bits = match t.integer("data_bits", 7, 8) {
+        Some(7) => DataBits::Seven,
+        Some(_) => DataBits::Eight,
+        None => default_data_bits,
+    };
+    let stop_bits = match t.integer("stop_bits", 1, 2) {
+        Some(2) => StopBits::Two,
+        _ => StopBits::One,
+    };
+    Some(SerialLine {
+        path: path?,
+        baud,
+        parity,
+        data_bits,
+        stop_bits,
+    })
 }
 
 impl SerialLine {
