@@ -31,7 +31,8 @@
 //!   overrunning cycle overlapped are skipped and counted in `missed_ticks`;
 //! - a device exception or a timeout spoils only its request; a transport error spoils the
 //!   rest of the cycle and drops the connection, which is retried with capped, jittered
-//!   exponential backoff (250 ms doubling to 30 s, reset once the device answers);
+//!   exponential backoff (250 ms doubling to 10 s, reset once the device answers), so a
+//!   device that comes back is read again within 10 s;
 //! - an answer with a wrong byte count or quantity spoils its request and recycles the
 //!   connection (the next request reconnects);
 //! - a `bit = N` point is bit N of its `u16` or `u32` register value, read with the

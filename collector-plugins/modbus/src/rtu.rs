@@ -23,8 +23,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tracing::debug;
 
-/// The longest interval between probes of a silent slave (or its poll period, if longer).
-pub const SILENT_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The longest interval between probes of a silent slave (or its poll period, if longer):
+/// a slave that comes back is read again within it (the design asks for 15 s at most).
+pub const SILENT_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// A Modbus RTU device (one unit on a bus) and the points to read from it.
 #[derive(Debug, Clone, PartialEq)]

@@ -20,8 +20,9 @@ use tracing::debug;
 
 /// The first reconnect delay after the device was last heard from.
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
-/// The longest reconnect delay, so a device that comes back is read again within it.
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The longest reconnect delay, so a device that comes back is read again within it (the
+/// design asks for 15 s at most, whatever the protocol).
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// A Modbus TCP device and the points to read from it.
 #[derive(Debug, Clone, PartialEq)]

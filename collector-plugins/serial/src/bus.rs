@@ -37,8 +37,9 @@ use tracing::debug;
 
 /// The first delay before reopening a line that failed to open.
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
-/// The longest delay between attempts to open the line.
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The longest delay between attempts to open the line: a port that comes back (a USB
+/// adapter plugged in again) is used again within it.
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// Extra silence after a timeout, for a slow device's late answer to arrive and be dropped
 /// instead of being read as the answer to the next request.
 pub const LATE_ANSWER_GRACE: Duration = Duration::from_millis(50);
