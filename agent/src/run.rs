@@ -82,12 +82,7 @@ pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), Run
     } = controls;
     let mut config = config;
     let enrollment = crate::enroll::load(&config.gateway.state_dir)?;
-    // The fieldlink platform acks what it stored; other receivers do not.
-    let delete_on = config.publish.delete_on.unwrap_or(if enrollment.is_some() {
-        DeleteOn::PlatformAck
-    } else {
-        DeleteOn::Puback
-    });
+    let delete_on = delete_on(config.publish.delete_on, enrollment.is_some());
     if let Some(enrollment) = enrollment {
         crate::enroll::apply(&mut config, &enrollment)?;
         tracing::info!(gateway = %enrollment.gateway_id, enterprise = %enrollment.enterprise.name, "using this gateway's enrollment");
@@ -228,6 +223,17 @@ pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), Run
     Ok(())
 }
 
+/// When sent batches leave the outbox: as configured, or else on the platform's ack for a
+/// gateway enrolled with the fieldlink platform (which acks what it stored) and on the
+/// broker's PUBACK otherwise (other receivers publish no ack).
+fn delete_on(configured: Option<DeleteOn>, enrolled: bool) -> DeleteOn {
+    configured.unwrap_or(if enrolled {
+        DeleteOn::PlatformAck
+    } else {
+        DeleteOn::Puback
+    })
+}
+
 async fn recv(rx: &mut Option<mpsc::Receiver<AgentConfig>>) -> Option<AgentConfig> {
     match rx {
         Some(rx) => rx.recv().await,
@@ -317,5 +323,21 @@ pub fn meta(devices: &[DeviceConfig]) -> Meta {
                     .collect(),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_enrolled_gateway_deletes_on_the_platform_ack_unless_configured_otherwise() {
+        assert_eq!(delete_on(None, true), DeleteOn::PlatformAck);
+        assert_eq!(delete_on(None, false), DeleteOn::Puback);
+        assert_eq!(delete_on(Some(DeleteOn::Puback), true), DeleteOn::Puback);
+        assert_eq!(
+            delete_on(Some(DeleteOn::PlatformAck), false),
+            DeleteOn::PlatformAck
+        );
     }
 }

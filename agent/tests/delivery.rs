@@ -4,18 +4,19 @@
 //! the outbox within its cap while no ack ever comes. A client of the broker plays the
 //! platform: it records the batches it receives and publishes the retained acks.
 
-use crate::faults::loopback;
+use crate::faults::{Agent, loopback, write_config};
 use fieldlink::config::DeleteOn;
 use fieldlink::outbox::SharedOutbox;
 use fieldlink::publisher::{self, PublisherContext};
 use fieldlink::telemetry::Telemetry;
 use fieldlink_broker::Broker;
 use fieldlink_outbox::{MIN_MAX_BYTES, Outbox, OutboxOptions};
+use fieldlink_testkit::{CountingDevice, counting_config, loss_report};
 use fieldlink_wire::{Ack, GatewayState, Status, Topics};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -23,11 +24,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// A client of the broker playing the platform: counts each batch it receives, by `seq`,
-/// and publishes acks.
+/// stores it unless told to drop what arrives (as a broker's overflowing queue would), and
+/// publishes acks.
 struct Platform {
     client: AsyncClient,
     topics: Topics,
     received: Arc<Mutex<BTreeMap<u64, u32>>>,
+    stored: Arc<Mutex<BTreeMap<u64, Vec<u8>>>>,
+    dropping: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -46,9 +50,11 @@ impl Platform {
             .await
             .expect("subscribe");
         let received = Arc::new(Mutex::new(BTreeMap::new()));
+        let stored = Arc::new(Mutex::new(BTreeMap::new()));
+        let dropping = Arc::new(AtomicBool::new(false));
         let (subscribed_tx, mut subscribed_rx) = watch::channel(false);
         let task = {
-            let received = received.clone();
+            let (received, stored, dropping) = (received.clone(), stored.clone(), dropping.clone());
             tokio::spawn(async move {
                 loop {
                     match events.poll().await {
@@ -60,6 +66,12 @@ impl Platform {
                                 serde_json::from_slice(&p.payload).expect("a batch");
                             let seq = batch["seq"].as_u64().expect("seq");
                             *received.lock().expect("received").entry(seq).or_default() += 1;
+                            if !dropping.load(Ordering::SeqCst) {
+                                stored
+                                    .lock()
+                                    .expect("stored")
+                                    .insert(seq, p.payload.to_vec());
+                            }
                         }
                         Ok(_) => {}
                         Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -75,8 +87,51 @@ impl Platform {
             client,
             topics,
             received,
+            stored,
+            dropping,
             task,
         }
+    }
+
+    /// The ack of what is stored, as the platform computes it: through the first gap, the
+    /// gaps above it, and the highest stored.
+    fn ack_of_store(&self) -> Ack {
+        let stored = self.stored.lock().expect("stored");
+        let seqs: Vec<u64> = stored.keys().copied().collect();
+        let prefix = seqs
+            .iter()
+            .enumerate()
+            .take_while(|&(i, &seq)| seq == i as u64 + 1)
+            .count();
+        let through = prefix as u64;
+        let mut missing = Vec::new();
+        let mut previous = through;
+        for &seq in &seqs[prefix..] {
+            if seq > previous + 1 && missing.len() < Ack::MAX_MISSING {
+                missing.push((previous + 1, seq - 1));
+            }
+            previous = seq;
+        }
+        Ack {
+            stored_through: through,
+            missing,
+            stored_max: stored.keys().next_back().copied(),
+        }
+    }
+
+    /// The counting device's values in the stored batches.
+    fn stored_values(&self) -> Vec<u64> {
+        let stored = self.stored.lock().expect("stored");
+        let mut values = Vec::new();
+        for payload in stored.values() {
+            let batch = fieldlink_wire::decode_batch(payload).expect("a valid batch");
+            for sample in batch.samples {
+                if let fieldlink_wire::Value::Int(v) = sample.value {
+                    values.push(v as u64);
+                }
+            }
+        }
+        values
     }
 
     /// Publishes `ack`, retained, as the platform does after a commit.
@@ -382,4 +437,125 @@ async fn without_acks_batches_go_out_again_after_ack_timeout_and_the_outbox_stay
         "{sends} sends for {appended} batches"
     );
     gateway.stop().await;
+}
+
+/// kill -9 while batches are sent (the broker took them) but not acknowledged, and the
+/// platform never stored them (as when a broker's queue for the ingest overflows): after
+/// the restart they go out again, and the platform ends up with every sample but those
+/// read in the last flush interval before the kill (which were never durable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_batches_await_the_platform_ack_loses_nothing_at_the_platform() {
+    const POLL_MS: u64 = 10;
+    // flush_interval 200 ms + batch_max_delay 100 ms, and slack for a loaded machine.
+    const WINDOW_MS: u64 = 200 + 100 + 400;
+    let gw = "gw-kill-ack";
+    let broker = Broker::start(loopback()).expect("broker");
+    let device = CountingDevice::start(loopback()).await;
+    let platform = Platform::start(broker.addr(), gw).await;
+    platform.dropping.store(true, Ordering::SeqCst);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let toml = counting_config(gw, device.addr(), broker.addr(), &format!("{POLL_MS}ms")).replace(
+        "[publish]\n",
+        "[publish]\ndelete_on = \"platform_ack\"\nack_timeout = \"60s\"\n",
+    );
+    let config = write_config(dir.path(), &toml);
+    let agent = Agent::start(&config);
+    assert!(
+        platform
+            .wait_for(Duration::from_secs(15), |r| r.len() >= 20)
+            .await,
+        "no batches reach the platform"
+    );
+    agent.signal("KILL");
+    let status = tokio::task::spawn_blocking(move || agent.wait(Duration::from_secs(10)))
+        .await
+        .expect("join");
+    assert!(!status.success());
+    let killed_at = device.served();
+    let dropped = platform.received().len();
+    assert!(platform.stored.lock().expect("stored").is_empty());
+
+    platform.dropping.store(false, Ordering::SeqCst);
+    let agent = Agent::start(&config);
+    // The platform acks what it stores, as after each commit, until it holds everything read
+    // up to well after the kill.
+    let mut caught_up = false;
+    for _ in 0..150 {
+        platform.ack(&platform.ack_of_store()).await;
+        if platform
+            .stored_values()
+            .iter()
+            .any(|&v| v > killed_at + 100)
+        {
+            caught_up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(caught_up, "the restarted agent delivered nothing new");
+    agent.signal("TERM");
+    let status = tokio::task::spawn_blocking(move || agent.wait(Duration::from_secs(30)))
+        .await
+        .expect("join");
+    assert!(status.success(), "fieldlink exited with {status}");
+    let served = device.stop().await;
+    // What the stopped agent sent last is stored once it arrives.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        let values = platform.stored_values();
+        if values.iter().any(|&v| v + 1 >= served) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let values = platform.stored_values();
+    let (missing, _) = loss_report(&values, served);
+    let window = WINDOW_MS / POLL_MS;
+    let unexplained: Vec<u64> = missing
+        .iter()
+        .copied()
+        .filter(|&v| !(v <= killed_at && v + window > killed_at))
+        .collect();
+    eprintln!(
+        "kill -9 with {dropped} batches sent and dropped by the platform: {served} reads answered, \
+         {} stored, {} missing (all within {WINDOW_MS} ms before the kill: {})",
+        values.len(),
+        missing.len(),
+        unexplained.is_empty()
+    );
+    assert!(
+        unexplained.is_empty(),
+        "samples lost at the platform outside the last flush interval before the kill: {:?}",
+        &unexplained[..unexplained.len().min(20)]
+    );
+}
+
+/// `[publish] delete_on` and `ack_timeout` are checked like every key: a wrong value is an
+/// error naming the file, line and column.
+#[test]
+fn delete_on_and_ack_timeout_are_validated_with_their_position() {
+    let parse = |publish: &str| {
+        fieldlink::config::parse(
+            &format!("[gateway]\nid = \"gw\"\n[publish]\n{publish}\n"),
+            "test.toml",
+        )
+    };
+    let config = parse("").expect("defaults");
+    assert_eq!(config.publish.delete_on, None, "decided at start");
+    assert_eq!(config.publish.ack_timeout, Duration::from_secs(60));
+    let config = parse("delete_on = \"puback\"\nack_timeout = \"5m\"").expect("valid");
+    assert_eq!(config.publish.delete_on, Some(DeleteOn::Puback));
+    assert_eq!(config.publish.ack_timeout, Duration::from_secs(300));
+    let errors = parse("delete_on = \"platform\"\nack_timeout = \"0s\"")
+        .expect_err("invalid")
+        .to_string();
+    assert!(
+        errors.contains("test.toml:4:13")
+            && errors.contains("`delete_on` must be one of \"platform_ack\", \"puback\""),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("test.toml:5:15") && errors.contains("`ack_timeout` must be longer than 0"),
+        "{errors}"
+    );
 }
