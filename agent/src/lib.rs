@@ -12,12 +12,13 @@
 //! collectors), [`report`] (report by exception), [`batcher`], [`outbox`] (the shared
 //! store), [`publisher`] (MQTT), [`supervisor`] (running collectors, reloads),
 //! [`telemetry`], [`status`], [`metrics`] and [`notify`] (what the outside sees), [`check`]
-//! (what `fieldlink check` prints), [`memory`] (the start-up peak given back) and [`run`],
-//! which composes them and stops them in order.
+//! (what `fieldlink check` prints), [`memory`] (the start-up peak given back), [`run`],
+//! which composes them and stops them in order, and [`cli`], the `fieldlink` command.
 
 pub mod batcher;
 pub mod browse;
 pub mod check;
+pub mod cli;
 pub mod collectors;
 pub mod config;
 pub mod enroll;

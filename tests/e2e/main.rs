@@ -1,6 +1,7 @@
 //! End-to-end tests: the real agent against real peers over loopback (a tokio-modbus
 //! device, the in-process broker, mosquitto in CI), never mocks of them.
 
+mod crash;
 mod interop;
 mod opcua;
 mod pipeline;

@@ -1,7 +1,7 @@
 //! `fieldlink status`: a readable summary of a running agent, from its `/status`.
 
+use crate::status::StatusReport;
 use anyhow::Context;
-use fieldlink::status::StatusReport;
 use std::path::Path;
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ pub fn show(config: &Path, url: Option<&str>, json: bool) -> anyhow::Result<()> 
     let base = match url {
         Some(url) => url.trim_end_matches('/').to_owned(),
         None => {
-            let config = fieldlink::config::load(config)?;
+            let config = crate::config::load(config)?;
             let listen = config.status.listen;
             let host = if listen.ip().is_unspecified() {
                 "127.0.0.1".to_owned()
@@ -196,7 +196,7 @@ pub fn render(r: &StatusReport, now_ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::render;
-    use fieldlink::status::StatusReport;
+    use crate::status::StatusReport;
 
     /// Ten seconds after reconnecting, 600 of 1,000 batches are gone while the 30 s average
     /// send rate still remembers the outage: the ETA follows the session's net drain.
