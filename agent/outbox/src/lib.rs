@@ -75,8 +75,10 @@
 //! the file, costs no I/O, and is lost on restart, after which every record in the store is
 //! pending and is sent again (receivers drop duplicates by `seq`). The same holds after the
 //! outbox reopens its file following an I/O failure, for the records the reopen brought back.
-//! Its memory is about 100 bytes per sent record; the records awaiting an ack are bounded by
-//! what is sent within the sender's timeout, since older ones go back to pending.
+//! Its memory is about 100 bytes per sent record. The records awaiting an ack are those sent
+//! within the sender's timeout (older ones go back to pending): a second's worth or so while
+//! acks flow, but with a receiver that never acks, about every record in the store (so a store
+//! of 100,000 records may take 10 MB for it).
 //!
 //! # When a record is deleted
 //!

@@ -14,7 +14,7 @@
 //! each ack to the outbox, which deletes what the platform stored. Sent batches that an ack
 //! lists as missing, or that no ack covers within `ack_timeout`, are sent again by the
 //! *resend* lane: oldest first, behind live data, within the backlog's share of the window
-//! (see [`plan`]).
+//! (see the `plan` module).
 
 mod outage;
 mod plan;
