@@ -582,14 +582,7 @@ impl AckClock {
 /// Applies the platform's ack to the outbox; returns the sent batches it lists as missing,
 /// now pending again.
 async fn apply_ack(cx: &PublisherContext, ack: Ack) -> Result<Vec<u64>, StoreError> {
-    // Past the last listed range of a list cut short, nothing is known (see `Ack::state`).
-    let listed_through = (ack.missing.len() >= Ack::MAX_MISSING)
-        .then(|| ack.missing.last().map(|&(_, last)| last))
-        .flatten();
-    let stored_max = match (ack.stored_max, listed_through) {
-        (Some(max), Some(listed)) => Some(max.min(listed)),
-        (max, _) => max,
-    };
+    let stored_max = stored_max(&ack);
     let before = Instant::now()
         .checked_sub(MISSING_GRACE.min(cx.ack_timeout))
         .unwrap_or_else(Instant::now)
@@ -621,6 +614,18 @@ async fn apply_ack(cx: &PublisherContext, ack: Ack) -> Result<Vec<u64>, StoreErr
             .fetch_add(outcome.returned.len() as u64, Ordering::Relaxed);
     }
     Ok(outcome.returned)
+}
+
+/// The ack's `stored_max` as the outbox takes it: past the last listed range of a list of
+/// missing ranges cut short, nothing is known (see `Ack::state`).
+fn stored_max(ack: &Ack) -> Option<u64> {
+    let listed_through = (ack.missing.len() >= Ack::MAX_MISSING)
+        .then(|| ack.missing.last().map(|&(_, last)| last))
+        .flatten();
+    match (ack.stored_max, listed_through) {
+        (Some(max), Some(listed)) => Some(max.min(listed)),
+        (max, _) => max,
+    }
 }
 
 /// Drives the event loop until CONNACK.
@@ -760,6 +765,79 @@ async fn goodbye(
     while let Ok(Ok(event)) = tokio::time::timeout_at(limit, events.poll()).await {
         if matches!(event, Event::Outgoing(Outgoing::Disconnect)) {
             break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fieldlink_outbox::{Outbox, OutboxOptions};
+    use fieldlink_wire::AckState;
+
+    /// The outbox, given an ack as the publisher hands it over, deletes exactly what
+    /// `Ack::state` calls stored and sends again exactly the sent batches it calls missing,
+    /// a list of missing ranges cut short included.
+    #[test]
+    fn the_outbox_reads_an_ack_as_the_wire_defines_it() {
+        let cut_short: Vec<(u64, u64)> = (0..Ack::MAX_MISSING as u64)
+            .map(|i| (20 + 3 * i, 20 + 3 * i))
+            .collect();
+        let acks = [
+            Ack {
+                stored_through: 5,
+                missing: vec![(7, 9), (15, 15)],
+                stored_max: Some(30),
+            },
+            Ack {
+                stored_through: 0,
+                missing: vec![(3, 4)],
+                stored_max: None,
+            },
+            Ack {
+                stored_through: 10,
+                missing: cut_short,
+                stored_max: Some(400),
+            },
+        ];
+        for ack in acks {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let (outbox, _) = Outbox::open(OutboxOptions::new(dir.path().join("o.redb"), 64 << 20))
+                .expect("outbox");
+            let t0 = std::time::Instant::now();
+            for _ in 1..=500 {
+                let seq = outbox.append(1, |_| vec![0; 10]).expect("append");
+                outbox.mark_sent(seq, t0).expect("mark");
+            }
+            let outcome = outbox
+                .apply_ack(
+                    &PlatformAck {
+                        stored_through: ack.stored_through,
+                        missing: &ack.missing,
+                        stored_max: stored_max(&ack),
+                    },
+                    t0 + Duration::from_secs(1),
+                )
+                .expect("apply");
+            let left: Vec<u64> = outbox
+                .oldest(0, usize::MAX)
+                .expect("read")
+                .iter()
+                .map(|r| r.seq)
+                .collect();
+            for seq in 1..=500 {
+                let state = ack.state(seq);
+                assert_eq!(
+                    !left.contains(&seq),
+                    state == AckState::Stored,
+                    "seq {seq}: {state:?}"
+                );
+                assert_eq!(
+                    outcome.returned.contains(&seq),
+                    state == AckState::Missing,
+                    "seq {seq}: {state:?}"
+                );
+            }
         }
     }
 }
