@@ -6,6 +6,7 @@ mod interop;
 mod opcua;
 mod pipeline;
 mod platform;
+mod plc;
 mod pymodbus;
 mod resilience;
 mod rtu;

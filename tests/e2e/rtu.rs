@@ -171,7 +171,7 @@ async fn the_agent_reads_an_rtu_bus_whose_silent_slave_does_not_slow_the_others(
 }
 
 /// A pseudo-terminal pair made by socat; killed on drop.
-struct PtyPair {
+pub(crate) struct PtyPair {
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -179,7 +179,7 @@ struct PtyPair {
 impl PtyPair {
     /// Starts socat, or returns `None` (saying why) when it is not installed and
     /// `FIELDLINK_REQUIRE_SOCAT` is not `1`; with it set, a missing socat fails the test.
-    fn start() -> Option<PtyPair> {
+    pub(crate) fn start() -> Option<PtyPair> {
         let dir = tempfile::tempdir().expect("tempdir");
         let end = |name: &str| dir.path().join(name);
         let spawned = Command::new("socat")
@@ -213,7 +213,7 @@ impl PtyPair {
         Some(pair)
     }
 
-    fn path(&self, end: &str) -> PathBuf {
+    pub(crate) fn path(&self, end: &str) -> PathBuf {
         self.dir.path().join(end)
     }
 }

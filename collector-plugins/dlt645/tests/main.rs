@@ -253,3 +253,51 @@ async fn a_silent_meter_does_not_slow_the_others_and_wrong_checksums_are_bad_sam
     })
     .await;
 }
+
+#[tokio::test]
+async fn probe_dlt645_finds_a_lone_meters_address_and_reads_it() {
+    let Some(pty) = PtyPair::start() else {
+        return;
+    };
+    bounded(async {
+        // One meter on the line: the wildcard read finds it.
+        let stream = line(pty.path("slave")).open().expect("the meter's end");
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(dlt645_meter::serve(
+            stream,
+            vec![meter(2)],
+            Arc::new(Faults::default()),
+            stop.clone(),
+        ));
+        let request = fieldlink_collector_api::plugin::ProbeRequest {
+            target: format!("serial://{}?baud=9600", pty.path("master")),
+            address: Some("00010000".to_owned()),
+            count: None,
+            timeout: Duration::from_secs(1),
+            settings: Default::default(),
+        };
+        let table = fieldlink_dlt645::probe::probe(request.clone())
+            .await
+            .expect("probe");
+        println!("{table}");
+        assert!(
+            table.contains("meter 000000000002 answered 00010000"),
+            "{table}"
+        );
+        assert!(
+            table.contains("forward active energy = 2001 kWh"),
+            "{table}"
+        );
+        let error = fieldlink_dlt645::probe::probe(fieldlink_collector_api::plugin::ProbeRequest {
+            address: Some("00020000".to_owned()),
+            ..request
+        })
+        .await
+        .expect_err("no reverse energy");
+        println!("00020000: error: {error}");
+        assert!(error.to_string().contains("meter error 02"), "{error}");
+        stop.cancel();
+        let _ = server.await;
+    })
+    .await;
+}

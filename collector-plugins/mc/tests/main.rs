@@ -331,3 +331,54 @@ async fn a_late_answer_is_never_taken_for_the_next_reads() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn probe_mc_shows_the_simulators_words_in_both_orders() {
+    bounded(async {
+        let plc = Plc::start().await;
+        let request = fieldlink_collector_api::plugin::ProbeRequest {
+            target: format!("tcp://{}", plc.addr),
+            address: Some("D100".to_owned()),
+            count: Some(6),
+            timeout: Duration::from_secs(1),
+            settings: Default::default(),
+        };
+        let table = fieldlink_mc::probe::probe(request.clone())
+            .await
+            .expect("probe");
+        println!("{table}");
+        let row = |tokens: &[&str]| {
+            table.lines().any(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                words.len() >= tokens.len() && words[..tokens.len()] == *tokens
+            })
+        };
+        assert!(row(&["D100", "64086", "-1450"]), "{table}");
+        // count (70000) is a u32 at D101, low word first.
+        assert!(row(&["D101", "CDAB", "70000"]), "{table}");
+        assert!(
+            row(&["D103", "CDAB"]) && table.contains("123.456"),
+            "{table}"
+        );
+
+        let bits = fieldlink_collector_api::plugin::ProbeRequest {
+            address: Some("M17".to_owned()),
+            count: Some(2),
+            ..request.clone()
+        };
+        let table = fieldlink_mc::probe::probe(bits).await.expect("probe M17");
+        println!("{table}");
+        assert!(table.contains("M17 = true"), "{table}");
+
+        let error = fieldlink_mc::probe::probe(fieldlink_collector_api::plugin::ProbeRequest {
+            address: Some("R0".to_owned()),
+            ..request
+        })
+        .await
+        .expect_err("no R in the simulator");
+        println!("R0: error: {error}");
+        assert!(error.to_string().contains("C05B"), "{error}");
+        plc.stop().await;
+    })
+    .await;
+}

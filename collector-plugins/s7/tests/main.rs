@@ -451,3 +451,39 @@ async fn malformed_answers_become_bad_samples_and_a_new_connection() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn probe_s7_shows_the_simulators_bytes_as_every_type() {
+    bounded(async {
+        let plc = Plc::start(S7Options::default()).await;
+        let request = fieldlink_collector_api::plugin::ProbeRequest {
+            target: format!("tcp://{}", plc.addr),
+            address: Some("DB1.DBW0".to_owned()),
+            count: Some(8),
+            timeout: Duration::from_secs(1),
+            settings: Default::default(),
+        };
+        let table = fieldlink_s7::probe::probe(request.clone())
+            .await
+            .expect("probe");
+        println!("{table}");
+        let row = |tokens: &[&str]| {
+            table.lines().any(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                words.len() >= tokens.len() && words[..tokens.len()] == *tokens
+            })
+        };
+        assert!(row(&["DB1.DBW0", "64086", "-1450"]), "{table}");
+        assert!(table.contains("123.456"), "{table}");
+        let flag = fieldlink_collector_api::plugin::ProbeRequest {
+            address: Some("M10.0".to_owned()),
+            count: Some(1),
+            ..request
+        };
+        let table = fieldlink_s7::probe::probe(flag).await.expect("probe M10.0");
+        println!("{table}");
+        assert!(table.contains("M10.0 = true"), "{table}");
+        plc.stop().await;
+    })
+    .await;
+}
