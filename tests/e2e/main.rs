@@ -2,6 +2,7 @@
 //! device, the in-process broker, mosquitto in CI), never mocks of them.
 
 mod crash;
+mod dlt645;
 mod interop;
 mod opcua;
 mod pipeline;
