@@ -25,6 +25,38 @@ struct Pymodbus {
 }
 
 impl Pymodbus {
+    /// Starts the server with Modbus ASCII framing on the serial port (a pty end) at `path`.
+    fn start_ascii(path: &str, units: &str) -> Pymodbus {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/pymodbus_server.py");
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .args(["--serial", path, "--framer", "ascii", "--units", units])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 must be installed for the pymodbus interop tests");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout");
+        let mut first = String::new();
+        let contents: Json = match BufReader::new(stdout).read_line(&mut first) {
+            Ok(n) if n > 0 => serde_json::from_str(&first).expect("the server's contents"),
+            _ => {
+                let _ = child.kill();
+                panic!("the pymodbus server did not start");
+            }
+        };
+        // The serial server opens its port after printing; give it a moment.
+        std::thread::sleep(Duration::from_millis(500));
+        Pymodbus {
+            child,
+            _stdin: stdin,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            contents,
+        }
+    }
+
     /// Starts the server with `framer` ("socket" or "rtu") for `units`.
     fn start(framer: &str, units: &str) -> Pymodbus {
         let script =
@@ -285,4 +317,25 @@ async fn probe_shows_pymodbus_registers_in_every_type_and_order() {
         error.to_string().starts_with("cannot reach rtu-tcp://"),
         "{error}"
     );
+}
+
+#[tokio::test]
+#[ignore = "needs pymodbus and socat; run by .ci/run"]
+async fn pymodbus_ascii_on_a_serial_line_is_read_by_an_ascii_bus_of_two_units() {
+    let Some(pty) = crate::rtu::PtyPair::start() else {
+        return;
+    };
+    let server = Pymodbus::start_ascii(&pty.path("device").display().to_string(), "1,2");
+    let line = pty.path("agent").display().to_string();
+    let mut devices = String::new();
+    for unit in [1u8, 2] {
+        devices.push_str(&format!(
+            "\n[[device]]\nname = \"ascii-{unit}\"\nprotocol = \"modbus-ascii\"\nserial = \"{line}\"\nbaud = 9600\ndata_bits = 8\nparity = \"none\"\nunit = {unit}\npoll = \"300ms\"\ntimeout = \"500ms\"\n{}",
+            point_tables(&server.points(unit))
+        ));
+    }
+    let by_device = run_agent("gw-pymodbus-ascii", &devices, 3).await;
+    for unit in [1u8, 2] {
+        check_values(&by_device, &format!("ascii-{unit}"), &server.points(unit));
+    }
 }

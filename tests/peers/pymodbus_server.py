@@ -3,12 +3,16 @@
 serving known values, read by the agent and by `fieldlink probe`.
 
 Usage: pymodbus_server.py --port PORT [--framer socket|rtu] [--units 1,2]
+       pymodbus_server.py --serial /dev/pts/N --framer ascii [--units 1,2]
 
 Before serving it prints one JSON line on stdout: for every unit, the points it holds
 (name, area, address, type, order, length for strings, and the value a reader must
 decode), so the tests check the agent against the server's own contents. The framer
 "socket" is Modbus TCP; "rtu" is RTU framing (with CRC) over TCP, as serial device
-servers speak. Stops on SIGTERM or when its stdin closes.
+servers speak. With --serial it serves a serial port instead (one end of a pty pair in the
+tests) with the framer given, "ascii" for Modbus ASCII (9600 8N1: pymodbus cannot open a
+pseudo-terminal with 7 data bits or with parity, and ASCII frames are 7-bit text either
+way). Stops on SIGTERM or when its stdin closes.
 """
 
 import argparse
@@ -24,7 +28,7 @@ from pymodbus.datastore import (
     ModbusSequentialDataBlock,
     ModbusServerContext,
 )
-from pymodbus.server import StartAsyncTcpServer
+from pymodbus.server import StartAsyncSerialServer, StartAsyncTcpServer
 
 
 def words(fmt, value, order):
@@ -87,8 +91,9 @@ def layout(unit):
 
 async def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--framer", choices=["socket", "rtu"], default="socket")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--serial")
+    parser.add_argument("--framer", choices=["socket", "rtu", "ascii"], default="socket")
     parser.add_argument("--units", default="1")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
@@ -109,9 +114,14 @@ async def main():
     context = ModbusServerContext(devices=devices, single=False)
     print(json.dumps(contents), flush=True)
 
-    framer = FramerType.RTU if args.framer == "rtu" else FramerType.SOCKET
-    server = asyncio.create_task(StartAsyncTcpServer(
-        context=context, address=("127.0.0.1", args.port), framer=framer))
+    framer = {"rtu": FramerType.RTU, "ascii": FramerType.ASCII}.get(args.framer, FramerType.SOCKET)
+    if args.serial:
+        server = asyncio.create_task(StartAsyncSerialServer(
+            context=context, port=args.serial, framer=framer,
+            baudrate=9600, bytesize=8, parity="N", stopbits=1))
+    else:
+        server = asyncio.create_task(StartAsyncTcpServer(
+            context=context, address=("127.0.0.1", args.port), framer=framer))
     # The test holds our stdin; when it goes (the test ended or died), so do we.
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.read)
