@@ -416,7 +416,10 @@ async fn a_silent_slave_is_probed_at_a_growing_interval_and_reported_every_poll(
     // comes back is read within 10 s): 12 to 28 in two minutes, where polling every tick
     // would ask 120 times.
     let probes = device.requests_for(9);
-    assert!((12..=28).contains(&probes), "{probes} probes in two minutes");
+    assert!(
+        (12..=28).contains(&probes),
+        "{probes} probes in two minutes"
+    );
     assert_eq!(
         collecting.stats.read_errors.load(Ordering::Relaxed),
         u64::try_from(probes).expect("small")
