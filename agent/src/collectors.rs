@@ -1,10 +1,7 @@
-//! Turns configured devices into running collectors, and the registry of protocol plugins:
-//! a protocol crate that implements [`Plugin`] is listed in [`PLUGINS`] and nowhere else;
-//! configuration, `check`, `probe` and the collectors find it here by its name.
+//! Turns configured devices into running collectors.
 
 use crate::config::{DeviceConfig, DeviceKind};
 use fieldlink_collector_api::Collector;
-use fieldlink_collector_api::plugin::Plugin;
 use fieldlink_modbus::{ModbusRtuCollector, ModbusTcpCollector};
 use fieldlink_simulator::SimulatorCollector;
 
@@ -21,16 +18,4 @@ pub fn build(device: &DeviceConfig) -> Box<dyn Collector> {
         DeviceKind::Simulator(sim) => Box::new(SimulatorCollector::new(sim.clone())),
         DeviceKind::Plugin(device) => device.0.collector(),
     }
-}
-
-/// The protocol plugins.
-pub static PLUGINS: &[&dyn Plugin] = &[
-    &fieldlink_s7::PLUGIN,
-    &fieldlink_mc::PLUGIN,
-    &fieldlink_dlt645::PLUGIN,
-];
-
-/// The plugin of `protocol`, if one handles it.
-pub fn plugin(protocol: &str) -> Option<&'static dyn Plugin> {
-    PLUGINS.iter().copied().find(|p| p.protocol() == protocol)
 }

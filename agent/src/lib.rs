@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod notify;
 pub mod opcua_trust;
 pub mod outbox;
+pub mod plugins;
 pub mod probe;
 pub mod publisher;
 pub mod report;

@@ -66,11 +66,11 @@ pub struct ProbeArgs {
 }
 
 fn parse_protocol(text: &str) -> Result<String, String> {
-    if text == "modbus" || crate::collectors::plugin(text).is_some() {
+    if text == "modbus" || crate::plugins::plugin(text).is_some() {
         Ok(text.to_owned())
     } else {
         let mut names = vec!["modbus"];
-        names.extend(crate::collectors::PLUGINS.iter().map(|p| p.protocol()));
+        names.extend(crate::plugins::PLUGINS.iter().map(|p| p.protocol()));
         Err(format!("expected one of {}", names.join(", ")))
     }
 }
@@ -370,8 +370,26 @@ pub fn main(args: ProbeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(plugin) = crate::collectors::plugin(&args.protocol) {
-        return match runtime.block_on(plugin.probe(plugin_request(&args))) {
+    if let Some(plugin) = crate::plugins::plugin(&args.protocol) {
+        let request = plugin_request(&args);
+        let known = plugin.probe_settings();
+        if let Some(key) = request
+            .settings
+            .keys()
+            .find(|key| !known.iter().any(|(k, _)| k == key))
+        {
+            let takes: Vec<String> = known
+                .iter()
+                .map(|(k, what)| format!("  {k}: {what}"))
+                .collect();
+            eprintln!(
+                "error: probe {} takes no setting {key:?}; it takes:\n{}",
+                args.protocol,
+                takes.join("\n")
+            );
+            return ExitCode::FAILURE;
+        }
+        return match runtime.block_on(plugin.probe(request)) {
             Ok(table) => {
                 print!("{table}");
                 ExitCode::SUCCESS

@@ -159,7 +159,14 @@ mod tests {
                 "{topic}"
             );
         }
-        assert!(subscribe(GW, &format!("fieldlink/v1/{GW}/ack")));
+        // mosquitto checks a shared subscription's filter without `$share/GROUP/`; the
+        // table answers the same, so the two brokers agree.
+        for filter in [
+            format!("fieldlink/v1/{GW}/ack"),
+            format!("$share/g/fieldlink/v1/{GW}/ack"),
+        ] {
+            assert!(subscribe(GW, &filter), "{filter}");
+        }
         for topic in [
             format!("fieldlink/v1/{GW}/ack"),
             "fieldlink/v1/91350100M000100Y43-line-2/data".to_owned(),
@@ -176,7 +183,7 @@ mod tests {
             format!("fieldlink/v1/{GW}/#"),
             format!("fieldlink/v1/{GW}/data"),
             "fieldlink/v1/#".to_owned(),
-            format!("$share/g/fieldlink/v1/{GW}/ack"),
+            "$share/g/fieldlink/v1/91350100M000100Y43-line-2/ack".to_owned(),
         ] {
             assert!(!subscribe(GW, &topic), "{topic}");
         }

@@ -70,7 +70,7 @@ async fn the_dlt645_packages_meter_is_read_end_to_end_and_by_probe() {
     let line = pty.path("agent").display().to_string();
 
     // The probe first: the wildcard read a lone meter answers.
-    let plugin = fieldlink::collectors::plugin("dlt645").expect("the dlt645 plugin");
+    let plugin = fieldlink::plugins::plugin("dlt645").expect("the dlt645 plugin");
     let table = plugin
         .probe(fieldlink_collector_api::plugin::ProbeRequest {
             target: format!("serial://{line}?baud=9600"),

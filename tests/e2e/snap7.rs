@@ -164,7 +164,7 @@ async fn python_snap7_server_is_read_end_to_end() {
 #[ignore = "needs python-snap7; run by .ci/run"]
 async fn probe_s7_shows_python_snap7_bytes_in_every_type() {
     let server = Snap7::start();
-    let plugin = fieldlink::collectors::plugin("s7").expect("the s7 plugin");
+    let plugin = fieldlink::plugins::plugin("s7").expect("the s7 plugin");
     let mut request = fieldlink_collector_api::plugin::ProbeRequest {
         target: format!("tcp://{}", server.addr),
         address: Some("DB1.DBW0".to_owned()),

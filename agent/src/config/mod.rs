@@ -336,7 +336,7 @@ fn protocols() -> String {
         "opcua",
         "simulator",
     ];
-    names.extend(crate::collectors::PLUGINS.iter().map(|p| p.protocol()));
+    names.extend(crate::plugins::PLUGINS.iter().map(|p| p.protocol()));
     names.join(", ")
 }
 
@@ -402,7 +402,7 @@ fn read_device(
         }
         Some("opcua") => opcua::read_opcua(dx, t, name.clone(), poll, &points),
         Some("simulator") => read_simulator(dx, t, name.clone(), poll, &points),
-        Some(other) => match crate::collectors::plugin(other) {
+        Some(other) => match crate::plugins::plugin(other) {
             Some(plugin) => plugin::read_plugin_device(dx, t, plugin, name.clone(), poll, &points),
             None => {
                 if let Some(p) = protocol {

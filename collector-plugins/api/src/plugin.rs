@@ -197,9 +197,10 @@ pub fn tcp_target(target: &str, default_port: u16) -> Result<String, ProbeError>
 pub trait Plugin: Send + Sync {
     /// The `protocol` value it handles.
     fn protocol(&self) -> &'static str;
-    /// The probe settings (`--set KEY=VALUE`) it takes, for `fieldlink probe --help`.
-    fn probe_settings(&self) -> &'static str {
-        ""
+    /// The settings its probe takes (`--set KEY=VALUE`, and the `--rack`, `--slot`,
+    /// `--family`, `--meter` flags), each with what it means; the agent refuses others.
+    fn probe_settings(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
     }
     /// Reads and validates a `[[device]]` of this protocol; `None` when it has errors
     /// (all recorded through `table`).

@@ -48,7 +48,7 @@ impl Plugin for Dlt645Plugin {
         "dlt645"
     }
 
-    fn probe_settings(&self) -> &'static str {
+    fn probe_settings(&self) -> &'static [(&'static str, &'static str)] {
         probe::SETTINGS
     }
 

@@ -11,7 +11,10 @@ use fieldlink_serial::{DataBits, Parity, SerialLine, StopBits};
 use std::fmt::Write as _;
 
 /// The settings `probe dlt645` takes.
-pub const SETTINGS: &str = "meter (12 digits; the wildcard AAAAAAAAAAAA by default)";
+pub const SETTINGS: &[(&str, &str)] = &[(
+    "meter",
+    "the meter's 12-digit address (default the wildcard AAAAAAAAAAAA)",
+)];
 
 /// Parses `serial:///dev/ttyUSB0?baud=2400&parity=even` (2400 8E1 by default).
 pub fn parse_target(text: &str) -> Result<SerialLine, ProbeError> {

@@ -52,7 +52,7 @@ impl Plugin for McPlugin {
         "mc"
     }
 
-    fn probe_settings(&self) -> &'static str {
+    fn probe_settings(&self) -> &'static [(&'static str, &'static str)] {
         probe::SETTINGS
     }
 

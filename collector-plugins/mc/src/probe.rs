@@ -10,7 +10,10 @@ use fieldlink_collector_api::{DataType, WordOrder, decode::decode};
 use std::fmt::Write as _;
 
 /// The settings `probe mc` takes.
-pub const SETTINGS: &str = "family (q; iq-f numbers X and Y in octal)";
+pub const SETTINGS: &[(&str, &str)] = &[(
+    "family",
+    "q (default: Q, L, iQ-R, X and Y in hexadecimal) or iq-f (X and Y in octal)",
+)];
 
 /// Reads what `request` names and renders it.
 pub async fn probe(request: ProbeRequest) -> Result<String, ProbeError> {

@@ -57,7 +57,7 @@ impl Plugin for S7Plugin {
         "s7"
     }
 
-    fn probe_settings(&self) -> &'static str {
+    fn probe_settings(&self) -> &'static [(&'static str, &'static str)] {
         probe::SETTINGS
     }
 

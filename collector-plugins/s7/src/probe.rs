@@ -14,7 +14,19 @@ use fieldlink_collector_api::plugin::{ProbeError, ProbeRequest, narrow_float, tc
 use std::fmt::Write as _;
 
 /// The settings `probe s7` takes.
-pub const SETTINGS: &str = "rack (0), slot (1), connection (pg), local_tsap and remote_tsap (instead of rack and slot; LOGO!: 01.00 and 02.00)";
+pub const SETTINGS: &[(&str, &str)] = &[
+    ("rack", "the CPU's rack (default 0)"),
+    ("slot", "the CPU's slot (default 1)"),
+    ("connection", "pg (default), op or basic"),
+    (
+        "local_tsap",
+        "instead of rack and slot, with remote_tsap (LOGO!: 01.00)",
+    ),
+    (
+        "remote_tsap",
+        "instead of rack and slot, with local_tsap (LOGO!: 02.00)",
+    ),
+];
 
 fn usage(text: String) -> ProbeError {
     ProbeError(text)
