@@ -37,6 +37,7 @@ pub mod accounts;
 pub mod api;
 pub mod broker_acl;
 pub mod broker_hook;
+pub mod cli;
 pub mod config;
 pub mod gap_watch;
 pub mod http;

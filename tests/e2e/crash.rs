@@ -3,17 +3,12 @@
 //! reservation and names the skipped numbers in its status (`resumed_after_crash`); the
 //! real platform records them as crash windows, so they never count as missing batches.
 //!
-//! How the agent runs: as the operating-system process `fieldlink-e2e-agent`, a binary of
-//! this package whose `main` is the one call `fieldlink::cli::main()`, the function the
-//! agent's own `fieldlink` binary calls: the same argument parsing, signal handling,
-//! logging and shutdown, nothing copied. Cargo names only a package's own binaries to its
-//! tests (`CARGO_BIN_EXE_*`), so the agent's binary cannot be used from here; re-executing
-//! this test binary in a child mode would have needed the same library entry point plus a
-//! fake test to enter it through libtest, so the tiny binary is the simpler of the two.
+//! The agent runs as an operating-system process ([`crate::process`]).
 //!
 //! Ground truth: a recorder subscribed to the platform's broker sees every batch and status
 //! the agent published, independently of the platform's bookkeeping.
 
+use crate::process::Process;
 use fieldlink::enroll;
 use fieldlink_platform::api::GatewayDetail;
 use fieldlink_platform::credit_code::CreditCode;
@@ -26,8 +21,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -44,75 +38,6 @@ const KILLS: usize = 5;
 const POINTS: usize = 25;
 /// The simulator's poll period.
 const POLL: &str = "25ms";
-
-/// The agent as an operating-system process, killed (SIGKILL) and reaped when dropped, so
-/// a failing test leaves none behind.
-struct AgentProcess {
-    child: Child,
-    log: PathBuf,
-}
-
-impl AgentProcess {
-    /// Starts `fieldlink-e2e-agent run --config CONFIG`, its log (info) in `log`.
-    fn start(config: &Path, log: PathBuf) -> Self {
-        let stderr = std::fs::File::create(&log).expect("agent log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_fieldlink-e2e-agent"))
-            .args(["run", "--config"])
-            .arg(config)
-            .env("FIELDLINK_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("start the agent");
-        AgentProcess { child, log }
-    }
-
-    /// The last lines of its log, for failure messages.
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    /// kill -9: SIGKILL, then waits (bounded) until it is gone.
-    async fn kill(mut self) -> ExitStatus {
-        self.child.kill().expect("SIGKILL the agent");
-        self.exit(Duration::from_secs(10)).await
-    }
-
-    /// A clean stop: SIGTERM, then waits (bounded) for the exit.
-    async fn terminate(mut self) -> ExitStatus {
-        let sent = Command::new("kill")
-            .args(["-s", "TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill -s TERM");
-        assert!(sent.success(), "kill -s TERM failed");
-        self.exit(Duration::from_secs(40)).await
-    }
-
-    async fn exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for the agent") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the agent did not exit within {limit:?}; its log ends:\n{}",
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The bureau's side of the HTTP API: the test kit's typed client with the bureau's token.
 fn bureau(platform: &Platform) -> PlatformClient {
@@ -137,7 +62,7 @@ async fn wait_for_gateway(
     bureau: &PlatformClient,
     gateway: &str,
     what: &str,
-    agent: Option<&AgentProcess>,
+    agent: Option<&Process>,
     mut done: impl FnMut(&GatewayDetail) -> bool,
 ) -> GatewayDetail {
     let deadline = Instant::now() + WAIT;
@@ -147,7 +72,7 @@ async fn wait_for_gateway(
             return answer;
         }
         if Instant::now() >= deadline {
-            let log = agent.map(AgentProcess::log_tail).unwrap_or_default();
+            let log = agent.map(Process::log_tail).unwrap_or_default();
             panic!(
                 "{what}: not within {WAIT:?}: {}\nthe agent's log ends:\n{log}",
                 numbering(&answer)
@@ -300,7 +225,7 @@ async fn kill_five_times_and_count() {
     // A run's first batch reserves 1,024 numbers, so every kill leaves a window: it could
     // be empty only if it landed just as a block of 1,024 was used up, and a run numbers
     // a few hundred batches here at most.
-    let mut agent = AgentProcess::start(&config_file, dir.path().join("agent-0.log"));
+    let mut agent = Process::agent(&config_file, dir.path().join("agent-0.log"));
     wait_for_gateway(&bureau, &gateway, "run 0 publishing", Some(&agent), |g| {
         g.gateway.online && g.gateway.batches >= 5
     })
@@ -321,7 +246,7 @@ async fn kill_five_times_and_count() {
             "kill {kill}: {pause:?} into its publishing, last stored seq {}",
             before.gateway.last_seq.unwrap_or(0)
         );
-        agent = AgentProcess::start(&config_file, dir.path().join(format!("agent-{kill}.log")));
+        agent = Process::agent(&config_file, dir.path().join(format!("agent-{kill}.log")));
         // The new run's status names the numbers it skipped (the broker routed it)...
         let announced = recorder
             .wait_for(WAIT, |m| announced_windows(m).len() == kill)

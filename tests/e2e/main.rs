@@ -1,6 +1,7 @@
 //! End-to-end tests: the real agent against real peers over loopback (a tokio-modbus
 //! device, the in-process broker, mosquitto in CI), never mocks of them.
 
+mod ack;
 mod crash;
 mod dlt645;
 mod interop;
@@ -8,6 +9,7 @@ mod opcua;
 mod pipeline;
 mod platform;
 mod plc;
+mod process;
 mod pymodbus;
 mod resilience;
 mod rtu;
