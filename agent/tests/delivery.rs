@@ -104,30 +104,9 @@ impl Platform {
         }
     }
 
-    /// The ack of what is stored, as the platform computes it: through the first gap, the
-    /// gaps above it, and the highest stored.
+    /// The ack of what is stored, as the platform computes it.
     fn ack_of_store(&self) -> Ack {
-        let stored = self.stored.lock().expect("stored");
-        let seqs: Vec<u64> = stored.keys().copied().collect();
-        let prefix = seqs
-            .iter()
-            .enumerate()
-            .take_while(|&(i, &seq)| seq == i as u64 + 1)
-            .count();
-        let through = prefix as u64;
-        let mut missing = Vec::new();
-        let mut previous = through;
-        for &seq in &seqs[prefix..] {
-            if seq > previous + 1 && missing.len() < Ack::MAX_MISSING {
-                missing.push((previous + 1, seq - 1));
-            }
-            previous = seq;
-        }
-        Ack {
-            stored_through: through,
-            missing,
-            stored_max: stored.keys().next_back().copied(),
-        }
+        Ack::of_stored(self.stored.lock().expect("stored").keys().copied())
     }
 
     /// The counting device's values in the stored batches.

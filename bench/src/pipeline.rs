@@ -9,6 +9,11 @@
 //! the agent's peak RSS; and where the rest of the machine's CPU went: the broker, the
 //! subscriber (this process), and other processes (on a shared machine, other work that
 //! competed with the run).
+//!
+//! With `--delete-on platform-ack` the agent keeps each batch until an ack covers it, and
+//! the subscriber publishes the acks the platform would (see [`Subscriber::start_acking`]):
+//! the capacity compared with `puback`, and what the acks and the resends cost per million
+//! samples, in messages and bytes.
 
 use crate::agent::{Agent, offered_rate, simulator_devices};
 use crate::broker::{Broker, BrokerChoice};
@@ -50,6 +55,29 @@ pub struct Args {
     /// The broker.
     #[arg(long, value_enum, default_value_t = BrokerChoice::Auto)]
     broker: BrokerChoice,
+    /// `[publish] delete_on`: the broker's PUBACK, or the platform's ack (played by the
+    /// subscriber).
+    #[arg(long, value_enum, default_value_t = DeleteOn::Puback)]
+    delete_on: DeleteOn,
+}
+
+/// When the agent deletes a batch.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeleteOn {
+    /// At the broker's PUBACK.
+    Puback,
+    /// When the platform's ack covers it.
+    PlatformAck,
+}
+
+impl DeleteOn {
+    /// The config value.
+    fn config(self) -> &'static str {
+        match self {
+            DeleteOn::Puback => "puback",
+            DeleteOn::PlatformAck => "platform_ack",
+        }
+    }
 }
 
 /// The `[publish]` lines for a compression setting.
@@ -63,17 +91,21 @@ pub fn compression_lines(compression: &str, level: i32) -> String {
 /// Runs the scenario once.
 pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     let broker = Broker::start(args.broker)?;
-    let subscriber = Subscriber::start(broker.addr(), false).await?;
+    let subscriber = match args.delete_on {
+        DeleteOn::Puback => Subscriber::start(broker.addr(), false).await?,
+        DeleteOn::PlatformAck => Subscriber::start_acking(broker.addr()).await?,
+    };
     let compression = compression_lines(&args.compression, args.level);
     let mut agent = Agent::start(|state| {
         format!(
             "[gateway]\nid = \"gw-bench\"\nstate_dir = \"{state}\"\n\n[platform]\nmqtt = \"mqtt://{broker}\"\n\n\
-             [publish]\nbatch_max_samples = {batch}\nmax_inflight = {inflight}\n{compression}\n\
+             [publish]\nbatch_max_samples = {batch}\nmax_inflight = {inflight}\ndelete_on = \"{delete_on}\"\n{compression}\n\
              [buffer]\nmax_size = \"4GiB\"\n\n[status]\nlisten = \"127.0.0.1:0\"\n{devices}",
             state = state.display(),
             broker = broker.addr(),
             batch = args.batch_samples,
             inflight = args.max_inflight,
+            delete_on = args.delete_on.config(),
             devices = simulator_devices(args.devices, args.points, &args.poll),
         )
     })?;
@@ -103,13 +135,33 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     agent.check_running()?;
     agent.stop().await?;
     let tally = subscriber.tally();
-    let bytes_per_sample = tally
-        .payload_bytes
-        .load(std::sync::atomic::Ordering::Relaxed) as f64
-        / subscriber.samples().max(1) as f64;
+    let relaxed = |counter: &std::sync::atomic::AtomicU64| {
+        counter.load(std::sync::atomic::Ordering::Relaxed) as f64
+    };
+    let all_samples = subscriber.samples().max(1) as f64;
+    let bytes_per_sample = relaxed(&tally.payload_bytes) / all_samples;
+    let per_million = |counter| relaxed(counter) / all_samples * 1e6;
+    let acking = [
+        ("acks_per_million_samples", per_million(&tally.acks), ""),
+        (
+            "ack_bytes_per_million_samples",
+            per_million(&tally.ack_bytes),
+            "B",
+        ),
+        (
+            "resent_batches_per_million_samples",
+            per_million(&tally.resent_batches),
+            "",
+        ),
+        (
+            "resent_bytes_per_million_samples",
+            per_million(&tally.resent_bytes),
+            "B",
+        ),
+    ];
     subscriber.stop().await;
 
-    Ok(Summary::new("pipeline")
+    let summary = Summary::new("pipeline")
         .add("samples_per_s", delivered / elapsed, "")
         .add(
             "offered_samples_per_s",
@@ -133,6 +185,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
         .add("wire_bytes_per_sample", bytes_per_sample, "B")
         .add("outbox_file_at_end", outbox_mib, "MiB")
         .note(broker.name())
+        .note(format!("delete_on={}", args.delete_on.config()))
         .note(format!(
             "compression={}",
             if args.compression == "none" {
@@ -144,5 +197,11 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
         .note(format!(
             "{}x{} points every {}, batches of {}",
             args.devices, args.points, args.poll, args.batch_samples
-        )))
+        ));
+    let acking = acking
+        .into_iter()
+        .filter(|_| args.delete_on == DeleteOn::PlatformAck);
+    Ok(acking.fold(summary, |summary, (name, value, unit)| {
+        summary.add(name, value, unit)
+    }))
 }

@@ -6,11 +6,18 @@
 //! Optionally it keeps a log of every batch (arrival time, `seq`, samples) and
 //! a latency histogram (arrival time minus `ts`) of the samples stamped at or after a
 //! given instant, for the backlog scenario.
+//!
+//! Started with [`Subscriber::start_acking`], it plays the platform's side of the
+//! end-to-end acknowledgement for agents with `delete_on = "platform_ack"`: it keeps each
+//! gateway's received numbers and publishes the gateway's retained `ack` at most every
+//! [`ACK_PERIOD`], as the platform does after its commits; a number received twice is a
+//! resend, counted with its bytes.
 
-use fieldlink_wire::payload_json;
 use fieldlink_wire::topic::DATA_FILTER;
+use fieldlink_wire::{Ack, Topics, payload_json};
 use memchr::memmem;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Latencies are counted in 1 ms buckets up to this many ms; longer ones in the last.
 const LATENCY_BUCKETS_MS: usize = 600_000;
+/// How often an acking subscriber publishes the acks of the gateways that sent batches
+/// since the last ones (the platform's ingest: every 250 ms at most).
+pub const ACK_PERIOD: Duration = Duration::from_millis(250);
 
 /// One batch as it arrived.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +59,23 @@ pub struct Tally {
     /// Samples stamped at or after this (ms since the epoch) go into the latency histogram.
     latency_from_ms: AtomicI64,
     latency: Mutex<Vec<u64>>,
+    /// Each gateway's received numbers, and whether it needs an ack (only when acking).
+    received: Option<Mutex<HashMap<String, Received>>>,
+    /// Batches received again: resends (only when acking).
+    pub resent_batches: AtomicU64,
+    /// Payload bytes of the resends.
+    pub resent_bytes: AtomicU64,
+    /// Acks published (only when acking).
+    pub acks: AtomicU64,
+    /// Payload bytes of the acks.
+    pub ack_bytes: AtomicU64,
+}
+
+/// One gateway's numbers, as an acking subscriber has received them.
+#[derive(Default)]
+struct Received {
+    seqs: BTreeSet<u64>,
+    changed: bool,
 }
 
 /// A running counting subscriber.
@@ -56,6 +83,7 @@ pub struct Subscriber {
     tally: Arc<Tally>,
     stop: CancellationToken,
     task: Option<JoinHandle<()>>,
+    acker: Option<JoinHandle<()>>,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -69,6 +97,15 @@ impl Subscriber {
     /// Connects to `broker`, subscribes at QoS 1, and returns once the subscription is
     /// acknowledged. With `log`, every batch's arrival is kept.
     pub async fn start(broker: SocketAddr, log: bool) -> anyhow::Result<Subscriber> {
+        Self::start_with(broker, log, false).await
+    }
+
+    /// The same, publishing each gateway's `ack` of what it received (see the module).
+    pub async fn start_acking(broker: SocketAddr) -> anyhow::Result<Subscriber> {
+        Self::start_with(broker, false, true).await
+    }
+
+    async fn start_with(broker: SocketAddr, log: bool, acking: bool) -> anyhow::Result<Subscriber> {
         let id = format!("bench-subscriber-{}", std::process::id());
         let mut options = MqttOptions::new(id, broker.ip().to_string(), broker.port());
         options
@@ -79,9 +116,12 @@ impl Subscriber {
         let tally = Arc::new(Tally {
             log: AtomicBool::new(log),
             latency_from_ms: AtomicI64::new(i64::MAX),
+            received: acking.then(Mutex::default),
             ..Tally::default()
         });
         let stop = CancellationToken::new();
+        let acker =
+            acking.then(|| tokio::spawn(publish_acks(client.clone(), tally.clone(), stop.clone())));
         let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
         let task = {
             let (tally, stop) = (tally.clone(), stop.clone());
@@ -103,7 +143,7 @@ impl Subscriber {
                             }
                         }
                         Ok(Event::Incoming(Packet::Publish(p))) => {
-                            tally.count(&p.payload, &ts_key);
+                            tally.count(&p.topic, &p.payload, &ts_key);
                         }
                         Ok(_) => {}
                         Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -118,6 +158,7 @@ impl Subscriber {
             tally,
             stop,
             task: Some(task),
+            acker,
         })
     }
 
@@ -183,6 +224,9 @@ impl Subscriber {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+        if let Some(acker) = self.acker.take() {
+            let _ = acker.await;
+        }
     }
 }
 
@@ -193,7 +237,7 @@ impl Drop for Subscriber {
 }
 
 impl Tally {
-    fn count(&self, payload: &[u8], ts_key: &memmem::Finder<'_>) {
+    fn count(&self, topic: &str, payload: &[u8], ts_key: &memmem::Finder<'_>) {
         let Ok(json) = payload_json(payload) else {
             self.undecodable.fetch_add(1, Ordering::Relaxed);
             return;
@@ -225,10 +269,26 @@ impl Tally {
         self.samples.fetch_add(samples, Ordering::Relaxed);
         self.payload_bytes
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
-        if log {
-            let seq = memmem::find(&json, b"\"seq\":").map_or(0, |at| {
+        let seq = || {
+            memmem::find(&json, b"\"seq\":").map_or(0, |at| {
                 u64::try_from(leading_integer(&json[at + 6..])).unwrap_or(0)
-            });
+            })
+        };
+        if let Some(received) = &self.received
+            && let Some((gateway, _)) = fieldlink_wire::topic::parse(topic)
+            && let Ok(mut received) = received.lock()
+        {
+            let gateway = received.entry(gateway.to_owned()).or_default();
+            if gateway.seqs.insert(seq()) {
+                gateway.changed = true;
+            } else {
+                self.resent_batches.fetch_add(1, Ordering::Relaxed);
+                self.resent_bytes
+                    .fetch_add(payload.len() as u64, Ordering::Relaxed);
+            }
+        }
+        if log {
+            let seq = seq();
             if let Ok(mut arrivals) = self.arrivals.lock() {
                 arrivals.push(Arrival {
                     at_ms: now,
@@ -248,4 +308,40 @@ fn leading_integer(text: &[u8]) -> i64 {
         .fold(0i64, |n, b| {
             n.saturating_mul(10).saturating_add(i64::from(b - b'0'))
         })
+}
+
+/// Every [`ACK_PERIOD`] until `stop`: the retained `ack` of each gateway that sent batches
+/// since the last one, of what it received.
+async fn publish_acks(client: AsyncClient, tally: Arc<Tally>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(ACK_PERIOD);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let acks: Vec<(String, Vec<u8>)> = match tally.received.as_ref().map(Mutex::lock) {
+            Some(Ok(mut received)) => received
+                .iter_mut()
+                .filter_map(|(gateway, r)| {
+                    if !std::mem::take(&mut r.changed) {
+                        return None;
+                    }
+                    let ack = Ack::of_stored(r.seqs.iter().copied());
+                    Some((Topics::new(gateway).ack, serde_json::to_vec(&ack).ok()?))
+                })
+                .collect(),
+            _ => return,
+        };
+        for (topic, payload) in acks {
+            let bytes = payload.len() as u64;
+            if client
+                .publish(topic, QoS::AtLeastOnce, true, payload)
+                .await
+                .is_ok()
+            {
+                tally.acks.fetch_add(1, Ordering::Relaxed);
+                tally.ack_bytes.fetch_add(bytes, Ordering::Relaxed);
+            }
+        }
+    }
 }

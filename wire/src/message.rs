@@ -133,6 +133,30 @@ impl Ack {
     /// The most missing ranges one ack lists.
     pub const MAX_MISSING: usize = 100;
 
+    /// The ack of what a receiver holding `stored` (ascending, distinct) says: every `seq`
+    /// through the first gap, the gaps above it, and the highest stored. For receivers that
+    /// keep a gateway's numbers in memory; the platform derives the same from its database.
+    pub fn of_stored(stored: impl IntoIterator<Item = u64>) -> Ack {
+        let (mut through, mut previous, mut in_prefix) = (0, 0, true);
+        let mut missing = Vec::new();
+        for seq in stored {
+            if in_prefix && seq == through + 1 {
+                through = seq;
+            } else {
+                in_prefix = false;
+                if seq > previous + 1 && missing.len() < Self::MAX_MISSING {
+                    missing.push((previous + 1, seq - 1));
+                }
+            }
+            previous = seq;
+        }
+        Ack {
+            stored_through: through,
+            missing,
+            stored_max: (previous > 0).then_some(previous),
+        }
+    }
+
     /// What this ack says of `seq`.
     pub fn state(&self, seq: u64) -> AckState {
         if seq <= self.stored_through {

@@ -393,3 +393,25 @@ fn a_cut_short_ack_says_nothing_past_its_last_range() {
     assert_eq!(ack.state(11), fieldlink_wire::AckState::Stored);
     assert_eq!(ack.state(last + 1), fieldlink_wire::AckState::Unknown);
 }
+
+#[test]
+fn the_ack_of_a_stored_set_is_its_prefix_its_gaps_and_its_highest() {
+    use fieldlink_wire::Ack;
+    let ack = |seqs: &[u64]| Ack::of_stored(seqs.iter().copied());
+    let expect = |through, missing: &[(u64, u64)], max| Ack {
+        stored_through: through,
+        missing: missing.to_vec(),
+        stored_max: max,
+    };
+    assert_eq!(ack(&[]), expect(0, &[], None));
+    assert_eq!(ack(&[1, 2, 3]), expect(3, &[], Some(3)));
+    assert_eq!(ack(&[3, 4]), expect(0, &[(1, 2)], Some(4)));
+    assert_eq!(ack(&[1, 2, 5, 6, 9]), expect(2, &[(3, 4), (7, 8)], Some(9)));
+    // More gaps than an ack lists: the oldest are listed, stored_max still the highest.
+    let sparse: Vec<u64> = (1..=300).map(|i| 2 * i).collect();
+    let cut = Ack::of_stored(sparse.iter().copied());
+    assert_eq!(cut.missing.len(), Ack::MAX_MISSING);
+    assert_eq!(cut.missing[0], (1, 1));
+    assert_eq!(cut.stored_max, Some(600));
+    assert_eq!(cut.state(599), fieldlink_wire::AckState::Unknown);
+}
