@@ -153,9 +153,8 @@ pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), Run
             state: GatewayState::Online,
             version: Some(env!("CARGO_PKG_VERSION").to_owned()),
             started_at: Some(telemetry.started_at_ms),
-            backlog_batches: None,
-            evicted_batches: None,
             resumed_after_crash,
+            ..Status::offline()
         },
         meta_rx,
         telemetry: telemetry.clone(),

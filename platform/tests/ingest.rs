@@ -42,7 +42,7 @@ async fn batches_status_and_meta_are_stored() {
             started_at: Some(1_764_201_000_000),
             backlog_batches: Some(4),
             evicted_batches: Some(0),
-            resumed_after_crash: None,
+            ..Status::offline()
         };
         gw.publish(&topics.status, serde_json::to_vec(&status).unwrap(), true)
             .await;
@@ -405,14 +405,11 @@ async fn each_gateway_gets_an_ack_of_what_is_stored() {
         let mut gw = connect(&p.mqtt, id, Some((id, password))).await.unwrap();
         let status = Status {
             state: fieldlink_wire::GatewayState::Online,
-            version: None,
-            started_at: None,
-            backlog_batches: None,
-            evicted_batches: None,
             resumed_after_crash: Some(fieldlink_wire::ResumedAfterCrash {
                 durable_seq: 4,
                 resumed_seq: 10,
             }),
+            ..Status::offline()
         };
         gw.publish(
             &Topics::new(id).status,

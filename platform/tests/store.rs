@@ -1375,7 +1375,7 @@ async fn status_and_meta_are_kept_for_enrolled_gateways_only(store: Store) {
         started_at: Some(now - 1000),
         backlog_batches: Some(u64::MAX),
         evicted_batches: Some(0),
-        resumed_after_crash: None,
+        ..Status::offline()
     };
     let meta = serde_json::json!({"devices": [{"name": "press-1", "protocol": "modbus-tcp",
         "points": [{"name": "温度", "unit": "°C"}]}]});

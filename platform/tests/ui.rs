@@ -62,7 +62,7 @@ pub async fn city() -> City {
             started_at: Some(now - 60_000),
             backlog_batches: Some(backlog),
             evicted_batches: Some(0),
-            resumed_after_crash: None,
+            ..Status::offline()
         };
         client
             .publish(&topics.status, serde_json::to_vec(&status).unwrap(), true)

@@ -4,7 +4,8 @@
 //! - [`sample`]: one reading ([`Sample`], [`Value`], [`Quality`]);
 //! - [`batch`]: what goes out on the `data` topic ([`Batch`]);
 //! - [`topic`]: the topic names under `fieldlink/v1/{gateway}`;
-//! - [`message`]: the retained `status` and `meta` payloads;
+//! - [`message`]: the retained `status` (with each device's health) and `meta` payloads,
+//!   and the platform's `ack`;
 //! - [`mqtt_url`]: the broker URL that enrollment hands out and the agent connects to;
 //! - [`enroll`]: the enrollment call of the platform's HTTP API, request and answer
 //!   ([`EnrollRequest`], [`Enrollment`]), and the API's error body;
@@ -32,7 +33,8 @@ pub use codec::{
 };
 pub use enroll::{EnrollRequest, Enrollment};
 pub use message::{
-    Ack, AckState, DeviceMeta, GatewayState, Meta, PointMeta, ResumedAfterCrash, Status,
+    Ack, AckState, ConfigState, DeviceHealth, DeviceMeta, GatewayState, Meta, PointMeta,
+    ResumedAfterCrash, Status,
 };
 pub use mqtt_url::{MqttUrl, MqttUrlError};
 pub use sample::{Quality, Sample, Value};

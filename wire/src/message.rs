@@ -34,6 +34,60 @@ pub struct Status {
     /// the sequence numbers the crash skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_after_crash: Option<ResumedAfterCrash>,
+    /// The configuration from the platform that the gateway runs (absent in the will and
+    /// from agents older than this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigState>,
+    /// Every configured device's health, in configuration order (empty in the will and
+    /// from agents older than this field).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceHealth>,
+}
+
+/// One device's health as its collector counts it, in the gateway's `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceHealth {
+    /// The device's name, as in `meta`.
+    pub name: String,
+    /// Its protocol, as configured (`modbus-tcp`, `simulator`, ...).
+    pub protocol: String,
+    /// True while the transport to the device is up.
+    pub connected: bool,
+    /// When a read last succeeded, ms since the Unix epoch; `null` before the first.
+    pub last_good_ms: Option<i64>,
+    /// Failed reads and failed or lost connections since its collector started.
+    pub errors: u64,
+    /// Why the device does not answer, while it does not (at most
+    /// [`DeviceHealth::LAST_ERROR_MAX_CHARS`] characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl DeviceHealth {
+    /// The longest `last_error`, in characters: it keeps the status of a gateway with
+    /// hundreds of failing devices within a few hundred KB.
+    pub const LAST_ERROR_MAX_CHARS: usize = 200;
+
+    /// `error` cut to at most [`Self::LAST_ERROR_MAX_CHARS`] characters.
+    pub fn bounded_error(error: &str) -> &str {
+        match error.char_indices().nth(Self::LAST_ERROR_MAX_CHARS) {
+            Some((end, _)) => &error[..end],
+            None => error,
+        }
+    }
+}
+
+/// Which configuration from the platform (`fieldlink/v1/{gateway}/config`) the gateway
+/// runs. Both fields are `null` while it has applied none and runs its local file alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigState {
+    /// The version applied.
+    pub version: Option<u64>,
+    /// When it was applied, ms since the Unix epoch.
+    pub applied_at: Option<i64>,
+    /// Why the last configuration received was refused (the running one stays).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The sequence numbers an unclean stop skipped: every `seq` in `durable_seq..resumed_seq`
@@ -64,6 +118,8 @@ impl Status {
             backlog_batches: None,
             evicted_batches: None,
             resumed_after_crash: None,
+            config: None,
+            devices: Vec::new(),
         }
     }
 }

@@ -2,8 +2,8 @@
 
 use fieldlink_wire::topic::{self, TopicKind};
 use fieldlink_wire::{
-    Batch, DecodeError, DeviceMeta, GatewayState, Meta, PointMeta, Quality, Sample, Status, Topics,
-    Value,
+    Batch, ConfigState, DecodeError, DeviceHealth, DeviceMeta, GatewayState, Meta, PointMeta,
+    Quality, Sample, Status, Topics, Value,
 };
 use fieldlink_wire::{decode_batch, encode_batch};
 
@@ -212,12 +212,96 @@ fn status_birth_and_will_have_the_contract_shape() {
         started_at: Some(1764201600000),
         backlog_batches: Some(0),
         evicted_batches: Some(0),
-        resumed_after_crash: None,
+        ..Status::offline()
     };
     assert_eq!(
         serde_json::to_string(&birth).unwrap(),
         r#"{"state":"online","version":"0.1.0","started_at":1764201600000,"backlog_batches":0,"evicted_batches":0}"#
     );
+}
+
+/// DESIGN.md, "Agent status, additions": `devices` and `config`, with `last_error` only
+/// while a device fails, `last_good_ms` null before a first good read, and a `config` of
+/// nulls while no configuration from the platform was applied.
+#[test]
+fn status_carries_device_health_and_the_config_applied() {
+    let status = Status {
+        state: GatewayState::Online,
+        version: Some("0.1.0".into()),
+        started_at: Some(1764201600000),
+        backlog_batches: Some(0),
+        evicted_batches: Some(0),
+        config: Some(ConfigState::default()),
+        devices: vec![
+            DeviceHealth {
+                name: "press-1".into(),
+                protocol: "modbus-tcp".into(),
+                connected: true,
+                last_good_ms: Some(1764201600000),
+                errors: 0,
+                last_error: None,
+            },
+            DeviceHealth {
+                name: "press-2".into(),
+                protocol: "modbus-tcp".into(),
+                connected: false,
+                last_good_ms: None,
+                errors: 17,
+                last_error: Some("connect failed: Connection refused (os error 111)".into()),
+            },
+        ],
+        ..Status::offline()
+    };
+    let json = concat!(
+        r#"{"state":"online","version":"0.1.0","started_at":1764201600000,"backlog_batches":0,"evicted_batches":0,"#,
+        r#""config":{"version":null,"applied_at":null},"devices":["#,
+        r#"{"name":"press-1","protocol":"modbus-tcp","connected":true,"last_good_ms":1764201600000,"errors":0},"#,
+        r#"{"name":"press-2","protocol":"modbus-tcp","connected":false,"last_good_ms":null,"errors":17,"last_error":"connect failed: Connection refused (os error 111)"}]}"#
+    );
+    assert_eq!(serde_json::to_string(&status).unwrap(), json);
+    assert_eq!(serde_json::from_str::<Status>(json).unwrap(), status);
+
+    let applied = ConfigState {
+        version: Some(7),
+        applied_at: Some(1764201700000),
+        error: Some("line 3, column 1: unknown key `pol`".into()),
+    };
+    assert_eq!(
+        serde_json::to_string(&applied).unwrap(),
+        r#"{"version":7,"applied_at":1764201700000,"error":"line 3, column 1: unknown key `pol`"}"#
+    );
+}
+
+/// Additive: a status from an agent older than `devices` and `config` still parses, and
+/// a receiver of this version ignores fields added after it.
+#[test]
+fn status_without_the_additions_or_with_later_fields_still_parses() {
+    let older: Status = serde_json::from_str(
+        r#"{"state":"online","version":"0.0.9","started_at":1,"backlog_batches":0,"evicted_batches":0}"#,
+    )
+    .unwrap();
+    assert_eq!((older.devices.len(), older.config), (0, None));
+    let later: Status = serde_json::from_str(
+        r#"{"state":"online","config":{"version":3,"applied_at":2,"checksum":"x"},"devices":[{"name":"d","protocol":"s7","connected":true,"last_good_ms":5,"errors":0,"rack":0}],"uptime_s":9}"#,
+    )
+    .unwrap();
+    assert_eq!(later.devices[0].name, "d");
+    assert_eq!(later.config.and_then(|c| c.version), Some(3));
+}
+
+#[test]
+fn a_last_error_is_cut_to_its_bound_on_a_character_boundary() {
+    let max = DeviceHealth::LAST_ERROR_MAX_CHARS;
+    assert_eq!(DeviceHealth::bounded_error("timeout"), "timeout");
+    let ascii = "x".repeat(max + 50);
+    assert_eq!(DeviceHealth::bounded_error(&ascii).len(), max);
+    // Three bytes a character: the cut falls between characters, never inside one.
+    let chinese = "设备无响应".repeat(max);
+    let cut = DeviceHealth::bounded_error(&chinese);
+    assert_eq!(cut.chars().count(), max);
+    assert_eq!(cut.len(), 3 * max);
+    let exact = "é".repeat(max);
+    assert_eq!(DeviceHealth::bounded_error(&exact), exact);
 }
 
 #[test]
