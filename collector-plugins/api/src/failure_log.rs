@@ -8,6 +8,10 @@
 //! device's own [`DeviceStats`] counters since its last answer, so the log and `/status`
 //! agree. A summary is written at the first failure after the interval is up, so it comes
 //! at most one reconnect backoff late.
+//!
+//! The log also keeps the stats' [`LastError`](crate::LastError): the reason of the latest
+//! failure while the device does not answer, cleared when it answers again. The gateway's
+//! status reports it.
 
 use crate::DeviceStats;
 use std::fmt;
@@ -70,9 +74,15 @@ impl<'a> FailureLog<'a> {
     /// The device answered (even with an exception): it is up.
     pub fn answered(&mut self) {
         match std::mem::replace(&mut self.state, State::Up) {
-            State::Starting => info!(device = %self.device, peer = %self.peer, "device answers"),
+            State::Starting => {
+                // An earlier log of the same stats (a collector that builds its log anew)
+                // may have left an error behind.
+                self.stats.last_error.set(None);
+                info!(device = %self.device, peer = %self.peer, "device answers");
+            }
             State::Up => {}
             State::Down(outage) => {
+                self.stats.last_error.set(None);
                 let (failed_reads, reconnect_attempts) = self.counts();
                 info!(
                     device = %self.device,
@@ -97,6 +107,7 @@ impl<'a> FailureLog<'a> {
         match &mut self.state {
             State::Starting | State::Up => {
                 let last_error = error.to_string();
+                self.stats.last_error.set(Some(&last_error));
                 warn!(device = %self.device, peer = %self.peer, error = %last_error, "device not answering");
                 self.state = State::Down(Outage {
                     since: now,
@@ -106,6 +117,7 @@ impl<'a> FailureLog<'a> {
             }
             State::Down(outage) => {
                 outage.last_error = error.to_string();
+                self.stats.last_error.set(Some(&outage.last_error));
                 if now < outage.next_summary {
                     return;
                 }
@@ -190,7 +202,13 @@ mod tests {
             // 1,000 failures over 125 s: summaries at 60 s and 120 s.
             tokio::time::advance(Duration::from_millis(125)).await;
         }
+        assert_eq!(stats.last_error.get().as_deref(), Some("timeout 999"));
         log.answered();
+        assert_eq!(
+            stats.last_error.get(),
+            None,
+            "cleared when it answers again"
+        );
         log.answered();
 
         let lines = captured.lines();

@@ -30,4 +30,4 @@ pub use collector::{BoxFuture, Collector, CollectorContext, SampleSink, SinkClos
 pub use failure_log::{FailureLog, Span};
 pub use fieldlink_wire::Backoff;
 pub use point::{Area, DataType, WordOrder};
-pub use stats::DeviceStats;
+pub use stats::{DeviceStats, LastError};
