@@ -10,7 +10,9 @@ use crate::status::{self, Rates};
 use crate::supervisor::Supervisor;
 use crate::telemetry::Telemetry;
 use fieldlink_outbox::{Outbox, OutboxOptions};
-use fieldlink_wire::{DeviceMeta, GatewayState, Meta, PointMeta, ResumedAfterCrash, Status};
+use fieldlink_wire::{
+    ConfigState, DeviceMeta, GatewayState, Meta, PointMeta, ResumedAfterCrash, Status,
+};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -154,8 +156,12 @@ pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), Run
             version: Some(env!("CARGO_PKG_VERSION").to_owned()),
             started_at: Some(telemetry.started_at_ms),
             resumed_after_crash,
+            // Configuration from the platform does not exist yet: the gateway runs its
+            // local file, which the status says as a version and time of null.
+            config: Some(ConfigState::default()),
             ..Status::offline()
         },
+        status_refresh: config.status.refresh,
         meta_rx,
         telemetry: telemetry.clone(),
     }));

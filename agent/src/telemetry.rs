@@ -4,6 +4,7 @@
 
 use crate::outbox::SharedOutbox;
 use fieldlink_collector_api::{DeviceStats, clock};
+use fieldlink_wire::DeviceHealth;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -37,6 +38,25 @@ impl DeviceTelemetry {
             stats: Arc::new(DeviceStats::default()),
             collected: AtomicU64::new(0),
             cycle_seconds: prometheus_client::metrics::histogram::Histogram::new(LATENCY_BUCKETS),
+        }
+    }
+
+    /// Its health as the retained status reports it: a few counter reads, no per-sample
+    /// work. `errors` adds failed reads to failed or lost connections, so that a device
+    /// that refuses connections counts errors too.
+    pub fn health(&self) -> DeviceHealth {
+        let stats = &self.stats;
+        let last_good_ms = stats.last_good_read_ms.load(Ordering::Relaxed);
+        DeviceHealth {
+            name: self.name.to_string(),
+            protocol: self.protocol.to_owned(),
+            connected: stats.connected.load(Ordering::Relaxed),
+            last_good_ms: (last_good_ms > 0).then_some(last_good_ms),
+            errors: stats
+                .read_errors
+                .load(Ordering::Relaxed)
+                .saturating_add(stats.reconnects.load(Ordering::Relaxed)),
+            last_error: stats.last_error.get(),
         }
     }
 }

@@ -61,6 +61,7 @@ fn a_minimal_config_gets_the_documented_defaults() {
     assert_eq!(c.buffer.max_size, 1 << 30);
     assert_eq!(c.buffer.flush_interval, Duration::from_secs(1));
     assert_eq!(c.status.listen.to_string(), "127.0.0.1:9810");
+    assert_eq!(c.status.refresh, Duration::from_secs(60));
     let DeviceKind::ModbusTcp(tcp) = &c.devices[0].kind else {
         panic!("not modbus")
     };
@@ -73,6 +74,24 @@ fn a_minimal_config_gets_the_documented_defaults() {
         (p.area, p.address, p.data_type, p.order, p.scale, p.offset),
         (Area::Holding, 100, DataType::F32, WordOrder::Abcd, 1.0, 0.0)
     );
+}
+
+/// The contract promises a status at least every 60 s: `[status] refresh` may shorten
+/// that, never lengthen it.
+#[test]
+fn the_status_refresh_is_from_1s_to_60s() {
+    for (refresh, expected) in [("1s", 1), ("15s", 15), ("1m", 60)] {
+        let text = format!("{MINIMAL}\n[status]\nrefresh = \"{refresh}\"\n");
+        let c = config::parse(&text, FILE).unwrap();
+        assert_eq!(c.status.refresh, Duration::from_secs(expected), "{refresh}");
+    }
+    for refresh in ["500ms", "61s", "5m"] {
+        let text = format!("{MINIMAL}\n[status]\nrefresh = \"{refresh}\"\n");
+        assert_error(
+            &text,
+            "agent.toml:16:11: [status]: `refresh` must be from \"1s\" to \"60s\" (receivers count on a status at least every 60 s)",
+        );
+    }
 }
 
 #[test]

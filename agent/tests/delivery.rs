@@ -198,6 +198,7 @@ impl Gateway {
                 state: GatewayState::Online,
                 ..Status::offline()
             },
+            status_refresh: Duration::from_secs(60),
             meta_rx,
             telemetry: telemetry.clone(),
         }));

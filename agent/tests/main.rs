@@ -10,3 +10,4 @@ mod modbus;
 mod plugins;
 mod probe;
 mod service;
+mod status;

@@ -48,6 +48,11 @@ pub enum LoadError {
     Invalid(#[from] ConfigErrors),
 }
 
+/// The shortest `[status] refresh`.
+const STATUS_REFRESH_MIN: Duration = Duration::from_secs(1);
+/// The longest `[status] refresh`, and its default: the contract's "at least every 60 s".
+const STATUS_REFRESH_MAX: Duration = Duration::from_secs(60);
+
 /// Reads and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<AgentConfig, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|error| LoadError::Read {
@@ -323,7 +328,20 @@ fn read_status(dx: &mut Diagnostics<'_>, t: &mut TableReader<'_, '_>) -> Option<
         }
         None => SocketAddr::from(([127, 0, 0, 1], 9810)),
     };
-    Some(StatusConfig { listen })
+    // The contract (DESIGN.md) promises receivers a status at least every 60 s; below a
+    // second the refresh would outrun the coalescing of changes.
+    let refresh = match t.duration(dx, "refresh") {
+        Some(r) if !(STATUS_REFRESH_MIN..=STATUS_REFRESH_MAX).contains(&r.value) => {
+            dx.error(
+                r.range(),
+                "[status]: `refresh` must be from \"1s\" to \"60s\" (receivers count on a status at least every 60 s)",
+            );
+            STATUS_REFRESH_MAX
+        }
+        Some(r) => r.value,
+        None => STATUS_REFRESH_MAX,
+    };
+    Some(StatusConfig { listen, refresh })
 }
 
 /// The protocols a device may name: the built-in ones and the plugins'.

@@ -99,11 +99,13 @@ pub struct BufferConfig {
     pub flush_interval: Duration,
 }
 
-/// `[status]`: the local status endpoint.
+/// `[status]`: the local status endpoint, and the retained status on MQTT.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusConfig {
     /// Where the local status endpoint listens.
     pub listen: SocketAddr,
+    /// How often the retained MQTT status goes out again when nothing changed.
+    pub refresh: Duration,
 }
 
 /// One `[[device]]`.

@@ -15,18 +15,24 @@
 //! lists as missing, or that no ack covers within `ack_timeout`, are sent again by the
 //! *resend* lane: oldest first, behind live data, within the backlog's share of the window
 //! (see the `plan` module).
+//!
+//! The retained `status` goes out at every connect (the birth), again whenever a device's
+//! health changes and at least every `[status] refresh` (see the `refresh` module), and as
+//! `offline` at a clean stop; the broker publishes the `offline` will for an unclean one.
 
 mod outage;
 mod plan;
+mod refresh;
 pub mod tls;
 
 use crate::config::{DeleteOn, PlatformConfig};
 use crate::outbox::{SharedOutbox, StoreError};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{DeviceTelemetry, Telemetry};
 use fieldlink_outbox::{PlatformAck, Record};
 use fieldlink_wire::{Ack, Backoff, Meta, Status, Topics};
 use outage::OutageLog;
 use plan::SendPlan;
+use refresh::{Marks, StatusRefresh};
 use rumqttc::{
     AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, Transport,
 };
@@ -81,9 +87,13 @@ pub struct PublisherContext {
     pub appended_rx: watch::Receiver<u64>,
     /// Fires when nothing more will be appended: publish what is left, then exit.
     pub finish: CancellationToken,
-    /// The `online` status published (retained) on every connect. Its `resumed_after_crash`
-    /// goes into this run's `offline` statuses too: the will and the one said at the end.
+    /// The `online` status published (retained) on every connect, when a device's health
+    /// changes and every `status_refresh`, each time with the outbox's counts and the
+    /// devices' health filled in. Its `resumed_after_crash` goes into this run's `offline`
+    /// statuses too: the will and the one said at the end.
     pub birth: Status,
+    /// The longest time between two statuses (`[status] refresh`).
+    pub status_refresh: Duration,
     /// The catalogue, published (retained) on every connect and whenever it changes.
     pub meta_rx: watch::Receiver<Meta>,
     /// The agent's counters.
@@ -129,8 +139,11 @@ enum InFlight {
         /// When it was handed to rumqttc.
         sent_at: Instant,
     },
-    /// A status or meta message (not from the outbox).
-    Control,
+    /// The retained status. One at a time: a newer one waits for its PUBACK, so that
+    /// statuses never pile up in front of a slow broker (the newest goes out then).
+    Status,
+    /// The retained meta.
+    Meta,
 }
 
 /// Publish requests handed to rumqttc and not yet acknowledged.
@@ -142,6 +155,8 @@ struct Window {
     by_pkid: HashMap<u16, InFlight>,
     /// Backlog batches among the above.
     backlog: usize,
+    /// Statuses among the above.
+    statuses: usize,
     /// When the last PUBACK (or the session's start) happened.
     last_progress: Option<Instant>,
 }
@@ -152,8 +167,10 @@ impl Window {
     }
 
     fn push(&mut self, entry: InFlight) {
-        if matches!(entry, InFlight::Batch { backlog: true, .. }) {
-            self.backlog += 1;
+        match entry {
+            InFlight::Batch { backlog: true, .. } => self.backlog += 1,
+            InFlight::Status => self.statuses += 1,
+            InFlight::Batch { .. } | InFlight::Meta => {}
         }
         if self.len() == 0 {
             self.last_progress = Some(Instant::now());
@@ -169,8 +186,10 @@ impl Window {
 
     fn acked(&mut self, pkid: u16) -> Option<InFlight> {
         let entry = self.by_pkid.remove(&pkid)?;
-        if matches!(entry, InFlight::Batch { backlog: true, .. }) {
-            self.backlog -= 1;
+        match entry {
+            InFlight::Batch { backlog: true, .. } => self.backlog -= 1,
+            InFlight::Status => self.statuses -= 1,
+            InFlight::Batch { .. } | InFlight::Meta => {}
         }
         self.last_progress = Some(Instant::now());
         Some(entry)
@@ -183,7 +202,7 @@ impl Window {
             .chain(self.by_pkid.values())
             .filter_map(|e| match e {
                 InFlight::Batch { seq, .. } => Some(*seq),
-                InFlight::Control => None,
+                InFlight::Status | InFlight::Meta => None,
             })
             .collect()
     }
@@ -372,18 +391,15 @@ async fn session(
         .mqtt
         .connected_at_ms
         .store(fieldlink_collector_api::clock::now_ms(), Ordering::Relaxed);
-    let mut birth = cx.birth.clone();
-    birth.backlog_batches = Some(stats.batches);
-    birth.evicted_batches = Some(stats.evicted_batches);
     let mut window = Window::default();
+    let mut refresh = StatusRefresh::new(cx.status_refresh);
+    publish_status(cx, &client, &topics.status, &mut window, &mut refresh);
     let meta = json(&*cx.meta_rx.borrow_and_update());
-    for (topic, payload) in [(&topics.status, json(&birth)), (&topics.meta, meta)] {
-        if client
-            .try_publish(topic.as_str(), QoS::AtLeastOnce, true, payload)
-            .is_ok()
-        {
-            window.push(InFlight::Control);
-        }
+    if client
+        .try_publish(topics.meta.as_str(), QoS::AtLeastOnce, true, meta)
+        .is_ok()
+    {
+        window.push(InFlight::Meta);
     }
     let platform_ack = cx.delete_on == DeleteOn::PlatformAck;
     // Subscribed on every connect: the session is clean, and the retained ack comes with
@@ -401,6 +417,8 @@ async fn session(
     let window_size = usize::from(cx.max_inflight) + 2;
     let mut appender_alive = true;
     let mut beat = tokio::time::interval(Duration::from_secs(1));
+    // Ticks stay a second apart after a stall: they pace the statuses that changes cause.
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         Telemetry::beat(&cx.telemetry.publisher_beat_ms);
         *mode = next_mode(cx, *mode);
@@ -510,13 +528,61 @@ async fn session(
             Ok(()) = cx.meta_rx.changed() => {
                 let meta = json(&*cx.meta_rx.borrow_and_update());
                 if client.try_publish(topics.meta.as_str(), QoS::AtLeastOnce, true, meta).is_ok() {
-                    window.push(InFlight::Control);
+                    window.push(InFlight::Meta);
                 }
             }
             () = sleep_until(deadline) => {}
             () = sleep_until(stalled) => return SessionEnd::Lost(format!("no PUBACK for {ACK_TIMEOUT:?}")),
-            _ = beat.tick() => {}
+            () = tokio::time::sleep_until(refresh.due_at()) => {
+                publish_status(cx, &client, &topics.status, &mut window, &mut refresh);
+            }
+            _ = beat.tick() => {
+                // Once a second, not per event: the health check reads every device, and
+                // changes cause at most a status a second.
+                if refresh.changed(&cx.telemetry.devices()) {
+                    publish_status(cx, &client, &topics.status, &mut window, &mut refresh);
+                }
+            }
         }
+    }
+}
+
+/// Publishes the retained status as it is now: the birth's fields, the outbox's counts and
+/// every device's health. While the last one awaits its PUBACK, or if rumqttc's request
+/// channel is full, it is tried again shortly.
+fn publish_status(
+    cx: &PublisherContext,
+    client: &AsyncClient,
+    topic: &str,
+    window: &mut Window,
+    refresh: &mut StatusRefresh,
+) {
+    if window.statuses > 0 {
+        refresh.not_taken();
+        return;
+    }
+    let devices = cx.telemetry.devices();
+    let marks = Marks::of(&devices);
+    let status = current_status(cx, &devices);
+    if client
+        .try_publish(topic, QoS::AtLeastOnce, true, json(&status))
+        .is_ok()
+    {
+        window.push(InFlight::Status);
+        refresh.published(marks);
+    } else {
+        refresh.not_taken();
+    }
+}
+
+/// The `online` status of this run as it is now.
+fn current_status(cx: &PublisherContext, devices: &[Arc<DeviceTelemetry>]) -> Status {
+    let outbox = cx.outbox.stats();
+    Status {
+        backlog_batches: Some(outbox.batches),
+        evicted_batches: Some(outbox.evicted_batches),
+        devices: devices.iter().map(|d| d.health()).collect(),
+        ..cx.birth.clone()
     }
 }
 
