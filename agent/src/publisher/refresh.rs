@@ -17,7 +17,7 @@ use tokio::time::Instant;
 const RETRY: Duration = Duration::from_secs(1);
 
 /// What of one device's health causes a status when it changes.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 struct Mark {
     name: Arc<str>,
     connected: bool,
@@ -42,7 +42,7 @@ impl Mark {
 
 /// The devices' health marks, taken before a status is built: a change while it is built
 /// then causes one status more, never one too few.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Marks(Vec<Mark>);
 
 impl Marks {
