@@ -297,12 +297,14 @@ impl Platform {
     }
 }
 
-/// The API's and the web UI's routes over `state`, with the body limit and the JSON 404.
+/// The API's and the web UI's routes over `state`, with the body limit, the JSON 404 and
+/// gzip where the client accepts it.
 fn routes(state: Arc<AppState>) -> Router {
     api::router()
         .merge(ui::router())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(crate::http::compression())
         .with_state(state)
 }
 

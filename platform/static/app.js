@@ -1,9 +1,93 @@
 // fieldlink platform UI: draws the charts with uPlot (served by the platform itself).
-// The data comes from same-origin JSON; the element's data-* attributes say where.
+// The data comes from same-origin JSON; the element's data-* attributes say where, and
+// give the page's language, the program's time zone (minutes east of UTC, so a chart
+// reads Beijing time whatever the browser's zone) and the labels.
 (function () {
   "use strict";
 
   function width(el) { return Math.max(300, el.clientWidth); }
+
+  // Tick steps of an axis of counts.
+  var WHOLE = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000];
+
+  function pad(n) { return n < 10 ? "0" + n : String(n); }
+
+  // The calendar fields of `ts` (seconds) in the zone `offset` minutes east of UTC.
+  function fields(ts, offset) {
+    var d = new Date((ts + offset * 60) * 1000);
+    return {
+      y: d.getUTCFullYear(), mo: d.getUTCMonth() + 1, d: d.getUTCDate(),
+      h: d.getUTCHours(), mi: d.getUTCMinutes(), s: d.getUTCSeconds()
+    };
+  }
+
+  // The page's way of writing times: 24-hour clock; on the axes, zh dates (12月7日) or
+  // ISO-like ones (12-07); in the legend, as on the pages (2026-12-07 11:36).
+  function Clock(el) {
+    this.zh = el.dataset.lang === "zh-CN";
+    this.offset = Number(el.dataset.utcOffset) || 0;
+    this.number = new Intl.NumberFormat(this.zh ? "zh-CN" : "en", { maximumFractionDigits: 3 });
+  }
+  Clock.prototype.day = function (f) {
+    return this.zh ? f.mo + "月" + f.d + "日" : pad(f.mo) + "-" + pad(f.d);
+  };
+  Clock.prototype.year = function (f) { return this.zh ? f.y + "年" : String(f.y); };
+  Clock.prototype.time = function (f, seconds) {
+    return pad(f.h) + ":" + pad(f.mi) + (seconds ? ":" + pad(f.s) : "");
+  };
+  Clock.prototype.date = function (f) { return f.y + "-" + pad(f.mo) + "-" + pad(f.d); };
+  // What uPlot needs for its splits to fall on the zone's midnights and hours: a Date
+  // whose local fields are the zone's.
+  Clock.prototype.tzDate = function () {
+    var offset = this.offset;
+    return function (ts) {
+      var d = new Date(ts * 1000);
+      return new Date(d.getTime() + (d.getTimezoneOffset() + offset) * 60000);
+    };
+  };
+  // The x axis's labels: the time of day (a second line with the date where the day
+  // changes), or the date (a second line with the year where it changes). The labels
+  // drawn last are kept in data-x-ticks: a canvas has no text to read otherwise.
+  Clock.prototype.ticks = function (el) {
+    var self = this;
+    return function (u, splits, axisIdx, space, incr) {
+      var before = null;
+      var labels = splits.map(function (ts) {
+        var f = fields(ts, self.offset);
+        var label;
+        if (incr >= 86400 * 28) {
+          label = self.zh ? f.y + "年" + f.mo + "月" : f.y + "-" + pad(f.mo);
+        } else if (incr >= 86400) {
+          label = self.day(f) + (before === null || before.y !== f.y ? "\n" + self.year(f) : "");
+        } else {
+          label = self.time(f, incr < 60);
+          if (before === null || before.d !== f.d) { label += "\n" + self.day(f); }
+        }
+        before = f;
+        return label;
+      });
+      el.dataset.xTicks = labels.join("|");
+      return labels;
+    };
+  };
+  Clock.prototype.numbers = function () {
+    var number = this.number;
+    return function (u, splits) { return splits.map(function (v) { return number.format(v); }); };
+  };
+
+  // A legend value: the hovered point's, or the latest one when nothing is hovered (uPlot
+  // would show "--" until the cursor comes).
+  function legend(show) {
+    return function (u, v, si, idx) {
+      if (idx == null) {
+        var data = u.data[si];
+        for (idx = data.length - 1; idx >= 0 && data[idx] == null; idx--) { /* skip gaps */ }
+        if (idx < 0) { return "--"; }
+        v = data[idx];
+      }
+      return v == null ? "--" : show(v);
+    };
+  }
 
   function draw(el, opts, data) {
     el.textContent = "";
@@ -19,43 +103,56 @@
   }
 
   function daily(el) {
+    var clock = new Clock(el);
+    var count = legend(function (v) { return clock.number.format(v); });
     fetch(el.dataset.url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); })
       .then(function (days) {
-        var t = days.map(function (d) { return Date.parse(d.date + "T00:00:00+08:00") / 1000; });
+        // Each day starts at midnight in the program's zone.
+        var t = days.map(function (d) { return Date.parse(d.date + "T00:00:00Z") / 1000 - clock.offset * 60; });
         draw(el, {
+          tzDate: clock.tzDate(),
           series: [
-            {},
-            { label: el.dataset.labelAll, stroke: "#1d3557", width: 2 },
-            { label: el.dataset.labelProgram, stroke: "#2a9d8f", width: 2 }
+            { label: el.dataset.labelX, value: legend(function (ts) { return clock.date(fields(ts, clock.offset)); }) },
+            { label: el.dataset.labelAll, stroke: "#1d3557", width: 2, value: count },
+            { label: el.dataset.labelProgram, stroke: "#2a9d8f", width: 2, value: count }
           ],
-          axes: [{}, { size: 60 }]
+          // Whole enterprises: no 0.5 on the count axis.
+          axes: [{ values: clock.ticks(el) }, { size: 60, values: clock.numbers(), incrs: WHOLE }]
         }, [t, days.map(function (d) { return d.on_cloud; }), days.map(function (d) { return d.in_program_on_cloud; })]);
       })
       .catch(function (e) { fail(el, String(e)); });
   }
 
   function point(el) {
+    var clock = new Clock(el);
     fetch(el.dataset.url, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); })
       .then(function (s) {
-        var count = document.getElementById("sample-count");
-        if (count) { count.textContent = String(s.samples); }
+        var samples = document.getElementById("sample-count");
+        if (samples) { samples.textContent = clock.number.format(s.samples); }
         if (!s.t.length) {
           el.textContent = el.dataset.noData;
           el.dataset.ready = "1";
           return;
         }
         var unit = el.dataset.unit ? " " + el.dataset.unit : "";
+        var seconds = s.bucket_ms < 60000;
+        var value = legend(function (v) { return clock.number.format(v); });
+        var at = legend(function (ts) {
+          var f = fields(ts, clock.offset);
+          return clock.date(f) + " " + clock.time(f, seconds);
+        });
         draw(el, {
+          tzDate: clock.tzDate(),
           scales: { x: { time: true, range: [s.from / 1000, s.to / 1000] } },
           series: [
-            {},
-            { label: el.dataset.labelMax + unit, stroke: "#e76f51", width: 1 },
-            { label: el.dataset.labelAvg + unit, stroke: "#1d3557", width: 2 },
-            { label: el.dataset.labelMin + unit, stroke: "#2a9d8f", width: 1 }
+            { label: el.dataset.labelX, value: at },
+            { label: el.dataset.labelMax + unit, stroke: "#e76f51", width: 1, value: value },
+            { label: el.dataset.labelAvg + unit, stroke: "#1d3557", width: 2, value: value },
+            { label: el.dataset.labelMin + unit, stroke: "#2a9d8f", width: 1, value: value }
           ],
-          axes: [{}, { size: 70 }]
+          axes: [{ values: clock.ticks(el) }, { size: 70, values: clock.numbers() }]
         }, [s.t, s.max, s.avg, s.min]);
       })
       .catch(function (e) { fail(el, String(e)); });

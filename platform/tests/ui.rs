@@ -304,7 +304,9 @@ pub fn figures(html: &str) -> HashMap<String, u64> {
         let name = rest[..name_end].to_owned();
         let value_start = rest.find('>').unwrap() + 1;
         let value_end = value_start + rest[value_start..].find('<').unwrap();
-        out.insert(name, rest[value_start..value_end].trim().parse().unwrap());
+        // Counts carry thousands separators (`4,000`).
+        let shown = rest[value_start..value_end].trim().replace(',', "");
+        out.insert(name, shown.parse().unwrap());
     }
     out
 }
@@ -604,6 +606,24 @@ async fn an_enterprise_user_sees_nothing_of_other_enterprises_or_the_bureau() {
             ),
             (ui::BUREAU, Method::GET, "/bureau".into(), forbidden),
             (
+                ui::BUREAU_CSV,
+                Method::GET,
+                "/bureau/csv/silent".into(),
+                forbidden,
+            ),
+            (
+                ui::BUREAU_CSV,
+                Method::GET,
+                "/bureau/csv/onboarding".into(),
+                forbidden,
+            ),
+            (
+                ui::FAVICON,
+                Method::GET,
+                "/favicon.ico".into(),
+                StatusCode::OK,
+            ),
+            (
                 ui::BUREAU_INDUSTRY,
                 Method::GET,
                 "/bureau/industries/auto-parts".into(),
@@ -885,31 +905,80 @@ async fn the_dashboard_shows_the_counts_api_figures_and_drills_down() {
         assert_eq!(shown["by_district.洪山区.registered"], 2);
         // Pilot marks: 4 industries; progress against the targets.
         assert_eq!(page.body.matches("tag pilot").count(), 4);
-        assert!(page.body.contains("<progress max=\"480\" value=\"1\"></progress> 0.2%"));
-        assert!(page.body.contains("<progress max=\"1000\" value=\"1\"></progress> 0.1%"));
+        // Shares keep two significant digits (1 of 480 is not 0.2%).
+        assert!(
+            page.body
+                .contains("<progress max=\"480\" value=\"1\"></progress> 0.21%")
+        );
+        assert!(
+            page.body
+                .contains("<progress max=\"1000\" value=\"1\"></progress> 0.1%")
+        );
+        assert!(
+            page.body.contains("<td>1,000</td>"),
+            "the target has a separator"
+        );
         // The silent list names C only.
         let silent = &page.body[page.body.find("id=\"silent\"").unwrap()..];
         assert!(silent.contains(&city.c) && !silent.contains(&city.a) && !silent.contains(&city.b));
-        // The CSV links are the API's, which a bureau session may read but not write.
+        // The CSV links are the UI's own (in the page's language); the API's CSV, which a
+        // bureau session may read but not write, keeps its codes for programs.
         for link in [
-            "/api/v1/stats/onboarding?format=csv",
-            "/api/v1/stats/onboarding/daily?days=90&amp;format=csv",
-            "/api/v1/stats/onboarding/silent?format=csv",
+            "/bureau/csv/onboarding",
+            "/bureau/csv/daily",
+            "/bureau/csv/silent",
         ] {
-            assert!(page.body.contains(link), "{link}");
-            let csv = bureau.get(&link.replace("&amp;", "&")).await;
+            assert!(page.body.contains(&format!("href=\"{link}\"")), "{link}");
+            let csv = bureau.get(link).await;
             assert_eq!(csv.status, StatusCode::OK, "{link}");
-            assert!(csv.headers[CONTENT_TYPE].to_str().unwrap().starts_with("text/csv"));
+            assert!(
+                csv.headers[CONTENT_TYPE]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("text/csv")
+            );
+        }
+        assert!(
+            !page.body.contains("format=csv"),
+            "no link to the API's CSV"
+        );
+        assert_eq!(
+            bureau.get("/bureau/csv/nothing").await.status,
+            StatusCode::NOT_FOUND
+        );
+        for (api, header) in [
+            ("/api/v1/stats/onboarding?format=csv", "scope,group,pilot,"),
+            (
+                "/api/v1/stats/onboarding/daily?days=90&format=csv",
+                "date,on_cloud,",
+            ),
+            (
+                "/api/v1/stats/onboarding/silent?format=csv",
+                "credit_code,name,",
+            ),
+        ] {
+            let csv = bureau.get(api).await;
+            assert_eq!(csv.status, StatusCode::OK, "{api}");
+            assert!(
+                csv.body.trim_start_matches('\u{feff}').starts_with(header),
+                "{api}"
+            );
         }
         let daily = bureau.get("/api/v1/stats/onboarding/daily?days=90").await;
         assert_eq!(daily.status, StatusCode::OK);
         let write = bureau
-            .send(Method::POST, "/api/v1/enterprises/import", Some(&[("x", "y")]))
+            .send(
+                Method::POST,
+                "/api/v1/enterprises/import",
+                Some(&[("x", "y")]),
+            )
             .await;
         assert_eq!(write.status, StatusCode::UNAUTHORIZED);
 
         // Drill-down: 洪山区 holds B and C; auto-parts holds B; both export CSV.
-        let district = bureau.get("/bureau/districts/%E6%B4%AA%E5%B1%B1%E5%8C%BA").await;
+        let district = bureau
+            .get("/bureau/districts/%E6%B4%AA%E5%B1%B1%E5%8C%BA")
+            .await;
         assert_eq!(district.status, StatusCode::OK);
         assert!(district.body.contains(&city.b) && district.body.contains(&city.c));
         assert!(!district.body.contains(&city.a));
@@ -918,11 +987,27 @@ async fn the_dashboard_shows_the_counts_api_figures_and_drills_down() {
         let csv = bureau.get("/bureau/industries/auto-parts?format=csv").await;
         assert_eq!(csv.status, StatusCode::OK);
         let lines: Vec<&str> = csv.body.trim_start_matches('\u{feff}').lines().collect();
-        assert_eq!(lines[0], "credit_code,name,industry,district,in_program,enrolled,on_cloud,active,on_cloud_since,last_batch_at");
+        assert_eq!(
+            lines[0],
+            "统一社会信用代码,企业,行业,区域,改造企业,网关,已上云,近 7 天活跃,上云时间,最近上数"
+        );
         assert_eq!(lines.len(), 2);
-        assert!(lines[1].starts_with(&format!("{},企业 {},auto-parts,洪山区,false,true,true,true,", city.b, city.b)), "{}", lines[1]);
-        assert_eq!(bureau.get("/bureau/industries/steel").await.status, StatusCode::NOT_FOUND);
-        assert_eq!(bureau.get("/bureau/districts/nowhere").await.status, StatusCode::NOT_FOUND);
+        assert!(
+            lines[1].starts_with(&format!(
+                "{},企业 {},汽车零部件,洪山区,否,1,是,是,",
+                city.b, city.b
+            )),
+            "{}",
+            lines[1]
+        );
+        assert_eq!(
+            bureau.get("/bureau/industries/steel").await.status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            bureau.get("/bureau/districts/nowhere").await.status,
+            StatusCode::NOT_FOUND
+        );
     })
     .await;
 }
@@ -942,8 +1027,8 @@ async fn the_enterprise_page_shows_gateways_points_and_switches_language() {
             "0.9.7",
             "line-1",
             &city.gw_a,
-            "<td>3</td>",
-            "<td>0</td>",
+            "<td class=\"num\">3</td>",
+            "<td class=\"num\">0</td>",
         ] {
             assert!(gateways.contains(expected), "{expected}");
         }
@@ -955,7 +1040,7 @@ async fn the_enterprise_page_shows_gateways_points_and_switches_language() {
             ">5999<",
             "°C",
             "正常",
-            "1 分钟",
+            "1 分钟前",
             "/chart?gateway=",
         ] {
             assert!(points.contains(expected), "{expected}: {points}");
@@ -967,7 +1052,7 @@ async fn the_enterprise_page_shows_gateways_points_and_switches_language() {
         assert_eq!(user.cookies["fl_lang"], "en");
         let page = user.get(&path).await;
         assert!(page.body.contains("<html lang=\"en\">"));
-        for expected in ["Gateways", "online", "Latest value", "1 min", "中文"] {
+        for expected in ["Gateways", "online", "Latest value", "1 min ago", "中文"] {
             assert!(page.body.contains(expected), "{expected}");
         }
         assert!(!page.body.contains("在线"));
@@ -1027,7 +1112,8 @@ async fn the_series_is_downsampled_to_min_max_mean_per_bucket() {
                 );
             }
         }
-        // The default window (24 h) holds them all; 1 h holds the last 59 minutes' worth.
+        // The default window (fitted to the data) holds them all; 1 h holds the last 59
+        // minutes' worth.
         let day: Json = serde_json::from_str(&user.get(&base).await.body).unwrap();
         assert_eq!(day["samples"], CHART_SAMPLES);
         assert!(day["t"].as_array().unwrap().len() <= 600);
@@ -1092,9 +1178,466 @@ async fn the_series_is_downsampled_to_min_max_mean_per_bucket() {
     .await;
 }
 
+/// An RFC 3339 UTC time as the API writes it (`2026-12-07T03:36:29.726Z`), in ms since
+/// the epoch (Howard Hinnant's `days_from_civil`).
+fn rfc3339_ms(text: &str) -> i64 {
+    let n = |at: std::ops::Range<usize>| text[at].parse::<i64>().unwrap();
+    let (month, day) = (n(5..7), n(8..10));
+    let year = n(0..4) - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let yoe = year - era * 400;
+    let doy = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let ms = days * 86_400_000 + n(11..13) * 3_600_000 + n(14..16) * 60_000 + n(17..19) * 1000;
+    let ms = ms + n(20..23);
+    assert_eq!(fieldlink_platform::clock::rfc3339(ms), text);
+    ms
+}
+
+/// The API's RFC 3339 UTC time as the pages and the UI's CSV write it: Beijing time.
+fn beijing(rfc3339: &str) -> String {
+    ui::format::local_time(rfc3339_ms(rfc3339), 8 * 60)
+}
+
+/// The ISO 8601 date-times (`2026-12-07T…`) in `html` outside `datetime="…"` attributes,
+/// which machines read and people do not see.
+fn visible_iso_times(html: &str) -> Vec<String> {
+    let mut shown = String::new();
+    let mut rest = html;
+    while let Some(at) = rest.find("datetime=\"") {
+        shown.push_str(&rest[..at]);
+        rest = &rest[at + 10..];
+        rest = &rest[rest.find('"').map_or(rest.len(), |end| end + 1)..];
+    }
+    shown.push_str(rest);
+    let bytes = shown.as_bytes();
+    let pattern = b"dddd-dd-ddT";
+    (0..bytes.len().saturating_sub(pattern.len()))
+        .filter(|&i| {
+            pattern.iter().enumerate().all(|(k, &p)| match p {
+                b'd' => bytes[i + k].is_ascii_digit(),
+                other => bytes[i + k] == other,
+            })
+        })
+        .map(|i| String::from_utf8_lossy(&bytes[i..(i + 24).min(bytes.len())]).into_owned())
+        .collect()
+}
+
+/// A `YYYY-MM-DD HH:MM` time.
+fn is_local_time(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 16
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b' ',
+            13 => *c == b':',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+/// Regression: pages printed `2026-12-07T03:36:29.726Z` (UTC, 8 hours behind the reader).
+#[tokio::test]
+async fn pages_and_csv_show_beijing_times_with_ages() {
+    bounded(LIMIT, async {
+        let city = city().await;
+        let p = &city.p;
+        let mut bureau = Browser::logged_in(p, "bureau").await;
+
+        // A's latest value was read at a known instant: the enterprise page says when, in
+        // Beijing time, and how long ago.
+        let read = city.first_sample + (CHART_SAMPLES - 1) * 1000;
+        let page = bureau.get(&format!("/enterprises/{}", city.a)).await;
+        let shown = ui::format::local_time(read, 480);
+        assert!(
+            page.body.contains(&format!(
+                ">{shown}</time> <span class=\"ago\">1 分钟前</span>"
+            )),
+            "{shown}"
+        );
+        let a = p.get(&format!("/api/v1/enterprises/{}", city.a)).await;
+        let since = beijing(a["on_cloud_since"].as_str().unwrap());
+        assert!(page.body.contains(&since), "on the cloud since {since}");
+        let seen = beijing(a["gateways"][0]["status_at"].as_str().unwrap());
+        let last = beijing(a["gateways"][0]["last_batch_at"].as_str().unwrap());
+        assert!(
+            page.body.contains(&seen) || page.body.contains(&last),
+            "last seen"
+        );
+
+        // The silent list on the dashboard, and its CSV.
+        let c = p.get(&format!("/api/v1/enterprises/{}", city.c)).await;
+        let enrolled = beijing(c["gateways"][0]["enrolled_at"].as_str().unwrap());
+        let dashboard = bureau.get("/bureau").await;
+        assert!(
+            dashboard.body.contains(&format!(">{enrolled}</time>")),
+            "{enrolled}"
+        );
+        let silent = bureau.get("/bureau/csv/silent").await;
+        let lines: Vec<&str> = silent.body.trim_start_matches('\u{feff}').lines().collect();
+        assert_eq!(
+            lines[0],
+            "企业,统一社会信用代码,行业,区域,改造企业,网关,首次接入"
+        );
+        assert_eq!(
+            lines[1],
+            format!("企业 {0},{0},食品加工,洪山区,否,1,{enrolled}", city.c)
+        );
+
+        // The drill-down and its CSV: B's last data, in Beijing time.
+        let b = p.get(&format!("/api/v1/enterprises/{}", city.b)).await;
+        let b_last = beijing(b["last_batch_at"].as_str().unwrap());
+        let district = "/bureau/districts/%E6%B4%AA%E5%B1%B1%E5%8C%BA";
+        let group = bureau.get(district).await;
+        assert!(
+            group.body.contains(&format!(">{b_last}</time>")),
+            "{b_last}"
+        );
+        let csv = bureau.get(&format!("{district}?format=csv")).await;
+        let row = csv
+            .body
+            .lines()
+            .find(|l| l.starts_with(&city.b))
+            .unwrap()
+            .to_owned();
+        let fields: Vec<&str> = row.split(',').collect();
+        assert_eq!(fields[8], beijing(b["on_cloud_since"].as_str().unwrap()));
+        assert_eq!(fields[9], b_last);
+        assert!(is_local_time(fields[9]), "{row}");
+
+        // No page shows a UTC ISO time, in either language; ages are in the language.
+        let chart = format!(
+            "/enterprises/{}/chart?gateway={}&device=press-1&point=temperature",
+            city.a, city.gw_a
+        );
+        let pages = [
+            "/bureau".to_owned(),
+            district.to_owned(),
+            "/bureau/industries/auto-parts".to_owned(),
+            format!("/enterprises/{}", city.a),
+            format!("/enterprises/{}", city.c),
+            chart,
+        ];
+        for lang in ["zh-CN", "en"] {
+            bureau.get(&format!("/lang/{lang}?next=/")).await;
+            for path in &pages {
+                let page = bureau.get(path).await;
+                assert_eq!(page.status, StatusCode::OK, "{path}");
+                assert_eq!(
+                    visible_iso_times(&page.body),
+                    Vec::<String>::new(),
+                    "{lang} {path}"
+                );
+            }
+        }
+        let english = bureau.get(&format!("/enterprises/{}", city.a)).await;
+        assert!(english.body.contains(&format!(
+            ">{shown}</time> <span class=\"ago\">1 min ago</span>"
+        )));
+    })
+    .await;
+}
+
+/// The UI's CSV files speak the page's language; the API's keep their codes.
+#[tokio::test]
+async fn the_uis_csv_headers_are_in_the_pages_language() {
+    bounded(LIMIT, async {
+        let city = city().await;
+        let mut bureau = Browser::logged_in(&city.p, "bureau").await;
+        let header = |csv: &Page| {
+            csv.body
+                .trim_start_matches('\u{feff}')
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let zh = [
+            ("/bureau/csv/onboarding", "范围,名称,试点行业,已登记,已接入网关,已上云,近 7 天活跃,已接入未上数,目标,完成度,上云率"),
+            ("/bureau/csv/daily", "日期,已上云,改造企业已上云,当日新上云,近 7 天活跃,改造企业近 7 天活跃"),
+            ("/bureau/csv/silent", "企业,统一社会信用代码,行业,区域,改造企业,网关,首次接入"),
+            ("/bureau/industries/auto-parts?format=csv", "统一社会信用代码,企业,行业,区域,改造企业,网关,已上云,近 7 天活跃,上云时间,最近上数"),
+        ];
+        for (path, expected) in zh {
+            let csv = bureau.get(path).await;
+            assert_eq!(csv.status, StatusCode::OK, "{path}");
+            assert!(csv.body.starts_with('\u{feff}'), "{path}: a byte-order mark");
+            assert_eq!(header(&csv), expected, "{path}");
+        }
+        let onboarding = bureau.get("/bureau/csv/onboarding").await;
+        let lines: Vec<&str> = onboarding.body.lines().collect();
+        assert_eq!(lines.len(), 1 + 2 + 8 + 17);
+        assert_eq!(lines[1], "总体情况,全部企业,,3,3,2,2,1,4000,0.05%,66.7%");
+        assert_eq!(lines[2], "总体情况,改造企业,,1,1,1,1,0,480,0.21%,100%");
+        assert!(lines.contains(&"行业,汽车零部件,是,1,1,1,1,0,1000,0.1%,100%"), "{lines:?}");
+        assert!(lines.contains(&"区域,洪山区,,2,2,1,1,1,,,50.0%"), "{lines:?}");
+
+        bureau.get("/lang/en?next=/").await;
+        let english = [
+            ("/bureau/csv/onboarding", "Scope,Name,Pilot industry,Registered,Enrolled,On the cloud,Active (7 days),\"Enrolled, silent\",Target,Progress,Share on the cloud"),
+            ("/bureau/csv/daily", "Date,On the cloud,\"In the program, on the cloud\",New on the cloud,Active (7 days),\"In the program, active (7 days)\""),
+            ("/bureau/csv/silent", "Enterprise,Credit code,Industry,District,Enterprises in the program,Gateways,First enrolled"),
+        ];
+        for (path, expected) in english {
+            assert_eq!(header(&bureau.get(path).await), expected, "{path}");
+        }
+        let csv = bureau.get("/bureau/industries/auto-parts?format=csv").await;
+        assert!(csv.body.contains(",automotive parts,洪山区,no,1,yes,yes,"), "{}", csv.body);
+    })
+    .await;
+}
+
+/// Regression: 1 of 4,000 was shown as `0.0%`, and counts had no separators.
+#[tokio::test]
+async fn counts_have_separators_and_small_shares_keep_their_precision() {
+    bounded(LIMIT, async {
+        let city = city().await;
+        let p = &city.p;
+        // 3,999 more enterprises in A's district: 1 of its 4,000 is on the cloud.
+        let mut import = String::from("credit_code,name,industry,district,in_program\n");
+        for serial in 10_000..13_999 {
+            let code = code(serial);
+            import.push_str(&format!(
+                "{code},企业 {code},electrical-equipment,东西湖区,false\n"
+            ));
+        }
+        let answer = p
+            .bureau(Method::POST, "/api/v1/enterprises/import")
+            .header(CONTENT_TYPE, "text/csv")
+            .body(import)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::CREATED);
+        let mut bureau = Browser::logged_in(p, "bureau").await;
+        let page = bureau.get("/bureau").await;
+        for expected in [
+            "data-figure=\"by_district.东西湖区.registered\">4,000<",
+            "data-figure=\"total.registered\">4,002<",
+            "data-figure=\"by_industry.electrical-equipment.registered\">4,000<",
+            "<progress max=\"4000\" value=\"1\"></progress> 0.025%",
+        ] {
+            assert!(page.body.contains(expected), "{expected}");
+        }
+        assert!(!page.body.contains(" 0.0%"));
+        // The CSV keeps bare numbers (a spreadsheet reads them as numbers) and the share.
+        let csv = bureau.get("/bureau/csv/onboarding").await;
+        assert!(
+            csv.body
+                .contains("\n区域,东西湖区,,4000,1,1,1,0,,,0.025%\n"),
+            "{}",
+            csv.body
+        );
+        bureau.get("/lang/en?next=/").await;
+        let english = bureau.get("/bureau").await;
+        assert!(
+            english
+                .body
+                .contains("data-figure=\"by_district.东西湖区.registered\">4,000<")
+        );
+    })
+    .await;
+}
+
+/// Text answers are gzipped for a client that accepts it, and only then.
+#[tokio::test]
+async fn text_answers_are_gzipped_when_the_client_accepts_it() {
+    bounded(LIMIT, async {
+        let city = city().await;
+        let p = &city.p;
+        let bureau = Browser::logged_in(p, "bureau").await;
+        let session = format!("fl_session={}", bureau.cookies["fl_session"]);
+        for path in [
+            "/login",
+            "/bureau",
+            "/bureau/csv/onboarding",
+            "/static/app.js",
+            "/static/uPlot.iife.min.js",
+            "/static/app.css",
+            "/api/v1/stats/onboarding",
+        ] {
+            let get = |encoding: Option<&str>| {
+                let mut request = p
+                    .http
+                    .get(format!("{}{path}", p.base))
+                    .header(COOKIE, &session);
+                if let Some(encoding) = encoding {
+                    request = request.header("accept-encoding", encoding);
+                }
+                request.send()
+            };
+            let plain = get(None).await.unwrap();
+            assert_eq!(plain.status(), StatusCode::OK, "{path}");
+            assert!(plain.headers().get("content-encoding").is_none(), "{path}");
+            let plain_len = plain.bytes().await.unwrap().len();
+            for encoding in ["gzip", "gzip, deflate, br, zstd"] {
+                let zipped = get(Some(encoding)).await.unwrap();
+                assert_eq!(zipped.status(), StatusCode::OK, "{path}");
+                assert_eq!(
+                    zipped.headers()["content-encoding"],
+                    "gzip",
+                    "{path} {encoding}"
+                );
+                assert!(
+                    zipped.headers()["vary"]
+                        .to_str()
+                        .unwrap()
+                        .contains("accept-encoding")
+                );
+                if path == "/bureau" {
+                    assert!(zipped.headers().contains_key("content-security-policy"));
+                }
+                let body = zipped.bytes().await.unwrap();
+                assert!(body.starts_with(&[0x1f, 0x8b]), "{path}: a gzip stream");
+                assert!(
+                    body.len() < plain_len,
+                    "{path}: {} ≥ {plain_len}",
+                    body.len()
+                );
+            }
+            let identity = get(Some("identity")).await.unwrap();
+            assert!(
+                identity.headers().get("content-encoding").is_none(),
+                "{path}"
+            );
+        }
+    })
+    .await;
+}
+
+/// Regression: every first visit asked for `/favicon.ico` and got a 404.
+#[tokio::test]
+async fn the_icon_is_served_and_linked_from_every_page() {
+    bounded(LIMIT, async {
+        let city = city().await;
+        let mut user = Browser::new(&city.p);
+        for path in ["/favicon.ico", "/static/favicon.svg"] {
+            let icon = user.get(path).await;
+            assert_eq!(icon.status, StatusCode::OK, "{path}");
+            assert_eq!(icon.headers[CONTENT_TYPE], "image/svg+xml", "{path}");
+            assert!(icon.body.starts_with("<svg"), "{path}");
+        }
+        let link = "<link rel=\"icon\" href=\"/static/favicon.svg\" type=\"image/svg+xml\">";
+        assert!(user.get("/login").await.body.contains(link));
+        let mut user = Browser::logged_in(&city.p, "ent-a").await;
+        for path in [
+            format!("/enterprises/{}", city.a),
+            format!(
+                "/enterprises/{}/chart?gateway={}&device=press-1&point=temperature",
+                city.a, city.gw_a
+            ),
+            "/bureau".to_owned(),
+            "/nowhere-but-a-page".to_owned(),
+            format!("/enterprises/{}", city.b),
+        ] {
+            let page = user.get(&path).await;
+            if page.headers[CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+            {
+                assert!(page.body.contains(link), "{path}");
+            }
+        }
+    })
+    .await;
+}
+
+/// After a wrong password the form keeps the user name (escaped) and asks for the
+/// password alone.
+#[tokio::test]
+async fn a_failed_login_keeps_the_user_name() {
+    bounded(LIMIT, async {
+        let city = city().await;
+        let mut browser = Browser::new(&city.p);
+        let wrong = browser.login("bureau", "not the password").await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+        assert!(
+            wrong.body.contains("name=\"username\" value=\"bureau\""),
+            "{}",
+            wrong.body
+        );
+        assert!(
+            wrong
+                .body
+                .contains("autocomplete=\"current-password\" required autofocus")
+        );
+        let odd = browser.login("<b>\"x", "not the password").await;
+        assert!(
+            odd.body.contains("value=\"&lt;b&gt;&quot;x\""),
+            "{}",
+            odd.body
+        );
+        let fresh = browser.get("/login").await;
+        assert!(fresh.body.contains("name=\"username\" value=\"\""));
+        assert!(
+            fresh
+                .body
+                .contains("autocomplete=\"username\" required autofocus")
+        );
+    })
+    .await;
+}
+
+/// Regression: a new point's chart opened on 24 hours with its samples as three dots at
+/// the right edge. The default window starts at the point's first sample.
+#[tokio::test]
+async fn a_new_points_chart_opens_on_the_data_it_has() {
+    bounded(LIMIT, async {
+        let city = city().await;
+        let mut bureau = Browser::logged_in(&city.p, "bureau").await;
+        let series = |code: &str, gateway: &str, hours: &str| {
+            format!("/enterprises/{code}/series?gateway={gateway}&device=press-1&point=temperature{hours}")
+        };
+        let window = |s: &Json| s["to"].as_i64().unwrap() - s["from"].as_i64().unwrap();
+        // B's point has one sample, seconds old: the window is seconds long.
+        let b: Json = serde_json::from_str(&bureau.get(&series(&city.b, &city.gw_b, "")).await.body).unwrap();
+        assert_eq!(b["samples"], 1);
+        assert!(window(&b) < 5 * 60_000, "{b}");
+        let t = b["t"][0].as_f64().unwrap() * 1000.0;
+        assert!(t >= b["from"].as_f64().unwrap() && t < b["to"].as_f64().unwrap(), "{b}");
+        // A's has 100 minutes: the window starts just before its first sample.
+        let a: Json = serde_json::from_str(&bureau.get(&series(&city.a, &city.gw_a, "")).await.body).unwrap();
+        assert_eq!(a["samples"], CHART_SAMPLES);
+        let from = a["from"].as_i64().unwrap();
+        assert!(from <= city.first_sample, "{from} > {}", city.first_sample);
+        assert!(city.first_sample - from <= window(&a) / 20, "{a}");
+        // A window asked for is kept.
+        let day: Json = serde_json::from_str(&bureau.get(&series(&city.a, &city.gw_a, "&hours=24")).await.body).unwrap();
+        assert_eq!(window(&day), 24 * 3_600_000);
+        // The chart page offers the fitted window first, as the current one.
+        let chart = bureau
+            .get(&format!("/enterprises/{}/chart?gateway={}&device=press-1&point=temperature", city.b, city.gw_b))
+            .await;
+        assert!(chart.body.contains("aria-current=\"page\">自动</a>"), "{}", chart.body);
+        let url = &chart.body[chart.body.find("data-url=\"").unwrap()..];
+        let url = &url[..url.find("\" ").unwrap()];
+        assert!(url.contains("point=temperature") && !url.contains("hours"), "{url}");
+    })
+    .await;
+}
+
+/// An x-axis label of a chart: `HH:MM`, `HH:MM:SS`, or a date: `12月7日`, `2026年`,
+/// `2026年12月` in Chinese, `12-07`, `2026`, `2026-12` in English. Never `10:40am` or
+/// `12/7/26`.
+fn is_tick_label(label: &str, english: bool) -> bool {
+    let digits = label.chars().filter(char::is_ascii_digit).count();
+    let rest: String = label.chars().filter(|c| !c.is_ascii_digit()).collect();
+    let clock = (rest == ":" && digits == 4) || (rest == "::" && digits == 6);
+    let clock = clock && label[..2].parse::<u32>().is_ok_and(|h| h < 24);
+    let date = if english {
+        matches!((rest.as_str(), digits), ("-", 4 | 6) | ("", 4))
+    } else {
+        matches!(rest.as_str(), "月日" | "年" | "年月") && digits >= 2
+    };
+    clock || date
+}
+
 /// Headless Chromium (Debian's `chromium`, driven by `tests/ui_chromium.py` over the
 /// DevTools pipe) logs in as the bureau and as an enterprise: the dashboard's figures
-/// equal the counts API, both charts draw, no page scrolls sideways at 1366×768, and the
+/// equal the counts API, both charts draw, no page scrolls sideways at 1366×768 nor on a
+/// 390 px phone, where no table cell is squeezed onto more lines than it has; the charts'
+/// legends show the latest values without a hover, their axes a 24-hour clock and the
+/// page's dates, in Beijing time though the browser runs in New York's zone. The
 /// screenshots land in `$FIELDLINK_UI_SCREENSHOTS` (default `target/ui-screenshots`).
 /// Without chromium it is skipped, unless `FIELDLINK_REQUIRE_CHROMIUM=1` (CI).
 #[tokio::test]
@@ -1130,6 +1673,11 @@ async fn chromium_shows_the_counts_and_charts() {
             {"name": "bureau-district", "username": "bureau", "password": PASSWORD, "path": "/bureau/districts/%E6%B4%AA%E5%B1%B1%E5%8C%BA"},
             {"name": "enterprise", "username": "ent-a", "password": PASSWORD, "path": format!("/enterprises/{}", city.a)},
             {"name": "enterprise-chart", "username": "ent-a", "password": PASSWORD, "path": chart},
+            {"name": "enterprise-chart-en", "username": "ent-a", "password": PASSWORD, "path": format!("/lang/en?next={}", ui_encode(&chart))},
+            {"name": "bureau-dashboard-phone", "username": "bureau", "password": PASSWORD, "path": "/bureau", "width": 390, "height": 844},
+            {"name": "bureau-dashboard-en-phone", "username": "bureau", "password": PASSWORD, "path": "/lang/en?next=/bureau", "width": 390, "height": 844},
+            {"name": "enterprise-phone", "username": "ent-a", "password": PASSWORD, "path": format!("/enterprises/{}", city.a), "width": 390, "height": 844},
+            {"name": "enterprise-chart-phone", "username": "ent-a", "password": PASSWORD, "path": chart, "width": 390, "height": 844},
         ]);
         let (base, dir, script) = (
             city.p.base.clone(),
@@ -1166,6 +1714,8 @@ async fn chromium_shows_the_counts_and_charts() {
         assert_eq!(reports["enterprise"]["path"], format!("/enterprises/{}", city.a));
         for (name, report) in reports.as_object().unwrap() {
             assert_eq!(report["hscroll"], false, "{name} scrolls sideways");
+            assert_eq!(report["squeezed"], json!([]), "{name}: squeezed table cells");
+            assert_eq!(report["unwrapped"], 0, "{name}: a table outside a scrolling wrapper");
             assert!(
                 report["charts"].as_array().unwrap().iter().all(|c| c == "1"),
                 "{name}: {report}"
@@ -1173,9 +1723,50 @@ async fn chromium_shows_the_counts_and_charts() {
             let png = std::fs::read(out.join(format!("{name}.png"))).unwrap();
             assert!(png.starts_with(b"\x89PNG"), "{name}.png");
         }
-        for name in ["bureau-dashboard", "enterprise-chart"] {
-            assert_eq!(reports[name]["canvases"], 1, "{name}: {}", reports[name]);
+        let charts = [
+            "bureau-dashboard",
+            "bureau-dashboard-en",
+            "bureau-dashboard-phone",
+            "bureau-dashboard-en-phone",
+            "enterprise-chart",
+            "enterprise-chart-en",
+            "enterprise-chart-phone",
+        ];
+        for name in charts {
+            let report = &reports[name];
+            assert_eq!(report["canvases"], 1, "{name}: {report}");
+            // Without a hover the legend shows the latest values, not `--`.
+            let legend = report["legend"].as_array().unwrap();
+            assert!(legend.len() >= 3, "{name}: {report}");
+            assert!(
+                legend.iter().all(|v| v != "--" && v != ""),
+                "{name}: legend {legend:?}"
+            );
+            let ticks = report["ticks"][0].as_str().unwrap();
+            assert!(!ticks.is_empty(), "{name}: no x-axis labels");
+            for label in ticks.split(['|', '\n']) {
+                assert!(is_tick_label(label, name.contains("-en")), "{name}: tick {label:?} in {ticks}");
+            }
         }
+        // The point chart's x axis is a clock (its window is the point's 100 minutes),
+        // its latest time Beijing's whatever the browser's zone; the daily chart's, dates.
+        let last = city.first_sample + (CHART_SAMPLES - 1) * 1000;
+        let minutes: Vec<String> = (0..3)
+            .map(|k| ui::format::local_time(last - k * 60_000, 480))
+            .collect();
+        for name in ["enterprise-chart", "enterprise-chart-en", "enterprise-chart-phone"] {
+            let report = &reports[name];
+            assert!(report["ticks"][0].as_str().unwrap().contains(':'), "{name}: {report}");
+            let at = report["legend"][0].as_str().unwrap();
+            assert!(minutes.iter().any(|m| at.starts_with(m.as_str())), "{name}: {at} not in {minutes:?}");
+        }
+        let today = ui::format::local_time(fieldlink_platform::clock::now_ms(), 480);
+        for name in ["bureau-dashboard", "bureau-dashboard-en"] {
+            let report = &reports[name];
+            assert!(!report["ticks"][0].as_str().unwrap().contains(':'), "{name}: {report}");
+            assert_eq!(report["legend"][0], today[..10], "{name}");
+        }
+        assert!(reports["bureau-dashboard"]["ticks"][0].as_str().unwrap().contains('月'));
         println!("screenshots in {}", out.display());
     })
     .await;

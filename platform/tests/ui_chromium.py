@@ -6,11 +6,23 @@ platform/tests/ui.rs, which starts the platform and checks what this prints:
 
     ui_chromium.py BASE_URL OUT_DIR JOBS_JSON
 
-JOBS_JSON is a list of {"name", "username", "password", "path"}. For each job, in a
-fresh browser context (its own cookies), it logs in through the login form, opens the
-path at 1366x768 (a laptop screen), waits for the charts to draw, saves a full-page
+JOBS_JSON is a list of {"name", "username", "password", "path"} with, optionally,
+"width" and "height" (default 1366x768, a laptop screen; 390 wide is a phone, emulated as
+a mobile device). For each job, in a fresh browser context (its own cookies), it logs in
+through the login form, opens the path, waits for the charts to draw, saves a full-page
 screenshot OUT_DIR/NAME.png and reports what the page shows. It prints one JSON object
-{name: {"figures", "charts", "canvases", "hscroll", "lang", "path"}} on stdout.
+{name: {"figures", "charts", "canvases", "hscroll", "lang", "path", "squeezed",
+"unwrapped", "legend", "ticks"}} on stdout:
+
+- squeezed: the text of every table cell (but the charts' legends) that wraps while
+  narrower than 5em (a phone's `已/登/记`, a credit code over nine lines), or overflows
+  its cell; a long name wrapped at a wider width is not squeezed;
+- unwrapped: tables not inside a horizontally scrolling wrapper;
+- legend: the chart legends' values as shown without hovering;
+- ticks: each chart's x-axis labels (the canvas's text, kept in data-x-ticks).
+
+The browser runs in New York's time zone (TZ), so a chart that reads the browser's zone
+instead of the platform's shows it.
 
 Standard library only: the DevTools protocol over --remote-debugging-pipe (NUL-separated
 JSON on file descriptors 3 and 4), so no WebSocket client is needed.
@@ -28,6 +40,7 @@ import time
 
 TIMEOUT = 30.0
 WIDTH, HEIGHT = 1366, 768
+BROWSER_TZ = "America/New_York"
 
 COLLECT = """JSON.stringify({
   figures: Object.fromEntries(Array.from(document.querySelectorAll('[data-figure]'))
@@ -37,6 +50,20 @@ COLLECT = """JSON.stringify({
   hscroll: document.documentElement.scrollWidth > document.documentElement.clientWidth,
   lang: document.documentElement.lang,
   path: location.pathname,
+  squeezed: Array.from(document.querySelectorAll('table:not(.u-legend) :is(td, th)')).filter(cell => {
+    const style = getComputedStyle(cell);
+    const line = parseFloat(style.lineHeight) || parseFloat(style.fontSize) * 1.5;
+    const range = document.createRange();
+    range.selectNodeContents(cell);
+    const lines = Math.round(range.getBoundingClientRect().height / line);
+    const wrapped = lines > cell.querySelectorAll('br').length + 1;
+    const narrow = cell.clientWidth < 5 * parseFloat(style.fontSize);
+    return (wrapped && narrow) || cell.scrollWidth > cell.clientWidth + 1;
+  }).map(cell => cell.textContent.trim()),
+  unwrapped: Array.from(document.querySelectorAll('table:not(.u-legend)'))
+    .filter(t => !t.parentElement.classList.contains('table-wrap')).length,
+  legend: Array.from(document.querySelectorAll('.u-legend .u-value')).map(e => e.textContent),
+  ticks: Array.from(document.querySelectorAll('.chart')).map(e => e.dataset.xTicks || ''),
 })"""
 
 
@@ -70,6 +97,7 @@ class Chromium:
             ],
             preexec_fn=fds,
             close_fds=False,
+            env={**os.environ, "TZ": BROWSER_TZ},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -146,6 +174,7 @@ def navigate(chrome, session, url):
 
 
 def run_job(chrome, base, out_dir, job):
+    width, height = job.get("width", WIDTH), job.get("height", HEIGHT)
     context = chrome.call("Target.createBrowserContext")["browserContextId"]
     target = chrome.call(
         "Target.createTarget", {"url": "about:blank", "browserContextId": context}
@@ -157,7 +186,7 @@ def run_job(chrome, base, out_dir, job):
     chrome.call("Runtime.enable", session=session)
     chrome.call(
         "Emulation.setDeviceMetricsOverride",
-        {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False},
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 800},
         session,
     )
     navigate(chrome, session, base + "/login")
@@ -183,13 +212,13 @@ def run_job(chrome, base, out_dir, job):
             break
         time.sleep(0.1)
     report = json.loads(evaluate(chrome, session, COLLECT))
-    height = evaluate(chrome, session, "document.documentElement.scrollHeight")
+    page_height = evaluate(chrome, session, "document.documentElement.scrollHeight")
     shot = chrome.call(
         "Page.captureScreenshot",
         {
             "format": "png",
             "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": WIDTH, "height": max(height, HEIGHT), "scale": 1},
+            "clip": {"x": 0, "y": 0, "width": width, "height": max(page_height, height), "scale": 1},
         },
         session,
     )

@@ -29,4 +29,4 @@ mod collector;
 mod signal;
 
 pub use collector::{SimPoint, SimulatorCollector, SimulatorDevice};
-pub use signal::{Signal, UnknownSignal, seed_for};
+pub use signal::{PLANT_UTC_OFFSET_MS, Signal, UnknownSignal, seed_for};

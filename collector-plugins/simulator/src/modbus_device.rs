@@ -455,7 +455,7 @@ fn encode_registers(data_type: DataType, order: WordOrder, value: &Scalar<'_>, o
 /// | holding | 0–1 | f32 | `temperature` | Sine, °C, 20–25 |
 /// | holding | 2–3 | f32 | `pressure` | RandomWalk × 0.1, bar, 4–6 |
 /// | holding | 4 | u16 | `spindle_speed` | Ramp × 30, rpm, 0–3000 |
-/// | holding | 10–11 | u32 | `parts_made` | Counter |
+/// | holding | 10–11 | u32 | `parts_made` | Counter: parts made since the plant's midnight |
 /// | holding | 20–23 | string (4 registers) | `recipe` | `"AX-7"`, NUL-padded |
 /// | input | 0 | i16 | `motor_current` | RandomWalk × 3: 120–180, i.e. 12.0–18.0 A at scale 0.1 |
 /// | coil | 0 | bool | `door_open` | Toggle |

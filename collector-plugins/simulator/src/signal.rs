@@ -18,8 +18,10 @@ pub enum Signal {
     /// Sawtooth: `100·((t + o) mod P)/P`, with period `P` from 1 to 2 minutes and offset
     /// `o` chosen by the seed; a `Float` in `[0, 100]`, rounded to 0.01.
     Ramp,
-    /// Production counter: `⌊t/1000⌋ + seed mod 1000`, an `Int` that grows by one per
-    /// second of wall time.
+    /// Production counter, the parts made today: one part every `C` seconds since the
+    /// plant's midnight ([`PLANT_UTC_OFFSET_MS`]), `⌊(t since midnight)/C⌋`, with the
+    /// cycle time `C = 4 + seed mod 9` seconds (4 to 12 s); an `Int` that starts at 0 each
+    /// day and reaches 7,200 to 21,600 by its end, as a press's shift counter does.
     Counter,
     /// On/off state: a `Bool` that flips every `N` seconds, `N = 5 + seed mod 26` (5 to
     /// 30 s), with a phase chosen by the seed.
@@ -89,9 +91,16 @@ impl Signal {
     }
 }
 
+/// The simulated plant's clock: China Standard Time (UTC+08:00, no daylight saving), the
+/// zone the platform keeps its days in by default; its [`Signal::Counter`] starts again
+/// at this zone's midnight.
+pub const PLANT_UTC_OFFSET_MS: i64 = 8 * 3_600_000;
+
 fn counter(seed: u64, t_ms: i64) -> i64 {
-    // `seed % 1000` is below 1000, so the cast is exact.
-    t_ms.div_euclid(1000).saturating_add((seed % 1000) as i64)
+    const DAY_MS: i64 = 86_400_000;
+    // `seed % 9` is below 9, so the cast is exact.
+    let cycle_ms = (4 + (seed % 9) as i64) * 1000;
+    t_ms.saturating_add(PLANT_UTC_OFFSET_MS).rem_euclid(DAY_MS) / cycle_ms
 }
 
 fn toggle(seed: u64, t_ms: i64) -> bool {
@@ -261,18 +270,33 @@ mod tests {
         }
     }
 
+    /// Regression: the counter read like epoch seconds (`parts_made=1796613991`).
     #[test]
-    fn counter_grows_by_one_per_second() {
-        let seed = seed_for("parts_made");
-        let at = |t| match Signal::Counter.value(seed, t) {
-            Value::Int(v) => v,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(at(DAY_START), DAY_START / 1000 + (seed % 1000) as i64);
-        for s in 0..DAY_MS / 1000 {
-            let t = DAY_START + s * 1000;
-            assert_eq!(at(t + 1000) - at(t), 1);
-            assert_eq!(at(t + 999), at(t));
+    fn counter_counts_the_parts_made_since_the_plants_midnight() {
+        for name in ["parts_made", "conveyor_count", "a", "b"] {
+            let seed = seed_for(name);
+            let at = |t| match Signal::Counter.value(seed, t) {
+                Value::Int(v) => v,
+                other => panic!("{other:?}"),
+            };
+            // DAY_START is 08:00 in the plant; its midnight is 8 hours earlier.
+            let midnight = DAY_START - PLANT_UTC_OFFSET_MS;
+            let cycle = (4 + (seed % 9) as i64) * 1000;
+            assert_eq!(at(midnight), 0, "{name}");
+            assert_eq!(at(midnight - 1), (DAY_MS - 1) / cycle, "{name}");
+            assert!((7200..=21_600).contains(&at(midnight - 1)), "{name}");
+            let mut last = 0;
+            for s in 0..DAY_MS / 1000 {
+                let now = at(midnight + s * 1000);
+                assert!(now == last || now == last + 1, "{name} at {s} s");
+                last = now;
+            }
+            assert_eq!(
+                at(midnight + DAY_MS),
+                0,
+                "{name}: starts again the next day"
+            );
+            assert_eq!(at(midnight + 60 * cycle), 60, "{name}");
         }
     }
 

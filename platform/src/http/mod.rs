@@ -17,6 +17,13 @@ use crate::registry::Registry;
 use crate::store::Store;
 use std::sync::Arc;
 
+/// Compresses answers with gzip when the client accepts it (`Accept-Encoding`): pages,
+/// CSV, JSON, scripts and styles (the uPlot bundle shrinks from 50 kB to about 22 kB);
+/// not images (except SVG) nor bodies under 32 bytes (tower-http's default predicate).
+pub fn compression() -> tower_http::compression::CompressionLayer {
+    tower_http::compression::CompressionLayer::new()
+}
+
 /// The largest request body accepted (413 beyond): a CSV import of the whole city's
 /// enterprises fits many times over.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;

@@ -169,6 +169,9 @@ pub struct SilentEnterprise {
     pub gateways: usize,
     /// When its first gateway was enrolled (RFC 3339).
     pub first_enrolled_at: String,
+    /// The same in ms since the epoch, for the web UI's local times (not in the API).
+    #[serde(skip)]
+    pub first_enrolled_ms: i64,
 }
 
 /// The enrolled enterprises with no batch yet, by credit code.
@@ -194,6 +197,7 @@ pub async fn silent_list(store: &Store) -> Result<Vec<SilentEnterprise>, StoreEr
                 in_program: e.in_program,
                 gateways,
                 first_enrolled_at: rfc3339(first),
+                first_enrolled_ms: first,
             })
         })
         .collect())

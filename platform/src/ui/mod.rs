@@ -4,11 +4,18 @@
 //!
 //! Parts: the users and sessions are [`crate::accounts`]'s; `web` (the request context:
 //! session cookie, language, CSRF;
-//! rendering and errors); `pages` (the handlers); the static files (uPlot, vendored from
-//! npm, and our CSS/JS) are included in the binary, so no page needs the internet.
+//! rendering and errors); `pages` (the handlers); `exports` (the CSV files the pages link
+//! to, in the page's language; the API's CSV keeps its codes); [`format`] (times in the
+//! program's zone, counts, percentages: one function each for pages and CSV); the static
+//! files (uPlot, vendored from npm, our CSS/JS and the icon) are included in the binary,
+//! so no page needs the internet.
 //!
 //! Invariants:
-//! - every page but `/login`, `/lang/*` and `/static/*` needs a session; the bureau's pages
+//! - every time a page or a UI CSV file shows is in the program's zone
+//!   (`utc_offset_minutes`, Beijing time by default), charts included; the JSON keeps
+//!   RFC 3339;
+//! - every page but `/login`, `/lang/*`, `/static/*` and `/favicon.ico` needs a session;
+//!   the bureau's pages
 //!   need a bureau session; an enterprise page, its charts and its series need a bureau
 //!   session or that enterprise's session, and a gateway named in a query must be one of
 //!   the enterprise's own (otherwise 404, so nothing says another enterprise exists);
@@ -19,6 +26,8 @@
 //! - a bureau session may also make the bureau's GET calls of the JSON API
 //!   ([`crate::http::auth`]); an enterprise session makes none.
 
+mod exports;
+pub mod format;
 pub mod i18n;
 mod pages;
 mod web;
@@ -43,6 +52,8 @@ pub const LANG: &str = "/lang/{lang}";
 pub const STATIC: &str = "/static/{file}";
 /// The bureau's dashboard.
 pub const BUREAU: &str = "/bureau";
+/// The dashboard's tables as CSV in the page's language: `onboarding`, `daily`, `silent`.
+pub const BUREAU_CSV: &str = "/bureau/csv/{table}";
 /// The enterprises of one industry (`?format=csv` for the table).
 pub const BUREAU_INDUSTRY: &str = "/bureau/industries/{industry}";
 /// The enterprises of one district (`?format=csv` for the table).
@@ -55,9 +66,11 @@ pub const ENTERPRISE_CHART: &str = "/enterprises/{credit_code}/chart";
 pub const ENTERPRISE_SERIES: &str = "/enterprises/{credit_code}/series";
 /// Creates a UI user (bureau bearer token; JSON).
 pub const API_USERS: &str = "/api/v1/users";
+/// The icon browsers ask for by default; the pages link the same SVG from `/static/`.
+pub const FAVICON: &str = "/favicon.ico";
 
 /// Every route the UI adds, for tests that must walk them all.
-pub const ROUTES: [&str; 12] = [
+pub const ROUTES: [&str; 14] = [
     HOME,
     LOGIN,
     LOGOUT,
@@ -70,6 +83,8 @@ pub const ROUTES: [&str; 12] = [
     ENTERPRISE_CHART,
     ENTERPRISE_SERIES,
     API_USERS,
+    BUREAU_CSV,
+    FAVICON,
 ];
 
 /// The UI's routes, merged into the API's router.
@@ -87,4 +102,6 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(ENTERPRISE_CHART, get(pages::chart))
         .route(ENTERPRISE_SERIES, get(pages::series))
         .route(API_USERS, post(pages::create_user))
+        .route(BUREAU_CSV, get(exports::bureau_csv))
+        .route(FAVICON, get(web::favicon))
 }

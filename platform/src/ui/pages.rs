@@ -2,6 +2,8 @@
 //! drill-downs, an enterprise's page, a point's chart and its downsampled series, and the
 //! bureau's call that creates users.
 
+use super::exports;
+use super::format;
 use super::i18n::Lang;
 use super::web::{
     Ctx, LANG_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE, UiError, cookie, local_path,
@@ -9,14 +11,14 @@ use super::web::{
 };
 use crate::accounts::{AccountError, Login, Role, SESSION_MS};
 use crate::catalog::{District, Industry};
-use crate::clock::{now_ms, rfc3339};
+use crate::clock::now_ms;
 use crate::credit_code::CreditCode;
 use crate::http::error::parse_json;
-use crate::http::views::{self, EnterpriseView};
+use crate::http::views::{self, EnterpriseView, GatewayView};
 use crate::http::{ApiError, AppState, Bureau};
 use crate::secret::{constant_time_eq, new_token};
 use crate::stats;
-use crate::store::{Enterprise, Gateway, SeriesPoint};
+use crate::store::{Enterprise, Gateway, SeriesPoint, Store};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Form, Path, Query, State};
@@ -29,7 +31,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// The chart's default window, in hours.
+/// The chart's default window, in hours; a fitted window ([`fitted_window`]) is never
+/// longer.
 const DEFAULT_HOURS: u32 = 24;
 /// The longest chart window, in hours (the retention's default, 30 days, with room).
 const MAX_HOURS: u32 = 90 * 24;
@@ -125,6 +128,7 @@ pub async fn login_form(
         StatusCode::OK,
         None,
         query.next.as_deref(),
+        None,
     )
 }
 
@@ -150,12 +154,15 @@ fn keeps_secure_cookies(headers: &HeaderMap) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// The login form; after a failed attempt it shows `error` and keeps `username`, so only
+/// the password is typed again.
 fn login_page(
     ctx: &mut Ctx,
     headers: &HeaderMap,
     status: StatusCode,
     error: Option<&str>,
     next: Option<&str>,
+    username: Option<&str>,
 ) -> Response {
     let csrf = match new_token() {
         Ok(token) => token,
@@ -172,6 +179,7 @@ fn login_page(
         csrf => csrf,
         error => error,
         next => local_path(next),
+        username => username.map(str::trim),
         insecure => !keeps_secure_cookies(headers),
     };
     ctx.render(status, "login.html", page)
@@ -193,6 +201,7 @@ pub async fn login(
             StatusCode::TOO_MANY_REQUESTS,
             Some("login_locked"),
             next,
+            Some(&form.username),
         );
     }
     let csrf_ok = cookie(&headers, LOGIN_CSRF_COOKIE)
@@ -204,6 +213,7 @@ pub async fn login(
             StatusCode::FORBIDDEN,
             Some("session_expired"),
             next,
+            Some(&form.username),
         );
     }
     match ctx
@@ -233,6 +243,7 @@ pub async fn login(
                 StatusCode::UNAUTHORIZED,
                 Some("login_failed"),
                 next,
+                Some(&form.username),
             )
         }
         Ok(Login::Locked) => {
@@ -243,6 +254,7 @@ pub async fn login(
                 StatusCode::TOO_MANY_REQUESTS,
                 Some("login_locked"),
                 next,
+                Some(&form.username),
             )
         }
         Err(e) => ctx.error(e.into()),
@@ -284,14 +296,6 @@ pub async fn set_lang(
     ctx.add_cookies(Redirect::to(&local_path(query.next.as_deref())).into_response())
 }
 
-/// `on_cloud` as a percentage of `of` with one decimal ("0.0" when `of` is 0).
-fn percent(part: u64, of: u64) -> String {
-    if of == 0 {
-        return "0.0".to_owned();
-    }
-    format!("{:.1}", part as f64 * 100.0 / of as f64)
-}
-
 /// Each industry's code and name in `lang`, for templates.
 fn industry_names(lang: Lang) -> HashMap<&'static str, &'static str> {
     Industry::ALL
@@ -324,7 +328,7 @@ async fn dashboard_page(ctx: &Ctx) -> Result<Response, UiError> {
                 pilot => i.pilot,
                 c => i.counts,
                 target => i.target,
-                percent => percent(i.counts.on_cloud, i.target),
+                percent => format::percent(i.counts.on_cloud, i.target),
             }
         })
         .collect();
@@ -337,19 +341,28 @@ async fn dashboard_page(ctx: &Ctx) -> Result<Response, UiError> {
                 path => percent_encode(d.district.name()),
                 zone => d.kind == crate::catalog::DistrictKind::FunctionalZone,
                 c => d.counts,
-                percent => percent(d.counts.on_cloud, d.counts.registered),
+                percent => format::percent(d.counts.on_cloud, d.counts.registered),
             }
         })
         .collect();
-    let silent = views::silent_list(&state.store).await?;
+    let now = now_ms();
+    let silent: Vec<Value> = views::silent_list(&state.store)
+        .await?
+        .into_iter()
+        .map(|s| {
+            let first_enrolled = ctx.stamp(now, s.first_enrolled_ms);
+            context! { s => s, first_enrolled => first_enrolled }
+        })
+        .collect();
     let page = context! {
         o => o,
-        in_program_percent => percent(o.in_program.on_cloud, o.targets.in_program_on_cloud),
-        total_percent => percent(o.total.on_cloud, o.targets.key_industries_on_cloud),
+        in_program_percent => format::percent(o.in_program.on_cloud, o.targets.in_program_on_cloud),
+        total_percent => format::percent(o.total.on_cloud, o.targets.key_industries_on_cloud),
         industries => industries,
         districts => districts,
         silent => silent,
         industry_names => industry_names(ctx.lang),
+        daily_days => exports::DAILY_DAYS,
     };
     Ok(ctx.render(StatusCode::OK, "dashboard.html", page))
 }
@@ -402,69 +415,66 @@ async fn group_page(
     file_stem: &str,
 ) -> Result<Response, UiError> {
     ctx.bureau()?;
-    let views = views::enterprise_views(&ctx.state.store, keep).await?;
+    let rows = group_rows(&ctx.state.store, keep).await?;
     match query.format.as_deref() {
         None | Some("html") => {}
-        Some("csv") => return Ok(group_csv(&views, file_stem)),
+        Some("csv") => return Ok(exports::group_csv(ctx, &rows, file_stem)),
         Some(other) => return Err(UiError::BadRequest(format!("format {other:?}: use csv"))),
     }
+    let now = now_ms();
+    let enterprises: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            context! {
+                e => r.view,
+                last_batch => r.last_batch_at.map(|t| ctx.stamp(now, t)),
+            }
+        })
+        .collect();
     let page = context! {
         title => title,
-        enterprises => views,
+        enterprises => enterprises,
         industry_names => industry_names(ctx.lang),
         csv_path => format!("{}?format=csv", ctx.path.split('?').next().unwrap_or_default()),
     };
     Ok(ctx.render(StatusCode::OK, "group.html", page))
 }
 
-/// The drill-down table as CSV (the API's CSV conventions: UTF-8 with a byte-order mark).
-fn group_csv(views: &[EnterpriseView], file_stem: &str) -> Response {
-    const COLUMNS: [&str; 10] = [
-        "credit_code",
-        "name",
-        "industry",
-        "district",
-        "in_program",
-        "enrolled",
-        "on_cloud",
-        "active",
-        "on_cloud_since",
-        "last_batch_at",
-    ];
-    let rows: Vec<Vec<String>> = views
-        .iter()
-        .map(|v| {
-            let json = serde_json::to_value(v).unwrap_or_default();
-            COLUMNS
-                .iter()
-                .map(|c| match &json[c] {
-                    serde_json::Value::String(s) => s.clone(),
-                    serde_json::Value::Null => String::new(),
-                    other => other.to_string(),
-                })
-                .collect()
-        })
-        .collect();
-    let text = stats::to_csv(&COLUMNS, rows.iter().map(Vec::as_slice));
-    // Non-ASCII district names stay out of the header's file name.
-    let name = if file_stem.is_ascii() {
-        file_stem
-    } else {
-        "district"
-    };
-    views::csv_response(&format!("enterprises-{name}.csv"), text)
+/// One enterprise of a drill-down: the API's view and its times in ms, which the page and
+/// the CSV write in local time.
+pub(super) struct GroupRow {
+    /// The enterprise as the API shows it.
+    pub view: EnterpriseView,
+    /// When its first batch arrived.
+    pub on_cloud_since: Option<i64>,
+    /// When its last batch arrived.
+    pub last_batch_at: Option<i64>,
 }
 
-/// A duration in the page's language, e.g. `5 分钟` or `5 min`.
-fn age(lang: Lang, ms: i64) -> String {
-    let s = (ms / 1000).max(0);
-    let (n, unit) = match s {
-        0..60 => (s, "seconds"),
-        60..3600 => (s / 60, "minutes"),
-        3600..86_400 => (s / 3600, "hours"),
-        _ => (s / 86_400, "days"),
-    };
-    format!("{n} {}", lang.text(unit))
+/// The enterprises `keep` accepts with their gateways, by credit code (as
+/// [`views::enterprise_views`], keeping the times as numbers).
+async fn group_rows(
+    store: &Store,
+    keep: &(dyn Fn(&Enterprise) -> bool + Sync),
+) -> Result<Vec<GroupRow>, UiError> {
+    let mut gateways: HashMap<String, Vec<GatewayView>> = HashMap::new();
+    for g in store.gateways(None).await? {
+        gateways
+            .entry(g.credit_code.clone())
+            .or_default()
+            .push(views::gateway_view(&g));
+    }
+    Ok(store
+        .enterprises()
+        .await?
+        .iter()
+        .filter(|e| keep(e))
+        .map(|e| GroupRow {
+            view: views::enterprise_view(e, gateways.remove(&e.credit_code).unwrap_or_default()),
+            on_cloud_since: e.first_batch_at,
+            last_batch_at: e.last_batch_at,
+        })
+        .collect())
 }
 
 fn show_value(value: &SampleValue) -> String {
@@ -536,8 +546,7 @@ async fn enterprise_page(ctx: &Ctx, code: &str) -> Result<Response, UiError> {
                     unit => unit,
                     quality => quality,
                     error => error,
-                    age => age(ctx.lang, now - v.ts),
-                    at => rfc3339(v.ts),
+                    read => ctx.stamp(now, v.ts),
                 }
             })
             .collect();
@@ -547,8 +556,7 @@ async fn enterprise_page(ctx: &Ctx, code: &str) -> Result<Response, UiError> {
             .max();
         gateway_pages.push(context! {
             g => views::gateway_view(g),
-            last_seen_age => last_seen.map(|t| age(ctx.lang, now - t)),
-            last_seen_at => last_seen.map(rfc3339),
+            last_seen => last_seen.map(|t| ctx.stamp(now, t)),
             points => points,
         });
     }
@@ -556,6 +564,7 @@ async fn enterprise_page(ctx: &Ctx, code: &str) -> Result<Response, UiError> {
     let page = context! {
         e => views::enterprise_view(&enterprise, views),
         industry_name => ctx.lang.industry(enterprise.industry),
+        on_cloud_since => enterprise.first_batch_at.map(|t| ctx.stamp(now, t)),
         gateways => gateway_pages,
     };
     Ok(ctx.render(StatusCode::OK, "enterprise.html", page))
@@ -564,7 +573,8 @@ async fn enterprise_page(ctx: &Ctx, code: &str) -> Result<Response, UiError> {
 /// A chart's point and window, checked against the enterprise the session may see.
 struct ChartRequest {
     point: SeriesPoint,
-    hours: u32,
+    /// The window asked for, in hours; none for the fitted default ([`fitted_window`]).
+    hours: Option<u32>,
 }
 
 async fn chart_request(ctx: &Ctx, code: &str, query: &PointQuery) -> Result<ChartRequest, UiError> {
@@ -581,8 +591,7 @@ async fn chart_request(ctx: &Ctx, code: &str, query: &PointQuery) -> Result<Char
     if !own.iter().any(|g| &g.id == gateway) {
         return Err(UiError::NotFound);
     }
-    let hours = query.hours.unwrap_or(DEFAULT_HOURS);
-    if !(1..=MAX_HOURS).contains(&hours) {
+    if query.hours.is_some_and(|h| !(1..=MAX_HOURS).contains(&h)) {
         return Err(UiError::BadRequest(format!(
             "hours must be 1 to {MAX_HOURS}"
         )));
@@ -593,7 +602,7 @@ async fn chart_request(ctx: &Ctx, code: &str, query: &PointQuery) -> Result<Char
             device: device.clone(),
             point: point.clone(),
         },
-        hours,
+        hours: query.hours,
     })
 }
 
@@ -619,17 +628,25 @@ async fn chart_page(ctx: &Ctx, code: &str, query: &PointQuery) -> Result<Respons
         .find(|g| g.id == p.gateway)
         .and_then(|g| units(g).remove(&(p.device.clone(), p.point.clone())))
         .unwrap_or_default();
-    let query_of = |hours: u32| {
-        format!(
-            "gateway={}&device={}&point={}&hours={hours}",
+    let query_of = |hours: Option<u32>| {
+        let point = format!(
+            "gateway={}&device={}&point={}",
             percent_encode(&p.gateway),
             percent_encode(&p.device),
             percent_encode(&p.point)
-        )
+        );
+        match hours {
+            Some(h) => format!("{point}&hours={h}"),
+            None => point,
+        }
     };
-    let windows: Vec<Value> = WINDOWS
-        .iter()
-        .map(|&h| {
+    let fitted = context! {
+        label => ctx.lang.text("window_fit"),
+        href => format!("/enterprises/{code}/chart?{}", query_of(None)),
+        current => request.hours.is_none(),
+    };
+    let windows: Vec<Value> = std::iter::once(fitted)
+        .chain(WINDOWS.iter().map(|&h| {
             let (n, unit) = if h >= 24 {
                 (h / 24, "days")
             } else {
@@ -637,10 +654,10 @@ async fn chart_page(ctx: &Ctx, code: &str, query: &PointQuery) -> Result<Respons
             };
             context! {
                 label => format!("{n} {}", ctx.lang.text(unit)),
-                href => format!("/enterprises/{code}/chart?{}", query_of(h)),
-                current => h == request.hours,
+                href => format!("/enterprises/{code}/chart?{}", query_of(Some(h))),
+                current => Some(h) == request.hours,
             }
-        })
+        }))
         .collect();
     let page = context! {
         code => code,
@@ -657,7 +674,7 @@ async fn chart_page(ctx: &Ctx, code: &str, query: &PointQuery) -> Result<Respons
 /// `GET /enterprises/{credit_code}/series?gateway=&device=&point=&hours=&buckets=`: the
 /// point's numeric samples in the window, as min/max/mean per bucket (at most `buckets`,
 /// 10 to 2,000, default 600): `{"from", "to", "bucket_ms", "t": [s], "min", "max", "avg",
-/// "samples"}`.
+/// "samples"}`. Without `hours`, the window is [`fitted_window`].
 pub async fn series(
     ctx: Ctx,
     Path(code): Path<String>,
@@ -670,15 +687,15 @@ pub async fn series(
 async fn series_json(ctx: &Ctx, code: &str, query: &PointQuery) -> Result<Response, UiError> {
     let request = chart_request(ctx, code, query).await?;
     let buckets = query.buckets.unwrap_or(DEFAULT_BUCKETS).clamp(10, 2000);
-    let window = i64::from(request.hours) * 3_600_000;
-    let mut bucket_ms = (window + i64::from(buckets) - 1) / i64::from(buckets);
-    let mut to = now_ms();
-    if bucket_ms >= MINUTE_MS {
-        // Whole minutes: the store answers from its per-minute aggregates.
-        bucket_ms = (bucket_ms + MINUTE_MS - 1) / MINUTE_MS * MINUTE_MS;
-        to = (to / MINUTE_MS + 1) * MINUTE_MS;
-    }
-    let from = to - window;
+    let now = now_ms();
+    let (from, to, bucket_ms) = match request.hours {
+        Some(hours) => hours_window(now, hours, buckets),
+        None => {
+            let default_from = now - i64::from(DEFAULT_HOURS) * 3_600_000;
+            let first = first_sample(&ctx.state.store, &request.point, default_from, now).await?;
+            fitted_window(now, default_from, first, buckets)
+        }
+    };
     let rows = ctx
         .state
         .store
@@ -700,6 +717,67 @@ async fn series_json(ctx: &Ctx, code: &str, query: &PointQuery) -> Result<Respon
         axum::http::HeaderValue::from_static("no-store"),
     );
     Ok(response)
+}
+
+/// The window of the last `hours` up to `now` in `buckets` buckets: `(from, to,
+/// bucket_ms)`.
+fn hours_window(now: i64, hours: u32, buckets: u32) -> (i64, i64, i64) {
+    let window = i64::from(hours) * 3_600_000;
+    let mut bucket_ms = (window + i64::from(buckets) - 1) / i64::from(buckets);
+    let mut to = now;
+    if bucket_ms >= MINUTE_MS {
+        // Whole minutes: the store answers from its per-minute aggregates.
+        bucket_ms = (bucket_ms + MINUTE_MS - 1) / MINUTE_MS * MINUTE_MS;
+        to = (to / MINUTE_MS + 1) * MINUTE_MS;
+    }
+    (to - window, to, bucket_ms)
+}
+
+/// The default chart window, `default_from` to `now`, cut to start at the point's `first`
+/// sample when that is inside it: a point enrolled minutes ago fills the chart instead of
+/// showing a few dots at the right edge of a day. A margin of 2 % keeps the first sample
+/// off the axis. `(from, to, bucket_ms)` in `buckets` buckets.
+fn fitted_window(now: i64, default_from: i64, first: Option<i64>, buckets: u32) -> (i64, i64, i64) {
+    let Some(first) = first.filter(|&t| t > default_from && t <= now) else {
+        return hours_window(now, DEFAULT_HOURS, buckets);
+    };
+    let mut from = (first - (now - first) / 50 - 1000).max(default_from);
+    let mut to = now;
+    let buckets = i64::from(buckets);
+    let mut bucket_ms = ((to - from + buckets - 1) / buckets).max(1);
+    if bucket_ms >= MINUTE_MS {
+        // Whole minutes, widened outwards so that no sample is cut off.
+        bucket_ms = (bucket_ms + MINUTE_MS - 1) / MINUTE_MS * MINUTE_MS;
+        from = from.div_euclid(MINUTE_MS) * MINUTE_MS;
+        to = (to / MINUTE_MS + 1) * MINUTE_MS;
+    }
+    (from, to, bucket_ms)
+}
+
+/// When `point`'s first sample in `[from, to)` was read, to the second; `None` if none was.
+async fn first_sample(
+    store: &Store,
+    point: &SeriesPoint,
+    from: i64,
+    to: i64,
+) -> Result<Option<i64>, UiError> {
+    // The per-minute aggregates find the first minute cheaply; that minute's samples, in
+    // one-second buckets, give the second.
+    let minutes = store
+        .series(
+            point.clone(),
+            from.div_euclid(MINUTE_MS) * MINUTE_MS,
+            (to / MINUTE_MS + 1) * MINUTE_MS,
+            MINUTE_MS,
+        )
+        .await?;
+    let Some(minute) = minutes.first() else {
+        return Ok(None);
+    };
+    let seconds = store
+        .series(point.clone(), minute.start, minute.start + MINUTE_MS, 1000)
+        .await?;
+    Ok(Some(seconds.first().map_or(minute.start, |s| s.start)))
 }
 
 /// `POST /api/v1/users` (bureau token): `{"username", "password", "credit_code"?}` → 201;

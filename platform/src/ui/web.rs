@@ -3,6 +3,7 @@
 
 pub use crate::http::auth::{SESSION_COOKIE, cookie, session};
 
+use super::format::{self, Stamp};
 use super::i18n::Lang;
 use crate::accounts::{AccountError, Role, SessionUser};
 use crate::http::AppState;
@@ -116,6 +117,12 @@ impl Ctx {
         }
     }
 
+    /// The [`Stamp`] of `ms` (since the epoch) seen at `now`, in this page's language and
+    /// the program's time zone.
+    pub fn stamp(&self, now: i64, ms: i64) -> Stamp {
+        format::stamp(self.lang, self.state.utc_offset_minutes, now, ms)
+    }
+
     /// Renders `template` with `page` merged over the common context (language, user,
     /// CSRF token, language switch).
     pub fn render(&self, status: StatusCode, template: &str, page: Value) -> Response {
@@ -148,6 +155,7 @@ impl Ctx {
             switch_lang => other.tag(),
             switch_label => match other { Lang::ZhCn => "中文", Lang::En => "English" },
             path => self.path.clone(),
+            utc_offset => self.state.utc_offset_minutes,
         };
         let env = templates();
         let html = env
@@ -272,13 +280,15 @@ fn templates() -> &'static Environment<'static> {
                 .unwrap_or(Lang::ZhCn);
             lang.text(key).to_owned()
         });
+        env.add_filter("num", format::thousands);
         env
     })
 }
 
 /// The templates, built into the binary.
-pub const TEMPLATES: [(&str, &str); 7] = [
+pub const TEMPLATES: [(&str, &str); 8] = [
     ("base.html", include_str!("../../templates/base.html")),
+    ("macros.html", include_str!("../../templates/macros.html")),
     ("login.html", include_str!("../../templates/login.html")),
     ("error.html", include_str!("../../templates/error.html")),
     (
@@ -293,8 +303,13 @@ pub const TEMPLATES: [(&str, &str); 7] = [
     ("chart.html", include_str!("../../templates/chart.html")),
 ];
 
+/// The site's icon (the pages link it; `/favicon.ico` answers with it too).
+const FAVICON_SVG: &[u8] = include_bytes!("../../static/favicon.svg");
+/// Its content type.
+const SVG: &str = "image/svg+xml";
+
 /// The static files: (name, content type, bytes).
-const STATIC_FILES: [(&str, &str, &[u8]); 4] = [
+const STATIC_FILES: [(&str, &str, &[u8]); 5] = [
     (
         "uPlot.iife.min.js",
         "text/javascript; charset=utf-8",
@@ -315,22 +330,33 @@ const STATIC_FILES: [(&str, &str, &[u8]); 4] = [
         "text/javascript; charset=utf-8",
         include_bytes!("../../static/app.js"),
     ),
+    ("favicon.svg", SVG, FAVICON_SVG),
 ];
 
 /// `GET /static/{file}`: a file built into the binary.
 pub async fn static_file(Path(file): Path<String>) -> Response {
     match STATIC_FILES.iter().find(|(name, _, _)| *name == file) {
-        Some((_, content_type, bytes)) => (
-            [
-                (header::CONTENT_TYPE, *content_type),
-                (header::CACHE_CONTROL, "public, max-age=3600"),
-                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            ],
-            *bytes,
-        )
-            .into_response(),
+        Some((_, content_type, bytes)) => built_in(content_type, bytes),
         None => (StatusCode::NOT_FOUND, "no such file").into_response(),
     }
+}
+
+/// `GET /favicon.ico`: the icon, for a browser that asks before it reads a page's link.
+pub async fn favicon() -> Response {
+    built_in(SVG, FAVICON_SVG)
+}
+
+/// A file built into the binary, cached for an hour.
+fn built_in(content_type: &'static str, bytes: &'static [u8]) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        bytes,
+    )
+        .into_response()
 }
 
 #[cfg(test)]
