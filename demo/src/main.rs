@@ -15,9 +15,9 @@
 
 use anyhow::Context;
 use fieldlink::config::DeviceKind;
+use fieldlink_platform::api::{IntegratorInput, UserInput};
 use fieldlink_platform::credit_code::CreditCode;
 use fieldlink_platform::registry::{EnterpriseInput, TokenInput};
-use fieldlink_platform::ui::UserInput;
 use fieldlink_platform::{BrokerConfig, MqttUrl, Platform, PlatformConfig, PlatformError};
 use fieldlink_simulator::modbus_device;
 use fieldlink_testkit::PlatformClient;
@@ -43,10 +43,18 @@ const DEMO_DISTRICT: &str = "东湖新技术开发区";
 const GATEWAY_NAME: &str = "demo-line-1";
 /// The platform's HTTP port when it is free, so that the printed URLs stay the same.
 const HTTP_PORT: u16 = 8080;
+/// The demo integrator's first 17 credit-code characters.
+const INTEGRATOR_CODE_17: &str = "91420100MA4KINT01";
+/// The demo integrator's name.
+const INTEGRATOR_NAME: &str = "武汉示范系统集成有限公司";
 /// The demo's bureau login.
 const BUREAU_USER: &str = "demo-bureau";
 /// The demo enterprise's login.
 const ENTERPRISE_USER: &str = "demo-enterprise";
+/// The demo integrator's login.
+const INTEGRATOR_USER: &str = "demo-integrator";
+/// The demo district's login (the enterprise's district).
+const DISTRICT_USER: &str = "demo-district";
 
 /// The demo's settings from the command line.
 struct Args {
@@ -150,6 +158,20 @@ async fn main() -> anyhow::Result<()> {
         })
         .await
         .context("registering the demo enterprise")?;
+    // Its integrator, registered and assigned by the bureau; the token is the integrator's.
+    let integrator_code = CreditCode::complete(INTEGRATOR_CODE_17)?.to_string();
+    bureau
+        .register_integrator(&IntegratorInput {
+            credit_code: integrator_code.clone(),
+            name: INTEGRATOR_NAME.to_owned(),
+            contact: Some("027-8888 0000".to_owned()),
+        })
+        .await
+        .context("registering the demo integrator")?;
+    bureau
+        .assign(&code, &integrator_code)
+        .await
+        .context("assigning the demo enterprise to its integrator")?;
     let token = bureau
         .issue_token(
             &code,
@@ -187,39 +209,49 @@ async fn main() -> anyhow::Result<()> {
     let stored = fieldlink::enroll::store(&config.gateway.state_dir, &enrollment)?;
     let gateway = enrollment.gateway_id.clone();
 
-    // The web UI's logins: one for the bureau, one for the demo enterprise, each tried
-    // through the login form over plain HTTP as a browser would.
+    // The web UI's logins, one per role, each tried through the login form over plain
+    // HTTP as a browser would, landing on its role's home page.
     let dashboard = format!("{}/bureau", bureau.base());
     let enterprise_page = format!("/enterprises/{code}");
-    let bureau_password = demo_password()?;
-    let enterprise_password = demo_password()?;
-    bureau
-        .create_user(&UserInput {
-            username: BUREAU_USER.to_owned(),
-            password: bureau_password.clone(),
-            credit_code: None,
-        })
-        .await
-        .context("creating the demo bureau login")?;
-    bureau
-        .create_user(&UserInput {
-            username: ENTERPRISE_USER.to_owned(),
-            password: enterprise_password.clone(),
-            credit_code: Some(code.clone()),
-        })
-        .await
-        .context("creating the demo enterprise login")?;
-    check_login(bureau.base(), BUREAU_USER, &bureau_password, "/bureau")
-        .await
-        .with_context(|| format!("logging in as {BUREAU_USER} at {}/login", bureau.base()))?;
-    check_login(
-        bureau.base(),
-        ENTERPRISE_USER,
-        &enterprise_password,
-        &enterprise_page,
-    )
-    .await
-    .with_context(|| format!("logging in as {ENTERPRISE_USER} at {}/login", bureau.base()))?;
+    let district_page = format!("/bureau/districts/{}", form_encode(DEMO_DISTRICT));
+    let logins = [
+        (BUREAU_USER, "bureau", None, "/bureau".to_owned()),
+        (
+            INTEGRATOR_USER,
+            "integrator",
+            Some(integrator_code.clone()),
+            "/fleet".to_owned(),
+        ),
+        (
+            DISTRICT_USER,
+            "district",
+            Some(DEMO_DISTRICT.to_owned()),
+            district_page.clone(),
+        ),
+        (
+            ENTERPRISE_USER,
+            "enterprise",
+            Some(code.clone()),
+            enterprise_page.clone(),
+        ),
+    ];
+    let mut passwords = Vec::new();
+    for (username, role, scope, home) in logins {
+        let password = demo_password()?;
+        bureau
+            .create_user(&UserInput {
+                username: username.to_owned(),
+                password: password.clone(),
+                role: role.to_owned(),
+                scope,
+            })
+            .await
+            .with_context(|| format!("creating the demo {role} login"))?;
+        check_login(bureau.base(), username, &password, &home)
+            .await
+            .with_context(|| format!("logging in as {username} at {}/login", bureau.base()))?;
+        passwords.push((username, password, home));
+    }
 
     let broker = platform.public_mqtt_url().to_owned();
     let broker_url = MqttUrl::parse(&broker)?;
@@ -243,13 +275,14 @@ async fn main() -> anyhow::Result<()> {
     println!("  gateway                      {gateway}, enrolled with a one-time token");
     println!("  gateway credentials          {}", stored.display());
     println!("  web UI (bureau dashboard)    {dashboard}");
-    println!("    bureau login               {BUREAU_USER} / {bureau_password}");
+    for (username, password, home) in &passwords {
+        println!(
+            "    login {username:<22} {password}  (lands on {}{home})",
+            bureau.base()
+        );
+    }
     println!(
-        "    enterprise login           {ENTERPRISE_USER} / {enterprise_password}  (sees {}{enterprise_page} only)",
-        bureau.base()
-    );
-    println!(
-        "    (passwords generated for this run; both logins just checked through the login form)"
+        "    (passwords generated for this run; every login just checked through the login form)"
     );
     println!(
         "  the bureau's counts:         curl -s -H 'Authorization: Bearer {bureau_token}' {}/api/v1/stats/onboarding",

@@ -1,19 +1,21 @@
-//! The web UI's accounts and sessions: the rules, over the store (which keeps them, with
+//! The accounts, sessions and API tokens: the rules, over the store (which keeps them, with
 //! SQLite in their own file `accounts.sqlite3`, with PostgreSQL in the shared database, so
 //! a session started on one instance is valid on all and the lockout counts failures on
 //! every instance).
 //!
-//! - A user is a bureau user or one enterprise's user ([`Role`]); passwords are stored as
-//!   Argon2id PHC strings (the crate's default parameters: 19 MiB, 2 passes).
+//! - A user has one [`Role`] with its scope (bureau, a district, an integrator, an
+//!   enterprise); passwords are stored as Argon2id PHC strings (the crate's default
+//!   parameters: 19 MiB, 2 passes).
 //! - A session is a random 256-bit token in a cookie; the database holds only its SHA-256,
 //!   with the user, a CSRF token for the session's forms and an absolute expiry.
+//! - An API token is a random 256-bit bearer token acting with its user's role and scope;
+//!   the database holds only its SHA-256, with an optional expiry.
 //! - Failed logins are recorded per user name; after [`MAX_FAILURES`] in
 //!   [`FAILURE_WINDOW_MS`] further attempts are refused without checking the password.
 
 use crate::clock::now_ms;
-use crate::credit_code::CreditCode;
 use crate::secret::{RandomError, new_token, sha256_hex};
-use crate::store::{NewSession, Store, StoreError};
+use crate::store::{NewApiToken, NewSession, Store, StoreError, UserRow};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use std::sync::OnceLock;
@@ -52,24 +54,10 @@ pub enum AccountError {
     TaskFailed,
 }
 
-/// What a user may see.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Role {
-    /// The bureau: every enterprise, the dashboard and the bureau's API reads.
-    Bureau,
-    /// One enterprise (by credit code): its own pages only.
-    Enterprise(String),
-}
+pub use crate::role::Role;
 
-impl Role {
-    /// True if this role may see the enterprise with `credit_code`.
-    pub fn may_see(&self, credit_code: &str) -> bool {
-        match self {
-            Role::Bureau => true,
-            Role::Enterprise(own) => own == credit_code,
-        }
-    }
-}
+/// The longest an API token may be made to last.
+pub const MAX_TOKEN_DAYS: u32 = 3660;
 
 /// A logged-in user, as a session resolves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +68,15 @@ pub struct SessionUser {
     pub role: Role,
     /// The session's CSRF token, required in every form the session posts.
     pub csrf: String,
+}
+
+/// A new API token: shown once, kept only as its digest.
+#[derive(Debug, Clone)]
+pub struct IssuedApiToken {
+    /// The bearer token.
+    pub token: String,
+    /// When it stops working (ms since the epoch), if it does.
+    pub expires_at: Option<i64>,
 }
 
 /// The outcome of a login attempt.
@@ -105,25 +102,63 @@ impl Accounts {
         Accounts { store }
     }
 
-    /// Creates a user: a bureau user, or the user of the (validated, registered)
-    /// enterprise `credit_code`.
+    /// Creates a user with `role`, whose scope the caller has checked exists.
     pub async fn create_user(
         &self,
         username: &str,
         password: &str,
-        credit_code: Option<&CreditCode>,
+        role: &Role,
     ) -> Result<(), AccountError> {
         let username = check_new_user(username, password)?;
         let hash = hash_password(password.to_owned()).await?;
-        let credit_code = credit_code.map(|c| c.as_str().to_owned());
         if !self
             .store
-            .insert_user(&username, &hash, credit_code.as_deref(), now_ms())
+            .insert_user(&username, &hash, role, now_ms())
             .await?
         {
             return Err(AccountError::Exists(username));
         }
         Ok(())
+    }
+
+    /// The user with this name.
+    pub async fn user(&self, username: &str) -> Result<Option<UserRow>, AccountError> {
+        Ok(self.store.user(username.trim()).await?)
+    }
+
+    /// Makes a bearer API token acting as `username`, lasting `days` (forever without);
+    /// `None` if there is no such user.
+    pub async fn create_token(
+        &self,
+        username: &str,
+        days: Option<u32>,
+    ) -> Result<Option<IssuedApiToken>, AccountError> {
+        if days.is_some_and(|d| d == 0 || d > MAX_TOKEN_DAYS) {
+            return Err(AccountError::Invalid(format!(
+                "expires_in_days must be 1 to {MAX_TOKEN_DAYS}"
+            )));
+        }
+        let token = new_token()?;
+        let now = now_ms();
+        let expires_at = days.map(|d| now + i64::from(d) * 86_400_000);
+        let kept = self
+            .store
+            .insert_api_token(NewApiToken {
+                token_sha256: sha256_hex(&token),
+                username: username.trim().to_owned(),
+                now,
+                expires_at,
+            })
+            .await?;
+        Ok(kept.then_some(IssuedApiToken { token, expires_at }))
+    }
+
+    /// The user a live API token acts as.
+    pub async fn token_user(&self, token: &str) -> Result<Option<UserRow>, AccountError> {
+        Ok(self
+            .store
+            .api_token_user(&sha256_hex(token), now_ms())
+            .await?)
     }
 
     /// Checks a user name and password; on success starts a session.
@@ -171,8 +206,8 @@ impl Accounts {
             .session(&sha256_hex(token), now_ms())
             .await?
             .map(|row| SessionUser {
-                username: row.username,
-                role: role(row.credit_code),
+                username: row.user.username,
+                role: row.user.role,
                 csrf: row.csrf,
             }))
     }
@@ -180,14 +215,6 @@ impl Accounts {
     /// Ends a session.
     pub async fn logout(&self, token: &str) -> Result<(), AccountError> {
         Ok(self.store.end_session(&sha256_hex(token)).await?)
-    }
-}
-
-/// The role of a user with this enterprise, or none (the bureau).
-fn role(credit_code: Option<String>) -> Role {
-    match credit_code {
-        Some(code) => Role::Enterprise(code),
-        None => Role::Bureau,
     }
 }
 

@@ -30,7 +30,7 @@
 //! transaction that stores it commits; the platform never depends on the agent crate,
 //! only on the wire contract.
 
-pub use fieldlink_platform_core::{catalog, clock, credit_code, secret, tls};
+pub use fieldlink_platform_core::{catalog, clock, credit_code, role, secret, tls};
 pub use fieldlink_platform_store as store;
 
 pub mod accounts;
@@ -39,12 +39,15 @@ pub mod broker_acl;
 pub mod broker_hook;
 pub mod cli;
 pub mod config;
+pub mod fleet;
 pub mod gap_watch;
 pub mod http;
 pub mod ingest;
 pub mod limiter;
 pub mod mosquitto;
+pub mod ranking;
 pub mod registry;
+pub mod scope;
 pub mod server;
 pub mod stats;
 pub mod ui;

@@ -1,6 +1,6 @@
-//! The enterprise registry and gateway enrollment: validation of what the bureau and the
-//! integrators send, token issue, enrollment with credential rotation, and keeping the
-//! broker's credentials in step.
+//! The registry of enterprises and integrators, and gateway enrollment: validation of what
+//! the bureau and the integrators send, token issue, enrollment with credential rotation,
+//! and keeping the broker's credentials in step.
 
 use crate::catalog::{District, Industry};
 use crate::clock::{DAY_MS, now_ms};
@@ -8,7 +8,9 @@ pub use crate::credit_code::gateway_id;
 use crate::credit_code::{CreditCode, CreditCodeError};
 use crate::mosquitto::{MosquittoError, MosquittoSync};
 use crate::secret::{self, RandomError};
-use crate::store::{self, EnrollOutcome, NewEnterprise, NewToken, Store, StoreError};
+use crate::store::{
+    self, EnrollOutcome, NewEnterprise, NewIntegrator, NewToken, Store, StoreError,
+};
 use fieldlink_wire::enroll::{EnrollRequest, Enrollment, EnterpriseRef, MqttCredentials};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -24,8 +26,10 @@ pub const DEFAULT_MAX_GATEWAYS: u32 = 1;
 pub const MAX_GATEWAYS_PER_TOKEN: u32 = 1000;
 /// Longest gateway name, in characters.
 pub const MAX_GATEWAY_NAME: usize = 64;
-/// Longest enterprise name, in characters.
+/// Longest enterprise or integrator name, in characters.
 pub const MAX_ENTERPRISE_NAME: usize = 200;
+/// Longest contact of an integrator, in characters.
+pub const MAX_CONTACT: usize = 200;
 
 /// Why a registry or enrollment request failed; each maps to one HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +57,9 @@ pub enum RegistryError {
     /// No such enterprise (404).
     #[error("no enterprise with credit code {0}")]
     NoEnterprise(String),
+    /// The integrator is registered already (409).
+    #[error("integrator {0} is already registered")]
+    IntegratorExists(String),
     /// The CSV file has errors; nothing was imported (400, or 409 if every error is an
     /// already registered enterprise).
     #[error("the CSV file has {} error(s); nothing was imported", .0.len())]
@@ -118,25 +125,70 @@ impl EnterpriseInput {
     /// Validates every field; the first problem is the error.
     pub fn validate(&self) -> Result<NewEnterprise, RegistryError> {
         let credit_code = CreditCode::parse(&self.credit_code)?;
-        let name = self.name.trim();
-        if name.is_empty() || name.chars().count() > MAX_ENTERPRISE_NAME {
-            return Err(RegistryError::Field {
-                field: "name",
-                reason: format!("must be 1 to {MAX_ENTERPRISE_NAME} characters"),
-            });
-        }
+        let name = valid_name(&self.name)?;
         let industry = Industry::from_code(self.industry.trim())
             .ok_or_else(|| RegistryError::Industry(self.industry.clone()))?;
         let district = District::from_name(self.district.trim())
             .ok_or_else(|| RegistryError::District(self.district.clone()))?;
         Ok(NewEnterprise {
             credit_code,
-            name: name.to_owned(),
+            name,
             industry,
             district,
             in_program: self.in_program,
         })
     }
+}
+
+/// An integrator as the bureau sends it (`POST /api/v1/integrators`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntegratorInput {
+    /// 18-character unified social credit code, checked like an enterprise's.
+    pub credit_code: String,
+    /// Registered name.
+    pub name: String,
+    /// Who to call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+}
+
+impl IntegratorInput {
+    /// Validates every field; the first problem is the error.
+    pub fn validate(&self) -> Result<NewIntegrator, RegistryError> {
+        let credit_code = CreditCode::parse(&self.credit_code)?;
+        let name = valid_name(&self.name)?;
+        let contact = self
+            .contact
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty());
+        if contact
+            .is_some_and(|c| c.chars().count() > MAX_CONTACT || c.chars().any(char::is_control))
+        {
+            return Err(RegistryError::Field {
+                field: "contact",
+                reason: format!("must be at most {MAX_CONTACT} printable characters"),
+            });
+        }
+        Ok(NewIntegrator {
+            credit_code,
+            name,
+            contact: contact.map(str::to_owned),
+        })
+    }
+}
+
+/// A registered name: 1 to [`MAX_ENTERPRISE_NAME`] characters, trimmed.
+fn valid_name(name: &str) -> Result<String, RegistryError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_ENTERPRISE_NAME {
+        return Err(RegistryError::Field {
+            field: "name",
+            reason: format!("must be 1 to {MAX_ENTERPRISE_NAME} characters"),
+        });
+    }
+    Ok(name.to_owned())
 }
 
 /// What the bureau may set on a new token
@@ -252,6 +304,25 @@ impl Registry {
             }
             Err(_) => Err(RegistryError::Exists(enterprise.credit_code.to_string())),
         }
+    }
+
+    /// Registers an integrator.
+    pub async fn register_integrator(
+        &self,
+        input: &IntegratorInput,
+    ) -> Result<NewIntegrator, RegistryError> {
+        let integrator = input.validate()?;
+        if !self
+            .store
+            .insert_integrator(integrator.clone(), now_ms())
+            .await?
+        {
+            return Err(RegistryError::IntegratorExists(
+                integrator.credit_code.to_string(),
+            ));
+        }
+        tracing::info!(credit_code = %integrator.credit_code, "integrator registered");
+        Ok(integrator)
     }
 
     /// Imports enterprises from CSV (header `credit_code,name,industry,district,in_program`,

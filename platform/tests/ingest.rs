@@ -88,7 +88,7 @@ async fn batches_status_and_meta_are_stored() {
         assert_eq!(g["backlog_batches"], 4);
         assert_eq!(g["meta"]["devices"][0]["points"][0]["unit"], "°C");
 
-        let latest = p.get(&format!("/api/v1/gateways/{id}/latest")).await;
+        let latest = p.latest(id).await;
         assert_eq!(
             latest,
             json!([
@@ -307,7 +307,7 @@ async fn a_sample_from_the_far_future_never_becomes_latest() {
         assert_eq!(stats["future_ts"], 1, "{stats}");
         assert_eq!(stats["samples_stored"], 2, "{stats}");
 
-        let latest = p.get(&format!("/api/v1/gateways/{id}/latest")).await;
+        let latest = p.latest(id).await;
         assert_eq!(
             latest,
             json!([
@@ -326,7 +326,7 @@ async fn a_sample_from_the_far_future_never_becomes_latest() {
         };
         publish_batches(&p.mqtt, id, Some(password), &[next]).await;
         p.wait_ingest(WAIT, |s| s["batches_stored"] == 2).await;
-        let latest = p.get(&format!("/api/v1/gateways/{id}/latest")).await;
+        let latest = p.latest(id).await;
         assert_eq!(latest[0]["value"], 22.0, "{latest}");
         p.stop().await;
     })

@@ -18,6 +18,7 @@ mod ingest;
 mod mosquitto;
 mod postgres_tls;
 mod registry;
+mod roles;
 mod secrets;
 mod shared_ingest;
 mod store;

@@ -30,12 +30,27 @@ async fn no_secret_is_logged_even_at_trace() {
         let user_password = "Sup3r-secret user password";
         let response = p
             .bureau(Method::POST, "/api/v1/users")
-            .json(&serde_json::json!({"username": "ops-1", "password": user_password}))
+            .json(&serde_json::json!({"username": "ops-1", "password": user_password, "role": "bureau"}))
             .send()
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::CREATED);
         secrets.push(("user password", user_password.to_owned()));
+        let (status, answer) = p
+            .post("/api/v1/users/ops-1/tokens", serde_json::json!({}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        let api_token = answer["token"].as_str().unwrap().to_owned();
+        // Used once, so its check passes through the code that could log it.
+        let used = p
+            .http
+            .get(format!("{}/api/v1/stats/ingest", p.base))
+            .bearer_auth(&api_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(used.status(), StatusCode::OK);
+        secrets.push(("user API token", api_token));
         let mut browser = Browser::new(&p);
         let wrong = "a wrong guess of the password";
         assert_eq!(

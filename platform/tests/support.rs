@@ -226,6 +226,17 @@ impl TestPlatform {
         self.client.get_json(path).await.unwrap()
     }
 
+    /// The latest values of `gateway`, read as its enterprise: the bureau reads sample
+    /// values only of enterprises that share them.
+    pub async fn latest(&self, gateway: &str) -> Json {
+        let code = gateway.split_once('-').map_or(gateway, |(code, _)| code);
+        let owner = self.client.enterprise_client(code).await.unwrap();
+        owner
+            .get_json(&format!("/api/v1/gateways/{gateway}/latest"))
+            .await
+            .unwrap()
+    }
+
     /// POST JSON as the bureau; the status and the JSON answer.
     pub async fn post(&self, path: &str, body: Json) -> (StatusCode, Json) {
         self.client.post_json(path, &body).await.unwrap()

@@ -12,7 +12,7 @@ use fieldlink_wire::{
 use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value as Json, json};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,15 +23,19 @@ const PASSWORD: &str = "correct horse battery";
 /// Samples of the charted point: one a second, ending a minute ago.
 const CHART_SAMPLES: i64 = 6000;
 
-/// A platform with three enterprises and their users:
-/// A (electrical-equipment, 东西湖区, in the program) with a gateway that sent status,
-/// catalogue and data; B (auto-parts, 洪山区) likewise; C (food-processing, 洪山区)
-/// enrolled but silent. Users: `bureau` (bureau), `ent-a` (A), `ent-b` (B).
+/// A platform with three enterprises, two integrators and their users:
+/// A (electrical-equipment, 东西湖区, in the program, integrator I1) with a gateway that
+/// sent status, catalogue and data; B (auto-parts, 洪山区, integrator I2, sharing its data
+/// with the bureau) likewise; C (food-processing, 洪山区, integrator I1) enrolled but
+/// silent. Users: `bureau` (bureau), `ent-a` (A), `ent-b` (B), `dist-hs` (洪山区),
+/// `int-1` (I1).
 pub struct City {
     pub p: TestPlatform,
     pub a: String,
     pub b: String,
     pub c: String,
+    pub i1: String,
+    pub i2: String,
     pub gw_a: String,
     pub gw_b: String,
     pub pw_a: String,
@@ -123,26 +127,77 @@ pub async fn city() -> City {
         s["batches_stored"] == 7 && s["status_updates"] == 2 && s["meta_updates"] == 2
     })
     .await;
-    for (name, enterprise) in [("bureau", None), ("ent-a", Some(&a)), ("ent-b", Some(&b))] {
+    let (i1, i2) = (code(901), code(902));
+    for (integrator, name) in [(&i1, "一号集成"), (&i2, "二号集成")] {
         let (status, body) = p
             .post(
-                "/api/v1/users",
-                json!({"username": name, "password": PASSWORD, "credit_code": enterprise}),
+                "/api/v1/integrators",
+                json!({"credit_code": integrator, "name": name}),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
+    for (enterprise, integrator) in [(&a, &i1), (&b, &i2), (&c, &i1)] {
+        let answer = p
+            .bureau(
+                Method::PUT,
+                &format!("/api/v1/enterprises/{enterprise}/integrator"),
+            )
+            .json(&json!({ "integrator": integrator }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+    }
+    let users: [(&str, &str, Option<&str>); 5] = [
+        ("bureau", "bureau", None),
+        ("ent-a", "enterprise", Some(&a)),
+        ("ent-b", "enterprise", Some(&b)),
+        ("dist-hs", "district", Some("洪山区")),
+        ("int-1", "integrator", Some(&i1)),
+    ];
+    for (name, role, scope) in users {
+        let (status, body) = p
+            .post(
+                "/api/v1/users",
+                json!({"username": name, "password": PASSWORD, "role": role, "scope": scope}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    // B shares its data with the bureau: its own call, with its own token.
+    let ent_b = user_token(&p, "ent-b").await;
+    let shared = p
+        .http
+        .put(format!("{}/api/v1/enterprises/{b}/sharing", p.base))
+        .bearer_auth(&ent_b)
+        .json(&json!({"share_data_with_bureau": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shared.status(), StatusCode::OK);
     City {
         p,
         a,
         b,
         c,
+        i1,
+        i2,
         gw_a,
         gw_b,
         pw_a,
         first_sample: first,
         _dir: dir,
     }
+}
+
+/// A bearer API token acting as `username`, made by the bureau.
+pub async fn user_token(p: &TestPlatform, username: &str) -> String {
+    let (status, body) = p
+        .post(&format!("/api/v1/users/{username}/tokens"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["token"].as_str().unwrap().to_owned()
 }
 
 /// A browser: follows no redirects, keeps cookies by name.
@@ -454,7 +509,7 @@ async fn login_sets_secure_session_cookies_kept_in_the_database_and_logout_ends_
                 (hashes, stored)
             }
         };
-        assert_eq!(hashes.len(), 3);
+        assert_eq!(hashes.len(), 5);
         assert!(
             hashes.iter().all(|h| h.starts_with("$argon2id$")),
             "{hashes:?}"
@@ -526,32 +581,52 @@ async fn the_users_api_needs_the_bureau_token_and_checks_its_input() {
         assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
         for (body, status, error) in [
             (
-                json!({"username": "ent-a", "password": PASSWORD}),
+                json!({"username": "ent-a", "password": PASSWORD, "role": "bureau"}),
                 StatusCode::CONFLICT,
                 "exists",
             ),
             (
-                json!({"username": "new-user", "password": "short"}),
+                json!({"username": "new-user", "password": "short", "role": "bureau"}),
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
             ),
             (
-                json!({"username": "a b", "password": PASSWORD}),
+                json!({"username": "a b", "password": PASSWORD, "role": "bureau"}),
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
             ),
             (
-                json!({"username": "new-user", "password": PASSWORD, "credit_code": "123"}),
+                json!({"username": "new-user", "password": PASSWORD, "role": "enterprise", "scope": "123"}),
                 StatusCode::BAD_REQUEST,
-                "invalid_credit_code",
+                "invalid_request",
             ),
             (
-                json!({"username": "new-user", "password": PASSWORD, "credit_code": code(999)}),
+                json!({"username": "new-user", "password": PASSWORD, "role": "enterprise", "scope": code(999)}),
                 StatusCode::NOT_FOUND,
                 "not_found",
             ),
             (
+                json!({"username": "new-user", "password": PASSWORD, "role": "integrator", "scope": code(998)}),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                json!({"username": "new-user", "password": PASSWORD, "role": "district", "scope": "Gotham"}),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            ),
+            (
+                json!({"username": "new-user", "password": PASSWORD, "role": "bureau", "scope": "洪山区"}),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            ),
+            (
                 json!({"username": "new-user", "password": PASSWORD, "role": "x"}),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            ),
+            (
+                json!({"username": "new-user", "password": PASSWORD}),
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
             ),
@@ -563,323 +638,6 @@ async fn the_users_api_needs_the_bureau_token_and_checks_its_input() {
                 "{body} → {answer}"
             );
         }
-    })
-    .await;
-}
-
-/// Every route of the platform, as an enterprise user: the bureau's pages are forbidden,
-/// another enterprise's pages, charts and series do not exist, the JSON API answers 401,
-/// and nothing the user is shown names another enterprise.
-#[tokio::test]
-async fn an_enterprise_user_sees_nothing_of_other_enterprises_or_the_bureau() {
-    bounded(LIMIT, async {
-        let city = city().await;
-        let p = &city.p;
-        let (a, b, c, gw_a, gw_b) = (&city.a, &city.b, &city.c, &city.gw_a, &city.gw_b);
-        let mut user = Browser::logged_in(p, "ent-a").await;
-        let csrf = user.get(&format!("/enterprises/{a}")).await.hidden("csrf");
-        let own_point = format!("gateway={gw_a}&device=press-1&point=temperature");
-        let b_point = format!("gateway={gw_b}&device=press-1&point=temperature");
-        let forbidden = StatusCode::FORBIDDEN;
-        let missing = StatusCode::NOT_FOUND;
-        let unauthorized = StatusCode::UNAUTHORIZED;
-        // (route pattern, method, path, expected status)
-        let walk: Vec<(&str, Method, String, StatusCode)> = vec![
-            (ui::HOME, Method::GET, "/".into(), StatusCode::SEE_OTHER),
-            (
-                ui::LOGIN,
-                Method::GET,
-                "/login?next=/bureau".into(),
-                StatusCode::SEE_OTHER,
-            ),
-            (
-                ui::LANG,
-                Method::GET,
-                "/lang/en?next=/bureau".into(),
-                StatusCode::SEE_OTHER,
-            ),
-            (
-                ui::STATIC,
-                Method::GET,
-                "/static/app.js".into(),
-                StatusCode::OK,
-            ),
-            (ui::BUREAU, Method::GET, "/bureau".into(), forbidden),
-            (
-                ui::BUREAU_CSV,
-                Method::GET,
-                "/bureau/csv/silent".into(),
-                forbidden,
-            ),
-            (
-                ui::BUREAU_CSV,
-                Method::GET,
-                "/bureau/csv/onboarding".into(),
-                forbidden,
-            ),
-            (
-                ui::FAVICON,
-                Method::GET,
-                "/favicon.ico".into(),
-                StatusCode::OK,
-            ),
-            (
-                ui::BUREAU_INDUSTRY,
-                Method::GET,
-                "/bureau/industries/auto-parts".into(),
-                forbidden,
-            ),
-            (
-                ui::BUREAU_INDUSTRY,
-                Method::GET,
-                "/bureau/industries/auto-parts?format=csv".into(),
-                forbidden,
-            ),
-            (
-                ui::BUREAU_INDUSTRY,
-                Method::GET,
-                "/bureau/industries/electrical-equipment".into(),
-                forbidden,
-            ),
-            (
-                ui::BUREAU_DISTRICT,
-                Method::GET,
-                "/bureau/districts/%E6%B4%AA%E5%B1%B1%E5%8C%BA".into(),
-                forbidden,
-            ),
-            (
-                ui::BUREAU_DISTRICT,
-                Method::GET,
-                "/bureau/districts/%E6%B4%AA%E5%B1%B1%E5%8C%BA?format=csv".into(),
-                forbidden,
-            ),
-            (
-                ui::ENTERPRISE,
-                Method::GET,
-                format!("/enterprises/{a}"),
-                StatusCode::OK,
-            ),
-            (
-                ui::ENTERPRISE,
-                Method::GET,
-                format!("/enterprises/{b}"),
-                missing,
-            ),
-            (
-                ui::ENTERPRISE,
-                Method::GET,
-                format!("/enterprises/{}", b.to_lowercase()),
-                missing,
-            ),
-            (
-                ui::ENTERPRISE,
-                Method::GET,
-                format!("/enterprises/{c}"),
-                missing,
-            ),
-            (
-                ui::ENTERPRISE_CHART,
-                Method::GET,
-                format!("/enterprises/{a}/chart?{own_point}"),
-                StatusCode::OK,
-            ),
-            (
-                ui::ENTERPRISE_CHART,
-                Method::GET,
-                format!("/enterprises/{b}/chart?{b_point}"),
-                missing,
-            ),
-            (
-                ui::ENTERPRISE_CHART,
-                Method::GET,
-                format!("/enterprises/{a}/chart?{b_point}"),
-                missing,
-            ),
-            (
-                ui::ENTERPRISE_SERIES,
-                Method::GET,
-                format!("/enterprises/{a}/series?{own_point}"),
-                StatusCode::OK,
-            ),
-            (
-                ui::ENTERPRISE_SERIES,
-                Method::GET,
-                format!("/enterprises/{b}/series?{b_point}"),
-                missing,
-            ),
-            (
-                ui::ENTERPRISE_SERIES,
-                Method::GET,
-                format!("/enterprises/{a}/series?{b_point}"),
-                missing,
-            ),
-            (
-                ui::API_USERS,
-                Method::POST,
-                "/api/v1/users".into(),
-                unauthorized,
-            ),
-            (
-                "/api/v1/enterprises",
-                Method::GET,
-                "/api/v1/enterprises".into(),
-                unauthorized,
-            ),
-            (
-                "/api/v1/enterprises",
-                Method::POST,
-                "/api/v1/enterprises".into(),
-                unauthorized,
-            ),
-            (
-                "/api/v1/enterprises/import",
-                Method::POST,
-                "/api/v1/enterprises/import".into(),
-                unauthorized,
-            ),
-            (
-                "/api/v1/enterprises/{credit_code}",
-                Method::GET,
-                format!("/api/v1/enterprises/{a}"),
-                unauthorized,
-            ),
-            (
-                "/api/v1/enterprises/{credit_code}",
-                Method::GET,
-                format!("/api/v1/enterprises/{b}"),
-                unauthorized,
-            ),
-            (
-                "/api/v1/enterprises/{credit_code}/tokens",
-                Method::POST,
-                format!("/api/v1/enterprises/{a}/tokens"),
-                unauthorized,
-            ),
-            // Enrollment is the integrators' call: it takes a token, never a session.
-            (
-                "/api/v1/enroll",
-                Method::POST,
-                "/api/v1/enroll".into(),
-                StatusCode::BAD_REQUEST,
-            ),
-            (
-                "/api/v1/gateways/{gateway_id}",
-                Method::GET,
-                format!("/api/v1/gateways/{gw_a}"),
-                unauthorized,
-            ),
-            (
-                "/api/v1/gateways/{gateway_id}",
-                Method::GET,
-                format!("/api/v1/gateways/{gw_b}"),
-                unauthorized,
-            ),
-            (
-                "/api/v1/gateways/{gateway_id}/latest",
-                Method::GET,
-                format!("/api/v1/gateways/{gw_b}/latest"),
-                unauthorized,
-            ),
-            (
-                "/api/v1/stats/onboarding",
-                Method::GET,
-                "/api/v1/stats/onboarding".into(),
-                unauthorized,
-            ),
-            (
-                "/api/v1/stats/onboarding",
-                Method::GET,
-                "/api/v1/stats/onboarding?format=csv".into(),
-                unauthorized,
-            ),
-            (
-                "/api/v1/stats/onboarding/daily",
-                Method::GET,
-                "/api/v1/stats/onboarding/daily".into(),
-                unauthorized,
-            ),
-            (
-                "/api/v1/stats/onboarding/silent",
-                Method::GET,
-                "/api/v1/stats/onboarding/silent?format=csv".into(),
-                unauthorized,
-            ),
-            (
-                "/api/v1/stats/ingest",
-                Method::GET,
-                "/api/v1/stats/ingest".into(),
-                unauthorized,
-            ),
-            ("/healthz", Method::GET, "/healthz".into(), StatusCode::OK),
-            (
-                ui::LOGOUT,
-                Method::POST,
-                "/logout".into(),
-                StatusCode::SEE_OTHER,
-            ),
-        ];
-        let api_routes = [
-            "/api/v1/enterprises",
-            "/api/v1/enterprises/import",
-            "/api/v1/enterprises/{credit_code}",
-            "/api/v1/enterprises/{credit_code}/tokens",
-            "/api/v1/enroll",
-            "/api/v1/gateways/{gateway_id}",
-            "/api/v1/gateways/{gateway_id}/latest",
-            "/api/v1/stats/onboarding",
-            "/api/v1/stats/onboarding/daily",
-            "/api/v1/stats/onboarding/silent",
-            "/api/v1/stats/ingest",
-            "/healthz",
-        ];
-        let walked: HashSet<&str> = walk.iter().map(|(route, ..)| *route).collect();
-        let every: HashSet<&str> = ui::ROUTES.iter().copied().chain(api_routes).collect();
-        assert_eq!(walked, every, "the walk must cover every route");
-
-        let b_name = format!("企业 {b}");
-        for (route, method, path, expected) in &walk {
-            // The form routes get what a page of this session would send.
-            let form: Option<&[(&str, &str)]> = match *route {
-                ui::LOGOUT => Some(&[("csrf", csrf.as_str())]),
-                _ if *method == Method::POST => Some(&[("csrf", csrf.as_str())]),
-                _ => None,
-            };
-            let page = user.send(method.clone(), path, form).await;
-            assert_eq!(page.status, *expected, "{method} {path}: {}", page.body);
-            for secret in [b.as_str(), b_name.as_str(), gw_b.as_str(), c.as_str()] {
-                if path.contains(secret) {
-                    continue;
-                }
-                assert!(
-                    !page.body.contains(secret),
-                    "{method} {path} shows {secret}"
-                );
-            }
-            if *route == ui::HOME {
-                assert_eq!(page.location(), format!("/enterprises/{a}"));
-            }
-        }
-        // The session ended with the walk's last route.
-        assert_eq!(
-            user.get(&format!("/enterprises/{a}")).await.status,
-            StatusCode::SEE_OTHER
-        );
-
-        // And the bureau sees both enterprises.
-        let mut bureau = Browser::logged_in(p, "bureau").await;
-        for e in [a, b, c] {
-            assert_eq!(
-                bureau.get(&format!("/enterprises/{e}")).await.status,
-                StatusCode::OK
-            );
-        }
-        assert_eq!(
-            bureau
-                .get(&format!("/enterprises/{b}/series?{b_point}"))
-                .await
-                .status,
-            StatusCode::OK
-        );
     })
     .await;
 }
@@ -1242,11 +1000,13 @@ async fn pages_and_csv_show_beijing_times_with_ages() {
         let city = city().await;
         let p = &city.p;
         let mut bureau = Browser::logged_in(p, "bureau").await;
+        // A does not share its values with the bureau: its own user reads them.
+        let mut owner = Browser::logged_in(p, "ent-a").await;
 
         // A's latest value was read at a known instant: the enterprise page says when, in
         // Beijing time, and how long ago.
         let read = city.first_sample + (CHART_SAMPLES - 1) * 1000;
-        let page = bureau.get(&format!("/enterprises/{}", city.a)).await;
+        let page = owner.get(&format!("/enterprises/{}", city.a)).await;
         let shown = ui::format::local_time(read, 480);
         assert!(
             page.body.contains(&format!(
@@ -1309,27 +1069,34 @@ async fn pages_and_csv_show_beijing_times_with_ages() {
             "/enterprises/{}/chart?gateway={}&device=press-1&point=temperature",
             city.a, city.gw_a
         );
-        let pages = [
+        let bureau_pages = [
             "/bureau".to_owned(),
             district.to_owned(),
             "/bureau/industries/auto-parts".to_owned(),
+            "/fleet".to_owned(),
+            "/bureau/integrators".to_owned(),
             format!("/enterprises/{}", city.a),
             format!("/enterprises/{}", city.c),
-            chart,
         ];
+        let owner_pages = [format!("/enterprises/{}", city.a), chart];
         for lang in ["zh-CN", "en"] {
-            bureau.get(&format!("/lang/{lang}?next=/")).await;
-            for path in &pages {
-                let page = bureau.get(path).await;
-                assert_eq!(page.status, StatusCode::OK, "{path}");
-                assert_eq!(
-                    visible_iso_times(&page.body),
-                    Vec::<String>::new(),
-                    "{lang} {path}"
-                );
+            for (browser, pages) in [
+                (&mut bureau, &bureau_pages[..]),
+                (&mut owner, &owner_pages[..]),
+            ] {
+                browser.get(&format!("/lang/{lang}?next=/")).await;
+                for path in pages {
+                    let page = browser.get(path).await;
+                    assert_eq!(page.status, StatusCode::OK, "{path}");
+                    assert_eq!(
+                        visible_iso_times(&page.body),
+                        Vec::<String>::new(),
+                        "{lang} {path}"
+                    );
+                }
             }
         }
-        let english = bureau.get(&format!("/enterprises/{}", city.a)).await;
+        let english = owner.get(&format!("/enterprises/{}", city.a)).await;
         assert!(english.body.contains(&format!(
             ">{shown}</time> <span class=\"ago\">1 min ago</span>"
         )));
@@ -1356,6 +1123,8 @@ async fn the_uis_csv_headers_are_in_the_pages_language() {
             ("/bureau/csv/daily", "日期,已上云,改造企业已上云,当日新上云,近 7 天活跃,改造企业近 7 天活跃"),
             ("/bureau/csv/silent", "企业,统一社会信用代码,行业,区域,改造企业,网关,首次接入"),
             ("/bureau/industries/auto-parts?format=csv", "统一社会信用代码,企业,行业,区域,改造企业,网关,已上云,近 7 天活跃,上云时间,最近上数"),
+            ("/fleet?format=csv", "网关编号,网关,企业,统一社会信用代码,状态,采集程序版本,最近上数,积压批次,丢弃批次,缺失批次,配置版本,设备,问题"),
+            ("/bureau/integrators?format=csv", "服务商,统一社会信用代码,已分配企业,已接入网关,已上云,近 7 天活跃,分配到首条数据（中位天数）,7 日数据完整率（%）"),
         ];
         for (path, expected) in zh {
             let csv = bureau.get(path).await;
@@ -1382,6 +1151,15 @@ async fn the_uis_csv_headers_are_in_the_pages_language() {
         }
         let csv = bureau.get("/bureau/industries/auto-parts?format=csv").await;
         assert!(csv.body.contains(",automotive parts,洪山区,no,1,yes,yes,"), "{}", csv.body);
+        // The fleet's rows: C's gateway, silent, with its problems in English.
+        let fleet = bureau.get("/fleet?format=csv").await;
+        let c_row = fleet
+            .body
+            .lines()
+            .find(|l| l.contains(&city.c))
+            .unwrap_or_else(|| panic!("{}", fleet.body))
+            .to_owned();
+        assert!(c_row.contains("offline no data for 1 h"), "{c_row}");
     })
     .await;
 }
@@ -1585,6 +1363,8 @@ async fn a_new_points_chart_opens_on_the_data_it_has() {
     bounded(LIMIT, async {
         let city = city().await;
         let mut bureau = Browser::logged_in(&city.p, "bureau").await;
+        // A does not share its values with the bureau: its integrator reads them.
+        let mut integrator = Browser::logged_in(&city.p, "int-1").await;
         let series = |code: &str, gateway: &str, hours: &str| {
             format!("/enterprises/{code}/series?gateway={gateway}&device=press-1&point=temperature{hours}")
         };
@@ -1596,13 +1376,13 @@ async fn a_new_points_chart_opens_on_the_data_it_has() {
         let t = b["t"][0].as_f64().unwrap() * 1000.0;
         assert!(t >= b["from"].as_f64().unwrap() && t < b["to"].as_f64().unwrap(), "{b}");
         // A's has 100 minutes: the window starts just before its first sample.
-        let a: Json = serde_json::from_str(&bureau.get(&series(&city.a, &city.gw_a, "")).await.body).unwrap();
+        let a: Json = serde_json::from_str(&integrator.get(&series(&city.a, &city.gw_a, "")).await.body).unwrap();
         assert_eq!(a["samples"], CHART_SAMPLES);
         let from = a["from"].as_i64().unwrap();
         assert!(from <= city.first_sample, "{from} > {}", city.first_sample);
         assert!(city.first_sample - from <= window(&a) / 20, "{a}");
         // A window asked for is kept.
-        let day: Json = serde_json::from_str(&bureau.get(&series(&city.a, &city.gw_a, "&hours=24")).await.body).unwrap();
+        let day: Json = serde_json::from_str(&integrator.get(&series(&city.a, &city.gw_a, "&hours=24")).await.body).unwrap();
         assert_eq!(window(&day), 24 * 3_600_000);
         // The chart page offers the fitted window first, as the current one.
         let chart = bureau
@@ -1678,6 +1458,13 @@ async fn chromium_shows_the_counts_and_charts() {
             {"name": "bureau-dashboard-en-phone", "username": "bureau", "password": PASSWORD, "path": "/lang/en?next=/bureau", "width": 390, "height": 844},
             {"name": "enterprise-phone", "username": "ent-a", "password": PASSWORD, "path": format!("/enterprises/{}", city.a), "width": 390, "height": 844},
             {"name": "enterprise-chart-phone", "username": "ent-a", "password": PASSWORD, "path": chart, "width": 390, "height": 844},
+            {"name": "bureau-fleet", "username": "bureau", "password": PASSWORD, "path": "/fleet"},
+            {"name": "bureau-integrators", "username": "bureau", "password": PASSWORD, "path": "/bureau/integrators"},
+            {"name": "bureau-enterprise-not-shared", "username": "bureau", "password": PASSWORD, "path": format!("/enterprises/{}", city.a)},
+            {"name": "integrator-fleet", "username": "int-1", "password": PASSWORD, "path": "/fleet"},
+            {"name": "integrator-fleet-phone", "username": "int-1", "password": PASSWORD, "path": "/fleet", "width": 390, "height": 844},
+            {"name": "district-dashboard", "username": "dist-hs", "password": PASSWORD, "path": "/bureau/districts/%E6%B4%AA%E5%B1%B1%E5%8C%BA"},
+            {"name": "district-integrators", "username": "dist-hs", "password": PASSWORD, "path": "/bureau/integrators"},
         ]);
         let (base, dir, script) = (
             city.p.base.clone(),

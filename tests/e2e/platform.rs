@@ -287,7 +287,12 @@ async fn enroll_run_and_count(config: PlatformConfig, dir: &Path) {
         .filter_map(|d| d["name"].as_str())
         .collect();
     assert_eq!(devices, ["press-1", "line-sim"], "{meta}");
-    let latest = bureau.latest(&gateway).await.expect("latest values");
+    // The enterprise reads its own values (the bureau would need it to share them).
+    let owner = bureau
+        .enterprise_client(&code)
+        .await
+        .expect("a client of the enterprise");
+    let latest = owner.latest(&gateway).await.expect("latest values");
     let points: Vec<String> = latest
         .iter()
         .map(|s| format!("{}/{}", s.device, s.point))

@@ -1,21 +1,56 @@
-//! Who is asking: the bureau's bearer token ([`Bureau`]), or a web UI session named by
-//! its cookie.
+//! Who is asking ([`Principal`]): the bureau's bearer token (the admin token), a user's
+//! bearer API token (acting with that user's role and scope), or, for reads, a web UI
+//! session named by its cookie. Writes through the API always need a bearer token: a
+//! session's forms carry CSRF tokens, the API's JSON bodies do not.
 
 use super::{ApiError, AppState};
 use crate::accounts::{AccountError, Role, SessionUser};
 use crate::secret::{constant_time_eq, sha256_hex};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use std::sync::Arc;
 
 /// The session cookie.
 pub const SESSION_COOKIE: &str = "fl_session";
 
-/// Proof that the request carries the bureau's bearer token (or, for GET, a bureau user's UI session).
-pub struct Bureau;
+/// Who is asking, and with which role and scope.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The user's name; `None` for the bureau's admin token.
+    pub username: Option<String>,
+    /// The role and its scope.
+    pub role: Role,
+}
 
-impl FromRequestParts<Arc<AppState>> for Bureau {
+impl Principal {
+    /// Passes for the bureau; 403 for anyone else.
+    pub fn bureau(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Bureau => Ok(()),
+            _ => Err(forbidden(self)),
+        }
+    }
+
+    /// Passes for the bureau and district users; 403 for anyone else.
+    pub fn bureau_or_district(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Bureau | Role::District(_) => Ok(()),
+            _ => Err(forbidden(self)),
+        }
+    }
+}
+
+/// The 403 for an action `who` may not take.
+pub fn forbidden(who: &Principal) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("a {} user may not do this", who.role.kind()),
+    )
+}
+
+impl FromRequestParts<Arc<AppState>> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -26,8 +61,15 @@ impl FromRequestParts<Arc<AppState>> for Bureau {
             ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail.to_owned())
         };
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            if parts.method == axum::http::Method::GET && bureau_session(parts, state).await {
-                return Ok(Bureau);
+            if matches!(parts.method, Method::GET | Method::HEAD)
+                && let Some((_, user)) = session(&parts.headers, state)
+                    .await
+                    .map_err(|e| ApiError::internal(&e))?
+            {
+                return Ok(Principal {
+                    username: Some(user.username),
+                    role: user.role,
+                });
             }
             return Err(unauthorized("missing Authorization: Bearer <token>"));
         };
@@ -45,20 +87,20 @@ impl FromRequestParts<Arc<AppState>> for Bureau {
             sha256_hex(token).as_bytes(),
             state.admin_token_sha256.as_bytes(),
         ) {
-            Ok(Bureau)
-        } else {
-            Err(unauthorized("wrong bearer token"))
+            return Ok(Principal {
+                username: None,
+                role: Role::Bureau,
+            });
+        }
+        match state.accounts.token_user(token).await {
+            Ok(Some(user)) => Ok(Principal {
+                username: Some(user.username),
+                role: user.role,
+            }),
+            Ok(None) => Err(unauthorized("wrong or expired bearer token")),
+            Err(e) => Err(ApiError::internal(&e)),
         }
     }
-}
-
-/// True if the request carries a live bureau session cookie.
-pub async fn bureau_session(parts: &Parts, state: &Arc<AppState>) -> bool {
-    session(&parts.headers, state)
-        .await
-        .ok()
-        .flatten()
-        .is_some_and(|(_, user)| user.role == Role::Bureau)
 }
 
 /// The session named by the request's cookie, if it is live.

@@ -89,7 +89,7 @@ impl From<RegistryError> for ApiError {
             E::Industry(_) => (StatusCode::BAD_REQUEST, "invalid_industry"),
             E::District(_) => (StatusCode::BAD_REQUEST, "invalid_district"),
             E::Field { .. } => (StatusCode::BAD_REQUEST, "invalid_request"),
-            E::Exists(_) => (StatusCode::CONFLICT, "exists"),
+            E::Exists(_) | E::IntegratorExists(_) => (StatusCode::CONFLICT, "exists"),
             E::NoEnterprise(_) => (StatusCode::NOT_FOUND, "not_found"),
             E::Csv(errors) => {
                 let status = if errors.iter().all(|e| e.exists) {

@@ -6,7 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod views;
 
-pub use auth::Bureau;
+pub use auth::Principal;
 pub use error::ApiError;
 
 use crate::accounts::Accounts;

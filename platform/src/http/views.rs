@@ -39,6 +39,12 @@ pub struct EnterpriseView {
     pub on_cloud_since: Option<String>,
     /// When its last batch arrived.
     pub last_batch_at: Option<String>,
+    /// The integrator it is assigned to, by credit code.
+    pub integrator: Option<String>,
+    /// When it was assigned to it.
+    pub assigned_at: Option<String>,
+    /// It lets the bureau and its district see its sample values.
+    pub share_data_with_bureau: bool,
     /// Its gateways (empty in the answer of a registration).
     pub gateways: Vec<GatewayView>,
 }
@@ -128,6 +134,9 @@ pub fn enterprise_view(e: &Enterprise, gateways: Vec<GatewayView>) -> Enterprise
         active: e.last_batch_at.is_some_and(|t| t >= active_since),
         on_cloud_since: e.first_batch_at.map(rfc3339),
         last_batch_at: e.last_batch_at.map(rfc3339),
+        integrator: e.integrator.clone(),
+        assigned_at: e.assigned_at.map(rfc3339),
+        share_data_with_bureau: e.share_data_with_bureau,
         gateways,
     }
 }
@@ -174,8 +183,11 @@ pub struct SilentEnterprise {
     pub first_enrolled_ms: i64,
 }
 
-/// The enrolled enterprises with no batch yet, by credit code.
-pub async fn silent_list(store: &Store) -> Result<Vec<SilentEnterprise>, StoreError> {
+/// The enrolled enterprises that `keep` accepts with no batch yet, by credit code.
+pub async fn silent_list(
+    store: &Store,
+    keep: impl Fn(&Enterprise) -> bool,
+) -> Result<Vec<SilentEnterprise>, StoreError> {
     let mut enrolled: HashMap<String, (usize, i64)> = HashMap::new();
     for g in store.gateways(None).await? {
         let entry = enrolled.entry(g.credit_code).or_insert((0, i64::MAX));
@@ -186,7 +198,7 @@ pub async fn silent_list(store: &Store) -> Result<Vec<SilentEnterprise>, StoreEr
         .enterprises()
         .await?
         .into_iter()
-        .filter(|e| e.first_batch_at.is_none())
+        .filter(|e| e.first_batch_at.is_none() && keep(e))
         .filter_map(|e| {
             let &(gateways, first) = enrolled.get(&e.credit_code)?;
             Some(SilentEnterprise {

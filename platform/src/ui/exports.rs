@@ -12,7 +12,9 @@ use super::i18n::Lang;
 use super::pages::GroupRow;
 use super::web::{Ctx, UiError};
 use crate::clock::now_ms;
+use crate::fleet::FleetRow;
 use crate::http::views;
+use crate::ranking::IntegratorStats;
 use crate::stats::{self, Counts};
 use axum::extract::Path;
 use axum::response::Response;
@@ -126,7 +128,7 @@ async fn bureau_table(ctx: &Ctx, table: &str) -> Result<Response, UiError> {
             csv(lang, &columns, &rows)
         }
         "silent" => {
-            let rows: Vec<Vec<String>> = views::silent_list(&state.store)
+            let rows: Vec<Vec<String>> = views::silent_list(&state.store, |_| true)
                 .await?
                 .into_iter()
                 .map(|s| {
@@ -223,4 +225,103 @@ fn onboarding_csv(lang: Lang, o: &stats::Onboarding) -> String {
         ],
         &rows,
     )
+}
+
+/// The fleet's selected rows as CSV (`/fleet?format=csv`); devices as `name:up|down`,
+/// problems by their labels.
+pub(super) fn fleet_csv(ctx: &Ctx, rows: &[FleetRow]) -> Response {
+    let (lang, offset) = (ctx.lang, ctx.state.utc_offset_minutes);
+    let optional = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let devices: Vec<String> = r
+                .devices
+                .iter()
+                .map(|d| format!("{}:{}", d.name, if d.connected { "up" } else { "down" }))
+                .collect();
+            let problems: Vec<String> = r
+                .problems
+                .iter()
+                .map(|p| lang.text(&format!("problem_{}", p.code())).to_owned())
+                .collect();
+            vec![
+                r.gateway_id.clone(),
+                r.name.clone(),
+                r.enterprise.clone(),
+                r.credit_code.clone(),
+                lang.text(if r.online { "online" } else { "offline" })
+                    .to_owned(),
+                r.version.clone().unwrap_or_default(),
+                r.last_batch_ms
+                    .map(|t| format::local_time(t, offset))
+                    .unwrap_or_default(),
+                optional(r.backlog_batches),
+                optional(r.evicted_batches),
+                r.missing_batches.to_string(),
+                optional(r.config_version),
+                devices.join(" "),
+                problems.join(" "),
+            ]
+        })
+        .collect();
+    let text = csv(
+        lang,
+        &[
+            "gateway_id",
+            "gateway",
+            "enterprise",
+            "credit_code",
+            "state",
+            "agent_version",
+            "last_batch",
+            "backlog",
+            "evicted",
+            "missing_batches",
+            "config_version",
+            "devices",
+            "problems",
+        ],
+        &rows,
+    );
+    views::csv_response("gateways.csv", text)
+}
+
+/// The integrators' ranking as CSV (`/bureau/integrators?format=csv`); completeness in
+/// percent.
+pub(super) fn ranking_csv(ctx: &Ctx, lines: &[IntegratorStats]) -> Response {
+    let rows: Vec<Vec<String>> = lines
+        .iter()
+        .map(|l| {
+            vec![
+                l.name.clone(),
+                l.integrator.clone(),
+                l.assigned.to_string(),
+                l.enrolled.to_string(),
+                l.on_cloud.to_string(),
+                l.active.to_string(),
+                l.median_days_to_first_data
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
+                l.completeness_7d
+                    .map(|c| format!("{:.1}", c * 100.0))
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let text = csv(
+        ctx.lang,
+        &[
+            "integrator",
+            "credit_code",
+            "assigned",
+            "enrolled",
+            "on_cloud",
+            "active",
+            "median_days_to_first_data",
+            "completeness_7d_percent",
+        ],
+        &rows,
+    );
+    views::csv_response("integrators.csv", text)
 }

@@ -27,13 +27,13 @@
 //!   ([`crate::http::auth`]); an enterprise session makes none.
 
 mod exports;
+mod fleet;
 pub mod format;
 pub mod i18n;
 mod pages;
 mod web;
 
 pub use crate::accounts::{self, AccountError, Accounts, Role};
-pub use pages::{CreatedUser, UserInput};
 
 use crate::http::AppState;
 use axum::Router;
@@ -64,13 +64,17 @@ pub const ENTERPRISE: &str = "/enterprises/{credit_code}";
 pub const ENTERPRISE_CHART: &str = "/enterprises/{credit_code}/chart";
 /// One point's downsampled series (JSON), which the chart page loads.
 pub const ENTERPRISE_SERIES: &str = "/enterprises/{credit_code}/series";
-/// Creates a UI user (bureau bearer token; JSON).
-pub const API_USERS: &str = "/api/v1/users";
 /// The icon browsers ask for by default; the pages link the same SVG from `/static/`.
 pub const FAVICON: &str = "/favicon.ico";
+/// The fleet: every gateway in scope (integrators and the bureau).
+pub const FLEET: &str = "/fleet";
+/// The integrators' ranking (bureau and districts).
+pub const INTEGRATORS: &str = "/bureau/integrators";
+/// An enterprise turns its data sharing with the bureau on or off (POST, CSRF).
+pub const ENTERPRISE_SHARING: &str = "/enterprises/{credit_code}/sharing";
 
 /// Every route the UI adds, for tests that must walk them all.
-pub const ROUTES: [&str; 14] = [
+pub const ROUTES: [&str; 16] = [
     HOME,
     LOGIN,
     LOGOUT,
@@ -82,9 +86,11 @@ pub const ROUTES: [&str; 14] = [
     ENTERPRISE,
     ENTERPRISE_CHART,
     ENTERPRISE_SERIES,
-    API_USERS,
     BUREAU_CSV,
     FAVICON,
+    FLEET,
+    INTEGRATORS,
+    ENTERPRISE_SHARING,
 ];
 
 /// The UI's routes, merged into the API's router.
@@ -101,7 +107,9 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(ENTERPRISE, get(pages::enterprise))
         .route(ENTERPRISE_CHART, get(pages::chart))
         .route(ENTERPRISE_SERIES, get(pages::series))
-        .route(API_USERS, post(pages::create_user))
         .route(BUREAU_CSV, get(exports::bureau_csv))
         .route(FAVICON, get(web::favicon))
+        .route(FLEET, get(fleet::fleet))
+        .route(INTEGRATORS, get(fleet::integrators))
+        .route(ENTERPRISE_SHARING, post(fleet::set_sharing))
 }

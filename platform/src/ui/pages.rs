@@ -1,6 +1,5 @@
 //! The UI's handlers: login and logout, the language switch, the bureau's dashboard and
-//! drill-downs, an enterprise's page, a point's chart and its downsampled series, and the
-//! bureau's call that creates users.
+//! drill-downs, an enterprise's page, a point's chart and its downsampled series.
 
 use super::exports;
 use super::format;
@@ -9,27 +8,22 @@ use super::web::{
     Ctx, LANG_COOKIE, LOGIN_CSRF_COOKIE, SESSION_COOKIE, UiError, cookie, local_path,
     percent_encode, set_cookie,
 };
-use crate::accounts::{AccountError, Login, Role, SESSION_MS};
+use crate::accounts::{Login, Role, SESSION_MS};
 use crate::catalog::{District, Industry};
 use crate::clock::now_ms;
-use crate::credit_code::CreditCode;
-use crate::http::error::parse_json;
 use crate::http::views::{self, EnterpriseView, GatewayView};
-use crate::http::{ApiError, AppState, Bureau};
 use crate::secret::{constant_time_eq, new_token};
 use crate::stats;
 use crate::store::{Enterprise, Gateway, SeriesPoint, Store};
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Form, Path, Query, State};
+use axum::extract::{ConnectInfo, Form, Path, Query};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use fieldlink_wire::{Meta, Quality, Value as SampleValue};
 use minijinja::{Value, context};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 /// The chart's default window, in hours; a fitted window ([`fitted_window`]) is never
 /// longer.
@@ -80,34 +74,15 @@ pub struct PointQuery {
     buckets: Option<u32>,
 }
 
-/// The body of `POST /api/v1/users`; validated by [`CreditCode::parse`] and
-/// [`accounts::check_new_user`](super::accounts::check_new_user).
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UserInput {
-    /// The user name.
-    pub username: String,
-    /// The password.
-    pub password: String,
-    /// The enterprise of an enterprise user; none for a bureau user.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub credit_code: Option<String>,
-}
-
-/// The answer of `POST /api/v1/users`: the user as created.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CreatedUser {
-    /// The user name, trimmed.
-    pub username: String,
-    /// The enterprise of an enterprise user; `null` for a bureau user.
-    pub credit_code: Option<String>,
-}
-
 /// `GET /`: the user's home, or the login.
 pub async fn home(ctx: Ctx) -> Response {
     let to = match ctx.session.as_ref().map(|(_, u)| &u.role) {
         None => "/login".to_owned(),
         Some(Role::Bureau) => "/bureau".to_owned(),
+        Some(Role::District(district)) => {
+            format!("/bureau/districts/{}", percent_encode(district.name()))
+        }
+        Some(Role::Integrator(_)) => super::FLEET.to_owned(),
         Some(Role::Enterprise(code)) => format!("/enterprises/{code}"),
     };
     Redirect::to(&to).into_response()
@@ -346,7 +321,7 @@ async fn dashboard_page(ctx: &Ctx) -> Result<Response, UiError> {
         })
         .collect();
     let now = now_ms();
-    let silent: Vec<Value> = views::silent_list(&state.store)
+    let silent: Vec<Value> = views::silent_list(&state.store, |_| true)
         .await?
         .into_iter()
         .map(|s| {
@@ -396,7 +371,13 @@ pub async fn district(
     Path(name): Path<String>,
     Query(query): Query<FormatQuery>,
 ) -> Response {
-    let result = match District::from_name(&name) {
+    // A district's user sees its own district's page; another district does not exist
+    // for it.
+    let own = |district: District| match ctx.user().map(|u| &u.role) {
+        Ok(Role::District(mine)) => *mine == district,
+        _ => true,
+    };
+    let result = match District::from_name(&name).filter(|d| own(*d)) {
         Some(district) => {
             let title = district.name();
             group_page(&ctx, title, &query, &|e| e.district == district, title).await
@@ -414,8 +395,10 @@ async fn group_page(
     keep: &(dyn Fn(&Enterprise) -> bool + Sync),
     file_stem: &str,
 ) -> Result<Response, UiError> {
-    ctx.bureau()?;
-    let rows = group_rows(&ctx.state.store, keep).await?;
+    ctx.bureau_or_district()?;
+    let role = &ctx.user()?.role;
+    let in_scope = |e: &Enterprise| keep(e) && crate::scope::sees_enterprise(role, e);
+    let rows = group_rows(&ctx.state.store, &in_scope).await?;
     match query.format.as_deref() {
         None | Some("html") => {}
         Some("csv") => return Ok(exports::group_csv(ctx, &rows, file_stem)),
@@ -517,17 +500,20 @@ pub async fn enterprise(ctx: Ctx, Path(code): Path<String>) -> Response {
 }
 
 async fn enterprise_page(ctx: &Ctx, code: &str) -> Result<Response, UiError> {
-    ctx.may_see(code)?;
+    let enterprise = ctx.enterprise(code).await?;
+    let values_shown = ctx.sees_values(&enterprise);
     let store = &ctx.state.store;
-    let enterprise = store.enterprise(code).await?.ok_or(UiError::NotFound)?;
     let gateways = store.gateways(Some(code)).await?;
     let now = now_ms();
     let mut gateway_pages = Vec::with_capacity(gateways.len());
     for g in &gateways {
         let units = units(g);
-        let points: Vec<Value> = store
-            .latest_values(&g.id)
-            .await?
+        let latest = if values_shown {
+            store.latest_values(&g.id).await?
+        } else {
+            Vec::new()
+        };
+        let points: Vec<Value> = latest
             .into_iter()
             .map(|v| {
                 let (quality, error) = match &v.quality {
@@ -566,6 +552,8 @@ async fn enterprise_page(ctx: &Ctx, code: &str) -> Result<Response, UiError> {
         industry_name => ctx.lang.industry(enterprise.industry),
         on_cloud_since => enterprise.first_batch_at.map(|t| ctx.stamp(now, t)),
         gateways => gateway_pages,
+        values_shown => values_shown,
+        sets_sharing => ctx.user().is_ok_and(|u| crate::scope::sets_sharing_of(&u.role, &enterprise)),
     };
     Ok(ctx.render(StatusCode::OK, "enterprise.html", page))
 }
@@ -578,7 +566,10 @@ struct ChartRequest {
 }
 
 async fn chart_request(ctx: &Ctx, code: &str, query: &PointQuery) -> Result<ChartRequest, UiError> {
-    ctx.may_see(code)?;
+    let enterprise = ctx.enterprise(code).await?;
+    if !ctx.sees_values(&enterprise) {
+        return Err(UiError::Forbidden);
+    }
     let (Some(gateway), Some(device), Some(point)) = (&query.gateway, &query.device, &query.point)
     else {
         return Err(UiError::BadRequest(
@@ -778,56 +769,4 @@ async fn first_sample(
         .series(point.clone(), minute.start, minute.start + MINUTE_MS, 1000)
         .await?;
     Ok(Some(seconds.first().map_or(minute.start, |s| s.start)))
-}
-
-/// `POST /api/v1/users` (bureau token): `{"username", "password", "credit_code"?}` → 201;
-/// without a credit code the user is a bureau user. 400 for a bad name, password or
-/// credit code; 404 for an unregistered enterprise; 409 if the name is taken.
-pub async fn create_user(
-    _: Bureau,
-    State(state): State<Arc<AppState>>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let input: UserInput = parse_json(&body)?;
-    let code = match input.credit_code.as_deref() {
-        None => None,
-        Some(raw) => {
-            let code = CreditCode::parse(raw).map_err(|e| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_credit_code",
-                    e.to_string(),
-                )
-            })?;
-            if state.store.enterprise(code.as_str()).await?.is_none() {
-                return Err(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    format!("no enterprise with credit code {code}"),
-                ));
-            }
-            Some(code)
-        }
-    };
-    match state
-        .accounts
-        .create_user(&input.username, &input.password, code.as_ref())
-        .await
-    {
-        Ok(()) => Ok((
-            StatusCode::CREATED,
-            Json(CreatedUser {
-                username: input.username.trim().to_owned(),
-                credit_code: code.as_ref().map(|c| c.as_str().to_owned()),
-            }),
-        )
-            .into_response()),
-        Err(AccountError::Exists(name)) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "exists",
-            format!("user {name:?} exists"),
-        )),
-        Err(AccountError::Invalid(why)) => Err(ApiError::bad_request(why)),
-        Err(e) => Err(ApiError::internal(&e)),
-    }
 }

@@ -7,7 +7,8 @@ use super::format::{self, Stamp};
 use super::i18n::Lang;
 use crate::accounts::{AccountError, Role, SessionUser};
 use crate::http::AppState;
-use crate::store::StoreError;
+use crate::scope;
+use crate::store::{Enterprise, StoreError};
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -103,17 +104,15 @@ impl Ctx {
     pub fn bureau(&self) -> Result<(), UiError> {
         match self.user()?.role {
             Role::Bureau => Ok(()),
-            Role::Enterprise(_) => Err(UiError::Forbidden),
+            _ => Err(UiError::Forbidden),
         }
     }
 
-    /// Passes if the session may see the enterprise `credit_code` (404 otherwise, so an
-    /// enterprise user learns nothing about others).
-    pub fn may_see(&self, credit_code: &str) -> Result<(), UiError> {
-        if self.user()?.role.may_see(credit_code) {
-            Ok(())
-        } else {
-            Err(UiError::NotFound)
+    /// Passes for a bureau or a district session.
+    pub fn bureau_or_district(&self) -> Result<(), UiError> {
+        match self.user()?.role {
+            Role::Bureau | Role::District(_) => Ok(()),
+            _ => Err(UiError::Forbidden),
         }
     }
 
@@ -121,6 +120,22 @@ impl Ctx {
     /// the program's time zone.
     pub fn stamp(&self, now: i64, ms: i64) -> Stamp {
         format::stamp(self.lang, self.state.utc_offset_minutes, now, ms)
+    }
+
+    /// The enterprise `credit_code` if the session may see it (404 otherwise, so a user
+    /// learns nothing about enterprises outside its scope).
+    pub async fn enterprise(&self, credit_code: &str) -> Result<Enterprise, UiError> {
+        let role = &self.user()?.role;
+        match self.state.store.enterprise(credit_code).await? {
+            Some(e) if scope::sees_enterprise(role, &e) => Ok(e),
+            _ => Err(UiError::NotFound),
+        }
+    }
+
+    /// True if the session may read `enterprise`'s sample values.
+    pub fn sees_values(&self, enterprise: &Enterprise) -> bool {
+        self.user()
+            .is_ok_and(|u| scope::sees_values(&u.role, enterprise))
     }
 
     /// Renders `template` with `page` merged over the common context (language, user,
@@ -134,13 +149,15 @@ impl Ctx {
 
     fn render_html(&self, template: &str, page: Value) -> Result<String, UiError> {
         let user = self.session.as_ref().map(|(_, u)| {
-            let (bureau, credit_code) = match &u.role {
-                Role::Bureau => (true, None),
-                Role::Enterprise(code) => (false, Some(code.clone())),
+            let credit_code = match &u.role {
+                Role::Enterprise(code) => Some(code.as_str()),
+                _ => None,
             };
             context! {
                 username => u.username.clone(),
-                bureau => bureau,
+                role => u.role.kind(),
+                scope => u.role.scope(),
+                bureau => u.role == Role::Bureau,
                 credit_code => credit_code,
                 csrf => u.csrf.clone(),
             }
@@ -286,7 +303,7 @@ fn templates() -> &'static Environment<'static> {
 }
 
 /// The templates, built into the binary.
-pub const TEMPLATES: [(&str, &str); 8] = [
+pub const TEMPLATES: [(&str, &str); 10] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("macros.html", include_str!("../../templates/macros.html")),
     ("login.html", include_str!("../../templates/login.html")),
@@ -301,6 +318,11 @@ pub const TEMPLATES: [(&str, &str); 8] = [
         include_str!("../../templates/enterprise.html"),
     ),
     ("chart.html", include_str!("../../templates/chart.html")),
+    ("fleet.html", include_str!("../../templates/fleet.html")),
+    (
+        "integrators.html",
+        include_str!("../../templates/integrators.html"),
+    ),
 ];
 
 /// The site's icon (the pages link it; `/favicon.ico` answers with it too).

@@ -26,14 +26,18 @@ mod columns;
 mod database;
 mod enroll;
 mod ingest;
+mod integrators;
+mod numbering;
 pub mod postgres;
 mod ready;
 mod rows;
 mod series;
 pub mod sqlite;
 
-pub use accounts::{NewSession, SessionRow};
+pub use accounts::{NewApiToken, NewSession, SessionRow, UserRow};
 pub use database::{Database, DatabaseUrlError, redact_password};
+pub use integrators::{AssignOutcome, Assignment, Integrator, NewIntegrator};
+pub use numbering::WindowNumbering;
 
 use fieldlink_platform_core::catalog::{District, Industry};
 use fieldlink_platform_core::credit_code::CreditCode;
@@ -162,6 +166,12 @@ pub struct Enterprise {
     pub first_batch_at: Option<i64>,
     /// When the latest batch of any of its gateways arrived.
     pub last_batch_at: Option<i64>,
+    /// The integrator it is assigned to now, by credit code.
+    pub integrator: Option<String>,
+    /// When that assignment was made (ms since the epoch).
+    pub assigned_at: Option<i64>,
+    /// The enterprise lets the bureau (and its district) see its sample values.
+    pub share_data_with_bureau: bool,
 }
 
 /// The latest retained status of a gateway.

@@ -2,8 +2,13 @@
 //! rusqlite or a tokio-postgres row, and the mappers here turn rows of the shared column
 //! lists into the store's types.
 
+use crate::accounts::UserRow;
 use crate::columns::{parse_district, parse_gateway_state, parse_industry};
+use crate::integrators::{Assignment, Integrator};
+use crate::numbering::{WindowNumbering, skipped_within};
 use crate::{CrashWindow, Enterprise, Gap, Gateway, OnboardingRow, SeriesBucket, StoreError};
+use fieldlink_platform_core::role::Role;
+use std::collections::HashMap;
 
 /// A result row's columns by index, whichever backend produced it.
 pub(crate) trait Columns {
@@ -68,7 +73,7 @@ impl Columns for tokio_postgres::Row {
 }
 
 /// The columns [`enterprise`] reads, in its order.
-pub(crate) const ENTERPRISE_COLUMNS: &str = "credit_code, name, industry, district, in_program, registered_at, first_batch_at, last_batch_at";
+pub(crate) const ENTERPRISE_COLUMNS: &str = "credit_code, name, industry, district, in_program, registered_at, first_batch_at, last_batch_at, integrator, assigned_at, share_data_with_bureau";
 
 /// An enterprise from a row of [`ENTERPRISE_COLUMNS`].
 pub(crate) fn enterprise(r: &impl Columns) -> Result<Enterprise, StoreError> {
@@ -81,6 +86,63 @@ pub(crate) fn enterprise(r: &impl Columns) -> Result<Enterprise, StoreError> {
         registered_at: r.int(5)?,
         first_batch_at: r.opt_int(6)?,
         last_batch_at: r.opt_int(7)?,
+        integrator: r.opt_text(8)?,
+        assigned_at: r.opt_int(9)?,
+        share_data_with_bureau: r.flag(10)?,
+    })
+}
+
+/// The columns [`user`] reads, in its order, from `users u`.
+pub(crate) const USER_COLUMNS: &str = "u.username, u.role, u.scope";
+
+/// A user from a row of [`USER_COLUMNS`]; a role or scope that does not parse is a
+/// corrupt row.
+pub(crate) fn user(r: &impl Columns) -> Result<UserRow, StoreError> {
+    let username = r.text(0)?;
+    let role = Role::parse(&r.text(1)?, r.opt_text(2)?.as_deref())
+        .map_err(|e| StoreError::Corrupt(format!("user {username:?}: {e}")))?;
+    Ok(UserRow { username, role })
+}
+
+/// The columns [`integrator`] reads, in its order.
+pub(crate) const INTEGRATOR_COLUMNS: &str = "credit_code, name, contact, registered_at";
+
+/// An integrator from a row of [`INTEGRATOR_COLUMNS`].
+pub(crate) fn integrator(r: &impl Columns) -> Result<Integrator, StoreError> {
+    Ok(Integrator {
+        credit_code: r.text(0)?,
+        name: r.text(1)?,
+        contact: r.opt_text(2)?,
+        registered_at: r.int(3)?,
+    })
+}
+
+/// An assignment from a row `integrator, assigned_at`.
+pub(crate) fn assignment(r: &impl Columns) -> Result<Assignment, StoreError> {
+    Ok(Assignment {
+        integrator: r.text(0)?,
+        assigned_at: r.int(1)?,
+    })
+}
+
+/// A gateway's numbering over a window from a row `gateway, stored, samples, first_seq,
+/// last_seq`, with the crash windows of every gateway.
+pub(crate) fn window_numbering(
+    r: &impl Columns,
+    crashes: &HashMap<String, Vec<(u64, u64)>>,
+) -> Result<WindowNumbering, StoreError> {
+    let gateway = r.text(0)?;
+    let (first_seq, last_seq) = (r.int(3)?.unsigned_abs(), r.int(4)?.unsigned_abs());
+    let crash_skipped = crashes
+        .get(&gateway)
+        .map_or(0, |w| skipped_within(w, first_seq, last_seq));
+    Ok(WindowNumbering {
+        stored: r.int(1)?.unsigned_abs(),
+        samples: r.int(2)?.unsigned_abs(),
+        first_seq,
+        last_seq,
+        crash_skipped,
+        gateway,
     })
 }
 

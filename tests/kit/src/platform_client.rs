@@ -9,11 +9,15 @@
 //! calls ([`PlatformClient::request`], [`PlatformClient::get_json`],
 //! [`PlatformClient::post_json`]).
 
-use fieldlink_platform::api::{GatewayDetail, Imported, IngestStatsBody};
+use fieldlink_platform::api::{
+    AssignInput, CreatedToken, CreatedUser, GatewayDetail, Imported, IngestStatsBody,
+    IntegratorInput, IntegratorView, SharingInput, TokenRequest, UserInput,
+};
+use fieldlink_platform::fleet::FleetPage;
 use fieldlink_platform::http::views::EnterpriseView;
+use fieldlink_platform::ranking::IntegratorStats;
 use fieldlink_platform::registry::{EnterpriseInput, IssuedToken, TokenInput};
 use fieldlink_platform::stats::Onboarding;
-use fieldlink_platform::ui::{CreatedUser, UserInput};
 use fieldlink_wire::{EnrollRequest, Enrollment, Sample};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Serialize;
@@ -189,9 +193,104 @@ impl PlatformClient {
         self.get(&format!("/api/v1/gateways/{gateway_id}")).await
     }
 
-    /// `POST /api/v1/users`: a web UI login, the bureau's or an enterprise's (201).
+    /// `POST /api/v1/users`: a user of any role, for the web UI and API tokens (201).
     pub async fn create_user(&self, input: &UserInput) -> Result<CreatedUser, ClientError> {
         self.post("/api/v1/users", input).await
+    }
+
+    /// `POST /api/v1/users/{username}/tokens`: a bearer token acting as that user (201).
+    pub async fn create_token(
+        &self,
+        username: &str,
+        input: &TokenRequest,
+    ) -> Result<CreatedToken, ClientError> {
+        self.post(&format!("/api/v1/users/{username}/tokens"), input)
+            .await
+    }
+
+    /// As the bureau: a user of the enterprise `credit_code` (made on the first call, with
+    /// a password it never uses) and a client acting with a new API token of that user, for
+    /// reading the enterprise's own data (the bureau reads sample values only of
+    /// enterprises that share them).
+    pub async fn enterprise_client(
+        &self,
+        credit_code: &str,
+    ) -> Result<PlatformClient, ClientError> {
+        let username = format!("owner-{}", credit_code.to_ascii_lowercase());
+        let created = self
+            .create_user(&UserInput {
+                username: username.clone(),
+                password: format!("{username}-not-a-login"),
+                role: "enterprise".to_owned(),
+                scope: Some(credit_code.to_owned()),
+            })
+            .await;
+        match created {
+            Err(ClientError::Status { status, .. }) if status == StatusCode::CONFLICT => {}
+            other => {
+                other?;
+            }
+        }
+        let token = self
+            .create_token(&username, &TokenRequest::default())
+            .await?
+            .token;
+        Ok(self.clone().with_token(token))
+    }
+
+    /// `POST /api/v1/integrators`: registers an integrator (201).
+    pub async fn register_integrator(
+        &self,
+        input: &IntegratorInput,
+    ) -> Result<IntegratorView, ClientError> {
+        self.post("/api/v1/integrators", input).await
+    }
+
+    /// `GET /api/v1/integrators`: the integrators with their counts.
+    pub async fn integrators(&self) -> Result<Vec<IntegratorView>, ClientError> {
+        self.get("/api/v1/integrators").await
+    }
+
+    /// `PUT /api/v1/enterprises/{credit_code}/integrator`: assigns the enterprise.
+    pub async fn assign(
+        &self,
+        credit_code: &str,
+        integrator: &str,
+    ) -> Result<EnterpriseView, ClientError> {
+        let input = AssignInput {
+            integrator: integrator.to_owned(),
+        };
+        self.put(
+            &format!("/api/v1/enterprises/{credit_code}/integrator"),
+            &input,
+        )
+        .await
+    }
+
+    /// `PUT /api/v1/enterprises/{credit_code}/sharing`: the enterprise's own switch.
+    pub async fn set_sharing(
+        &self,
+        credit_code: &str,
+        share: bool,
+    ) -> Result<EnterpriseView, ClientError> {
+        let input = SharingInput {
+            share_data_with_bureau: share,
+        };
+        self.put(
+            &format!("/api/v1/enterprises/{credit_code}/sharing"),
+            &input,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/gateways?QUERY`: one page of the fleet (`query` without the `?`).
+    pub async fn fleet(&self, query: &str) -> Result<FleetPage, ClientError> {
+        self.get(&format!("/api/v1/gateways?{query}")).await
+    }
+
+    /// `GET /api/v1/stats/integrators`: the integrators' ranking.
+    pub async fn integrator_ranking(&self) -> Result<Vec<IntegratorStats>, ClientError> {
+        self.get("/api/v1/stats/integrators").await
     }
 
     /// A raw request to `path`, with the bearer token if the client has one.
@@ -238,6 +337,16 @@ impl PlatformClient {
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let builder = self.request(Method::GET, path);
         finish(builder, Method::GET, self.url(path), StatusCode::OK).await
+    }
+
+    /// `PUT path` of `body`, expecting 200 and a `T`.
+    async fn put<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, ClientError> {
+        let builder = self.request(Method::PUT, path).json(body);
+        finish(builder, Method::PUT, self.url(path), StatusCode::OK).await
     }
 
     /// `POST path` of `body` as the bureau, expecting 201 and a `T`.

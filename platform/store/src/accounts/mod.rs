@@ -1,5 +1,5 @@
-//! The web UI's accounts as stored: users (with their password hash and, for an
-//! enterprise's user, its credit code), sessions (by the SHA-256 of their token) and failed
+//! The accounts as stored: users (with their password hash, role and scope), sessions (by
+//! the SHA-256 of their token), bearer API tokens acting as a user (likewise) and failed
 //! logins. With SQLite they live in their own file, `accounts.sqlite3`, beside the data (so
 //! logins never wait on the data's single writer); with PostgreSQL in the shared database
 //! (tables `users`, `sessions`, `login_failures`), so a session started on one instance is
@@ -10,16 +10,37 @@ mod postgres;
 mod sqlite;
 
 use crate::{Store, StoreError, dispatch};
+use fieldlink_platform_core::role::Role;
+
+/// A user as stored: name and role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    /// The user name.
+    pub username: String,
+    /// The role and its scope.
+    pub role: Role,
+}
 
 /// A user as a live session names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRow {
-    /// The user name.
-    pub username: String,
-    /// The enterprise of an enterprise's user; `None` for a bureau user.
-    pub credit_code: Option<String>,
+    /// The user.
+    pub user: UserRow,
     /// The session's CSRF token.
     pub csrf: String,
+}
+
+/// A bearer API token to keep for a user.
+#[derive(Debug, Clone)]
+pub struct NewApiToken {
+    /// SHA-256 of the token (hex).
+    pub token_sha256: String,
+    /// The user it acts as, by name.
+    pub username: String,
+    /// When it was made.
+    pub now: i64,
+    /// When it stops working, if it does.
+    pub expires_at: Option<i64>,
 }
 
 /// A session to start.
@@ -43,12 +64,31 @@ impl Store {
         &self,
         username: &str,
         password_hash: &str,
-        credit_code: Option<&str>,
+        role: &Role,
         now: i64,
     ) -> Result<bool, StoreError> {
         let (username, hash) = (username.to_owned(), password_hash.to_owned());
-        let credit_code = credit_code.map(str::to_owned);
-        dispatch!(self, s => s.insert_user(username, hash, credit_code, now).await)
+        let (kind, scope) = (role.kind(), role.scope().map(str::to_owned));
+        dispatch!(self, s => s.insert_user(username, hash, kind, scope, now).await)
+    }
+
+    /// The user with this name.
+    pub async fn user(&self, username: &str) -> Result<Option<UserRow>, StoreError> {
+        dispatch!(self, s => s.user(username.to_owned()).await)
+    }
+
+    /// Keeps an API token; false if its user does not exist.
+    pub async fn insert_api_token(&self, token: NewApiToken) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.insert_api_token(token).await)
+    }
+
+    /// The user a live API token with this digest acts as.
+    pub async fn api_token_user(
+        &self,
+        token_sha256: &str,
+        now: i64,
+    ) -> Result<Option<UserRow>, StoreError> {
+        dispatch!(self, s => s.api_token_user(token_sha256.to_owned(), now).await)
     }
 
     /// The user's failed logins since `since`, and the user's password hash if known.

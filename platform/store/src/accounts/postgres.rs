@@ -1,28 +1,66 @@
 //! The accounts' statements on PostgreSQL (the shared database's `users`, `sessions` and
 //! `login_failures`).
 
-use super::{NewSession, SessionRow};
+use super::{NewApiToken, NewSession, SessionRow, UserRow};
 use crate::StoreError;
 use crate::postgres::PostgresStore;
+use crate::rows::{self, Columns, USER_COLUMNS};
 
 impl PostgresStore {
     pub(crate) async fn insert_user(
         &self,
         username: String,
         hash: String,
-        credit_code: Option<String>,
+        role: &'static str,
+        scope: Option<String>,
         now: i64,
     ) -> Result<bool, StoreError> {
         let inserted = self
             .client()
             .await?
             .execute(
-                "INSERT INTO users (username, password_hash, credit_code, created_at)
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (username) DO NOTHING",
-                &[&username, &hash, &credit_code, &now],
+                "INSERT INTO users (username, password_hash, role, scope, created_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (username) DO NOTHING",
+                &[&username, &hash, &role, &scope, &now],
             )
             .await?;
         Ok(inserted > 0)
+    }
+
+    pub(crate) async fn user(&self, username: String) -> Result<Option<UserRow>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.username = $1");
+        let row = self.client().await?.query_opt(&sql, &[&username]).await?;
+        row.as_ref().map(rows::user).transpose()
+    }
+
+    pub(crate) async fn insert_api_token(&self, t: NewApiToken) -> Result<bool, StoreError> {
+        let inserted = self
+            .client()
+            .await?
+            .execute(
+                "INSERT INTO api_tokens (token_sha256, user_id, created_at, expires_at)
+                 SELECT $1, id, $2, $3 FROM users WHERE username = $4",
+                &[&t.token_sha256, &t.now, &t.expires_at, &t.username],
+            )
+            .await?;
+        Ok(inserted > 0)
+    }
+
+    pub(crate) async fn api_token_user(
+        &self,
+        digest: String,
+        now: i64,
+    ) -> Result<Option<UserRow>, StoreError> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM api_tokens t JOIN users u ON u.id = t.user_id
+             WHERE t.token_sha256 = $1 AND (t.expires_at IS NULL OR t.expires_at > $2)"
+        );
+        let row = self
+            .client()
+            .await?
+            .query_opt(&sql, &[&digest, &now])
+            .await?;
+        row.as_ref().map(rows::user).transpose()
     }
 
     pub(crate) async fn login_state(
@@ -92,20 +130,22 @@ impl PostgresStore {
         digest: String,
         now: i64,
     ) -> Result<Option<SessionRow>, StoreError> {
-        Ok(self
+        let sql = format!(
+            "SELECT {USER_COLUMNS}, s.csrf FROM sessions s
+             JOIN users u ON u.id = s.user_id WHERE s.token_sha256 = $1 AND s.expires_at > $2"
+        );
+        let row = self
             .client()
             .await?
-            .query_opt(
-                "SELECT u.username, u.credit_code, s.csrf FROM sessions s
-                 JOIN users u ON u.id = s.user_id WHERE s.token_sha256 = $1 AND s.expires_at > $2",
-                &[&digest, &now],
-            )
-            .await?
-            .map(|r| SessionRow {
-                username: r.get(0),
-                credit_code: r.get(1),
-                csrf: r.get(2),
-            }))
+            .query_opt(&sql, &[&digest, &now])
+            .await?;
+        row.map(|r| {
+            Ok(SessionRow {
+                user: rows::user(&r)?,
+                csrf: r.text(3)?,
+            })
+        })
+        .transpose()
     }
 
     pub(crate) async fn end_session(&self, digest: String) -> Result<(), StoreError> {

@@ -1,7 +1,8 @@
 //! The accounts' statements on SQLite (`accounts.sqlite3`).
 
-use super::{NewSession, SessionRow};
+use super::{NewApiToken, NewSession, SessionRow, UserRow};
 use crate::StoreError;
+use crate::rows::{self, USER_COLUMNS};
 use crate::sqlite::SqliteStore;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 
@@ -10,15 +11,54 @@ impl SqliteStore {
         &self,
         username: String,
         hash: String,
-        credit_code: Option<String>,
+        role: &'static str,
+        scope: Option<String>,
         now: i64,
     ) -> Result<bool, StoreError> {
         self.accounts(move |c| {
             Ok(c.execute(
-                "INSERT INTO users (username, password_hash, credit_code, created_at)
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (username) DO NOTHING",
-                params![username, hash, credit_code, now],
+                "INSERT INTO users (username, password_hash, role, scope, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (username) DO NOTHING",
+                params![username, hash, role, scope, now],
             )? > 0)
+        })
+        .await
+    }
+
+    pub(crate) async fn user(&self, username: String) -> Result<Option<UserRow>, StoreError> {
+        self.accounts(move |c| {
+            let sql = format!("SELECT {USER_COLUMNS} FROM users u WHERE u.username = ?1");
+            c.query_row(&sql, [username], |r| Ok(rows::user(r)))
+                .optional()?
+                .transpose()
+        })
+        .await
+    }
+
+    pub(crate) async fn insert_api_token(&self, t: NewApiToken) -> Result<bool, StoreError> {
+        self.accounts(move |c| {
+            Ok(c.execute(
+                "INSERT INTO api_tokens (token_sha256, user_id, created_at, expires_at)
+                 SELECT ?1, id, ?2, ?3 FROM users WHERE username = ?4",
+                params![t.token_sha256, t.now, t.expires_at, t.username],
+            )? > 0)
+        })
+        .await
+    }
+
+    pub(crate) async fn api_token_user(
+        &self,
+        digest: String,
+        now: i64,
+    ) -> Result<Option<UserRow>, StoreError> {
+        self.accounts(move |c| {
+            let sql = format!(
+                "SELECT {USER_COLUMNS} FROM api_tokens t JOIN users u ON u.id = t.user_id
+                 WHERE t.token_sha256 = ?1 AND (t.expires_at IS NULL OR t.expires_at > ?2)"
+            );
+            c.query_row(&sql, params![digest, now], |r| Ok(rows::user(r)))
+                .optional()?
+                .transpose()
         })
         .await
     }
@@ -88,19 +128,20 @@ impl SqliteStore {
         now: i64,
     ) -> Result<Option<SessionRow>, StoreError> {
         self.accounts(move |c| {
-            Ok(c.query_row(
-                "SELECT u.username, u.credit_code, s.csrf FROM sessions s
-                 JOIN users u ON u.id = s.user_id WHERE s.token_sha256 = ?1 AND s.expires_at > ?2",
-                params![digest, now],
-                |r| {
+            let sql = format!(
+                "SELECT {USER_COLUMNS}, s.csrf FROM sessions s
+                 JOIN users u ON u.id = s.user_id WHERE s.token_sha256 = ?1 AND s.expires_at > ?2"
+            );
+            c.query_row(&sql, params![digest, now], |r| {
+                Ok(rows::user(r).and_then(|user| {
                     Ok(SessionRow {
-                        username: r.get(0)?,
-                        credit_code: r.get(1)?,
-                        csrf: r.get(2)?,
+                        user,
+                        csrf: r.get(3)?,
                     })
-                },
-            )
-            .optional()?)
+                }))
+            })
+            .optional()?
+            .transpose()
         })
         .await
     }

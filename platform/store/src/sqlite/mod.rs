@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 mod batches;
+mod integrators;
 mod reads;
 mod registry;
 mod upkeep;
@@ -39,12 +40,14 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/V3__gap_reports.sql"),
     include_str!("../../migrations/sqlite/V4__credentials_version.sql"),
     include_str!("../../migrations/sqlite/V5__crash_windows.sql"),
+    include_str!("../../migrations/sqlite/V6__integrators.sql"),
 ];
 
 /// The accounts' schema, one migration per version, in `accounts.sqlite3`.
-const ACCOUNTS_MIGRATIONS: &[&str] = &[include_str!(
-    "../../migrations/sqlite-accounts/V1__accounts.sql"
-)];
+const ACCOUNTS_MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite-accounts/V1__accounts.sql"),
+    include_str!("../../migrations/sqlite-accounts/V2__roles.sql"),
+];
 
 /// Points deleted from per prune transaction, so ingest is never held up for long.
 const PRUNE_POINTS_PER_TX: usize = 200;
