@@ -39,6 +39,7 @@ pub mod broker_acl;
 pub mod broker_hook;
 pub mod cli;
 pub mod config;
+pub mod evidence;
 pub mod fleet;
 pub mod gap_watch;
 pub mod http;

@@ -179,6 +179,18 @@ fn pages(c: &City) -> Vec<Step> {
             format!("/enterprises/{a}/sharing"),
             [FORBIDDEN, MISSING, FORBIDDEN, SEE_OTHER],
         ),
+        step(
+            ui::ENTERPRISE_EVIDENCE,
+            Method::GET,
+            format!("/enterprises/{a}/evidence"),
+            [OK, MISSING, OK, OK],
+        ),
+        step(
+            ui::ENTERPRISE_EVIDENCE,
+            Method::GET,
+            format!("/enterprises/{b}/evidence"),
+            [OK, OK, MISSING, MISSING],
+        ),
         step(ui::LOGOUT, Method::POST, "/logout".into(), all(SEE_OTHER)),
     ]
 }
@@ -243,6 +255,18 @@ fn api_steps(c: &City) -> Vec<Step> {
             format!("/api/v1/enterprises/{cc}/integrator"),
             json!({"integrator": c.i1}),
             [OK, FORBIDDEN, FORBIDDEN, FORBIDDEN],
+        ),
+        step(
+            "/api/v1/enterprises/{credit_code}/evidence",
+            Method::GET,
+            format!("/api/v1/enterprises/{a}/evidence"),
+            [OK, MISSING, OK, OK],
+        ),
+        step(
+            "/api/v1/enterprises/{credit_code}/evidence",
+            Method::GET,
+            format!("/api/v1/enterprises/{b}/evidence"),
+            [OK, OK, MISSING, MISSING],
         ),
         step(
             "/api/v1/enterprises/{credit_code}/assignments",
@@ -571,6 +595,45 @@ async fn each_role_lists_exactly_its_scope_and_values_follow_the_enterprises_cho
                 .unwrap();
             assert_eq!(answer.status(), expect, "{enterprise}");
         }
+        // A's acceptance evidence, from stored data: 6,000 samples in 6 batches on one day,
+        // all numbered batches stored, one gateway with one device and one point.
+        let evidence = p
+            .get(&format!("/api/v1/enterprises/{}/evidence", c.a))
+            .await;
+        assert_eq!(
+            evidence["enterprise"]["credit_code"],
+            c.a.as_str(),
+            "{evidence}"
+        );
+        assert_eq!(
+            evidence["integrator"]["credit_code"],
+            c.i1.as_str(),
+            "{evidence}"
+        );
+        assert_eq!(evidence["samples_30d"], 6000, "{evidence}");
+        assert_eq!(evidence["completeness_30d"], 1.0, "{evidence}");
+        assert_eq!(evidence["days_with_data_30d"], 1, "{evidence}");
+        assert_eq!(evidence["gateways"][0]["devices"], 1, "{evidence}");
+        assert_eq!(evidence["gateways"][0]["points"], 1, "{evidence}");
+        for field in [
+            "registered_at",
+            "assigned_at",
+            "first_enrolled_at",
+            "on_cloud_since",
+        ] {
+            assert!(evidence[field].is_string(), "{field}: {evidence}");
+        }
+        let html = format!("/api/v1/enterprises/{}/evidence?format=html", c.a);
+        let redirect = bureau.get(&html).await;
+        assert_eq!(redirect.status, StatusCode::SEE_OTHER);
+        assert_eq!(
+            redirect.location(),
+            format!("/enterprises/{}/evidence", c.a)
+        );
+        let page = bureau.get(redirect.location()).await;
+        assert!(page.body.contains("企业上云验收材料"), "{}", page.body);
+        assert!(page.body.contains("6,000"), "{}", page.body);
+
         // Every assignment is kept with its time: C moved from I1 to I2 and back.
         for integrator in [&c.i2, &c.i1] {
             let moved = p

@@ -1464,6 +1464,7 @@ async fn chromium_shows_the_counts_and_charts() {
             {"name": "integrator-fleet", "username": "int-1", "password": PASSWORD, "path": "/fleet"},
             {"name": "integrator-fleet-phone", "username": "int-1", "password": PASSWORD, "path": "/fleet", "width": 390, "height": 844},
             {"name": "district-dashboard", "username": "dist-hs", "password": PASSWORD, "path": "/bureau/districts/%E6%B4%AA%E5%B1%B1%E5%8C%BA"},
+            {"name": "evidence", "username": "int-1", "password": PASSWORD, "path": format!("/enterprises/{}/evidence", city.a), "pdf": true},
             {"name": "district-integrators", "username": "dist-hs", "password": PASSWORD, "path": "/bureau/integrators"},
         ]);
         let (base, dir, script) = (
@@ -1554,6 +1555,8 @@ async fn chromium_shows_the_counts_and_charts() {
             assert_eq!(report["legend"][0], today[..10], "{name}");
         }
         assert!(reports["bureau-dashboard"]["ticks"][0].as_str().unwrap().contains('月'));
+        let pdf = std::fs::read(out.join("evidence.pdf")).unwrap();
+        assert!(pdf.starts_with(b"%PDF"), "evidence.pdf");
         println!("screenshots in {}", out.display());
     })
     .await;

@@ -6,7 +6,8 @@ platform/tests/ui.rs, which starts the platform and checks what this prints:
 
     ui_chromium.py BASE_URL OUT_DIR JOBS_JSON
 
-JOBS_JSON is a list of {"name", "username", "password", "path"} with, optionally,
+JOBS_JSON is a list of {"name", "username", "password", "path"} with, optionally, "pdf"
+(also print the page to NAME.pdf), and
 "width" and "height" (default 1366x768, a laptop screen; 390 wide is a phone, emulated as
 a mobile device). For each job, in a fresh browser context (its own cookies), it logs in
 through the login form, opens the path, waits for the charts to draw, saves a full-page
@@ -224,6 +225,11 @@ def run_job(chrome, base, out_dir, job):
     )
     with open(os.path.join(out_dir, job["name"] + ".png"), "wb") as f:
         f.write(base64.b64decode(shot["data"]))
+    if job.get("pdf"):
+        # The page printed as the browser's "Print" would: A4 from the page's @page rule.
+        pdf = chrome.call("Page.printToPDF", {"preferCSSPageSize": True, "printBackground": True}, session)
+        with open(os.path.join(out_dir, job["name"] + ".pdf"), "wb") as f:
+            f.write(base64.b64decode(pdf["data"]))
     chrome.call("Target.disposeBrowserContext", {"browserContextId": context})
     return report
 

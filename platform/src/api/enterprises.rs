@@ -3,6 +3,7 @@
 //! enterprise's own choice to share its data with the bureau.
 
 use crate::clock::{now_ms, rfc3339};
+use crate::evidence;
 use crate::http::auth::forbidden;
 use crate::http::error::parse_json;
 use crate::http::views::{enterprise_view, enterprise_views, gateway_view};
@@ -12,9 +13,9 @@ use crate::scope;
 use crate::store::{AssignOutcome, Enterprise};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -223,4 +224,40 @@ pub(super) async fn set_sharing(
     );
     let enterprise = visible(&state, &who, &enterprise.credit_code).await?;
     with_gateways(&state, &enterprise).await
+}
+
+/// The query of the evidence: `format=html` for the printable page.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct EvidenceQuery {
+    format: Option<String>,
+}
+
+pub(super) async fn evidence(
+    who: Principal,
+    State(state): State<Arc<AppState>>,
+    Path(credit_code): Path<String>,
+    Query(query): Query<EvidenceQuery>,
+) -> Result<Response, ApiError> {
+    let enterprise = visible(&state, &who, &credit_code).await?;
+    match query.format.as_deref() {
+        None | Some("json") => {}
+        // The printable page is the web UI's, for a session (the browser follows).
+        Some("html") => {
+            let page = format!("/enterprises/{}/evidence", enterprise.credit_code);
+            return Ok(Redirect::to(&page).into_response());
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "format {other:?}: use json or html"
+            )));
+        }
+    }
+    let evidence = evidence::load(
+        &state.store,
+        &enterprise,
+        now_ms(),
+        state.utc_offset_minutes,
+    )
+    .await?;
+    Ok(Json(evidence).into_response())
 }

@@ -15,6 +15,7 @@
 //! | `POST /api/v1/enterprises/{credit_code}/tokens` | bureau, its integrator | 201 `{"token", "expires_at", "max_gateways"}` |
 //! | `PUT /api/v1/enterprises/{credit_code}/integrator` | bureau | `{"integrator"}` → 200 the enterprise; the assignment kept with its time |
 //! | `GET /api/v1/enterprises/{credit_code}/assignments` | bureau, district, its integrator, itself | every assignment, oldest first |
+//! | `GET /api/v1/enterprises/{credit_code}/evidence` | bureau, district, its integrator, itself | the acceptance evidence; `?format=html` redirects to the printable page |
 //! | `PUT /api/v1/enterprises/{credit_code}/sharing` | the enterprise itself | `{"share_data_with_bureau"}` → 200 the enterprise |
 //! | `POST /api/v1/integrators` | bureau | `{"credit_code", "name", "contact"?}` → 201; 400; 409 |
 //! | `GET /api/v1/integrators` | bureau, district | the integrators |
@@ -55,7 +56,7 @@ use axum::routing::{get, post, put};
 use std::sync::Arc;
 
 /// Every route the API serves, for tests that must walk them all.
-pub const ROUTES: [&str; 20] = [
+pub const ROUTES: [&str; 21] = [
     "/healthz",
     "/api/v1/enterprises",
     "/api/v1/enterprises/import",
@@ -64,6 +65,7 @@ pub const ROUTES: [&str; 20] = [
     "/api/v1/enterprises/{credit_code}/integrator",
     "/api/v1/enterprises/{credit_code}/assignments",
     "/api/v1/enterprises/{credit_code}/sharing",
+    "/api/v1/enterprises/{credit_code}/evidence",
     "/api/v1/integrators",
     "/api/v1/users",
     "/api/v1/users/{username}/tokens",
@@ -103,6 +105,10 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(
             "/api/v1/enterprises/{credit_code}/sharing",
             put(enterprises::set_sharing),
+        )
+        .route(
+            "/api/v1/enterprises/{credit_code}/evidence",
+            get(enterprises::evidence),
         )
         .route(
             "/api/v1/integrators",

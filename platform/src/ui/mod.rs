@@ -26,6 +26,7 @@
 //! - a bureau session may also make the bureau's GET calls of the JSON API
 //!   ([`crate::http::auth`]); an enterprise session makes none.
 
+mod evidence;
 mod exports;
 mod fleet;
 pub mod format;
@@ -66,6 +67,8 @@ pub const ENTERPRISE_CHART: &str = "/enterprises/{credit_code}/chart";
 pub const ENTERPRISE_SERIES: &str = "/enterprises/{credit_code}/series";
 /// The icon browsers ask for by default; the pages link the same SVG from `/static/`.
 pub const FAVICON: &str = "/favicon.ico";
+/// An enterprise's acceptance evidence, printable.
+pub const ENTERPRISE_EVIDENCE: &str = "/enterprises/{credit_code}/evidence";
 /// The fleet: every gateway in scope (integrators and the bureau).
 pub const FLEET: &str = "/fleet";
 /// The integrators' ranking (bureau and districts).
@@ -74,7 +77,7 @@ pub const INTEGRATORS: &str = "/bureau/integrators";
 pub const ENTERPRISE_SHARING: &str = "/enterprises/{credit_code}/sharing";
 
 /// Every route the UI adds, for tests that must walk them all.
-pub const ROUTES: [&str; 16] = [
+pub const ROUTES: [&str; 17] = [
     HOME,
     LOGIN,
     LOGOUT,
@@ -91,6 +94,7 @@ pub const ROUTES: [&str; 16] = [
     FLEET,
     INTEGRATORS,
     ENTERPRISE_SHARING,
+    ENTERPRISE_EVIDENCE,
 ];
 
 /// The UI's routes, merged into the API's router.
@@ -112,4 +116,5 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(FLEET, get(fleet::fleet))
         .route(INTEGRATORS, get(fleet::integrators))
         .route(ENTERPRISE_SHARING, post(fleet::set_sharing))
+        .route(ENTERPRISE_EVIDENCE, get(evidence::evidence))
 }

@@ -303,7 +303,7 @@ fn templates() -> &'static Environment<'static> {
 }
 
 /// The templates, built into the binary.
-pub const TEMPLATES: [(&str, &str); 10] = [
+pub const TEMPLATES: [(&str, &str); 11] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("macros.html", include_str!("../../templates/macros.html")),
     ("login.html", include_str!("../../templates/login.html")),
@@ -319,6 +319,10 @@ pub const TEMPLATES: [(&str, &str); 10] = [
     ),
     ("chart.html", include_str!("../../templates/chart.html")),
     ("fleet.html", include_str!("../../templates/fleet.html")),
+    (
+        "evidence.html",
+        include_str!("../../templates/evidence.html"),
+    ),
     (
         "integrators.html",
         include_str!("../../templates/integrators.html"),

@@ -666,6 +666,17 @@ impl Store {
         dispatch!(self, s => s.on_cloud_since().await)
     }
 
+    /// The days in `[from_day, to_day]` on which the enterprise `credit_code` delivered
+    /// batches.
+    pub async fn days_with_data(
+        &self,
+        credit_code: &str,
+        from_day: i64,
+        to_day: i64,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.days_with_data(credit_code.to_owned(), from_day, to_day).await)
+    }
+
     /// The days in `[from_day, to_day]` on which enterprises delivered batches.
     pub async fn active_days(
         &self,

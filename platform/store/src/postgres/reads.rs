@@ -10,6 +10,24 @@ use crate::{
 };
 
 impl PostgresStore {
+    pub(crate) async fn days_with_data(
+        &self,
+        credit_code: String,
+        from_day: i64,
+        to_day: i64,
+    ) -> Result<u64, StoreError> {
+        let days: i64 = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT COUNT(*) FROM enterprise_days WHERE credit_code = $1 AND day BETWEEN $2 AND $3",
+                &[&credit_code, &from_day, &to_day],
+            )
+            .await?
+            .try_get(0)?;
+        Ok(days.unsigned_abs())
+    }
+
     pub(crate) async fn open_gaps(&self) -> Result<OpenGaps, StoreError> {
         let client = self.client().await?;
         let row = client

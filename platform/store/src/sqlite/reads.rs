@@ -11,6 +11,23 @@ use crate::{
 use rusqlite::{Row, params};
 
 impl SqliteStore {
+    pub(crate) async fn days_with_data(
+        &self,
+        credit_code: String,
+        from_day: i64,
+        to_day: i64,
+    ) -> Result<u64, StoreError> {
+        self.read(move |c| {
+            let days: i64 = c.query_row(
+                "SELECT COUNT(*) FROM enterprise_days WHERE credit_code = ?1 AND day BETWEEN ?2 AND ?3",
+                params![credit_code, from_day, to_day],
+                |r| r.get(0),
+            )?;
+            Ok(days.unsigned_abs())
+        })
+        .await
+    }
+
     pub(crate) async fn open_gaps(&self) -> Result<OpenGaps, StoreError> {
         self.read(|c| {
             let (gaps, missing): (i64, i64) = c
