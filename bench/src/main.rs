@@ -15,6 +15,7 @@ mod backlog;
 mod broker;
 mod child;
 mod city_load;
+mod fleet;
 mod footprint;
 mod ingest;
 mod measure;
@@ -57,6 +58,8 @@ enum Scenario {
     Footprint(footprint::Args),
     /// The platform's ingest: batches from 100 gateways stored in SQLite.
     Ingest(ingest::Args),
+    /// The fleet's page of 2,000 gateways (`GET /api/v1/gateways`) on SQLite.
+    Fleet(fleet::Args),
     /// 10,000 OPC UA monitored items changing every second, from the in-process server.
     Opcua(opcua::Args),
     /// N gateways at a fixed rate → mosquitto → K platform instances → PostgreSQL.
@@ -83,6 +86,7 @@ fn main() -> anyhow::Result<()> {
                 Scenario::Wire(args) => wire::run(args).await,
                 Scenario::Footprint(args) => footprint::run(args).await,
                 Scenario::Ingest(args) => ingest::run(args).await,
+                Scenario::Fleet(args) => fleet::run(args).await,
                 Scenario::Opcua(args) => opcua::run(args).await,
                 Scenario::CityLoad(args) => city_load::run(args).await,
             }

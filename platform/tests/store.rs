@@ -10,8 +10,8 @@ use fieldlink_platform::clock::{DAY_MS, day_of};
 use fieldlink_platform::credit_code::CreditCode;
 use fieldlink_platform::registry::gateway_id;
 use fieldlink_platform::store::{
-    BatchOutcome, EnrollOutcome, EnrollRequest, Gap, GatewayStatus, IncomingBatch, NewEnterprise,
-    NewToken, OpenGaps, SeriesBucket, SeriesPoint, Store,
+    AssignOutcome, BatchOutcome, EnrollOutcome, EnrollRequest, Gap, GatewayStatus, IncomingBatch,
+    NewEnterprise, NewIntegrator, NewToken, OpenGaps, SeriesBucket, SeriesPoint, Store,
 };
 use fieldlink_testkit::postgres::TestDatabase;
 use fieldlink_wire::{GatewayState, Quality, Sample, Status, Value};
@@ -91,6 +91,8 @@ on_both_backends! {
         => sqlite_onboarding_on_cloud_since_and_active_days_follow_the_batches, postgres_onboarding_on_cloud_since_and_active_days_follow_the_batches;
     store status_and_meta_are_kept_for_enrolled_gateways_only
         => sqlite_status_and_meta_are_kept_for_enrolled_gateways_only, postgres_status_and_meta_are_kept_for_enrolled_gateways_only;
+    store integrators_assignments_sharing_and_numbering_are_kept
+        => sqlite_integrators_assignments_sharing_and_numbering_are_kept, postgres_integrators_assignments_sharing_and_numbering_are_kept;
     open reopening_keeps_the_data_and_migrates_nothing_twice
         => sqlite_reopening_keeps_the_data_and_migrates_nothing_twice, postgres_reopening_keeps_the_data_and_migrates_nothing_twice;
 }
@@ -1507,4 +1509,121 @@ async fn postgres_samples_are_partitioned_by_day_and_pruned_by_dropping_days() {
     })
     .await;
     db.drop_database().await;
+}
+
+/// Integrators, every assignment with its time, the enterprise's sharing, and a window's
+/// numbering: stored, numbered (crash windows not counted), samples.
+async fn integrators_assignments_sharing_and_numbering_are_kept(store: Store) {
+    let ids = enrolled(&store, 86, false, &["a"]).await;
+    let a = &ids[0];
+    let enterprise = code(86);
+    let (i1, i2) = (code(96), code(97));
+    for (i, name) in [(&i1, "一号"), (&i2, "二号")] {
+        let new = NewIntegrator {
+            credit_code: CreditCode::parse(i).unwrap(),
+            name: name.to_owned(),
+            contact: None,
+        };
+        assert!(store.insert_integrator(new.clone(), t0()).await.unwrap());
+        assert!(!store.insert_integrator(new, t0()).await.unwrap(), "exists");
+    }
+    assert_eq!(store.integrators().await.unwrap().len(), 2);
+    assert_eq!(
+        store.assign(&enterprise, &code(98), t0()).await.unwrap(),
+        AssignOutcome::NoIntegrator
+    );
+    assert_eq!(
+        store.assign(&code(99), &i1, t0()).await.unwrap(),
+        AssignOutcome::NoEnterprise
+    );
+    for (i, at, outcome) in [
+        (&i1, 1, AssignOutcome::Assigned),
+        (&i1, 2, AssignOutcome::Unchanged),
+        (&i2, 3, AssignOutcome::Assigned),
+        (&i1, 4, AssignOutcome::Assigned),
+    ] {
+        assert_eq!(
+            store.assign(&enterprise, i, t0() + at).await.unwrap(),
+            outcome
+        );
+    }
+    let history: Vec<(String, i64)> = store
+        .assignments(&enterprise)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| (h.integrator, h.assigned_at - t0()))
+        .collect();
+    assert_eq!(history, [(i1.clone(), 1), (i2.clone(), 3), (i1.clone(), 4)]);
+    let e = store.enterprise(&enterprise).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            e.integrator.as_deref(),
+            e.assigned_at,
+            e.share_data_with_bureau
+        ),
+        (Some(i1.as_str()), Some(t0() + 4), false)
+    );
+    assert!(
+        store
+            .set_share_data_with_bureau(&enterprise, true)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_share_data_with_bureau(&code(99), true)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .enterprise(&enterprise)
+            .await
+            .unwrap()
+            .unwrap()
+            .share_data_with_bureau
+    );
+
+    // Batches 1-2 and 10-12 of 3 samples, 3-7 a crash window, 8-9 missing.
+    let batch = |seq: u64| floats(a, seq, t0() + seq as i64 * 1000, 3);
+    ingest(&store, [1, 2, 10, 11, 12].map(batch).to_vec()).await;
+    store.record_crash_window(a, (3, 7), t0()).await.unwrap();
+    let numbering = store.numbering_since(t0()).await.unwrap();
+    assert_eq!(numbering.len(), 1, "{numbering:?}");
+    let n = &numbering[0];
+    assert_eq!(
+        (
+            n.stored,
+            n.samples,
+            n.first_seq,
+            n.last_seq,
+            n.crash_skipped
+        ),
+        (5, 15, 1, 12, 5)
+    );
+    assert_eq!(n.numbered(), 7, "12 numbers less the 5 a crash skipped");
+    assert!(
+        store
+            .numbering_since(t0() + DAY_MS)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing arrived after the window's start"
+    );
+    let day = day_of(t0() + DAY_MS / 2, OFFSET);
+    assert_eq!(
+        store
+            .days_with_data(&enterprise, day - 29, day)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .days_with_data(&enterprise, day + 1, day + 30)
+            .await
+            .unwrap(),
+        0
+    );
 }
