@@ -11,7 +11,9 @@ use crate::measure::{Summary, percentile};
 use fieldlink_platform::credit_code::CreditCode;
 use fieldlink_platform::registry::{EnterpriseInput, TokenInput};
 use fieldlink_platform::{BrokerConfig, MqttUrl, Platform, PlatformConfig};
+use fieldlink_testkit::PlatformClient;
 use fieldlink_wire::{ConfigState, DeviceHealth, EnrollRequest, GatewayState, Status, Topics};
+use reqwest::Method;
 use rumqttc::{Event, MqttOptions, Packet, QoS};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -142,8 +144,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     client.disconnect().await.ok();
     pump.abort();
 
-    let http = reqwest::Client::new();
-    let base = format!("http://{}", platform.http_addr());
+    let client =
+        PlatformClient::new(format!("http://{}", platform.http_addr())).with_token("bench");
     let kinds = [
         ("page_ms", "per_page=50&sort=last_batch&order=desc"),
         (
@@ -158,9 +160,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
         let mut times = Vec::with_capacity(args.requests);
         for _ in 0..args.requests {
             let started = Instant::now();
-            let answer = http
-                .get(format!("{base}/api/v1/gateways?{query}"))
-                .bearer_auth("bench")
+            let answer = client
+                .request(Method::GET, &format!("/api/v1/gateways?{query}"))
                 .send()
                 .await?;
             anyhow::ensure!(answer.status().is_success(), "{query}: {}", answer.status());
