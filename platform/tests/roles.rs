@@ -532,6 +532,16 @@ async fn each_role_lists_exactly_its_scope_and_values_follow_the_enterprises_cho
             .unwrap();
         assert_eq!(counts["total"]["registered"], 2, "{counts}");
         assert_eq!(counts["total"]["on_cloud"], 1, "{counts}");
+        // Its home page says the same.
+        let mut district_user = Browser::logged_in(p, "dist-hs").await;
+        let home = district_user.get("/").await;
+        let page = district_user.get(home.location()).await;
+        assert!(
+            page.body
+                .contains("已登记 2 · 已接入网关 2 · 已上云 1 · 近 7 天活跃 1"),
+            "{}",
+            page.body
+        );
         // Its ranking lists the integrators serving it, counted there: I1 (C), I2 (B).
         let ranking: Json = p
             .http

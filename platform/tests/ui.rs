@@ -1561,3 +1561,91 @@ async fn chromium_shows_the_counts_and_charts() {
     })
     .await;
 }
+
+/// The fleet shows each device's health from the agent's status: a device that is down
+/// makes its gateway a problem, and its last good read, errors and last error are in the
+/// row; "problems only" keeps that gateway and drops the healthy one.
+#[tokio::test]
+async fn the_fleet_shows_each_devices_health_and_its_problems() {
+    bounded(LIMIT, async {
+        let city = city().await;
+        let p = &city.p;
+        let now = fieldlink_platform::clock::now_ms();
+        let status = Status {
+            state: GatewayState::Online,
+            version: Some("0.9.8".into()),
+            devices: vec![
+                fieldlink_wire::DeviceHealth {
+                    name: "press-1".into(),
+                    protocol: "modbus-tcp".into(),
+                    connected: true,
+                    last_good_ms: Some(now),
+                    errors: 0,
+                    last_error: None,
+                },
+                fieldlink_wire::DeviceHealth {
+                    name: "oven-2".into(),
+                    protocol: "s7".into(),
+                    connected: false,
+                    last_good_ms: Some(now - 600_000),
+                    errors: 17,
+                    last_error: Some("connection refused (os error 111)".into()),
+                },
+            ],
+            ..Status::offline()
+        };
+        let mut client = connect(&p.mqtt, &city.gw_a, Some((&city.gw_a, &city.pw_a)))
+            .await
+            .unwrap();
+        client
+            .publish(
+                &Topics::new(&city.gw_a).status,
+                serde_json::to_vec(&status).unwrap(),
+                true,
+            )
+            .await;
+        client.disconnect().await;
+        p.wait_ingest(WAIT, |s| s["status_updates"] == 3).await;
+
+        let fleet = p.get("/api/v1/gateways?problems=true").await;
+        let row = fleet["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["gateway_id"] == city.gw_a.as_str())
+            .unwrap_or_else(|| panic!("{fleet}"));
+        assert_eq!(
+            row["devices"][1]["last_error"],
+            "connection refused (os error 111)"
+        );
+        assert_eq!(
+            row["problems"],
+            json!(["device_down", "device_error"]),
+            "{row}"
+        );
+        assert!(
+            !fleet["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["gateway_id"] == city.gw_b.as_str()),
+            "B's gateway is healthy: {fleet}"
+        );
+        let mut integrator = Browser::logged_in(p, "int-1").await;
+        let page = integrator.get("/fleet?problems=true").await;
+        assert_eq!(page.status, StatusCode::OK);
+        let at = page
+            .body
+            .find(&format!("data-gateway=\"{}\"", city.gw_a))
+            .unwrap();
+        let row = &page.body[at..at + page.body[at..].find("</tr>").unwrap()];
+        assert!(row.contains(">1/2<"), "{row}");
+        assert!(row.contains("oven-2: 离线 · 最近成功读取 "), "{row}");
+        assert!(
+            row.contains("错误次数 17 · connection refused (os error 111)"),
+            "{row}"
+        );
+        assert!(row.contains("设备断开"), "{row}");
+    })
+    .await;
+}

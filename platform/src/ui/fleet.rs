@@ -5,6 +5,7 @@
 //! bureau. The data are [`crate::fleet`]'s and [`crate::ranking`]'s, as the API answers.
 
 use super::exports;
+use super::format;
 use super::web::{Ctx, UiError, percent_encode};
 use crate::clock::now_ms;
 use crate::fleet::{self, FleetError, FleetQuery, Order, SortKey};
@@ -91,10 +92,29 @@ async fn fleet_page(ctx: &Ctx, query: &FleetQuery) -> Result<Response, UiError> 
         .iter()
         .map(|r| {
             let up = r.devices.iter().filter(|d| d.connected).count();
+            // Each device that is down or failing: its last good read, its errors, its
+            // last error, for the cell's tooltip.
             let errors: Vec<String> = r
                 .devices
                 .iter()
-                .filter_map(|d| Some(format!("{}: {}", d.name, d.last_error.as_deref()?)))
+                .filter(|d| !d.connected || d.errors > 0 || d.last_error.is_some())
+                .map(|d| {
+                    let state = ctx
+                        .lang
+                        .text(if d.connected { "online" } else { "offline" });
+                    let last_good = d.last_good_ms.map_or_else(
+                        || "—".to_owned(),
+                        |t| format::local_time(t, ctx.state.utc_offset_minutes),
+                    );
+                    format!(
+                        "{}: {state} · {} {last_good} · {} {} · {}",
+                        d.name,
+                        ctx.lang.text("last_good_read"),
+                        ctx.lang.text("errors"),
+                        d.errors,
+                        d.last_error.as_deref().unwrap_or("—"),
+                    )
+                })
                 .collect();
             let problems: Vec<String> = r
                 .problems

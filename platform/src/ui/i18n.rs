@@ -208,6 +208,8 @@ const MESSAGES: &[(&str, &str, &str)] = &[
     ),
     ("completeness_7d", "7 日数据完整率", "Completeness, 7 days"),
     ("gateway_id", "网关编号", "Gateway id"),
+    ("errors", "错误次数", "errors"),
+    ("last_good_read", "最近成功读取", "last good read"),
     ("evidence", "验收材料", "Acceptance evidence"),
     (
         "evidence_title",

@@ -414,8 +414,16 @@ async fn group_page(
             }
         })
         .collect();
+    let count = |f: &dyn Fn(&EnterpriseView) -> bool| rows.iter().filter(|r| f(&r.view)).count();
+    let counts = context! {
+        registered => rows.len(),
+        enrolled => count(&|v| v.enrolled),
+        on_cloud => count(&|v| v.on_cloud),
+        active => count(&|v| v.active),
+    };
     let page = context! {
         title => title,
+        counts => counts,
         enterprises => enterprises,
         industry_names => industry_names(ctx.lang),
         csv_path => format!("{}?format=csv", ctx.path.split('?').next().unwrap_or_default()),
