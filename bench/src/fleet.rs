@@ -6,11 +6,10 @@
 //! last batch, the problems-only page sorted by backlog, a search, and the whole fleet as
 //! CSV.
 
-use crate::ingest::connect_gateway;
+use crate::ingest::{connect_gateway, embedded_platform};
 use crate::measure::{Summary, percentile};
 use fieldlink_platform::credit_code::CreditCode;
 use fieldlink_platform::registry::{EnterpriseInput, TokenInput};
-use fieldlink_platform::{BrokerConfig, MqttUrl, Platform, PlatformConfig};
 use fieldlink_testkit::PlatformClient;
 use fieldlink_wire::{ConfigState, DeviceHealth, EnrollRequest, GatewayState, Status, Topics};
 use reqwest::Method;
@@ -37,13 +36,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     anyhow::ensure!(args.requests > 0, "--requests must be at least 1");
     let dir = tempfile::tempdir()?;
     let shutdown = CancellationToken::new();
-    let mut config = PlatformConfig::new("127.0.0.1:0".parse()?, dir.path());
-    config.broker = BrokerConfig::Embedded {
-        listen: "127.0.0.1:0".parse()?,
-    };
-    config.admin_token = Some("bench".to_owned());
-    let platform = Platform::start(config, shutdown.clone()).await?;
-    let url = MqttUrl::parse(platform.public_mqtt_url())?;
+    let (platform, url) = embedded_platform(dir.path(), &shutdown).await?;
 
     // Enterprises of 10 gateways each, enrolled through the registry as the API does.
     let registry = platform.registry();

@@ -59,17 +59,27 @@ pub fn enterprise(i: usize) -> anyhow::Result<EnterpriseInput> {
     })
 }
 
-/// Runs the scenario once.
-pub async fn run(args: &Args) -> anyhow::Result<Summary> {
-    let dir = tempfile::tempdir()?;
-    let shutdown = CancellationToken::new();
-    let mut config = PlatformConfig::new("127.0.0.1:0".parse()?, dir.path());
+/// The platform's embedded default in `dir` (SQLite, the in-process broker), the bureau's
+/// token `bench`, until `shutdown`; and its broker's URL.
+pub async fn embedded_platform(
+    dir: &std::path::Path,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Platform, MqttUrl)> {
+    let mut config = PlatformConfig::new("127.0.0.1:0".parse()?, dir);
     config.broker = BrokerConfig::Embedded {
         listen: "127.0.0.1:0".parse()?,
     };
     config.admin_token = Some("bench".to_owned());
     let platform = Platform::start(config, shutdown.clone()).await?;
     let url = MqttUrl::parse(platform.public_mqtt_url())?;
+    Ok((platform, url))
+}
+
+/// Runs the scenario once.
+pub async fn run(args: &Args) -> anyhow::Result<Summary> {
+    let dir = tempfile::tempdir()?;
+    let shutdown = CancellationToken::new();
+    let (platform, url) = embedded_platform(dir.path(), &shutdown).await?;
 
     // Enroll the gateways through the registry, as the HTTP API does.
     let registry = platform.registry();
