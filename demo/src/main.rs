@@ -44,7 +44,7 @@ const GATEWAY_NAME: &str = "demo-line-1";
 /// The platform's HTTP port when it is free, so that the printed URLs stay the same.
 const HTTP_PORT: u16 = 8080;
 /// The demo integrator's first 17 credit-code characters.
-const INTEGRATOR_CODE_17: &str = "91420100MA4KINT01";
+const INTEGRATOR_CODE_17: &str = "91420100MA4KJC001";
 /// The demo integrator's name.
 const INTEGRATOR_NAME: &str = "武汉示范系统集成有限公司";
 /// The demo's bureau login.
