@@ -34,7 +34,7 @@ mod rows;
 mod series;
 pub mod sqlite;
 
-pub use accounts::{NewApiToken, NewSession, SessionRow, UserRow};
+pub use accounts::{NewApiToken, NewSession, SessionRow};
 pub use database::{Database, DatabaseUrlError, redact_password};
 pub use integrators::{AssignOutcome, Assignment, Integrator, NewIntegrator};
 pub use numbering::WindowNumbering;
@@ -130,6 +130,16 @@ pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// A user as stored: name and role (a type of the crate's root, so that the row mappers
+/// and the accounts' statements do not import each other).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    /// The user name.
+    pub username: String,
+    /// The role and its scope.
+    pub role: fieldlink_platform_core::role::Role,
 }
 
 /// An enterprise to register (already validated).

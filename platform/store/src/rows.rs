@@ -2,11 +2,12 @@
 //! rusqlite or a tokio-postgres row, and the mappers here turn rows of the shared column
 //! lists into the store's types.
 
-use crate::accounts::UserRow;
 use crate::columns::{parse_district, parse_gateway_state, parse_industry};
 use crate::integrators::{Assignment, Integrator};
 use crate::numbering::{WindowNumbering, skipped_within};
-use crate::{CrashWindow, Enterprise, Gap, Gateway, OnboardingRow, SeriesBucket, StoreError};
+use crate::{
+    CrashWindow, Enterprise, Gap, Gateway, OnboardingRow, SeriesBucket, StoreError, UserRow,
+};
 use fieldlink_platform_core::role::Role;
 use std::collections::HashMap;
 

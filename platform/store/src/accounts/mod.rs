@@ -9,17 +9,8 @@
 mod postgres;
 mod sqlite;
 
-use crate::{Store, StoreError, dispatch};
+use crate::{Store, StoreError, UserRow, dispatch};
 use fieldlink_platform_core::role::Role;
-
-/// A user as stored: name and role.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserRow {
-    /// The user name.
-    pub username: String,
-    /// The role and its scope.
-    pub role: Role,
-}
 
 /// A user as a live session names it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,8 +1,9 @@
 //! The accounts' statements on PostgreSQL (the shared database's `users`, `sessions` and
 //! `login_failures`).
 
-use super::{NewApiToken, NewSession, SessionRow, UserRow};
+use super::{NewApiToken, NewSession, SessionRow};
 use crate::StoreError;
+use crate::UserRow;
 use crate::postgres::PostgresStore;
 use crate::rows::{self, Columns, USER_COLUMNS};
 

@@ -1,7 +1,8 @@
 //! The accounts' statements on SQLite (`accounts.sqlite3`).
 
-use super::{NewApiToken, NewSession, SessionRow, UserRow};
+use super::{NewApiToken, NewSession, SessionRow};
 use crate::StoreError;
+use crate::UserRow;
 use crate::rows::{self, USER_COLUMNS};
 use crate::sqlite::SqliteStore;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
