@@ -304,6 +304,7 @@ mod tests {
 
     fn info(deadband: Option<f64>, percent: Option<f64>, heartbeat: Option<u64>) -> PointInfo {
         PointInfo {
+            role: None,
             name: "p".into(),
             data_type: "f32",
             unit: None,

@@ -324,6 +324,7 @@ pub fn meta(devices: &[DeviceConfig]) -> Meta {
                         name: p.name.to_string(),
                         data_type: p.data_type.to_owned(),
                         unit: p.unit.clone(),
+                        role: p.role,
                     })
                     .collect(),
             })

@@ -54,6 +54,7 @@ async fn batches_status_and_meta_are_stored() {
                     name: "temperature".into(),
                     data_type: "f32".into(),
                     unit: Some("°C".into()),
+                    role: None,
                 }],
             }],
         };

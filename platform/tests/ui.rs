@@ -79,6 +79,7 @@ pub async fn city() -> City {
                     name: "temperature".into(),
                     data_type: "f32".into(),
                     unit: Some("°C".into()),
+                    role: None,
                 }],
             }],
         };

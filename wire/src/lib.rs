@@ -6,6 +6,7 @@
 //! - [`topic`]: the topic names under `fieldlink/v1/{gateway}`;
 //! - [`message`]: the retained `status` (with each device's health) and `meta` payloads,
 //!   and the platform's `ack`;
+//! - [`config`]: the configuration the platform pushes to a gateway ([`ConfigMessage`]);
 //! - [`mqtt_url`]: the broker URL that enrollment hands out and the agent connects to;
 //! - [`enroll`]: the enrollment call of the platform's HTTP API, request and answer
 //!   ([`EnrollRequest`], [`Enrollment`]), and the API's error body;
@@ -19,6 +20,7 @@
 pub mod backoff;
 pub mod batch;
 pub mod codec;
+pub mod config;
 pub mod enroll;
 pub mod message;
 pub mod mqtt_url;
@@ -31,9 +33,10 @@ pub use codec::{
     Compression, DecodeError, decode_batch, encode_batch, encode_batch_into, encode_batch_with,
     payload_json,
 };
+pub use config::{ConfigMessage, ConfigMessageError};
 pub use enroll::{EnrollRequest, Enrollment};
 pub use message::{
-    Ack, AckState, ConfigState, DeviceHealth, DeviceMeta, GatewayState, Meta, PointMeta,
+    Ack, AckState, ConfigState, DeviceHealth, DeviceMeta, GatewayState, Meta, PointMeta, PointRole,
     ResumedAfterCrash, Status,
 };
 pub use mqtt_url::{MqttUrl, MqttUrlError};

@@ -153,6 +153,59 @@ pub struct PointMeta {
     /// Its engineering unit, if configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
+    /// What the point means to the platform's monitoring, if configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<PointRole>,
+}
+
+/// What a point means to the platform's industry monitoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PointRole {
+    /// True while the machine runs (a bool).
+    Running,
+    /// An active-energy counter in kWh (a number that only grows, but for resets).
+    EnergyKwh,
+    /// A production counter (a number that only grows, but for resets).
+    OutputCount,
+    /// True while the machine is in fault (a bool).
+    Fault,
+}
+
+impl PointRole {
+    /// Every role's configuration name, for messages.
+    pub const NAMES: &'static str = "running, energy_kwh, output_count, fault";
+
+    /// Its configuration name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PointRole::Running => "running",
+            PointRole::EnergyKwh => "energy_kwh",
+            PointRole::OutputCount => "output_count",
+            PointRole::Fault => "fault",
+        }
+    }
+
+    /// True if the point must be a bool; otherwise it must be a number.
+    pub fn is_bool(self) -> bool {
+        matches!(self, PointRole::Running | PointRole::Fault)
+    }
+}
+
+impl std::str::FromStr for PointRole {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        [
+            PointRole::Running,
+            PointRole::EnergyKwh,
+            PointRole::OutputCount,
+            PointRole::Fault,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+        .ok_or(())
+    }
 }
 
 /// The payload of `fieldlink/v1/{gateway}/ack`, retained, written by the platform after the

@@ -23,6 +23,9 @@ pub struct Topics {
     /// `fieldlink/v1/{gateway}/ack`: the platform's retained acknowledgement of what it
     /// stored ([`crate::Ack`]); written by the platform only.
     pub ack: String,
+    /// `fieldlink/v1/{gateway}/config`: the configuration the platform pushes
+    /// ([`crate::ConfigMessage`]), retained, QoS 1; written by the platform only.
+    pub config: String,
 }
 
 impl Topics {
@@ -33,6 +36,7 @@ impl Topics {
             status: format!("{PREFIX}/{gateway}/status"),
             meta: format!("{PREFIX}/{gateway}/meta"),
             ack: format!("{PREFIX}/{gateway}/ack"),
+            config: format!("{PREFIX}/{gateway}/config"),
         }
     }
 }
@@ -48,6 +52,8 @@ pub enum TopicKind {
     Meta,
     /// The `ack` topic.
     Ack,
+    /// The `config` topic.
+    Config,
 }
 
 /// Splits a received topic into the gateway id and the kind; `None` if it is not ours.
@@ -62,6 +68,7 @@ pub fn parse(topic: &str) -> Option<(&str, TopicKind)> {
         "status" => TopicKind::Status,
         "meta" => TopicKind::Meta,
         "ack" => TopicKind::Ack,
+        "config" => TopicKind::Config,
         _ => return None,
     };
     Some((gateway, kind))

@@ -3,7 +3,7 @@
 use fieldlink_wire::topic::{self, TopicKind};
 use fieldlink_wire::{
     Batch, ConfigState, DecodeError, DeviceHealth, DeviceMeta, GatewayState, Meta, PointMeta,
-    Quality, Sample, Status, Topics, Value,
+    PointRole, Quality, Sample, Status, Topics, Value,
 };
 use fieldlink_wire::{decode_batch, encode_batch};
 
@@ -192,6 +192,11 @@ fn topics_follow_the_contract() {
         topic::parse("fieldlink/v1/gw-demo/meta"),
         Some(("gw-demo", TopicKind::Meta))
     );
+    assert_eq!(t.config, "fieldlink/v1/gw-demo/config");
+    assert_eq!(
+        topic::parse("fieldlink/v1/gw-demo/config"),
+        Some(("gw-demo", TopicKind::Config))
+    );
     assert_eq!(topic::parse("fieldlink/v2/gw-demo/data"), None);
     assert_eq!(topic::parse("fieldlink/v1/gw/x/data"), None);
     assert!(topic::is_valid_gateway_id("gw-demo_1.a"));
@@ -305,7 +310,7 @@ fn a_last_error_is_cut_to_its_bound_on_a_character_boundary() {
 }
 
 #[test]
-fn meta_lists_devices_and_points_with_type_and_unit() {
+fn meta_lists_devices_and_points_with_type_unit_and_role() {
     let meta = Meta {
         devices: vec![DeviceMeta {
             name: "press-1".into(),
@@ -315,18 +320,20 @@ fn meta_lists_devices_and_points_with_type_and_unit() {
                     name: "temperature".into(),
                     data_type: "f32".into(),
                     unit: Some("°C".into()),
+                    role: None,
                 },
                 PointMeta {
-                    name: "door_open".into(),
+                    name: "running".into(),
                     data_type: "bool".into(),
                     unit: None,
+                    role: Some(PointRole::Running),
                 },
             ],
         }],
     };
     assert_eq!(
         serde_json::to_string(&meta).unwrap(),
-        r#"{"devices":[{"name":"press-1","protocol":"modbus-tcp","points":[{"name":"temperature","type":"f32","unit":"°C"},{"name":"door_open","type":"bool"}]}]}"#
+        r#"{"devices":[{"name":"press-1","protocol":"modbus-tcp","points":[{"name":"temperature","type":"f32","unit":"°C"},{"name":"running","type":"bool","role":"running"}]}]}"#
     );
 }
 
@@ -498,4 +505,13 @@ fn the_ack_of_a_stored_set_is_its_prefix_its_gaps_and_its_highest() {
     assert_eq!(cut.missing[0], (1, 1));
     assert_eq!(cut.stored_max, Some(600));
     assert_eq!(cut.state(599), fieldlink_wire::AckState::Unknown);
+}
+
+#[test]
+fn a_config_message_is_the_designs_payload_with_its_gateway() {
+    let message = fieldlink_wire::ConfigMessage::new("gw-demo", 2, "[publish]\n".into());
+    assert_eq!(
+        String::from_utf8(message.to_json()).unwrap(),
+        r#"{"gateway":"gw-demo","version":2,"toml":"[publish]\n","sha256":"4983bb81e9fbb2dc593e3c016d49f21700f86d042a0e6edd4d564d833094ccec"}"#
+    );
 }

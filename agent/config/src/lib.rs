@@ -24,7 +24,7 @@ pub use model::{
 use error::Diagnostics;
 use fieldlink_simulator::{Signal, SimPoint, SimulatorDevice};
 use fieldlink_wire::codec::{DEFAULT_ZSTD_LEVEL, ZSTD_LEVELS};
-use fieldlink_wire::{Compression, MqttUrl};
+use fieldlink_wire::{Compression, MqttUrl, PointRole};
 use reader::TableReader;
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -444,11 +444,20 @@ fn read_device(
         ports.claim(dx, span, name, claim);
     }
     let mut seen = HashSet::new();
-    for (info, (_, span)) in point_infos.iter().zip(&points) {
+    for (info, (table, span)) in point_infos.iter().zip(&points) {
         if !seen.insert(info.name.clone()) {
             dx.error(
                 span.clone(),
                 format!("{section}: duplicate point name {:?}", &*info.name),
+            );
+        }
+        if let Some(role) = info.role {
+            check_role(
+                dx,
+                &section,
+                info,
+                role,
+                table.get("role").map_or(span.clone(), |r| r.span()),
             );
         }
     }
@@ -458,6 +467,36 @@ fn read_device(
         points: point_infos,
         report,
     })
+}
+
+/// Refuses a `role` that does not fit the point's type: `running` and `fault` are bools,
+/// `energy_kwh` and `output_count` are numbers. An OPC UA point's type is the server's, so
+/// it is checked when its values arrive, by the platform.
+fn check_role(
+    dx: &mut Diagnostics<'_>,
+    section: &str,
+    info: &PointInfo,
+    role: PointRole,
+    span: std::ops::Range<usize>,
+) {
+    let fits = match info.data_type {
+        "opcua" => true,
+        "bool" => role.is_bool(),
+        "string" => false,
+        _ => !role.is_bool(),
+    };
+    if !fits {
+        let wants = if role.is_bool() { "a bool" } else { "a number" };
+        dx.error(
+            span,
+            format!(
+                "{section} point {:?}: role \"{}\" needs {wants}, not type \"{}\"",
+                &*info.name,
+                role.as_str(),
+                info.data_type
+            ),
+        );
+    }
 }
 
 /// Reads a device's report-by-exception defaults, which apply to its points that do not
@@ -514,18 +553,43 @@ pub fn parse_host_port(text: &str, default_port: u16) -> Option<String> {
     fieldlink_collector_api::plugin::parse_host_port(text, default_port)
 }
 
-/// A point's name, unit, deadband and heartbeat.
-type PointCommon = (Arc<str>, Option<String>, Option<f64>, Option<Duration>);
+/// The keys every point may have besides its name and its protocol's address.
+pub(crate) struct PointRules {
+    unit: Option<String>,
+    deadband: Option<f64>,
+    heartbeat: Option<Duration>,
+    role: Option<PointRole>,
+}
 
-/// Reads the keys every point has: name, unit, deadband, heartbeat.
+impl PointRules {
+    /// The catalogue's and report-by-exception's view of the point `name`.
+    fn into_info(
+        self,
+        name: Arc<str>,
+        data_type: &'static str,
+        deadband_percent: Option<f64>,
+    ) -> PointInfo {
+        PointInfo {
+            name,
+            data_type,
+            unit: self.unit,
+            deadband: self.deadband,
+            deadband_percent,
+            heartbeat: self.heartbeat,
+            role: self.role,
+        }
+    }
+}
+
+/// Reads the keys every point has: its name and its [`PointRules`].
 fn read_point_common(
     dx: &mut Diagnostics<'_>,
     p: &mut TableReader<'_, '_>,
     numeric: bool,
-) -> Option<PointCommon> {
+) -> Option<(Arc<str>, PointRules)> {
     let name = read_point_name(dx, p);
-    let (unit, deadband, heartbeat) = read_point_rules(dx, p, numeric);
-    Some((name?, unit, deadband, heartbeat))
+    let rules = read_point_rules(dx, p, numeric);
+    Some((name?, rules))
 }
 
 /// Reads a point's `name`.
@@ -547,12 +611,12 @@ fn read_point_name(dx: &mut Diagnostics<'_>, p: &mut TableReader<'_, '_>) -> Opt
         })
 }
 
-/// Reads a point's `unit`, `deadband` and `heartbeat`.
+/// Reads a point's `unit`, `deadband`, `heartbeat` and `role`.
 fn read_point_rules(
     dx: &mut Diagnostics<'_>,
     p: &mut TableReader<'_, '_>,
     numeric: bool,
-) -> (Option<String>, Option<f64>, Option<Duration>) {
+) -> PointRules {
     let unit = p.string(dx, "unit").map(|u| u.value.to_owned());
     let deadband = p.float(dx, "deadband").and_then(|d| {
         if d.value < 0.0 {
@@ -566,7 +630,15 @@ fn read_point_rules(
         }
     });
     let heartbeat = p.duration(dx, "heartbeat").map(|h| h.value);
-    (unit, deadband, heartbeat)
+    let role = p
+        .choice(dx, "role", PointRole::NAMES, |s| s.parse().ok())
+        .map(|r| r.value);
+    PointRules {
+        unit,
+        deadband,
+        heartbeat,
+        role,
+    }
 }
 
 fn read_simulator(
@@ -586,7 +658,7 @@ fn read_simulator(
             .map_or(Signal::default(), |s| s.value);
         let numeric = !matches!(signal, Signal::Toggle);
         let deadband_percent = read_deadband_percent(dx, &mut p, numeric);
-        if let Some((name, unit, deadband, heartbeat)) = read_point_common(dx, &mut p, numeric) {
+        if let Some((name, rules)) = read_point_common(dx, &mut p, numeric) {
             let data_type = match signal {
                 Signal::Toggle => "bool",
                 Signal::Counter => "i64",
@@ -596,14 +668,7 @@ fn read_simulator(
                 name: name.clone(),
                 signal,
             });
-            infos.push(PointInfo {
-                name,
-                data_type,
-                unit,
-                deadband,
-                deadband_percent,
-                heartbeat,
-            });
+            infos.push(rules.into_info(name, data_type, deadband_percent));
         }
         p.finish(dx);
     }

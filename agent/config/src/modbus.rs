@@ -443,7 +443,7 @@ fn read_modbus_point(
     let scale = scaling(dx, "scale", 1.0);
     let offset = scaling(dx, "offset", 0.0);
     let deadband_percent = read_deadband_percent(dx, p, numeric);
-    let (name, unit, deadband, heartbeat) = read_point_common(dx, p, numeric)?;
+    let (name, rules) = read_point_common(dx, p, numeric)?;
     let address = address?.value as u16;
     let spec = PointSpec {
         name: name.clone(),
@@ -455,18 +455,12 @@ fn read_modbus_point(
         offset,
         bit,
     };
-    let info = PointInfo {
-        name,
-        data_type: if bit.is_some() {
-            "bool"
-        } else {
-            data_type.as_str()
-        },
-        unit,
-        deadband,
-        deadband_percent,
-        heartbeat,
+    let info_type = if bit.is_some() {
+        "bool"
+    } else {
+        data_type.as_str()
     };
+    let info = rules.into_info(name, info_type, deadband_percent);
     Some((spec, info))
 }
 

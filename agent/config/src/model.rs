@@ -4,7 +4,7 @@
 use fieldlink_collector_api::plugin::PluginDevice;
 use fieldlink_modbus::{RtuDevice, TcpDevice};
 use fieldlink_simulator::SimulatorDevice;
-use fieldlink_wire::{Compression, MqttUrl};
+use fieldlink_wire::{Compression, MqttUrl, PointRole};
 use std::net::SocketAddr;
 use std::num::{NonZeroU16, NonZeroUsize};
 use std::path::PathBuf;
@@ -196,4 +196,6 @@ pub struct PointInfo {
     pub deadband_percent: Option<f64>,
     /// ... but at least this often.
     pub heartbeat: Option<Duration>,
+    /// What the point means to the platform's monitoring.
+    pub role: Option<PointRole>,
 }

@@ -273,7 +273,8 @@ fn read_point(
             None
         }
     });
-    let (name, unit, deadband, heartbeat) = read_point_common(dx, p, true)?;
+    let (name, rules) = read_point_common(dx, p, true)?;
+    let deadband = rules.deadband;
     if let (Some(pct), Some(_)) = (&percent, deadband) {
         dx.error(pct.range(), format!("{section}: set `deadband` (absolute, in the variable's units) or `deadband_percent` (of its EURange), not both"));
     }
@@ -292,16 +293,9 @@ fn read_point(
         queue_size: NonZeroU32::new(queue_size).unwrap_or(NonZeroU32::MIN),
         deadband: filter,
     };
-    let info = PointInfo {
-        name,
-        // The server decides the type; the catalogue says so.
-        data_type: "opcua",
-        unit,
-        deadband,
-        // Here `deadband_percent` is of the EURange and the server applies it.
-        deadband_percent: None,
-        heartbeat,
-    };
+    // The server decides the type, and the catalogue says so; here `deadband_percent` is
+    // of the EURange and the server applies it.
+    let info = rules.into_info(name, "opcua", None);
     Some((point, info))
 }
 

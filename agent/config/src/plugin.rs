@@ -8,7 +8,7 @@ use super::reader::TableReader;
 use super::{DeviceKind, DeviceParts, PluginDeviceConfig, PointInfo};
 use super::{read_deadband_percent, read_point_name, read_point_rules};
 use fieldlink_collector_api::plugin::{
-    ConfigTable, DeviceBase, DeviceTable, Plugin, PointKind, PointReader, SerialClaim,
+    ConfigTable, DeviceBase, DeviceTable, Plugin, PointReader, SerialClaim,
 };
 use std::collections::HashMap;
 use std::ops::Range;
@@ -120,37 +120,15 @@ impl DeviceTable for Device<'_, '_, '_, '_> {
             );
             let numeric = kind.is_some_and(|k| k.numeric);
             let deadband_percent = read_deadband_percent(self.table.dx, &mut p, numeric);
-            let (unit, deadband, heartbeat) = read_point_rules(self.table.dx, &mut p, numeric);
+            let mut rules = read_point_rules(self.table.dx, &mut p, numeric);
             if let (Some(kind), Some(name)) = (kind, name) {
-                self.infos.push(point_info(
-                    kind,
-                    name,
-                    unit,
-                    deadband,
-                    deadband_percent,
-                    heartbeat,
-                ));
+                // A plugin may know a point's unit from its protocol (DL/T 645's data ids).
+                rules.unit = rules.unit.or_else(|| kind.unit.map(str::to_owned));
+                self.infos
+                    .push(rules.into_info(name, kind.data_type, deadband_percent));
             }
             p.finish(self.table.dx);
         }
-    }
-}
-
-fn point_info(
-    kind: PointKind,
-    name: Arc<str>,
-    unit: Option<String>,
-    deadband: Option<f64>,
-    deadband_percent: Option<f64>,
-    heartbeat: Option<Duration>,
-) -> PointInfo {
-    PointInfo {
-        name,
-        data_type: kind.data_type,
-        unit: unit.or_else(|| kind.unit.map(str::to_owned)),
-        deadband,
-        deadband_percent,
-        heartbeat,
     }
 }
 
