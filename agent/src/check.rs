@@ -187,7 +187,17 @@ fn modbus_report(
             names.join(", "),
         );
     }
-    let _ = writeln!(out, "  points:");
+    match &device.template {
+        Some(template) => {
+            let _ = writeln!(
+                out,
+                "  points (template {template:?}, then the device's own):"
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  points:");
+        }
+    }
     for (spec, info) in points.iter().zip(&device.points) {
         let scaling = if let Some(bit) = spec.bit {
             format!(" bit {bit}")
@@ -198,7 +208,7 @@ fn modbus_report(
         };
         let _ = writeln!(
             out,
-            "    {:<24} {:<8} {:>5} {:<6} {}{scaling}{}",
+            "    {:<24} {:<8} {:>5} {:<6} {}{scaling}{}{}",
             &*spec.name,
             spec.area.as_str(),
             spec.address,
@@ -207,6 +217,9 @@ fn modbus_report(
             info.unit
                 .as_deref()
                 .map(|u| format!(" [{u}]"))
+                .unwrap_or_default(),
+            info.role
+                .map(|r| format!(" role {}", r.as_str()))
                 .unwrap_or_default(),
         );
     }

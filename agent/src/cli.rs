@@ -44,6 +44,12 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// List the device templates (shipped, and those in the state directory's `templates/`).
+    Templates {
+        /// A config file, whose `state_dir` may hold more templates.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// List a server's variables and print ready [[device.point]] blocks for a config.
     Browse {
         #[command(subcommand)]
@@ -105,6 +111,7 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Templates { config } => exit(templates(config.as_deref())),
         Command::Run { config } => exit(run(config)),
         Command::Browse { target } => exit(crate::browse::run(target).map_err(Into::into)),
         Command::Opcua { command } => exit(crate::opcua_trust::run(command).map_err(Into::into)),
@@ -127,6 +134,19 @@ fn exit(result: anyhow::Result<()>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn templates(config: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let shipped = crate::config::Templates::shipped();
+    let library = match config {
+        Some(path) => {
+            let config = crate::config::load(path)?;
+            shipped.with_dir(&config.gateway.state_dir.join("templates"))?
+        }
+        None => shipped.clone(),
+    };
+    print!("{}", crate::templates::report(&library));
+    Ok(())
 }
 
 fn enroll(

@@ -33,6 +33,7 @@ mod run;
 pub mod status;
 pub mod supervisor;
 pub mod telemetry;
+pub mod templates;
 
 pub use fieldlink_config as config;
 pub use fieldlink_config::plugins;

@@ -97,6 +97,11 @@ impl<'a> Diagnostics<'a> {
         }
     }
 
+    /// Adds errors found in another file (a template the config uses).
+    pub fn extend(&mut self, errors: ConfigErrors) {
+        self.errors.extend(errors.0);
+    }
+
     /// The file's name, as the user gave it.
     pub fn file(&self) -> &str {
         self.file

@@ -13,6 +13,7 @@ mod opcua;
 mod plugin;
 pub mod plugins;
 mod reader;
+pub mod templates;
 pub mod units;
 
 pub use error::{ConfigError, ConfigErrors};
@@ -20,6 +21,7 @@ pub use model::{
     AgentConfig, BufferConfig, DeleteOn, DeviceConfig, DeviceKind, GatewayConfig, PlatformConfig,
     PluginDeviceConfig, PointInfo, PublishConfig, ReportDefaults, StatusConfig,
 };
+pub use templates::{Template, Templates};
 
 use error::Diagnostics;
 use fieldlink_simulator::{Signal, SimPoint, SimulatorDevice};
@@ -64,8 +66,46 @@ pub fn load(path: &Path) -> Result<AgentConfig, LoadError> {
     Ok(parse(&text, &path.display().to_string())?)
 }
 
-/// Validates config `text`; `file` names it in errors.
+/// Validates config `text`; `file` names it in errors. Devices may use the shipped
+/// templates and those in `<state_dir>/templates/`.
 pub fn parse(text: &str, file: &str) -> Result<AgentConfig, ConfigErrors> {
+    parse_document(text, file, read_config)
+}
+
+/// What a config from the platform sets: `[publish]` and the `[[device]]` blocks. The other
+/// sections stay in the gateway's local file: they decide how to reach the platform at all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteConfig {
+    /// `[publish]`.
+    pub publish: PublishConfig,
+    /// `[[device]]`, in file order.
+    pub devices: Vec<DeviceConfig>,
+}
+
+/// Validates a config from the platform exactly as [`parse`] validates a file, refusing the
+/// sections that only the local file may set. Devices may use the shipped templates only:
+/// the platform validates with this same function and knows no gateway's own templates.
+pub fn parse_remote(text: &str, file: &str) -> Result<RemoteConfig, ConfigErrors> {
+    parse_document(text, file, read_remote)
+}
+
+/// `local` running the platform's `remote` config: the local file's `[gateway]`,
+/// `[platform]`, `[buffer]` and `[status]`, the platform's `[publish]` and devices.
+pub fn with_remote(local: &AgentConfig, remote: RemoteConfig, file: &str) -> AgentConfig {
+    let mut devices = remote.devices;
+    opcua::attach_pki(&mut devices, &local.gateway, file);
+    AgentConfig {
+        publish: remote.publish,
+        devices,
+        ..local.clone()
+    }
+}
+
+fn parse_document<T>(
+    text: &str,
+    file: &str,
+    read: impl FnOnce(&mut Diagnostics<'_>, &mut TableReader<'_, '_>) -> Option<T>,
+) -> Result<T, ConfigErrors> {
     let mut dx = Diagnostics::new(file, text);
     let (document, syntax_errors) = DeTable::parse_recoverable(text);
     if !syntax_errors.is_empty() {
@@ -73,7 +113,7 @@ pub fn parse(text: &str, file: &str) -> Result<AgentConfig, ConfigErrors> {
         return Err(dx.into_errors());
     }
     let mut root = TableReader::new(document.get_ref(), document.span(), "config");
-    let config = read_config(&mut dx, &mut root);
+    let config = read(&mut dx, &mut root);
     root.finish(&mut dx);
     match config {
         Some(config) if dx.is_empty() => Ok(config),
@@ -114,23 +154,17 @@ fn read_config(dx: &mut Diagnostics<'_>, root: &mut TableReader<'_, '_>) -> Opti
     let status = read_status(dx, &mut t);
     t.finish(dx);
 
-    let mut devices = Vec::new();
-    let mut names = HashSet::new();
-    let mut buses = modbus::Buses::default();
-    let mut ports = plugin::Ports::default();
-    for (table, span) in root.tables(dx, "device") {
-        let mut t = TableReader::new(table, span, "[[device]]");
-        if let Some(device) = read_device(dx, &mut t, &mut buses, &mut ports) {
-            if !names.insert(device.name.clone()) {
-                dx.error(
-                    t.span(),
-                    format!("[[device]]: duplicate device name {:?}", &*device.name),
-                );
-            }
-            devices.push(device);
-        }
-        t.finish(dx);
-    }
+    let shipped = Templates::shipped();
+    let library = match &gateway {
+        Some(gateway) => shipped
+            .with_dir(&gateway.state_dir.join("templates"))
+            .unwrap_or_else(|errors| {
+                dx.extend(errors);
+                shipped.clone()
+            }),
+        None => shipped.clone(),
+    };
+    let mut devices = read_devices(dx, root, &library);
     if let Some(gateway) = &gateway {
         opcua::attach_pki(&mut devices, gateway, dx.file());
     }
@@ -142,6 +176,76 @@ fn read_config(dx: &mut Diagnostics<'_>, root: &mut TableReader<'_, '_>) -> Opti
         status: status?,
         devices,
     })
+}
+
+/// The sections a config from the platform may not set.
+const LOCAL_ONLY: [&str; 4] = ["gateway", "platform", "buffer", "status"];
+
+fn read_remote(dx: &mut Diagnostics<'_>, root: &mut TableReader<'_, '_>) -> Option<RemoteConfig> {
+    for key in LOCAL_ONLY {
+        if let Some(value) = root.raw(key) {
+            dx.error(
+                value.span(),
+                format!("[{key}] stays in the gateway's own file; a config from the platform holds [publish] and [[device]] only"),
+            );
+        }
+    }
+    let mut t = section(dx, root, "publish");
+    let publish = read_publish(dx, &mut t);
+    t.finish(dx);
+    let devices = read_devices(dx, root, Templates::shipped());
+    Some(RemoteConfig { publish, devices })
+}
+
+/// Reads the `[[device]]` blocks, checking what devices must not share.
+fn read_devices(
+    dx: &mut Diagnostics<'_>,
+    root: &mut TableReader<'_, '_>,
+    library: &Templates,
+) -> Vec<DeviceConfig> {
+    let mut devices = Vec::new();
+    let mut names = HashSet::new();
+    let mut buses = modbus::Buses::default();
+    let mut ports = plugin::Ports::default();
+    for (table, span) in root.tables(dx, "device") {
+        let mut t = TableReader::new(table, span, "[[device]]");
+        if let Some(device) = read_device(dx, &mut t, library, &mut buses, &mut ports) {
+            if !names.insert(device.name.clone()) {
+                dx.error(
+                    t.span(),
+                    format!("[[device]]: duplicate device name {:?}", &*device.name),
+                );
+            }
+            devices.push(device);
+        }
+        t.finish(dx);
+    }
+    devices
+}
+
+/// Checks a template's `[[point]]` tables as a Modbus device's points, returning their
+/// names; `root` is the template file.
+fn check_template_points(
+    dx: &mut Diagnostics<'_>,
+    root: &TableReader<'_, '_>,
+    section: &str,
+    points: &[(&DeTable<'_>, std::ops::Range<usize>)],
+) -> Vec<String> {
+    let infos = modbus::read_template_points(dx, section, root.span(), points);
+    let mut seen = HashSet::new();
+    for (info, (table, span)) in infos.iter().zip(points) {
+        if !seen.insert(info.name.clone()) {
+            dx.error(
+                span.clone(),
+                format!("{section}: duplicate point name {:?}", &*info.name),
+            );
+        }
+        if let Some(role) = info.role {
+            let at = table.get("role").map_or(span.clone(), |r| r.span());
+            check_role(dx, section, info, role, at);
+        }
+    }
+    infos.iter().map(|i| i.name.to_string()).collect()
 }
 
 fn read_gateway(dx: &mut Diagnostics<'_>, t: &mut TableReader<'_, '_>) -> Option<GatewayConfig> {
@@ -380,6 +484,7 @@ fn serial_claim(kind: &DeviceKind) -> Option<fieldlink_collector_api::plugin::Se
 fn read_device(
     dx: &mut Diagnostics<'_>,
     t: &mut TableReader<'_, '_>,
+    library: &Templates,
     buses: &mut modbus::Buses,
     ports: &mut plugin::Ports,
 ) -> Option<DeviceConfig> {
@@ -405,7 +510,17 @@ fn read_device(
     let protocol = t.required_string(dx, "protocol", &protocols);
     let poll = t.positive_duration(dx, "poll", Duration::from_secs(1));
     let report = read_report_defaults(dx, t);
-    let points = t.tables(dx, "point");
+    let own_points = t.tables(dx, "point");
+    let template = templates::template_of(dx, t, library, protocol.map(|p| p.value));
+    let template_points = template
+        .as_ref()
+        .map(|(template, at)| template.points_at(at))
+        .unwrap_or_default();
+    // The device's and its template's tables borrow from two texts: the shorter lifetime.
+    let points: Vec<(&DeTable<'_>, std::ops::Range<usize>)> = match &template {
+        Some((_, at)) => templates::merge(&template_points, at, own_points),
+        None => own_points,
+    };
     let device = match protocol.map(|p| p.value) {
         Some("modbus-tcp") => modbus::read_modbus_tcp(dx, t, name.clone(), poll, &points),
         Some("modbus-rtu") => {
@@ -466,6 +581,7 @@ fn read_device(
         kind,
         points: point_infos,
         report,
+        template: template.map(|(t, _)| Arc::from(t.name.as_str())),
     })
 }
 

@@ -145,7 +145,34 @@ fn read_points(
     points: Points<'_, '_, '_>,
     max_registers: u16,
 ) -> (Vec<PointSpec>, Vec<PointInfo>) {
-    let section = t.section().to_owned();
+    read_points_of(dx, t.section(), t.span(), points, max_registers)
+}
+
+/// Checks a template's points as a Modbus device's (with the protocol's largest request),
+/// returning their descriptions; `span` is where a template without points is reported.
+pub(super) fn read_template_points(
+    dx: &mut Diagnostics<'_>,
+    section: &str,
+    span: Range<usize>,
+    points: Points<'_, '_, '_>,
+) -> Vec<PointInfo> {
+    read_points_of(
+        dx,
+        section,
+        span,
+        points,
+        PlanLimits::default().max_registers,
+    )
+    .1
+}
+
+fn read_points_of(
+    dx: &mut Diagnostics<'_>,
+    section: &str,
+    span: Range<usize>,
+    points: Points<'_, '_, '_>,
+    max_registers: u16,
+) -> (Vec<PointSpec>, Vec<PointInfo>) {
     let mut specs = Vec::new();
     let mut infos = Vec::new();
     for (table, span) in points {
@@ -158,7 +185,7 @@ fn read_points(
     }
     if points.is_empty() {
         dx.error(
-            t.span(),
+            span,
             format!("{section}: a device needs at least one [[device.point]]"),
         );
     }

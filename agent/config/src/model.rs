@@ -119,6 +119,8 @@ pub struct DeviceConfig {
     pub points: Vec<PointInfo>,
     /// Reporting rules for the points that do not set their own.
     pub report: ReportDefaults,
+    /// The template its points start from, if it names one.
+    pub template: Option<Arc<str>>,
 }
 
 /// A device's report-by-exception defaults (`deadband`, `deadband_percent`, `heartbeat` on

@@ -66,7 +66,8 @@ impl ConfigTable for Table<'_, '_, '_, '_> {
 /// A device table with its point tables.
 struct Device<'r, 'a, 't, 'i> {
     table: Table<'r, 'a, 't, 'i>,
-    points: &'r [(&'t DeTable<'i>, Range<usize>)],
+    // Points may borrow from a template's text as well as the config's: their own lifetime.
+    points: &'r [(&'r DeTable<'r>, Range<usize>)],
     infos: Vec<PointInfo>,
 }
 
@@ -139,7 +140,7 @@ pub(super) fn read_plugin_device<'r, 'a, 't, 'i>(
     plugin: &dyn Plugin,
     name: Option<Arc<str>>,
     poll: Duration,
-    points: &'r [(&'t DeTable<'i>, Range<usize>)],
+    points: &'r [(&'r DeTable<'r>, Range<usize>)],
 ) -> Option<DeviceParts> {
     let mut device = Device {
         table: Table { dx, t },

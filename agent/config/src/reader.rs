@@ -131,6 +131,39 @@ impl<'t, 'i> TableReader<'t, 'i> {
         }
     }
 
+    /// A boolean value.
+    pub fn boolean(&mut self, dx: &mut Diagnostics<'_>, key: &'static str) -> Option<At<bool>> {
+        let value = self.raw(key)?;
+        match value.get_ref() {
+            DeValue::Boolean(b) => Some(At::new(*b, value.span())),
+            _ => {
+                self.wrong_type(dx, key, value, "true or false");
+                None
+            }
+        }
+    }
+
+    /// An array of strings.
+    pub fn strings(
+        &mut self,
+        dx: &mut Diagnostics<'_>,
+        key: &'static str,
+    ) -> Option<At<Vec<&'t str>>> {
+        let value = self.raw(key)?;
+        let DeValue::Array(items) = value.get_ref() else {
+            self.wrong_type(dx, key, value, "an array of strings");
+            return None;
+        };
+        let mut strings = Vec::with_capacity(items.len());
+        for item in items.iter() {
+            match item.get_ref() {
+                DeValue::String(s) => strings.push(s.as_ref()),
+                _ => self.wrong_type(dx, key, item, "a string"),
+            }
+        }
+        Some(At::new(strings, value.span()))
+    }
+
     /// A required string value.
     pub fn required_string(
         &mut self,
