@@ -7,8 +7,6 @@
 use crate::config::AgentConfig;
 use fieldlink_wire::MqttUrl;
 use fieldlink_wire::enroll::{EnrollRequest, Enrollment, ErrorBody};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -146,27 +144,12 @@ pub fn path(state_dir: &Path) -> PathBuf {
 /// Stores `enrollment` under `state_dir`, mode 0600 (the directory 0700), replacing any
 /// earlier one atomically.
 pub fn store(state_dir: &Path, enrollment: &Enrollment) -> Result<PathBuf, EnrollError> {
-    let target = path(state_dir);
     let io = |error| EnrollError::Store {
-        path: target.clone(),
+        path: path(state_dir),
         error,
     };
-    std::fs::create_dir_all(state_dir).map_err(io)?;
-    std::fs::set_permissions(state_dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
-    let temp = state_dir.join(format!(".{FILE_NAME}.tmp"));
     let json = serde_json::to_vec_pretty(enrollment).map_err(|e| io(std::io::Error::other(e)))?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temp)
-        .map_err(io)?;
-    file.write_all(&json)
-        .and_then(|()| file.sync_all())
-        .map_err(io)?;
-    std::fs::rename(&temp, &target).map_err(io)?;
-    Ok(target)
+    crate::state_file::write(state_dir, FILE_NAME, &json).map_err(io)
 }
 
 /// The stored enrollment, if the gateway is enrolled.

@@ -5,14 +5,13 @@ use crate::config::{AgentConfig, DeleteOn, DeviceConfig};
 use crate::notify::{self, Notifier};
 use crate::outbox::{SharedOutbox, StoreError};
 use crate::publisher::{self, PublisherContext};
+use crate::remote_config::{self, Accepted, RemoteConfigContext};
 use crate::report::ReportFilter;
 use crate::status::{self, Rates};
 use crate::supervisor::Supervisor;
 use crate::telemetry::Telemetry;
 use fieldlink_outbox::{Outbox, OutboxOptions};
-use fieldlink_wire::{
-    ConfigState, DeviceMeta, GatewayState, Meta, PointMeta, ResumedAfterCrash, Status,
-};
+use fieldlink_wire::{DeviceMeta, GatewayState, Meta, PointMeta, ResumedAfterCrash, Status};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -82,14 +81,18 @@ pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), Run
         mut reload_rx,
         notifier,
     } = controls;
-    let mut config = config;
-    let enrollment = crate::enroll::load(&config.gateway.state_dir)?;
-    let delete_on = delete_on(config.publish.delete_on, enrollment.is_some());
+    let mut local = config;
+    let enrollment = crate::enroll::load(&local.gateway.state_dir)?;
+    let enrolled = enrollment.is_some();
     if let Some(enrollment) = enrollment {
-        crate::enroll::apply(&mut config, &enrollment)?;
+        crate::enroll::apply(&mut local, &enrollment)?;
         tracing::info!(gateway = %enrollment.gateway_id, enterprise = %enrollment.enterprise.name, "using this gateway's enrollment");
     }
-    let gateway = config.gateway.id.clone().ok_or(RunError::NoGatewayId)?;
+    let gateway = local.gateway.id.clone().ok_or(RunError::NoGatewayId)?;
+    let (mut remote, config_state) =
+        remote_config::load_last_good(&local.gateway.state_dir, &gateway);
+    let config = effective(&local, remote.as_ref());
+    let delete_on = delete_on(config.publish.delete_on, enrolled);
     let (outbox, resumed_after_crash) = open_outbox(&config).await?;
     let telemetry = Arc::new(Telemetry::new(
         gateway.clone(),
@@ -123,6 +126,17 @@ pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), Run
     let (appended_tx, appended_rx) = watch::channel(0u64);
     let (devices_tx, devices_rx) = mpsc::channel(4);
     let (meta_tx, meta_rx) = watch::channel(meta(&config.devices));
+    let (payloads_tx, payloads_rx) = watch::channel(None);
+    let (accepted_tx, mut accepted_rx) = mpsc::channel(1);
+    let (config_state_tx, config_state_rx) = watch::channel(config_state.clone());
+    helpers.spawn(remote_config::run(RemoteConfigContext {
+        gateway: gateway.clone(),
+        state_dir: local.gateway.state_dir.clone(),
+        payloads: payloads_rx,
+        accepted_tx,
+        state: config_state_tx,
+        shutdown: background.clone(),
+    }));
     let mut supervisor = Supervisor::new(samples_tx, telemetry.clone());
     supervisor.apply(&config.devices).await;
 
@@ -156,13 +170,14 @@ pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), Run
             version: Some(env!("CARGO_PKG_VERSION").to_owned()),
             started_at: Some(telemetry.started_at_ms),
             resumed_after_crash,
-            // Configuration from the platform does not exist yet: the gateway runs its
-            // local file, which the status says as a version and time of null.
-            config: Some(ConfigState::default()),
+            // Replaced by the config state as it is at each status.
+            config: Some(config_state),
             ..Status::offline()
         },
         status_refresh: config.status.refresh,
         meta_rx,
+        configs_tx: payloads_tx,
+        config_state_rx,
         telemetry: telemetry.clone(),
     }));
     if let Some(interval) = notify::watchdog_interval() {
@@ -179,14 +194,24 @@ pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), Run
 
     let mut current = config;
     loop {
-        let next = tokio::select! {
+        tokio::select! {
             () = shutdown.cancelled() => break,
-            next = recv(&mut reload_rx) => next,
-        };
-        let Some(next) = next else {
-            reload_rx = None;
-            continue;
-        };
+            next = recv(&mut reload_rx) => match next {
+                Some(next) => {
+                    if let Some(remote) = &remote && next.devices != local.devices {
+                        tracing::warn!(version = remote.version, "the local file's devices changed, but the platform's config decides the devices while it is in force");
+                    }
+                    // The enrollment stays applied: only the devices and their rules reload.
+                    local.devices = next.devices;
+                }
+                None => {
+                    reload_rx = None;
+                    continue;
+                }
+            },
+            Some(accepted) = accepted_rx.recv() => remote = Some(accepted),
+        }
+        let next = effective(&local, remote.as_ref());
         notifier.notify("RELOADING=1");
         for section in restart_only_changes(&current, &next) {
             tracing::warn!(
@@ -202,6 +227,8 @@ pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), Run
         crate::memory::release_freed();
         notifier.notify("READY=1");
     }
+    // The config task may be waiting to hand over a config: it stops on the closed channel.
+    drop(accepted_rx);
 
     notifier.notify("STOPPING=1");
     tracing::info!("shutting down: stopping collectors");
@@ -226,6 +253,19 @@ pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), Run
         Err(e) => tracing::error!(error = %e, "stopped; the unpublished batches cannot be counted"),
     }
     Ok(())
+}
+
+/// The config the agent runs: the local file's, with the platform's `[publish]` and devices
+/// while a config from the platform is in force.
+fn effective(local: &AgentConfig, remote: Option<&Accepted>) -> AgentConfig {
+    match remote {
+        Some(accepted) => crate::config::with_remote(
+            local,
+            accepted.remote.clone(),
+            &remote_config::label(accepted.version),
+        ),
+        None => local.clone(),
+    }
 }
 
 /// When sent batches leave the outbox: as configured, or else on the platform's ack for a

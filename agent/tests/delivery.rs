@@ -200,6 +200,8 @@ impl Gateway {
             },
             status_refresh: Duration::from_secs(60),
             meta_rx,
+            configs_tx: watch::channel(None).0,
+            config_state_rx: watch::channel(Default::default()).1,
             telemetry: telemetry.clone(),
         }));
         Gateway {

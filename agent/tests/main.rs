@@ -9,5 +9,6 @@ mod faults;
 mod modbus;
 mod plugins;
 mod probe;
+mod remote_config;
 mod service;
 mod status;

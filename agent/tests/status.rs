@@ -16,16 +16,20 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// The agent's pipeline in this process, its state in a temporary directory.
-struct InProcessAgent {
+pub(crate) struct InProcessAgent {
     shutdown: CancellationToken,
     task: Option<JoinHandle<Result<(), RunError>>>,
-    _state: tempfile::TempDir,
+    state: tempfile::TempDir,
 }
 
 impl InProcessAgent {
     /// Runs the agent on `toml` (whose `[gateway]` gets a `state_dir` of its own).
-    fn start(toml: &str) -> Self {
-        let state = tempfile::tempdir().expect("tempdir");
+    pub(crate) fn start(toml: &str) -> Self {
+        Self::start_in(toml, tempfile::tempdir().expect("tempdir"))
+    }
+
+    /// Runs the agent on `toml` with its state in `state` (say, a stopped agent's).
+    pub(crate) fn start_in(toml: &str, state: tempfile::TempDir) -> Self {
         let toml = toml.replace(
             "[gateway]\n",
             &format!("[gateway]\nstate_dir = \"{}\"\n", state.path().display()),
@@ -37,12 +41,12 @@ impl InProcessAgent {
         InProcessAgent {
             shutdown,
             task: Some(task),
-            _state: state,
+            state,
         }
     }
 
-    /// Stops it as SIGTERM does, within 30 s.
-    async fn stop(mut self) {
+    /// Stops it as SIGTERM does, within 30 s; returns its state directory.
+    pub(crate) async fn stop(mut self) -> tempfile::TempDir {
         self.shutdown.cancel();
         let task = self.task.take().expect("running");
         tokio::time::timeout(Duration::from_secs(30), task)
@@ -50,6 +54,8 @@ impl InProcessAgent {
             .expect("the agent stops within 30 s")
             .expect("the agent does not panic")
             .expect("the agent ran");
+        let placeholder = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self.state, placeholder)
     }
 }
 
@@ -110,7 +116,7 @@ async fn dead_port() -> SocketAddr {
     listener.local_addr().expect("addr")
 }
 
-fn statuses(messages: &[Message]) -> impl Iterator<Item = (&Message, Status)> {
+pub(crate) fn statuses(messages: &[Message]) -> impl Iterator<Item = (&Message, Status)> {
     messages
         .iter()
         .filter(|m| m.topic.ends_with("/status"))
@@ -122,13 +128,13 @@ fn statuses(messages: &[Message]) -> impl Iterator<Item = (&Message, Status)> {
 }
 
 /// The newest status received.
-fn latest(recorder: &Recorder) -> Option<Status> {
+pub(crate) fn latest(recorder: &Recorder) -> Option<Status> {
     statuses(&recorder.messages()).last().map(|(_, s)| s)
 }
 
 /// Waits (bounded) until the newest status received satisfies `done`, and returns it; on
 /// timeout, fails naming `what` and showing the newest status.
-async fn wait_for_status(
+pub(crate) async fn wait_for_status(
     recorder: &Recorder,
     limit: Duration,
     what: &str,

@@ -29,7 +29,7 @@ use crate::config::{DeleteOn, PlatformConfig};
 use crate::outbox::{SharedOutbox, StoreError};
 use crate::telemetry::{DeviceTelemetry, Telemetry};
 use fieldlink_outbox::{PlatformAck, Record};
-use fieldlink_wire::{Ack, Backoff, Meta, Status, Topics};
+use fieldlink_wire::{Ack, Backoff, ConfigMessage, ConfigState, Meta, Status, Topics};
 use outage::OutageLog;
 use plan::SendPlan;
 use refresh::{Marks, StatusRefresh};
@@ -96,6 +96,10 @@ pub struct PublisherContext {
     pub status_refresh: Duration,
     /// The catalogue, published (retained) on every connect and whenever it changes.
     pub meta_rx: watch::Receiver<Meta>,
+    /// Where the payloads received on the gateway's `config` topic go (the newest wins).
+    pub configs_tx: watch::Sender<Option<Vec<u8>>>,
+    /// The config state each status reports; a change causes a status.
+    pub config_state_rx: watch::Receiver<ConfigState>,
     /// The agent's counters.
     pub telemetry: Arc<Telemetry>,
 }
@@ -322,7 +326,9 @@ fn mqtt_options(cx: &PublisherContext, topics: &Topics) -> Result<MqttOptions, T
         .set_clean_session(true)
         .set_keep_alive(platform.keep_alive)
         .set_inflight(cx.max_inflight.saturating_add(4))
-        .set_max_packet_size(1 << 20, 64 << 20)
+        // Incoming: room for a config message over its limit, so that one is refused and
+        // logged rather than taking the connection down with it.
+        .set_max_packet_size(4 * ConfigMessage::MAX_BYTES, 64 << 20)
         .set_request_channel_capacity(usize::from(cx.max_inflight) + 8)
         .set_last_will(LastWill::new(
             &topics.status,
@@ -402,10 +408,13 @@ async fn session(
         window.push(InFlight::Meta);
     }
     let platform_ack = cx.delete_on == DeleteOn::PlatformAck;
-    // Subscribed on every connect: the session is clean, and the retained ack comes with
-    // the subscription.
+    // Subscribed on every connect: the session is clean, and the retained ack and config
+    // come with the subscription.
     if platform_ack && let Err(e) = client.try_subscribe(topics.ack.as_str(), QoS::AtLeastOnce) {
         return SessionEnd::Lost(format!("cannot subscribe to {}: {e}", topics.ack));
+    }
+    if let Err(e) = client.try_subscribe(topics.config.as_str(), QoS::AtLeastOnce) {
+        return SessionEnd::Lost(format!("cannot subscribe to {}: {e}", topics.config));
     }
     let mut plan = SendPlan::at_connect(&stats, usize::from(cx.max_inflight), cx.backlog_share);
     if plan.has_backlog() {
@@ -501,6 +510,9 @@ async fn session(
                         Err(e) => tracing::warn!(topic = %message.topic, error = %e, "ignoring an ack that does not parse"),
                     }
                 }
+                Ok(Event::Incoming(Packet::Publish(message))) if message.topic == topics.config => {
+                    cx.configs_tx.send_replace(Some(message.payload.to_vec()));
+                }
                 Ok(_) => {}
                 Err(e) => return SessionEnd::Lost(e.to_string()),
             },
@@ -530,6 +542,10 @@ async fn session(
                 if client.try_publish(topics.meta.as_str(), QoS::AtLeastOnce, true, meta).is_ok() {
                     window.push(InFlight::Meta);
                 }
+            }
+            Ok(()) = cx.config_state_rx.changed() => {
+                cx.config_state_rx.borrow_and_update();
+                publish_status(cx, &client, &topics.status, &mut window, &mut refresh);
             }
             () = sleep_until(deadline) => {}
             () = sleep_until(stalled) => return SessionEnd::Lost(format!("no PUBACK for {ACK_TIMEOUT:?}")),
@@ -582,6 +598,7 @@ fn current_status(cx: &PublisherContext, devices: &[Arc<DeviceTelemetry>]) -> St
         backlog_batches: Some(outbox.batches),
         evicted_batches: Some(outbox.evicted_batches),
         devices: devices.iter().map(|d| d.health()).collect(),
+        config: Some(cx.config_state_rx.borrow().clone()),
         ..cx.birth.clone()
     }
 }
