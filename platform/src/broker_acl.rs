@@ -3,8 +3,9 @@
 //! answers for EMQX ([`crate::broker_hook`]), so the two brokers cannot disagree.
 //!
 //! A gateway (its MQTT username is its gateway id) may publish its `data`, `status` and
-//! `meta`, and read its own `ack`, written by the platform only. The platform's ingest user
-//! reads every gateway's topics and writes every gateway's `ack`. Anything else is denied.
+//! `meta`, and read its own `ack` and `config`, written by the platform only. The
+//! platform's ingest user reads every gateway's topics and writes every gateway's `ack` and
+//! `config`. Anything else is denied: no gateway reads another's config.
 
 use fieldlink_wire::topic::PREFIX;
 
@@ -36,7 +37,7 @@ struct Rule {
 }
 
 /// The rules, in the order the ACL file lists them.
-const RULES: [Rule; 6] = [
+const RULES: [Rule; 8] = [
     Rule {
         who: Who::OwnGateway,
         access: Access::Write,
@@ -58,6 +59,11 @@ const RULES: [Rule; 6] = [
         topic: "ack",
     },
     Rule {
+        who: Who::OwnGateway,
+        access: Access::Read,
+        topic: "config",
+    },
+    Rule {
         who: Who::Ingest,
         access: Access::Read,
         topic: "#",
@@ -66,6 +72,11 @@ const RULES: [Rule; 6] = [
         who: Who::Ingest,
         access: Access::Write,
         topic: "ack",
+    },
+    Rule {
+        who: Who::Ingest,
+        access: Access::Write,
+        topic: "config",
     },
 ];
 
@@ -78,7 +89,7 @@ pub fn mosquitto_acl(ingest_username: &str) -> String {
     let mut text = String::from(
         "# Written by fieldlink-platform on every enrollment; edits are overwritten.\n\
          # A gateway (username = its gateway id) publishes its data, status and meta, and\n\
-         # reads its own ack, which only the platform writes.\n",
+         # reads its own ack and config, which only the platform writes.\n",
     );
     for rule in RULES.iter().filter(|r| r.who == Who::OwnGateway) {
         text.push_str(&format!(
@@ -88,7 +99,7 @@ pub fn mosquitto_acl(ingest_username: &str) -> String {
         ));
     }
     text.push_str(&format!(
-        "\n# The platform's ingest reads every gateway's topics and writes their acks.\nuser {ingest_username}\n"
+        "\n# The platform's ingest reads every gateway's topics and writes their acks and configs.\nuser {ingest_username}\n"
     ));
     for rule in RULES.iter().filter(|r| r.who == Who::Ingest) {
         let topic = if rule.topic == "#" {
@@ -152,7 +163,7 @@ mod tests {
     }
 
     #[test]
-    fn a_gateway_publishes_its_own_topics_and_reads_its_own_ack() {
+    fn a_gateway_publishes_its_own_topics_and_reads_its_own_ack_and_config() {
         for topic in ["data", "status", "meta"] {
             assert!(
                 publish(GW, &format!("fieldlink/v1/{GW}/{topic}")),
@@ -164,11 +175,13 @@ mod tests {
         for filter in [
             format!("fieldlink/v1/{GW}/ack"),
             format!("$share/g/fieldlink/v1/{GW}/ack"),
+            format!("fieldlink/v1/{GW}/config"),
         ] {
             assert!(subscribe(GW, &filter), "{filter}");
         }
         for topic in [
             format!("fieldlink/v1/{GW}/ack"),
+            format!("fieldlink/v1/{GW}/config"),
             "fieldlink/v1/91350100M000100Y43-line-2/data".to_owned(),
             format!("fieldlink/v1/{GW}-x/data"),
             format!("fieldlink/v1/{GW}"),
@@ -179,7 +192,9 @@ mod tests {
         }
         for topic in [
             "fieldlink/v1/91350100M000100Y43-line-2/ack".to_owned(),
+            "fieldlink/v1/91350100M000100Y43-line-2/config".to_owned(),
             "fieldlink/v1/+/ack".to_owned(),
+            "fieldlink/v1/+/config".to_owned(),
             format!("fieldlink/v1/{GW}/#"),
             format!("fieldlink/v1/{GW}/data"),
             "fieldlink/v1/#".to_owned(),
@@ -190,7 +205,7 @@ mod tests {
     }
 
     #[test]
-    fn the_ingest_reads_everything_and_writes_only_acks() {
+    fn the_ingest_reads_everything_and_writes_only_acks_and_configs() {
         let ingest = "fieldlink-ingest";
         for filter in [
             "fieldlink/v1/+/data",
@@ -204,11 +219,13 @@ mod tests {
             assert!(!subscribe(ingest, filter), "{filter}");
         }
         assert!(publish(ingest, &format!("fieldlink/v1/{GW}/ack")));
+        assert!(publish(ingest, &format!("fieldlink/v1/{GW}/config")));
         for topic in [
             format!("fieldlink/v1/{GW}/data"),
             "fieldlink/v1/fieldlink-ingest/data".to_owned(),
             "fieldlink/v1/#/ack".to_owned(),
             "fieldlink/v1/+/ack".to_owned(),
+            "fieldlink/v1/+/config".to_owned(),
         ] {
             assert!(!publish(ingest, &topic), "{topic}");
         }
@@ -224,9 +241,11 @@ mod tests {
             "pattern write fieldlink/v1/%u/status",
             "pattern write fieldlink/v1/%u/meta",
             "pattern read fieldlink/v1/%u/ack",
+            "pattern read fieldlink/v1/%u/config",
             "user fieldlink-ingest",
             "topic read fieldlink/v1/#",
             "topic write fieldlink/v1/+/ack",
+            "topic write fieldlink/v1/+/config",
         ] {
             assert!(
                 acl.lines().any(|l| l == line),

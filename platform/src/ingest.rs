@@ -15,7 +15,13 @@
 //!   group touched (stored or duplicate batches) is due an ack; every [`ACK_INTERVAL`] the
 //!   due acks are read from the database ([`Store::acks`]: the same on every instance,
 //!   never going back) and published retained at QoS 1 on `fieldlink/v1/{gateway}/ack`, so
-//!   a gateway gets at most a few a second however many batches it sends.
+//!   a gateway gets at most a few a second however many batches it sends. It publishes the
+//!   configurations saved through the API the same way: on the same tick, the newest
+//!   version of each gateway not yet published goes out retained at QoS 1 on
+//!   `fieldlink/v1/{gateway}/config` and is marked published; at every (re)connect the
+//!   newest version of every gateway goes out again, since a broker restarted without
+//!   persistence has lost its retained messages (a gateway takes the version it runs
+//!   again as no news). Any instance may publish: they all publish the database's newest.
 //!
 //! Payloads are JSON or one zstd frame holding it (decoded by `fieldlink_wire`, which
 //! caps the decompressed size). Rejected (and acknowledged, so never delivered again),
@@ -34,7 +40,7 @@ use crate::config::MqttUrl;
 use crate::store::{BatchOutcome, IncomingBatch, Store};
 use fieldlink_wire::codec::ZSTD_MAGIC;
 use fieldlink_wire::topic::{self, DATA_FILTER, META_FILTER, STATUS_FILTER, TopicKind};
-use fieldlink_wire::{Backoff, Meta, Status, Topics, decode_batch};
+use fieldlink_wire::{Backoff, ConfigMessage, Meta, Status, Topics, decode_batch};
 use rumqttc::{
     AsyncClient, Event, MqttOptions, Outgoing, Packet, Publish, QoS, TlsConfiguration, Transport,
 };
@@ -108,6 +114,7 @@ pub struct IngestCounters {
     future_ts: AtomicU64,
     crash_windows: AtomicU64,
     acks_published: AtomicU64,
+    configs_published: AtomicU64,
     stale_gaps: AtomicU64,
     store_errors: AtomicU64,
     status_updates: AtomicU64,
@@ -152,6 +159,9 @@ pub struct IngestStats {
     pub crash_windows: u64,
     /// Acks published to gateways (`fieldlink/v1/{gateway}/ack`) by this instance.
     pub acks_published: u64,
+    /// Configs published to gateways (`fieldlink/v1/{gateway}/config`) by this instance,
+    /// the same version again after each reconnect included.
+    pub configs_published: u64,
     /// Missing ranges still open the grace period after their gap was detected, reported
     /// (logged) by this instance; each range is reported by one instance only. A gap that
     /// late batches split counts once per remaining range.
@@ -198,6 +208,7 @@ impl IngestCounters {
             future_ts: get(&self.future_ts),
             crash_windows: get(&self.crash_windows),
             acks_published: get(&self.acks_published),
+            configs_published: get(&self.configs_published),
             stale_gaps: get(&self.stale_gaps),
             store_errors: get(&self.store_errors),
             status_updates: get(&self.status_updates),
@@ -629,6 +640,7 @@ async fn state_session(cx: &IngestContext, acks: &DueAcks) {
     let mut stop_deadline = None;
     let mut ack_ticker = tokio::time::interval(ACK_INTERVAL);
     ack_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut configs_due = ConfigsDue::Every(None);
     loop {
         tokio::select! {
             () = cx.shutdown.cancelled(), if stop_deadline.is_none() => {
@@ -643,6 +655,7 @@ async fn state_session(cx: &IngestContext, acks: &DueAcks) {
             }
             _ = ack_ticker.tick(), if stop_deadline.is_none() => {
                 publish_acks(cx, &client, acks).await;
+                publish_configs(cx, &client, &mut configs_due).await;
             }
             () = sleep_until(stop_deadline) => break,
             event = events.poll() => match event {
@@ -656,6 +669,7 @@ async fn state_session(cx: &IngestContext, acks: &DueAcks) {
                     if let Err(e) = client.try_subscribe_many(filters) {
                         tracing::error!(error = %e, "cannot subscribe to the status topics");
                     }
+                    configs_due = ConfigsDue::Every(None);
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) if stop_deadline.is_none() => {
                     handle_state(cx, &publish).await;
@@ -708,6 +722,64 @@ async fn publish_acks(cx: &IngestContext, client: &AsyncClient, acks: &DueAcks) 
             Ok(()) => add(&cx.counters.acks_published, 1),
             Err(_) => acks.add(std::iter::once(gateway.as_str())),
         }
+    }
+}
+
+/// Which gateways' configs are to be published on the next tick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ConfigsDue {
+    /// The newest of every gateway (after a connect), by gateway id after this one.
+    Every(Option<String>),
+    /// The newest of the gateways whose newest is not published yet.
+    Unpublished,
+}
+
+/// Configs published per tick: a city's worth goes out over a few seconds after a
+/// reconnect instead of filling the client's queue at once.
+const CONFIGS_PER_TICK: u32 = 500;
+
+/// Publishes the configs due (see [`ConfigsDue`]), at most [`CONFIGS_PER_TICK`]; each one
+/// handed to the client is marked published.
+async fn publish_configs(cx: &IngestContext, client: &AsyncClient, due: &mut ConfigsDue) {
+    let (every, after) = match due {
+        ConfigsDue::Every(after) => (true, after.clone()),
+        ConfigsDue::Unpublished => (false, None),
+    };
+    let configs = match cx
+        .store
+        .configs_to_publish(every, after.as_deref(), CONFIGS_PER_TICK)
+        .await
+    {
+        Ok(configs) => configs,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the configs to publish; retrying");
+            return;
+        }
+    };
+    for config in &configs {
+        let message = ConfigMessage::new(&config.gateway_id, config.version, config.toml.clone());
+        let topic = Topics::new(&config.gateway_id).config;
+        if client
+            .try_publish(topic, QoS::AtLeastOnce, true, message.to_json())
+            .is_err()
+        {
+            // The client's queue is full: the rest go on the next tick.
+            return;
+        }
+        add(&cx.counters.configs_published, 1);
+        if every {
+            *due = ConfigsDue::Every(Some(config.gateway_id.clone()));
+        }
+        if let Err(e) = cx
+            .store
+            .mark_config_published(&config.gateway_id, config.version, now_ms())
+            .await
+        {
+            tracing::warn!(gateway = %config.gateway_id, error = %e, "cannot mark a config published; it goes out again");
+        }
+    }
+    if configs.len() < CONFIGS_PER_TICK as usize {
+        *due = ConfigsDue::Unpublished;
     }
 }
 
@@ -768,7 +840,7 @@ async fn handle_state(cx: &IngestContext, publish: &Publish) {
                 return;
             }
         },
-        TopicKind::Data | TopicKind::Ack => return,
+        TopicKind::Data | TopicKind::Ack | TopicKind::Config => return,
     };
     match result {
         Ok((true, counter)) => add(counter, 1),

@@ -11,7 +11,7 @@ use fieldlink_platform::credit_code::CreditCode;
 use fieldlink_platform::registry::gateway_id;
 use fieldlink_platform::store::{
     AssignOutcome, BatchOutcome, EnrollOutcome, EnrollRequest, Gap, GatewayStatus, IncomingBatch,
-    NewEnterprise, NewIntegrator, NewToken, OpenGaps, SeriesBucket, SeriesPoint, Store,
+    NewConfig, NewEnterprise, NewIntegrator, NewToken, OpenGaps, SeriesBucket, SeriesPoint, Store,
 };
 use fieldlink_testkit::postgres::TestDatabase;
 use fieldlink_wire::{GatewayState, Quality, Sample, Status, Value};
@@ -93,6 +93,8 @@ on_both_backends! {
         => sqlite_status_and_meta_are_kept_for_enrolled_gateways_only, postgres_status_and_meta_are_kept_for_enrolled_gateways_only;
     store integrators_assignments_sharing_and_numbering_are_kept
         => sqlite_integrators_assignments_sharing_and_numbering_are_kept, postgres_integrators_assignments_sharing_and_numbering_are_kept;
+    store config_versions_are_numbered_once_kept_and_published
+        => sqlite_config_versions_are_numbered_once_kept_and_published, postgres_config_versions_are_numbered_once_kept_and_published;
     open reopening_keeps_the_data_and_migrates_nothing_twice
         => sqlite_reopening_keeps_the_data_and_migrates_nothing_twice, postgres_reopening_keeps_the_data_and_migrates_nothing_twice;
 }
@@ -1625,5 +1627,89 @@ async fn integrators_assignments_sharing_and_numbering_are_kept(store: Store) {
             .await
             .unwrap(),
         0
+    );
+}
+
+/// Every saved config gets the next number, also when two instances save at once; the
+/// versions are kept; the newest of each gateway is to be published until marked.
+async fn config_versions_are_numbered_once_kept_and_published(store: Store) {
+    let ids = enrolled(&store, 61, false, &["a", "b"]).await;
+    let (a, b) = (ids[0].clone(), ids[1].clone());
+    let new = |gateway: &str, toml: &str| NewConfig {
+        gateway_id: gateway.to_owned(),
+        toml: toml.to_owned(),
+        sha256: fieldlink_wire::config::sha256_hex(toml),
+        created_by: "int-1".to_owned(),
+    };
+    let savers: Vec<_> = (0..10)
+        .map(|i| {
+            let (store, config) = (store.clone(), new(&a, &format!("# v{i}\n")));
+            tokio::spawn(async move { store.save_config(config, t0() + i).await })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for saver in savers {
+        versions.push(saver.await.unwrap().expect("saved").expect("enrolled"));
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=10).collect::<Vec<u64>>(), "each number once");
+    assert_eq!(
+        store
+            .save_config(new("no-such-gateway", ""), t0())
+            .await
+            .unwrap(),
+        None
+    );
+
+    let listed = store.config_versions(&a, 3).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|v| v.version).collect::<Vec<_>>(),
+        [10, 9, 8]
+    );
+    let (newest, text) = store.config(&a, None).await.unwrap().expect("a config");
+    assert_eq!(newest.version, 10);
+    assert_eq!(newest.sha256, fieldlink_wire::config::sha256_hex(&text));
+    let (third, _) = store.config(&a, Some(3)).await.unwrap().expect("v3 kept");
+    assert_eq!((third.version, third.created_by.as_str()), (3, "int-1"));
+    assert_eq!(store.config(&b, None).await.unwrap(), None);
+
+    store.save_config(new(&b, "# b1\n"), t0()).await.unwrap();
+    let due = store.configs_to_publish(false, None, 100).await.unwrap();
+    let due: Vec<(&str, u64)> = due
+        .iter()
+        .map(|c| (c.gateway_id.as_str(), c.version))
+        .collect();
+    assert_eq!(
+        due,
+        [(a.as_str(), 10), (b.as_str(), 1)],
+        "the newest of each"
+    );
+    store
+        .mark_config_published(&a, 10, t0() + 100)
+        .await
+        .unwrap();
+    let due = store.configs_to_publish(false, None, 100).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].gateway_id, b);
+    let every = store.configs_to_publish(true, None, 100).await.unwrap();
+    assert_eq!(every.len(), 2, "all of them again after a reconnect");
+    let first_page = store.configs_to_publish(true, None, 1).await.unwrap();
+    let next_page = store
+        .configs_to_publish(true, Some(&first_page[0].gateway_id), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (first_page[0].version, next_page[0].version),
+        (every[0].version, every[1].version)
+    );
+    assert_eq!(
+        store
+            .config(&a, Some(10))
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            .published_at,
+        Some(t0() + 100)
     );
 }

@@ -23,6 +23,7 @@
 mod accounts;
 mod ack;
 mod columns;
+mod configs;
 mod database;
 mod enroll;
 mod ingest;
@@ -35,6 +36,7 @@ mod series;
 pub mod sqlite;
 
 pub use accounts::{NewApiToken, NewSession, SessionRow};
+pub use configs::{ConfigToPublish, ConfigVersion, NewConfig};
 pub use database::{Database, DatabaseUrlError, redact_password};
 pub use integrators::{AssignOutcome, Assignment, Integrator, NewIntegrator};
 pub use numbering::WindowNumbering;

@@ -3,6 +3,7 @@
 //! lists into the store's types.
 
 use crate::columns::{parse_district, parse_gateway_state, parse_industry};
+use crate::configs::{ConfigToPublish, ConfigVersion};
 use crate::integrators::{Assignment, Integrator};
 use crate::numbering::{WindowNumbering, skipped_within};
 use crate::{
@@ -203,6 +204,26 @@ pub(crate) fn crash_window(r: &impl Columns) -> Result<CrashWindow, StoreError> 
         first_seq: r.int(0)?.unsigned_abs(),
         last_seq: r.int(1)?.unsigned_abs(),
         recorded_at: r.int(2)?,
+    })
+}
+
+/// A row of [`crate::configs::CONFIG_VERSION_COLUMNS`].
+pub(crate) fn config_version(r: &impl Columns) -> Result<ConfigVersion, StoreError> {
+    Ok(ConfigVersion {
+        version: r.int(0)?.unsigned_abs(),
+        sha256: r.text(1)?,
+        created_at: r.int(2)?,
+        created_by: r.text(3)?,
+        published_at: r.opt_int(4)?,
+    })
+}
+
+/// A row `(gateway_id, version, toml)`.
+pub(crate) fn config_to_publish(r: &impl Columns) -> Result<ConfigToPublish, StoreError> {
+    Ok(ConfigToPublish {
+        gateway_id: r.text(0)?,
+        version: r.int(1)?.unsigned_abs(),
+        toml: r.text(2)?,
     })
 }
 

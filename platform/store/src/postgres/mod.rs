@@ -44,6 +44,7 @@ mod embedded {
 }
 
 mod batches;
+mod configs;
 mod integrators;
 mod reads;
 mod registry;

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 mod batches;
+mod configs;
 mod integrators;
 mod reads;
 mod registry;
@@ -41,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/V4__credentials_version.sql"),
     include_str!("../../migrations/sqlite/V5__crash_windows.sql"),
     include_str!("../../migrations/sqlite/V6__integrators.sql"),
+    include_str!("../../migrations/sqlite/V7__gateway_configs.sql"),
 ];
 
 /// The accounts' schema, one migration per version, in `accounts.sqlite3`.
