@@ -42,6 +42,7 @@ pub mod config;
 pub mod evidence;
 pub mod fleet;
 pub mod gap_watch;
+pub mod gateway_config;
 pub mod http;
 pub mod ingest;
 pub mod limiter;

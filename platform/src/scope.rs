@@ -9,8 +9,9 @@
 //!   shares them (`share_data_with_bureau`, off until it turns it on). Refused with 403:
 //!   the enterprise is visible, its values are not.
 //! - Actions: the bureau registers enterprises and integrators, assigns, creates users and
-//!   issues enrollment tokens for any enterprise; an integrator issues enrollment tokens
-//!   for its own enterprises; an enterprise sets its sharing; a district reads only.
+//!   issues enrollment tokens and configures gateways for any enterprise; an integrator
+//!   does both for its own enterprises; an enterprise sets its sharing; a district reads
+//!   only.
 
 use crate::role::Role;
 use crate::store::Enterprise;
@@ -35,8 +36,9 @@ pub fn sees_values(role: &Role, enterprise: &Enterprise) -> bool {
     }
 }
 
-/// True if `role` may issue enrollment tokens for `enterprise`.
-pub fn issues_tokens_for(role: &Role, enterprise: &Enterprise) -> bool {
+/// True if `role` installs `enterprise`'s gateways: issues its enrollment tokens and
+/// configures its gateways from the platform (the bureau, and the enterprise's integrator).
+pub fn installs_for(role: &Role, enterprise: &Enterprise) -> bool {
     match role {
         Role::Bureau => true,
         Role::Integrator(_) => sees_enterprise(role, enterprise),
@@ -122,16 +124,16 @@ mod tests {
     fn tokens_are_issued_by_the_bureau_and_the_assigned_integrator_and_sharing_set_by_the_enterprise()
      {
         let e = enterprise(false);
-        assert!(issues_tokens_for(&Role::Bureau, &e));
-        assert!(issues_tokens_for(
+        assert!(installs_for(&Role::Bureau, &e));
+        assert!(installs_for(
             &Role::Integrator(code("91420100770000009")),
             &e
         ));
-        assert!(!issues_tokens_for(
+        assert!(!installs_for(
             &Role::Integrator(code("91420100770000008")),
             &e
         ));
-        assert!(!issues_tokens_for(
+        assert!(!installs_for(
             &Role::Enterprise(code("91420100770000001")),
             &e
         ));

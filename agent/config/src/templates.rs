@@ -172,6 +172,11 @@ fn is_valid_name(name: &str) -> bool {
 }
 
 impl Template {
+    /// The template file's text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     /// Reads and checks the template `name` from `text` (read from `file`).
     fn parse(name: &str, file: &str, text: &str, origin: Origin) -> Result<Template, ConfigErrors> {
         let mut dx = Diagnostics::new(file, text);

@@ -112,7 +112,7 @@ pub(super) async fn issue_token(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let enterprise = visible(&state, &who, &credit_code).await?;
-    if !scope::issues_tokens_for(&who.role, &enterprise) {
+    if !scope::installs_for(&who.role, &enterprise) {
         return Err(forbidden(&who));
     }
     let input: TokenInput = if body.iter().all(u8::is_ascii_whitespace) {

@@ -35,7 +35,7 @@ pub struct GatewayDetail {
 
 /// The gateway `gateway_id` with its first open gaps and its enterprise, if `who` may see
 /// the enterprise; 404 otherwise, whether it exists or not.
-async fn visible(
+pub(super) async fn visible(
     state: &AppState,
     who: &Principal,
     gateway_id: &str,

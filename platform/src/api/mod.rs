@@ -25,6 +25,12 @@
 //! | `GET /api/v1/gateways` | all, scoped | the fleet: `?page=&per_page=&sort=&order=&problems=true&q=`, or every selected row with `format=csv` |
 //! | `GET /api/v1/gateways/{gateway_id}` | all, scoped | status, counters, gaps, crash windows, catalogue |
 //! | `GET /api/v1/gateways/{gateway_id}/latest` | who may see its values | latest sample of each point |
+//! | `GET /api/v1/gateways/{gateway_id}/config` | all, scoped | `{"version", "toml", "saved", "applied_version", "error"?}` |
+//! | `PUT /api/v1/gateways/{gateway_id}/config` | bureau, its integrator | TOML (`[publish]`, `[[device]]`) → 200 `{"version"}`; 400 with `errors: [{line, column, message}]`, found by the agent's own validation |
+//! | `GET /api/v1/gateways/{gateway_id}/config/versions` | all, scoped | every version saved, newest first (100) |
+//! | `POST /api/v1/gateways/{gateway_id}/config/rollback` | bureau, its integrator | `{"version"}` → 200 `{"version"}`: that version's text saved as the next |
+//! | `GET /api/v1/templates` | all | the device templates, with their sources |
+//! | `GET /api/v1/templates/{name}` | all | one template, with its file |
 //! | `GET /api/v1/stats/onboarding` | bureau, district (its district) | the counts (`?format=csv` or `Accept: text/csv`) |
 //! | `GET /api/v1/stats/onboarding/daily?days=N` | bureau | daily series (CSV likewise) |
 //! | `GET /api/v1/stats/onboarding/silent` | bureau, district (its district) | enrolled enterprises with no batch yet |
@@ -34,20 +40,24 @@
 //! The request's state, errors, authentication and the shared views are in [`crate::http`];
 //! the server merges these routes with the web UI's (`crate::server`).
 
+mod configs;
 mod enroll;
 mod enterprises;
 mod format;
 mod gateways;
 mod integrators;
 mod stats;
+mod templates;
 mod users;
 
 pub use crate::http::MAX_BODY_BYTES;
 pub use crate::registry::IntegratorInput;
+pub use configs::{RollbackInput, SavedConfig};
 pub use enterprises::{AssignInput, Imported, SharingInput};
 pub use gateways::GatewayDetail;
 pub use integrators::IntegratorView;
 pub use stats::IngestStatsBody;
+pub use templates::TemplateView;
 pub use users::{CreatedToken, CreatedUser, TokenRequest, UserInput};
 
 use crate::http::AppState;
@@ -56,7 +66,7 @@ use axum::routing::{get, post, put};
 use std::sync::Arc;
 
 /// Every route the API serves, for tests that must walk them all.
-pub const ROUTES: [&str; 21] = [
+pub const ROUTES: [&str; 26] = [
     "/healthz",
     "/api/v1/enterprises",
     "/api/v1/enterprises/import",
@@ -73,6 +83,11 @@ pub const ROUTES: [&str; 21] = [
     "/api/v1/gateways",
     "/api/v1/gateways/{gateway_id}",
     "/api/v1/gateways/{gateway_id}/latest",
+    "/api/v1/gateways/{gateway_id}/config",
+    "/api/v1/gateways/{gateway_id}/config/versions",
+    "/api/v1/gateways/{gateway_id}/config/rollback",
+    "/api/v1/templates",
+    "/api/v1/templates/{name}",
     "/api/v1/stats/onboarding",
     "/api/v1/stats/onboarding/daily",
     "/api/v1/stats/onboarding/silent",
@@ -123,6 +138,20 @@ pub fn router() -> Router<Arc<AppState>> {
             "/api/v1/gateways/{gateway_id}/latest",
             get(gateways::latest),
         )
+        .route(
+            "/api/v1/gateways/{gateway_id}/config",
+            get(configs::get).put(configs::put),
+        )
+        .route(
+            "/api/v1/gateways/{gateway_id}/config/versions",
+            get(configs::versions),
+        )
+        .route(
+            "/api/v1/gateways/{gateway_id}/config/rollback",
+            post(configs::roll_back),
+        )
+        .route("/api/v1/templates", get(templates::list))
+        .route("/api/v1/templates/{name}", get(templates::get))
         .route("/api/v1/stats/onboarding", get(stats::onboarding))
         .route(
             "/api/v1/stats/onboarding/daily",

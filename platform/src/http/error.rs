@@ -1,6 +1,7 @@
 //! The error answer of every JSON route: `{"error": code, "detail": text}` with a fitting
 //! status, and the mapping of the domain's errors to it.
 
+use crate::gateway_config::{self, SaveError};
 use crate::registry::RegistryError;
 use crate::store::StoreError;
 use axum::Json;
@@ -9,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use fieldlink_wire::enroll::ErrorBody;
 
 /// An error answer: `{"error": code, "detail": text}` ([`ErrorBody`], the contract's)
-/// plus `errors` for CSV imports.
+/// plus `errors` for CSV imports and invalid gateway configs.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -107,6 +108,26 @@ impl From<RegistryError> for ApiError {
             E::Store(_) | E::Random(_) | E::Broker(_) => return ApiError::internal(&e),
         };
         ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<SaveError> for ApiError {
+    fn from(e: SaveError) -> Self {
+        match &e {
+            SaveError::Invalid(errors) => {
+                let mut error =
+                    ApiError::new(StatusCode::BAD_REQUEST, "invalid_config", e.to_string());
+                error.errors = serde_json::to_value(gateway_config::located(errors)).ok();
+                error
+            }
+            SaveError::TooLarge(_) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+            }
+            SaveError::NotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
+            SaveError::Store(_) => ApiError::internal(&e),
+        }
     }
 }
 
