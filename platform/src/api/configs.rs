@@ -103,5 +103,5 @@ pub(super) async fn roll_back(
     )
     .await?;
     tracing::info!(gateway = %gateway.id, version, from = input.version, by = author(&who), "gateway config rolled back");
-    Ok((StatusCode::OK, Json(SavedConfig { version })).into_response())
+    Ok((StatusCode::CREATED, Json(SavedConfig { version })).into_response())
 }

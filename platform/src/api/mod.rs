@@ -28,7 +28,7 @@
 //! | `GET /api/v1/gateways/{gateway_id}/config` | all, scoped | `{"version", "toml", "saved", "applied_version", "error"?}` |
 //! | `PUT /api/v1/gateways/{gateway_id}/config` | bureau, its integrator | TOML (`[publish]`, `[[device]]`) → 200 `{"version"}`; 400 with `errors: [{line, column, message}]`, found by the agent's own validation |
 //! | `GET /api/v1/gateways/{gateway_id}/config/versions` | all, scoped | every version saved, newest first (100) |
-//! | `POST /api/v1/gateways/{gateway_id}/config/rollback` | bureau, its integrator | `{"version"}` → 200 `{"version"}`: that version's text saved as the next |
+//! | `POST /api/v1/gateways/{gateway_id}/config/rollback` | bureau, its integrator | `{"version"}` → 201 `{"version"}`: that version's text saved as the next |
 //! | `GET /api/v1/templates` | all | the device templates, with their sources |
 //! | `GET /api/v1/templates/{name}` | all | one template, with its file |
 //! | `GET /api/v1/stats/onboarding` | bureau, district (its district) | the counts (`?format=csv` or `Accept: text/csv`) |

@@ -11,13 +11,16 @@
 
 use fieldlink_platform::api::{
     AssignInput, CreatedToken, CreatedUser, GatewayDetail, Imported, IngestStatsBody,
-    IntegratorInput, IntegratorView, SharingInput, TokenRequest, UserInput,
+    IntegratorInput, IntegratorView, RollbackInput, SavedConfig, SharingInput, TemplateView,
+    TokenRequest, UserInput,
 };
 use fieldlink_platform::fleet::FleetPage;
+use fieldlink_platform::gateway_config::ConfigView;
 use fieldlink_platform::http::views::EnterpriseView;
 use fieldlink_platform::ranking::IntegratorStats;
 use fieldlink_platform::registry::{EnterpriseInput, IssuedToken, TokenInput};
 use fieldlink_platform::stats::Onboarding;
+use fieldlink_platform::store::ConfigVersion;
 use fieldlink_wire::{EnrollRequest, Enrollment, Sample};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Serialize;
@@ -291,6 +294,56 @@ impl PlatformClient {
     /// `GET /api/v1/stats/integrators`: the integrators' ranking.
     pub async fn integrator_ranking(&self) -> Result<Vec<IntegratorStats>, ClientError> {
         self.get("/api/v1/stats/integrators").await
+    }
+
+    /// `PUT /api/v1/gateways/{gateway_id}/config`: saves `toml` as the gateway's next
+    /// config version (200).
+    pub async fn put_config(
+        &self,
+        gateway_id: &str,
+        toml: &str,
+    ) -> Result<SavedConfig, ClientError> {
+        let path = format!("/api/v1/gateways/{gateway_id}/config");
+        let builder = self
+            .request(Method::PUT, &path)
+            .header(reqwest::header::CONTENT_TYPE, "application/toml")
+            .body(toml.to_owned());
+        finish(builder, Method::PUT, self.url(&path), StatusCode::OK).await
+    }
+
+    /// `GET /api/v1/gateways/{gateway_id}/config`: the newest version and what the gateway
+    /// runs.
+    pub async fn config(&self, gateway_id: &str) -> Result<ConfigView, ClientError> {
+        self.get(&format!("/api/v1/gateways/{gateway_id}/config"))
+            .await
+    }
+
+    /// `GET /api/v1/gateways/{gateway_id}/config/versions`: every version, newest first.
+    pub async fn config_versions(
+        &self,
+        gateway_id: &str,
+    ) -> Result<Vec<ConfigVersion>, ClientError> {
+        self.get(&format!("/api/v1/gateways/{gateway_id}/config/versions"))
+            .await
+    }
+
+    /// `POST /api/v1/gateways/{gateway_id}/config/rollback`: saves `version`'s text as the
+    /// next version (201).
+    pub async fn roll_back_config(
+        &self,
+        gateway_id: &str,
+        version: u64,
+    ) -> Result<SavedConfig, ClientError> {
+        self.post(
+            &format!("/api/v1/gateways/{gateway_id}/config/rollback"),
+            &RollbackInput { version },
+        )
+        .await
+    }
+
+    /// `GET /api/v1/templates`: the device templates.
+    pub async fn templates(&self) -> Result<Vec<TemplateView>, ClientError> {
+        self.get("/api/v1/templates").await
     }
 
     /// A raw request to `path`, with the bearer token if the client has one.
