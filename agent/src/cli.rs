@@ -3,6 +3,7 @@
 //! [`main`], so that another binary (the workspace's end-to-end tests run the agent as a
 //! process from their own package) runs exactly the same command.
 
+mod points;
 mod status;
 
 use anyhow::Context;
@@ -64,6 +65,26 @@ enum Command {
     /// byte order, to find a device's settings: `probe modbus tcp://HOST:PORT --address 0`,
     /// `probe s7 tcp://HOST --address DB1.DBW0`.
     Probe(crate::probe::ProbeArgs),
+    /// Print the [[device.point]] blocks of a CSV point table (UTF-8 or GBK, English or Chinese headers).
+    Import {
+        /// The CSV file: name,area,address,type[,order,scale,offset,unit,deadband,...].
+        table: PathBuf,
+        /// Write the blocks to this file instead of stdout.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Write a Modbus device's points as a CSV point table, the inverse of `import`.
+    Export {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The device's name.
+        #[arg(long, short)]
+        device: String,
+        /// Start with a UTF-8 byte order mark, so that Excel reads the table as UTF-8.
+        #[arg(long)]
+        bom: bool,
+    },
     /// Enroll this gateway with the platform: stores its id and MQTT credentials in state_dir.
     Enroll {
         /// The config file (its `state_dir` receives the enrollment).
@@ -116,6 +137,12 @@ pub fn main() -> ExitCode {
         Command::Browse { target } => exit(crate::browse::run(target).map_err(Into::into)),
         Command::Opcua { command } => exit(crate::opcua_trust::run(command).map_err(Into::into)),
         Command::Probe(args) => crate::probe::main(args),
+        Command::Import { table, out } => points::import(&table, out.as_deref()),
+        Command::Export {
+            config,
+            device,
+            bom,
+        } => exit(points::export(&config, &device, bom)),
         Command::Enroll {
             config,
             url,

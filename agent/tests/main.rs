@@ -8,6 +8,7 @@ mod delivery;
 mod faults;
 mod modbus;
 mod plugins;
+mod points;
 mod probe;
 mod remote_config;
 mod service;

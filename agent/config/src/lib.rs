@@ -12,6 +12,7 @@ mod model;
 mod opcua;
 mod plugin;
 pub mod plugins;
+pub mod pointtable;
 mod reader;
 pub mod templates;
 pub mod units;

@@ -163,6 +163,26 @@ pub fn parse_host_port(text: &str, default_port: u16) -> Option<String> {
     }
 }
 
+/// `s` as a TOML basic string, for the `[[device.point]]` blocks the tools print.
+pub fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                out.push_str(&format!("\\u{:04X}", u32::from(c)));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// A float short enough for a probe's column: plain when moderate, scientific when very
 /// large or small; `single` prints an f32's shortest form.
 pub fn narrow_float(v: f64, single: bool) -> String {

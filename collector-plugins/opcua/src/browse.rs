@@ -12,6 +12,7 @@ use crate::device::OpcuaDevice;
 use crate::node::{Namespace, NodeAddress};
 use crate::session::{self, ConnectError};
 use crate::value::status_name;
+use fieldlink_collector_api::plugin::toml_string;
 use opcua::client::Session;
 use opcua::types::{
     AttributeId, BrowseDescription, BrowseDirection, ByteString, DataTypeId, NamespaceMap,
@@ -486,26 +487,6 @@ pub fn render(endpoint: &str, variables: &[BrowsedVariable]) -> String {
             v.access
         );
     }
-    out
-}
-
-/// A TOML basic string.
-fn toml_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04X}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
     out
 }
 
