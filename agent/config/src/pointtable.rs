@@ -42,11 +42,12 @@ enum Column {
     Length,
     DeadbandPercent,
     Heartbeat,
+    Role,
 }
 
 impl Column {
     /// Every column, in declaration order.
-    const ALL: [Column; 13] = [
+    const ALL: [Column; 14] = [
         Column::Name,
         Column::Area,
         Column::Address,
@@ -60,6 +61,7 @@ impl Column {
         Column::Length,
         Column::DeadbandPercent,
         Column::Heartbeat,
+        Column::Role,
     ];
 
     /// The English header, which is also the point's TOML key.
@@ -78,6 +80,7 @@ impl Column {
             Column::Length => "length",
             Column::DeadbandPercent => "deadband_percent",
             Column::Heartbeat => "heartbeat",
+            Column::Role => "role",
         }
     }
 
@@ -97,6 +100,7 @@ impl Column {
             Column::Length => "长度",
             Column::DeadbandPercent => "死区百分比",
             Column::Heartbeat => "心跳",
+            Column::Role => "角色",
         }
     }
 
@@ -114,7 +118,11 @@ impl Column {
     fn documented(self) -> bool {
         !matches!(
             self,
-            Column::Bit | Column::Length | Column::DeadbandPercent | Column::Heartbeat
+            Column::Bit
+                | Column::Length
+                | Column::DeadbandPercent
+                | Column::Heartbeat
+                | Column::Role
         )
     }
 
@@ -141,6 +149,7 @@ impl Column {
                 number(cell).unwrap_or_else(|| toml_string(cell))
             }
             Column::Name | Column::Unit | Column::Heartbeat => toml_string(cell),
+            Column::Role => toml_string(&cell.to_ascii_lowercase()),
         }
     }
 
@@ -165,6 +174,7 @@ impl Column {
             },
             Column::DeadbandPercent => info.deadband_percent.map(|d| d.to_string()),
             Column::Heartbeat => info.heartbeat.map(format_duration),
+            Column::Role => info.role.map(|r| r.as_str().to_owned()),
         }
     }
 }
@@ -334,7 +344,8 @@ pub fn import(bytes: &[u8], file: &str) -> Result<String, ImportError> {
 }
 
 /// Device `device`'s points as a CSV point table (UTF-8, no byte order mark): the header
-/// of DESIGN.md, and `bit`, `length`, `deadband_percent`, `heartbeat` when a point uses them.
+/// of DESIGN.md, and `bit`, `length`, `deadband_percent`, `heartbeat`, `role` when a point
+/// uses them.
 pub fn export(config: &AgentConfig, device: &str) -> Result<String, ExportError> {
     let found = config
         .devices
@@ -961,6 +972,7 @@ name = "energy"
 address = 300
 type = "f64"
 deadband_percent = 1.5
+role = "energy_kwh"
 "#;
 
     fn config_with(blocks: &str) -> AgentConfig {
@@ -976,7 +988,7 @@ deadband_percent = 1.5
         let config = config_with(DEVICE_BLOCKS);
         let table = export(&config, "press").unwrap();
         assert!(
-            table.starts_with("name,area,address,type,order,scale,offset,unit,deadband,bit,length,deadband_percent,heartbeat\n"),
+            table.starts_with("name,area,address,type,order,scale,offset,unit,deadband,bit,length,deadband_percent,heartbeat,role\n"),
             "{table}"
         );
         assert!(
