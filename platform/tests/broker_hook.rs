@@ -94,6 +94,14 @@ async fn the_hook_authenticates_gateways_and_the_ingest_and_confines_gateways_to
         assert_eq!(verdict(authz(&gateway, format!("fieldlink/v1/{gateway}/data"), "publish")).await, "allow");
         assert_eq!(verdict(authz(&gateway, "fieldlink/v1/other-gw/data".into(), "publish")).await, "deny");
         assert_eq!(verdict(authz(&gateway, "fieldlink/v1/#".into(), "subscribe")).await, "deny");
+        // Its own config it reads; another gateway's it does not, and it writes none.
+        assert_eq!(verdict(authz(&gateway, format!("fieldlink/v1/{gateway}/config"), "subscribe")).await, "allow");
+        assert_eq!(verdict(authz(&gateway, "fieldlink/v1/other-gw/config".into(), "subscribe")).await, "deny");
+        assert_eq!(verdict(authz(&gateway, format!("fieldlink/v1/{gateway}/config"), "publish")).await, "deny");
+        assert_eq!(
+            verdict(authz("fieldlink-ingest", format!("fieldlink/v1/{gateway}/config"), "publish")).await,
+            "allow"
+        );
         assert_eq!(
             verdict(authz("fieldlink-ingest", "$share/fieldlink-ingest/fieldlink/v1/+/data".into(), "subscribe")).await,
             "allow"

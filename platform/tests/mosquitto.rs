@@ -514,3 +514,89 @@ async fn a_gateway_reads_its_own_ack_and_nobody_elses() {
     })
     .await;
 }
+
+/// A gateway reads its own config, which only the platform writes (published retained by
+/// the ingest after a PUT): not another gateway's, and it cannot write its own.
+#[tokio::test]
+#[ignore = "needs mosquitto; run by .ci/run"]
+async fn a_gateway_reads_its_own_config_and_nobody_elses() {
+    bounded(Duration::from_secs(120), async {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let pid_file = dir.path().join("mosquitto.pid");
+        let files = MosquittoFiles {
+            password_file: dir.path().join("passwords"),
+            acl_file: dir.path().join("acl"),
+            reload: Reload::PidFile(pid_file.clone()),
+        };
+        let url = MqttUrl::parse(&format!("mqtt://127.0.0.1:{port}")).unwrap();
+        let mut config = config(&dir.path().join("data"));
+        config.broker = BrokerConfig::External {
+            url: url.clone(),
+            ca_file: None,
+            username: None,
+            password: Some(INGEST_PASSWORD.to_owned()),
+        };
+        config.mosquitto = Some(files.clone());
+        let mut p = TestPlatform::start_with(config).await;
+        let _mosquitto = start_mosquitto(dir.path(), port, &files, &pid_file);
+        p.wait_ingest(Duration::from_secs(40), |s| s["state_connected"] == true)
+            .await;
+        let c = code(34);
+        p.register(&c, "biomedicine", "江夏区", false).await;
+        let token = p.token(&c, 2).await;
+        let (a, a_password) = p.enroll(&token, "a").await;
+        let (b, _) = p.enroll(&token, "b").await;
+        connect_when_accepted(&url, &a, &a_password)
+            .await
+            .disconnect()
+            .await;
+        let acl = std::fs::read_to_string(&files.acl_file).unwrap();
+        assert!(acl.contains("pattern read fieldlink/v1/%u/config"), "{acl}");
+
+        let devices = "[[device]]\nname = \"sim\"\nprotocol = \"simulator\"\n[[device.point]]\nname = \"t\"\n";
+        let saved_a = p.client.put_config(&a, devices).await.unwrap();
+        let saved_b = p.client.put_config(&b, devices).await.unwrap();
+        assert_eq!((saved_a.version, saved_b.version), (1, 1));
+        p.wait_ingest(Duration::from_secs(20), |s| {
+            s["configs_published"].as_u64().unwrap_or(0) >= 2
+        })
+        .await;
+
+        // Retained: a subscription made after the publish gets A's config at once.
+        let (_own, mut own_rx, own_task) =
+            ack_listener(&url, &a, &a_password, format!("fieldlink/v1/{a}/config")).await;
+        let (_other, mut other_rx, other_task) =
+            ack_listener(&url, &a, &a_password, format!("fieldlink/v1/{b}/config")).await;
+        let (topic, payload) = tokio::time::timeout(Duration::from_secs(20), own_rx.recv())
+            .await
+            .expect("A gets its config")
+            .unwrap();
+        assert_eq!(topic, format!("fieldlink/v1/{a}/config"));
+        let message = fieldlink_wire::ConfigMessage::decode(&a, &payload).expect("a valid config message");
+        assert_eq!((message.version, message.toml.as_str()), (1, devices));
+
+        // A forges its own config: mosquitto drops it, the retained one stays the platform's.
+        let mut gw_a = connect_when_accepted(&url, &a, &a_password).await;
+        let forged = fieldlink_wire::ConfigMessage::new(&a, 99, "[publish]\n".into());
+        gw_a.publish(&format!("fieldlink/v1/{a}/config"), forged.to_json(), true)
+            .await;
+        gw_a.disconnect().await;
+        let (_again, mut again_rx, again_task) =
+            ack_listener(&url, &a, &a_password, format!("fieldlink/v1/{a}/config")).await;
+        let (_, payload) = tokio::time::timeout(Duration::from_secs(20), again_rx.recv())
+            .await
+            .expect("the retained config")
+            .unwrap();
+        let retained = fieldlink_wire::ConfigMessage::decode(&a, &payload).unwrap();
+        assert_eq!(retained.version, 1, "the platform's config, not the forged one");
+
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(other_rx.try_recv().is_err(), "A read B's config");
+        for task in [own_task, other_task, again_task] {
+            task.abort();
+        }
+        p.stop().await;
+    })
+    .await;
+}
