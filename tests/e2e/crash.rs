@@ -9,22 +9,16 @@
 //! the agent published, independently of the platform's bookkeeping.
 
 use crate::process::Process;
-use fieldlink::enroll;
+use crate::site::Site;
 use fieldlink_platform::api::GatewayDetail;
-use fieldlink_platform::credit_code::CreditCode;
-use fieldlink_platform::registry::{EnterpriseInput, TokenInput};
-use fieldlink_platform::{BrokerConfig, Platform, PlatformConfig};
-use fieldlink_testkit::PlatformClient;
 use fieldlink_tests::{Message, Recorder};
 use fieldlink_wire::Status;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, RandomState};
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 /// The bureau's token in this test.
 const BUREAU: &str = "e2e-crash-bureau-token";
@@ -39,13 +33,6 @@ const POINTS: usize = 25;
 /// The simulator's poll period.
 const POLL: &str = "25ms";
 
-/// The bureau's side of the HTTP API: the test kit's typed client with the bureau's token.
-fn bureau(platform: &Platform) -> PlatformClient {
-    PlatformClient::new(format!("http://{}", platform.http_addr()))
-        .with_token(BUREAU)
-        .with_timeout(Duration::from_secs(10))
-}
-
 /// What a gateway's detail says of its numbering, for progress and failure messages (the
 /// whole detail holds its catalogue too).
 fn numbering(g: &GatewayDetail) -> String {
@@ -54,32 +41,6 @@ fn numbering(g: &GatewayDetail) -> String {
         "online {}, started_at {:?}, batches {}, last_seq {:?}, missing_batches {}, gaps {:?}, crash windows {:?}",
         v.online, v.started_at, v.batches, v.last_seq, v.missing_batches, g.gaps, g.crash_windows
     )
-}
-
-/// Polls the gateway's detail until `done` holds (bounded by [`WAIT`]); the last answer. A
-/// timeout panics with `what`, the answer's numbering and the end of the running agent's log.
-async fn wait_for_gateway(
-    bureau: &PlatformClient,
-    gateway: &str,
-    what: &str,
-    agent: Option<&Process>,
-    mut done: impl FnMut(&GatewayDetail) -> bool,
-) -> GatewayDetail {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let answer = bureau.gateway(gateway).await.expect("the gateway's detail");
-        if done(&answer) {
-            return answer;
-        }
-        if Instant::now() >= deadline {
-            let log = agent.map(Process::log_tail).unwrap_or_default();
-            panic!(
-                "{what}: not within {WAIT:?}: {}\nthe agent's log ends:\n{log}",
-                numbering(&answer)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The agent's config: enrollment supplies the gateway id and the broker (the configured
@@ -164,59 +125,13 @@ async fn an_agent_killed_five_times_under_load_leaves_crash_windows_and_no_missi
 
 async fn kill_five_times_and_count() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config =
-        PlatformConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().join("platform"));
-    config.broker = BrokerConfig::Embedded {
-        listen: "127.0.0.1:0".parse().unwrap(),
-    };
-    config.admin_token = Some(BUREAU.to_owned());
-    std::fs::create_dir_all(&config.data_dir).expect("platform data dir");
-    let shutdown = CancellationToken::new();
-    let platform = Platform::start(config, shutdown.clone())
-        .await
-        .expect("the platform starts");
-    let bureau = bureau(&platform);
-
-    // An enterprise, a token, and the gateway enrolled with the agent's enrollment code.
-    let code = CreditCode::complete("91420100770000002")
-        .expect("a completable credit code")
-        .to_string();
-    bureau
-        .register_enterprise(&EnterpriseInput {
-            credit_code: code.clone(),
-            name: "武汉断电重启测试有限公司".to_owned(),
-            industry: "auto-parts".to_owned(),
-            district: "洪山区".to_owned(),
-            in_program: false,
-        })
-        .await
-        .expect("the enterprise is registered");
-    let token = bureau
-        .issue_token(
-            &code,
-            &TokenInput {
-                max_gateways: Some(1),
-                expires_in_days: Some(1),
-            },
-        )
-        .await
-        .expect("a token")
-        .token;
-    let state = dir.path().join("gateway-state");
-    let enrollment = enroll::request(bureau.base(), &token, "line-1")
-        .await
-        .expect("enrollment succeeds");
-    enroll::store(&state, &enrollment).expect("enrollment stored");
-    let gateway = enrollment.gateway_id;
+    let site = Site::start(dir.path(), BUREAU, "91420100770000002", "line-1").await;
+    let (bureau, gateway, state) = (&site.bureau, site.gateway.clone(), site.state.clone());
     let config_file = dir.path().join("agent.toml");
     std::fs::write(&config_file, agent_toml(&state)).expect("write the agent config");
 
     // The embedded broker has no ACL: the recorder subscribes beside the ingest.
-    let broker: SocketAddr = platform
-        .public_mqtt_url()
-        .strip_prefix("mqtt://")
-        .and_then(|a| a.parse().ok())
-        .expect("the embedded broker's mqtt://IP:PORT");
+    let broker = site.broker();
     let recorder = Recorder::start(broker, &format!("fieldlink/v1/{gateway}/#")).await;
     let started = Instant::now();
 
@@ -226,7 +141,7 @@ async fn kill_five_times_and_count() {
     // be empty only if it landed just as a block of 1,024 was used up, and a run numbers
     // a few hundred batches here at most.
     let mut agent = Process::agent(&config_file, dir.path().join("agent-0.log"));
-    wait_for_gateway(&bureau, &gateway, "run 0 publishing", Some(&agent), |g| {
+    site.wait_for_gateway(WAIT, "run 0 publishing", Some(&agent), numbering, |g| {
         g.gateway.online && g.gateway.batches >= 5
     })
     .await;
@@ -263,11 +178,11 @@ async fn kill_five_times_and_count() {
         // ...reached the platform, and the run publishes above the window. Nothing here
         // asks the platform for its crash windows: without them the test runs to the end
         // and shows what the platform counts missing.
-        wait_for_gateway(
-            &bureau,
-            &gateway,
+        site.wait_for_gateway(
+            WAIT,
             &format!("run {kill}'s status and batches above {window:?}"),
             Some(&agent),
+            numbering,
             |g| {
                 g.gateway.online
                     && g.gateway.started_at != before.gateway.started_at
@@ -283,19 +198,20 @@ async fn kill_five_times_and_count() {
     let status = agent.terminate().await;
     assert!(status.success(), "SIGTERM: the agent exited with {status}");
     let mut published = BTreeSet::new();
-    let detail = wait_for_gateway(
-        &bureau,
-        &gateway,
-        "everything stored after the clean stop",
-        None,
-        |g| {
-            published = published_seqs(&recorder.messages());
-            !g.gateway.online
-                && g.gateway.batches == published.len() as u64
-                && g.gateway.last_seq == published.last().copied()
-        },
-    )
-    .await;
+    let detail = site
+        .wait_for_gateway(
+            WAIT,
+            "everything stored after the clean stop",
+            None,
+            numbering,
+            |g| {
+                published = published_seqs(&recorder.messages());
+                !g.gateway.online
+                    && g.gateway.batches == published.len() as u64
+                    && g.gateway.last_seq == published.last().copied()
+            },
+        )
+        .await;
     let ingest = bureau.ingest_stats().await.expect("the ingest's stats");
     let messages = recorder.messages();
     recorder.stop().await;
@@ -359,9 +275,5 @@ async fn kill_five_times_and_count() {
     );
     eprintln!("{skipped} numbers skipped in crash windows {windows:?}");
 
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(20), platform.wait())
-        .await
-        .expect("the platform stops in time")
-        .expect("the platform stops cleanly");
+    site.stop().await;
 }

@@ -2,6 +2,7 @@
 //! device, the in-process broker, mosquitto in CI), never mocks of them.
 
 mod ack;
+mod config_push;
 mod crash;
 mod dlt645;
 mod interop;
@@ -13,4 +14,5 @@ mod process;
 mod pymodbus;
 mod resilience;
 mod rtu;
+mod site;
 mod snap7;

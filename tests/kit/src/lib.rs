@@ -21,7 +21,7 @@ pub mod postgres;
 
 pub use log_capture::LogCapture;
 #[cfg(feature = "platform")]
-pub use platform_client::PlatformClient;
+pub use platform_client::{ClientError, PlatformClient};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::net::SocketAddr;
