@@ -15,6 +15,7 @@ mod backlog;
 mod broker;
 mod child;
 mod city_load;
+mod config_push;
 mod fleet;
 mod footprint;
 mod ingest;
@@ -58,6 +59,8 @@ enum Scenario {
     Footprint(footprint::Args),
     /// The platform's ingest: batches from 100 gateways stored in SQLite.
     Ingest(ingest::Args),
+    /// A config PUT through the API to the new device's first sample on the platform.
+    ConfigPush(config_push::Args),
     /// The fleet's page of 2,000 gateways (`GET /api/v1/gateways`) on SQLite.
     Fleet(fleet::Args),
     /// 10,000 OPC UA monitored items changing every second, from the in-process server.
@@ -87,6 +90,7 @@ fn main() -> anyhow::Result<()> {
                 Scenario::Footprint(args) => footprint::run(args).await,
                 Scenario::Ingest(args) => ingest::run(args).await,
                 Scenario::Fleet(args) => fleet::run(args).await,
+                Scenario::ConfigPush(args) => config_push::run(args).await,
                 Scenario::Opcua(args) => opcua::run(args).await,
                 Scenario::CityLoad(args) => city_load::run(args).await,
             }
