@@ -6,12 +6,11 @@
 //! device has one. Figures: the median, the fastest and the slowest round, in ms.
 
 use crate::agent::Agent;
-use crate::ingest::embedded_platform;
+use crate::ingest::{embedded_platform, enroll_one};
 use crate::measure::{Summary, percentile};
 use fieldlink_platform::credit_code::CreditCode;
-use fieldlink_platform::registry::{EnterpriseInput, TokenInput};
+use fieldlink_platform::registry::EnterpriseInput;
 use fieldlink_testkit::PlatformClient;
-use fieldlink_wire::EnrollRequest;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -54,34 +53,15 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     let dir = tempfile::tempdir()?;
     let shutdown = CancellationToken::new();
     let (platform, _) = embedded_platform(dir.path(), &shutdown).await?;
-    let registry = platform.registry();
     let code = CreditCode::complete("91420100770000777")?;
-    registry
-        .create(&EnterpriseInput {
-            credit_code: code.to_string(),
-            name: "配置下发测试企业".to_owned(),
-            industry: "auto-parts".to_owned(),
-            district: "洪山区".to_owned(),
-            in_program: false,
-        })
-        .await?;
-    let token = registry
-        .issue_token(
-            code.as_str(),
-            &TokenInput {
-                expires_in_days: None,
-                max_gateways: Some(1),
-            },
-        )
-        .await?;
-    let enrollment = registry
-        .enroll(&EnrollRequest {
-            token: token.token,
-            gateway_name: "line-1".to_owned(),
-            hostname: None,
-            agent_version: None,
-        })
-        .await?;
+    let enterprise = EnterpriseInput {
+        credit_code: code.to_string(),
+        name: "配置下发测试企业".to_owned(),
+        industry: "auto-parts".to_owned(),
+        district: "洪山区".to_owned(),
+        in_program: false,
+    };
+    let enrollment = enroll_one(platform.registry(), &enterprise, "line-1").await?;
     let gateway = enrollment.gateway_id.clone();
     let mut stored = Ok(());
     let mut agent = Agent::start(|state| {
@@ -89,7 +69,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
         local_config(state)
     })?;
     stored?;
-    let bureau = PlatformClient::new(format!("http://{}", platform.http_addr())).with_token("bench");
+    let bureau =
+        PlatformClient::new(format!("http://{}", platform.http_addr())).with_token("bench");
     let owner = bureau.enterprise_client(code.as_str()).await?;
 
     let mut rounds = Vec::with_capacity(args.pushes);
@@ -104,7 +85,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
             }
             if started.elapsed() > ROUND_LIMIT {
                 agent.check_running()?;
-                anyhow::bail!("round {round}: no sample of {device} within {ROUND_LIMIT:?}; the agent's log:\n{}", agent.log());
+                anyhow::bail!(
+                    "round {round}: no sample of {device} within {ROUND_LIMIT:?}; the agent's log:\n{}",
+                    agent.log()
+                );
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -120,7 +104,11 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
         rounds.iter().copied().fold(0.0, f64::max),
     );
     Ok(Summary::new("config-push")
-        .add("put_to_first_sample_median", percentile(&mut rounds, 50.0), "ms")
+        .add(
+            "put_to_first_sample_median",
+            percentile(&mut rounds, 50.0),
+            "ms",
+        )
         .add("fastest", min, "ms")
         .add("slowest", max, "ms")
         .note(format!("{} pushes", args.pushes)))

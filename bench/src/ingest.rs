@@ -8,9 +8,9 @@
 
 use crate::measure::{Summary, cpu_time, peak_rss_mib};
 use fieldlink_platform::credit_code::CreditCode;
-use fieldlink_platform::registry::{EnterpriseInput, TokenInput};
+use fieldlink_platform::registry::{EnterpriseInput, Registry, TokenInput};
 use fieldlink_platform::{BrokerConfig, MqttUrl, Platform, PlatformConfig};
-use fieldlink_wire::{Batch, EnrollRequest, Topics, encode_batch};
+use fieldlink_wire::{Batch, EnrollRequest, Enrollment, Topics, encode_batch};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -75,6 +75,34 @@ pub async fn embedded_platform(
     Ok((platform, url))
 }
 
+/// Registers `enterprise`, issues it a token for one gateway and enrolls the gateway
+/// `gateway_name`, through the registry as the HTTP API does.
+pub async fn enroll_one(
+    registry: &Registry,
+    enterprise: &EnterpriseInput,
+    gateway_name: &str,
+) -> anyhow::Result<Enrollment> {
+    let code = CreditCode::parse(&enterprise.credit_code)?;
+    registry.create(enterprise).await?;
+    let token = registry
+        .issue_token(
+            code.as_str(),
+            &TokenInput {
+                expires_in_days: None,
+                max_gateways: Some(1),
+            },
+        )
+        .await?;
+    Ok(registry
+        .enroll(&EnrollRequest {
+            token: token.token,
+            gateway_name: gateway_name.to_owned(),
+            hostname: None,
+            agent_version: None,
+        })
+        .await?)
+}
+
 /// Runs the scenario once.
 pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     let dir = tempfile::tempdir()?;
@@ -85,26 +113,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     let registry = platform.registry();
     let mut gateways = Vec::with_capacity(args.gateways);
     for i in 0..args.gateways {
-        let input = enterprise(i)?;
-        let code = CreditCode::parse(&input.credit_code)?;
-        registry.create(&input).await?;
-        let token = registry
-            .issue_token(
-                code.as_str(),
-                &TokenInput {
-                    expires_in_days: None,
-                    max_gateways: Some(1),
-                },
-            )
-            .await?;
-        let enrollment = registry
-            .enroll(&EnrollRequest {
-                token: token.token,
-                gateway_name: "bench".to_owned(),
-                hostname: None,
-                agent_version: None,
-            })
-            .await?;
+        let enrollment = enroll_one(registry, &enterprise(i)?, "bench").await?;
         gateways.push((enrollment.gateway_id, enrollment.mqtt.password));
     }
 

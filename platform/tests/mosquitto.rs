@@ -429,6 +429,32 @@ async fn ack_listener(
     (client, rx, task)
 }
 
+/// The platform (its ingest user, the password and ACL files it writes) on a mosquitto of
+/// its own in `dir`, with the ingest connected; the broker's URL and the files.
+async fn platform_on_mosquitto(dir: &Path) -> (TestPlatform, MqttUrl, MosquittoFiles, Mosquitto) {
+    let port = free_port();
+    let pid_file = dir.join("mosquitto.pid");
+    let files = MosquittoFiles {
+        password_file: dir.join("passwords"),
+        acl_file: dir.join("acl"),
+        reload: Reload::PidFile(pid_file.clone()),
+    };
+    let url = MqttUrl::parse(&format!("mqtt://127.0.0.1:{port}")).unwrap();
+    let mut config = config(&dir.join("data"));
+    config.broker = BrokerConfig::External {
+        url: url.clone(),
+        ca_file: None,
+        username: None,
+        password: Some(INGEST_PASSWORD.to_owned()),
+    };
+    config.mosquitto = Some(files.clone());
+    let p = TestPlatform::start_with(config).await;
+    let mosquitto = start_mosquitto(dir, port, &files, &pid_file);
+    p.wait_ingest(Duration::from_secs(40), |s| s["state_connected"] == true)
+        .await;
+    (p, url, files, mosquitto)
+}
+
 /// A gateway reads its own ack, which only the platform writes: not another gateway's,
 /// and it cannot write one itself (mosquitto drops the publish).
 #[tokio::test]
@@ -436,26 +462,7 @@ async fn ack_listener(
 async fn a_gateway_reads_its_own_ack_and_nobody_elses() {
     bounded(Duration::from_secs(120), async {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let pid_file = dir.path().join("mosquitto.pid");
-        let files = MosquittoFiles {
-            password_file: dir.path().join("passwords"),
-            acl_file: dir.path().join("acl"),
-            reload: Reload::PidFile(pid_file.clone()),
-        };
-        let url = MqttUrl::parse(&format!("mqtt://127.0.0.1:{port}")).unwrap();
-        let mut config = config(&dir.path().join("data"));
-        config.broker = BrokerConfig::External {
-            url: url.clone(),
-            ca_file: None,
-            username: None,
-            password: Some(INGEST_PASSWORD.to_owned()),
-        };
-        config.mosquitto = Some(files.clone());
-        let mut p = TestPlatform::start_with(config).await;
-        let _mosquitto = start_mosquitto(dir.path(), port, &files, &pid_file);
-        p.wait_ingest(Duration::from_secs(40), |s| s["state_connected"] == true)
-            .await;
+        let (mut p, url, _files, _mosquitto) = platform_on_mosquitto(dir.path()).await;
         let c = code(33);
         p.register(&c, "biomedicine", "江夏区", false).await;
         let token = p.token(&c, 2).await;
@@ -522,26 +529,7 @@ async fn a_gateway_reads_its_own_ack_and_nobody_elses() {
 async fn a_gateway_reads_its_own_config_and_nobody_elses() {
     bounded(Duration::from_secs(120), async {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let pid_file = dir.path().join("mosquitto.pid");
-        let files = MosquittoFiles {
-            password_file: dir.path().join("passwords"),
-            acl_file: dir.path().join("acl"),
-            reload: Reload::PidFile(pid_file.clone()),
-        };
-        let url = MqttUrl::parse(&format!("mqtt://127.0.0.1:{port}")).unwrap();
-        let mut config = config(&dir.path().join("data"));
-        config.broker = BrokerConfig::External {
-            url: url.clone(),
-            ca_file: None,
-            username: None,
-            password: Some(INGEST_PASSWORD.to_owned()),
-        };
-        config.mosquitto = Some(files.clone());
-        let mut p = TestPlatform::start_with(config).await;
-        let _mosquitto = start_mosquitto(dir.path(), port, &files, &pid_file);
-        p.wait_ingest(Duration::from_secs(40), |s| s["state_connected"] == true)
-            .await;
+        let (mut p, url, files, _mosquitto) = platform_on_mosquitto(dir.path()).await;
         let c = code(34);
         p.register(&c, "biomedicine", "江夏区", false).await;
         let token = p.token(&c, 2).await;
