@@ -17,6 +17,9 @@
 //! truth is each agent's own outbox: after a clean stop, every `seq` it ever numbered is
 //! either stored at the platform or still in its outbox. Before issue 23 the agents deleted
 //! a batch at its PUBACK, and every batch those faults dropped was lost for good.
+//!
+//! Before the faults, a config saved through the API reaches the first gateway through
+//! mosquitto and the ACL the platform wrote, and the gateway applies it.
 
 use crate::process::Process;
 use fieldlink::enroll;
@@ -190,7 +193,7 @@ impl Gateway {
 /// The agent's config: enrollment supplies the gateway id and the broker (the configured
 /// one is a dead port); one simulator device of [`POINTS`] points read every [`POLL`].
 fn agent_toml(state: &Path, status_port: u16) -> String {
-    let mut toml = format!(
+    format!(
         r#"
 [gateway]
 state_dir = "{}"
@@ -198,21 +201,29 @@ state_dir = "{}"
 [platform]
 mqtt = "mqtt://127.0.0.1:9"
 
-[publish]
+[status]
+listen = "127.0.0.1:{status_port}"
+
+{}"#,
+        state.display(),
+        publish_and_devices()
+    )
+}
+
+/// The agent's `[publish]` section and its device: what a config from the platform holds.
+fn publish_and_devices() -> String {
+    let mut toml = format!(
+        r#"[publish]
 batch_max_samples = 25
 batch_max_delay = "100ms"
 ack_timeout = "20s"
 shutdown_timeout = "20s"
 
-[status]
-listen = "127.0.0.1:{status_port}"
-
 [[device]]
 name = "line-sim"
 protocol = "simulator"
 poll = "{POLL}"
-"#,
-        state.display()
+"#
     );
     for i in 0..POINTS {
         write!(
@@ -289,6 +300,36 @@ async fn faults_in_a_row(database: &str) {
         })
         .await;
     }
+
+    // A config from the platform reaches a gateway through mosquitto and the ACL the
+    // platform wrote: the first gateway gets a second device.
+    let pushed = format!(
+        "{}\n[[device]]\nname = \"oven\"\nprotocol = \"simulator\"\npoll = \"1s\"\n\n[[device.point]]\nname = \"temperature\"\n",
+        publish_and_devices()
+    );
+    let saved = bureau
+        .put_config(&gateways[0].id, &pushed)
+        .await
+        .expect("the config is saved");
+    let deadline = Instant::now() + WAIT;
+    while bureau
+        .config(&gateways[0].id)
+        .await
+        .expect("the config")
+        .applied_version
+        != Some(saved.version)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "config v{} not applied within {WAIT:?}",
+            saved.version
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "config v{} applied by {} through mosquitto",
+        saved.version, gateways[0].id
+    );
 
     eprintln!("fault 1: instance b SIGKILLed; a alone for {ONE_KILLED:?}");
     b.kill().await;
