@@ -1414,7 +1414,8 @@ fn is_tick_label(label: &str, english: bool) -> bool {
 }
 
 /// Headless Chromium (Debian's `chromium`, driven by `tests/ui_chromium.py` over the
-/// DevTools pipe) logs in as the bureau and as an enterprise: the dashboard's figures
+/// DevTools pipe) logs in as the bureau, an integrator and an enterprise (the pages, a
+/// gateway's config page and the templates page among them): the dashboard's figures
 /// equal the counts API, both charts draw, no page scrolls sideways at 1366×768 nor on a
 /// 390 px phone, where no table cell is squeezed onto more lines than it has; the charts'
 /// legends show the latest values without a hover, their axes a 24-hour clock and the
@@ -1448,7 +1449,22 @@ async fn chromium_shows_the_counts_and_charts() {
             "/enterprises/{}/chart?gateway={}&device=press-1&point=temperature",
             city.a, city.gw_a
         );
+        // A's gateway has a config, so its page shows a text, a version and the picker.
+        let saved = city
+            .p
+            .bureau(Method::PUT, &format!("/api/v1/gateways/{}/config", city.gw_a))
+            .body(sim_config("sim"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(saved.status(), StatusCode::OK);
+        let config = format!("/gateways/{}/config", city.gw_a);
         let jobs = json!([
+            {"name": "integrator-config", "username": "int-1", "password": PASSWORD, "path": config},
+            {"name": "integrator-config-phone", "username": "int-1", "password": PASSWORD, "path": config, "width": 390, "height": 844},
+            {"name": "enterprise-config-phone", "username": "ent-a", "password": PASSWORD, "path": config, "width": 390, "height": 844},
+            {"name": "templates", "username": "int-1", "password": PASSWORD, "path": "/templates"},
+            {"name": "templates-phone", "username": "int-1", "password": PASSWORD, "path": "/templates", "width": 390, "height": 844},
             {"name": "bureau-dashboard", "username": "bureau", "password": PASSWORD, "path": "/bureau"},
             {"name": "bureau-dashboard-en", "username": "bureau", "password": PASSWORD, "path": "/lang/en?next=/bureau"},
             {"name": "bureau-district", "username": "bureau", "password": PASSWORD, "path": "/bureau/districts/%E6%B4%AA%E5%B1%B1%E5%8C%BA"},
