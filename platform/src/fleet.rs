@@ -8,6 +8,7 @@
 //! is not connected or whose last read failed.
 
 use crate::clock::rfc3339;
+use crate::gateway_config::{self, ConfigStanding};
 use crate::role::Role;
 use crate::scope;
 use crate::store::{Enterprise, Gateway, Store, StoreError};
@@ -103,9 +104,16 @@ pub struct FleetRow {
     pub evicted_batches: Option<u64>,
     /// Batches missing at the platform (open gaps).
     pub missing_batches: u64,
-    /// The configuration version it applied, by its status (`null` until configuration
-    /// from the platform exists).
+    /// The configuration version it applied, by its status (`null` while it runs its local
+    /// file).
     pub config_version: Option<u64>,
+    /// The newest config version saved for it on the platform.
+    pub config_newest: Option<u64>,
+    /// Where it stands with its configs ([`gateway_config::standing`]).
+    pub config_standing: ConfigStanding,
+    /// Why it refused the last config it received, by its status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_error: Option<String>,
     /// Its devices' health, by its status.
     pub devices: Vec<DeviceHealth>,
     /// Its problems.
@@ -181,9 +189,13 @@ pub enum FleetError {
     Page,
 }
 
-/// The row of gateway `g` of enterprise `e` at `now`.
-pub fn row(g: &Gateway, e: &Enterprise, now: i64) -> FleetRow {
+/// The row of gateway `g` of enterprise `e` at `now`, the newest config version saved for
+/// it being `config_newest`.
+pub fn row(g: &Gateway, e: &Enterprise, config_newest: Option<u64>, now: i64) -> FleetRow {
     let status = g.status.as_ref();
+    let config = status.and_then(|s| s.status.config.as_ref());
+    let config_version = config.and_then(|c| c.version);
+    let config_error = config.and_then(|c| c.error.clone());
     let online = status.is_some_and(|s| s.online());
     let devices = status.map(|s| s.status.devices.clone()).unwrap_or_default();
     let backlog_batches = status.and_then(|s| s.status.backlog_batches);
@@ -224,9 +236,14 @@ pub fn row(g: &Gateway, e: &Enterprise, now: i64) -> FleetRow {
         backlog_batches,
         evicted_batches,
         missing_batches: g.missing_batches,
-        config_version: status
-            .and_then(|s| s.status.config.as_ref())
-            .and_then(|c| c.version),
+        config_version,
+        config_newest,
+        config_standing: gateway_config::standing(
+            config_newest,
+            config_version,
+            config_error.is_some(),
+        ),
+        config_error,
         devices,
         problems,
         last_batch_ms: g.last_batch_at,
@@ -250,14 +267,17 @@ pub async fn load(
         .map(|e| (e.credit_code.clone(), e))
         .collect();
     let gateways = store.gateways(None).await?;
-    page(&gateways, &visible, query, now, all)
+    let newest = store.newest_config_versions().await?;
+    page(&gateways, &visible, &newest, query, now, all)
 }
 
 /// The page `query` asks for, of the gateways of the enterprises `visible` holds (by
-/// credit code), at `now`; every selected row (unpaged) when `all` is set, for CSV.
+/// credit code), their newest config versions being `newest` (by gateway id), at `now`;
+/// every selected row (unpaged) when `all` is set, for CSV.
 pub fn page(
     gateways: &[Gateway],
     visible: &HashMap<String, Enterprise>,
+    newest: &HashMap<String, u64>,
     query: &FleetQuery,
     now: i64,
     all: bool,
@@ -278,7 +298,10 @@ pub fn page(
         .map(str::to_lowercase);
     let mut rows: Vec<FleetRow> = gateways
         .iter()
-        .filter_map(|g| Some(row(g, visible.get(&g.credit_code)?, now)))
+        .filter_map(|g| {
+            let e = visible.get(&g.credit_code)?;
+            Some(row(g, e, newest.get(&g.id).copied(), now))
+        })
         .filter(|r| {
             needle.as_deref().is_none_or(|n| {
                 [&r.gateway_id, &r.name, &r.credit_code, &r.enterprise]
@@ -341,7 +364,7 @@ fn sort(rows: &mut [FleetRow], key: SortKey, order: Order) {
 /// `name:up|down` lists.
 pub fn to_csv(rows: &[FleetRow]) -> String {
     let optional = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
-    let lines: Vec<[String; 14]> = rows
+    let lines: Vec<[String; 16]> = rows
         .iter()
         .map(|r| {
             let devices: Vec<String> = r
@@ -362,6 +385,8 @@ pub fn to_csv(rows: &[FleetRow]) -> String {
                 optional(r.evicted_batches),
                 r.missing_batches.to_string(),
                 optional(r.config_version),
+                optional(r.config_newest),
+                r.config_standing.code().to_owned(),
                 devices.join(" "),
                 r.problems
                     .iter()
@@ -385,6 +410,8 @@ pub fn to_csv(rows: &[FleetRow]) -> String {
             "evicted_batches",
             "missing_batches",
             "config_version",
+            "config_newest",
+            "config_standing",
             "devices",
             "problems",
         ],

@@ -141,6 +141,18 @@ pub enum ConfigStanding {
     Refused,
 }
 
+impl ConfigStanding {
+    /// Its code, as the API and the CSV write it.
+    pub fn code(self) -> &'static str {
+        match self {
+            ConfigStanding::Local => "local",
+            ConfigStanding::Applied => "applied",
+            ConfigStanding::Pending => "pending",
+            ConfigStanding::Refused => "refused",
+        }
+    }
+}
+
 impl ConfigView {
     /// The view of `gateway`'s config, its newest version being `newest`.
     pub fn of(gateway: &Gateway, newest: Option<(ConfigVersion, String)>) -> Self {
@@ -189,6 +201,14 @@ mod tests {
         assert_eq!(standing(Some(4), Some(3), false), ConfigStanding::Pending);
         assert_eq!(standing(Some(4), Some(3), true), ConfigStanding::Refused);
         assert_eq!(standing(Some(1), None, false), ConfigStanding::Pending);
+        for s in [
+            ConfigStanding::Local,
+            ConfigStanding::Applied,
+            ConfigStanding::Pending,
+            ConfigStanding::Refused,
+        ] {
+            assert_eq!(serde_json::to_value(s).ok(), Some(s.code().into()));
+        }
     }
 
     #[test]

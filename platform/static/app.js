@@ -1,4 +1,5 @@
-// fieldlink platform UI: draws the charts with uPlot (served by the platform itself).
+// fieldlink platform UI: draws the charts with uPlot (served by the platform itself), and
+// helps with the config editor.
 // The data comes from same-origin JSON; the element's data-* attributes say where, and
 // give the page's language, the program's time zone (minutes east of UTC, so a chart
 // reads Beijing time whatever the browser's zone) and the labels.
@@ -158,10 +159,62 @@
       .catch(function (e) { fail(el, String(e)); });
   }
 
+  // The config editor: keeps the line-number gutter in step with the text (and its
+  // scrolling), moves the caret to a line when a listed line or error is clicked, and
+  // inserts a template's [[device]] block. The page works without it: the gutter then
+  // numbers the text as it came, and the listing names every error's line.
+  function configEditor(text) {
+    var gutter = document.getElementById("config-gutter");
+    var lines = text.value.split("\n").length;
+    function renumber() {
+      var count = text.value.split("\n").length;
+      if (count === lines) { return; }
+      lines = count;
+      // Marks of a refused text's errors belong to the text as it was sent.
+      gutter.textContent = "";
+      for (var n = 1; n <= count; n++) {
+        var span = document.createElement("span");
+        span.textContent = String(n);
+        gutter.appendChild(span);
+        gutter.appendChild(document.createTextNode("\n"));
+      }
+    }
+    function goTo(line) {
+      var rows = text.value.split("\n");
+      var at = 0;
+      for (var i = 0; i < line - 1 && i < rows.length; i++) { at += rows[i].length + 1; }
+      text.focus();
+      text.setSelectionRange(at, at);
+      var height = parseFloat(getComputedStyle(text).lineHeight) || 20;
+      text.scrollTop = Math.max(0, (line - 3) * height);
+      gutter.scrollTop = text.scrollTop;
+    }
+    text.addEventListener("input", renumber);
+    text.addEventListener("scroll", function () { gutter.scrollTop = text.scrollTop; });
+    Array.prototype.forEach.call(document.querySelectorAll("#listing [data-line]"), function (el) {
+      el.addEventListener("click", function () { goTo(Number(el.dataset.line)); });
+    });
+    var pick = document.getElementById("template-pick");
+    var insert = document.getElementById("template-insert");
+    if (pick && insert) {
+      insert.addEventListener("click", function () {
+        var option = pick.options[pick.selectedIndex];
+        if (!option) { return; }
+        var before = text.value.replace(/\s*$/, "");
+        var line = before ? before.split("\n").length + 2 : 1;
+        text.value = (before ? before + "\n\n" : "") + option.dataset.skeleton;
+        renumber();
+        goTo(line);
+      });
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     var d = document.getElementById("daily-chart");
     if (d) { daily(d); }
     var p = document.getElementById("point-chart");
     if (p) { point(p); }
+    var config = document.getElementById("config-text");
+    if (config) { configEditor(config); }
   });
 }());

@@ -29,13 +29,28 @@ const BAD: StatusCode = StatusCode::BAD_REQUEST;
 const FORBIDDEN: StatusCode = StatusCode::FORBIDDEN;
 const MISSING: StatusCode = StatusCode::NOT_FOUND;
 
+/// A valid config for a gateway: one simulated device.
+const CONFIG: &str =
+    "[[device]]\nname = \"sim\"\nprotocol = \"simulator\"\n[[device.point]]\nname = \"t\"\n";
+
+/// What a step sends.
+enum Body {
+    /// Nothing (a page's POST gets the session's CSRF token).
+    None,
+    /// JSON (API writes).
+    Json(Json),
+    /// Text (a config's TOML).
+    Text(&'static str),
+    /// Form fields besides the CSRF token (pages).
+    Form(Vec<(&'static str, String)>),
+}
+
 /// One request of the walk and what each of [`USERS`] gets.
 struct Step {
     route: &'static str,
     method: Method,
     path: String,
-    /// A JSON body (API writes), or `None`.
-    body: Option<Json>,
+    body: Body,
     expect: [StatusCode; 4],
 }
 
@@ -44,7 +59,7 @@ fn step(route: &'static str, method: Method, path: String, expect: [StatusCode; 
         route,
         method,
         path,
-        body: None,
+        body: Body::None,
         expect,
     }
 }
@@ -60,7 +75,23 @@ fn write(
         route,
         method,
         path,
-        body: Some(body),
+        body: Body::Json(body),
+        expect,
+    }
+}
+
+fn with(
+    route: &'static str,
+    method: Method,
+    path: String,
+    body: Body,
+    expect: [StatusCode; 4],
+) -> Step {
+    Step {
+        route,
+        method,
+        path,
+        body,
         expect,
     }
 }
@@ -191,6 +222,40 @@ fn pages(c: &City) -> Vec<Step> {
             format!("/enterprises/{b}/evidence"),
             [OK, OK, MISSING, MISSING],
         ),
+        step(
+            ui::GATEWAY_CONFIG,
+            Method::GET,
+            format!("/gateways/{}/config", c.gw_a),
+            [OK, MISSING, OK, OK],
+        ),
+        step(
+            ui::GATEWAY_CONFIG,
+            Method::GET,
+            format!("/gateways/{}/config", c.gw_b),
+            [OK, OK, MISSING, MISSING],
+        ),
+        with(
+            ui::GATEWAY_CONFIG,
+            Method::POST,
+            format!("/gateways/{}/config", c.gw_a),
+            Body::Form(vec![("toml", CONFIG.to_owned())]),
+            [SEE_OTHER, MISSING, SEE_OTHER, FORBIDDEN],
+        ),
+        with(
+            ui::GATEWAY_CONFIG,
+            Method::POST,
+            format!("/gateways/{}/config", c.gw_b),
+            Body::Form(vec![("toml", CONFIG.to_owned())]),
+            [SEE_OTHER, FORBIDDEN, MISSING, MISSING],
+        ),
+        with(
+            ui::GATEWAY_CONFIG_ROLLBACK,
+            Method::POST,
+            format!("/gateways/{}/config/rollback", c.gw_a),
+            Body::Form(vec![("version", "1".to_owned())]),
+            [SEE_OTHER, MISSING, SEE_OTHER, FORBIDDEN],
+        ),
+        step(ui::TEMPLATES, Method::GET, "/templates".into(), all(OK)),
         step(ui::LOGOUT, Method::POST, "/logout".into(), all(SEE_OTHER)),
     ]
 }
@@ -352,6 +417,76 @@ fn api_steps(c: &City) -> Vec<Step> {
             [OK, OK, MISSING, MISSING],
         ),
         step(
+            "/api/v1/gateways/{gateway_id}/config",
+            Method::GET,
+            format!("/api/v1/gateways/{gw_a}/config"),
+            [OK, MISSING, OK, OK],
+        ),
+        step(
+            "/api/v1/gateways/{gateway_id}/config",
+            Method::GET,
+            format!("/api/v1/gateways/{gw_b}/config"),
+            [OK, OK, MISSING, MISSING],
+        ),
+        with(
+            "/api/v1/gateways/{gateway_id}/config",
+            Method::PUT,
+            format!("/api/v1/gateways/{gw_a}/config"),
+            Body::Text(CONFIG),
+            [OK, MISSING, OK, FORBIDDEN],
+        ),
+        with(
+            "/api/v1/gateways/{gateway_id}/config",
+            Method::PUT,
+            format!("/api/v1/gateways/{gw_b}/config"),
+            Body::Text(CONFIG),
+            [OK, FORBIDDEN, MISSING, MISSING],
+        ),
+        step(
+            "/api/v1/gateways/{gateway_id}/config/versions",
+            Method::GET,
+            format!("/api/v1/gateways/{gw_a}/config/versions"),
+            [OK, MISSING, OK, OK],
+        ),
+        step(
+            "/api/v1/gateways/{gateway_id}/config/versions",
+            Method::GET,
+            format!("/api/v1/gateways/{gw_b}/config/versions"),
+            [OK, OK, MISSING, MISSING],
+        ),
+        write(
+            "/api/v1/gateways/{gateway_id}/config/rollback",
+            Method::POST,
+            format!("/api/v1/gateways/{gw_a}/config/rollback"),
+            json!({"version": 1}),
+            [OK, MISSING, OK, FORBIDDEN],
+        ),
+        write(
+            "/api/v1/gateways/{gateway_id}/config/rollback",
+            Method::POST,
+            format!("/api/v1/gateways/{gw_b}/config/rollback"),
+            json!({"version": 1}),
+            [OK, FORBIDDEN, MISSING, MISSING],
+        ),
+        step(
+            "/api/v1/templates",
+            Method::GET,
+            "/api/v1/templates".into(),
+            all(OK),
+        ),
+        step(
+            "/api/v1/templates/{name}",
+            Method::GET,
+            "/api/v1/templates/eastron-sdm630".into(),
+            all(OK),
+        ),
+        step(
+            "/api/v1/templates/{name}",
+            Method::GET,
+            "/api/v1/templates/no-such-template".into(),
+            all(MISSING),
+        ),
+        step(
             "/api/v1/stats/onboarding",
             Method::GET,
             "/api/v1/stats/onboarding".into(),
@@ -422,7 +557,10 @@ async fn every_route_as_each_role_answers_within_its_scope() {
             let mut browser = Browser::logged_in(p, user).await;
             let csrf = browser.get("/fleet").await.hidden("csrf");
             for s in &pages {
-                let fields = [("csrf", csrf.as_str())];
+                let mut fields = vec![("csrf", csrf.as_str())];
+                if let Body::Form(more) = &s.body {
+                    fields.extend(more.iter().map(|(k, v)| (*k, v.as_str())));
+                }
                 let form = (s.method == Method::POST).then_some(&fields[..]);
                 let page = browser.send(s.method.clone(), &s.path, form).await;
                 assert_eq!(
@@ -440,9 +578,13 @@ async fn every_route_as_each_role_answers_within_its_scope() {
                     .http
                     .request(s.method.clone(), format!("{}{}", p.base, s.path))
                     .bearer_auth(&token);
-                if let Some(body) = &s.body {
-                    request = request.json(body);
-                }
+                request = match &s.body {
+                    Body::Json(body) => request.json(body),
+                    Body::Text(text) => request
+                        .header(reqwest::header::CONTENT_TYPE, "application/toml")
+                        .body(*text),
+                    Body::None | Body::Form(_) => request,
+                };
                 let answer = request.send().await.unwrap();
                 let status = answer.status();
                 let body = answer.text().await.unwrap();

@@ -95,6 +95,8 @@ on_both_backends! {
         => sqlite_integrators_assignments_sharing_and_numbering_are_kept, postgres_integrators_assignments_sharing_and_numbering_are_kept;
     store config_versions_are_numbered_once_kept_and_published
         => sqlite_config_versions_are_numbered_once_kept_and_published, postgres_config_versions_are_numbered_once_kept_and_published;
+    store the_newest_config_version_of_every_gateway_comes_in_one_answer
+        => sqlite_the_newest_config_version_of_every_gateway_comes_in_one_answer, postgres_the_newest_config_version_of_every_gateway_comes_in_one_answer;
     open reopening_keeps_the_data_and_migrates_nothing_twice
         => sqlite_reopening_keeps_the_data_and_migrates_nothing_twice, postgres_reopening_keeps_the_data_and_migrates_nothing_twice;
 }
@@ -1712,4 +1714,27 @@ async fn config_versions_are_numbered_once_kept_and_published(store: Store) {
             .published_at,
         Some(t0() + 100)
     );
+}
+
+/// The fleet's config column: the newest version of every gateway that has one, and none
+/// for a gateway without a config.
+async fn the_newest_config_version_of_every_gateway_comes_in_one_answer(store: Store) {
+    let ids = enrolled(&store, 62, false, &["a", "b", "c"]).await;
+    assert!(store.newest_config_versions().await.unwrap().is_empty());
+    for (gateway, saves) in [(&ids[0], 3), (&ids[1], 1)] {
+        for i in 0..saves {
+            let toml = format!("# v{i}\n");
+            let config = NewConfig {
+                gateway_id: gateway.clone(),
+                sha256: fieldlink_wire::config::sha256_hex(&toml),
+                toml,
+                created_by: "int-1".to_owned(),
+            };
+            store.save_config(config, t0() + i).await.unwrap();
+        }
+    }
+    let newest = store.newest_config_versions().await.unwrap();
+    let expected: std::collections::HashMap<String, u64> =
+        [(ids[0].clone(), 3), (ids[1].clone(), 1)].into();
+    assert_eq!(newest, expected, "no entry for {}", ids[2]);
 }

@@ -1124,7 +1124,7 @@ async fn the_uis_csv_headers_are_in_the_pages_language() {
             ("/bureau/csv/daily", "日期,已上云,改造企业已上云,当日新上云,近 7 天活跃,改造企业近 7 天活跃"),
             ("/bureau/csv/silent", "企业,统一社会信用代码,行业,区域,改造企业,网关,首次接入"),
             ("/bureau/industries/auto-parts?format=csv", "统一社会信用代码,企业,行业,区域,改造企业,网关,已上云,近 7 天活跃,上云时间,最近上数"),
-            ("/fleet?format=csv", "网关编号,网关,企业,统一社会信用代码,状态,采集程序版本,最近上数,积压批次,丢弃批次,缺失批次,配置版本,设备,问题"),
+            ("/fleet?format=csv", "网关编号,网关,企业,统一社会信用代码,状态,采集程序版本,最近上数,积压批次,丢弃批次,缺失批次,配置版本,配置,设备,问题"),
             ("/bureau/integrators?format=csv", "服务商,统一社会信用代码,已分配企业,已接入网关,已上云,近 7 天活跃,分配到首条数据（中位天数）,7 日数据完整率（%）"),
         ];
         for (path, expected) in zh {
@@ -1414,7 +1414,8 @@ fn is_tick_label(label: &str, english: bool) -> bool {
 }
 
 /// Headless Chromium (Debian's `chromium`, driven by `tests/ui_chromium.py` over the
-/// DevTools pipe) logs in as the bureau and as an enterprise: the dashboard's figures
+/// DevTools pipe) logs in as the bureau, an integrator and an enterprise (the pages, a
+/// gateway's config page and the templates page among them): the dashboard's figures
 /// equal the counts API, both charts draw, no page scrolls sideways at 1366×768 nor on a
 /// 390 px phone, where no table cell is squeezed onto more lines than it has; the charts'
 /// legends show the latest values without a hover, their axes a 24-hour clock and the
@@ -1448,7 +1449,22 @@ async fn chromium_shows_the_counts_and_charts() {
             "/enterprises/{}/chart?gateway={}&device=press-1&point=temperature",
             city.a, city.gw_a
         );
+        // A's gateway has a config, so its page shows a text, a version and the picker.
+        let saved = city
+            .p
+            .bureau(Method::PUT, &format!("/api/v1/gateways/{}/config", city.gw_a))
+            .body(sim_config("sim"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(saved.status(), StatusCode::OK);
+        let config = format!("/gateways/{}/config", city.gw_a);
         let jobs = json!([
+            {"name": "integrator-config", "username": "int-1", "password": PASSWORD, "path": config},
+            {"name": "integrator-config-phone", "username": "int-1", "password": PASSWORD, "path": config, "width": 390, "height": 844},
+            {"name": "enterprise-config-phone", "username": "ent-a", "password": PASSWORD, "path": config, "width": 390, "height": 844},
+            {"name": "templates", "username": "int-1", "password": PASSWORD, "path": "/templates"},
+            {"name": "templates-phone", "username": "int-1", "password": PASSWORD, "path": "/templates", "width": 390, "height": 844},
             {"name": "bureau-dashboard", "username": "bureau", "password": PASSWORD, "path": "/bureau"},
             {"name": "bureau-dashboard-en", "username": "bureau", "password": PASSWORD, "path": "/lang/en?next=/bureau"},
             {"name": "bureau-district", "username": "bureau", "password": PASSWORD, "path": "/bureau/districts/%E6%B4%AA%E5%B1%B1%E5%8C%BA"},
@@ -1647,6 +1663,297 @@ async fn the_fleet_shows_each_devices_health_and_its_problems() {
             "{row}"
         );
         assert!(row.contains("设备断开"), "{row}");
+    })
+    .await;
+}
+
+/// A valid config: one simulated device named `device`.
+fn sim_config(device: &str) -> String {
+    format!(
+        "[[device]]\nname = \"{device}\"\nprotocol = \"simulator\"\n\n[[device.point]]\nname = \"t\"\n"
+    )
+}
+
+/// `text` as the templates write it into a page (minijinja's HTML escaping).
+fn html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#x27;")
+        .replace('/', "&#x2f;")
+}
+
+/// The row of `gateway` in a fleet page.
+fn fleet_row<'a>(page: &'a Page, gateway: &str) -> &'a str {
+    let at = page
+        .body
+        .find(&format!("data-gateway=\"{gateway}\""))
+        .unwrap_or_else(|| panic!("no row for {gateway}: {}", page.body));
+    &page.body[at..at + page.body[at..].find("</tr>").unwrap()]
+}
+
+/// A's gateway reports in its status that it runs config `version` (and refused a newer
+/// one for `error`); `updates` is the ingest's status count once it has it.
+async fn report_config(city: &City, version: u64, error: Option<&str>, updates: u64) {
+    let p = &city.p;
+    let status = Status {
+        state: GatewayState::Online,
+        version: Some("0.9.8".into()),
+        config: Some(fieldlink_wire::ConfigState {
+            version: Some(version),
+            applied_at: Some(fieldlink_platform::clock::now_ms()),
+            error: error.map(str::to_owned),
+        }),
+        ..Status::offline()
+    };
+    let mut client = connect(&p.mqtt, &city.gw_a, Some((&city.gw_a, &city.pw_a)))
+        .await
+        .unwrap();
+    client
+        .publish(
+            &Topics::new(&city.gw_a).status,
+            serde_json::to_vec(&status).unwrap(),
+            true,
+        )
+        .await;
+    client.disconnect().await;
+    p.wait_ingest(WAIT, |s| s["status_updates"] == updates)
+        .await;
+}
+
+/// The integrator edits A's gateway's config on its page: an invalid text comes back
+/// kept, with every error at its line and column and those lines marked; a valid one is
+/// saved as v1, pending until the gateway runs it; a rollback saves the old text as the
+/// next version. The fleet shows each standing and links the page; the enterprise reads
+/// the page but has no editor and may not post.
+#[tokio::test]
+async fn the_config_page_validates_saves_rolls_back_and_shows_the_standing() {
+    bounded(LIMIT, async {
+        let city = city().await;
+        let p = &city.p;
+        let page_path = format!("/gateways/{}/config", city.gw_a);
+        let mut integrator = Browser::logged_in(p, "int-1").await;
+        let page = integrator.get(&page_path).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(
+            page.body.contains("data-standing=\"local\""),
+            "{}",
+            page.body
+        );
+        assert!(page.body.contains("id=\"save\""));
+        // The picker offers every shipped template with its block.
+        for template in fieldlink_config::Templates::shipped().iter() {
+            assert!(
+                page.body.contains(&format!(
+                    "<option value=\"{}\" data-skeleton=",
+                    template.name
+                )),
+                "{}",
+                template.name
+            );
+        }
+        let csrf = page.hidden("csrf");
+
+        // Invalid: `[gateway]` belongs to the local file, the device has no protocol.
+        let invalid = "[gateway]\nid = \"x\"\n[[device]]\nname = \"d\"\n";
+        let refused = integrator
+            .post(&page_path, &[("csrf", &csrf), ("toml", invalid)])
+            .await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+        let body = &refused.body;
+        assert!(
+            body.contains(&format!(">\n{}</textarea>", html(invalid))),
+            "the text is kept: {body}"
+        );
+        assert!(body.contains("配置有 2 处错误"), "{body}");
+        for line in [1, 3] {
+            assert!(
+                body.contains(&format!("第 {line} 行第 1 列: ")),
+                "{line}: {body}"
+            );
+            assert!(
+                body.contains(&format!("<div class=\"line bad\" id=\"L{line}\"")),
+                "{line}: {body}"
+            );
+            assert!(body.contains(&format!("<span class=\"bad\">{line}</span>")));
+        }
+        assert!(body.contains("<div class=\"line\" id=\"L2\""), "{body}");
+        assert_eq!(
+            p.get(&format!("/api/v1/gateways/{}/config", city.gw_a))
+                .await["version"],
+            Json::Null
+        );
+
+        // Valid, as a browser sends a textarea (CRLF): saved as v1 with LF, pending.
+        let v1 = sim_config("sim");
+        let saved = integrator
+            .post(
+                &page_path,
+                &[("csrf", &csrf), ("toml", &v1.replace('\n', "\r\n"))],
+            )
+            .await;
+        assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+        assert_eq!(saved.location(), page_path);
+        let page = integrator.get(&page_path).await;
+        assert!(
+            page.body.contains("data-standing=\"pending\""),
+            "{}",
+            page.body
+        );
+        assert!(page.body.contains("v1 待应用"), "{}", page.body);
+        assert!(page.body.contains(&format!(">\n{}</textarea>", html(&v1))));
+        let api = p
+            .get(&format!("/api/v1/gateways/{}/config", city.gw_a))
+            .await;
+        assert_eq!(
+            (api["version"].as_u64(), api["toml"].as_str()),
+            (Some(1), Some(v1.as_str()))
+        );
+
+        // v2, then back to v1: saved as v3 with v1's text; every older version has a button.
+        let saved = integrator
+            .post(
+                &page_path,
+                &[("csrf", &csrf), ("toml", &sim_config("sim-2"))],
+            )
+            .await;
+        assert_eq!(saved.status, StatusCode::SEE_OTHER);
+        let rolled = integrator
+            .post(
+                &format!("{page_path}/rollback"),
+                &[("csrf", &csrf), ("version", "1")],
+            )
+            .await;
+        assert_eq!(rolled.status, StatusCode::SEE_OTHER, "{}", rolled.body);
+        assert_eq!(rolled.location(), page_path);
+        let api = p
+            .get(&format!("/api/v1/gateways/{}/config", city.gw_a))
+            .await;
+        assert_eq!(
+            (api["version"].as_u64(), api["toml"].as_str()),
+            (Some(3), Some(v1.as_str()))
+        );
+        let page = integrator.get(&page_path).await;
+        for v in [3, 2, 1] {
+            assert!(
+                page.body.contains(&format!("<tr data-version=\"{v}\">")),
+                "{v}"
+            );
+        }
+        assert_eq!(page.body.matches("name=\"version\" value=").count(), 2);
+        assert!(page.body.contains("name=\"version\" value=\"1\""));
+        assert!(!page.body.contains("name=\"version\" value=\"3\""));
+
+        // The fleet: pending, then applied when the status says so, then refused.
+        let fleet = integrator.get("/fleet").await;
+        let row = fleet_row(&fleet, &city.gw_a);
+        assert!(row.contains("v3 待应用"), "{row}");
+        assert!(row.contains(&format!("href=\"{page_path}\"")), "{row}");
+        report_config(&city, 3, None, 3).await;
+        let fleet = integrator.get("/fleet").await;
+        assert!(fleet_row(&fleet, &city.gw_a).contains("v3 已应用"));
+        let page = integrator.get(&page_path).await;
+        assert!(page.body.contains("data-standing=\"applied\""));
+        assert!(page.body.contains("<span class=\"tag ok\">运行中</span>"));
+        let saved = integrator
+            .post(
+                &page_path,
+                &[("csrf", &csrf), ("toml", &sim_config("sim-4"))],
+            )
+            .await;
+        assert_eq!(saved.status, StatusCode::SEE_OTHER);
+        let why = "config v4: device \"sim-4\": port busy";
+        report_config(&city, 3, Some(why), 4).await;
+        let fleet = integrator.get("/fleet").await;
+        let row = fleet_row(&fleet, &city.gw_a);
+        assert!(row.contains("已拒绝"), "{row}");
+        assert!(row.contains(&format!("title=\"{}\"", html(why))), "{row}");
+        let page = integrator.get(&page_path).await;
+        assert!(page.body.contains("data-standing=\"refused\""));
+        assert!(page.body.contains(&html(why)));
+        let csv = integrator.get("/fleet?format=csv").await;
+        assert!(csv.body.contains("已拒绝"), "{}", csv.body);
+
+        // The enterprise reads its gateway's config and may change nothing.
+        let mut owner = Browser::logged_in(p, "ent-a").await;
+        let page = owner.get(&page_path).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.body.contains("id=\"read-only\""));
+        assert!(!page.body.contains("id=\"save\""));
+        assert!(!page.body.contains("name=\"toml\""));
+        assert!(!page.body.contains("name=\"version\""));
+        assert!(
+            page.body.contains("<code>name = &quot;sim-4&quot;</code>"),
+            "{}",
+            page.body
+        );
+        let csrf = page.hidden("csrf");
+        let post = owner
+            .post(&page_path, &[("csrf", &csrf), ("toml", &sim_config("x"))])
+            .await;
+        assert_eq!(post.status, StatusCode::FORBIDDEN);
+        let post = owner
+            .post(
+                &format!("{page_path}/rollback"),
+                &[("csrf", &csrf), ("version", "1")],
+            )
+            .await;
+        assert_eq!(post.status, StatusCode::FORBIDDEN);
+        // Nor may the integrator post without the session's token.
+        let post = integrator
+            .post(
+                &page_path,
+                &[("csrf", "forged"), ("toml", &sim_config("x"))],
+            )
+            .await;
+        assert_eq!(post.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            p.get(&format!("/api/v1/gateways/{}/config", city.gw_a))
+                .await["version"],
+            4
+        );
+    })
+    .await;
+}
+
+/// Every logged-in user may read the templates page: each shipped template with its
+/// source, its points, its file and the block that uses it; examples are marked.
+#[tokio::test]
+async fn the_templates_page_lists_every_shipped_template_with_its_source() {
+    bounded(LIMIT, async {
+        let city = city().await;
+        let p = &city.p;
+        assert_eq!(
+            Browser::new(p).get("/templates").await.status,
+            StatusCode::SEE_OTHER
+        );
+        let mut owner = Browser::logged_in(p, "ent-b").await;
+        let page = owner.get("/templates").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        let shipped = fieldlink_config::Templates::shipped();
+        assert!(shipped.iter().count() >= 10);
+        for t in shipped.iter() {
+            let at = page
+                .body
+                .find(&format!("<section class=\"template\" id=\"{}\">", t.name))
+                .unwrap_or_else(|| panic!("{}", t.name));
+            let section = &page.body[at..at + page.body[at..].find("</section>").unwrap()];
+            assert!(section.contains(&html(&t.source)), "{}: {section}", t.name);
+            assert!(section.contains(&html(&t.title)), "{}", t.name);
+            assert!(section.contains(&t.points.join(", ")), "{}", t.name);
+            assert_eq!(section.contains(">示例</span>"), t.example, "{}", t.name);
+            assert!(section.contains(&html(&format!("template = \"{}\"", t.name))));
+            assert!(
+                section.contains(&html(t.text().lines().next().unwrap())),
+                "{}",
+                t.name
+            );
+        }
+        assert!(
+            shipped.iter().any(|t| t.example),
+            "the library marks its examples"
+        );
     })
     .await;
 }

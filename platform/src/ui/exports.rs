@@ -7,6 +7,7 @@
 //! column codes (`registered`, `on_cloud`, ...), industry codes, `true`/`false` and RFC
 //! 3339 UTC times, the same as its JSON.
 
+use super::configs;
 use super::format;
 use super::i18n::Lang;
 use super::pages::GroupRow;
@@ -260,6 +261,7 @@ pub(super) fn fleet_csv(ctx: &Ctx, rows: &[FleetRow]) -> Response {
                 optional(r.evicted_batches),
                 r.missing_batches.to_string(),
                 optional(r.config_version),
+                configs::standing_text(lang, r.config_standing, r.config_newest),
                 devices.join(" "),
                 problems.join(" "),
             ]
@@ -279,6 +281,7 @@ pub(super) fn fleet_csv(ctx: &Ctx, rows: &[FleetRow]) -> Response {
             "evicted",
             "missing_batches",
             "config_version",
+            "config",
             "devices",
             "problems",
         ],

@@ -4,6 +4,7 @@
 //! ranking (bureau and districts), and an enterprise's switch for sharing its data with the
 //! bureau. The data are [`crate::fleet`]'s and [`crate::ranking`]'s, as the API answers.
 
+use super::configs;
 use super::exports;
 use super::format;
 use super::web::{Ctx, UiError, percent_encode};
@@ -127,6 +128,7 @@ async fn fleet_page(ctx: &Ctx, query: &FleetQuery) -> Result<Response, UiError> 
                 devices_up => up,
                 device_errors => errors.join("\n"),
                 problems => problems,
+                config => configs::standing_label(ctx.lang, r.config_standing, r.config_newest),
             }
         })
         .collect();
@@ -210,10 +212,8 @@ pub async fn set_sharing(
 }
 
 async fn sharing(ctx: &Ctx, code: &str, form: &SharingForm) -> Result<Response, UiError> {
+    ctx.csrf(&form.csrf)?;
     let user = ctx.user()?;
-    if !crate::secret::constant_time_eq(user.csrf.as_bytes(), form.csrf.as_bytes()) {
-        return Err(UiError::Forbidden);
-    }
     let enterprise = ctx.enterprise(code).await?;
     if !scope::sets_sharing_of(&user.role, &enterprise) {
         return Err(UiError::Forbidden);

@@ -4,7 +4,9 @@
 //!
 //! Parts: the users and sessions are [`crate::accounts`]'s; `web` (the request context:
 //! session cookie, language, CSRF;
-//! rendering and errors); `pages` (the handlers); `exports` (the CSV files the pages link
+//! rendering and errors); `pages` (the handlers); `fleet` (the integrators' pages);
+//! `configs` (a gateway's configuration page) and `device_templates` (the templates page);
+//! `exports` (the CSV files the pages link
 //! to, in the page's language; the API's CSV keeps its codes); [`format`] (times in the
 //! program's zone, counts, percentages: one function each for pages and CSV); the static
 //! files (uPlot, vendored from npm, our CSS/JS and the icon) are included in the binary,
@@ -26,6 +28,8 @@
 //! - a bureau session may also make the bureau's GET calls of the JSON API
 //!   ([`crate::http::auth`]); an enterprise session makes none.
 
+mod configs;
+mod device_templates;
 mod evidence;
 mod exports;
 mod fleet;
@@ -76,8 +80,16 @@ pub const INTEGRATORS: &str = "/bureau/integrators";
 /// An enterprise turns its data sharing with the bureau on or off (POST, CSRF).
 pub const ENTERPRISE_SHARING: &str = "/enterprises/{credit_code}/sharing";
 
+/// A gateway's configuration page (GET) and a save of its editor (POST, CSRF): for who
+/// sees the gateway; saving for who installs for its enterprise.
+pub const GATEWAY_CONFIG: &str = "/gateways/{gateway_id}/config";
+/// Saves an older version of a gateway's config as the next (POST, CSRF).
+pub const GATEWAY_CONFIG_ROLLBACK: &str = "/gateways/{gateway_id}/config/rollback";
+/// The device templates, with their sources, points and files.
+pub const TEMPLATES: &str = "/templates";
+
 /// Every route the UI adds, for tests that must walk them all.
-pub const ROUTES: [&str; 17] = [
+pub const ROUTES: [&str; 20] = [
     HOME,
     LOGIN,
     LOGOUT,
@@ -95,6 +107,9 @@ pub const ROUTES: [&str; 17] = [
     INTEGRATORS,
     ENTERPRISE_SHARING,
     ENTERPRISE_EVIDENCE,
+    GATEWAY_CONFIG,
+    GATEWAY_CONFIG_ROLLBACK,
+    TEMPLATES,
 ];
 
 /// The UI's routes, merged into the API's router.
@@ -117,4 +132,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(INTEGRATORS, get(fleet::integrators))
         .route(ENTERPRISE_SHARING, post(fleet::set_sharing))
         .route(ENTERPRISE_EVIDENCE, get(evidence::evidence))
+        .route(GATEWAY_CONFIG, get(configs::config).post(configs::save))
+        .route(GATEWAY_CONFIG_ROLLBACK, post(configs::roll_back))
+        .route(TEMPLATES, get(device_templates::templates))
 }

@@ -8,7 +8,7 @@ use super::i18n::Lang;
 use crate::accounts::{AccountError, Role, SessionUser};
 use crate::http::AppState;
 use crate::scope;
-use crate::store::{Enterprise, StoreError};
+use crate::store::{Enterprise, Gateway, StoreError};
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -129,6 +129,27 @@ impl Ctx {
         match self.state.store.enterprise(credit_code).await? {
             Some(e) if scope::sees_enterprise(role, &e) => Ok(e),
             _ => Err(UiError::NotFound),
+        }
+    }
+
+    /// The gateway `id` and its enterprise if the session may see that enterprise (404
+    /// otherwise, as the API answers).
+    pub async fn gateway(&self, id: &str) -> Result<(Gateway, Enterprise), UiError> {
+        // No gaps: the pages that name one gateway show its config, not its batches.
+        let Some((gateway, _)) = self.state.store.gateway(id, 0).await? else {
+            return Err(UiError::NotFound);
+        };
+        let enterprise = self.enterprise(&gateway.credit_code).await?;
+        Ok((gateway, enterprise))
+    }
+
+    /// Passes if `csrf` is the session's CSRF token, as every form that changes state
+    /// must carry.
+    pub fn csrf(&self, csrf: &str) -> Result<(), UiError> {
+        if crate::secret::constant_time_eq(self.user()?.csrf.as_bytes(), csrf.as_bytes()) {
+            Ok(())
+        } else {
+            Err(UiError::Forbidden)
         }
     }
 
@@ -303,7 +324,7 @@ fn templates() -> &'static Environment<'static> {
 }
 
 /// The templates, built into the binary.
-pub const TEMPLATES: [(&str, &str); 11] = [
+pub const TEMPLATES: [(&str, &str); 13] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("macros.html", include_str!("../../templates/macros.html")),
     ("login.html", include_str!("../../templates/login.html")),
@@ -326,6 +347,11 @@ pub const TEMPLATES: [(&str, &str); 11] = [
     (
         "integrators.html",
         include_str!("../../templates/integrators.html"),
+    ),
+    ("config.html", include_str!("../../templates/config.html")),
+    (
+        "templates.html",
+        include_str!("../../templates/templates.html"),
     ),
 ];
 

@@ -4,6 +4,7 @@
 //! the same number), listed, and marked once the ingest has published it.
 
 use crate::{Store, StoreError, dispatch};
+use std::collections::HashMap;
 
 /// One version of a gateway's configuration, without its text.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -75,6 +76,12 @@ impl Store {
         version: Option<u64>,
     ) -> Result<Option<(ConfigVersion, String)>, StoreError> {
         dispatch!(self, s => s.config(gateway_id.to_owned(), version).await)
+    }
+
+    /// The newest version saved for each gateway that has one, by gateway id: one query
+    /// for the whole fleet, however many gateways it lists.
+    pub async fn newest_config_versions(&self) -> Result<HashMap<String, u64>, StoreError> {
+        dispatch!(self, s => s.newest_config_versions().await)
     }
 
     /// The newest version of each gateway whose newest is not published yet (`all`: of

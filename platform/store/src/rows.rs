@@ -218,6 +218,11 @@ pub(crate) fn config_version(r: &impl Columns) -> Result<ConfigVersion, StoreErr
     })
 }
 
+/// A row `(gateway_id, version)`.
+pub(crate) fn gateway_version(r: &impl Columns) -> Result<(String, u64), StoreError> {
+    Ok((r.text(0)?, r.int(1)?.unsigned_abs()))
+}
+
 /// A row `(gateway_id, version, toml)`.
 pub(crate) fn config_to_publish(r: &impl Columns) -> Result<ConfigToPublish, StoreError> {
     Ok(ConfigToPublish {

@@ -3,6 +3,7 @@
 use super::PostgresStore;
 use crate::configs::{CONFIG_VERSION_COLUMNS, ConfigToPublish, ConfigVersion, NewConfig};
 use crate::{StoreError, rows};
+use std::collections::HashMap;
 
 impl PostgresStore {
     pub(crate) async fn save_config(
@@ -84,6 +85,19 @@ impl PostgresStore {
             Some(row) => Ok(Some((rows::config_version(&row)?, row.try_get(5)?))),
             None => Ok(None),
         }
+    }
+
+    pub(crate) async fn newest_config_versions(&self) -> Result<HashMap<String, u64>, StoreError> {
+        let client = self.client().await?;
+        client
+            .query(
+                "SELECT gateway_id, MAX(version) FROM gateway_configs GROUP BY gateway_id",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(rows::gateway_version)
+            .collect()
     }
 
     pub(crate) async fn configs_to_publish(

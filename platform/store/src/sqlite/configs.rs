@@ -4,6 +4,7 @@ use super::{SqliteStore, all, first, write_tx};
 use crate::configs::{CONFIG_VERSION_COLUMNS, ConfigToPublish, ConfigVersion, NewConfig};
 use crate::{StoreError, rows};
 use rusqlite::params;
+use std::collections::HashMap;
 
 impl SqliteStore {
     pub(crate) async fn save_config(
@@ -79,6 +80,18 @@ impl SqliteStore {
                 params![gateway_id, version],
                 |r| Ok((rows::config_version(r)?, r.get(5)?)),
             )
+        })
+        .await
+    }
+
+    pub(crate) async fn newest_config_versions(&self) -> Result<HashMap<String, u64>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT gateway_id, MAX(version) FROM gateway_configs GROUP BY gateway_id",
+            )?;
+            Ok(all(&mut stmt, [], |r| rows::gateway_version(r))?
+                .into_iter()
+                .collect())
         })
         .await
     }
