@@ -459,14 +459,14 @@ fn api_steps(c: &City) -> Vec<Step> {
             Method::POST,
             format!("/api/v1/gateways/{gw_a}/config/rollback"),
             json!({"version": 1}),
-            [OK, MISSING, OK, FORBIDDEN],
+            [CREATED, MISSING, CREATED, FORBIDDEN],
         ),
         write(
             "/api/v1/gateways/{gateway_id}/config/rollback",
             Method::POST,
             format!("/api/v1/gateways/{gw_b}/config/rollback"),
             json!({"version": 1}),
-            [OK, FORBIDDEN, MISSING, MISSING],
+            [CREATED, FORBIDDEN, MISSING, MISSING],
         ),
         step(
             "/api/v1/templates",
