@@ -9,10 +9,12 @@
 //! 4. the group's gateways are locked in id order, and each new batch moves its gateway's
 //!    highest `seq` in arrival order: a jump opens a gap (less the gateway's crash windows),
 //!    a late batch splits the gap that holds it;
-//! 5. per-minute aggregates and each point's newest sample;
+//! 5. per-minute aggregates and each point's newest sample, then the alarm rules of the
+//!    group's gateways on its new samples ([`crate::alarms::evaluate_samples`]);
 //! 6. the gateways' counters, then (in credit-code order) their enterprises' on-cloud times
 //!    and active day.
 
+use crate::alarms::{self, AlarmTx};
 use crate::columns::{
     MINUTE_MS, MinuteAggregate, SeqStep, hull, numeric, seq_step, split_gap, subtract_ranges,
 };
@@ -92,8 +94,12 @@ pub(crate) trait GapTx {
 pub(crate) trait IngestTx {
     /// The gap statements of the same transaction.
     type Gaps: GapTx;
+    /// The alarm statements of the same transaction.
+    type Alarms: AlarmTx;
     /// The gap statements, in the same transaction.
     fn gaps(&mut self) -> &mut Self::Gaps;
+    /// The alarm statements, in the same transaction.
+    fn alarms(&mut self) -> &mut Self::Alarms;
     /// The enrolled gateways among `ids`.
     async fn enrolled(&mut self, ids: &[&str]) -> Result<HashSet<String>, StoreError>;
     /// Inserts the dedup rows `(gateway, seq, samples)` (in key order); the keys that were
@@ -285,6 +291,12 @@ pub(crate) async fn store_group<T: IngestTx>(
     }
     tx.upsert_minutes(&minutes).await?;
     tx.update_latest(&newest).await?;
+    let by_gateway: Vec<(&str, &Sample)> = stored
+        .iter()
+        .flat_map(|b| b.samples.iter().map(|s| (b.gateway.as_str(), s)))
+        .collect();
+    let gateways = gateway_ids(stored.iter().copied());
+    alarms::evaluate_samples(tx.alarms(), &by_gateway, &gateways, received_at).await?;
 
     // 6. Counters, then the enterprises.
     tallies.retain(|_, t| t.batches > 0);

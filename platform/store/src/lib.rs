@@ -22,6 +22,7 @@
 
 mod accounts;
 mod ack;
+pub mod alarms;
 mod columns;
 mod configs;
 mod database;

@@ -2,6 +2,7 @@
 //! rusqlite or a tokio-postgres row, and the mappers here turn rows of the shared column
 //! lists into the store's types.
 
+use crate::alarms::{AlarmEvent, AlarmRule, ChannelRow, EventState, RuleKind, RuleState, Severity};
 use crate::columns::{parse_district, parse_gateway_state, parse_industry};
 use crate::configs::{ConfigToPublish, ConfigVersion};
 use crate::integrators::{Assignment, Integrator};
@@ -10,6 +11,7 @@ use crate::{
     CrashWindow, Enterprise, Gap, Gateway, OnboardingRow, SeriesBucket, StoreError, UserRow,
 };
 use fieldlink_platform_core::role::Role;
+use fieldlink_wire::Value;
 use std::collections::HashMap;
 
 /// A result row's columns by index, whichever backend produced it.
@@ -26,6 +28,8 @@ pub(crate) trait Columns {
     fn flag(&self, i: usize) -> Result<bool, StoreError>;
     /// A floating-point column.
     fn float(&self, i: usize) -> Result<f64, StoreError>;
+    /// A nullable floating-point column.
+    fn opt_float(&self, i: usize) -> Result<Option<f64>, StoreError>;
 }
 
 impl Columns for rusqlite::Row<'_> {
@@ -45,6 +49,9 @@ impl Columns for rusqlite::Row<'_> {
         Ok(self.get(i)?)
     }
     fn float(&self, i: usize) -> Result<f64, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn opt_float(&self, i: usize) -> Result<Option<f64>, StoreError> {
         Ok(self.get(i)?)
     }
 }
@@ -70,6 +77,9 @@ impl Columns for tokio_postgres::Row {
         Ok(self.try_get(i)?)
     }
     fn float(&self, i: usize) -> Result<f64, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_float(&self, i: usize) -> Result<Option<f64>, StoreError> {
         Ok(self.try_get(i)?)
     }
 }
@@ -246,4 +256,101 @@ pub(crate) fn series_bucket(
         avg: r.float(3)?,
         count: r.int(4)?.unsigned_abs(),
     })
+}
+
+/// The columns [`alarm_rule`] reads, in its order.
+pub(crate) const ALARM_RULE_COLUMNS: &str = "id, credit_code, name, gateway_id, device, point, kind, threshold, hysteresis, for_seconds, severity, channels, enabled, created_at, updated_at, pending_since, last_ts, active_event, raise_notified";
+
+/// A row of [`ALARM_RULE_COLUMNS`]: the rule and its evaluation state.
+pub(crate) fn alarm_rule(r: &impl Columns) -> Result<(AlarmRule, RuleState), StoreError> {
+    let corrupt =
+        |what: &str, found: String| StoreError::Corrupt(format!("alarm rule: {what} {found:?}"));
+    let kind = r.text(6)?;
+    let severity = r.text(10)?;
+    let channels = r.text(11)?;
+    let rule = AlarmRule {
+        id: r.int(0)?,
+        credit_code: r.text(1)?,
+        name: r.text(2)?,
+        gateway_id: r.text(3)?,
+        device: r.opt_text(4)?,
+        point: r.opt_text(5)?,
+        kind: RuleKind::parse(&kind).ok_or_else(|| corrupt("kind", kind.clone()))?,
+        threshold: r.opt_float(7)?,
+        hysteresis: r.float(8)?,
+        for_seconds: r.int(9)?,
+        severity: Severity::parse(&severity)
+            .ok_or_else(|| corrupt("severity", severity.clone()))?,
+        channels: serde_json::from_str(&channels)
+            .map_err(|_| corrupt("channels", channels.clone()))?,
+        enabled: r.flag(12)?,
+        created_at: r.int(13)?,
+        updated_at: r.int(14)?,
+    };
+    let state = RuleState {
+        pending_since: r.opt_int(15)?,
+        last_ts: r.opt_int(16)?,
+        active_event: r.opt_int(17)?,
+        raise_notified: r.flag(18)?,
+    };
+    Ok((rule, state))
+}
+
+/// The columns [`alarm_event`] reads, of `alarm_events e JOIN alarm_rules r`.
+pub(crate) const ALARM_EVENT_COLUMNS: &str = "e.id, e.rule_id, r.name, r.kind, r.severity, e.credit_code, r.gateway_id, r.device, r.point, e.state, e.raised_at, e.raised_value, e.recorded_at, e.acknowledged_at, e.acknowledged_by, e.cleared_at, e.cleared_value";
+
+/// A row of [`ALARM_EVENT_COLUMNS`].
+pub(crate) fn alarm_event(r: &impl Columns) -> Result<AlarmEvent, StoreError> {
+    let corrupt =
+        |what: &str, found: String| StoreError::Corrupt(format!("alarm event: {what} {found:?}"));
+    let value = |i: usize| -> Result<Option<Value>, StoreError> {
+        r.opt_text(i)?
+            .map(|text| serde_json::from_str(&text).map_err(|_| corrupt("value", text)))
+            .transpose()
+    };
+    let kind = r.text(3)?;
+    let severity = r.text(4)?;
+    let state = r.text(9)?;
+    Ok(AlarmEvent {
+        id: r.int(0)?,
+        rule_id: r.int(1)?,
+        rule: r.text(2)?,
+        kind: RuleKind::parse(&kind).ok_or_else(|| corrupt("kind", kind.clone()))?,
+        severity: Severity::parse(&severity)
+            .ok_or_else(|| corrupt("severity", severity.clone()))?,
+        credit_code: r.text(5)?,
+        gateway: r.text(6)?,
+        device: r.opt_text(7)?,
+        point: r.opt_text(8)?,
+        state: EventState::parse(&state).ok_or_else(|| corrupt("state", state.clone()))?,
+        raised_at: r.int(10)?,
+        value: value(11)?,
+        recorded_at: r.int(12)?,
+        acknowledged_at: r.opt_int(13)?,
+        acknowledged_by: r.opt_text(14)?,
+        cleared_at: r.opt_int(15)?,
+        cleared_value: value(16)?,
+    })
+}
+
+/// The columns [`alarm_channel`] reads, in its order.
+pub(crate) const ALARM_CHANNEL_COLUMNS: &str =
+    "id, credit_code, name, kind, url, secret, created_at";
+
+/// A row of [`ALARM_CHANNEL_COLUMNS`].
+pub(crate) fn alarm_channel(r: &impl Columns) -> Result<ChannelRow, StoreError> {
+    Ok(ChannelRow {
+        id: r.int(0)?,
+        credit_code: r.text(1)?,
+        name: r.text(2)?,
+        kind: r.text(3)?,
+        url: r.text(4)?,
+        secret: r.opt_text(5)?,
+        created_at: r.int(6)?,
+    })
+}
+
+/// A value as the alarm tables keep it (JSON text).
+pub(crate) fn value_text(value: Option<&Value>) -> Option<String> {
+    value.and_then(|v| serde_json::to_string(v).ok())
 }

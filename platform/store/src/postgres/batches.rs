@@ -2,6 +2,7 @@
 //! the acks need: the statements, one `unnest` statement per step of a group (the decisions
 //! are [`crate::ingest`]'s).
 
+use super::alarms::PostgresAlarms;
 use super::{CachedPoint, PostgresStore};
 use crate::columns::{MinuteAggregate, kind_of, quality_columns};
 use crate::ingest::{self, GapRow, GapTx, GatewayTally, IngestTx, LockedGateway, PointKey};
@@ -27,6 +28,7 @@ impl PostgresStore {
                     store: self,
                     tx: &tx,
                     gaps: PostgresGaps(&tx),
+                    alarms: PostgresAlarms(&tx),
                     learned: Vec::new(),
                 };
                 let outcomes =
@@ -403,15 +405,21 @@ struct PostgresIngest<'s, 't, 'c> {
     store: &'s PostgresStore,
     tx: &'t deadpool_postgres::Transaction<'c>,
     gaps: PostgresGaps<'t, 'c>,
+    alarms: PostgresAlarms<'t, 'c>,
     /// Point ids found or created by this transaction, cached once it commits.
     learned: Vec<(CachedPoint, i64)>,
 }
 
 impl<'t, 'c> IngestTx for PostgresIngest<'_, 't, 'c> {
     type Gaps = PostgresGaps<'t, 'c>;
+    type Alarms = PostgresAlarms<'t, 'c>;
 
     fn gaps(&mut self) -> &mut PostgresGaps<'t, 'c> {
         &mut self.gaps
+    }
+
+    fn alarms(&mut self) -> &mut PostgresAlarms<'t, 'c> {
+        &mut self.alarms
     }
 
     async fn enrolled(&mut self, ids: &[&str]) -> Result<HashSet<String>, StoreError> {

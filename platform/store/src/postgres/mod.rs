@@ -43,6 +43,7 @@ mod embedded {
     refinery::embed_migrations!("migrations/postgres");
 }
 
+mod alarms;
 mod batches;
 mod configs;
 mod integrators;

@@ -1,6 +1,7 @@
 //! Storing batches, statuses, catalogues and crash windows on SQLite, and reading what the
 //! acks need: the statements (the decisions are [`crate::ingest`]'s).
 
+use super::alarms::SqliteAlarms;
 use super::{PointIds, SqliteStore, Writer, all, first, value_columns, write_tx};
 use crate::columns::{MinuteAggregate, quality_columns};
 use crate::ingest::{self, GapRow, GapTx, GatewayTally, IngestTx, LockedGateway, PointKey};
@@ -25,6 +26,7 @@ impl SqliteStore {
                 let mut statements = SqliteIngest {
                     tx: &tx,
                     gaps: SqliteGaps(&tx),
+                    alarms: SqliteAlarms(&tx),
                     points,
                 };
                 let outcomes = run_ready(ingest::store_group(
@@ -239,11 +241,17 @@ impl GapTx for SqliteGaps<'_> {
 struct SqliteIngest<'t> {
     tx: &'t Transaction<'t>,
     gaps: SqliteGaps<'t>,
+    alarms: SqliteAlarms<'t>,
     points: &'t mut PointIds,
 }
 
 impl<'t> IngestTx for SqliteIngest<'t> {
     type Gaps = SqliteGaps<'t>;
+    type Alarms = SqliteAlarms<'t>;
+
+    fn alarms(&mut self) -> &mut SqliteAlarms<'t> {
+        &mut self.alarms
+    }
 
     fn gaps(&mut self) -> &mut SqliteGaps<'t> {
         &mut self.gaps

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
+mod alarms;
 mod batches;
 mod configs;
 mod integrators;
@@ -43,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/V5__crash_windows.sql"),
     include_str!("../../migrations/sqlite/V6__integrators.sql"),
     include_str!("../../migrations/sqlite/V7__gateway_configs.sql"),
+    include_str!("../../migrations/sqlite/V8__alarms.sql"),
 ];
 
 /// The accounts' schema, one migration per version, in `accounts.sqlite3`.
