@@ -9,6 +9,9 @@ use fieldlink_platform::catalog::{District, Industry};
 use fieldlink_platform::clock::{DAY_MS, day_of};
 use fieldlink_platform::credit_code::CreditCode;
 use fieldlink_platform::registry::gateway_id;
+use fieldlink_platform::store::alarms::{
+    EventState, NewChannel, NewRule, RuleKind, Severity, Transition,
+};
 use fieldlink_platform::store::{
     AssignOutcome, BatchOutcome, EnrollOutcome, EnrollRequest, Gap, GatewayStatus, IncomingBatch,
     NewConfig, NewEnterprise, NewIntegrator, NewToken, OpenGaps, SeriesBucket, SeriesPoint, Store,
@@ -97,6 +100,10 @@ on_both_backends! {
         => sqlite_config_versions_are_numbered_once_kept_and_published, postgres_config_versions_are_numbered_once_kept_and_published;
     store the_newest_config_version_of_every_gateway_comes_in_one_answer
         => sqlite_the_newest_config_version_of_every_gateway_comes_in_one_answer, postgres_the_newest_config_version_of_every_gateway_comes_in_one_answer;
+    store alarms_raise_clear_notify_once_and_follow_the_clock
+        => sqlite_alarms_raise_clear_notify_once_and_follow_the_clock, postgres_alarms_raise_clear_notify_once_and_follow_the_clock;
+    store concurrent_claims_deliver_each_notification_once
+        => sqlite_concurrent_claims_deliver_each_notification_once, postgres_concurrent_claims_deliver_each_notification_once;
     open reopening_keeps_the_data_and_migrates_nothing_twice
         => sqlite_reopening_keeps_the_data_and_migrates_nothing_twice, postgres_reopening_keeps_the_data_and_migrates_nothing_twice;
 }
@@ -1737,4 +1744,315 @@ async fn the_newest_config_version_of_every_gateway_comes_in_one_answer(store: S
     let expected: std::collections::HashMap<String, u64> =
         [(ids[0].clone(), 3), (ids[1].clone(), 1)].into();
     assert_eq!(newest, expected, "no entry for {}", ids[2]);
+}
+
+/// A `high` rule with two channels and a `stale` rule on one gateway: `(channel, rule)` ids.
+async fn alarm_fixture(store: &Store, serial: u32) -> (String, String, [i64; 2], i64, i64) {
+    let ids = enrolled(store, serial, false, &["a"]).await;
+    let gateway = ids[0].clone();
+    let c = code(serial);
+    let channel = |name: &str| NewChannel {
+        credit_code: c.clone(),
+        name: name.to_owned(),
+        kind: "webhook".to_owned(),
+        url: format!("https://example.org/{name}"),
+        secret: None,
+    };
+    let a = store.create_channel(channel("a"), t0()).await.unwrap();
+    let b = store.create_channel(channel("b"), t0()).await.unwrap();
+    let rule = |name: &str, kind: RuleKind, threshold: Option<f64>, for_seconds: i64| NewRule {
+        credit_code: c.clone(),
+        name: name.to_owned(),
+        gateway_id: gateway.clone(),
+        device: Some(DEVICE.to_owned()),
+        point: Some("t".to_owned()),
+        kind,
+        threshold,
+        hysteresis: 5.0,
+        for_seconds,
+        severity: Severity::Critical,
+        channels: vec![a, b],
+    };
+    let high = store
+        .create_rule(rule("炉温过高", RuleKind::High, Some(100.0), 0), t0())
+        .await
+        .unwrap();
+    let stale = store
+        .create_rule(rule("无数据", RuleKind::Stale, None, 60), t0())
+        .await
+        .unwrap();
+    (c, gateway, [a, b], high, stale)
+}
+
+fn temperatures(gateway: &str, seq: u64, from: i64, values: &[f64]) -> IncomingBatch {
+    let samples = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| sample("t", from + i as i64 * 1000, Value::Float(v)))
+        .collect();
+    incoming(gateway, seq, samples)
+}
+
+/// Notifications claimed now by `instance`, as `(transition, channel)`, delivered at once.
+async fn deliver_all(store: &Store, instance: &str, now: i64) -> Vec<(Transition, i64, i64)> {
+    let claimed = store
+        .claim_notifications(instance, now, 30_000, 100)
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for n in claimed {
+        store
+            .settle_notification(n.id, instance, now, Ok(()))
+            .await
+            .unwrap();
+        out.push((n.transition, n.channel.id, n.event.rule_id));
+    }
+    out
+}
+
+async fn alarms_raise_clear_notify_once_and_follow_the_clock(store: Store) {
+    let (c, gw, [a, b], high, stale) = alarm_fixture(&store, 71).await;
+    let now = t0() + DAY_MS / 2;
+    let at = now - 10_000;
+    // 90, 101 (raise), 98 (inside the hysteresis band), 94 (clear), 120 (raise again).
+    let batch = temperatures(&gw, 1, at, &[90.0, 101.0, 98.0, 94.0, 120.0]);
+    ingest_at(&store, vec![batch.clone()], now).await;
+    // The same batch again (a resend): a duplicate, never evaluated twice.
+    assert_eq!(
+        ingest_at(&store, vec![batch], now).await,
+        [BatchOutcome::Duplicate]
+    );
+    let events = store.alarm_events(&c, false, 10).await.unwrap();
+    let summary: Vec<(i64, EventState, i64, Option<i64>)> = events
+        .iter()
+        .map(|e| (e.rule_id, e.state, e.raised_at, e.cleared_at))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (high, EventState::Active, at + 4000, None),
+            (high, EventState::Cleared, at + 1000, Some(at + 3000)),
+        ]
+    );
+    assert_eq!(events[0].value, Some(Value::Float(120.0)));
+    let mut sent = deliver_all(&store, "i1", now).await;
+    sent.sort_by_key(|(t, ch, _)| (*ch, t.as_str()));
+    assert_eq!(
+        sent.len(),
+        6,
+        "two raises and a clear, to two channels: {sent:?}"
+    );
+    assert!(deliver_all(&store, "i1", now).await.is_empty(), "each once");
+    assert_eq!(
+        store.open_alarm_counts().await.unwrap().get(&c),
+        Some(&(1, 0))
+    );
+
+    // Acknowledged, then cleared; history kept.
+    let active = events[0].id;
+    assert!(store.acknowledge(active, "ent-user", now).await.unwrap());
+    assert!(
+        !store.acknowledge(active, "ent-user", now).await.unwrap(),
+        "once"
+    );
+    assert_eq!(
+        store.open_alarm_counts().await.unwrap().get(&c),
+        Some(&(0, 1))
+    );
+    ingest_at(&store, vec![temperatures(&gw, 2, now, &[80.0])], now + 1000).await;
+    let cleared = store.alarm_event(active).await.unwrap().unwrap();
+    assert_eq!(cleared.state, EventState::Cleared);
+    assert_eq!(cleared.acknowledged_by.as_deref(), Some("ent-user"));
+    let sent = deliver_all(&store, "i1", now + 1000).await;
+    assert_eq!(
+        sent.iter()
+            .filter(|(t, _, _)| *t == Transition::Cleared)
+            .count(),
+        2
+    );
+
+    // A late batch (older than what the rule has seen) changes nothing.
+    ingest_at(
+        &store,
+        vec![temperatures(&gw, 3, at - 60_000, &[500.0])],
+        now + 2000,
+    )
+    .await;
+    assert_eq!(store.alarm_events(&c, true, 10).await.unwrap(), []);
+
+    // The clock: `stale` raises 60 s after the last sample, on the leader only.
+    let last = now;
+    let tick = store.alarm_tick("i1", last + 59_000, 5_000).await.unwrap();
+    assert_eq!((tick.leader, tick.raised), (true, 0));
+    assert!(
+        !store
+            .alarm_tick("i2", last + 60_000, 5_000)
+            .await
+            .unwrap()
+            .leader,
+        "i1 holds the lease"
+    );
+    let tick = store.alarm_tick("i1", last + 60_000, 5_000).await.unwrap();
+    assert_eq!(tick.raised, 1);
+    let open = store.alarm_events(&c, true, 10).await.unwrap();
+    assert_eq!((open[0].rule_id, open[0].raised_at), (stale, last + 60_000));
+    // i1 dies: its lease lapses and i2 takes over.
+    assert!(
+        store
+            .alarm_tick("i2", last + 65_001, 5_000)
+            .await
+            .unwrap()
+            .leader
+    );
+    // The next sample clears it.
+    ingest_at(
+        &store,
+        vec![temperatures(&gw, 4, last + 70_000, &[50.0])],
+        last + 70_000,
+    )
+    .await;
+    assert_eq!(store.alarm_events(&c, true, 10).await.unwrap(), []);
+    let channels: Vec<i64> = deliver_all(&store, "i2", last + 70_000)
+        .await
+        .iter()
+        .map(|n| n.1)
+        .collect();
+    assert_eq!(
+        channels.len(),
+        4,
+        "the stale raise and clear, to both channels"
+    );
+    assert!(channels.contains(&a) && channels.contains(&b));
+
+    // A backlog of old excursions that all ended: history, no notification.
+    let old = last + 80_000 - 3_600_000;
+    let backlog = temperatures(&gw, 5, old, &[150.0, 50.0, 150.0, 50.0]);
+    let rules = store.rules(&c).await.unwrap();
+    let high_rule = rules.iter().find(|r| r.id == high).unwrap().clone();
+    // The rule starts over (an edit), so the old samples are its newest.
+    let edit = NewRule {
+        credit_code: c.clone(),
+        name: high_rule.name.clone(),
+        gateway_id: gw.clone(),
+        device: high_rule.device.clone(),
+        point: high_rule.point.clone(),
+        kind: RuleKind::High,
+        threshold: Some(100.0),
+        hysteresis: 5.0,
+        for_seconds: 0,
+        severity: Severity::Critical,
+        channels: vec![a, b],
+    };
+    assert!(
+        store
+            .update_rule(high, edit, true, last + 79_000)
+            .await
+            .unwrap()
+    );
+    ingest_at(&store, vec![backlog], last + 80_000).await;
+    let history = store.alarm_events(&c, false, 100).await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .filter(|e| e.rule_id == high && e.raised_at <= old + 2000)
+            .count(),
+        2
+    );
+    assert!(
+        deliver_all(&store, "i2", last + 80_000).await.is_empty(),
+        "no storm for the past"
+    );
+}
+
+/// Two instances claiming at once never get the same notification; a claim that lapses
+/// (its instance died mid-send) is taken again; a retry is due at its time.
+async fn concurrent_claims_deliver_each_notification_once(store: Store) {
+    let (_, gw, _, _, _) = alarm_fixture(&store, 72).await;
+    let now = t0() + DAY_MS / 2;
+    let mut seq = 1;
+    for i in 0..20 {
+        let batch = temperatures(&gw, seq, now - 20_000 + i * 2000, &[150.0, 50.0]);
+        seq += 1;
+        ingest_at(&store, vec![batch], now).await;
+    }
+    // 20 raises and 20 clears, to two channels.
+    let claimers: Vec<_> = ["i1", "i2"]
+        .into_iter()
+        .map(|instance| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                loop {
+                    let claimed = store
+                        .claim_notifications(instance, now, 30_000, 7)
+                        .await
+                        .unwrap();
+                    if claimed.is_empty() {
+                        return ids;
+                    }
+                    ids.extend(claimed.iter().map(|n| n.id));
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for claimer in claimers {
+        all.extend(claimer.await.unwrap());
+    }
+    let count = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!((count, all.len()), (80, 80), "each claimed once");
+    // Nothing settled: once the claims lapse they are taken again.
+    assert!(
+        store
+            .claim_notifications("i3", now + 29_000, 30_000, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = store
+        .claim_notifications("i3", now + 30_001, 30_000, 100)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 80);
+    let first = again[0].id;
+    // Only the holder settles; a retry is due later.
+    store
+        .settle_notification(first, "i1", now, Ok(()))
+        .await
+        .unwrap();
+    store
+        .settle_notification(
+            first,
+            "i3",
+            now + 30_001,
+            Err((Some(now + 40_000), "503".into())),
+        )
+        .await
+        .unwrap();
+    for n in &again[1..] {
+        store
+            .settle_notification(n.id, "i3", now + 30_001, Ok(()))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.pending_notifications().await.unwrap(), 1);
+    assert!(
+        store
+            .claim_notifications("i1", now + 39_999, 30_000, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let retried = store
+        .claim_notifications("i1", now + 40_000, 30_000, 100)
+        .await
+        .unwrap();
+    assert_eq!((retried.len(), retried[0].attempts), (1, 1));
+    store
+        .settle_notification(retried[0].id, "i1", now + 40_000, Err((None, "404".into())))
+        .await
+        .unwrap();
+    assert_eq!(store.pending_notifications().await.unwrap(), 0);
 }
