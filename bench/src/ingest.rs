@@ -3,14 +3,16 @@
 //! acknowledged after commit). Figure: samples stored per second, from the first publish
 //! to the last sample committed. Payloads are encoded before the clock starts.
 //!
-//! The in-process broker keeps at most 128 MiB of messages per subscription in memory:
-//! keep `gateways × batches × samples` around a million samples (about 80 MB).
+//! The in-process broker keeps at most 128 MiB of messages per subscription in memory (its
+//! default queue): keep `gateways × batches × samples` around a million samples (about
+//! 80 MB).
 
 use crate::measure::{Summary, cpu_time, peak_rss_mib};
+use fieldlink_broker::DEFAULT_QUEUE_BYTES;
 use fieldlink_platform::credit_code::CreditCode;
 use fieldlink_platform::registry::{EnterpriseInput, TokenInput};
-use fieldlink_platform::{BrokerConfig, MqttUrl, Platform, PlatformConfig};
-use fieldlink_wire::{Batch, EnrollRequest, Topics, encode_batch};
+use fieldlink_platform::{BrokerConfig, MqttUrl, Platform, PlatformConfig, Registry};
+use fieldlink_wire::{Batch, EnrollRequest, Enrollment, Topics, encode_batch};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -59,15 +61,18 @@ pub fn enterprise(i: usize) -> anyhow::Result<EnterpriseInput> {
     })
 }
 
-/// The platform's embedded default in `dir` (SQLite, the in-process broker), the bureau's
-/// token `bench`, until `shutdown`; and its broker's URL.
+/// The platform's embedded default in `dir` (SQLite, the in-process broker keeping
+/// `queue_bytes` for the ingest), the bureau's token `bench`, until `shutdown`; and its
+/// broker's URL.
 pub async fn embedded_platform(
     dir: &std::path::Path,
+    queue_bytes: usize,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(Platform, MqttUrl)> {
     let mut config = PlatformConfig::new("127.0.0.1:0".parse()?, dir);
     config.broker = BrokerConfig::Embedded {
         listen: "127.0.0.1:0".parse()?,
+        queue_bytes,
     };
     config.admin_token = Some("bench".to_owned());
     let platform = Platform::start(config, shutdown.clone()).await?;
@@ -75,16 +80,11 @@ pub async fn embedded_platform(
     Ok((platform, url))
 }
 
-/// Runs the scenario once.
-pub async fn run(args: &Args) -> anyhow::Result<Summary> {
-    let dir = tempfile::tempdir()?;
-    let shutdown = CancellationToken::new();
-    let (platform, url) = embedded_platform(dir.path(), &shutdown).await?;
-
-    // Enroll the gateways through the registry, as the HTTP API does.
-    let registry = platform.registry();
-    let mut gateways = Vec::with_capacity(args.gateways);
-    for i in 0..args.gateways {
+/// Enrolls `count` gateways through the registry, as the HTTP API does: one enterprise
+/// each ([`enterprise`]), with a token for one gateway.
+pub async fn enroll_gateways(registry: &Registry, count: usize) -> anyhow::Result<Vec<Enrollment>> {
+    let mut enrollments = Vec::with_capacity(count);
+    for i in 0..count {
         let input = enterprise(i)?;
         let code = CreditCode::parse(&input.credit_code)?;
         registry.create(&input).await?;
@@ -97,16 +97,30 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
                 },
             )
             .await?;
-        let enrollment = registry
-            .enroll(&EnrollRequest {
-                token: token.token,
-                gateway_name: "bench".to_owned(),
-                hostname: None,
-                agent_version: None,
-            })
-            .await?;
-        gateways.push((enrollment.gateway_id, enrollment.mqtt.password));
+        enrollments.push(
+            registry
+                .enroll(&EnrollRequest {
+                    token: token.token,
+                    gateway_name: "bench".to_owned(),
+                    hostname: None,
+                    agent_version: None,
+                })
+                .await?,
+        );
     }
+    Ok(enrollments)
+}
+
+/// Runs the scenario once.
+pub async fn run(args: &Args) -> anyhow::Result<Summary> {
+    let dir = tempfile::tempdir()?;
+    let shutdown = CancellationToken::new();
+    let (platform, url) = embedded_platform(dir.path(), DEFAULT_QUEUE_BYTES, &shutdown).await?;
+    let gateways: Vec<(String, String)> = enroll_gateways(platform.registry(), args.gateways)
+        .await?
+        .into_iter()
+        .map(|e| (e.gateway_id, e.mqtt.password))
+        .collect();
 
     // Payloads, encoded before the clock starts.
     let samples = crate::outbox::realistic_samples(args.samples, 1_764_201_600_000);

@@ -166,9 +166,7 @@ async fn kill_five_times_and_count() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config =
         PlatformConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().join("platform"));
-    config.broker = BrokerConfig::Embedded {
-        listen: "127.0.0.1:0".parse().unwrap(),
-    };
+    config.broker = BrokerConfig::embedded("127.0.0.1:0".parse().unwrap());
     config.admin_token = Some(BUREAU.to_owned());
     std::fs::create_dir_all(&config.data_dir).expect("platform data dir");
     let shutdown = CancellationToken::new();
