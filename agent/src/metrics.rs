@@ -1,6 +1,7 @@
 //! Prometheus metrics, encoded at scrape time from the agent's counters (prometheus-client's
 //! `Collector`), so the pipeline only ever touches atomics.
 
+use crate::outbox::oldest_awaiting_ack_age;
 use crate::telemetry::Telemetry;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -157,12 +158,7 @@ impl Collector for AgentCollector {
             &mut encoder,
             "fieldlink_outbox_oldest_awaiting_ack_seconds",
             "How long the batch awaiting the platform's ack the longest has waited (0: none)",
-            o.oldest_awaiting_ack_since.map_or(0.0, |since| {
-                tokio::time::Instant::now()
-                    .into_std()
-                    .saturating_duration_since(since)
-                    .as_secs_f64()
-            }),
+            oldest_awaiting_ack_age(&o).map_or(0.0, |age| age.as_secs_f64()),
         )?;
         counter(
             &mut encoder,

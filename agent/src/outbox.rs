@@ -1,8 +1,9 @@
 //! The agent's handle on the durable outbox: the blocking store, shared between the
 //! batcher and the publisher, with every call run off the async threads.
 
-use fieldlink_outbox::{Outbox, OutboxError};
+use fieldlink_outbox::{Outbox, OutboxError, OutboxStats};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Why an outbox call failed.
 #[derive(Debug, thiserror::Error)]
@@ -68,4 +69,15 @@ impl SharedOutbox {
         })
         .await
     }
+}
+
+/// How long the batch awaiting the platform's ack the longest has waited since the broker
+/// took it. Measured with tokio's clock: the publisher marks batches sent with it, and tests
+/// pause it.
+pub fn oldest_awaiting_ack_age(stats: &OutboxStats) -> Option<Duration> {
+    stats.oldest_awaiting_ack_since.map(|since| {
+        tokio::time::Instant::now()
+            .into_std()
+            .saturating_duration_since(since)
+    })
 }

@@ -3,6 +3,7 @@
 //! that turns counters into rates, the retention estimate and cycle-time histograms.
 
 use crate::metrics;
+use crate::outbox::oldest_awaiting_ack_age;
 use crate::telemetry::Telemetry;
 use axum::Router;
 use axum::extract::State;
@@ -184,13 +185,7 @@ pub fn report(t: &Telemetry, rates: &Rates) -> StatusReport {
             .oldest_appended_at_ms
             .map(|at| (now - at).max(0) as f64 / 1000.0),
         awaiting_ack_batches: o.awaiting_ack_batches,
-        // The publisher marks batches with tokio's clock (paused in tests): measure with it.
-        oldest_awaiting_ack_age_s: o.oldest_awaiting_ack_since.map(|since| {
-            tokio::time::Instant::now()
-                .into_std()
-                .saturating_duration_since(since)
-                .as_secs_f64()
-        }),
+        oldest_awaiting_ack_age_s: oldest_awaiting_ack_age(&o).map(|age| age.as_secs_f64()),
         evicted_batches: o.evicted_batches,
         evicted_samples: o.evicted_samples,
         lost_samples: t.lost_samples.load(Ordering::Relaxed),

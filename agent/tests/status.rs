@@ -1,14 +1,15 @@
 //! The retained `status` with each device's health, as a subscriber of the real broker
 //! receives it from the agent running in this process: a real Modbus TCP device (the
-//! simulator's) that stops and starts again, the refresh without a change, and a gateway
-//! of 500 devices.
+//! simulator's) that stops and starts again, the refresh without a change, a gateway of 500
+//! devices, and the batches awaiting the platform's ack.
 
 use crate::faults::loopback;
 use fieldlink::RunError;
 use fieldlink_broker::Broker;
 use fieldlink_simulator::modbus_device::{self, demo_register_map};
 use fieldlink_testkit::{Message, Recorder};
-use fieldlink_wire::{ConfigState, DeviceHealth, GatewayState, Status};
+use fieldlink_wire::{Ack, ConfigState, DeviceHealth, GatewayState, Status, Topics, decode_batch};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -357,6 +358,11 @@ async fn the_status_goes_out_again_every_refresh_period_without_a_change() {
             unreachable!("windows of 2")
         };
         assert!(healthy(later), "no change: {later:#?}");
+        assert_eq!(
+            (later.awaiting_ack_batches, later.oldest_awaiting_ack_age_s),
+            (Some(0), None),
+            "delete_on = \"puback\" (not enrolled): nothing awaits the platform"
+        );
         let gap = Duration::from_millis(
             u64::try_from(later_message.received_ms - earlier_message.received_ms)
                 .expect("in order"),
@@ -456,5 +462,126 @@ async fn the_status_of_500_devices_lists_them_all_within_a_bounded_size() {
 
     agent.stop().await;
     press.stop().await;
+    recorder.stop().await;
+}
+
+/// Publishes `payload` retained at QoS 1 on `topic`, as the platform publishes its acks,
+/// and returns once the broker has taken it (bounded to 10 s).
+async fn publish_retained(broker: SocketAddr, topic: &str, payload: Vec<u8>) {
+    let options = MqttOptions::new(
+        "status-test-platform",
+        broker.ip().to_string(),
+        broker.port(),
+    );
+    let (client, mut events) = AsyncClient::new(options, 8);
+    client
+        .publish(topic, QoS::AtLeastOnce, true, payload)
+        .await
+        .expect("queue the publish");
+    let taken = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(_))) => return,
+                Ok(_) => {}
+                Err(e) => panic!("publishing to {topic}: {e}"),
+            }
+        }
+    })
+    .await;
+    assert!(taken.is_ok(), "no PUBACK for {topic} within 10 s");
+    let _ = client.try_disconnect();
+}
+
+/// With `delete_on = "platform_ack"` every status carries the batches awaiting the
+/// platform's ack and the oldest one's age: a batch the broker took waits, in the retained
+/// status too, while no ack comes, and once the platform's ack covers it the next status
+/// shows none awaiting and no age.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_shows_the_batches_awaiting_the_platform_ack_until_an_ack_covers_them() {
+    let gateway = "gw-awaiting";
+    let broker = Broker::start(loopback()).expect("broker");
+    let recorder = Recorder::start(broker.addr(), &format!("fieldlink/v1/{gateway}/+")).await;
+    // One reading at the start and none for an hour: its batch is all there is to ack, and
+    // nothing is sent again meanwhile.
+    let agent = InProcessAgent::start(&format!(
+        r#"
+[gateway]
+id = "{gateway}"
+
+[platform]
+mqtt = "mqtt://{broker}"
+
+[publish]
+batch_max_delay = "100ms"
+delete_on = "platform_ack"
+ack_timeout = "1h"
+
+[status]
+listen = "127.0.0.1:0"
+refresh = "1s"
+
+[[device]]
+name = "line-sim"
+protocol = "simulator"
+poll = "1h"
+
+[[device.point]]
+name = "ambient"
+signal = "sine"
+"#,
+        broker = broker.addr()
+    ));
+
+    let waiting = wait_for_status(
+        &recorder,
+        Duration::from_secs(20),
+        "a batch awaiting the ack for a second or more",
+        |s| {
+            s.awaiting_ack_batches.is_some_and(|n| n >= 1)
+                && s.oldest_awaiting_ack_age_s.is_some_and(|age| age >= 1)
+        },
+    )
+    .await;
+    assert_eq!(
+        waiting.backlog_batches, waiting.awaiting_ack_batches,
+        "every batch in the outbox was sent and awaits the ack: {waiting:#?}"
+    );
+    let late = Recorder::start(broker.addr(), &format!("fieldlink/v1/{gateway}/status")).await;
+    assert!(
+        late.wait_for(Duration::from_secs(5), |m| !m.is_empty())
+            .await,
+        "no retained status"
+    );
+    let retained: Status = serde_json::from_slice(&late.messages()[0].payload).expect("status");
+    assert!(
+        retained.awaiting_ack_batches.is_some_and(|n| n >= 1)
+            && retained.oldest_awaiting_ack_age_s.is_some(),
+        "the retained status shows them too: {retained:#?}"
+    );
+    late.stop().await;
+
+    let mut sent: Vec<u64> = recorder
+        .on("/data")
+        .iter()
+        .map(|m| decode_batch(&m.payload).expect("a batch").seq)
+        .collect();
+    sent.sort_unstable();
+    sent.dedup();
+    let ack = serde_json::to_vec(&Ack::of_stored(sent)).expect("ack JSON");
+    publish_retained(broker.addr(), &Topics::new(gateway).ack, ack).await;
+    let acked = wait_for_status(
+        &recorder,
+        Duration::from_secs(20),
+        "none awaiting once the ack covers them",
+        |s| s.awaiting_ack_batches == Some(0),
+    )
+    .await;
+    assert_eq!(
+        (acked.backlog_batches, acked.oldest_awaiting_ack_age_s),
+        (Some(0), None),
+        "{acked:#?}"
+    );
+
+    agent.stop().await;
     recorder.stop().await;
 }

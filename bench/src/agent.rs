@@ -4,6 +4,7 @@
 
 use crate::child::{Child, sibling_binary};
 use crate::measure::Process;
+use fieldlink_wire::Enrollment;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -24,8 +25,25 @@ impl Agent {
     /// Writes the config that `config(state_dir)` returns into a temporary directory, which
     /// is also the agent's state directory, and starts the agent on it.
     pub fn start(config: impl FnOnce(&Path) -> String) -> anyhow::Result<Agent> {
-        let binary = binary()?;
+        Self::start_in(tempfile::tempdir()?, config)
+    }
+
+    /// Starts the agent as [`Agent::start`] does, enrolled: `enrollment` stored in its state
+    /// directory as `fieldlink enroll` stores it.
+    pub fn start_enrolled(
+        enrollment: &Enrollment,
+        config: impl FnOnce(&Path) -> String,
+    ) -> anyhow::Result<Agent> {
         let dir = tempfile::tempdir()?;
+        fieldlink::enroll::store(&dir.path().join("state"), enrollment)?;
+        Self::start_in(dir, config)
+    }
+
+    fn start_in(
+        dir: tempfile::TempDir,
+        config: impl FnOnce(&Path) -> String,
+    ) -> anyhow::Result<Agent> {
+        let binary = binary()?;
         let state = dir.path().join("state");
         let file = dir.path().join("agent.toml");
         std::fs::write(&file, config(&state))?;
@@ -59,10 +77,25 @@ impl Agent {
         self.child.check_running()
     }
 
+    /// Replaces its config file with `config` and sends SIGHUP: the agent applies the new
+    /// devices and keeps running.
+    pub fn reload(&self, config: &str) -> anyhow::Result<()> {
+        std::fs::write(self.dir.path().join("agent.toml"), config)?;
+        self.child.hang_up();
+        Ok(())
+    }
+
     /// Stops the agent with SIGTERM (it flushes and says goodbye) and waits for it; kills
     /// it if it takes longer than 30 s.
     pub async fn stop(self) -> anyhow::Result<()> {
-        self.child.stop().await
+        self.stop_keeping_state().await.map(drop)
+    }
+
+    /// Stops the agent as [`Agent::stop`] does and hands over its directory, state
+    /// included, to read once it has exited (deleted when the value drops).
+    pub async fn stop_keeping_state(self) -> anyhow::Result<tempfile::TempDir> {
+        self.child.stop().await?;
+        Ok(self.dir)
     }
 }
 

@@ -78,13 +78,20 @@ impl Child {
         Ok(())
     }
 
+    /// Sends it SIGHUP (the agent reads its config file again).
+    pub fn hang_up(&self) {
+        if let Some(child) = &self.child {
+            signal(child, rustix::process::Signal::HUP);
+        }
+    }
+
     /// Stops it with SIGTERM (so it shuts down in order) and waits for it; kills it if it
     /// takes longer than 30 s.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
-        terminate(&child);
+        signal(&child, rustix::process::Signal::TERM);
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             if child.try_wait()?.is_some() {
@@ -107,7 +114,7 @@ impl Child {
 impl Drop for Child {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            terminate(&child);
+            signal(&child, rustix::process::Signal::TERM);
             let deadline = Instant::now() + STOP_TIMEOUT;
             while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
@@ -118,11 +125,11 @@ impl Drop for Child {
     }
 }
 
-fn terminate(child: &std::process::Child) {
+fn signal(child: &std::process::Child, signal: rustix::process::Signal) {
     if let Some(pid) = i32::try_from(child.id())
         .ok()
         .and_then(rustix::process::Pid::from_raw)
     {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        let _ = rustix::process::kill_process(pid, signal);
     }
 }

@@ -7,6 +7,7 @@
 
 use crate::agent::Agent;
 use crate::ingest::{embedded_platform, enroll_one};
+use fieldlink_broker::DEFAULT_QUEUE_BYTES;
 use crate::measure::{Summary, percentile};
 use fieldlink_platform::credit_code::CreditCode;
 use fieldlink_platform::registry::EnterpriseInput;
@@ -52,7 +53,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     anyhow::ensure!(args.pushes > 0, "--pushes must be at least 1");
     let dir = tempfile::tempdir()?;
     let shutdown = CancellationToken::new();
-    let (platform, _) = embedded_platform(dir.path(), &shutdown).await?;
+    let (platform, _) = embedded_platform(dir.path(), DEFAULT_QUEUE_BYTES, &shutdown).await?;
     let code = CreditCode::complete("91420100770000777")?;
     let enterprise = EnterpriseInput {
         credit_code: code.to_string(),

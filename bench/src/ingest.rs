@@ -3,13 +3,15 @@
 //! acknowledged after commit). Figure: samples stored per second, from the first publish
 //! to the last sample committed. Payloads are encoded before the clock starts.
 //!
-//! The in-process broker keeps at most 128 MiB of messages per subscription in memory:
-//! keep `gateways × batches × samples` around a million samples (about 80 MB).
+//! The in-process broker keeps at most 128 MiB of messages per subscription in memory (its
+//! default queue): keep `gateways × batches × samples` around a million samples (about
+//! 80 MB).
 
 use crate::measure::{Summary, cpu_time, peak_rss_mib};
+use fieldlink_broker::DEFAULT_QUEUE_BYTES;
 use fieldlink_platform::credit_code::CreditCode;
-use fieldlink_platform::registry::{EnterpriseInput, Registry, TokenInput};
-use fieldlink_platform::{BrokerConfig, MqttUrl, Platform, PlatformConfig};
+use fieldlink_platform::registry::{EnterpriseInput, TokenInput};
+use fieldlink_platform::{BrokerConfig, MqttUrl, Platform, PlatformConfig, Registry};
 use fieldlink_wire::{Batch, EnrollRequest, Enrollment, Topics, encode_batch};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use std::time::{Duration, Instant};
@@ -59,15 +61,18 @@ pub fn enterprise(i: usize) -> anyhow::Result<EnterpriseInput> {
     })
 }
 
-/// The platform's embedded default in `dir` (SQLite, the in-process broker), the bureau's
-/// token `bench`, until `shutdown`; and its broker's URL.
+/// The platform's embedded default in `dir` (SQLite, the in-process broker keeping
+/// `queue_bytes` for the ingest), the bureau's token `bench`, until `shutdown`; and its
+/// broker's URL.
 pub async fn embedded_platform(
     dir: &std::path::Path,
+    queue_bytes: usize,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(Platform, MqttUrl)> {
     let mut config = PlatformConfig::new("127.0.0.1:0".parse()?, dir);
     config.broker = BrokerConfig::Embedded {
         listen: "127.0.0.1:0".parse()?,
+        queue_bytes,
     };
     config.admin_token = Some("bench".to_owned());
     let platform = Platform::start(config, shutdown.clone()).await?;
@@ -103,19 +108,25 @@ pub async fn enroll_one(
         .await?)
 }
 
+/// Enrolls `count` gateways, one enterprise each ([`enterprise`]).
+pub async fn enroll_gateways(registry: &Registry, count: usize) -> anyhow::Result<Vec<Enrollment>> {
+    let mut enrollments = Vec::with_capacity(count);
+    for i in 0..count {
+        enrollments.push(enroll_one(registry, &enterprise(i)?, "bench").await?);
+    }
+    Ok(enrollments)
+}
+
 /// Runs the scenario once.
 pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     let dir = tempfile::tempdir()?;
     let shutdown = CancellationToken::new();
-    let (platform, url) = embedded_platform(dir.path(), &shutdown).await?;
-
-    // Enroll the gateways through the registry, as the HTTP API does.
-    let registry = platform.registry();
-    let mut gateways = Vec::with_capacity(args.gateways);
-    for i in 0..args.gateways {
-        let enrollment = enroll_one(registry, &enterprise(i)?, "bench").await?;
-        gateways.push((enrollment.gateway_id, enrollment.mqtt.password));
-    }
+    let (platform, url) = embedded_platform(dir.path(), DEFAULT_QUEUE_BYTES, &shutdown).await?;
+    let gateways: Vec<(String, String)> = enroll_gateways(platform.registry(), args.gateways)
+        .await?
+        .into_iter()
+        .map(|e| (e.gateway_id, e.mqtt.password))
+        .collect();
 
     // Payloads, encoded before the clock starts.
     let samples = crate::outbox::realistic_samples(args.samples, 1_764_201_600_000);

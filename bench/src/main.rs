@@ -23,6 +23,7 @@ mod measure;
 mod modbus_scale;
 mod opcua;
 mod outbox;
+mod overload;
 mod pipeline;
 mod plc_scale;
 mod subscriber;
@@ -67,6 +68,8 @@ enum Scenario {
     Opcua(opcua::Args),
     /// N gateways at a fixed rate → mosquitto → K platform instances → PostgreSQL.
     CityLoad(city_load::Args),
+    /// N enrolled agents → the embedded platform storing 1/1.5 of it: puback against platform_ack.
+    Overload(overload::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -93,6 +96,7 @@ fn main() -> anyhow::Result<()> {
                 Scenario::ConfigPush(args) => config_push::run(args).await,
                 Scenario::Opcua(args) => opcua::run(args).await,
                 Scenario::CityLoad(args) => city_load::run(args).await,
+                Scenario::Overload(args) => overload::run(args).await,
             }
         })?;
         println!("run {run}: {}", result.line());

@@ -72,7 +72,7 @@ pub enum DeleteOn {
 
 impl DeleteOn {
     /// The config value.
-    fn config(self) -> &'static str {
+    pub fn config(self) -> &'static str {
         match self {
             DeleteOn::Puback => "puback",
             DeleteOn::PlatformAck => "platform_ack",

@@ -48,10 +48,11 @@
 //!   can end the next connection (`no-connection id N` or a bare close for that client).
 //!   Clients recover by reconnecting, as the agent and the platform's ingest do; a client
 //!   that waits for the broker to close the connection after its DISCONNECT avoids it.
-//! - Messages live in an in-memory log per subscription filter ([`SEGMENT_SIZE`] ×
-//!   [`SEGMENT_COUNT`]); a subscriber that falls further behind than that loses the
-//!   oldest messages even at QoS 1. Sessions and retained messages are lost when the
-//!   process exits.
+//! - Messages live in an in-memory log per subscription filter, its size the queue given to
+//!   [`Broker::start_with_queue`] ([`DEFAULT_QUEUE_BYTES`] by [`Broker::start`]) in
+//!   [`SEGMENT_COUNT`] segments; a subscriber that falls further behind than that loses
+//!   the oldest messages even at QoS 1, after their publishers had their PUBACK. Sessions
+//!   and retained messages are lost when the process exits.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -71,12 +72,16 @@ pub const MAX_CONNECTIONS: usize = 10_240;
 /// go (rumqttd's "connection buffer").
 pub const CONNECTION_BUFFER_PACKETS: usize = 1_000;
 
-/// Size of one segment of the in-memory message log kept per subscription filter.
-pub const SEGMENT_SIZE: usize = 16 * 1024 * 1024;
+/// The default size of the in-memory message log kept per subscription filter (128 MiB):
+/// how far, in message bytes, a subscriber may lag behind before it loses messages.
+pub const DEFAULT_QUEUE_BYTES: usize = 128 * 1024 * 1024;
 
-/// Segments kept per subscription filter: a subscriber may lag this many
-/// [`SEGMENT_SIZE`]s behind before it loses messages.
+/// Segments of a subscription filter's log: the oldest segment is dropped as a whole when
+/// a new one is needed, so a subscriber loses messages a segment at a time.
 pub const SEGMENT_COUNT: usize = 8;
+
+/// The smallest segment rumqttd accepts (it panics below 1 KiB).
+const MIN_SEGMENT_SIZE: usize = 1024;
 
 /// How long [`Broker::start`] waits for the broker to answer.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -132,10 +137,17 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Starts a broker listening on `listen` and waits (at most [`READY_TIMEOUT`]) until
-    /// it answers an MQTT CONNECT. Port 0 picks a free port. This blocks the calling
-    /// thread, usually for a few milliseconds.
+    /// Starts a broker listening on `listen` with the default queue
+    /// ([`DEFAULT_QUEUE_BYTES`]); see [`Broker::start_with_queue`].
     pub fn start(listen: SocketAddr) -> Result<Broker, BrokerError> {
+        Self::start_with_queue(listen, DEFAULT_QUEUE_BYTES)
+    }
+
+    /// Starts a broker listening on `listen` that keeps up to `queue_bytes` of messages for
+    /// each subscription filter (at least [`SEGMENT_COUNT`] KiB), and waits (at most
+    /// [`READY_TIMEOUT`]) until it answers an MQTT CONNECT. Port 0 picks a free port. This
+    /// blocks the calling thread, usually for a few milliseconds.
+    pub fn start_with_queue(listen: SocketAddr, queue_bytes: usize) -> Result<Broker, BrokerError> {
         let deadline = Instant::now() + READY_TIMEOUT;
         // With port 0 another process may grab the picked port before rumqttd binds it;
         // then pick again.
@@ -143,7 +155,7 @@ impl Broker {
         let mut failure = None;
         for _ in 0..attempts {
             let addr = reserve(listen)?;
-            let thread = spawn(addr)?;
+            let thread = spawn(addr, queue_bytes)?;
             match wait_ready(addr, &thread, deadline) {
                 Ok(()) => return Ok(Broker { addr }),
                 Err(e @ BrokerError::Exited { .. }) => failure = Some(e),
@@ -177,8 +189,8 @@ fn reserve(listen: SocketAddr) -> Result<SocketAddr, BrokerError> {
 }
 
 /// Starts rumqttd on `addr`; the returned thread ends only if its listener fails.
-fn spawn(addr: SocketAddr) -> Result<JoinHandle<()>, BrokerError> {
-    let config = config(addr);
+fn spawn(addr: SocketAddr, queue_bytes: usize) -> Result<JoinHandle<()>, BrokerError> {
+    let config = config(addr, queue_bytes);
     thread::Builder::new()
         .name(format!("mqtt-broker-{}", addr.port()))
         .spawn(move || {
@@ -190,8 +202,9 @@ fn spawn(addr: SocketAddr) -> Result<JoinHandle<()>, BrokerError> {
         .map_err(BrokerError::Thread)
 }
 
-/// rumqttd's configuration: one plain-TCP v4 listener on `addr`, generous limits.
-fn config(addr: SocketAddr) -> Config {
+/// rumqttd's configuration: one plain-TCP v4 listener on `addr`, generous limits, and
+/// `queue_bytes` of log per subscription filter.
+fn config(addr: SocketAddr, queue_bytes: usize) -> Config {
     let connections = ConnectionSettings {
         // Time from TCP accept to the CONNECT packet.
         connection_timeout_ms: 10_000,
@@ -214,7 +227,7 @@ fn config(addr: SocketAddr) -> Config {
         router: RouterConfig {
             max_connections: MAX_CONNECTIONS,
             max_outgoing_packet_count: 200,
-            max_segment_size: SEGMENT_SIZE,
+            max_segment_size: (queue_bytes / SEGMENT_COUNT).max(MIN_SEGMENT_SIZE),
             max_segment_count: SEGMENT_COUNT,
             ..RouterConfig::default()
         },

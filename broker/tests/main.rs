@@ -330,3 +330,55 @@ async fn limitation_an_empty_non_retained_publish_clears_the_retained_message() 
         .await;
     assert!(later.drain_publishes().await.is_empty());
 }
+
+/// A subscriber that falls further behind than the broker's queue loses the oldest
+/// messages, after the publisher had its PUBACK for each, and still gets the newest: what
+/// the platform's `--mqtt-queue-mib` bounds the broker's memory with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_further_behind_than_the_queue_loses_the_oldest_messages() {
+    const QUEUE: usize = 16 * 1024;
+    const MESSAGES: usize = 64;
+    let broker = Broker::start_with_queue("127.0.0.1:0".parse().expect("address"), QUEUE)
+        .expect("broker starts");
+    let mut ingest_options = options(&broker, "ingest");
+    ingest_options.set_clean_session(false);
+    let mut ingest = Client::connect(ingest_options.clone()).await;
+    ingest
+        .subscribe("fieldlink/v1/+/data", QoS::AtLeastOnce)
+        .await;
+    drop(ingest);
+
+    // 4 times the queue, each message numbered in its first 4 bytes.
+    let mut gateway = Client::connect(options(&broker, "gw-6")).await;
+    for i in 0..MESSAGES {
+        let mut payload = format!("{i:04}").into_bytes();
+        payload.resize(1024, b'.');
+        gateway
+            .publish("fieldlink/v1/gw-6/data", false, payload)
+            .await;
+    }
+
+    let mut ingest = Client::connect(ingest_options).await;
+    let got: Vec<usize> = ingest
+        .drain_publishes()
+        .await
+        .iter()
+        .map(|p| {
+            std::str::from_utf8(&p.payload[..4])
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .expect("a numbered message")
+        })
+        .collect();
+    assert!(
+        !got.is_empty() && got.len() < MESSAGES,
+        "{} of {MESSAGES} delivered",
+        got.len()
+    );
+    assert_eq!(
+        got.last(),
+        Some(&(MESSAGES - 1)),
+        "the newest is kept: {got:?}"
+    );
+    assert!(got[0] > 0, "the oldest are gone: {got:?}");
+}

@@ -119,9 +119,7 @@ async fn main() -> anyhow::Result<()> {
         SocketAddr::from(([127, 0, 0, 1], 0))
     };
     let mut platform_config = PlatformConfig::new(listen, dir.path().join("platform"));
-    platform_config.broker = BrokerConfig::Embedded {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-    };
+    platform_config.broker = BrokerConfig::embedded(SocketAddr::from(([127, 0, 0, 1], 0)));
     platform_config.admin_token = Some(bureau_token.clone());
     std::fs::create_dir_all(&platform_config.data_dir)
         .context("cannot create the platform's data directory")?;

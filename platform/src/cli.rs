@@ -44,6 +44,12 @@ struct Cli {
     /// Where the in-process MQTT broker listens (when no --broker is given).
     #[arg(long, default_value = "127.0.0.1:1883", conflicts_with = "broker")]
     mqtt_listen: SocketAddr,
+    /// MiB of messages the in-process broker keeps for the ingest while it falls behind
+    /// (stores slower than the gateways publish); beyond, the oldest are dropped after the
+    /// gateways had their PUBACK (gateways with delete_on = "platform_ack" send them
+    /// again). Bounds the broker's memory.
+    #[arg(long, default_value_t = (fieldlink_broker::DEFAULT_QUEUE_BYTES >> 20) as u32, value_parser = clap::value_parser!(u32).range(1..=65_536), conflicts_with = "broker")]
+    mqtt_queue_mib: u32,
     /// An external broker, mqtt://host[:port] or mqtts://host[:port] (TLS), instead of
     /// the in-process one.
     #[arg(long)]
@@ -159,6 +165,7 @@ fn config(cli: Cli) -> anyhow::Result<PlatformConfig> {
         },
         None => BrokerConfig::Embedded {
             listen: cli.mqtt_listen,
+            queue_bytes: (cli.mqtt_queue_mib as usize).saturating_mul(1 << 20),
         },
     };
     config.public_mqtt_url = cli.public_mqtt_url;

@@ -62,9 +62,7 @@ impl PlatformConfig {
             data_dir: data_dir.into(),
             database: Database::Sqlite,
             ingest: true,
-            broker: BrokerConfig::Embedded {
-                listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
-            },
+            broker: BrokerConfig::embedded(SocketAddr::from(([127, 0, 0, 1], 1883))),
             public_mqtt_url: None,
             admin_token: None,
             mosquitto: None,
@@ -88,6 +86,10 @@ pub enum BrokerConfig {
     Embedded {
         /// The broker's listen address.
         listen: SocketAddr,
+        /// How many bytes of messages the broker keeps for a subscription that falls behind
+        /// (the ingest, while it stores slower than the gateways publish); beyond, the oldest
+        /// are dropped after the gateways had their PUBACK. Bounds the broker's memory.
+        queue_bytes: usize,
     },
     /// An external broker (mosquitto, EMQX) at this address.
     External {
@@ -102,6 +104,16 @@ pub enum BrokerConfig {
         /// file and none is given, one is generated and kept in `DATA_DIR/ingest-mqtt-password`.
         password: Option<String>,
     },
+}
+
+impl BrokerConfig {
+    /// An in-process broker on `listen` with the default queue (128 MiB).
+    pub fn embedded(listen: SocketAddr) -> Self {
+        BrokerConfig::Embedded {
+            listen,
+            queue_bytes: fieldlink_broker::DEFAULT_QUEUE_BYTES,
+        }
+    }
 }
 
 /// mosquitto's files the platform rewrites on every enrollment, and how mosquitto is told.

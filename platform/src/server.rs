@@ -104,11 +104,16 @@ impl Platform {
         };
 
         let (broker_url, tls, username, password, default_public) = match &config.broker {
-            config::BrokerConfig::Embedded { listen } => {
-                let listen = *listen;
-                let broker = tokio::task::spawn_blocking(move || Broker::start(listen))
-                    .await
-                    .map_err(|e| PlatformError::Task(e.to_string()))??;
+            config::BrokerConfig::Embedded {
+                listen,
+                queue_bytes,
+            } => {
+                let (listen, queue_bytes) = (*listen, *queue_bytes);
+                let broker = tokio::task::spawn_blocking(move || {
+                    Broker::start_with_queue(listen, queue_bytes)
+                })
+                .await
+                .map_err(|e| PlatformError::Task(e.to_string()))??;
                 tracing::warn!(addr = %broker.addr(),
                     "in-process MQTT broker started; it has no passwords or ACL: any client can publish as any gateway (use --broker with mosquitto in production)");
                 let addr = connectable(broker.addr());

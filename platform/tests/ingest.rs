@@ -42,6 +42,7 @@ async fn batches_status_and_meta_are_stored() {
             started_at: Some(1_764_201_000_000),
             backlog_batches: Some(4),
             evicted_batches: Some(0),
+            awaiting_ack_batches: Some(3),
             ..Status::offline()
         };
         gw.publish(&topics.status, serde_json::to_vec(&status).unwrap(), true)
@@ -87,6 +88,7 @@ async fn batches_status_and_meta_are_stored() {
         assert_eq!(g["online"], true);
         assert_eq!(g["agent_version"], "0.1.0");
         assert_eq!(g["backlog_batches"], 4);
+        assert_eq!(g["awaiting_ack_batches"], 3);
         assert_eq!(g["meta"]["devices"][0]["points"][0]["unit"], "°C");
 
         let latest = p.latest(id).await;

@@ -97,9 +97,7 @@ async fn database_for(data_dir: &Path) -> Option<TestDatabase> {
 /// A config with an in-process broker and the HTTP API on free ports.
 pub fn config(data_dir: &Path) -> PlatformConfig {
     let mut config = PlatformConfig::new("127.0.0.1:0".parse().unwrap(), data_dir);
-    config.broker = BrokerConfig::Embedded {
-        listen: "127.0.0.1:0".parse().unwrap(),
-    };
+    config.broker = BrokerConfig::embedded("127.0.0.1:0".parse().unwrap());
     config.admin_token = Some(ADMIN.to_owned());
     config
 }

@@ -122,9 +122,7 @@ fn platform_config(dir: &Path, broker: BrokerConfig) -> PlatformConfig {
 #[tokio::test]
 async fn an_enrolled_agent_puts_its_enterprise_on_the_cloud() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let broker = BrokerConfig::Embedded {
-        listen: "127.0.0.1:0".parse().unwrap(),
-    };
+    let broker = BrokerConfig::embedded("127.0.0.1:0".parse().unwrap());
     let config = platform_config(dir.path(), broker);
     tokio::time::timeout(LIMIT, enroll_run_and_count(config, dir.path()))
         .await

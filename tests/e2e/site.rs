@@ -36,9 +36,7 @@ impl Site {
     /// `gateway_name`.
     pub async fn start(dir: &Path, bureau_token: &str, first17: &str, gateway_name: &str) -> Site {
         let mut config = PlatformConfig::new("127.0.0.1:0".parse().unwrap(), dir.join("platform"));
-        config.broker = BrokerConfig::Embedded {
-            listen: "127.0.0.1:0".parse().unwrap(),
-        };
+        config.broker = BrokerConfig::embedded("127.0.0.1:0".parse().unwrap());
         config.admin_token = Some(bureau_token.to_owned());
         std::fs::create_dir_all(&config.data_dir).expect("platform data dir");
         let shutdown = CancellationToken::new();

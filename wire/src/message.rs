@@ -30,6 +30,14 @@ pub struct Status {
     /// Batches evicted from the outbox since its creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evicted_batches: Option<u64>,
+    /// Of `backlog_batches`, those the broker took that await the platform's ack (always 0
+    /// with `delete_on = "puback"`; absent from the will and from agents older than this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting_ack_batches: Option<u64>,
+    /// How long the batch awaiting the platform's ack the longest has waited since the
+    /// broker took it, in whole seconds; absent while none awaits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_awaiting_ack_age_s: Option<u64>,
     /// Set in the statuses of a run that began after an unclean stop (kill -9, power cut):
     /// the sequence numbers the crash skipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -117,6 +125,8 @@ impl Status {
             started_at: None,
             backlog_batches: None,
             evicted_batches: None,
+            awaiting_ack_batches: None,
+            oldest_awaiting_ack_age_s: None,
             resumed_after_crash: None,
             config: None,
             devices: Vec::new(),

@@ -217,11 +217,38 @@ fn status_birth_and_will_have_the_contract_shape() {
         started_at: Some(1764201600000),
         backlog_batches: Some(0),
         evicted_batches: Some(0),
+        awaiting_ack_batches: Some(0),
         ..Status::offline()
     };
     assert_eq!(
         serde_json::to_string(&birth).unwrap(),
-        r#"{"state":"online","version":"0.1.0","started_at":1764201600000,"backlog_batches":0,"evicted_batches":0}"#
+        r#"{"state":"online","version":"0.1.0","started_at":1764201600000,"backlog_batches":0,"evicted_batches":0,"awaiting_ack_batches":0}"#
+    );
+}
+
+/// DESIGN.md, "End-to-end acknowledgement": the status shows the batches awaiting the
+/// platform's ack and the oldest one's age (whole seconds, absent while none awaits), next
+/// to the outbox's other counts; a status from an agent older than them parses without.
+#[test]
+fn status_carries_the_batches_awaiting_the_platform_ack() {
+    let status = Status {
+        state: GatewayState::Online,
+        backlog_batches: Some(1250),
+        evicted_batches: Some(0),
+        awaiting_ack_batches: Some(1200),
+        oldest_awaiting_ack_age_s: Some(42),
+        ..Status::offline()
+    };
+    let json = r#"{"state":"online","backlog_batches":1250,"evicted_batches":0,"awaiting_ack_batches":1200,"oldest_awaiting_ack_age_s":42}"#;
+    assert_eq!(serde_json::to_string(&status).unwrap(), json);
+    assert_eq!(serde_json::from_str::<Status>(json).unwrap(), status);
+
+    let older: Status =
+        serde_json::from_str(r#"{"state":"online","backlog_batches":3,"evicted_batches":0}"#)
+            .unwrap();
+    assert_eq!(
+        (older.awaiting_ack_batches, older.oldest_awaiting_ack_age_s),
+        (None, None)
     );
 }
 

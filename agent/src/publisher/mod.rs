@@ -26,7 +26,7 @@ mod refresh;
 pub mod tls;
 
 use crate::config::{DeleteOn, PlatformConfig};
-use crate::outbox::{SharedOutbox, StoreError};
+use crate::outbox::{SharedOutbox, StoreError, oldest_awaiting_ack_age};
 use crate::telemetry::{DeviceTelemetry, Telemetry};
 use fieldlink_outbox::{PlatformAck, Record};
 use fieldlink_wire::{Ack, Backoff, ConfigMessage, ConfigState, Meta, Status, Topics};
@@ -597,6 +597,8 @@ fn current_status(cx: &PublisherContext, devices: &[Arc<DeviceTelemetry>]) -> St
     Status {
         backlog_batches: Some(outbox.batches),
         evicted_batches: Some(outbox.evicted_batches),
+        awaiting_ack_batches: Some(outbox.awaiting_ack_batches),
+        oldest_awaiting_ack_age_s: oldest_awaiting_ack_age(&outbox).map(|age| age.as_secs()),
         devices: devices.iter().map(|d| d.health()).collect(),
         config: Some(cx.config_state_rx.borrow().clone()),
         ..cx.birth.clone()

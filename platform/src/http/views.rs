@@ -70,6 +70,8 @@ pub struct GatewayView {
     pub backlog_batches: Option<u64>,
     /// Batches its outbox dropped when full, by its status.
     pub evicted_batches: Option<u64>,
+    /// Batches its outbox holds that await the platform's ack, by its status.
+    pub awaiting_ack_batches: Option<u64>,
     /// When its last status arrived.
     pub status_at: Option<String>,
     /// When it was first enrolled.
@@ -105,6 +107,7 @@ pub fn gateway_view(g: &Gateway) -> GatewayView {
         started_at: status.and_then(|s| s.status.started_at).map(rfc3339),
         backlog_batches: status.and_then(|s| s.status.backlog_batches),
         evicted_batches: status.and_then(|s| s.status.evicted_batches),
+        awaiting_ack_batches: status.and_then(|s| s.status.awaiting_ack_batches),
         status_at: status.map(|s| rfc3339(s.received_at)),
         enrolled_at: rfc3339(g.enrolled_at),
         credentials_issued_at: rfc3339(g.credentials_issued_at),
