@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 /// MQTT password for --broker), FIELDLINK_PLATFORM_DATABASE_URL (instead of
 /// --database, so a password in it is not on the command line) and
 /// FIELDLINK_PLATFORM_BROKER_HOOK_TOKEN (the broker hook's token). Log filter: FIELDLINK_LOG
-/// (default "info").
+/// (default "info"). FIELDLINK_PLATFORM_ALLOW_PRIVATE_WEBHOOKS=1 is
+/// --allow-private-webhooks.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
@@ -113,6 +114,10 @@ struct Cli {
     /// Target: enterprises on the cloud per industry.
     #[arg(long, default_value_t = 1000)]
     target_per_industry: u64,
+    /// Let alarm channels send to loopback and private addresses, for receivers on the
+    /// premises (also FIELDLINK_PLATFORM_ALLOW_PRIVATE_WEBHOOKS=1).
+    #[arg(long)]
+    allow_private_webhooks: bool,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -197,6 +202,9 @@ fn config(cli: Cli) -> anyhow::Result<PlatformConfig> {
     config.targets.in_program_on_cloud = cli.target_in_program;
     config.targets.key_industries_on_cloud = cli.target_key_industries;
     config.targets.per_industry_on_cloud = cli.target_per_industry;
+    config.allow_private_webhooks = cli.allow_private_webhooks
+        || std::env::var("FIELDLINK_PLATFORM_ALLOW_PRIVATE_WEBHOOKS")
+            .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
     Ok(config)
 }
 

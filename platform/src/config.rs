@@ -51,6 +51,9 @@ pub struct PlatformConfig {
     /// The program's time zone for daily counts, in minutes east of UTC (China Standard
     /// Time, UTC+08:00, by default; China has no daylight saving time).
     pub utc_offset_minutes: i32,
+    /// Let alarm channels send to loopback and private addresses (on-premises receivers);
+    /// off, such URLs are refused when saved and when sent to.
+    pub allow_private_webhooks: bool,
 }
 
 impl PlatformConfig {
@@ -74,6 +77,7 @@ impl PlatformConfig {
             gap_grace: Duration::from_secs(600),
             targets: Targets::default(),
             utc_offset_minutes: 8 * 60,
+            allow_private_webhooks: false,
         }
     }
 }

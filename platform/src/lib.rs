@@ -14,6 +14,8 @@
 //! - [`store`]: the one storage interface (SQLite in WAL mode, or PostgreSQL for several
 //!   instances);
 //! - [`stats`]: the onboarding counts; [`accounts`]: the web UI's users and sessions;
+//! - [`alarms`]: alarm notifications, with [`alarms::channel`] sending them to webhooks
+//!   and the WeCom, DingTalk and Feishu group robots;
 //! - [`http`]: what every HTTP handler shares (state, errors, who is asking, views), with
 //!   [`api`] (the HTTP API), [`ui`] (the web UI: the bureau's dashboard, each enterprise's
 //!   pages) and [`broker_hook`] over it;
@@ -34,6 +36,7 @@ pub use fieldlink_platform_core::{catalog, clock, credit_code, role, secret, tls
 pub use fieldlink_platform_store as store;
 
 pub mod accounts;
+pub mod alarms;
 pub mod api;
 pub mod broker_acl;
 pub mod broker_hook;
