@@ -7,8 +7,8 @@
 
 use crate::agent::Agent;
 use crate::ingest::{embedded_platform, enroll_one};
-use fieldlink_broker::DEFAULT_QUEUE_BYTES;
 use crate::measure::{Summary, percentile};
+use fieldlink_broker::DEFAULT_QUEUE_BYTES;
 use fieldlink_platform::credit_code::CreditCode;
 use fieldlink_platform::registry::EnterpriseInput;
 use fieldlink_testkit::PlatformClient;

@@ -10,8 +10,9 @@
 //!   the enterprise is visible, its values are not.
 //! - Actions: the bureau registers enterprises and integrators, assigns, creates users and
 //!   issues enrollment tokens and configures gateways for any enterprise; an integrator
-//!   does both for its own enterprises; an enterprise sets its sharing; a district reads
-//!   only.
+//!   does both for its own enterprises; an enterprise sets its sharing; the enterprise and
+//!   its integrator manage its alarms, which the bureau sees as counts of the enterprises
+//!   that share their data; a district reads only.
 
 use crate::role::Role;
 use crate::store::Enterprise;
@@ -43,6 +44,15 @@ pub fn installs_for(role: &Role, enterprise: &Enterprise) -> bool {
         Role::Bureau => true,
         Role::Integrator(_) => sees_enterprise(role, enterprise),
         Role::District(_) | Role::Enterprise(_) => false,
+    }
+}
+
+/// True if `role` manages `enterprise`'s alarms (rules, channels, acknowledgements): the
+/// enterprise itself and its integrator. The bureau and districts see counts at most.
+pub fn manages_alarms_of(role: &Role, enterprise: &Enterprise) -> bool {
+    match role {
+        Role::Enterprise(_) | Role::Integrator(_) => sees_enterprise(role, enterprise),
+        Role::Bureau | Role::District(_) => false,
     }
 }
 
@@ -117,6 +127,8 @@ mod tests {
             assert_eq!(sees_enterprise(&role, &private), sees, "{role}");
             assert_eq!(sees_values(&role, &private), values_private, "{role}");
             assert_eq!(sees_values(&role, &shared), values_shared, "{role}");
+            // Alarms are managed by who sees the values whatever the sharing.
+            assert_eq!(manages_alarms_of(&role, &shared), values_private, "{role}");
         }
     }
 

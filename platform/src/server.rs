@@ -11,7 +11,7 @@ use crate::limiter::FailureLimiter;
 use crate::mosquitto::{MosquittoError, MosquittoSync};
 use crate::registry::Registry;
 use crate::store::{Store, StoreError};
-use crate::{api, broker_hook, clock, gap_watch, secret, tls, ui};
+use crate::{alarms, api, broker_hook, clock, gap_watch, secret, tls, ui};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -66,6 +66,9 @@ pub enum PlatformError {
     /// A task of the platform panicked.
     #[error("a platform task failed: {0}")]
     Task(String),
+    /// The alarm channels' HTTP client could not be built.
+    #[error("the alarm notifications' HTTP client: {0}")]
+    Webhooks(crate::alarms::channel::ChannelError),
 }
 
 impl From<BrokerError> for PlatformError {
@@ -178,6 +181,8 @@ impl Platform {
             error,
         })?;
         let accounts = Accounts::new(store.clone());
+        let webhooks = alarms::channel::Sender::new(config.allow_private_webhooks)
+            .map_err(PlatformError::Webhooks)?;
         let state = Arc::new(AppState {
             registry: registry.clone(),
             store: store.clone(),
@@ -187,6 +192,8 @@ impl Platform {
             utc_offset_minutes: config.utc_offset_minutes,
             accounts,
             failures: FailureLimiter::default(),
+            webhooks: webhooks.clone(),
+            allow_private_webhooks: config.allow_private_webhooks,
         });
         let mut app = routes(state);
         if let Some(token) = &config.broker_hook_token {
@@ -241,6 +248,26 @@ impl Platform {
                 "gap watch",
                 tokio::spawn(async move {
                     watch.await;
+                    Ok(())
+                }),
+            ));
+            // The instance's name in the timers' lease and the queue's claims: the ingest's
+            // client id, unique per instance.
+            let instance = config.ingest_client_id.clone();
+            let timers = alarms::timer::run(store.clone(), instance.clone(), shutdown.clone());
+            tasks.push((
+                "alarm timers",
+                tokio::spawn(async move {
+                    timers.await;
+                    Ok(())
+                }),
+            ));
+            let delivery =
+                alarms::delivery::run(store.clone(), webhooks, instance, shutdown.clone());
+            tasks.push((
+                "alarm delivery",
+                tokio::spawn(async move {
+                    delivery.await;
                     Ok(())
                 }),
             ));

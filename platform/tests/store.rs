@@ -1969,10 +1969,8 @@ async fn alarms_raise_clear_notify_once_and_follow_the_clock(store: Store) {
 async fn concurrent_claims_deliver_each_notification_once(store: Store) {
     let (_, gw, _, _, _) = alarm_fixture(&store, 72).await;
     let now = t0() + DAY_MS / 2;
-    let mut seq = 1;
-    for i in 0..20 {
-        let batch = temperatures(&gw, seq, now - 20_000 + i * 2000, &[150.0, 50.0]);
-        seq += 1;
+    for i in 0..20u64 {
+        let batch = temperatures(&gw, i + 1, now - 20_000 + i as i64 * 2000, &[150.0, 50.0]);
         ingest_at(&store, vec![batch], now).await;
     }
     // 20 raises and 20 clears, to two channels.

@@ -27,6 +27,7 @@
 //! redirects. URLs hold the robots' access tokens, so no error of this module contains one.
 
 use crate::clock::{DAY_MS, date_string};
+pub use crate::store::alarms::{Severity, Transition};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use fieldlink_wire::Backoff;
@@ -99,37 +100,13 @@ impl ChannelKind {
     }
 }
 
-/// How urgent an alarm is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// For information.
-    Info,
-    /// Needs attention.
-    Warning,
-    /// Needs action now.
-    Critical,
-}
-
-impl Severity {
-    /// The severity's name in messages: 提示, 警告, 严重.
-    pub fn label_zh(self) -> &'static str {
-        match self {
-            Severity::Info => "提示",
-            Severity::Warning => "警告",
-            Severity::Critical => "严重",
-        }
+/// The severity's name in messages: 提示, 警告, 严重.
+pub fn severity_zh(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Info => "提示",
+        Severity::Warning => "警告",
+        Severity::Critical => "严重",
     }
-}
-
-/// What happened to the alarm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transition {
-    /// The condition began.
-    Raised,
-    /// The condition ended.
-    Cleared,
 }
 
 /// What a rule saw, worded in a raise's message; the alarm engine maps its rule kinds
@@ -178,6 +155,10 @@ pub struct Notification {
     /// A test from the UI's "send test message" button, not an alarm.
     #[serde(default)]
     pub test: bool,
+    /// The queue's id of this delivery, sent as the `X-Fieldlink-Delivery` header so that a
+    /// receiver can drop the repeat a crash between sending and marking may cause.
+    #[serde(skip)]
+    pub delivery: Option<i64>,
 }
 
 impl Notification {
@@ -200,6 +181,7 @@ impl Notification {
                 cst(now_ms)
             ),
             test: true,
+            delivery: None,
         }
     }
 }
@@ -242,7 +224,7 @@ pub fn message_zh(n: &Notification, condition: &Condition) -> String {
     };
     format!(
         "【{}】{}{cleared}{body}（网关 {}，{}）",
-        n.severity.label_zh(),
+        severity_zh(n.severity),
         n.rule,
         n.gateway,
         cst(n.ts)
@@ -572,13 +554,11 @@ impl Sender {
             }
             ChannelKind::Feishu => feishu_body(n, secret.map(|s| feishu_sign(s, now_ms))),
         };
-        let mut response = self
-            .http
-            .post(url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e))?;
+        let mut request = self.http.post(url).json(&body);
+        if let Some(delivery) = n.delivery {
+            request = request.header("X-Fieldlink-Delivery", delivery.to_string());
+        }
+        let mut response = request.send().await.map_err(|e| self.transport_error(e))?;
         let status = response.status();
         let mut answer = Vec::new();
         while let Some(chunk) = response
@@ -708,7 +688,7 @@ fn dingtalk_body(n: &Notification) -> Value {
     json!({
         "msgtype": "markdown",
         "markdown": {
-            "title": format!("fieldlink 告警：【{}】{}{cleared}", n.severity.label_zh(), n.rule),
+            "title": format!("fieldlink 告警：【{}】{}{cleared}", severity_zh(n.severity), n.rule),
             "text": format!("#### fieldlink 告警\n\n{}\n\n> {}", n.message, enterprise_line(n)),
         },
     })
@@ -983,6 +963,7 @@ mod tests {
             ts,
             message: String::new(),
             test: false,
+            delivery: None,
         };
         n.message = message_zh(&n, &Condition::Above(900.0));
         n

@@ -31,6 +31,15 @@
 //! | `POST /api/v1/gateways/{gateway_id}/config/rollback` | bureau, its integrator | `{"version"}` → 201 `{"version"}`: that version's text saved as the next |
 //! | `GET /api/v1/templates` | all | the device templates, with their sources |
 //! | `GET /api/v1/templates/{name}` | all | one template, with its file |
+//! | `POST /api/v1/enterprises/{credit_code}/channels` | the enterprise, its integrator | `{"name", "kind": webhook\|wecom\|dingtalk\|feishu, "url", "secret"?}` → 201 `{"id"}`; 400 for a bad kind or URL (private addresses unless allowed) |
+//! | `GET /api/v1/enterprises/{credit_code}/channels` | the enterprise, its integrator | the channels (secrets not shown) |
+//! | `POST /api/v1/channels/{id}/test` | the enterprise, its integrator | sends a test message → 200 `{"delivered": true}`; 502 with the receiver's answer |
+//! | `POST /api/v1/enterprises/{credit_code}/alarm-rules` | the enterprise, its integrator | a rule (DESIGN.md) → 201 `{"id"}`; 400 with the reason for an unknown gateway, device or point |
+//! | `GET /api/v1/enterprises/{credit_code}/alarm-rules` | the enterprise, its integrator | the rules |
+//! | `PUT /api/v1/alarm-rules/{id}` | the enterprise, its integrator | the rule (with `"enabled"`) → 200 the rule; its evaluation starts over |
+//! | `GET /api/v1/enterprises/{credit_code}/alarms?state=active\|all` | the enterprise, its integrator | the events, newest first |
+//! | `POST /api/v1/alarms/{id}/ack` | the enterprise, its integrator | → 200 the event; 409 if it is not active |
+//! | `GET /api/v1/stats/alarms` | bureau, district | open alarms per enterprise that shares its data; the others only counted (`withheld`) |
 //! | `GET /api/v1/stats/onboarding` | bureau, district (its district) | the counts (`?format=csv` or `Accept: text/csv`) |
 //! | `GET /api/v1/stats/onboarding/daily?days=N` | bureau | daily series (CSV likewise) |
 //! | `GET /api/v1/stats/onboarding/silent` | bureau, district (its district) | enrolled enterprises with no batch yet |
@@ -40,6 +49,7 @@
 //! The request's state, errors, authentication and the shared views are in [`crate::http`];
 //! the server merges these routes with the web UI's (`crate::server`).
 
+mod alarms;
 mod configs;
 mod enroll;
 mod enterprises;
@@ -52,6 +62,7 @@ mod users;
 
 pub use crate::http::MAX_BODY_BYTES;
 pub use crate::registry::IntegratorInput;
+pub use alarms::{AlarmCount, AlarmCounts, ChannelInput, Created};
 pub use configs::{RollbackInput, SavedConfig};
 pub use enterprises::{AssignInput, Imported, SharingInput};
 pub use gateways::GatewayDetail;
@@ -66,7 +77,7 @@ use axum::routing::{get, post, put};
 use std::sync::Arc;
 
 /// Every route the API serves, for tests that must walk them all.
-pub const ROUTES: [&str; 26] = [
+pub const ROUTES: [&str; 33] = [
     "/healthz",
     "/api/v1/enterprises",
     "/api/v1/enterprises/import",
@@ -88,6 +99,13 @@ pub const ROUTES: [&str; 26] = [
     "/api/v1/gateways/{gateway_id}/config/rollback",
     "/api/v1/templates",
     "/api/v1/templates/{name}",
+    "/api/v1/enterprises/{credit_code}/channels",
+    "/api/v1/channels/{id}/test",
+    "/api/v1/enterprises/{credit_code}/alarm-rules",
+    "/api/v1/alarm-rules/{id}",
+    "/api/v1/enterprises/{credit_code}/alarms",
+    "/api/v1/alarms/{id}/ack",
+    "/api/v1/stats/alarms",
     "/api/v1/stats/onboarding",
     "/api/v1/stats/onboarding/daily",
     "/api/v1/stats/onboarding/silent",
@@ -150,6 +168,22 @@ pub fn router() -> Router<Arc<AppState>> {
             "/api/v1/gateways/{gateway_id}/config/rollback",
             post(configs::roll_back),
         )
+        .route(
+            "/api/v1/enterprises/{credit_code}/channels",
+            post(alarms::create_channel).get(alarms::channels),
+        )
+        .route("/api/v1/channels/{id}/test", post(alarms::test_channel))
+        .route(
+            "/api/v1/enterprises/{credit_code}/alarm-rules",
+            post(alarms::create_rule).get(alarms::rules),
+        )
+        .route("/api/v1/alarm-rules/{id}", put(alarms::update_rule))
+        .route(
+            "/api/v1/enterprises/{credit_code}/alarms",
+            get(alarms::alarms),
+        )
+        .route("/api/v1/alarms/{id}/ack", post(alarms::acknowledge))
+        .route("/api/v1/stats/alarms", get(alarms::stats))
         .route("/api/v1/templates", get(templates::list))
         .route("/api/v1/templates/{name}", get(templates::get))
         .route("/api/v1/stats/onboarding", get(stats::onboarding))

@@ -46,4 +46,8 @@ pub struct AppState {
     pub accounts: Accounts,
     /// Failed logins and enrollments per client address.
     pub failures: FailureLimiter,
+    /// The alarm channels' sender (the "send test message" button).
+    pub webhooks: crate::alarms::channel::Sender,
+    /// Alarm channels may name loopback and private addresses.
+    pub allow_private_webhooks: bool,
 }

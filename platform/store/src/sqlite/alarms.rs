@@ -410,7 +410,7 @@ impl SqliteStore {
                 ..TickOutcome::default()
             };
             if leader {
-                let gateways: Vec<(String, Option<String>, Option<i64>, Option<i64>)> = all(
+                let gateways = all(
                     &mut tx.prepare_cached(
                         "SELECT g.id, g.status, g.status_at, g.last_batch_at FROM gateways g
                          WHERE g.id IN (SELECT gateway_id FROM alarm_rules WHERE enabled = 1
@@ -419,11 +419,14 @@ impl SqliteStore {
                          ORDER BY g.id",
                     )?,
                     [],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    |r| {
+                        let status: Option<String> = r.get(1)?;
+                        let facts = alarms::facts(status.as_deref(), r.get(2)?, r.get(3)?);
+                        Ok((r.get::<_, String>(0)?, facts))
+                    },
                 )?;
                 let mut statements = SqliteAlarms(&tx);
-                for (gateway, status, status_at, last_batch_at) in gateways {
-                    let facts = alarms::facts(status.as_deref(), status_at, last_batch_at);
+                for (gateway, facts) in gateways {
                     let done = run_ready(alarms::evaluate_tick(
                         &mut statements,
                         &gateway,
