@@ -10,6 +10,7 @@
 
 mod support;
 
+mod alarms;
 mod backlog;
 mod broker_hook;
 mod city;

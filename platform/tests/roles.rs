@@ -28,6 +28,7 @@ const SEE_OTHER: StatusCode = StatusCode::SEE_OTHER;
 const BAD: StatusCode = StatusCode::BAD_REQUEST;
 const FORBIDDEN: StatusCode = StatusCode::FORBIDDEN;
 const MISSING: StatusCode = StatusCode::NOT_FOUND;
+const BAD_GATEWAY: StatusCode = StatusCode::BAD_GATEWAY;
 
 /// A valid config for a gateway: one simulated device.
 const CONFIG: &str =
@@ -264,6 +265,9 @@ fn pages(c: &City) -> Vec<Step> {
 /// session. Writes that would change the city are sent with bodies they must refuse.
 fn api_steps(c: &City) -> Vec<Step> {
     let (a, b, cc, gw_a, gw_b) = (&c.a, &c.b, &c.c, &c.gw_a, &c.gw_b);
+    let rule_a = json!({"name": "高温", "gateway": gw_a, "device": "press-1",
+                        "point": "temperature", "kind": "high", "threshold": 80,
+                        "hysteresis": 2, "severity": "warning", "channels": []});
     let all = |s| [s; 4];
     let bureau_city = [OK, OK, FORBIDDEN, FORBIDDEN];
     vec![
@@ -485,6 +489,92 @@ fn api_steps(c: &City) -> Vec<Step> {
             Method::GET,
             "/api/v1/templates/no-such-template".into(),
             all(MISSING),
+        ),
+        write(
+            "/api/v1/enterprises/{credit_code}/channels",
+            Method::POST,
+            format!("/api/v1/enterprises/{a}/channels"),
+            json!({"name": "值班群", "kind": "webhook", "url": "https://203.0.113.10/hook"}),
+            [FORBIDDEN, MISSING, CREATED, CREATED],
+        ),
+        write(
+            "/api/v1/enterprises/{credit_code}/channels",
+            Method::POST,
+            format!("/api/v1/enterprises/{b}/channels"),
+            json!({"name": "值班群", "kind": "webhook", "url": "https://203.0.113.10/hook"}),
+            [FORBIDDEN, FORBIDDEN, MISSING, MISSING],
+        ),
+        write(
+            "/api/v1/enterprises/{credit_code}/channels",
+            Method::POST,
+            format!("/api/v1/enterprises/{a}/channels"),
+            json!({"name": "内网", "kind": "webhook", "url": "http://127.0.0.1:9/hook"}),
+            [FORBIDDEN, MISSING, BAD, BAD],
+        ),
+        step(
+            "/api/v1/enterprises/{credit_code}/channels",
+            Method::GET,
+            format!("/api/v1/enterprises/{a}/channels"),
+            [FORBIDDEN, MISSING, OK, OK],
+        ),
+        step(
+            "/api/v1/channels/{id}/test",
+            Method::POST,
+            "/api/v1/channels/1/test".into(),
+            [MISSING, MISSING, BAD_GATEWAY, BAD_GATEWAY],
+        ),
+        write(
+            "/api/v1/enterprises/{credit_code}/alarm-rules",
+            Method::POST,
+            format!("/api/v1/enterprises/{a}/alarm-rules"),
+            rule_a.clone(),
+            [FORBIDDEN, MISSING, CREATED, CREATED],
+        ),
+        write(
+            "/api/v1/enterprises/{credit_code}/alarm-rules",
+            Method::POST,
+            format!("/api/v1/enterprises/{a}/alarm-rules"),
+            json!({"name": "x", "gateway": gw_a, "device": "press-1", "point": "no-such-point",
+                   "kind": "high", "threshold": 1, "severity": "info"}),
+            [FORBIDDEN, MISSING, BAD, BAD],
+        ),
+        write(
+            "/api/v1/enterprises/{credit_code}/alarm-rules",
+            Method::POST,
+            format!("/api/v1/enterprises/{b}/alarm-rules"),
+            rule_a.clone(),
+            [FORBIDDEN, FORBIDDEN, MISSING, MISSING],
+        ),
+        step(
+            "/api/v1/enterprises/{credit_code}/alarm-rules",
+            Method::GET,
+            format!("/api/v1/enterprises/{a}/alarm-rules"),
+            [FORBIDDEN, MISSING, OK, OK],
+        ),
+        write(
+            "/api/v1/alarm-rules/{id}",
+            Method::PUT,
+            "/api/v1/alarm-rules/1".into(),
+            rule_a,
+            [MISSING, MISSING, OK, OK],
+        ),
+        step(
+            "/api/v1/enterprises/{credit_code}/alarms",
+            Method::GET,
+            format!("/api/v1/enterprises/{a}/alarms?state=all"),
+            [FORBIDDEN, MISSING, OK, OK],
+        ),
+        step(
+            "/api/v1/alarms/{id}/ack",
+            Method::POST,
+            "/api/v1/alarms/1/ack".into(),
+            all(MISSING),
+        ),
+        step(
+            "/api/v1/stats/alarms",
+            Method::GET,
+            "/api/v1/stats/alarms".into(),
+            [OK, OK, FORBIDDEN, FORBIDDEN],
         ),
         step(
             "/api/v1/stats/onboarding",
