@@ -27,10 +27,13 @@ const ANSWER_OK: u8 = 0;
 const ANSWER_500: u8 = 1;
 const ANSWER_HANG: u8 = 2;
 
-/// What the receiver got: each request's `X-Fieldlink-Delivery` and JSON body.
+/// One request the receiver took: its `X-Fieldlink-Delivery` and its JSON body.
+type Request = (Option<String>, Json);
+
+/// What the receiver got, and how it answers.
 #[derive(Clone, Default)]
 struct Received {
-    requests: Arc<Mutex<Vec<(Option<String>, Json)>>>,
+    requests: Arc<Mutex<Vec<Request>>>,
     answer: Arc<AtomicU8>,
 }
 
