@@ -8,7 +8,6 @@
 use crate::agent::Agent;
 use crate::ingest::{embedded_platform, enroll_one};
 use crate::measure::{Summary, percentile};
-use fieldlink_broker::DEFAULT_QUEUE_BYTES;
 use fieldlink_platform::credit_code::CreditCode;
 use fieldlink_platform::registry::EnterpriseInput;
 use fieldlink_testkit::PlatformClient;
@@ -53,7 +52,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     anyhow::ensure!(args.pushes > 0, "--pushes must be at least 1");
     let dir = tempfile::tempdir()?;
     let shutdown = CancellationToken::new();
-    let (platform, _) = embedded_platform(dir.path(), DEFAULT_QUEUE_BYTES, &shutdown).await?;
+    let (platform, _) = embedded_platform(dir.path(), &shutdown, |_| {}).await?;
     let code = CreditCode::complete("91420100770000777")?;
     let enterprise = EnterpriseInput {
         credit_code: code.to_string(),

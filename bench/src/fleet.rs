@@ -8,7 +8,6 @@
 
 use crate::ingest::{connect_gateway, embedded_platform};
 use crate::measure::{Summary, percentile};
-use fieldlink_broker::DEFAULT_QUEUE_BYTES;
 use fieldlink_platform::credit_code::CreditCode;
 use fieldlink_platform::registry::{EnterpriseInput, TokenInput};
 use fieldlink_testkit::PlatformClient;
@@ -37,7 +36,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     anyhow::ensure!(args.requests > 0, "--requests must be at least 1");
     let dir = tempfile::tempdir()?;
     let shutdown = CancellationToken::new();
-    let (platform, url) = embedded_platform(dir.path(), DEFAULT_QUEUE_BYTES, &shutdown).await?;
+    let (platform, url) = embedded_platform(dir.path(), &shutdown, |_| {}).await?;
 
     // Enterprises of 10 gateways each, enrolled through the registry as the API does.
     let registry = platform.registry();

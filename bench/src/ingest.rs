@@ -8,9 +8,10 @@
 //! 80 MB).
 
 use crate::measure::{Summary, cpu_time, peak_rss_mib};
-use fieldlink_broker::DEFAULT_QUEUE_BYTES;
 use fieldlink_platform::credit_code::CreditCode;
 use fieldlink_platform::registry::{EnterpriseInput, TokenInput};
+use fieldlink_platform::store::Store;
+use fieldlink_platform::store::alarms::{NewRule, RuleKind, Severity};
 use fieldlink_platform::{BrokerConfig, MqttUrl, Platform, PlatformConfig, Registry};
 use fieldlink_wire::{Batch, EnrollRequest, Enrollment, Topics, encode_batch};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
@@ -29,6 +30,11 @@ pub struct Args {
     /// Samples per batch.
     #[arg(long, default_value_t = 1000)]
     samples: usize,
+    /// Enabled alarm rules, spread over the gateways' points: `high` rules whose threshold
+    /// the samples never reach, so every sample of their points is evaluated and none
+    /// fires (the cost of evaluation, not of notification).
+    #[arg(long, default_value_t = 0)]
+    alarm_rules: usize,
 }
 
 /// A gateway's MQTT client with `options` (client id = gateway id) and a request queue of
@@ -61,20 +67,17 @@ pub fn enterprise(i: usize) -> anyhow::Result<EnterpriseInput> {
     })
 }
 
-/// The platform's embedded default in `dir` (SQLite, the in-process broker keeping
-/// `queue_bytes` for the ingest), the bureau's token `bench`, until `shutdown`; and its
-/// broker's URL.
+/// The platform's embedded default in `dir` (SQLite, the in-process broker), the bureau's
+/// token `bench`, with what `configure` changes, until `shutdown`; and its broker's URL.
 pub async fn embedded_platform(
     dir: &std::path::Path,
-    queue_bytes: usize,
     shutdown: &CancellationToken,
+    configure: impl FnOnce(&mut PlatformConfig),
 ) -> anyhow::Result<(Platform, MqttUrl)> {
     let mut config = PlatformConfig::new("127.0.0.1:0".parse()?, dir);
-    config.broker = BrokerConfig::Embedded {
-        listen: "127.0.0.1:0".parse()?,
-        queue_bytes,
-    };
+    config.broker = BrokerConfig::embedded("127.0.0.1:0".parse()?);
     config.admin_token = Some("bench".to_owned());
+    configure(&mut config);
     let platform = Platform::start(config, shutdown.clone()).await?;
     let url = MqttUrl::parse(platform.public_mqtt_url())?;
     Ok((platform, url))
@@ -117,13 +120,38 @@ pub async fn enroll_gateways(registry: &Registry, count: usize) -> anyhow::Resul
     Ok(enrollments)
 }
 
+/// Adds `count` never-firing `high` rules, round-robin over the gateways, each on one of
+/// the realistic samples' points.
+async fn add_alarm_rules(store: &Store, gateways: &[Enrollment], count: usize) -> anyhow::Result<()> {
+    let now = fieldlink_platform::clock::now_ms();
+    for i in 0..count {
+        let gateway = &gateways[i % gateways.len()];
+        let rule = NewRule {
+            credit_code: gateway.enterprise.credit_code.clone(),
+            name: format!("bench rule {i}"),
+            gateway_id: gateway.gateway_id.clone(),
+            device: Some("press-1".to_owned()),
+            point: Some(format!("point_{:03}", (i / gateways.len()) % 100)),
+            kind: RuleKind::High,
+            threshold: Some(1e12),
+            hysteresis: 0.0,
+            for_seconds: 0,
+            severity: Severity::Warning,
+            channels: Vec::new(),
+        };
+        store.create_rule(rule, now).await?;
+    }
+    Ok(())
+}
+
 /// Runs the scenario once.
 pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     let dir = tempfile::tempdir()?;
     let shutdown = CancellationToken::new();
-    let (platform, url) = embedded_platform(dir.path(), DEFAULT_QUEUE_BYTES, &shutdown).await?;
-    let gateways: Vec<(String, String)> = enroll_gateways(platform.registry(), args.gateways)
-        .await?
+    let (platform, url) = embedded_platform(dir.path(), &shutdown, |_| {}).await?;
+    let enrollments = enroll_gateways(platform.registry(), args.gateways).await?;
+    add_alarm_rules(platform.registry().store(), &enrollments, args.alarm_rules).await?;
+    let gateways: Vec<(String, String)> = enrollments
         .into_iter()
         .map(|e| (e.gateway_id, e.mqtt.password))
         .collect();
@@ -215,5 +243,6 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
             "s",
         )
         .add("db_mib", db_mib, "MiB")
-        .add("peak_rss_mib", peak_rss_mib(), "MiB"))
+        .add("peak_rss_mib", peak_rss_mib(), "MiB")
+        .note(format!("{} alarm rules", args.alarm_rules)))
 }

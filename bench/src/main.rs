@@ -11,6 +11,7 @@
 //! the median (`--runs N` does it for you).
 
 mod agent;
+mod alarm_latency;
 mod backlog;
 mod broker;
 mod child;
@@ -60,6 +61,8 @@ enum Scenario {
     Footprint(footprint::Args),
     /// The platform's ingest: batches from 100 gateways stored in SQLite.
     Ingest(ingest::Args),
+    /// An alarm's webhook: from the sample's publication to the receiver, p50 and p99.
+    AlarmLatency(alarm_latency::Args),
     /// A config PUT through the API to the new device's first sample on the platform.
     ConfigPush(config_push::Args),
     /// The fleet's page of 2,000 gateways (`GET /api/v1/gateways`) on SQLite.
@@ -94,6 +97,7 @@ fn main() -> anyhow::Result<()> {
                 Scenario::Ingest(args) => ingest::run(args).await,
                 Scenario::Fleet(args) => fleet::run(args).await,
                 Scenario::ConfigPush(args) => config_push::run(args).await,
+                Scenario::AlarmLatency(args) => alarm_latency::run(args).await,
                 Scenario::Opcua(args) => opcua::run(args).await,
                 Scenario::CityLoad(args) => city_load::run(args).await,
                 Scenario::Overload(args) => overload::run(args).await,

@@ -31,7 +31,7 @@ use anyhow::{Context, ensure};
 use fieldlink::status::StatusReport;
 use fieldlink_outbox::{Outbox, OutboxOptions};
 use fieldlink_platform::api::GatewayDetail;
-use fieldlink_platform::{IngestStats, Platform};
+use fieldlink_platform::{BrokerConfig, IngestStats, Platform};
 use fieldlink_testkit::PlatformClient;
 use fieldlink_testkit::mosquitto::free_port;
 use std::collections::HashSet;
@@ -196,7 +196,12 @@ fn agent_toml(
 async fn run_mode(args: &Args, mode: DeleteOn, offered: f64) -> anyhow::Result<Count> {
     let dir = tempfile::tempdir()?;
     let shutdown = CancellationToken::new();
-    let (platform, _) = embedded_platform(dir.path(), args.queue_mib << 20, &shutdown).await?;
+    let (platform, _) = embedded_platform(dir.path(), &shutdown, |config| {
+        if let BrokerConfig::Embedded { queue_bytes, .. } = &mut config.broker {
+            *queue_bytes = args.queue_mib << 20;
+        }
+    })
+    .await?;
     let mut gateways = Vec::with_capacity(args.gateways);
     for enrollment in enroll_gateways(platform.registry(), args.gateways).await? {
         let status_port = free_port();
