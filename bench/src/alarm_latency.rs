@@ -7,17 +7,14 @@
 
 use crate::ingest::{connect_gateway, embedded_platform, enroll_one};
 use crate::measure::{Summary, percentile};
-use axum::Router;
-use axum::extract::State;
-use axum::routing::post;
 use fieldlink_platform::clock::now_ms;
 use fieldlink_platform::credit_code::CreditCode;
 use fieldlink_platform::registry::EnterpriseInput;
 use fieldlink_platform::store::alarms::{NewChannel, NewRule, RuleKind, Severity};
+use fieldlink_testkit::webhook::WebhookReceiver;
 use fieldlink_wire::{Batch, Sample, Topics, Value, encode_batch};
 use rumqttc::{Event, MqttOptions, Packet, QoS};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// The scenario's settings.
@@ -30,11 +27,6 @@ pub struct Args {
 
 /// How long one notification may take before the scenario fails.
 const LIMIT: Duration = Duration::from_secs(30);
-
-async fn receive(State(arrivals): State<mpsc::UnboundedSender<Instant>>) -> &'static str {
-    let _ = arrivals.send(Instant::now());
-    "ok"
-}
 
 /// Runs the scenario once.
 pub async fn run(args: &Args) -> anyhow::Result<Summary> {
@@ -56,16 +48,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     let enrollment = enroll_one(platform.registry(), &enterprise, "line-1").await?;
     let gateway = enrollment.gateway_id.clone();
 
-    let (arrivals_tx, mut arrivals) = mpsc::unbounded_channel();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let hook = format!("http://{}/hook", listener.local_addr()?);
-    let app = Router::new().route("/hook", post(receive)).with_state(arrivals_tx);
-    let stop_receiver = shutdown.clone();
-    let receiver = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop_receiver.cancelled_owned())
-            .await
-    });
+    let receiver = WebhookReceiver::start().await?;
 
     let store = platform.registry().store();
     let now = now_ms();
@@ -75,7 +58,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
                 credit_code: code.to_string(),
                 name: "bench".to_owned(),
                 kind: "webhook".to_owned(),
-                url: hook,
+                url: receiver.url().to_owned(),
                 secret: None,
             },
             now,
@@ -127,19 +110,29 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
         };
         let sent = Instant::now();
         client
-            .publish(topic.as_str(), QoS::AtLeastOnce, false, encode_batch(&batch))
+            .publish(
+                topic.as_str(),
+                QoS::AtLeastOnce,
+                false,
+                encode_batch(&batch),
+            )
             .await?;
-        let arrived = tokio::time::timeout(LIMIT, arrivals.recv())
-            .await
-            .map_err(|_| anyhow::anyhow!("notification {i} did not arrive within {LIMIT:?}"))?
-            .ok_or_else(|| anyhow::anyhow!("the receiver stopped"))?;
+        let arrived = loop {
+            if let Some(delivery) = receiver.deliveries().get(i) {
+                break delivery.at;
+            }
+            anyhow::ensure!(
+                sent.elapsed() < LIMIT,
+                "notification {i} did not arrive within {LIMIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
         latencies.push(arrived.duration_since(sent).as_secs_f64() * 1000.0);
     }
     client.try_disconnect().ok();
     pump.abort();
     shutdown.cancel();
     platform.wait().await?;
-    receiver.await??;
     let slowest = latencies.iter().copied().fold(0.0, f64::max);
     Ok(Summary::new("alarm-latency")
         .add("p50", percentile(&mut latencies, 50.0), "ms")

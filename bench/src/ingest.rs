@@ -122,7 +122,11 @@ pub async fn enroll_gateways(registry: &Registry, count: usize) -> anyhow::Resul
 
 /// Adds `count` never-firing `high` rules, round-robin over the gateways, each on one of
 /// the realistic samples' points.
-async fn add_alarm_rules(store: &Store, gateways: &[Enrollment], count: usize) -> anyhow::Result<()> {
+async fn add_alarm_rules(
+    store: &Store,
+    gateways: &[Enrollment],
+    count: usize,
+) -> anyhow::Result<()> {
     let now = fieldlink_platform::clock::now_ms();
     for i in 0..count {
         let gateway = &gateways[i % gateways.len()];

@@ -5,101 +5,16 @@
 //! loses nothing; a receiver that hangs never holds up the ingest.
 
 use crate::support::{TestPlatform, bounded, code, config, connect};
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
 use fieldlink_platform::MqttUrl;
 use fieldlink_platform::api::Created;
 use fieldlink_platform::store::alarms::{AlarmEvent, EventState};
 use fieldlink_testkit::PlatformClient;
+use fieldlink_testkit::webhook::{Answer, WebhookReceiver};
 use fieldlink_wire::{
     Batch, DeviceHealth, DeviceMeta, GatewayState, Meta, PointMeta, Sample, Status, Topics, Value,
 };
 use serde_json::{Value as Json, json};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// How the receiver answers.
-const ANSWER_OK: u8 = 0;
-const ANSWER_500: u8 = 1;
-const ANSWER_HANG: u8 = 2;
-
-/// One request the receiver took: its `X-Fieldlink-Delivery` and its JSON body.
-type Request = (Option<String>, Json);
-
-/// What the receiver got, and how it answers.
-#[derive(Clone, Default)]
-struct Received {
-    requests: Arc<Mutex<Vec<Request>>>,
-    answer: Arc<AtomicU8>,
-}
-
-impl Received {
-    fn bodies(&self) -> Vec<Json> {
-        self.requests
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, b)| b.clone())
-            .collect()
-    }
-
-    /// Waits (bounded by `limit`) until `done` holds for the bodies received.
-    async fn wait_for(
-        &self,
-        limit: Duration,
-        what: &str,
-        done: impl Fn(&[Json]) -> bool,
-    ) -> Vec<Json> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let bodies = self.bodies();
-            if done(&bodies) {
-                return bodies;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: not within {limit:?}; received {bodies:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-async fn hook(State(received): State<Received>, headers: HeaderMap, body: String) -> StatusCode {
-    let delivery = headers
-        .get("x-fieldlink-delivery")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    match received.answer.load(Ordering::SeqCst) {
-        ANSWER_500 => StatusCode::INTERNAL_SERVER_ERROR,
-        ANSWER_HANG => {
-            tokio::time::sleep(Duration::from_secs(120)).await;
-            StatusCode::OK
-        }
-        _ => {
-            let json = serde_json::from_str(&body).unwrap_or(Json::Null);
-            received.requests.lock().unwrap().push((delivery, json));
-            StatusCode::OK
-        }
-    }
-}
-
-/// The receiver on 127.0.0.1; its URL.
-async fn receiver(received: &Received) -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    let app = Router::new()
-        .route("/hook", post(hook))
-        .with_state(received.clone());
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}/hook"), task)
-}
 
 /// The gateway's side: publishes its catalogue and status, and batches of temperatures.
 struct Press {
@@ -233,10 +148,9 @@ async fn raises_and_clears_reach_the_webhook_once_within_seconds() {
     bounded(Duration::from_secs(120), async {
         let dir = tempfile::tempdir().unwrap();
         let (mut p, mut press, owner, c) = site(dir.path()).await;
-        let received = Received::default();
-        let (url, server) = receiver(&received).await;
+        let received = WebhookReceiver::start().await.unwrap();
         let channel = create(&owner, &format!("/api/v1/enterprises/{c}/channels"),
-            json!({"name": "值班群", "kind": "webhook", "url": url})).await;
+            json!({"name": "值班群", "kind": "webhook", "url": received.url()})).await;
         let gateway = press.gateway.clone();
         let rule = |name: &str, kind: &str, extra: Json| {
             let mut body = json!({"name": name, "gateway": gateway, "kind": kind,
@@ -306,14 +220,13 @@ async fn raises_and_clears_reach_the_webhook_once_within_seconds() {
 
         // Once each: no raise or clear twice, whatever the retries and ticks.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let requests = received.requests.lock().unwrap().clone();
-        let mut deliveries: Vec<String> = requests.iter().map(|(d, _)| d.clone().expect("X-Fieldlink-Delivery")).collect();
+        let requests = received.deliveries();
+        let mut deliveries: Vec<String> = requests.iter().map(|d| d.id.clone().expect("X-Fieldlink-Delivery")).collect();
         let count = deliveries.len();
         deliveries.sort();
         deliveries.dedup();
         assert_eq!(deliveries.len(), count, "a notification delivered twice: {requests:#?}");
         assert_eq!(count, 6, "{requests:#?}");
-        server.abort();
         p.stop().await;
     })
     .await;
@@ -325,16 +238,15 @@ async fn a_pending_notification_survives_a_restart_and_a_hanging_receiver_never_
     bounded(Duration::from_secs(120), async {
         let dir = tempfile::tempdir().unwrap();
         let (mut p, mut press, owner, c) = site(dir.path()).await;
-        let received = Received::default();
-        let (url, server) = receiver(&received).await;
+        let received = WebhookReceiver::start().await.unwrap();
         let channel = create(&owner, &format!("/api/v1/enterprises/{c}/channels"),
-            json!({"name": "值班群", "kind": "webhook", "url": url})).await;
+            json!({"name": "值班群", "kind": "webhook", "url": received.url()})).await;
         create(&owner, &format!("/api/v1/enterprises/{c}/alarm-rules"),
             json!({"name": "炉温过高", "gateway": press.gateway, "device": "press-1", "point": "temperature",
                    "kind": "high", "threshold": 100, "severity": "warning", "channels": [channel]})).await;
 
         // The receiver fails: the raise stays queued across a restart of the platform.
-        received.answer.store(ANSWER_500, Ordering::SeqCst);
+        received.answer(Answer::ServerError);
         let now = fieldlink_platform::clock::now_ms();
         press.publish(&p.mqtt, None, &[(now, 150.0)]).await;
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -344,7 +256,7 @@ async fn a_pending_notification_survives_a_restart_and_a_hanging_receiver_never_
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         p.stop_for_restart().await;
-        received.answer.store(ANSWER_OK, Ordering::SeqCst);
+        received.answer(Answer::Ok);
         let mut cfg = config(dir.path());
         cfg.allow_private_webhooks = true;
         p = TestPlatform::start_with(cfg).await;
@@ -352,7 +264,7 @@ async fn a_pending_notification_survives_a_restart_and_a_hanging_receiver_never_
         assert_eq!(bodies[0]["state"], "raised");
 
         // The receiver hangs: the clear's send waits, the ingest does not.
-        received.answer.store(ANSWER_HANG, Ordering::SeqCst);
+        received.answer(Answer::Hang);
         press.publish(&p.mqtt, None, &[(now + 1000, 50.0)]).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         for i in 0..20 {
@@ -370,7 +282,6 @@ async fn a_pending_notification_survives_a_restart_and_a_hanging_receiver_never_
         }
         assert_eq!(received.bodies().len(), 1, "the clear is still on its way");
         assert_eq!(events(&owner, &c).await[0].state, EventState::Cleared);
-        server.abort();
         p.stop().await;
     })
     .await;

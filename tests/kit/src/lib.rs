@@ -11,13 +11,16 @@
 //!   `FIELDLINK_TEST_POSTGRES`;
 //! - [`LogCapture`]: the log lines a test's code writes;
 //! - [`platform_client`] (feature `platform`): a typed client of the platform's HTTP API,
-//!   with the platform's own request and answer types.
+//!   with the platform's own request and answer types;
+//! - [`webhook`] (feature `platform`): a receiver of the platform's alarm webhooks.
 
 mod log_capture;
 pub mod mosquitto;
 #[cfg(feature = "platform")]
 pub mod platform_client;
 pub mod postgres;
+#[cfg(feature = "platform")]
+pub mod webhook;
 
 pub use log_capture::LogCapture;
 #[cfg(feature = "platform")]
