@@ -19,7 +19,10 @@
 //! a batch at its PUBACK, and every batch those faults dropped was lost for good.
 //!
 //! Before the faults, a config saved through the API reaches the first gateway through
-//! mosquitto and the ACL the platform wrote, and the gateway applies it.
+//! mosquitto and the ACL the platform wrote, and the gateway applies it; alarm rules on its
+//! toggling points then raise and clear throughout the faults, and every transition the
+//! platform records reaches the test's webhook receiver once, whichever instance stored
+//! the sample and whichever delivered the notification.
 
 use crate::process::Process;
 use fieldlink::enroll;
@@ -28,9 +31,12 @@ use fieldlink_outbox::{Outbox, OutboxOptions};
 use fieldlink_platform::api::GatewayDetail;
 use fieldlink_platform::credit_code::CreditCode;
 use fieldlink_platform::registry::{EnterpriseInput, TokenInput};
+use fieldlink_platform::store::alarms::AlarmEvent;
 use fieldlink_testkit::PlatformClient;
 use fieldlink_testkit::mosquitto::{Mosquitto, free_port};
 use fieldlink_testkit::postgres::TestDatabase;
+use fieldlink_testkit::webhook::WebhookReceiver;
+use serde_json::json;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -57,6 +63,8 @@ const WAIT: Duration = Duration::from_secs(120);
 const LIMIT: Duration = Duration::from_secs(480);
 /// Simulated points, all read every [`POLL`]: about 1,000 samples/s, 40 batches/s a gateway.
 const POINTS: usize = 25;
+/// Toggling points (each flips every 5 to 30 s), each watched by an `equals` alarm rule.
+const TOGGLES: usize = 5;
 /// The simulator's poll period.
 const POLL: &str = "25ms";
 /// Batches an agent may hold once the platform has caught up: what arrived since its last
@@ -148,7 +156,11 @@ async fn platform(
     ];
     let process = Process::platform(
         &args,
-        &[("FIELDLINK_PLATFORM_BROKER_PASSWORD", INGEST_PASSWORD)],
+        &[
+            ("FIELDLINK_PLATFORM_BROKER_PASSWORD", INGEST_PASSWORD),
+            // The alarm webhooks go to this test's receiver on loopback.
+            ("FIELDLINK_PLATFORM_ALLOW_PRIVATE_WEBHOOKS", "1"),
+        ],
         dir.join(format!("{name}.log")),
     );
     let client = PlatformClient::new(format!("http://{listen}"))
@@ -229,6 +241,13 @@ poll = "{POLL}"
         write!(
             toml,
             "\n[[device.point]]\nname = \"p{i:02}\"\nsignal = \"counter\"\n"
+        )
+        .expect("write to a String");
+    }
+    for i in 0..TOGGLES {
+        write!(
+            toml,
+            "\n[[device.point]]\nname = \"t{i}\"\nsignal = \"toggle\"\n"
         )
         .expect("write to a String");
     }
@@ -331,6 +350,34 @@ async fn faults_in_a_row(database: &str) {
         saved.version, gateways[0].id
     );
 
+    // Alarms through the same faults: a rule on each toggling point of the first gateway,
+    // raised and cleared by the ingest of either instance, notified to a webhook.
+    let receiver = WebhookReceiver::start()
+        .await
+        .expect("the webhook receiver");
+    let owner = bureau
+        .enterprise_client(&code)
+        .await
+        .expect("the enterprise's client");
+    let (status, channel) = owner
+        .post_json(
+            &format!("/api/v1/enterprises/{code}/channels"),
+            &json!({"name": "值班群", "kind": "webhook", "url": receiver.url()}),
+        )
+        .await
+        .expect("the channel");
+    assert_eq!(status.as_u16(), 201, "{channel}");
+    for i in 0..TOGGLES {
+        let rule = json!({"name": format!("t{i} 动作"), "gateway": gateways[0].id, "device": "line-sim",
+                          "point": format!("t{i}"), "kind": "equals", "threshold": 1,
+                          "severity": "info", "channels": [channel["id"]]});
+        let (status, answer) = owner
+            .post_json(&format!("/api/v1/enterprises/{code}/alarm-rules"), &rule)
+            .await
+            .expect("a rule");
+        assert_eq!(status.as_u16(), 201, "{answer}");
+    }
+
     eprintln!("fault 1: instance b SIGKILLed; a alone for {ONE_KILLED:?}");
     b.kill().await;
     sleep(ONE_KILLED).await;
@@ -409,6 +456,51 @@ async fn faults_in_a_row(database: &str) {
         stats.counters.batches_stored,
         stats.counters.duplicates,
         stats.counters.acks_published,
+    );
+    // Each transition the platform recorded was delivered, once.
+    let owner = bureau
+        .enterprise_client(&code)
+        .await
+        .expect("the enterprise's client of the instance back");
+    let events: Vec<AlarmEvent> = serde_json::from_value(
+        owner
+            .get_json(&format!("/api/v1/enterprises/{code}/alarms?state=all"))
+            .await
+            .expect("the alarms"),
+    )
+    .expect("alarm events");
+    let expected = events.len() + events.iter().filter(|e| e.cleared_at.is_some()).count();
+    let deadline = Instant::now() + WAIT;
+    while receiver.deliveries().len() < expected {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {expected} alarm notifications delivered",
+            receiver.deliveries().len()
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    sleep(Duration::from_secs(1)).await;
+    let deliveries = receiver.deliveries();
+    let mut ids: Vec<String> = deliveries
+        .iter()
+        .map(|d| d.id.clone().expect("a delivery id"))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    eprintln!(
+        "alarms: {} events, {expected} transitions, {} notifications delivered ({} distinct)",
+        events.len(),
+        deliveries.len(),
+        ids.len()
+    );
+    assert!(
+        expected >= 2 * TOGGLES,
+        "too few transitions to say anything: {expected}"
+    );
+    assert_eq!(
+        (ids.len(), deliveries.len()),
+        (expected, expected),
+        "each transition delivered once"
     );
     drop(a);
     drop(mosquitto);

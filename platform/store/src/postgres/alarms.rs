@@ -157,29 +157,39 @@ impl PostgresStore {
     }
 
     pub(crate) async fn create_rule(&self, rule: NewRule, now: i64) -> Result<i64, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_one(
-                "INSERT INTO alarm_rules (credit_code, name, gateway_id, device, point, kind, threshold,
-                 hysteresis, for_seconds, severity, channels, enabled, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, TRUE, $12, $12) RETURNING id",
-                &[
-                    &rule.credit_code,
-                    &rule.name,
-                    &rule.gateway_id,
-                    &rule.device,
-                    &rule.point,
-                    &rule.kind.as_str(),
-                    &rule.threshold,
-                    &rule.hysteresis,
-                    &rule.for_seconds,
-                    &rule.severity.as_str(),
-                    &channels_json(&rule),
-                    &now,
-                ],
-            )
-            .await?;
-        Ok(row.try_get(0)?)
+        let rule = &rule;
+        self.retrying("create an alarm rule", |mut client| async move {
+            let tx = client.transaction().await?;
+            // The gateway's row first, in the ingest's lock order: the insert's foreign-key
+            // checks lock the enterprise's and the gateway's rows, and taking the
+            // enterprise's first would deadlock with an ingest holding the gateway's.
+            tx.query_opt("SELECT 1 FROM gateways WHERE id = $1 FOR UPDATE", &[&rule.gateway_id])
+                .await?;
+            let row = tx
+                .query_one(
+                    "INSERT INTO alarm_rules (credit_code, name, gateway_id, device, point, kind, threshold,
+                     hysteresis, for_seconds, severity, channels, enabled, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, TRUE, $12, $12) RETURNING id",
+                    &[
+                        &rule.credit_code,
+                        &rule.name,
+                        &rule.gateway_id,
+                        &rule.device,
+                        &rule.point,
+                        &rule.kind.as_str(),
+                        &rule.threshold,
+                        &rule.hysteresis,
+                        &rule.for_seconds,
+                        &rule.severity.as_str(),
+                        &channels_json(rule),
+                        &now,
+                    ],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(row.try_get(0)?)
+        })
+        .await
     }
 
     pub(crate) async fn update_rule(
