@@ -104,6 +104,8 @@ on_both_backends! {
         => sqlite_alarms_raise_clear_notify_once_and_follow_the_clock, postgres_alarms_raise_clear_notify_once_and_follow_the_clock;
     store concurrent_claims_deliver_each_notification_once
         => sqlite_concurrent_claims_deliver_each_notification_once, postgres_concurrent_claims_deliver_each_notification_once;
+    store rules_are_created_while_the_ingest_stores_their_gateways_batches
+        => sqlite_rules_are_created_while_the_ingest_stores_their_gateways_batches, postgres_rules_are_created_while_the_ingest_stores_their_gateways_batches;
     open reopening_keeps_the_data_and_migrates_nothing_twice
         => sqlite_reopening_keeps_the_data_and_migrates_nothing_twice, postgres_reopening_keeps_the_data_and_migrates_nothing_twice;
 }
@@ -2053,4 +2055,53 @@ async fn concurrent_claims_deliver_each_notification_once(store: Store) {
         .await
         .unwrap();
     assert_eq!(store.pending_notifications().await.unwrap(), 0);
+}
+
+/// Regression (found by the end-to-end test on PostgreSQL): creating a rule while the ingest
+/// stored its gateway's batches deadlocked (the insert's foreign-key checks locked the
+/// enterprise's row, then waited for the gateway's, which the ingest held while it waited
+/// for the enterprise's) and answered 500.
+async fn rules_are_created_while_the_ingest_stores_their_gateways_batches(store: Store) {
+    let (c, gw, [a, _], _, _) = alarm_fixture(&store, 73).await;
+    let now = t0() + DAY_MS / 2;
+    // Four ingests keep the gateway's row busy while rules are created one after another.
+    let ingests: Vec<_> = (0..4u64)
+        .map(|lane| {
+            let (store, gw) = (store.clone(), gw.clone());
+            tokio::spawn(async move {
+                for group in 0..50u64 {
+                    let batches = (0..10u64)
+                        .map(|i| {
+                            let seq = 1 + lane * 10_000 + group * 10 + i;
+                            temperatures(&gw, seq, now + seq as i64, &[50.0])
+                        })
+                        .collect();
+                    ingest_at(&store, batches, now).await;
+                }
+            })
+        })
+        .collect();
+    for i in 0..100 {
+        let rule = NewRule {
+            credit_code: c.clone(),
+            name: format!("rule {i}"),
+            gateway_id: gw.clone(),
+            device: Some(DEVICE.to_owned()),
+            point: Some("t".to_owned()),
+            kind: RuleKind::Low,
+            threshold: Some(0.0),
+            hysteresis: 0.0,
+            for_seconds: 0,
+            severity: Severity::Info,
+            channels: vec![a],
+        };
+        store
+            .create_rule(rule, now)
+            .await
+            .expect("the rule is created");
+    }
+    for ingest in ingests {
+        ingest.await.unwrap();
+    }
+    assert_eq!(store.rules(&c).await.unwrap().len(), 102);
 }
