@@ -458,22 +458,29 @@ pub(crate) async fn evaluate_samples<T: AlarmTx>(
 ) -> Result<Transitions, StoreError> {
     let mut done = Transitions::default();
     let rules = tx.lock_rules(gateways, true).await?;
+    if rules.is_empty() {
+        return Ok(done);
+    }
+    // The samples by point, once: rules look theirs up instead of scanning the group.
+    let mut by_point: HashMap<(&str, &str, &str), Vec<&Sample>> = HashMap::new();
+    for &(gateway, sample) in samples {
+        by_point
+            .entry((gateway, &*sample.device, &*sample.point))
+            .or_default()
+            .push(sample);
+    }
+    for list in by_point.values_mut() {
+        list.sort_by_key(|s| s.ts);
+    }
     for (rule, mut state) in rules {
-        let mut mine: Vec<&Sample> = samples
-            .iter()
-            .filter(|(gateway, s)| {
-                *gateway == rule.gateway_id
-                    && rule.device.as_deref() == Some(&*s.device)
-                    && rule.point.as_deref() == Some(&*s.point)
-            })
-            .map(|(_, s)| *s)
-            .collect();
-        if mine.is_empty() {
+        let (Some(device), Some(point)) = (rule.device.as_deref(), rule.point.as_deref()) else {
             continue;
-        }
-        mine.sort_by_key(|s| s.ts);
+        };
+        let Some(mine) = by_point.get(&(rule.gateway_id.as_str(), device, point)) else {
+            continue;
+        };
         let before = state.clone();
-        for sample in mine {
+        for sample in mine.iter() {
             if let Some(step) = engine::on_sample(&rule, &mut state, sample.ts, &sample.value) {
                 apply(tx, &rule, &mut state, step, now, &mut done).await?;
             }
