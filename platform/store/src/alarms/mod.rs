@@ -358,8 +358,8 @@ pub(crate) trait AlarmTx {
         gateways: &[&str],
         points_only: bool,
     ) -> Result<Vec<(AlarmRule, RuleState)>, StoreError>;
-    /// Saves a rule's state.
-    async fn save_state(&mut self, rule: i64, state: &RuleState) -> Result<(), StoreError>;
+    /// Saves rules' states (one statement on PostgreSQL, whatever their number).
+    async fn save_states(&mut self, states: &[(i64, RuleState)]) -> Result<(), StoreError>;
     /// Records an event of `rule` raised at `at`; its id.
     async fn insert_event(
         &mut self,
@@ -472,6 +472,7 @@ pub(crate) async fn evaluate_samples<T: AlarmTx>(
     for list in by_point.values_mut() {
         list.sort_by_key(|s| s.ts);
     }
+    let mut changed = Vec::new();
     for (rule, mut state) in rules {
         let (Some(device), Some(point)) = (rule.device.as_deref(), rule.point.as_deref()) else {
             continue;
@@ -487,9 +488,10 @@ pub(crate) async fn evaluate_samples<T: AlarmTx>(
         }
         notify_if_still_active(tx, &rule, &mut state, now).await?;
         if state != before {
-            tx.save_state(rule.id, &state).await?;
+            changed.push((rule.id, state));
         }
     }
+    tx.save_states(&changed).await?;
     Ok(done)
 }
 
@@ -501,6 +503,7 @@ pub(crate) async fn evaluate_tick<T: AlarmTx>(
     now: i64,
 ) -> Result<Transitions, StoreError> {
     let mut done = Transitions::default();
+    let mut changed = Vec::new();
     for (rule, mut state) in tx.lock_rules(&[gateway], false).await? {
         let before = state.clone();
         if let Some(step) = engine::on_tick(&rule, &mut state, now, facts) {
@@ -508,9 +511,10 @@ pub(crate) async fn evaluate_tick<T: AlarmTx>(
             notify_if_still_active(tx, &rule, &mut state, now).await?;
         }
         if state != before {
-            tx.save_state(rule.id, &state).await?;
+            changed.push((rule.id, state));
         }
     }
+    tx.save_states(&changed).await?;
     Ok(done)
 }
 

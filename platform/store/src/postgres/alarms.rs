@@ -42,18 +42,23 @@ impl AlarmTx for PostgresAlarms<'_, '_> {
             .collect()
     }
 
-    async fn save_state(&mut self, rule: i64, state: &RuleState) -> Result<(), StoreError> {
+    async fn save_states(&mut self, states: &[(i64, RuleState)]) -> Result<(), StoreError> {
+        if states.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = states.iter().map(|(id, _)| *id).collect();
+        let pending: Vec<Option<i64>> = states.iter().map(|(_, s)| s.pending_since).collect();
+        let last: Vec<Option<i64>> = states.iter().map(|(_, s)| s.last_ts).collect();
+        let active: Vec<Option<i64>> = states.iter().map(|(_, s)| s.active_event).collect();
+        let notified: Vec<bool> = states.iter().map(|(_, s)| s.raise_notified).collect();
         self.0
             .execute(
-                "UPDATE alarm_rules SET pending_since = $2, last_ts = $3, active_event = $4,
-                 raise_notified = $5 WHERE id = $1",
-                &[
-                    &rule,
-                    &state.pending_since,
-                    &state.last_ts,
-                    &state.active_event,
-                    &state.raise_notified,
-                ],
+                "UPDATE alarm_rules r SET pending_since = u.pending_since, last_ts = u.last_ts,
+                 active_event = u.active_event, raise_notified = u.raise_notified
+                 FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], $5::BOOLEAN[])
+                   AS u (id, pending_since, last_ts, active_event, raise_notified)
+                 WHERE r.id = u.id",
+                &[&ids, &pending, &last, &active, &notified],
             )
             .await?;
         Ok(())

@@ -43,19 +43,20 @@ impl AlarmTx for SqliteAlarms<'_> {
         )
     }
 
-    async fn save_state(&mut self, rule: i64, state: &RuleState) -> Result<(), StoreError> {
-        self.0
-            .prepare_cached(
-                "UPDATE alarm_rules SET pending_since = ?2, last_ts = ?3, active_event = ?4,
-                 raise_notified = ?5 WHERE id = ?1",
-            )?
-            .execute(params![
+    async fn save_states(&mut self, states: &[(i64, RuleState)]) -> Result<(), StoreError> {
+        let mut stmt = self.0.prepare_cached(
+            "UPDATE alarm_rules SET pending_since = ?2, last_ts = ?3, active_event = ?4,
+             raise_notified = ?5 WHERE id = ?1",
+        )?;
+        for (rule, state) in states {
+            stmt.execute(params![
                 rule,
                 state.pending_since,
                 state.last_ts,
                 state.active_event,
                 state.raise_notified
             ])?;
+        }
         Ok(())
     }
 
