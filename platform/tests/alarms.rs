@@ -30,15 +30,15 @@ const ANSWER_HANG: u8 = 2;
 /// One request the receiver took: its `X-Fieldlink-Delivery` and its JSON body.
 type Request = (Option<String>, Json);
 
-/// What the receiver got, and how it answers.
+/// What the receiver got, and how it answers (the UI's tests send to it too).
 #[derive(Clone, Default)]
-struct Received {
+pub(crate) struct Received {
     requests: Arc<Mutex<Vec<Request>>>,
     answer: Arc<AtomicU8>,
 }
 
 impl Received {
-    fn bodies(&self) -> Vec<Json> {
+    pub(crate) fn bodies(&self) -> Vec<Json> {
         self.requests
             .lock()
             .unwrap()
@@ -48,7 +48,7 @@ impl Received {
     }
 
     /// Waits (bounded by `limit`) until `done` holds for the bodies received.
-    async fn wait_for(
+    pub(crate) async fn wait_for(
         &self,
         limit: Duration,
         what: &str,
@@ -89,7 +89,7 @@ async fn hook(State(received): State<Received>, headers: HeaderMap, body: String
 }
 
 /// The receiver on 127.0.0.1; its URL.
-async fn receiver(received: &Received) -> (String, tokio::task::JoinHandle<()>) {
+pub(crate) async fn receiver(received: &Received) -> (String, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     let app = Router::new()
