@@ -209,7 +209,35 @@
     }
   }
 
+  // The alarm rule form: a kind takes a threshold, a hysteresis and a target of its own
+  // level (a gateway, a device or a point), as the options' data say; the fields a kind
+  // does not take are disabled (so not sent) and the targets of other levels hidden. The
+  // form works without it: the server then names what does not fit the kind.
+  function ruleForm(kind) {
+    var target = document.getElementById("rule-target");
+    var threshold = document.getElementById("rule-threshold");
+    var hysteresis = document.getElementById("rule-hysteresis");
+    function fit() {
+      var k = kind.options[kind.selectedIndex].dataset;
+      threshold.disabled = k.threshold !== "true";
+      hysteresis.disabled = k.hysteresis !== "true";
+      var first = null;
+      Array.prototype.forEach.call(target.options, function (o) {
+        var fits = o.dataset.level === k.level;
+        o.hidden = !fits;
+        o.disabled = !fits;
+        if (fits && !first) { first = o; }
+      });
+      var chosen = target.options[target.selectedIndex];
+      if ((!chosen || chosen.disabled) && first) { first.selected = true; }
+    }
+    kind.addEventListener("change", fit);
+    fit();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    var kind = document.getElementById("rule-kind");
+    if (kind) { ruleForm(kind); }
     var d = document.getElementById("daily-chart");
     if (d) { daily(d); }
     var p = document.getElementById("point-chart");

@@ -257,8 +257,130 @@ fn pages(c: &City) -> Vec<Step> {
             [SEE_OTHER, MISSING, SEE_OTHER, FORBIDDEN],
         ),
         step(ui::TEMPLATES, Method::GET, "/templates".into(), all(OK)),
+        // Alarms: managed by A and its integrator; the bureau sees A (403), the district
+        // does not (404). Channel 1 and rule 1 are the integrator's, made here first.
+        step(
+            ui::ENTERPRISE_ALARMS,
+            Method::GET,
+            format!("/enterprises/{a}/alarms?state=all"),
+            [FORBIDDEN, MISSING, OK, OK],
+        ),
+        step(
+            ui::ENTERPRISE_ALARMS,
+            Method::GET,
+            format!("/enterprises/{b}/alarms"),
+            [FORBIDDEN, FORBIDDEN, MISSING, MISSING],
+        ),
+        step(
+            ui::ENTERPRISE_ALARM_CHANNELS,
+            Method::GET,
+            format!("/enterprises/{a}/alarm-channels"),
+            [FORBIDDEN, MISSING, OK, OK],
+        ),
+        with(
+            ui::ENTERPRISE_ALARM_CHANNELS,
+            Method::POST,
+            format!("/enterprises/{a}/alarm-channels"),
+            channel_form("https://203.0.113.10/hook"),
+            [FORBIDDEN, MISSING, SEE_OTHER, SEE_OTHER],
+        ),
+        with(
+            ui::ENTERPRISE_ALARM_CHANNELS,
+            Method::POST,
+            format!("/enterprises/{a}/alarm-channels"),
+            channel_form("http://127.0.0.1:9/hook"),
+            [FORBIDDEN, MISSING, BAD, BAD],
+        ),
+        with(
+            ui::ENTERPRISE_ALARM_CHANNELS,
+            Method::POST,
+            format!("/enterprises/{b}/alarm-channels"),
+            channel_form("https://203.0.113.10/hook"),
+            [FORBIDDEN, FORBIDDEN, MISSING, MISSING],
+        ),
+        step(
+            ui::ALARM_CHANNEL_TEST,
+            Method::POST,
+            "/alarm-channels/1/test".into(),
+            [MISSING, MISSING, BAD_GATEWAY, BAD_GATEWAY],
+        ),
+        step(
+            ui::ENTERPRISE_ALARM_RULES,
+            Method::GET,
+            format!("/enterprises/{a}/alarm-rules"),
+            [FORBIDDEN, MISSING, OK, OK],
+        ),
+        with(
+            ui::ENTERPRISE_ALARM_RULES,
+            Method::POST,
+            format!("/enterprises/{a}/alarm-rules"),
+            rule_form(&c.gw_a, "temperature"),
+            [FORBIDDEN, MISSING, SEE_OTHER, SEE_OTHER],
+        ),
+        with(
+            ui::ENTERPRISE_ALARM_RULES,
+            Method::POST,
+            format!("/enterprises/{a}/alarm-rules"),
+            rule_form(&c.gw_a, "no-such-point"),
+            [FORBIDDEN, MISSING, BAD, BAD],
+        ),
+        with(
+            ui::ENTERPRISE_ALARM_RULES,
+            Method::POST,
+            format!("/enterprises/{b}/alarm-rules"),
+            rule_form(&c.gw_b, "temperature"),
+            [FORBIDDEN, FORBIDDEN, MISSING, MISSING],
+        ),
+        step(
+            ui::ALARM_RULE,
+            Method::GET,
+            "/alarm-rules/1".into(),
+            [MISSING, MISSING, OK, OK],
+        ),
+        with(
+            ui::ALARM_RULE,
+            Method::POST,
+            "/alarm-rules/1".into(),
+            rule_form(&c.gw_a, "temperature"),
+            [MISSING, MISSING, SEE_OTHER, SEE_OTHER],
+        ),
+        with(
+            ui::ALARM_RULE_ENABLED,
+            Method::POST,
+            "/alarm-rules/1/enabled".into(),
+            Body::Form(vec![("enabled", "true".to_owned())]),
+            [MISSING, MISSING, SEE_OTHER, SEE_OTHER],
+        ),
+        step(
+            ui::ALARM_ACK,
+            Method::POST,
+            "/alarms/1/ack".into(),
+            all(MISSING),
+        ),
         step(ui::LOGOUT, Method::POST, "/logout".into(), all(SEE_OTHER)),
     ]
+}
+
+/// The channel form's fields: a webhook to `url`.
+fn channel_form(url: &str) -> Body {
+    Body::Form(vec![
+        ("name", "值班群".to_owned()),
+        ("kind", "webhook".to_owned()),
+        ("url", url.to_owned()),
+    ])
+}
+
+/// The rule form's fields: above 80 on `point` of device press-1 of `gateway`.
+fn rule_form(gateway: &str, point: &str) -> Body {
+    Body::Form(vec![
+        ("name", "高温".to_owned()),
+        ("target", json!([gateway, "press-1", point]).to_string()),
+        ("kind", "high".to_owned()),
+        ("threshold", "80".to_owned()),
+        ("hysteresis", "2".to_owned()),
+        ("for_seconds", "0".to_owned()),
+        ("severity", "warning".to_owned()),
+    ])
 }
 
 /// The API, walked with each user's bearer token; each user's reads again with its

@@ -4,8 +4,8 @@
 //! downsampled series, the language switch; and, `#[ignore]`d, the same pages in headless
 //! Chromium with screenshots (`platform/tests/ui_chromium.py`).
 
-use crate::support::{TestPlatform, bounded, code, connect, publish_batches};
-use fieldlink_platform::ui;
+use crate::support::{TestPlatform, bounded, code, config, connect, publish_batches};
+use fieldlink_platform::{PlatformConfig, ui};
 use fieldlink_wire::{
     Batch, DeviceMeta, GatewayState, Meta, PointMeta, Sample, Status, Topics, Value,
 };
@@ -39,6 +39,7 @@ pub struct City {
     pub gw_a: String,
     pub gw_b: String,
     pub pw_a: String,
+    pub pw_b: String,
     /// When A's first charted sample was read (ms).
     pub first_sample: i64,
     _dir: tempfile::TempDir,
@@ -46,8 +47,15 @@ pub struct City {
 
 /// Registers, enrolls, publishes and creates the users of [`City`].
 pub async fn city() -> City {
+    city_with(|_| {}).await
+}
+
+/// [`city`] on a platform whose config `tweak` changed.
+pub async fn city_with(tweak: impl FnOnce(&mut PlatformConfig)) -> City {
     let dir = tempfile::tempdir().unwrap();
-    let p = TestPlatform::start(dir.path()).await;
+    let mut cfg = config(dir.path());
+    tweak(&mut cfg);
+    let p = TestPlatform::start_with(cfg).await;
     let (a, b, c) = (code(801), code(802), code(803));
     p.register(&a, "electrical-equipment", "东西湖区", true)
         .await;
@@ -187,6 +195,7 @@ pub async fn city() -> City {
         gw_a,
         gw_b,
         pw_a,
+        pw_b,
         first_sample: first,
         _dir: dir,
     }
@@ -1415,7 +1424,8 @@ fn is_tick_label(label: &str, english: bool) -> bool {
 
 /// Headless Chromium (Debian's `chromium`, driven by `tests/ui_chromium.py` over the
 /// DevTools pipe) logs in as the bureau, an integrator and an enterprise (the pages, a
-/// gateway's config page and the templates page among them): the dashboard's figures
+/// gateway's config page, the templates page and the enterprise's alarms, rules and
+/// channels among them): the dashboard's figures
 /// equal the counts API, both charts draw, no page scrolls sideways at 1366×768 nor on a
 /// 390 px phone, where no table cell is squeezed onto more lines than it has; the charts'
 /// legends show the latest values without a hover, their axes a 24-hour clock and the
@@ -1459,7 +1469,16 @@ async fn chromium_shows_the_counts_and_charts() {
             .unwrap();
         assert_eq!(saved.status(), StatusCode::OK);
         let config = format!("/gateways/{}/config", city.gw_a);
+        let alarms = alarm_examples(&city).await;
+        let rules = format!("/enterprises/{}/alarm-rules", city.a);
+        let channels = format!("/enterprises/{}/alarm-channels", city.a);
         let jobs = json!([
+            {"name": "enterprise-alarms", "username": "ent-a", "password": PASSWORD, "path": alarms},
+            {"name": "enterprise-alarms-phone", "username": "ent-a", "password": PASSWORD, "path": alarms, "width": 390, "height": 844},
+            {"name": "enterprise-alarms-en-phone", "username": "ent-a", "password": PASSWORD, "path": format!("/lang/en?next={}", ui_encode(&alarms)), "width": 390, "height": 844},
+            {"name": "enterprise-alarm-rules", "username": "ent-a", "password": PASSWORD, "path": rules},
+            {"name": "enterprise-alarm-rules-phone", "username": "ent-a", "password": PASSWORD, "path": rules, "width": 390, "height": 844},
+            {"name": "enterprise-alarm-channels-phone", "username": "ent-a", "password": PASSWORD, "path": channels, "width": 390, "height": 844},
             {"name": "integrator-config", "username": "int-1", "password": PASSWORD, "path": config},
             {"name": "integrator-config-phone", "username": "int-1", "password": PASSWORD, "path": config, "width": 390, "height": 844},
             {"name": "enterprise-config-phone", "username": "ent-a", "password": PASSWORD, "path": config, "width": 390, "height": 844},
@@ -1577,6 +1596,79 @@ async fn chromium_shows_the_counts_and_charts() {
         println!("screenshots in {}", out.display());
     })
     .await;
+}
+
+/// A's alarms for the screenshots, made through the API as A: a channel and three rules on
+/// press-1's temperature, then 95 °C (raising the warning and the info) with the warning
+/// acknowledged, then 150 °C (raising the critical, clearing the info): one alarm of each
+/// state. The alarms page that lists them all.
+async fn alarm_examples(city: &City) -> String {
+    let p = &city.p;
+    let token = user_token(p, "ent-a").await;
+    let post = |path: String, body: Json| {
+        let request = p
+            .http
+            .post(format!("{}{path}", p.base))
+            .bearer_auth(&token)
+            .json(&body);
+        async move {
+            let answer = request.send().await.unwrap();
+            assert!(answer.status().is_success(), "{path}: {}", answer.status());
+            answer.json::<Json>().await.unwrap()
+        }
+    };
+    let a = &city.a;
+    let channel = post(
+        format!("/api/v1/enterprises/{a}/channels"),
+        json!({"name": "设备科飞书群", "kind": "feishu",
+               "url": "https://203.0.113.10/open-apis/bot/v2/hook/0f9e8d7c-6b5a-4321-9876-abcdef012345"}),
+    )
+    .await["id"]
+        .clone();
+    for (name, kind, threshold, severity) in [
+        ("炉温过高", "high", 100, "critical"),
+        ("炉温偏高", "high", 90, "warning"),
+        ("炉温未达工艺温度", "low", 120, "info"),
+    ] {
+        post(
+            format!("/api/v1/enterprises/{a}/alarm-rules"),
+            json!({"name": name, "gateway": city.gw_a, "device": "press-1", "point": "temperature",
+                   "kind": kind, "threshold": threshold, "severity": severity, "channels": [channel]}),
+        )
+        .await;
+    }
+    // Between the charted samples (half a second off theirs), so that the charts' latest
+    // values and times stay the ones the chromium test checks.
+    let at = city.first_sample + 3_000_500;
+    publish_temperature(p, &city.gw_a, &city.pw_a, 7, at, 95.0).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    let events = loop {
+        let answer = p
+            .http
+            .get(format!("{}/api/v1/enterprises/{a}/alarms", p.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json::<Json>()
+            .await
+            .unwrap();
+        if answer.as_array().unwrap().len() == 2 {
+            break answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "{answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let warning = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["rule"] == "炉温偏高")
+        .unwrap();
+    post(format!("/api/v1/alarms/{}/ack", warning["id"]), json!({})).await;
+    publish_temperature(p, &city.gw_a, &city.pw_a, 8, at + 30_000, 150.0).await;
+    p.wait_ingest(WAIT, |s| s["batches_stored"] == 9).await;
+    format!("/enterprises/{a}/alarms?state=all")
 }
 
 /// The fleet shows each device's health from the agent's status: a device that is down
@@ -1954,6 +2046,233 @@ async fn the_templates_page_lists_every_shipped_template_with_its_source() {
             shipped.iter().any(|t| t.example),
             "the library marks its examples"
         );
+    })
+    .await;
+}
+
+/// The `data-NAME="..."` values of a page, in order (ids of listed alarms, rules, channels).
+fn data_values(html: &str, name: &str) -> Vec<String> {
+    let marker = format!("data-{name}=\"");
+    html.match_indices(&marker)
+        .map(|(at, _)| {
+            let rest = &html[at + marker.len()..];
+            rest[..rest.find('"').unwrap()].to_owned()
+        })
+        .collect()
+}
+
+/// Waits (bounded by [`WAIT`]) until `path` shows `text` to `browser`; the page.
+async fn page_showing(browser: &mut Browser, path: &str, text: &str) -> Page {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let page = browser.get(path).await;
+        if page.body.contains(text) {
+            return page;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path} never showed {text}: {}",
+            page.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One sample of press-1's temperature, published by `gateway` as batch `seq`.
+async fn publish_temperature(
+    p: &TestPlatform,
+    gateway: &str,
+    password: &str,
+    seq: u64,
+    ts: i64,
+    value: f64,
+) {
+    let batch = Batch {
+        gateway: gateway.to_owned(),
+        seq,
+        samples: vec![Sample::good(
+            "press-1".into(),
+            "temperature".into(),
+            ts,
+            Value::Float(value),
+        )],
+    };
+    publish_batches(&p.mqtt, gateway, Some(password), &[batch]).await;
+}
+
+/// An enterprise user manages its alarms from the pages: a channel to a real receiver
+/// (refused first with the reason in place) gets the test message; a rule refused with
+/// its reason in place and the values kept, then created through the form, is raised by a
+/// batch over MQTT and listed on the alarms page in local time, where it is acknowledged.
+/// Its integrator sees the active alarm on the fleet, linked; the bureau sees counts of the
+/// enterprises that share their data only, never a rule's name or a value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alarms_are_managed_from_the_pages_and_only_counted_for_the_bureau() {
+    bounded(LIMIT, async {
+        let city = city_with(|cfg| cfg.allow_private_webhooks = true).await;
+        let p = &city.p;
+        let received = fieldlink_testkit::webhook::WebhookReceiver::start().await.unwrap();
+        let hook = received.url().to_owned();
+        let mut owner = Browser::logged_in(p, "ent-a").await;
+        let a = &city.a;
+
+        // The enterprise page leads to the alarms, which lead to the channels and rules.
+        let home = owner.get(&format!("/enterprises/{a}")).await;
+        assert!(home.body.contains("id=\"alarm-summary\""), "{}", home.body);
+        assert!(home.body.contains(&format!("href=\"/enterprises/{a}/alarms\"")));
+        let alarms = owner.get(&format!("/enterprises/{a}/alarms")).await;
+        assert_eq!(alarms.status, StatusCode::OK);
+        assert!(alarms.body.contains("id=\"no-alarms\""), "{}", alarms.body);
+        for link in ["alarm-rules", "alarm-channels"] {
+            assert!(alarms.body.contains(&format!("href=\"/enterprises/{a}/{link}\"")), "{link}");
+        }
+        let csrf = alarms.hidden("csrf");
+
+        // A channel: a bad URL is refused in place with the values kept, then saved.
+        let channels = format!("/enterprises/{a}/alarm-channels");
+        let refused = owner
+            .post(&channels, &[("csrf", &csrf), ("name", "值班群"), ("kind", "webhook"), ("url", "ftp://example.com/hook")])
+            .await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        assert!(refused.body.contains("id=\"channel-error\""), "{}", refused.body);
+        assert!(refused.body.contains(&html("http:// or https://")), "{}", refused.body);
+        assert!(refused.body.contains("value=\"值班群\""), "{}", refused.body);
+        assert!(refused.body.contains(&format!("value=\"{}\"", html("ftp://example.com/hook"))), "{}", refused.body);
+        let saved = owner
+            .post(&channels, &[("csrf", &csrf), ("name", "值班群"), ("kind", "webhook"), ("url", &hook)])
+            .await;
+        assert_eq!((saved.status, saved.location()), (StatusCode::SEE_OTHER, channels.as_str()));
+        let list = owner.get(&channels).await;
+        let ids = data_values(&list.body, "channel");
+        assert_eq!(ids.len(), 1, "{}", list.body);
+        let channel = &ids[0];
+
+        // Its test message reaches the receiver; the page says so.
+        let tested = owner.post(&format!("/alarm-channels/{channel}/test"), &[("csrf", &csrf)]).await;
+        assert_eq!(tested.status, StatusCode::OK, "{}", tested.body);
+        assert!(tested.body.contains("data-delivered=\"true\""), "{}", tested.body);
+        assert!(tested.body.contains("测试消息已送达"), "{}", tested.body);
+        let bodies = received.wait_for(WAIT, "the test message", |b| !b.is_empty()).await;
+        assert_eq!((bodies[0]["test"].as_bool(), bodies[0]["enterprise"].as_str()), (Some(true), Some(a.as_str())));
+
+        // A rule: the form offers A's gateway, device and point; one without a threshold
+        // is refused with the reason in place and what was typed kept.
+        let rules = format!("/enterprises/{a}/alarm-rules");
+        let form = owner.get(&rules).await;
+        assert!(form.body.contains(&html("line-1 / press-1 / temperature (°C)")), "{}", form.body);
+        for kind in ["高于阈值", "低于阈值", "等于", "无数据", "网关离线", "设备断线"] {
+            assert!(form.body.contains(kind), "{kind}");
+        }
+        let target = json!([city.gw_a, "press-1", "temperature"]).to_string();
+        let rule = |threshold: &'static str| {
+            vec![
+                ("csrf", csrf.clone()),
+                ("name", "炉温过高".to_owned()),
+                ("target", target.clone()),
+                ("kind", "high".to_owned()),
+                ("threshold", threshold.to_owned()),
+                ("hysteresis", "5".to_owned()),
+                ("for_seconds", "0".to_owned()),
+                ("severity", "critical".to_owned()),
+                ("channels", channel.clone()),
+            ]
+        };
+        let refused_rule = rule("");
+        let pairs: Vec<(&str, &str)> = refused_rule.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let refused = owner.post(&rules, &pairs).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        assert!(refused.body.contains("id=\"rule-error\""), "{}", refused.body);
+        assert!(refused.body.contains("needs a finite `threshold`"), "{}", refused.body);
+        assert!(refused.body.contains("value=\"炉温过高\"") && refused.body.contains("value=\"5\""), "{}", refused.body);
+        assert!(refused.body.contains(&format!("value=\"{channel}\" checked")), "{}", refused.body);
+        let created_rule = rule("100");
+        let pairs: Vec<(&str, &str)> = created_rule.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let created = owner.post(&rules, &pairs).await;
+        assert_eq!((created.status, created.location()), (StatusCode::SEE_OTHER, rules.as_str()), "{}", created.body);
+        let list = owner.get(&rules).await;
+        assert_eq!(data_values(&list.body, "rule").len(), 1, "{}", list.body);
+        assert!(list.body.contains("阈值 100 · 回差 5") && list.body.contains("值班群"), "{}", list.body);
+
+        // B shares its data: an alarm of its own, which the bureau may count.
+        let ent_b = user_token(p, "ent-b").await;
+        let b_rule = p
+            .http
+            .post(format!("{}/api/v1/enterprises/{}/alarm-rules", p.base, city.b))
+            .bearer_auth(&ent_b)
+            .json(&json!({"name": "B 高温", "gateway": city.gw_b, "device": "press-1", "point": "temperature",
+                          "kind": "high", "threshold": 10, "severity": "warning"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(b_rule.status(), StatusCode::CREATED);
+
+        // 150 °C raises A's rule: listed active, in local time, and notified.
+        let now = fieldlink_platform::clock::now_ms();
+        publish_temperature(p, &city.gw_a, &city.pw_a, 7, now - 1000, 150.0).await;
+        publish_temperature(p, &city.gw_b, &city.pw_b, 2, now - 1000, 20.0).await;
+        let alarms_path = format!("/enterprises/{a}/alarms");
+        let page = page_showing(&mut owner, &alarms_path, "data-state=\"active\"").await;
+        let row = &page.body[page.body.find("data-state=\"active\"").unwrap()..];
+        let row = &row[..row.find("</tr>").unwrap()];
+        for shown in ["炉温过高", "sev-critical", "严重", "150", &html("line-1 / press-1 / temperature"), "未确认"] {
+            assert!(row.contains(shown), "{shown}: {row}");
+        }
+        assert!(row.contains(&ui::format::local_time(now - 1000, 480)), "{row}");
+        assert_eq!(figures(&page.body)["alarms.active"], 1);
+        received.wait_for(WAIT, "the raise", |b| b.iter().any(|n| n["rule"] == "炉温过高")).await;
+
+        // The integrator sees it on the fleet, linked to the alarms page.
+        let mut integrator = Browser::logged_in(p, "int-1").await;
+        let fleet = integrator.get("/fleet").await;
+        let a_row = fleet_row(&fleet, &city.gw_a);
+        assert!(a_row.contains("data-alarms=\"1\""), "{a_row}");
+        assert!(a_row.contains(&format!("href=\"/enterprises/{a}/alarms\"")), "{a_row}");
+        assert_eq!(integrator.get(&alarms_path).await.status, StatusCode::OK);
+
+        // The bureau: B's count, A withheld; no rule names, no values, no alarms page.
+        let mut bureau = Browser::logged_in(p, "bureau").await;
+        let dashboard = page_showing(&mut bureau, "/bureau", &format!("data-enterprise=\"{}\"", city.b)).await;
+        let section = &dashboard.body[dashboard.body.find("id=\"open-alarms\"").unwrap()..];
+        let section = &section[..section.find("</section>").unwrap()];
+        assert!(!section.contains(a.as_str()), "{section}");
+        assert!(section.contains("id=\"alarms-withheld\""), "{section}");
+        let fleet = bureau.get("/fleet").await;
+        assert!(fleet_row(&fleet, &city.gw_a).contains("data-alarms=\"\""), "A is not shared");
+        assert!(fleet_row(&fleet, &city.gw_b).contains("data-alarms=\"1\""));
+        assert!(!fleet_row(&fleet, &city.gw_b).contains("/alarms\""), "no link for the bureau");
+        let mut district = Browser::logged_in(p, "dist-hs").await;
+        let home = district.get("/").await;
+        let hongshan = district.get(home.location()).await;
+        assert!(hongshan.body.contains("data-alarms=\"1\""), "{}", hongshan.body);
+        for (who, page) in [("bureau", &dashboard), ("bureau", &fleet), ("district", &hongshan)] {
+            for secret in ["炉温过高", "B 高温", "sev-"] {
+                assert!(!page.body.contains(secret), "{who} sees {secret}");
+            }
+        }
+        assert_eq!(bureau.get(&alarms_path).await.status, StatusCode::FORBIDDEN);
+
+        // Acknowledged from the page: no longer active, acknowledged by ent-a.
+        let event = data_values(&page.body, "alarm").remove(0);
+        let acked = owner.post(&format!("/alarms/{event}/ack"), &[("csrf", &csrf)]).await;
+        assert_eq!((acked.status, acked.location()), (StatusCode::SEE_OTHER, alarms_path.as_str()));
+        let page = owner.get(&alarms_path).await;
+        assert_eq!(data_values(&page.body, "state"), ["acknowledged"], "{}", page.body);
+        assert!(page.body.contains("<span class=\"note\">ent-a</span>"), "{}", page.body);
+        assert!(!page.body.contains("class=\"ack\""), "{}", page.body);
+        let counts = figures(&page.body);
+        assert_eq!((counts["alarms.active"], counts["alarms.acknowledged"]), (0, 1));
+        let fleet = integrator.get("/fleet").await;
+        assert!(fleet_row(&fleet, &city.gw_a).contains("data-alarms=\"0\""));
+
+        // Switched off and edited through the same form, prefilled.
+        let rule_id = data_values(&list.body, "rule").remove(0);
+        let off = owner.post(&format!("/alarm-rules/{rule_id}/enabled"), &[("csrf", &csrf), ("enabled", "false")]).await;
+        assert_eq!(off.status, StatusCode::SEE_OTHER);
+        assert!(owner.get(&rules).await.body.contains("data-enabled=\"false\""));
+        let edit = owner.get(&format!("/alarm-rules/{rule_id}")).await;
+        assert!(edit.body.contains("value=\"炉温过高\"") && edit.body.contains("value=\"100\""), "{}", edit.body);
+        assert!(edit.body.contains(&format!("action=\"{}\"", html(&format!("/alarm-rules/{rule_id}")))));
+        drop(received);
     })
     .await;
 }

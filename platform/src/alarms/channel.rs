@@ -297,6 +297,9 @@ impl Channel {
 /// Why a channel is refused; the API answers 400 with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChannelError {
+    /// The channel's name is empty or too long: give it one of 1 to 100 characters.
+    #[error("`name` must be 1 to 100 characters")]
+    Name,
     /// Not a channel kind: use one of the four.
     #[error("unknown channel kind {0:?}: expected webhook, wecom, dingtalk or feishu")]
     UnknownKind(String),

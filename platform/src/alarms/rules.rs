@@ -159,7 +159,7 @@ pub async fn validate(
     if !hysteresis.is_finite() || hysteresis < 0.0 {
         return Err(invalid("`hysteresis` must be 0 or more"));
     }
-    if hysteresis > 0.0 && !matches!(kind, RuleKind::High | RuleKind::Low) {
+    if hysteresis > 0.0 && !kind.has_hysteresis() {
         return Err(invalid("`hysteresis` applies to high and low rules only"));
     }
     let for_seconds = input.for_seconds.unwrap_or(0);

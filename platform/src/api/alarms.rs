@@ -3,16 +3,17 @@
 //! the bureau and districts see counts, of the enterprises that share their data.
 
 use super::enterprises;
-use crate::alarms::channel::{Channel, ChannelError, ChannelKind, Notification};
+use crate::alarms::channel::{Channel, ChannelError, ChannelKind, Notification, SendError};
 use crate::alarms::delivery::channel_of;
 use crate::alarms::rules::{self, RuleError, RuleInput};
 use crate::clock::now_ms;
 use crate::http::auth::forbidden;
 use crate::http::error::parse_json;
 use crate::http::{ApiError, AppState, Principal};
+use crate::role::Role;
 use crate::scope;
-use crate::store::Enterprise;
 use crate::store::alarms::{AlarmEvent, AlarmRule, ChannelRow, NewChannel};
+use crate::store::{Enterprise, StoreError};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -94,6 +95,34 @@ fn rule_error(e: RuleError) -> ApiError {
     }
 }
 
+/// Checks `input` as a channel of enterprise `credit_code`: its name, kind, secret and
+/// destination (private addresses only if `allow_private`); the channel to save. The API
+/// and the web UI save channels through it.
+pub(crate) async fn check_channel(
+    input: ChannelInput,
+    credit_code: &str,
+    allow_private: bool,
+) -> Result<NewChannel, ChannelError> {
+    let name = input.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ChannelError::Name);
+    }
+    let secret = input.secret.filter(|s| !s.is_empty());
+    let channel = Channel {
+        kind: ChannelKind::parse(&input.kind)?,
+        url: input.url.trim().to_owned(),
+        secret: secret.clone(),
+    };
+    channel.check(allow_private).await?;
+    Ok(NewChannel {
+        credit_code: credit_code.to_owned(),
+        name: name.to_owned(),
+        kind: channel.kind.as_str().to_owned(),
+        url: channel.url,
+        secret,
+    })
+}
+
 pub(super) async fn create_channel(
     who: Principal,
     State(state): State<Arc<AppState>>,
@@ -102,35 +131,10 @@ pub(super) async fn create_channel(
 ) -> Result<Response, ApiError> {
     let enterprise = managed(&state, &who, &code).await?;
     let input: ChannelInput = parse_json(&body)?;
-    let name = input.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::bad_request("`name` must be 1 to 100 characters"));
-    }
-    let invalid =
-        |e: ChannelError| ApiError::new(StatusCode::BAD_REQUEST, "invalid_channel", e.to_string());
-    let secret = input.secret.filter(|s| !s.is_empty());
-    let channel = Channel {
-        kind: ChannelKind::parse(&input.kind).map_err(invalid)?,
-        url: input.url.trim().to_owned(),
-        secret: secret.clone(),
-    };
-    channel
-        .check(state.allow_private_webhooks)
+    let channel = check_channel(input, &enterprise.credit_code, state.allow_private_webhooks)
         .await
-        .map_err(invalid)?;
-    let id = state
-        .store
-        .create_channel(
-            NewChannel {
-                credit_code: enterprise.credit_code,
-                name: name.to_owned(),
-                kind: channel.kind.as_str().to_owned(),
-                url: channel.url,
-                secret,
-            },
-            now_ms(),
-        )
-        .await?;
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_channel", e.to_string()))?;
+    let id = state.store.create_channel(channel, now_ms()).await?;
     Ok((StatusCode::CREATED, Json(Created { id })).into_response())
 }
 
@@ -164,6 +168,30 @@ async fn managed_channel(
     Ok(channel)
 }
 
+/// Why a test message did not go out.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TestError {
+    /// The saved channel is no longer valid (its kind unknown): nothing was sent.
+    #[error(transparent)]
+    Invalid(#[from] ChannelError),
+    /// The receiver did not take it: its answer, or why there was none.
+    #[error(transparent)]
+    NotDelivered(#[from] SendError),
+}
+
+/// Sends [`Notification::test`] of `enterprise` through `channel` now, as the API's and the
+/// web UI's "send test message" do.
+pub(crate) async fn send_test(
+    state: &AppState,
+    enterprise: &Enterprise,
+    channel: &ChannelRow,
+) -> Result<(), TestError> {
+    let test = Notification::test(&enterprise.credit_code, &enterprise.name, now_ms());
+    let channel = channel_of(channel)?;
+    state.webhooks.send(&channel, &test, now_ms()).await?;
+    Ok(())
+}
+
 pub(super) async fn test_channel(
     who: Principal,
     State(state): State<Arc<AppState>>,
@@ -171,12 +199,14 @@ pub(super) async fn test_channel(
 ) -> Result<Response, ApiError> {
     let channel = managed_channel(&state, &who, id).await?;
     let enterprise = managed(&state, &who, &channel.credit_code).await?;
-    let test = Notification::test(&enterprise.credit_code, &enterprise.name, now_ms());
-    let channel = channel_of(&channel)
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, "invalid_channel", e.to_string()))?;
-    match state.webhooks.send(&channel, &test, now_ms()).await {
+    match send_test(&state, &enterprise, &channel).await {
         Ok(()) => Ok(Json(serde_json::json!({"delivered": true})).into_response()),
-        Err(e) => Err(ApiError::new(
+        Err(TestError::Invalid(e)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_channel",
+            e.to_string(),
+        )),
+        Err(TestError::NotDelivered(e)) => Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
             "not_delivered",
             e.to_string(),
@@ -290,9 +320,10 @@ pub(super) async fn acknowledge(
     Ok(Json(event).into_response())
 }
 
-/// The bureau's and a district's view: open alarms per enterprise in scope that shares its
-/// data, and how many others have some.
-pub async fn counts(state: &AppState, who: &Principal) -> Result<AlarmCounts, ApiError> {
+/// The view of `role` (the bureau's or a district's): open alarms per enterprise in its
+/// scope that shares its data, and how many others have some. The API and the web UI's
+/// pages show these counts, never rule names or values.
+pub async fn counts(state: &AppState, role: &Role) -> Result<AlarmCounts, StoreError> {
     let open = state.store.open_alarm_counts().await?;
     let mut enterprises = Vec::new();
     let mut withheld = 0;
@@ -300,10 +331,10 @@ pub async fn counts(state: &AppState, who: &Principal) -> Result<AlarmCounts, Ap
         let Some(&(active, acknowledged)) = open.get(&e.credit_code) else {
             continue;
         };
-        if !scope::sees_enterprise(&who.role, &e) {
+        if !scope::sees_enterprise(role, &e) {
             continue;
         }
-        if scope::sees_values(&who.role, &e) {
+        if scope::sees_values(role, &e) {
             enterprises.push(AlarmCount {
                 credit_code: e.credit_code.clone(),
                 name: e.name.clone(),
@@ -325,5 +356,5 @@ pub(super) async fn stats(
     State(state): State<Arc<AppState>>,
 ) -> Result<Response, ApiError> {
     who.bureau_or_district()?;
-    Ok(Json(counts(&state, &who).await?).into_response())
+    Ok(Json(counts(&state, &who.role).await?).into_response())
 }

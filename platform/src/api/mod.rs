@@ -62,7 +62,8 @@ mod users;
 
 pub use crate::http::MAX_BODY_BYTES;
 pub use crate::registry::IntegratorInput;
-pub use alarms::{AlarmCount, AlarmCounts, ChannelInput, Created};
+pub use alarms::{AlarmCount, AlarmCounts, ChannelInput, Created, counts as alarm_counts};
+pub(crate) use alarms::{TestError, check_channel, send_test};
 pub use configs::{RollbackInput, SavedConfig};
 pub use enterprises::{AssignInput, Imported, SharingInput};
 pub use gateways::GatewayDetail;

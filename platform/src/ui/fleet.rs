@@ -7,6 +7,7 @@
 use super::configs;
 use super::exports;
 use super::format;
+use super::pages::path_code;
 use super::web::{Ctx, UiError, percent_encode};
 use crate::clock::now_ms;
 use crate::fleet::{self, FleetError, FleetQuery, Order, SortKey};
@@ -88,6 +89,7 @@ async fn fleet_page(ctx: &Ctx, query: &FleetQuery) -> Result<Response, UiError> 
             }
         })
         .collect();
+    let alarms = super::alarms::shown_counts(ctx).await?;
     let rows: Vec<Value> = page
         .rows
         .iter()
@@ -129,6 +131,7 @@ async fn fleet_page(ctx: &Ctx, query: &FleetQuery) -> Result<Response, UiError> 
                 device_errors => errors.join("\n"),
                 problems => problems,
                 config => configs::standing_label(ctx.lang, r.config_standing, r.config_newest),
+                alarms => alarms.active(&r.credit_code),
             }
         })
         .collect();
@@ -148,6 +151,7 @@ async fn fleet_page(ctx: &Ctx, query: &FleetQuery) -> Result<Response, UiError> 
         prev => (page.page > 1).then(|| link(sort, order, page.page - 1)),
         next => (page.page < page.pages).then(|| link(sort, order, page.page + 1)),
         csv_path => csv_path,
+        alarms_linked => alarms.manages,
     };
     Ok(ctx.render(StatusCode::OK, "fleet.html", view))
 }
@@ -207,7 +211,7 @@ pub async fn set_sharing(
     Path(code): Path<String>,
     Form(form): Form<SharingForm>,
 ) -> Response {
-    let result = sharing(&ctx, &code.trim().to_ascii_uppercase(), &form).await;
+    let result = sharing(&ctx, &path_code(&code), &form).await;
     ctx.respond(result)
 }
 

@@ -6,6 +6,8 @@
 //! session cookie, language, CSRF;
 //! rendering and errors); `pages` (the handlers); `fleet` (the integrators' pages);
 //! `configs` (a gateway's configuration page) and `device_templates` (the templates page);
+//! `alarms` (an enterprise's alarms and their acknowledgement), `alarm_rules` and
+//! `alarm_channels` (its rules and notification channels, for who manages its alarms);
 //! `exports` (the CSV files the pages link
 //! to, in the page's language; the API's CSV keeps its codes); [`format`] (times in the
 //! program's zone, counts, percentages: one function each for pages and CSV); the static
@@ -21,6 +23,10 @@
 //!   need a bureau session; an enterprise page, its charts and its series need a bureau
 //!   session or that enterprise's session, and a gateway named in a query must be one of
 //!   the enterprise's own (otherwise 404, so nothing says another enterprise exists);
+//! - an enterprise's alarm pages (events, rules, channels) and their forms are for who
+//!   manages its alarms, the enterprise and its integrator ([`crate::scope`]); the bureau
+//!   and the districts are shown open-alarm counts only, of the enterprises that share
+//!   their data, never a rule's name or a value;
 //! - the session cookie is `HttpOnly; Secure; SameSite=Lax`; every form that changes
 //!   state carries a CSRF token (the session's, or a login cookie's for the login form);
 //! - pages are sent with a strict Content-Security-Policy: scripts and styles only from
@@ -28,6 +34,9 @@
 //! - a bureau session may also make the bureau's GET calls of the JSON API
 //!   ([`crate::http::auth`]); an enterprise session makes none.
 
+mod alarm_channels;
+mod alarm_rules;
+mod alarms;
 mod configs;
 mod device_templates;
 mod evidence;
@@ -88,8 +97,24 @@ pub const GATEWAY_CONFIG_ROLLBACK: &str = "/gateways/{gateway_id}/config/rollbac
 /// The device templates, with their sources, points and files.
 pub const TEMPLATES: &str = "/templates";
 
+/// An enterprise's alarms (`?state=active|all`): for who manages them.
+pub const ENTERPRISE_ALARMS: &str = "/enterprises/{credit_code}/alarms";
+/// Acknowledges an active alarm (POST, CSRF).
+pub const ALARM_ACK: &str = "/alarms/{id}/ack";
+/// An enterprise's alarm rules with the form for a new one (GET), its submission (POST).
+pub const ENTERPRISE_ALARM_RULES: &str = "/enterprises/{credit_code}/alarm-rules";
+/// The rules page with the form prefilled with one rule (GET), its submission (POST).
+pub const ALARM_RULE: &str = "/alarm-rules/{id}";
+/// Enables or disables a rule (POST, CSRF, `enabled=true|false`).
+pub const ALARM_RULE_ENABLED: &str = "/alarm-rules/{id}/enabled";
+/// An enterprise's notification channels with the form for a new one (GET), its
+/// submission (POST).
+pub const ENTERPRISE_ALARM_CHANNELS: &str = "/enterprises/{credit_code}/alarm-channels";
+/// Sends a test message through a channel and shows the outcome (POST, CSRF).
+pub const ALARM_CHANNEL_TEST: &str = "/alarm-channels/{id}/test";
+
 /// Every route the UI adds, for tests that must walk them all.
-pub const ROUTES: [&str; 20] = [
+pub const ROUTES: [&str; 27] = [
     HOME,
     LOGIN,
     LOGOUT,
@@ -110,6 +135,13 @@ pub const ROUTES: [&str; 20] = [
     GATEWAY_CONFIG,
     GATEWAY_CONFIG_ROLLBACK,
     TEMPLATES,
+    ENTERPRISE_ALARMS,
+    ALARM_ACK,
+    ENTERPRISE_ALARM_RULES,
+    ALARM_RULE,
+    ALARM_RULE_ENABLED,
+    ENTERPRISE_ALARM_CHANNELS,
+    ALARM_CHANNEL_TEST,
 ];
 
 /// The UI's routes, merged into the API's router.
@@ -135,4 +167,17 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(GATEWAY_CONFIG, get(configs::config).post(configs::save))
         .route(GATEWAY_CONFIG_ROLLBACK, post(configs::roll_back))
         .route(TEMPLATES, get(device_templates::templates))
+        .route(ENTERPRISE_ALARMS, get(alarms::alarms))
+        .route(ALARM_ACK, post(alarms::acknowledge))
+        .route(
+            ENTERPRISE_ALARM_RULES,
+            get(alarm_rules::rules_page).post(alarm_rules::create),
+        )
+        .route(ALARM_RULE, get(alarm_rules::edit).post(alarm_rules::update))
+        .route(ALARM_RULE_ENABLED, post(alarm_rules::set_enabled))
+        .route(
+            ENTERPRISE_ALARM_CHANNELS,
+            get(alarm_channels::channels_page).post(alarm_channels::create),
+        )
+        .route(ALARM_CHANNEL_TEST, post(alarm_channels::test))
 }

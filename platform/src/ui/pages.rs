@@ -329,7 +329,11 @@ async fn dashboard_page(ctx: &Ctx) -> Result<Response, UiError> {
             context! { s => s, first_enrolled => first_enrolled }
         })
         .collect();
+    let open = crate::api::alarm_counts(state, &ctx.user()?.role).await?;
     let page = context! {
+        alarms => open.enterprises,
+        alarms_withheld => ctx.lang.text("alarms_withheld").replace("{n}", &open.withheld.to_string()),
+        withheld => open.withheld,
         o => o,
         in_program_percent => format::percent(o.in_program.on_cloud, o.targets.in_program_on_cloud),
         total_percent => format::percent(o.total.on_cloud, o.targets.key_industries_on_cloud),
@@ -399,6 +403,7 @@ async fn group_page(
     let role = &ctx.user()?.role;
     let in_scope = |e: &Enterprise| keep(e) && crate::scope::sees_enterprise(role, e);
     let rows = group_rows(&ctx.state.store, &in_scope).await?;
+    let alarms = super::alarms::shown_counts(ctx).await?;
     match query.format.as_deref() {
         None | Some("html") => {}
         Some("csv") => return Ok(exports::group_csv(ctx, &rows, file_stem)),
@@ -411,6 +416,7 @@ async fn group_page(
             context! {
                 e => r.view,
                 last_batch => r.last_batch_at.map(|t| ctx.stamp(now, t)),
+                alarms => alarms.active(&r.view.credit_code),
             }
         })
         .collect();
@@ -468,7 +474,8 @@ async fn group_rows(
         .collect())
 }
 
-fn show_value(value: &SampleValue) -> String {
+/// A sample's value as a page shows it (`—` for none).
+pub(super) fn show_value(value: &SampleValue) -> String {
     match value {
         SampleValue::None => "—".to_owned(),
         SampleValue::Bool(b) => b.to_string(),
@@ -479,13 +486,18 @@ fn show_value(value: &SampleValue) -> String {
     }
 }
 
-/// Units by (device, point) from a gateway's catalogue.
-fn units(gateway: &Gateway) -> HashMap<(String, String), String> {
-    let meta: Option<Meta> = gateway
+/// A gateway's catalogue (its retained `meta`), if it published one that parses.
+pub(super) fn catalogue(gateway: &Gateway) -> Option<Meta> {
+    gateway
         .meta
         .as_ref()
-        .and_then(|m| serde_json::from_value(m.clone()).ok());
-    meta.into_iter()
+        .and_then(|m| serde_json::from_value(m.clone()).ok())
+}
+
+/// Units by (device, point) from a gateway's catalogue.
+fn units(gateway: &Gateway) -> HashMap<(String, String), String> {
+    catalogue(gateway)
+        .into_iter()
         .flat_map(|m| m.devices)
         .flat_map(|d| {
             let device = d.name;
@@ -497,7 +509,7 @@ fn units(gateway: &Gateway) -> HashMap<(String, String), String> {
 }
 
 /// The credit code in a path, normalised as the API does.
-fn path_code(code: &str) -> String {
+pub(super) fn path_code(code: &str) -> String {
     code.trim().to_ascii_uppercase()
 }
 
@@ -555,7 +567,19 @@ async fn enterprise_page(ctx: &Ctx, code: &str) -> Result<Response, UiError> {
         });
     }
     let views = gateways.iter().map(views::gateway_view).collect();
+    let alarms = if crate::scope::manages_alarms_of(&ctx.user()?.role, &enterprise) {
+        let (active, acknowledged) = store
+            .open_alarm_counts()
+            .await?
+            .get(code)
+            .copied()
+            .unwrap_or_default();
+        Some(context! { active => active, acknowledged => acknowledged })
+    } else {
+        None
+    };
     let page = context! {
+        alarms => alarms,
         e => views::enterprise_view(&enterprise, views),
         industry_name => ctx.lang.industry(enterprise.industry),
         on_cloud_since => enterprise.first_batch_at.map(|t| ctx.stamp(now, t)),

@@ -324,7 +324,7 @@ fn templates() -> &'static Environment<'static> {
 }
 
 /// The templates, built into the binary.
-pub const TEMPLATES: [(&str, &str); 13] = [
+pub const TEMPLATES: [(&str, &str); 16] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("macros.html", include_str!("../../templates/macros.html")),
     ("login.html", include_str!("../../templates/login.html")),
@@ -352,6 +352,15 @@ pub const TEMPLATES: [(&str, &str); 13] = [
     (
         "templates.html",
         include_str!("../../templates/templates.html"),
+    ),
+    ("alarms.html", include_str!("../../templates/alarms.html")),
+    (
+        "alarm_rules.html",
+        include_str!("../../templates/alarm_rules.html"),
+    ),
+    (
+        "alarm_channels.html",
+        include_str!("../../templates/alarm_channels.html"),
     ),
 ];
 

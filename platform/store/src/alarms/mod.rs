@@ -77,6 +77,11 @@ impl RuleKind {
     pub fn has_threshold(self) -> bool {
         matches!(self, RuleKind::High | RuleKind::Low | RuleKind::Equals)
     }
+
+    /// True if it takes a hysteresis: how far back past the threshold a value clears.
+    pub fn has_hysteresis(self) -> bool {
+        matches!(self, RuleKind::High | RuleKind::Low)
+    }
 }
 
 /// How serious an alarm is.
@@ -170,6 +175,25 @@ pub struct AlarmRule {
     pub created_at: i64,
     /// When it was last changed.
     pub updated_at: i64,
+}
+
+impl AlarmRule {
+    /// Its settings, to save them again unchanged (enabling or disabling it).
+    pub fn settings(&self) -> NewRule {
+        NewRule {
+            credit_code: self.credit_code.clone(),
+            name: self.name.clone(),
+            gateway_id: self.gateway_id.clone(),
+            device: self.device.clone(),
+            point: self.point.clone(),
+            kind: self.kind,
+            threshold: self.threshold,
+            hysteresis: self.hysteresis,
+            for_seconds: self.for_seconds,
+            severity: self.severity,
+            channels: self.channels.clone(),
+        }
+    }
 }
 
 /// A rule's evaluation state, kept on its row.
