@@ -95,6 +95,8 @@ pub struct IngestContext {
     pub utc_offset_minutes: i32,
     /// Stops the ingest (after storing and acknowledging what it holds).
     pub shutdown: CancellationToken,
+    /// Notified after each group stored (the alarm delivery wakes on it).
+    pub stored: Arc<tokio::sync::Notify>,
 }
 
 /// Live counters of the ingest.
@@ -521,6 +523,9 @@ async fn store_group(
             let day = day_of(now, cx.utc_offset_minutes);
             match cx.store.ingest(batches.clone(), now, day).await {
                 Ok(outcomes) => {
+                    // The group may have raised or cleared alarms: the delivery looks now
+                    // rather than at its next poll.
+                    cx.stored.notify_one();
                     record(&cx.counters, &batches, &outcomes, warned);
                     acks.add(
                         batches

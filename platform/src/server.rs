@@ -219,6 +219,7 @@ impl Platform {
             }),
         ));
         if config.ingest {
+            let stored = Arc::new(tokio::sync::Notify::new());
             let ingest = IngestContext {
                 broker: broker_url.clone(),
                 tls,
@@ -230,6 +231,7 @@ impl Platform {
                 counters: counters.clone(),
                 utc_offset_minutes: config.utc_offset_minutes,
                 shutdown: shutdown.clone(),
+                stored: stored.clone(),
             };
             tasks.push((
                 "ingest",
@@ -263,7 +265,7 @@ impl Platform {
                 }),
             ));
             let delivery =
-                alarms::delivery::run(store.clone(), webhooks, instance, shutdown.clone());
+                alarms::delivery::run(store.clone(), webhooks, instance, stored, shutdown.clone());
             tasks.push((
                 "alarm delivery",
                 tokio::spawn(async move {

@@ -17,7 +17,9 @@ use super::channel::{
 use crate::clock::now_ms;
 use crate::store::alarms::{AlarmRule, ChannelRow, ClaimedNotification, RuleKind, Transition};
 use crate::store::{Store, StoreError};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -130,8 +132,16 @@ async fn deliver(
 }
 
 /// Delivers until `shutdown` fires, then lets the sends in flight finish (each bounded by
-/// the sender's timeout).
-pub async fn run(store: Store, sender: Sender, instance: String, shutdown: CancellationToken) {
+/// the sender's timeout). `stored` wakes it when the ingest has stored a group, which may
+/// have enqueued notifications; it polls anyway every [`POLL`], for the timers' and the
+/// other instances' notifications and the retries.
+pub async fn run(
+    store: Store,
+    sender: Sender,
+    instance: String,
+    stored: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
     let claim_ms = CLAIM.as_millis() as i64;
     let mut sends = JoinSet::new();
     let mut ticks = tokio::time::interval(POLL);
@@ -139,6 +149,7 @@ pub async fn run(store: Store, sender: Sender, instance: String, shutdown: Cance
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
+            () = stored.notified() => {}
             Some(done) = sends.join_next(), if !sends.is_empty() => {
                 if let Ok(Err(e)) = done {
                     tracing::warn!(error = %e, "cannot settle an alarm notification; it is sent again once its claim lapses");
