@@ -15,7 +15,9 @@
 //!   group touched (stored or duplicate batches) is due an ack; every [`ACK_INTERVAL`] the
 //!   due acks are read from the database ([`Store::acks`]: the same on every instance,
 //!   never going back) and published retained at QoS 1 on `fieldlink/v1/{gateway}/ack`, so
-//!   a gateway gets at most a few a second however many batches it sends. It publishes the
+//!   a gateway gets at most a few a second however many batches it sends; the ack of a
+//!   gateway with a gap detected in the last 10 minutes goes out again every
+//!   [`GAP_ACK_INTERVAL`], so one whose resends were lost too learns it at once. It publishes the
 //!   configurations saved through the API the same way: on the same tick, the newest
 //!   version of each gateway not yet published goes out retained at QoS 1 on
 //!   `fieldlink/v1/{gateway}/config` and is marked published; at every (re)connect the
@@ -69,6 +71,13 @@ const ACK_RETRY: Duration = Duration::from_millis(5);
 pub const FUTURE_MARGIN_MS: i64 = 10 * 60 * 1000;
 /// How often due acks are published: at most this often per gateway.
 pub const ACK_INTERVAL: Duration = Duration::from_millis(250);
+/// How often the acks of gateways with recent gaps go out again, unasked.
+pub const GAP_ACK_INTERVAL: Duration = Duration::from_secs(5);
+/// A gap older than this no longer gets its ack repeated: by then it is a batch the
+/// gateway no longer has (evicted) or will resend after its own `ack_timeout`.
+const GAP_ACK_WINDOW_MS: i64 = 10 * 60 * 1000;
+/// Gateways whose acks are repeated per [`GAP_ACK_INTERVAL`], at most.
+const GAP_ACK_LIMIT: u32 = 10_000;
 /// Gateways named in "unknown gateway" warnings before they are no longer logged.
 const WARN_ONCE_LIMIT: usize = 10_000;
 
@@ -646,6 +655,8 @@ async fn state_session(cx: &IngestContext, acks: &DueAcks) {
     let mut ack_ticker = tokio::time::interval(ACK_INTERVAL);
     ack_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut configs_due = ConfigsDue::Every(None);
+    let mut gap_acks = tokio::time::interval(GAP_ACK_INTERVAL);
+    gap_acks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = cx.shutdown.cancelled(), if stop_deadline.is_none() => {
@@ -661,6 +672,16 @@ async fn state_session(cx: &IngestContext, acks: &DueAcks) {
             _ = ack_ticker.tick(), if stop_deadline.is_none() => {
                 publish_acks(cx, &client, acks).await;
                 publish_configs(cx, &client, &mut configs_due).await;
+            }
+            _ = gap_acks.tick(), if stop_deadline.is_none() => {
+                // A gateway whose resends into a gap were lost as well stores nothing, so
+                // nothing would make its ack due: it is made due here, and the gateway
+                // sends the gap's batches again without waiting for its ack timeout.
+                let since = now_ms() - GAP_ACK_WINDOW_MS;
+                match cx.store.gateways_with_recent_gaps(since, GAP_ACK_LIMIT).await {
+                    Ok(gateways) => acks.add(gateways.iter().map(String::as_str)),
+                    Err(e) => tracing::warn!(error = %e, "cannot read the gateways with gaps"),
+                }
             }
             () = sleep_until(stop_deadline) => break,
             event = events.poll() => match event {

@@ -441,3 +441,58 @@ async fn each_gateway_gets_an_ack_of_what_is_stored() {
     })
     .await;
 }
+
+/// A gateway whose resends into a gap were lost too stores nothing, so no commit would make
+/// its ack due: the ack of a gateway with a recent gap goes out again unasked, and stops
+/// once the gap is filled.
+#[tokio::test]
+async fn the_ack_of_a_gateway_with_a_gap_goes_out_again_until_the_gap_fills() {
+    use fieldlink_platform::ingest::GAP_ACK_INTERVAL;
+    use fieldlink_wire::Ack;
+    bounded(LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = TestPlatform::start(dir.path()).await;
+        let gateways = enrolled(&p, 29, 1).await;
+        let (id, password) = &gateways[0];
+        let topic = Topics::new(id).ack;
+        let broker = format!("{}:{}", p.mqtt.host, p.mqtt.port).parse().unwrap();
+        let recorder = fieldlink_testkit::Recorder::start(broker, &topic).await;
+        publish_batches(
+            &p.mqtt,
+            id,
+            Some(password),
+            &[batch(id, 1, 5), batch(id, 3, 5)],
+        )
+        .await;
+        let gap = Ack {
+            stored_through: 1,
+            missing: vec![(2, 2)],
+            stored_max: Some(3),
+        };
+        wait_for_ack(&recorder, &topic, &gap).await;
+        let published = recorder.on(&topic).len();
+        // Nothing more is stored, yet the same ack comes again.
+        let again = recorder
+            .wait_for(GAP_ACK_INTERVAL * 3, |m| m.len() > published)
+            .await;
+        assert!(
+            again,
+            "the ack of a gateway with an open gap was not published again"
+        );
+        assert_eq!(last_ack(&recorder, &topic), Some(gap));
+
+        publish_batches(&p.mqtt, id, Some(password), &[batch(id, 2, 5)]).await;
+        let filled = Ack {
+            stored_through: 3,
+            missing: vec![],
+            stored_max: Some(3),
+        };
+        wait_for_ack(&recorder, &topic, &filled).await;
+        let settled = recorder.on(&topic).len();
+        tokio::time::sleep(GAP_ACK_INTERVAL * 2).await;
+        assert_eq!(recorder.on(&topic).len(), settled, "no gap, no repeat");
+        recorder.stop().await;
+        p.stop().await;
+    })
+    .await;
+}

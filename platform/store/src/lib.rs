@@ -617,6 +617,17 @@ impl Store {
         dispatch!(self, s => s.crash_windows(gateway.to_owned(), limit).await)
     }
 
+    /// The gateways with a gap detected at or after `since` (ms since the epoch) still
+    /// open, at most `limit`: their acks go out again, since a gateway whose resends were
+    /// lost too gets no ack until its next batch is stored.
+    pub async fn gateways_with_recent_gaps(
+        &self,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        dispatch!(self, s => s.gateways_with_recent_gaps(since, limit).await)
+    }
+
     /// The acks of the gateways among `gateways` that have stored batches: what the
     /// platform holds of each one's numbering, from the database (the same on every
     /// instance).

@@ -222,6 +222,23 @@ impl PostgresStore {
             .collect()
     }
 
+    pub(crate) async fn gateways_with_recent_gaps(
+        &self,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        client
+            .query(
+                "SELECT DISTINCT gateway FROM gaps WHERE detected_at >= $1 ORDER BY gateway LIMIT $2",
+                &[&since, &i64::from(limit)],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok(r.try_get(0)?))
+            .collect()
+    }
+
     /// The highest stored `seq` of each of `gateways` that has one, and their open gaps
     /// in order: two statements for all of them.
     pub(crate) async fn ack_rows(&self, gateways: Vec<String>) -> Result<AckRows, StoreError> {

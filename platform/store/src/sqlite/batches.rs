@@ -112,6 +112,23 @@ impl SqliteStore {
         .await
     }
 
+    pub(crate) async fn gateways_with_recent_gaps(
+        &self,
+        since: i64,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        self.read(move |c| {
+            all(
+                &mut c.prepare_cached(
+                    "SELECT DISTINCT gateway FROM gaps WHERE detected_at >= ?1 ORDER BY gateway LIMIT ?2",
+                )?,
+                params![since, limit],
+                |r| Ok(r.get(0)?),
+            )
+        })
+        .await
+    }
+
     /// The highest stored `seq` of each of `gateways` that has one, and their open gaps
     /// in order.
     pub(crate) async fn ack_rows(&self, gateways: Vec<String>) -> Result<AckRows, StoreError> {
