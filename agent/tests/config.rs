@@ -582,7 +582,7 @@ fn opcua_keys_are_checked_and_located() {
     );
     assert_error_ends(
         &point("area = \"holding\""),
-        "unknown key `area`; expected one of: deadband, deadband_percent, heartbeat, name, node, queue_size, sampling_interval, unit",
+        "unknown key `area`; expected one of: deadband, deadband_percent, heartbeat, name, node, queue_size, role, sampling_interval, unit",
     );
     assert_error_ends(
         &OPCUA.replace("node = \"ns=2;s=Spindle.Speed\"\n", ""),

@@ -172,7 +172,7 @@ fn plugin_errors_name_their_file_line_and_column() {
     );
     assert_error(
         &s7("address = \"MW0\"\ncolour = \"red\""),
-        "agent.toml:12:1: [[device]] \"p\" [[device.point]]: unknown key `colour`; expected one of: address, bit, deadband, deadband_percent, heartbeat, length, name, offset, order, scale, type, unit",
+        "agent.toml:12:1: [[device]] \"p\" [[device.point]]: unknown key `colour`; expected one of: address, bit, deadband, deadband_percent, heartbeat, length, name, offset, order, role, scale, type, unit",
     );
     assert_error(
         &device(
