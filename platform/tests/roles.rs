@@ -119,11 +119,23 @@ fn pages(c: &City) -> Vec<Step> {
             all(SEE_OTHER),
         ),
         step(ui::STATIC, Method::GET, "/static/app.css".into(), all(OK)),
+        step(
+            ui::STATIC,
+            Method::GET,
+            "/static/cockpit.js".into(),
+            all(OK),
+        ),
         step(ui::FAVICON, Method::GET, "/favicon.ico".into(), all(OK)),
         step(
             ui::BUREAU,
             Method::GET,
             "/bureau".into(),
+            [OK, FORBIDDEN, FORBIDDEN, FORBIDDEN],
+        ),
+        step(
+            ui::BUREAU_COCKPIT,
+            Method::GET,
+            "/bureau/cockpit".into(),
             [OK, FORBIDDEN, FORBIDDEN, FORBIDDEN],
         ),
         step(

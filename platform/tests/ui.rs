@@ -1485,6 +1485,7 @@ async fn chromium_shows_the_counts_and_charts() {
             {"name": "templates", "username": "int-1", "password": PASSWORD, "path": "/templates"},
             {"name": "templates-phone", "username": "int-1", "password": PASSWORD, "path": "/templates", "width": 390, "height": 844},
             {"name": "bureau-dashboard", "username": "bureau", "password": PASSWORD, "path": "/bureau"},
+            {"name": "bureau-cockpit", "username": "bureau", "password": PASSWORD, "path": "/bureau/cockpit", "width": 1920, "height": 1080},
             {"name": "bureau-dashboard-en", "username": "bureau", "password": PASSWORD, "path": "/lang/en?next=/bureau"},
             {"name": "bureau-district", "username": "bureau", "password": PASSWORD, "path": "/bureau/districts/%E6%B4%AA%E5%B1%B1%E5%8C%BA"},
             {"name": "enterprise", "username": "ent-a", "password": PASSWORD, "path": format!("/enterprises/{}", city.a)},
@@ -1533,6 +1534,7 @@ async fn chromium_shows_the_counts_and_charts() {
                 assert_eq!(value.as_u64(), Some(api_figure(&stats, figure)), "{name}: {figure}");
             }
         }
+        check_cockpit(&city, &reports["bureau-cockpit"]).await;
         assert_eq!(reports["bureau-dashboard"]["lang"], "zh-CN");
         assert_eq!(reports["bureau-dashboard-en"]["lang"], "en");
         assert_eq!(reports["enterprise"]["path"], format!("/enterprises/{}", city.a));
@@ -1596,6 +1598,58 @@ async fn chromium_shows_the_counts_and_charts() {
         println!("screenshots in {}", out.display());
     })
     .await;
+}
+
+/// The cockpit at 1920 × 1080 fits the screen exactly, nothing clipped, and shows the
+/// API's figures: the totals, every district's tile, every industry, every program target.
+async fn check_cockpit(city: &City, report: &Json) {
+    assert_eq!(report["lang"], "zh-CN");
+    assert_eq!(report["height"], 1080, "the cockpit scrolls: {report}");
+    assert_eq!(
+        report["clipped"],
+        json!([]),
+        "cockpit panels overflow: {report}"
+    );
+    let figures = report["figures"].as_object().unwrap();
+    let shown = |name: &str| {
+        figures
+            .get(name)
+            .and_then(Json::as_u64)
+            .unwrap_or_else(|| panic!("the cockpit does not show {name}: {report}"))
+    };
+    let stats = city.p.get("/api/v1/stats/onboarding").await;
+    assert_eq!(
+        shown("kpi.registered"),
+        stats["total"]["registered"].as_u64().unwrap()
+    );
+    assert_eq!(
+        shown("kpi.on_cloud"),
+        stats["total"]["on_cloud"].as_u64().unwrap()
+    );
+    assert_eq!(
+        shown("kpi.active"),
+        stats["total"]["active"].as_u64().unwrap()
+    );
+    for d in stats["by_district"].as_array().unwrap() {
+        let name = format!("district.{}.on_cloud", d["district"].as_str().unwrap());
+        assert_eq!(shown(&name), d["on_cloud"].as_u64().unwrap(), "{name}");
+    }
+    for i in stats["by_industry"].as_array().unwrap() {
+        let name = format!("industry.{}.on_cloud", i["industry"].as_str().unwrap());
+        assert_eq!(shown(&name), i["on_cloud"].as_u64().unwrap(), "{name}");
+    }
+    let program = city.p.get("/api/v1/stats/program").await;
+    let mut targets = 0;
+    for t in program["targets"].as_array().unwrap() {
+        let id = t["id"].as_str().unwrap();
+        if id.starts_with("on_cloud_industry:") {
+            continue;
+        }
+        targets += 1;
+        let name = format!("program.{id}.achieved");
+        assert_eq!(shown(&name), t["achieved"].as_u64().unwrap(), "{name}");
+    }
+    assert!(targets >= 5, "{program}");
 }
 
 /// A's alarms for the screenshots, made through the API as A: a channel and three rules on

@@ -20,7 +20,9 @@ screenshot OUT_DIR/NAME.png and reports what the page shows. It prints one JSON 
   its cell; a long name wrapped at a wider width is not squeezed;
 - unwrapped: tables not inside a horizontally scrolling wrapper;
 - legend: the chart legends' values as shown without hovering;
-- ticks: each chart's x-axis labels (the canvas's text, kept in data-x-ticks).
+- ticks: each chart's x-axis labels (the canvas's text, kept in data-x-ticks);
+- clipped: the class of every fixed-size panel (the cockpit's) whose content overflows it;
+- height: the page's height.
 
 The browser runs in New York's time zone (TZ), so a chart that reads the browser's zone
 instead of the platform's shows it.
@@ -65,6 +67,10 @@ COLLECT = """JSON.stringify({
     .filter(t => !t.parentElement.classList.contains('table-wrap')).length,
   legend: Array.from(document.querySelectorAll('.u-legend .u-value')).map(e => e.textContent),
   ticks: Array.from(document.querySelectorAll('.chart')).map(e => e.dataset.xTicks || ''),
+  clipped: Array.from(document.querySelectorAll('.panel'))
+    .filter(p => p.scrollHeight > p.clientHeight + 1 || p.scrollWidth > p.clientWidth + 1)
+    .map(p => p.className),
+  height: document.documentElement.scrollHeight,
 })"""
 
 

@@ -123,26 +123,124 @@ pub enum DistrictKind {
     FunctionalZone,
 }
 
-/// The districts and zones, in DESIGN.md's order.
-const DISTRICTS: [(&str, DistrictKind); 17] = [
-    ("江岸区", DistrictKind::District),
-    ("江汉区", DistrictKind::District),
-    ("硚口区", DistrictKind::District),
-    ("汉阳区", DistrictKind::District),
-    ("武昌区", DistrictKind::District),
-    ("青山区", DistrictKind::District),
-    ("洪山区", DistrictKind::District),
-    ("东西湖区", DistrictKind::District),
-    ("汉南区", DistrictKind::District),
-    ("蔡甸区", DistrictKind::District),
-    ("江夏区", DistrictKind::District),
-    ("黄陂区", DistrictKind::District),
-    ("新洲区", DistrictKind::District),
-    ("东湖新技术开发区", DistrictKind::FunctionalZone),
-    ("武汉经济技术开发区", DistrictKind::FunctionalZone),
-    ("东湖生态旅游风景区", DistrictKind::FunctionalZone),
-    ("长江新区", DistrictKind::FunctionalZone),
+/// The districts and zones, in DESIGN.md's order, each with its tile on the cockpit's map
+/// (column, row) on a 5 × 4 grid, north up, placed by hand from where each lies relative
+/// to its neighbours (Hankou north-west of the river, Wuchang east, Hanyang between), so
+/// the map needs no outside map data, and the short name its tile shows (the zones' usual
+/// abbreviations).
+const DISTRICTS: [(&str, DistrictKind, Tile, &str); 17] = [
+    (
+        "江岸区",
+        DistrictKind::District,
+        Tile { column: 3, row: 1 },
+        "江岸区",
+    ),
+    (
+        "江汉区",
+        DistrictKind::District,
+        Tile { column: 2, row: 1 },
+        "江汉区",
+    ),
+    (
+        "硚口区",
+        DistrictKind::District,
+        Tile { column: 1, row: 1 },
+        "硚口区",
+    ),
+    (
+        "汉阳区",
+        DistrictKind::District,
+        Tile { column: 1, row: 2 },
+        "汉阳区",
+    ),
+    (
+        "武昌区",
+        DistrictKind::District,
+        Tile { column: 2, row: 2 },
+        "武昌区",
+    ),
+    (
+        "青山区",
+        DistrictKind::District,
+        Tile { column: 4, row: 1 },
+        "青山区",
+    ),
+    (
+        "洪山区",
+        DistrictKind::District,
+        Tile { column: 4, row: 2 },
+        "洪山区",
+    ),
+    (
+        "东西湖区",
+        DistrictKind::District,
+        Tile { column: 0, row: 1 },
+        "东西湖区",
+    ),
+    (
+        "汉南区",
+        DistrictKind::District,
+        Tile { column: 0, row: 3 },
+        "汉南区",
+    ),
+    (
+        "蔡甸区",
+        DistrictKind::District,
+        Tile { column: 0, row: 2 },
+        "蔡甸区",
+    ),
+    (
+        "江夏区",
+        DistrictKind::District,
+        Tile { column: 2, row: 3 },
+        "江夏区",
+    ),
+    (
+        "黄陂区",
+        DistrictKind::District,
+        Tile { column: 2, row: 0 },
+        "黄陂区",
+    ),
+    (
+        "新洲区",
+        DistrictKind::District,
+        Tile { column: 4, row: 0 },
+        "新洲区",
+    ),
+    (
+        "东湖新技术开发区",
+        DistrictKind::FunctionalZone,
+        Tile { column: 3, row: 3 },
+        "东湖高新区",
+    ),
+    (
+        "武汉经济技术开发区",
+        DistrictKind::FunctionalZone,
+        Tile { column: 1, row: 3 },
+        "武汉经开区",
+    ),
+    (
+        "东湖生态旅游风景区",
+        DistrictKind::FunctionalZone,
+        Tile { column: 3, row: 2 },
+        "东湖风景区",
+    ),
+    (
+        "长江新区",
+        DistrictKind::FunctionalZone,
+        Tile { column: 3, row: 0 },
+        "长江新区",
+    ),
 ];
+
+/// A district's place on the cockpit's tile map, counted from the north-west corner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Tile {
+    /// Its column, west to east, from 0.
+    pub column: u8,
+    /// Its row, north to south, from 0.
+    pub row: u8,
+}
 
 /// One of the city's 13 districts or 4 functional zones, named in Chinese as the city
 /// names it.
@@ -163,6 +261,16 @@ impl District {
     /// District or functional zone.
     pub fn kind(self) -> DistrictKind {
         DISTRICTS[usize::from(self.0)].1
+    }
+
+    /// The name as usually abbreviated, e.g. `东湖高新区`; a district's own name.
+    pub fn short_name(self) -> &'static str {
+        DISTRICTS[usize::from(self.0)].3
+    }
+
+    /// Its tile on the cockpit's map.
+    pub fn tile(self) -> Tile {
+        DISTRICTS[usize::from(self.0)].2
     }
 
     /// The district or zone with exactly this name, if any.
@@ -225,5 +333,12 @@ mod tests {
             Some("洪山区")
         );
         assert_eq!(District::from_name("洪山"), None);
+    }
+
+    #[test]
+    fn every_district_has_a_tile_of_its_own() {
+        let tiles: std::collections::HashSet<Tile> = District::all().map(District::tile).collect();
+        assert_eq!(tiles.len(), 17);
+        assert!(tiles.iter().all(|t| t.column < 5 && t.row < 4));
     }
 }

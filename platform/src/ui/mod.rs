@@ -37,6 +37,7 @@
 mod alarm_channels;
 mod alarm_rules;
 mod alarms;
+mod cockpit;
 mod configs;
 mod device_templates;
 mod evidence;
@@ -66,6 +67,8 @@ pub const LANG: &str = "/lang/{lang}";
 pub const STATIC: &str = "/static/{file}";
 /// The bureau's dashboard.
 pub const BUREAU: &str = "/bureau";
+/// The bureau's wall display (1920 × 1080), refreshing itself.
+pub const BUREAU_COCKPIT: &str = "/bureau/cockpit";
 /// The dashboard's tables as CSV in the page's language: `onboarding`, `daily`, `silent`.
 pub const BUREAU_CSV: &str = "/bureau/csv/{table}";
 /// The enterprises of one industry (`?format=csv` for the table).
@@ -114,13 +117,14 @@ pub const ENTERPRISE_ALARM_CHANNELS: &str = "/enterprises/{credit_code}/alarm-ch
 pub const ALARM_CHANNEL_TEST: &str = "/alarm-channels/{id}/test";
 
 /// Every route the UI adds, for tests that must walk them all.
-pub const ROUTES: [&str; 27] = [
+pub const ROUTES: [&str; 28] = [
     HOME,
     LOGIN,
     LOGOUT,
     LANG,
     STATIC,
     BUREAU,
+    BUREAU_COCKPIT,
     BUREAU_INDUSTRY,
     BUREAU_DISTRICT,
     ENTERPRISE,
@@ -153,6 +157,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(LANG, get(pages::set_lang))
         .route(STATIC, get(web::static_file))
         .route(BUREAU, get(pages::dashboard))
+        .route(BUREAU_COCKPIT, get(cockpit::cockpit))
         .route(BUREAU_INDUSTRY, get(pages::industry))
         .route(BUREAU_DISTRICT, get(pages::district))
         .route(ENTERPRISE, get(pages::enterprise))

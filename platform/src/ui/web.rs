@@ -324,7 +324,7 @@ fn templates() -> &'static Environment<'static> {
 }
 
 /// The templates, built into the binary.
-pub const TEMPLATES: [(&str, &str); 16] = [
+pub const TEMPLATES: [(&str, &str); 17] = [
     ("base.html", include_str!("../../templates/base.html")),
     ("macros.html", include_str!("../../templates/macros.html")),
     ("login.html", include_str!("../../templates/login.html")),
@@ -362,6 +362,7 @@ pub const TEMPLATES: [(&str, &str); 16] = [
         "alarm_channels.html",
         include_str!("../../templates/alarm_channels.html"),
     ),
+    ("cockpit.html", include_str!("../../templates/cockpit.html")),
 ];
 
 /// The site's icon (the pages link it; `/favicon.ico` answers with it too).
@@ -370,7 +371,7 @@ const FAVICON_SVG: &[u8] = include_bytes!("../../static/favicon.svg");
 const SVG: &str = "image/svg+xml";
 
 /// The static files: (name, content type, bytes).
-const STATIC_FILES: [(&str, &str, &[u8]); 5] = [
+const STATIC_FILES: [(&str, &str, &[u8]); 7] = [
     (
         "uPlot.iife.min.js",
         "text/javascript; charset=utf-8",
@@ -390,6 +391,16 @@ const STATIC_FILES: [(&str, &str, &[u8]); 5] = [
         "app.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../static/app.js"),
+    ),
+    (
+        "cockpit.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../static/cockpit.css"),
+    ),
+    (
+        "cockpit.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../static/cockpit.js"),
     ),
     ("favicon.svg", SVG, FAVICON_SVG),
 ];
