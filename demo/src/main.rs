@@ -273,6 +273,7 @@ async fn main() -> anyhow::Result<()> {
     println!("  gateway                      {gateway}, enrolled with a one-time token");
     println!("  gateway credentials          {}", stored.display());
     println!("  web UI (bureau dashboard)    {dashboard}");
+    println!("  the bureau's wall display    {dashboard}/cockpit (1920 x 1080, as the bureau)");
     for (username, password, home) in &passwords {
         println!(
             "    login {username:<22} {password}  (lands on {}{home})",
