@@ -60,6 +60,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
         industry: "auto-parts".to_owned(),
         district: "洪山区".to_owned(),
         in_program: false,
+        ..Default::default()
     };
     let enrollment = enroll_one(platform.registry(), &enterprise, "line-1").await?;
     let gateway = enrollment.gateway_id.clone();

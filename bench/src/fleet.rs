@@ -50,6 +50,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
                 industry: "auto-parts".to_owned(),
                 district: "洪山区".to_owned(),
                 in_program: false,
+                ..Default::default()
             })
             .await?;
         let token = registry

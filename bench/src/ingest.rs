@@ -64,6 +64,7 @@ pub fn enterprise(i: usize) -> anyhow::Result<EnterpriseInput> {
         industry: "auto-parts".to_owned(),
         district: "洪山区".to_owned(),
         in_program: false,
+        ..Default::default()
     })
 }
 

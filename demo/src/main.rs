@@ -153,6 +153,7 @@ async fn main() -> anyhow::Result<()> {
             industry: DEMO_INDUSTRY.to_owned(),
             district: DEMO_DISTRICT.to_owned(),
             in_program: true,
+            ..Default::default()
         })
         .await
         .context("registering the demo enterprise")?;

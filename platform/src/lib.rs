@@ -13,7 +13,9 @@
 //!   TLS to an `mqtts://` broker with [`tls`];
 //! - [`store`]: the one storage interface (SQLite in WAL mode, or PostgreSQL for several
 //!   instances);
-//! - [`stats`]: the onboarding counts; [`accounts`]: the web UI's users and sessions;
+//! - [`stats`]: the onboarding counts; [`program`]: every target of the plan with its
+//!   progress; [`filter`]: lists of enterprises by the plan's classes; [`accounts`]: the
+//!   web UI's users and sessions;
 //! - [`alarms`]: alarm notifications, with [`alarms::channel`] sending them to webhooks
 //!   and the WeCom, DingTalk and Feishu group robots;
 //! - [`http`]: what every HTTP handler shares (state, errors, who is asking, views), with
@@ -24,7 +26,7 @@
 //!
 //! Layers, each using only those before it: the leaves (`catalog`, `credit_code`, `clock`,
 //! `secret`, `config`, `tls`, `limiter`) → `store` → the domain (`registry`, `mosquitto`,
-//! `stats`, `accounts`, `broker_acl`) → `ingest` and `gap_watch`, and `http` with `api`, `ui` and
+//! `stats`, `program`, `filter`, `accounts`, `broker_acl`) → `ingest` and `gap_watch`, and `http` with `api`, `ui` and
 //! `broker_hook` over it → `server`.
 //!
 //! Invariants: secrets (enrollment tokens, MQTT passwords, the bureau token) are stored
@@ -32,7 +34,7 @@
 //! transaction that stores it commits; the platform never depends on the agent crate,
 //! only on the wire contract.
 
-pub use fieldlink_platform_core::{catalog, clock, credit_code, role, secret, tls};
+pub use fieldlink_platform_core::{catalog, clock, credit_code, profile, role, secret, tls};
 pub use fieldlink_platform_store as store;
 
 pub mod accounts;
@@ -43,6 +45,7 @@ pub mod broker_hook;
 pub mod cli;
 pub mod config;
 pub mod evidence;
+pub mod filter;
 pub mod fleet;
 pub mod gap_watch;
 pub mod gateway_config;
@@ -50,6 +53,7 @@ pub mod http;
 pub mod ingest;
 pub mod limiter;
 pub mod mosquitto;
+pub mod program;
 pub mod ranking;
 pub mod registry;
 pub mod scope;

@@ -8,7 +8,8 @@
 //!   integrator and to itself; to the bureau and its district only while the enterprise
 //!   shares them (`share_data_with_bureau`, off until it turns it on). Refused with 403:
 //!   the enterprise is visible, its values are not.
-//! - Actions: the bureau registers enterprises and integrators, assigns, creates users and
+//! - Actions: the bureau registers enterprises and integrators, assigns, records an
+//!   enterprise's size, specialised class and maturity assessments, creates users and
 //!   issues enrollment tokens and configures gateways for any enterprise; an integrator
 //!   does both for its own enterprises; an enterprise sets its sharing; the enterprise and
 //!   its integrator manage its alarms, which the bureau sees as counts of the enterprises
@@ -56,6 +57,12 @@ pub fn manages_alarms_of(role: &Role, enterprise: &Enterprise) -> bool {
     }
 }
 
+/// True if `role` records `enterprise`'s size, specialised class and maturity
+/// assessments: the bureau, and nobody else (a district reads them).
+pub fn records_profile_of(role: &Role, enterprise: &Enterprise) -> bool {
+    matches!(role, Role::Bureau) && sees_enterprise(role, enterprise)
+}
+
 /// True if `role` may turn `enterprise`'s sharing with the bureau on or off: the
 /// enterprise itself, and nobody else.
 pub fn sets_sharing_of(role: &Role, enterprise: &Enterprise) -> bool {
@@ -85,6 +92,9 @@ mod tests {
             integrator: Some(code("91420100770000009").to_string()),
             assigned_at: Some(0),
             share_data_with_bureau: share,
+            size: None,
+            specialised: None,
+            maturity: None,
         }
     }
 
@@ -154,5 +164,14 @@ mod tests {
             &e
         ));
         assert!(!sets_sharing_of(&Role::Bureau, &e));
+        let hongshan = District::from_name("洪山区").expect("a district");
+        assert!(records_profile_of(&Role::Bureau, &e));
+        for role in [
+            Role::District(hongshan),
+            Role::Integrator(code("91420100770000009")),
+            Role::Enterprise(code("91420100770000001")),
+        ] {
+            assert!(!records_profile_of(&role, &e), "{role}");
+        }
     }
 }

@@ -168,7 +168,12 @@ impl Platform {
             None => (None, username, password),
         };
 
-        let registry = Registry::new(store.clone(), mosquitto, public_mqtt_url.clone());
+        let registry = Registry::new(
+            store.clone(),
+            mosquitto,
+            public_mqtt_url.clone(),
+            config.utc_offset_minutes,
+        );
         let counters = Arc::new(IngestCounters::default());
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await

@@ -18,6 +18,7 @@ mod enroll;
 mod ingest;
 mod mosquitto;
 mod postgres_tls;
+mod program;
 mod registry;
 mod roles;
 mod secrets;

@@ -269,6 +269,39 @@ fn pages(c: &City) -> Vec<Step> {
             [SEE_OTHER, MISSING, SEE_OTHER, FORBIDDEN],
         ),
         step(ui::TEMPLATES, Method::GET, "/templates".into(), all(OK)),
+        // The plan's classes and assessments: the bureau's forms; a district sees its own
+        // enterprises' (403), no other's (404).
+        with(
+            ui::ENTERPRISE_CLASSES,
+            Method::POST,
+            format!("/enterprises/{a}/classes"),
+            Body::Form(vec![
+                ("size", "above".to_owned()),
+                ("specialised", String::new()),
+            ]),
+            [SEE_OTHER, MISSING, FORBIDDEN, FORBIDDEN],
+        ),
+        with(
+            ui::ENTERPRISE_CLASSES,
+            Method::POST,
+            format!("/enterprises/{b}/classes"),
+            Body::Form(vec![("size", "huge".to_owned())]),
+            [BAD, FORBIDDEN, MISSING, MISSING],
+        ),
+        with(
+            ui::ENTERPRISE_MATURITY,
+            Method::POST,
+            format!("/enterprises/{b}/maturity"),
+            assessment_form("2"),
+            [SEE_OTHER, FORBIDDEN, MISSING, MISSING],
+        ),
+        with(
+            ui::ENTERPRISE_MATURITY,
+            Method::POST,
+            format!("/enterprises/{a}/maturity"),
+            assessment_form("7"),
+            [BAD, MISSING, FORBIDDEN, FORBIDDEN],
+        ),
         // Alarms: managed by A and its integrator; the bureau sees A (403), the district
         // does not (404). Channel 1 and rule 1 are the integrator's, made here first.
         step(
@@ -371,6 +404,15 @@ fn pages(c: &City) -> Vec<Step> {
         ),
         step(ui::LOGOUT, Method::POST, "/logout".into(), all(SEE_OTHER)),
     ]
+}
+
+/// The assessment form's fields: `level`, assessed on 2025-03-01.
+fn assessment_form(level: &str) -> Body {
+    Body::Form(vec![
+        ("level", level.to_owned()),
+        ("assessed_at", "2025-03-01".to_owned()),
+        ("assessor", "评估院".to_owned()),
+    ])
 }
 
 /// The channel form's fields: a webhook to `url`.
@@ -476,6 +518,41 @@ fn api_steps(c: &City) -> Vec<Step> {
             Method::GET,
             format!("/api/v1/enterprises/{a}/assignments"),
             [OK, MISSING, OK, OK],
+        ),
+        write(
+            "/api/v1/enterprises/{credit_code}",
+            Method::PUT,
+            format!("/api/v1/enterprises/{a}"),
+            json!({"size": "above", "specialised": "provincial"}),
+            [OK, MISSING, FORBIDDEN, FORBIDDEN],
+        ),
+        write(
+            "/api/v1/enterprises/{credit_code}",
+            Method::PUT,
+            format!("/api/v1/enterprises/{b}"),
+            json!({"size": "above"}),
+            [OK, FORBIDDEN, MISSING, MISSING],
+        ),
+        write(
+            "/api/v1/enterprises/{credit_code}",
+            Method::PUT,
+            format!("/api/v1/enterprises/{a}"),
+            json!({"share_data_with_bureau": false}),
+            [FORBIDDEN, MISSING, FORBIDDEN, OK],
+        ),
+        write(
+            "/api/v1/enterprises/{credit_code}/maturity",
+            Method::PUT,
+            format!("/api/v1/enterprises/{a}/maturity"),
+            json!({"level": 3, "assessed_at": "2025-03-01", "assessor": "评估院"}),
+            [OK, MISSING, FORBIDDEN, FORBIDDEN],
+        ),
+        write(
+            "/api/v1/enterprises/{credit_code}/maturity",
+            Method::PUT,
+            format!("/api/v1/enterprises/{b}/maturity"),
+            json!({"level": 0, "assessed_at": "2025-03-01", "assessor": "评估院"}),
+            [BAD, FORBIDDEN, MISSING, MISSING],
         ),
         write(
             "/api/v1/enterprises/{credit_code}/sharing",
@@ -739,6 +816,24 @@ fn api_steps(c: &City) -> Vec<Step> {
             Method::GET,
             "/api/v1/stats/integrators?format=csv".into(),
             bureau_city,
+        ),
+        step(
+            "/api/v1/stats/program",
+            Method::GET,
+            "/api/v1/stats/program".into(),
+            bureau_city,
+        ),
+        step(
+            "/api/v1/stats/program",
+            Method::GET,
+            "/api/v1/stats/program?format=csv".into(),
+            bureau_city,
+        ),
+        step(
+            "/api/v1/enterprises",
+            Method::GET,
+            "/api/v1/enterprises?size=above&maturity=3".into(),
+            all(OK),
         ),
     ]
 }

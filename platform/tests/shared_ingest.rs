@@ -219,6 +219,7 @@ async fn two_instances_share_the_ingest_and_a_killed_one_loses_and_repeats_nothi
                 industry: "auto-parts".to_owned(),
                 district: "洪山区".to_owned(),
                 in_program: e % 2 == 0,
+                ..Default::default()
             };
             a.client.register_enterprise(&enterprise).await.unwrap();
             let tokens = TokenInput {

@@ -8,13 +8,15 @@ use fieldlink_platform::Database;
 use fieldlink_platform::catalog::{District, Industry};
 use fieldlink_platform::clock::{DAY_MS, day_of};
 use fieldlink_platform::credit_code::CreditCode;
+use fieldlink_platform::profile::{MaturityLevel, Size, Specialised};
 use fieldlink_platform::registry::gateway_id;
 use fieldlink_platform::store::alarms::{
     EventState, NewChannel, NewRule, RuleKind, Severity, Transition,
 };
 use fieldlink_platform::store::{
     AssignOutcome, BatchOutcome, EnrollOutcome, EnrollRequest, Gap, GatewayStatus, IncomingBatch,
-    NewConfig, NewEnterprise, NewIntegrator, NewToken, OpenGaps, SeriesBucket, SeriesPoint, Store,
+    Maturity, NewAssessment, NewConfig, NewEnterprise, NewIntegrator, NewToken, OpenGaps,
+    SeriesBucket, SeriesPoint, Store,
 };
 use fieldlink_testkit::postgres::TestDatabase;
 use fieldlink_wire::{GatewayState, Quality, Sample, Status, Value};
@@ -106,6 +108,8 @@ on_both_backends! {
         => sqlite_concurrent_claims_deliver_each_notification_once, postgres_concurrent_claims_deliver_each_notification_once;
     store rules_are_created_while_the_ingest_stores_their_gateways_batches
         => sqlite_rules_are_created_while_the_ingest_stores_their_gateways_batches, postgres_rules_are_created_while_the_ingest_stores_their_gateways_batches;
+    store sizes_classes_and_the_maturity_history_are_kept
+        => sqlite_sizes_classes_and_the_maturity_history_are_kept, postgres_sizes_classes_and_the_maturity_history_are_kept;
     open reopening_keeps_the_data_and_migrates_nothing_twice
         => sqlite_reopening_keeps_the_data_and_migrates_nothing_twice, postgres_reopening_keeps_the_data_and_migrates_nothing_twice;
 }
@@ -157,6 +161,9 @@ fn new_enterprise(serial: u32, in_program: bool) -> NewEnterprise {
             .nth(serial as usize % District::all().count())
             .unwrap(),
         in_program,
+        size: None,
+        specialised: None,
+        maturity: None,
     }
 }
 
@@ -1526,6 +1533,141 @@ async fn postgres_samples_are_partitioned_by_day_and_pruned_by_dropping_days() {
 
 /// Integrators, every assignment with its time, the enterprise's sharing, and a window's
 /// numbering: stored, numbered (crash windows not counted), samples.
+/// A maturity assessment of level `level` at `t0() + at` by `assessor`.
+fn assessment(level: i64, at: i64, assessor: &str) -> NewAssessment {
+    NewAssessment {
+        level: MaturityLevel::new(level).unwrap(),
+        assessed_at: t0() + at,
+        assessor: assessor.to_owned(),
+    }
+}
+
+async fn sizes_classes_and_the_maturity_history_are_kept(store: Store) {
+    // Registered with its classes and an assessment; and one without (as rows from before
+    // the classes existed): nothing recorded.
+    let mut giant = new_enterprise(71, true);
+    giant.size = Some(Size::Above);
+    giant.specialised = Some(Specialised::LittleGiant);
+    giant.maturity = Some(assessment(2, 10, "第一评估院"));
+    let plain = new_enterprise(72, false);
+    let inserted = store
+        .insert_enterprises(vec![giant, plain], t0() + 100, true)
+        .await
+        .unwrap();
+    assert_eq!(inserted, Ok(2));
+    let (a, b) = (code(71), code(72));
+    let e = store.enterprise(&a).await.unwrap().unwrap();
+    assert_eq!(
+        (e.size, e.specialised, e.maturity),
+        (
+            Some(Size::Above),
+            Some(Specialised::LittleGiant),
+            Some(Maturity {
+                level: MaturityLevel::new(2).unwrap(),
+                assessed_at: t0() + 10
+            })
+        )
+    );
+    let e = store.enterprise(&b).await.unwrap().unwrap();
+    assert_eq!((e.size, e.specialised, e.maturity), (None, None, None));
+    assert!(store.assessments(&b).await.unwrap().is_empty());
+
+    // Classes change one at a time; an absent one stays.
+    assert!(
+        store
+            .set_classes(&b, Some(Size::Below), None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_classes(&b, None, Some(Specialised::Provincial))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_classes(&code(73), Some(Size::Above), None)
+            .await
+            .unwrap()
+    );
+    let e = store.enterprise(&b).await.unwrap().unwrap();
+    assert_eq!(
+        (e.size, e.specialised),
+        (Some(Size::Below), Some(Specialised::Provincial))
+    );
+
+    // Assessments recorded out of order: the newest by its date is the current one; an
+    // older one recorded later joins the history only; of two on the same date, the last
+    // recorded wins.
+    for (level, at, assessor, now) in [
+        (3, 50, "第二评估院", 200),
+        (1, 20, "第三评估院", 300),
+        (4, 50, "第四评估院", 400),
+    ] {
+        assert!(
+            store
+                .record_assessment(&a, assessment(level, at, assessor), t0() + now)
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        !store
+            .record_assessment(&code(73), assessment(2, 1, "x"), t0())
+            .await
+            .unwrap()
+    );
+    let history: Vec<(u8, i64, String, i64)> = store
+        .assessments(&a)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| {
+            (
+                h.level.get(),
+                h.assessed_at - t0(),
+                h.assessor,
+                h.recorded_at - t0(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        history,
+        [
+            (4, 50, "第四评估院".to_owned(), 400),
+            (3, 50, "第二评估院".to_owned(), 200),
+            (1, 20, "第三评估院".to_owned(), 300),
+            (2, 10, "第一评估院".to_owned(), 100),
+        ]
+    );
+    let current = store.enterprise(&a).await.unwrap().unwrap().maturity;
+    assert_eq!(
+        current,
+        Some(Maturity {
+            level: MaturityLevel::new(4).unwrap(),
+            assessed_at: t0() + 50
+        })
+    );
+    // The list and the counts' rows carry the same.
+    let listed = store.enterprises().await.unwrap();
+    let listed_a = listed.iter().find(|e| e.credit_code == a).unwrap();
+    assert_eq!(listed_a.maturity, current);
+    let rows = store.onboarding(t0()).await.unwrap();
+    let mut classes: Vec<_> = rows
+        .iter()
+        .map(|r| (r.size, r.specialised, r.maturity.map(MaturityLevel::get)))
+        .collect();
+    classes.sort();
+    assert_eq!(
+        classes,
+        [
+            (Some(Size::Above), Some(Specialised::LittleGiant), Some(4)),
+            (Some(Size::Below), Some(Specialised::Provincial), None),
+        ]
+    );
+}
+
 async fn integrators_assignments_sharing_and_numbering_are_kept(store: Store) {
     let ids = enrolled(&store, 86, false, &["a"]).await;
     let a = &ids[0];

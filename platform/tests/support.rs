@@ -248,6 +248,7 @@ impl TestPlatform {
             industry: industry.to_owned(),
             district: district.to_owned(),
             in_program,
+            ..Default::default()
         };
         self.client.register_enterprise(&input).await.unwrap();
     }

@@ -24,11 +24,12 @@ const PASSWORD: &str = "correct horse battery";
 const CHART_SAMPLES: i64 = 6000;
 
 /// A platform with three enterprises, two integrators and their users:
-/// A (electrical-equipment, 东西湖区, in the program, integrator I1) with a gateway that
-/// sent status, catalogue and data; B (auto-parts, 洪山区, integrator I2, sharing its data
-/// with the bureau) likewise; C (food-processing, 洪山区, integrator I1) enrolled but
-/// silent. Users: `bureau` (bureau), `ent-a` (A), `ent-b` (B), `dist-hs` (洪山区),
-/// `int-1` (I1).
+/// A (electrical-equipment, 东西湖区, in the program, integrator I1, above size, provincial
+/// specialised, maturity level 3) with a gateway that sent status, catalogue and data;
+/// B (auto-parts, 洪山区, integrator I2, sharing its data with the bureau, above size, a
+/// little giant at level 2) likewise; C (food-processing, 洪山区, integrator I1, below size,
+/// not specialised, never assessed) enrolled but silent. Users: `bureau` (bureau), `ent-a`
+/// (A), `ent-b` (B), `dist-hs` (洪山区), `int-1` (I1).
 pub struct City {
     pub p: TestPlatform,
     pub a: String,
@@ -173,6 +174,30 @@ pub async fn city_with(tweak: impl FnOnce(&mut PlatformConfig)) -> City {
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    // The bureau records the enterprises' classes and A's and B's assessments.
+    let assessed = fieldlink_platform::clock::rfc3339(now - 30 * 86_400_000);
+    for (enterprise, size, specialised, level) in [
+        (&a, "above", "provincial", Some(3)),
+        (&b, "above", "little_giant", Some(2)),
+        (&c, "below", "none", None),
+    ] {
+        let answer = p
+            .bureau(Method::PUT, &format!("/api/v1/enterprises/{enterprise}"))
+            .json(&json!({"size": size, "specialised": specialised}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        if let Some(level) = level {
+            let answer = p
+                .bureau(Method::PUT, &format!("/api/v1/enterprises/{enterprise}/maturity"))
+                .json(&json!({"level": level, "assessed_at": assessed, "assessor": "武汉市中小企业数字化评估中心"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), StatusCode::OK);
+        }
     }
     // B shares its data with the bureau: its own call, with its own token.
     let ent_b = user_token(&p, "ent-b").await;
@@ -374,6 +399,41 @@ pub fn figures(html: &str) -> HashMap<String, u64> {
         out.insert(name, shown.parse().unwrap());
     }
     out
+}
+
+/// The `data-program` cells of a page: `target id.achieved` or `.base` → the number shown.
+pub fn program_figures(html: &str) -> HashMap<String, u64> {
+    let mut out = HashMap::new();
+    let mut rest = html;
+    while let Some(at) = rest.find("data-program=\"") {
+        rest = &rest[at + 14..];
+        let name = rest[..rest.find('"').unwrap()].to_owned();
+        let value_start = rest.find('>').unwrap() + 1;
+        let value_end = value_start + rest[value_start..].find('<').unwrap();
+        out.insert(
+            name,
+            rest[value_start..value_end]
+                .trim()
+                .replace(',', "")
+                .parse()
+                .unwrap(),
+        );
+    }
+    out
+}
+
+/// The program API's number for a figure name (`on_cloud_in_program.achieved`).
+pub fn program_figure(program: &Json, name: &str) -> u64 {
+    let (id, field) = name.rsplit_once('.').unwrap();
+    let target = program["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id)
+        .unwrap_or_else(|| panic!("{name}: no target {id}"));
+    target[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{name}: {target}"))
 }
 
 /// The counts API's number for a figure name (`total.on_cloud`,
@@ -671,6 +731,28 @@ async fn the_dashboard_shows_the_counts_api_figures_and_drills_down() {
         assert_eq!(shown["total.silent"], 1);
         assert_eq!(shown["in_program.on_cloud"], 1);
         assert_eq!(shown["by_district.洪山区.registered"], 2);
+        // The plan's targets: each one's figures are the program API's.
+        let program = p.get("/api/v1/stats/program").await;
+        let shown = program_figures(&page.body);
+        assert_eq!(shown.len(), (2 + 8 + 3) * 2);
+        for (name, value) in &shown {
+            assert_eq!(*value, program_figure(&program, name), "{name}");
+        }
+        // A is the one in the program, at level 3; A and B are above size; B is a little
+        // giant at level 2.
+        assert_eq!(shown["maturity_l2_transformed.achieved"], 1);
+        assert_eq!(shown["maturity_l3_above_or_provincial.base"], 2);
+        assert_eq!(shown["maturity_l3_above_or_provincial.achieved"], 1);
+        assert_eq!(shown["maturity_l3_little_giant.base"], 1);
+        assert_eq!(shown["maturity_l3_little_giant.achieved"], 0);
+        let targets = &page.body[page.body.find("id=\"program-targets\"").unwrap()..];
+        assert!(targets.contains("改造企业数字化水平达二级及以上"), "{targets}");
+        assert!(targets.contains("≥ 70%"), "{targets}");
+        let csv = bureau.get("/bureau/csv/program").await;
+        let lines: Vec<&str> = csv.body.trim_start_matches('\u{feff}').lines().collect();
+        assert_eq!(lines[0], "目标,已达成,基数,目标值,完成度（%）,是否达标");
+        assert_eq!(lines[11], "改造企业数字化水平达二级及以上,1,1,100%,100.0,是");
+        assert_eq!(lines.len(), 1 + 13);
         // Pilot marks: 4 industries; progress against the targets.
         assert_eq!(page.body.matches("tag pilot").count(), 4);
         // Shares keep two significant digits (1 of 480 is not 0.2%).
@@ -695,6 +777,7 @@ async fn the_dashboard_shows_the_counts_api_figures_and_drills_down() {
             "/bureau/csv/onboarding",
             "/bureau/csv/daily",
             "/bureau/csv/silent",
+            "/bureau/csv/program",
         ] {
             assert!(page.body.contains(&format!("href=\"{link}\"")), "{link}");
             let csv = bureau.get(link).await;
@@ -757,12 +840,12 @@ async fn the_dashboard_shows_the_counts_api_figures_and_drills_down() {
         let lines: Vec<&str> = csv.body.trim_start_matches('\u{feff}').lines().collect();
         assert_eq!(
             lines[0],
-            "统一社会信用代码,企业,行业,区域,改造企业,网关,已上云,近 7 天活跃,上云时间,最近上数"
+            "统一社会信用代码,企业,行业,区域,改造企业,规模,专精特新,数字化水平,网关,已上云,近 7 天活跃,上云时间,最近上数"
         );
         assert_eq!(lines.len(), 2);
         assert!(
             lines[1].starts_with(&format!(
-                "{},企业 {},汽车零部件,洪山区,否,1,是,是,",
+                "{},企业 {},汽车零部件,洪山区,否,规模以上,国家级“小巨人”,2,1,是,是,",
                 city.b, city.b
             )),
             "{}",
@@ -829,6 +912,165 @@ async fn the_enterprise_page_shows_gateways_points_and_switches_language() {
         assert_eq!(
             user.get("/lang/zh-CN?next=//evil.example").await.location(),
             "/"
+        );
+    })
+    .await;
+}
+
+/// The plan's classes on the enterprise page: everyone who sees the enterprise sees its
+/// size, class, current maturity and history; the bureau alone gets the forms, whose
+/// refused assessment comes back with its input and why, recording nothing; and the
+/// district's list filters by them.
+#[tokio::test]
+async fn the_bureau_records_classes_and_assessments_on_the_enterprise_page() {
+    bounded(LIMIT, async {
+        let city = city().await;
+        let p = &city.p;
+        let path = format!("/enterprises/{}", city.c);
+        let mut bureau = Browser::logged_in(p, "bureau").await;
+        let page = bureau.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK);
+        for expected in [
+            "<dd id=\"size\" data-value=\"below\">规模以下</dd>",
+            "<dd id=\"specialised\" data-value=\"none\">非专精特新</dd>",
+            "<dd id=\"maturity\" data-value=\"\">未评估</dd>",
+            "id=\"no-assessments\"",
+            "id=\"classes-form\"",
+            "id=\"maturity-form\"",
+        ] {
+            assert!(page.body.contains(expected), "{expected}: {}", page.body);
+        }
+        let csrf = page.hidden("csrf");
+        // The size changes; the empty class choice leaves the class as it is.
+        let saved = bureau
+            .post(
+                &format!("{path}/classes"),
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("size", "above"),
+                    ("specialised", ""),
+                ],
+            )
+            .await;
+        assert_eq!(saved.status, StatusCode::SEE_OTHER);
+        assert_eq!(saved.location(), path);
+        let yesterday =
+            ui::format::local_date(fieldlink_platform::clock::now_ms() - 86_400_000, 480);
+        let recorded = bureau
+            .post(
+                &format!("{path}/maturity"),
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("level", "3"),
+                    ("assessed_at", yesterday.as_str()),
+                    ("assessor", "省评估中心"),
+                ],
+            )
+            .await;
+        assert_eq!(recorded.status, StatusCode::SEE_OTHER);
+        let page = bureau.get(&path).await;
+        for expected in [
+            "<dd id=\"size\" data-value=\"above\">规模以上</dd>".to_owned(),
+            "<dd id=\"specialised\" data-value=\"none\">非专精特新</dd>".to_owned(),
+            format!("<dd id=\"maturity\" data-value=\"3\">3 级 · {yesterday}</dd>"),
+            "省评估中心".to_owned(),
+        ] {
+            assert!(page.body.contains(&expected), "{expected}: {}", page.body);
+        }
+        assert_eq!(page.body.matches("<tr data-level=").count(), 1);
+        // A date in the future is refused: the form comes back with the input and why.
+        let tomorrow =
+            ui::format::local_date(fieldlink_platform::clock::now_ms() + 2 * 86_400_000, 480);
+        let refused = bureau
+            .post(
+                &format!("{path}/maturity"),
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("level", "4"),
+                    ("assessed_at", tomorrow.as_str()),
+                    ("assessor", "未来评估所"),
+                ],
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        assert!(
+            refused.body.contains("id=\"assessment-error\""),
+            "{}",
+            refused.body
+        );
+        assert!(
+            refused.body.contains("is in the future"),
+            "{}",
+            refused.body
+        );
+        assert!(
+            refused.body.contains("value=\"未来评估所\""),
+            "the input is kept"
+        );
+        assert!(refused.body.contains(&format!("value=\"{tomorrow}\"")));
+        assert!(refused.body.contains("<option value=\"4\" selected>"));
+        let forged = bureau
+            .post(
+                &format!("{path}/maturity"),
+                &[
+                    ("csrf", "forged"),
+                    ("level", "4"),
+                    ("assessed_at", yesterday.as_str()),
+                    ("assessor", "x"),
+                ],
+            )
+            .await;
+        assert_eq!(forged.status, StatusCode::FORBIDDEN);
+        let api = p.get(&format!("/api/v1/enterprises/{}", city.c)).await;
+        assert_eq!(
+            api["maturity_history"].as_array().unwrap().len(),
+            1,
+            "{api}"
+        );
+        assert_eq!(api["size"], "above");
+
+        // The district sees the same without the forms; in English too.
+        let mut district = Browser::logged_in(p, "dist-hs").await;
+        let page = district.get(&path).await;
+        assert!(page.body.contains("省评估中心") && page.body.contains("3 级"));
+        assert!(
+            !page.body.contains("id=\"classes-form\"")
+                && !page.body.contains("id=\"maturity-form\"")
+        );
+        district.get(&format!("/lang/en?next={path}")).await;
+        let page = district.get(&path).await;
+        assert!(
+            page.body.contains(">above designated size<"),
+            "{}",
+            page.body
+        );
+        assert!(page.body.contains(">not specialised<") && page.body.contains("level 3"));
+
+        // The district's list by maturity: C is at 3, B at 2.
+        let list = "/bureau/districts/%E6%B4%AA%E5%B1%B1%E5%8C%BA";
+        let page = district.get(&format!("{list}?maturity=3")).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.body.contains(&city.c) && !page.body.contains(&city.b));
+        assert!(
+            page.body.contains("maturity=3&amp;format=csv")
+                || page.body.contains("maturity=3&format=csv"),
+            "{}",
+            page.body
+        );
+        let page = district
+            .get(&format!("{list}?specialised=little_giant"))
+            .await;
+        assert!(page.body.contains(&city.b) && !page.body.contains(&city.c));
+        let csv = district.get(&format!("{list}?size=above&format=csv")).await;
+        assert_eq!(
+            csv.body.trim_start_matches('\u{feff}').lines().count(),
+            1 + 2,
+            "{}",
+            csv.body
+        );
+        assert_eq!(
+            district.get(&format!("{list}?maturity=9")).await.status,
+            StatusCode::BAD_REQUEST
         );
     })
     .await;
@@ -1070,9 +1312,9 @@ async fn pages_and_csv_show_beijing_times_with_ages() {
             .unwrap()
             .to_owned();
         let fields: Vec<&str> = row.split(',').collect();
-        assert_eq!(fields[8], beijing(b["on_cloud_since"].as_str().unwrap()));
-        assert_eq!(fields[9], b_last);
-        assert!(is_local_time(fields[9]), "{row}");
+        assert_eq!(fields[11], beijing(b["on_cloud_since"].as_str().unwrap()));
+        assert_eq!(fields[12], b_last);
+        assert!(is_local_time(fields[12]), "{row}");
 
         // No page shows a UTC ISO time, in either language; ages are in the language.
         let chart = format!(
@@ -1132,7 +1374,8 @@ async fn the_uis_csv_headers_are_in_the_pages_language() {
             ("/bureau/csv/onboarding", "范围,名称,试点行业,已登记,已接入网关,已上云,近 7 天活跃,已接入未上数,目标,完成度,上云率"),
             ("/bureau/csv/daily", "日期,已上云,改造企业已上云,当日新上云,近 7 天活跃,改造企业近 7 天活跃"),
             ("/bureau/csv/silent", "企业,统一社会信用代码,行业,区域,改造企业,网关,首次接入"),
-            ("/bureau/industries/auto-parts?format=csv", "统一社会信用代码,企业,行业,区域,改造企业,网关,已上云,近 7 天活跃,上云时间,最近上数"),
+            ("/bureau/industries/auto-parts?format=csv", "统一社会信用代码,企业,行业,区域,改造企业,规模,专精特新,数字化水平,网关,已上云,近 7 天活跃,上云时间,最近上数"),
+            ("/bureau/csv/program", "目标,已达成,基数,目标值,完成度（%）,是否达标"),
             ("/fleet?format=csv", "网关编号,网关,企业,统一社会信用代码,状态,采集程序版本,最近上数,积压批次,丢弃批次,缺失批次,配置版本,配置,设备,问题"),
             ("/bureau/integrators?format=csv", "服务商,统一社会信用代码,已分配企业,已接入网关,已上云,近 7 天活跃,分配到首条数据（中位天数）,7 日数据完整率（%）"),
         ];
@@ -1155,12 +1398,17 @@ async fn the_uis_csv_headers_are_in_the_pages_language() {
             ("/bureau/csv/onboarding", "Scope,Name,Pilot industry,Registered,Enrolled,On the cloud,Active (7 days),\"Enrolled, silent\",Target,Progress,Share on the cloud"),
             ("/bureau/csv/daily", "Date,On the cloud,\"In the program, on the cloud\",New on the cloud,Active (7 days),\"In the program, active (7 days)\""),
             ("/bureau/csv/silent", "Enterprise,Credit code,Industry,District,Enterprises in the program,Gateways,First enrolled"),
+            ("/bureau/csv/program", "Target,Achieved,Base,Goal,Progress (%),Met"),
         ];
         for (path, expected) in english {
             assert_eq!(header(&bureau.get(path).await), expected, "{path}");
         }
         let csv = bureau.get("/bureau/industries/auto-parts?format=csv").await;
-        assert!(csv.body.contains(",automotive parts,洪山区,no,1,yes,yes,"), "{}", csv.body);
+        assert!(
+            csv.body.contains(",automotive parts,洪山区,no,above designated size,national little giant,2,1,yes,yes,"),
+            "{}",
+            csv.body
+        );
         // The fleet's rows: C's gateway, silent, with its problems in English.
         let fleet = bureau.get("/fleet?format=csv").await;
         let c_row = fleet
@@ -1498,6 +1746,7 @@ async fn chromium_shows_the_counts_and_charts() {
             {"name": "bureau-fleet", "username": "bureau", "password": PASSWORD, "path": "/fleet"},
             {"name": "bureau-integrators", "username": "bureau", "password": PASSWORD, "path": "/bureau/integrators"},
             {"name": "bureau-enterprise-not-shared", "username": "bureau", "password": PASSWORD, "path": format!("/enterprises/{}", city.a)},
+            {"name": "bureau-enterprise-phone", "username": "bureau", "password": PASSWORD, "path": format!("/enterprises/{}", city.a), "width": 390, "height": 844},
             {"name": "integrator-fleet", "username": "int-1", "password": PASSWORD, "path": "/fleet"},
             {"name": "integrator-fleet-phone", "username": "int-1", "password": PASSWORD, "path": "/fleet", "width": 390, "height": 844},
             {"name": "district-dashboard", "username": "dist-hs", "password": PASSWORD, "path": "/bureau/districts/%E6%B4%AA%E5%B1%B1%E5%8C%BA"},
@@ -1527,11 +1776,17 @@ async fn chromium_shows_the_counts_and_charts() {
         );
         let reports: Json = serde_json::from_slice(&output.stdout).unwrap();
         let stats = city.p.get("/api/v1/stats/onboarding").await;
+        let program = city.p.get("/api/v1/stats/program").await;
         for name in ["bureau-dashboard", "bureau-dashboard-en"] {
             let figures = reports[name]["figures"].as_object().unwrap();
             assert_eq!(figures.len(), (2 + 8 + 17) * 5, "{name}");
             for (figure, value) in figures {
                 assert_eq!(value.as_u64(), Some(api_figure(&stats, figure)), "{name}: {figure}");
+            }
+            let shown = reports[name]["program"].as_object().unwrap();
+            assert_eq!(shown.len(), (2 + 8 + 3) * 2, "{name}");
+            for (figure, value) in shown {
+                assert_eq!(value.as_u64(), Some(program_figure(&program, figure)), "{name}: {figure}");
             }
         }
         check_cockpit(&city, &reports["bureau-cockpit"]).await;

@@ -12,9 +12,11 @@ JOBS_JSON is a list of {"name", "username", "password", "path"} with, optionally
 a mobile device). For each job, in a fresh browser context (its own cookies), it logs in
 through the login form, opens the path, waits for the charts to draw, saves a full-page
 screenshot OUT_DIR/NAME.png and reports what the page shows. It prints one JSON object
-{name: {"figures", "charts", "canvases", "hscroll", "lang", "path", "squeezed",
+{name: {"figures", "program", "charts", "canvases", "hscroll", "lang", "path", "squeezed",
 "unwrapped", "legend", "ticks"}} on stdout:
 
+- figures and program: the numbers shown in the `data-figure` (the counts) and
+  `data-program` (the plan's targets) cells, by the attribute's value;
 - squeezed: the text of every table cell (but the charts' legends) that wraps while
   narrower than 5em (a phone's `已/登/记`, a credit code over nine lines), or overflows
   its cell; a long name wrapped at a wider width is not squeezed;
@@ -48,6 +50,8 @@ BROWSER_TZ = "America/New_York"
 COLLECT = """JSON.stringify({
   figures: Object.fromEntries(Array.from(document.querySelectorAll('[data-figure]'))
     .map(e => [e.dataset.figure, Number(e.textContent.trim())])),
+  program: Object.fromEntries(Array.from(document.querySelectorAll('[data-program]'))
+    .map(e => [e.dataset.program, Number(e.textContent.trim().replace(/,/g, ''))])),
   charts: Array.from(document.querySelectorAll('.chart')).map(e => e.dataset.ready || ''),
   canvases: document.querySelectorAll('.chart canvas').length,
   hscroll: document.documentElement.scrollWidth > document.documentElement.clientWidth,

@@ -281,6 +281,7 @@ async fn faults_in_a_row(database: &str) {
             industry: "auto-parts".to_owned(),
             district: "东西湖区".to_owned(),
             in_program: true,
+            ..Default::default()
         })
         .await
         .expect("the enterprise is registered");

@@ -202,6 +202,7 @@ async fn enroll_run_and_count(config: PlatformConfig, dir: &Path) {
             industry: "auto-parts".to_owned(),
             district: "洪山区".to_owned(),
             in_program: true,
+            ..Default::default()
         })
         .await
         .expect("the enterprise is registered");

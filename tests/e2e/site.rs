@@ -56,6 +56,7 @@ impl Site {
                 industry: "auto-parts".to_owned(),
                 district: "洪山区".to_owned(),
                 in_program: false,
+                ..Default::default()
             })
             .await
             .expect("the enterprise is registered");

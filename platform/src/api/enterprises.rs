@@ -1,14 +1,17 @@
-//! The enterprises: registration and import (bureau), reads (scoped), enrollment tokens
-//! (bureau, or the enterprise's integrator), assignment to an integrator (bureau), and the
-//! enterprise's own choice to share its data with the bureau.
+//! The enterprises: registration and import (bureau), reads (scoped, filtered by the
+//! plan's classes), enrollment tokens (bureau, or the enterprise's integrator), assignment
+//! to an integrator (bureau), size, specialised class and maturity assessments (bureau),
+//! and the enterprise's own choice to share its data with the bureau.
 
 use crate::clock::{now_ms, rfc3339};
 use crate::evidence;
+use crate::filter::{EnterpriseFilter, FilterQuery};
 use crate::http::auth::forbidden;
 use crate::http::error::parse_json;
-use crate::http::views::{enterprise_view, enterprise_views, gateway_view};
+use crate::http::views::{enterprise_detail, enterprise_views};
 use crate::http::{ApiError, AppState, Principal};
-use crate::registry::{EnterpriseInput, TokenInput};
+use crate::profile::{Size, Specialised};
+use crate::registry::{EnterpriseInput, MaturityInput, TokenInput};
 use crate::scope;
 use crate::store::{AssignOutcome, Enterprise};
 use axum::Json;
@@ -37,11 +40,9 @@ pub(crate) async fn visible(
     }
 }
 
-/// One enterprise with its gateways, as the API shows it.
+/// One enterprise with its gateways and maturity history, as the API shows it.
 async fn with_gateways(state: &AppState, e: &Enterprise) -> Result<Response, ApiError> {
-    let gateways = state.store.gateways(Some(&e.credit_code)).await?;
-    let views = gateways.iter().map(gateway_view).collect();
-    Ok(Json(enterprise_view(e, views)).into_response())
+    Ok(Json(enterprise_detail(&state.store, e).await?).into_response())
 }
 
 pub(super) async fn create(
@@ -59,7 +60,7 @@ pub(super) async fn create(
         .ok_or_else(|| ApiError::internal(&"the new enterprise vanished"))?;
     Ok((
         StatusCode::CREATED,
-        Json(enterprise_view(&enterprise, Vec::new())),
+        Json(enterprise_detail(&state.store, &enterprise).await?),
     )
         .into_response())
 }
@@ -67,9 +68,90 @@ pub(super) async fn create(
 pub(super) async fn list(
     who: Principal,
     State(state): State<Arc<AppState>>,
+    Query(query): Query<FilterQuery>,
 ) -> Result<Response, ApiError> {
-    let views = enterprise_views(&state.store, |e| scope::sees_enterprise(&who.role, e)).await?;
+    let filter =
+        EnterpriseFilter::parse(&query).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let views = enterprise_views(&state.store, |e| {
+        scope::sees_enterprise(&who.role, e) && filter.keeps(e)
+    })
+    .await?;
     Ok(Json(views).into_response())
+}
+
+/// The body of `PUT /api/v1/enterprises/{credit_code}`: what to change, each field only
+/// if present, each by who may change it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnterpriseUpdate {
+    /// Above or below designated size (the bureau).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<Size>,
+    /// The specialised class (the bureau).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub specialised: Option<Specialised>,
+    /// Whether the enterprise shares its sample values with the bureau (the enterprise
+    /// itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_data_with_bureau: Option<bool>,
+}
+
+pub(super) async fn update(
+    who: Principal,
+    State(state): State<Arc<AppState>>,
+    Path(credit_code): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let enterprise = visible(&state, &who, &credit_code).await?;
+    let input: EnterpriseUpdate = parse_json(&body)?;
+    let classes = input.size.is_some() || input.specialised.is_some();
+    if !classes && input.share_data_with_bureau.is_none() {
+        return Err(ApiError::bad_request(
+            "nothing to change: send size, specialised or share_data_with_bureau",
+        ));
+    }
+    if (classes && !scope::records_profile_of(&who.role, &enterprise))
+        || (input.share_data_with_bureau.is_some()
+            && !scope::sets_sharing_of(&who.role, &enterprise))
+    {
+        return Err(forbidden(&who));
+    }
+    if classes {
+        state
+            .store
+            .set_classes(&enterprise.credit_code, input.size, input.specialised)
+            .await?;
+        tracing::info!(
+            enterprise = %enterprise.credit_code,
+            size = ?input.size.map(Size::code),
+            specialised = ?input.specialised.map(Specialised::code),
+            "size and specialised class set"
+        );
+    }
+    if let Some(share) = input.share_data_with_bureau {
+        share_data(&state, &enterprise, share).await?;
+    }
+    let enterprise = visible(&state, &who, &enterprise.credit_code).await?;
+    with_gateways(&state, &enterprise).await
+}
+
+pub(super) async fn record_maturity(
+    who: Principal,
+    State(state): State<Arc<AppState>>,
+    Path(credit_code): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let enterprise = visible(&state, &who, &credit_code).await?;
+    if !scope::records_profile_of(&who.role, &enterprise) {
+        return Err(forbidden(&who));
+    }
+    let input: MaturityInput = parse_json(&body)?;
+    state
+        .registry
+        .record_assessment(&enterprise.credit_code, &input)
+        .await?;
+    let enterprise = visible(&state, &who, &enterprise.credit_code).await?;
+    with_gateways(&state, &enterprise).await
 }
 
 pub(super) async fn get(
@@ -213,17 +295,27 @@ pub(super) async fn set_sharing(
         return Err(forbidden(&who));
     }
     let input: SharingInput = parse_json(&body)?;
+    share_data(&state, &enterprise, input.share_data_with_bureau).await?;
+    let enterprise = visible(&state, &who, &enterprise.credit_code).await?;
+    with_gateways(&state, &enterprise).await
+}
+
+/// Turns `enterprise`'s sharing with the bureau on or off (its caller checked that it may).
+async fn share_data(
+    state: &AppState,
+    enterprise: &Enterprise,
+    share: bool,
+) -> Result<(), ApiError> {
     state
         .store
-        .set_share_data_with_bureau(&enterprise.credit_code, input.share_data_with_bureau)
+        .set_share_data_with_bureau(&enterprise.credit_code, share)
         .await?;
     tracing::info!(
         enterprise = %enterprise.credit_code,
-        share = input.share_data_with_bureau,
+        share,
         "data sharing with the bureau set"
     );
-    let enterprise = visible(&state, &who, &enterprise.credit_code).await?;
-    with_gateways(&state, &enterprise).await
+    Ok(())
 }
 
 /// The query of the evidence: `format=html` for the printable page.

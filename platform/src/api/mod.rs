@@ -9,9 +9,11 @@
 //! |---|---|---|
 //! | `GET /healthz` | anyone | `ok` |
 //! | `POST /api/v1/enterprises` | bureau | 201 the enterprise; 400; 409 if it exists |
-//! | `GET /api/v1/enterprises` | all, scoped | the enterprises in scope, with on-cloud state and gateways |
+//! | `GET /api/v1/enterprises` | all, scoped | the enterprises in scope, with on-cloud state and gateways; `?size=&specialised=&maturity=` ([`crate::filter`]) |
 //! | `POST /api/v1/enterprises/import` | bureau | `text/csv` → 201 `{"imported"}`; 400/409 with `errors: [{line, error}]` |
-//! | `GET /api/v1/enterprises/{credit_code}` | all, scoped | one enterprise |
+//! | `GET /api/v1/enterprises/{credit_code}` | all, scoped | one enterprise, with its maturity history |
+//! | `PUT /api/v1/enterprises/{credit_code}` | bureau (`size`, `specialised`), the enterprise itself (`share_data_with_bureau`) | → 200 the enterprise |
+//! | `PUT /api/v1/enterprises/{credit_code}/maturity` | bureau | `{"level", "assessed_at", "assessor"}` → 200 the enterprise; kept in its history |
 //! | `POST /api/v1/enterprises/{credit_code}/tokens` | bureau, its integrator | 201 `{"token", "expires_at", "max_gateways"}` |
 //! | `PUT /api/v1/enterprises/{credit_code}/integrator` | bureau | `{"integrator"}` → 200 the enterprise; the assignment kept with its time |
 //! | `GET /api/v1/enterprises/{credit_code}/assignments` | bureau, district, its integrator, itself | every assignment, oldest first |
@@ -45,6 +47,7 @@
 //! | `GET /api/v1/stats/onboarding/silent` | bureau, district (its district) | enrolled enterprises with no batch yet |
 //! | `GET /api/v1/stats/ingest` | bureau | the ingest's counters, the open gaps |
 //! | `GET /api/v1/stats/integrators` | bureau, district (its district) | the integrators' ranking (CSV likewise) |
+//! | `GET /api/v1/stats/program` | bureau, district (its district) | every target of the plan with its progress ([`crate::program`]; CSV likewise) |
 //!
 //! The request's state, errors, authentication and the shared views are in [`crate::http`];
 //! the server merges these routes with the web UI's (`crate::server`).
@@ -56,6 +59,7 @@ mod enterprises;
 mod format;
 mod gateways;
 mod integrators;
+mod program;
 mod stats;
 mod templates;
 mod users;
@@ -65,7 +69,7 @@ pub use crate::registry::IntegratorInput;
 pub use alarms::{AlarmCount, AlarmCounts, ChannelInput, Created, counts as alarm_counts};
 pub(crate) use alarms::{TestError, check_channel, send_test};
 pub use configs::{RollbackInput, SavedConfig};
-pub use enterprises::{AssignInput, Imported, SharingInput};
+pub use enterprises::{AssignInput, EnterpriseUpdate, Imported, SharingInput};
 pub use gateways::GatewayDetail;
 pub use integrators::IntegratorView;
 pub use stats::IngestStatsBody;
@@ -78,7 +82,7 @@ use axum::routing::{get, post, put};
 use std::sync::Arc;
 
 /// Every route the API serves, for tests that must walk them all.
-pub const ROUTES: [&str; 33] = [
+pub const ROUTES: [&str; 35] = [
     "/healthz",
     "/api/v1/enterprises",
     "/api/v1/enterprises/import",
@@ -112,6 +116,8 @@ pub const ROUTES: [&str; 33] = [
     "/api/v1/stats/onboarding/silent",
     "/api/v1/stats/ingest",
     "/api/v1/stats/integrators",
+    "/api/v1/enterprises/{credit_code}/maturity",
+    "/api/v1/stats/program",
 ];
 
 /// The API's routes (the server adds the UI's, the body limit and the fallback).
@@ -123,7 +129,10 @@ pub fn router() -> Router<Arc<AppState>> {
             post(enterprises::create).get(enterprises::list),
         )
         .route("/api/v1/enterprises/import", post(enterprises::import))
-        .route("/api/v1/enterprises/{credit_code}", get(enterprises::get))
+        .route(
+            "/api/v1/enterprises/{credit_code}",
+            get(enterprises::get).put(enterprises::update),
+        )
         .route(
             "/api/v1/enterprises/{credit_code}/tokens",
             post(enterprises::issue_token),
@@ -195,4 +204,9 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/api/v1/stats/onboarding/silent", get(stats::silent))
         .route("/api/v1/stats/ingest", get(stats::ingest))
         .route("/api/v1/stats/integrators", get(integrators::ranking))
+        .route(
+            "/api/v1/enterprises/{credit_code}/maturity",
+            put(enterprises::record_maturity),
+        )
+        .route("/api/v1/stats/program", get(program::program))
 }

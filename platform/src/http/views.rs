@@ -2,8 +2,9 @@
 
 use crate::catalog::{District, DistrictKind, Industry};
 use crate::clock::{now_ms, rfc3339};
+use crate::profile::{MaturityLevel, Size, Specialised};
 use crate::stats;
-use crate::store::{Enterprise, Gateway, Store, StoreError};
+use crate::store::{Assessment, Enterprise, Gateway, Store, StoreError};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -45,8 +46,50 @@ pub struct EnterpriseView {
     pub assigned_at: Option<String>,
     /// It lets the bureau and its district see its sample values.
     pub share_data_with_bureau: bool,
+    /// Above or below designated size; `null` until recorded.
+    pub size: Option<Size>,
+    /// Its specialised class; `null` until recorded.
+    pub specialised: Option<Specialised>,
+    /// Its current maturity (its newest assessment); `null` if never assessed.
+    pub maturity: Option<MaturityView>,
+    /// Every maturity assessment, the newest first; only in the answers about one
+    /// enterprise (`GET /api/v1/enterprises/{credit_code}` and its writes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maturity_history: Option<Vec<AssessmentView>>,
     /// Its gateways (empty in the answer of a registration).
     pub gateways: Vec<GatewayView>,
+}
+
+/// An enterprise's current maturity as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MaturityView {
+    /// The level, 1 to 4.
+    pub level: MaturityLevel,
+    /// When it was assessed (RFC 3339).
+    pub assessed_at: String,
+}
+
+/// One maturity assessment as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AssessmentView {
+    /// The level found, 1 to 4.
+    pub level: MaturityLevel,
+    /// When it was assessed (RFC 3339).
+    pub assessed_at: String,
+    /// Who assessed it.
+    pub assessor: String,
+    /// When the platform recorded it (RFC 3339).
+    pub recorded_at: String,
+}
+
+/// The API's view of a stored assessment.
+pub fn assessment_view(a: &Assessment) -> AssessmentView {
+    AssessmentView {
+        level: a.level,
+        assessed_at: rfc3339(a.assessed_at),
+        assessor: a.assessor.clone(),
+        recorded_at: rfc3339(a.recorded_at),
+    }
 }
 
 /// A gateway as the API shows it. Times are RFC 3339.
@@ -140,8 +183,27 @@ pub fn enterprise_view(e: &Enterprise, gateways: Vec<GatewayView>) -> Enterprise
         integrator: e.integrator.clone(),
         assigned_at: e.assigned_at.map(rfc3339),
         share_data_with_bureau: e.share_data_with_bureau,
+        size: e.size,
+        specialised: e.specialised,
+        maturity: e.maturity.map(|m| MaturityView {
+            level: m.level,
+            assessed_at: rfc3339(m.assessed_at),
+        }),
+        maturity_history: None,
         gateways,
     }
+}
+
+/// The API's view of one enterprise, with its gateways and its maturity history.
+pub async fn enterprise_detail(
+    store: &Store,
+    e: &Enterprise,
+) -> Result<EnterpriseView, StoreError> {
+    let gateways = store.gateways(Some(&e.credit_code)).await?;
+    let history = store.assessments(&e.credit_code).await?;
+    let mut view = enterprise_view(e, gateways.iter().map(gateway_view).collect());
+    view.maturity_history = Some(history.iter().map(assessment_view).collect());
+    Ok(view)
 }
 
 /// The enterprises that `keep` accepts with their gateways, by credit code.

@@ -15,6 +15,7 @@ use super::web::{Ctx, UiError};
 use crate::clock::now_ms;
 use crate::fleet::FleetRow;
 use crate::http::views;
+use crate::program::{self, Program, Target};
 use crate::ranking::IntegratorStats;
 use crate::stats::{self, Counts};
 use axum::extract::Path;
@@ -48,6 +49,14 @@ pub(super) fn group_csv(ctx: &Ctx, rows: &[GroupRow], file_stem: &str) -> Respon
                 lang.industry(v.industry).to_owned(),
                 v.district.name().to_owned(),
                 yes_no(lang, v.in_program),
+                v.size.map(|s| lang.size(s).to_owned()).unwrap_or_default(),
+                v.specialised
+                    .map(|s| lang.specialised(s).to_owned())
+                    .unwrap_or_default(),
+                v.maturity
+                    .as_ref()
+                    .map(|m| m.level.to_string())
+                    .unwrap_or_default(),
                 v.gateways.len().to_string(),
                 yes_no(lang, v.on_cloud),
                 yes_no(lang, v.active),
@@ -64,6 +73,9 @@ pub(super) fn group_csv(ctx: &Ctx, rows: &[GroupRow], file_stem: &str) -> Respon
             "industry",
             "district",
             "in_program",
+            "size",
+            "specialised",
+            "maturity",
             "gateways",
             "on_cloud",
             "active",
@@ -82,7 +94,8 @@ pub(super) fn group_csv(ctx: &Ctx, rows: &[GroupRow], file_stem: &str) -> Respon
 }
 
 /// `GET /bureau/csv/{table}`: the dashboard's tables as CSV, `table` being `onboarding`
-/// (the counts), `daily` (the last 90 days) or `silent` (enrolled, no data yet).
+/// (the counts), `daily` (the last 90 days), `silent` (enrolled, no data yet) or
+/// `program` (the plan's targets).
 pub async fn bureau_csv(ctx: Ctx, Path(table): Path<String>) -> Response {
     let result = bureau_table(&ctx, &table).await;
     ctx.respond(result)
@@ -128,6 +141,10 @@ async fn bureau_table(ctx: &Ctx, table: &str) -> Result<Response, UiError> {
             ];
             csv(lang, &columns, &rows)
         }
+        "program" => {
+            let rows = state.store.onboarding(stats::active_since(now)).await?;
+            program_csv(lang, &program::program(&rows, &state.targets, None, now))
+        }
         "silent" => {
             let rows: Vec<Vec<String>> = views::silent_list(&state.store, |_| true)
                 .await?
@@ -158,6 +175,41 @@ async fn bureau_table(ctx: &Ctx, table: &str) -> Result<Response, UiError> {
         _ => return Err(UiError::NotFound),
     };
     Ok(views::csv_response(&format!("{table}.csv"), text))
+}
+
+/// The plan's targets as CSV, a row each: its label in `lang`, achieved, base, goal (a
+/// count, or a share in percent), progress in percent (empty without a goal) and met.
+fn program_csv(lang: Lang, p: &Program) -> String {
+    let rows: Vec<Vec<String>> = Target::all()
+        .into_iter()
+        .zip(&p.targets)
+        .map(|(target, t)| {
+            let goal = match (t.goal_count, t.goal_share) {
+                (Some(count), _) => count.to_string(),
+                (None, Some(share)) => format!("{:.0}%", share * 100.0),
+                (None, None) => String::new(),
+            };
+            vec![
+                lang.target(target),
+                t.achieved.to_string(),
+                t.base.to_string(),
+                goal,
+                t.progress
+                    .map(|p| format!("{:.1}", p * 100.0))
+                    .unwrap_or_default(),
+                yes_no(lang, t.met),
+            ]
+        })
+        .collect();
+    let columns = [
+        "target",
+        "achieved",
+        "base",
+        "goal",
+        "progress_percent",
+        "met",
+    ];
+    csv(lang, &columns, &rows)
 }
 
 /// The dashboard's counts as CSV, a row per row of its tables (the totals, each industry,

@@ -8,7 +8,7 @@
 //! screen and in a spreadsheet. The JSON API keeps RFC 3339 (UTC) for programs.
 
 use super::i18n::Lang;
-use crate::clock::{DAY_MS, date_string, rfc3339};
+use crate::clock::{DAY_MS, date_string, day_of, rfc3339};
 use serde::Serialize;
 
 /// `ms` (since the Unix epoch) in the zone `offset_minutes` east of UTC, to the minute:
@@ -22,6 +22,12 @@ pub fn local_time(ms: i64, offset_minutes: i32) -> String {
         rest / 3_600_000,
         rest / 60_000 % 60
     )
+}
+
+/// The date of `ms` in the zone `offset_minutes` east of UTC, `2026-12-07`: for what
+/// happens on a day (a maturity assessment), as pages and CSV exports write it.
+pub fn local_date(ms: i64, offset_minutes: i32) -> String {
+    date_string(day_of(ms, offset_minutes))
 }
 
 /// How long ago something happened, `elapsed_ms` before now: `刚刚` / `just now` under a

@@ -2,6 +2,8 @@
 //! table; templates call `t("key")` and never hold text of their own.
 
 use crate::catalog::Industry;
+use crate::profile::{Size, Specialised};
+use crate::program::{self, Target};
 
 /// A UI language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,16 +43,35 @@ impl Lang {
     pub fn industry(self, industry: Industry) -> &'static str {
         match self {
             Lang::En => industry.name(),
-            Lang::ZhCn => match industry {
-                Industry::OpticalLaser => "光通信及激光",
-                Industry::ElectricalEquipment => "电气及高端装备",
-                Industry::AutoParts => "汽车零部件",
-                Industry::Biomedicine => "生物医药",
-                Industry::Petrochemical => "石油化工",
-                Industry::NewMaterials => "新材料",
-                Industry::FoodProcessing => "食品加工",
-                Industry::TextileApparel => "纺织服装",
-            },
+            Lang::ZhCn => industry.name_zh(),
+        }
+    }
+
+    /// A size's name in this language.
+    pub fn size(self, size: Size) -> &'static str {
+        self.text(match size {
+            Size::Above => "size_above",
+            Size::Below => "size_below",
+        })
+    }
+
+    /// A specialised class's name in this language.
+    pub fn specialised(self, specialised: Specialised) -> &'static str {
+        self.text(match specialised {
+            Specialised::None => "specialised_none",
+            Specialised::Provincial => "specialised_provincial",
+            Specialised::LittleGiant => "specialised_little_giant",
+        })
+    }
+
+    /// A target of the plan's label in this language.
+    pub fn target(self, target: Target) -> String {
+        let text = self.text(target.message_key());
+        match target {
+            Target::OnCloudIndustry(industry) => {
+                text.replace("{industry}", self.industry(industry))
+            }
+            _ => text.to_owned(),
         }
     }
 }
@@ -595,6 +616,94 @@ const MESSAGES: &[(&str, &str, &str)] = &[
         "Machines reporting",
     ),
     ("cockpit_unit_machines", "台", "machines"),
+    // The plan's classes of an enterprise, its maturity assessments and the targets.
+    ("size", "规模", "Size"),
+    ("size_above", "规模以上", "above designated size"),
+    ("size_below", "规模以下", "below designated size"),
+    ("specialised", "专精特新", "Specialised and new"),
+    ("specialised_none", "非专精特新", "not specialised"),
+    ("specialised_provincial", "省级专精特新", "provincial"),
+    (
+        "specialised_little_giant",
+        "国家级“小巨人”",
+        "national little giant",
+    ),
+    ("not_recorded", "未登记", "not recorded"),
+    ("maturity", "数字化水平", "Digital maturity"),
+    // `{n}` is a level, 1 to 4.
+    ("maturity_level_n", "{n} 级", "level {n}"),
+    ("not_assessed", "未评估", "not assessed"),
+    ("any", "全部", "any"),
+    (
+        "maturity_history",
+        "数字化水平评估记录",
+        "Maturity assessments",
+    ),
+    ("level", "等级", "Level"),
+    ("assessed_at", "评估日期", "Assessed"),
+    ("assessor", "评估机构", "Assessor"),
+    ("recorded_at", "录入时间", "Recorded"),
+    ("no_assessments", "尚无评估记录", "No assessment yet"),
+    ("classes", "规模与专精特新", "Size and specialised class"),
+    ("unchanged", "不变", "unchanged"),
+    ("save_classes", "保存", "Save"),
+    ("new_assessment", "录入评估结果", "Record an assessment"),
+    ("record_assessment", "录入", "Record"),
+    (
+        "assessment_note",
+        "按第三方评估机构出具的结果录入；历次评估均保留，以评估日期最新的一次为当前等级。",
+        "Enter the third-party assessor's result; every assessment is kept, and the newest by its date is the current level.",
+    ),
+    (
+        "assessment_not_saved",
+        "评估未保存（已保留所填内容）：",
+        "The assessment was not saved (your input is kept):",
+    ),
+    ("program_targets", "规划目标完成情况", "The plan's targets"),
+    ("achieved", "已达成", "Achieved"),
+    ("base", "基数", "Base"),
+    ("share_of_base", "占比", "Share"),
+    ("goal", "目标值", "Goal"),
+    ("progress_percent", "完成度（%）", "Progress (%)"),
+    ("met", "已达标", "met"),
+    ("goal_met", "是否达标", "Met"),
+    ("not_met", "未达标", "not met"),
+    (
+        "program_note",
+        "改造企业指列入改造名单的企业；数字化水平取每家企业最近一次评估；规模或专精特新未登记的企业不计入相应基数。",
+        "Transformed enterprises are those on the program's list; an enterprise's level is its newest assessment; an enterprise whose size or class is not recorded counts in no base that needs it.",
+    ),
+    (
+        "target_on_cloud_in_program",
+        program::LABEL_ON_CLOUD_IN_PROGRAM,
+        "In-program enterprises on the cloud",
+    ),
+    (
+        "target_on_cloud_key_industries",
+        program::LABEL_ON_CLOUD_KEY_INDUSTRIES,
+        "Key-industry enterprises on the cloud",
+    ),
+    // `{industry}` is the industry's name.
+    (
+        "target_on_cloud_industry",
+        program::LABEL_ON_CLOUD_INDUSTRY,
+        "{industry}: enterprises on the cloud",
+    ),
+    (
+        "target_maturity_l2_transformed",
+        program::LABEL_MATURITY_L2_TRANSFORMED,
+        "Transformed enterprises at maturity level 2 or above",
+    ),
+    (
+        "target_maturity_l3_above_or_provincial",
+        program::LABEL_MATURITY_L3_ABOVE_OR_PROVINCIAL,
+        "Above-size and provincial specialised enterprises at level 3 or above",
+    ),
+    (
+        "target_maturity_l3_little_giant",
+        program::LABEL_MATURITY_L3_LITTLE_GIANT,
+        "National little giants at level 3 or above",
+    ),
 ];
 
 #[cfg(test)]
@@ -612,5 +721,10 @@ mod tests {
         assert_eq!(Lang::En.text("login"), "Log in");
         assert_eq!(Lang::from_tag("en"), Some(Lang::En));
         assert_eq!(Lang::from_tag("fr"), None);
+        // The Chinese labels of the targets are the API's.
+        for target in Target::all() {
+            assert_eq!(Lang::ZhCn.target(target), target.label_zh());
+            assert_ne!(Lang::En.target(target), target.message_key());
+        }
     }
 }

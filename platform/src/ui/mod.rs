@@ -8,6 +8,8 @@
 //! `configs` (a gateway's configuration page) and `device_templates` (the templates page);
 //! `alarms` (an enterprise's alarms and their acknowledgement), `alarm_rules` and
 //! `alarm_channels` (its rules and notification channels, for who manages its alarms);
+//! `profile` (the bureau's forms for an enterprise's size, specialised class and maturity
+//! assessments);
 //! `exports` (the CSV files the pages link
 //! to, in the page's language; the API's CSV keeps its codes); [`format`] (times in the
 //! program's zone, counts, percentages: one function each for pages and CSV); the static
@@ -46,6 +48,7 @@ mod fleet;
 pub mod format;
 pub mod i18n;
 mod pages;
+mod profile;
 mod web;
 
 pub use crate::accounts::{self, AccountError, Accounts, Role};
@@ -69,7 +72,8 @@ pub const STATIC: &str = "/static/{file}";
 pub const BUREAU: &str = "/bureau";
 /// The bureau's wall display (1920 × 1080), refreshing itself.
 pub const BUREAU_COCKPIT: &str = "/bureau/cockpit";
-/// The dashboard's tables as CSV in the page's language: `onboarding`, `daily`, `silent`.
+/// The dashboard's tables as CSV in the page's language: `onboarding`, `daily`, `silent`,
+/// `program`.
 pub const BUREAU_CSV: &str = "/bureau/csv/{table}";
 /// The enterprises of one industry (`?format=csv` for the table).
 pub const BUREAU_INDUSTRY: &str = "/bureau/industries/{industry}";
@@ -91,6 +95,10 @@ pub const FLEET: &str = "/fleet";
 pub const INTEGRATORS: &str = "/bureau/integrators";
 /// An enterprise turns its data sharing with the bureau on or off (POST, CSRF).
 pub const ENTERPRISE_SHARING: &str = "/enterprises/{credit_code}/sharing";
+/// The bureau sets an enterprise's size and specialised class (POST, CSRF).
+pub const ENTERPRISE_CLASSES: &str = "/enterprises/{credit_code}/classes";
+/// The bureau records an enterprise's maturity assessment (POST, CSRF).
+pub const ENTERPRISE_MATURITY: &str = "/enterprises/{credit_code}/maturity";
 
 /// A gateway's configuration page (GET) and a save of its editor (POST, CSRF): for who
 /// sees the gateway; saving for who installs for its enterprise.
@@ -117,7 +125,7 @@ pub const ENTERPRISE_ALARM_CHANNELS: &str = "/enterprises/{credit_code}/alarm-ch
 pub const ALARM_CHANNEL_TEST: &str = "/alarm-channels/{id}/test";
 
 /// Every route the UI adds, for tests that must walk them all.
-pub const ROUTES: [&str; 28] = [
+pub const ROUTES: [&str; 30] = [
     HOME,
     LOGIN,
     LOGOUT,
@@ -146,6 +154,8 @@ pub const ROUTES: [&str; 28] = [
     ALARM_RULE_ENABLED,
     ENTERPRISE_ALARM_CHANNELS,
     ALARM_CHANNEL_TEST,
+    ENTERPRISE_CLASSES,
+    ENTERPRISE_MATURITY,
 ];
 
 /// The UI's routes, merged into the API's router.
@@ -185,4 +195,6 @@ pub fn router() -> Router<Arc<AppState>> {
             get(alarm_channels::channels_page).post(alarm_channels::create),
         )
         .route(ALARM_CHANNEL_TEST, post(alarm_channels::test))
+        .route(ENTERPRISE_CLASSES, post(profile::set_classes))
+        .route(ENTERPRISE_MATURITY, post(profile::record_maturity))
 }

@@ -11,7 +11,10 @@ use super::web::{
 use crate::accounts::{Login, Role, SESSION_MS};
 use crate::catalog::{District, Industry};
 use crate::clock::now_ms;
+use crate::filter::{EnterpriseFilter, FilterQuery};
 use crate::http::views::{self, EnterpriseView, GatewayView};
+use crate::profile::{MaturityLevel, Size, Specialised};
+use crate::program::{self, Program, Target};
 use crate::secret::{constant_time_eq, new_token};
 use crate::stats;
 use crate::store::{Enterprise, Gateway, SeriesPoint, Store};
@@ -58,10 +61,14 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-/// `?format=csv` of the drill-down tables.
+/// `?format=csv` of the drill-down tables, and their filter by the plan's classes
+/// ([`crate::filter`]).
 #[derive(Debug, Default, Deserialize)]
 pub struct FormatQuery {
     format: Option<String>,
+    size: Option<String>,
+    specialised: Option<String>,
+    maturity: Option<String>,
 }
 
 /// The point (and window) of a chart or series.
@@ -279,6 +286,26 @@ fn industry_names(lang: Lang) -> HashMap<&'static str, &'static str> {
         .collect()
 }
 
+/// The plan's classes in `lang` for templates: `sizes` and `classes`, each `[code, name]`
+/// in the plan's order (for choices), and `size_names` and `class_names` by code.
+fn class_names(lang: Lang) -> Value {
+    let sizes: Vec<(&str, &str)> = Size::ALL
+        .iter()
+        .map(|s| (s.code(), lang.size(*s)))
+        .collect();
+    let classes: Vec<(&str, &str)> = Specialised::ALL
+        .iter()
+        .map(|s| (s.code(), lang.specialised(*s)))
+        .collect();
+    context! {
+        size_names => sizes.iter().copied().collect::<std::collections::BTreeMap<_, _>>(),
+        class_names => classes.iter().copied().collect::<std::collections::BTreeMap<_, _>>(),
+        sizes => sizes,
+        classes => classes,
+        levels => MaturityLevel::all().map(MaturityLevel::get).collect::<Vec<_>>(),
+    }
+}
+
 /// `GET /bureau`: the dashboard.
 pub async fn dashboard(ctx: Ctx) -> Response {
     let result = dashboard_page(&ctx).await;
@@ -293,6 +320,10 @@ async fn dashboard_page(ctx: &Ctx) -> Result<Response, UiError> {
         .onboarding(stats::active_since(now_ms()))
         .await?;
     let o = stats::onboarding(&rows, state.targets);
+    let targets = program_rows(
+        ctx.lang,
+        &program::program(&rows, &state.targets, None, now_ms()),
+    );
     let industries: Vec<Value> = o
         .by_industry
         .iter()
@@ -342,8 +373,39 @@ async fn dashboard_page(ctx: &Ctx) -> Result<Response, UiError> {
         silent => silent,
         industry_names => industry_names(ctx.lang),
         daily_days => exports::DAILY_DAYS,
+        targets => targets,
     };
     Ok(ctx.render(StatusCode::OK, "dashboard.html", page))
+}
+
+/// The plan's targets as the dashboard's rows: each one's label in `lang`, its figures,
+/// its goal and its progress as words and as a bar (per mille, capped at the goal).
+pub(super) fn program_rows(lang: Lang, p: &Program) -> Vec<Value> {
+    Target::all()
+        .into_iter()
+        .zip(&p.targets)
+        .map(|(target, t)| {
+            // A share target's progress, exactly: achieved × 100 / (base × goal percent).
+            let goal_percent = t.goal_share.map(|g| (g * 100.0).round() as u64);
+            let progress = match (t.goal_count, goal_percent) {
+                (Some(goal), _) => format::percent(t.achieved, goal),
+                (None, Some(percent)) => format::percent(t.achieved * 100, t.base * percent),
+                (None, None) => "—".to_owned(),
+            };
+            context! {
+                id => t.id,
+                label => lang.target(target),
+                achieved => t.achieved,
+                base => t.base,
+                goal_count => t.goal_count,
+                goal_percent => goal_percent,
+                share => format::percent(t.achieved, t.base),
+                progress => progress,
+                bar => t.progress.map(|p| (p.min(1.0) * 1000.0).round() as u64),
+                met => t.met,
+            }
+        })
+        .collect()
 }
 
 /// `GET /bureau/industries/{industry}`: that industry's enterprises.
@@ -391,7 +453,8 @@ pub async fn district(
     ctx.respond(result)
 }
 
-/// The drill-down table of the enterprises `keep` accepts, as a page or CSV.
+/// The drill-down table of the enterprises `keep` accepts, of the classes the query asks
+/// for, as a page or CSV.
 async fn group_page(
     ctx: &Ctx,
     title: &str,
@@ -401,7 +464,14 @@ async fn group_page(
 ) -> Result<Response, UiError> {
     ctx.bureau_or_district()?;
     let role = &ctx.user()?.role;
-    let in_scope = |e: &Enterprise| keep(e) && crate::scope::sees_enterprise(role, e);
+    let filter = EnterpriseFilter::parse(&FilterQuery {
+        size: query.size.clone(),
+        specialised: query.specialised.clone(),
+        maturity: query.maturity.clone(),
+    })
+    .map_err(|e| UiError::BadRequest(e.to_string()))?;
+    let in_scope =
+        |e: &Enterprise| keep(e) && filter.keeps(e) && crate::scope::sees_enterprise(role, e);
     let rows = group_rows(&ctx.state.store, &in_scope).await?;
     let alarms = super::alarms::shown_counts(ctx).await?;
     match query.format.as_deref() {
@@ -427,12 +497,27 @@ async fn group_page(
         on_cloud => count(&|v| v.on_cloud),
         active => count(&|v| v.active),
     };
+    let path = ctx.path.split('?').next().unwrap_or_default();
+    let selection = filter.query_string();
+    let csv_path = if selection.is_empty() {
+        format!("{path}?format=csv")
+    } else {
+        format!("{path}?{selection}&format=csv")
+    };
+    let chosen = |v: &Option<String>| v.clone().unwrap_or_default();
     let page = context! {
         title => title,
         counts => counts,
         enterprises => enterprises,
         industry_names => industry_names(ctx.lang),
-        csv_path => format!("{}?format=csv", ctx.path.split('?').next().unwrap_or_default()),
+        csv_path => csv_path,
+        filter_path => path,
+        filter => context! {
+            size => chosen(&query.size),
+            specialised => chosen(&query.specialised),
+            maturity => chosen(&query.maturity),
+        },
+        ..class_names(ctx.lang)
     };
     Ok(ctx.render(StatusCode::OK, "group.html", page))
 }
@@ -513,13 +598,20 @@ pub(super) fn path_code(code: &str) -> String {
     code.trim().to_ascii_uppercase()
 }
 
-/// `GET /enterprises/{credit_code}`: gateways, devices, points, latest values.
+/// `GET /enterprises/{credit_code}`: gateways, devices, points, latest values, and the
+/// plan's classes and maturity assessments (with the bureau's forms for them).
 pub async fn enterprise(ctx: Ctx, Path(code): Path<String>) -> Response {
-    let result = enterprise_page(&ctx, &path_code(&code)).await;
+    let result = enterprise_page(&ctx, &path_code(&code), None).await;
     ctx.respond(result)
 }
 
-async fn enterprise_page(ctx: &Ctx, code: &str) -> Result<Response, UiError> {
+/// The enterprise page; with `draft`, the assessment form refused, shown again with its
+/// input and why (400).
+pub(super) async fn enterprise_page(
+    ctx: &Ctx,
+    code: &str,
+    draft: Option<AssessmentDraft>,
+) -> Result<Response, UiError> {
     let enterprise = ctx.enterprise(code).await?;
     let values_shown = ctx.sees_values(&enterprise);
     let store = &ctx.state.store;
@@ -578,6 +670,28 @@ async fn enterprise_page(ctx: &Ctx, code: &str) -> Result<Response, UiError> {
     } else {
         None
     };
+    let offset = ctx.state.utc_offset_minutes;
+    let history: Vec<Value> = store
+        .assessments(code)
+        .await?
+        .iter()
+        .map(|a| {
+            context! {
+                level => a.level.get(),
+                assessed_on => format::local_date(a.assessed_at, offset),
+                assessor => a.assessor,
+                recorded => ctx.stamp(now, a.recorded_at),
+            }
+        })
+        .collect();
+    let records_profile = ctx
+        .user()
+        .is_ok_and(|u| crate::scope::records_profile_of(&u.role, &enterprise));
+    let status = if draft.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
     let page = context! {
         alarms => alarms,
         e => views::enterprise_view(&enterprise, views),
@@ -586,8 +700,27 @@ async fn enterprise_page(ctx: &Ctx, code: &str) -> Result<Response, UiError> {
         gateways => gateway_pages,
         values_shown => values_shown,
         sets_sharing => ctx.user().is_ok_and(|u| crate::scope::sets_sharing_of(&u.role, &enterprise)),
+        maturity_on => enterprise.maturity.map(|m| format::local_date(m.assessed_at, offset)),
+        history => history,
+        records_profile => records_profile,
+        today => format::local_date(now, offset),
+        draft => draft,
+        ..class_names(ctx.lang)
     };
-    Ok(ctx.render(StatusCode::OK, "enterprise.html", page))
+    Ok(ctx.render(status, "enterprise.html", page))
+}
+
+/// An assessment the bureau entered that was refused: its fields as typed, and why.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub(super) struct AssessmentDraft {
+    /// The level, as chosen.
+    pub level: String,
+    /// The date, as typed.
+    pub assessed_at: String,
+    /// The assessor, as typed.
+    pub assessor: String,
+    /// Why it was refused.
+    pub error: String,
 }
 
 /// A chart's point and window, checked against the enterprise the session may see.

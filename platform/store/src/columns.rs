@@ -4,6 +4,7 @@
 
 use super::StoreError;
 use fieldlink_platform_core::catalog::{District, Industry};
+use fieldlink_platform_core::profile::{MaturityLevel, Size, Specialised};
 use fieldlink_wire::{Quality, Value};
 
 /// `kind` of a sample without a value.
@@ -198,6 +199,28 @@ pub(super) fn parse_industry(code: &str) -> Result<Industry, StoreError> {
 pub(super) fn parse_district(name: &str) -> Result<District, StoreError> {
     District::from_name(name)
         .ok_or_else(|| StoreError::Corrupt(format!("unknown district {name:?}")))
+}
+
+/// A size stored as its code, or `NULL`.
+pub(super) fn parse_size(code: Option<String>) -> Result<Option<Size>, StoreError> {
+    code.map(|c| {
+        Size::from_code(&c).ok_or_else(|| StoreError::Corrupt(format!("unknown size {c:?}")))
+    })
+    .transpose()
+}
+
+/// A specialised class stored as its code, or `NULL`.
+pub(super) fn parse_specialised(code: Option<String>) -> Result<Option<Specialised>, StoreError> {
+    code.map(|c| {
+        Specialised::from_code(&c)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown specialised class {c:?}")))
+    })
+    .transpose()
+}
+
+/// A maturity level stored as its number.
+pub(super) fn parse_level(n: i64) -> Result<MaturityLevel, StoreError> {
+    MaturityLevel::new(n).ok_or_else(|| StoreError::Corrupt(format!("maturity level {n}")))
 }
 
 /// A gateway's stored status and catalogue, parsed.

@@ -31,6 +31,7 @@ mod ingest;
 mod integrators;
 mod numbering;
 pub mod postgres;
+mod profile;
 mod ready;
 mod rows;
 mod series;
@@ -41,9 +42,11 @@ pub use configs::{ConfigToPublish, ConfigVersion, NewConfig};
 pub use database::{Database, DatabaseUrlError, redact_password};
 pub use integrators::{AssignOutcome, Assignment, Integrator, NewIntegrator};
 pub use numbering::WindowNumbering;
+pub use profile::{Assessment, Maturity, NewAssessment};
 
 use fieldlink_platform_core::catalog::{District, Industry};
 use fieldlink_platform_core::credit_code::CreditCode;
+use fieldlink_platform_core::profile::{MaturityLevel, Size, Specialised};
 use fieldlink_wire::{Ack, Quality, Sample, Status, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -158,6 +161,12 @@ pub struct NewEnterprise {
     pub district: District,
     /// On the city's list of enterprises being transformed.
     pub in_program: bool,
+    /// Above or below designated size, if known.
+    pub size: Option<Size>,
+    /// Its specialised class, if known.
+    pub specialised: Option<Specialised>,
+    /// A maturity assessment to record with it.
+    pub maturity: Option<NewAssessment>,
 }
 
 /// A registered enterprise and its on-cloud times.
@@ -185,6 +194,12 @@ pub struct Enterprise {
     pub assigned_at: Option<i64>,
     /// The enterprise lets the bureau (and its district) see its sample values.
     pub share_data_with_bureau: bool,
+    /// Above or below designated size; `None` until recorded.
+    pub size: Option<Size>,
+    /// Its specialised class; `None` until recorded.
+    pub specialised: Option<Specialised>,
+    /// Its current maturity: the newest assessment by `assessed_at`, if any.
+    pub maturity: Option<Maturity>,
 }
 
 /// The latest retained status of a gateway.
@@ -441,6 +456,12 @@ pub struct OnboardingRow {
     pub on_cloud: bool,
     /// Delivered a batch since the `active_since` asked for.
     pub active: bool,
+    /// Above or below designated size, if known.
+    pub size: Option<Size>,
+    /// Its specialised class, if known.
+    pub specialised: Option<Specialised>,
+    /// Its current maturity level, if assessed.
+    pub maturity: Option<MaturityLevel>,
 }
 
 /// A day on which an enterprise delivered at least one batch.

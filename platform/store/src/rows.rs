@@ -3,10 +3,13 @@
 //! lists into the store's types.
 
 use crate::alarms::{AlarmEvent, AlarmRule, ChannelRow, EventState, RuleKind, RuleState, Severity};
-use crate::columns::{parse_district, parse_gateway_state, parse_industry};
+use crate::columns::{
+    parse_district, parse_gateway_state, parse_industry, parse_level, parse_size, parse_specialised,
+};
 use crate::configs::{ConfigToPublish, ConfigVersion};
 use crate::integrators::{Assignment, Integrator};
 use crate::numbering::{WindowNumbering, skipped_within};
+use crate::profile::{Assessment, Maturity};
 use crate::{
     CrashWindow, Enterprise, Gap, Gateway, OnboardingRow, SeriesBucket, StoreError, UserRow,
 };
@@ -71,7 +74,11 @@ impl Columns for tokio_postgres::Row {
             .map_err(StoreError::from)
     }
     fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
-        Ok(self.try_get(i)?)
+        // As `int`: narrower columns widened.
+        self.try_get::<_, Option<i64>>(i)
+            .or_else(|_| self.try_get::<_, Option<i32>>(i).map(|v| v.map(i64::from)))
+            .or_else(|_| self.try_get::<_, Option<i16>>(i).map(|v| v.map(i64::from)))
+            .map_err(StoreError::from)
     }
     fn flag(&self, i: usize) -> Result<bool, StoreError> {
         Ok(self.try_get(i)?)
@@ -85,7 +92,7 @@ impl Columns for tokio_postgres::Row {
 }
 
 /// The columns [`enterprise`] reads, in its order.
-pub(crate) const ENTERPRISE_COLUMNS: &str = "credit_code, name, industry, district, in_program, registered_at, first_batch_at, last_batch_at, integrator, assigned_at, share_data_with_bureau";
+pub(crate) const ENTERPRISE_COLUMNS: &str = "credit_code, name, industry, district, in_program, registered_at, first_batch_at, last_batch_at, integrator, assigned_at, share_data_with_bureau, size, specialised, maturity_level, maturity_assessed_at";
 
 /// An enterprise from a row of [`ENTERPRISE_COLUMNS`].
 pub(crate) fn enterprise(r: &impl Columns) -> Result<Enterprise, StoreError> {
@@ -101,6 +108,28 @@ pub(crate) fn enterprise(r: &impl Columns) -> Result<Enterprise, StoreError> {
         integrator: r.opt_text(8)?,
         assigned_at: r.opt_int(9)?,
         share_data_with_bureau: r.flag(10)?,
+        size: parse_size(r.opt_text(11)?)?,
+        specialised: parse_specialised(r.opt_text(12)?)?,
+        maturity: match (r.opt_int(13)?, r.opt_int(14)?) {
+            (Some(level), Some(assessed_at)) => Some(Maturity {
+                level: parse_level(level)?,
+                assessed_at,
+            }),
+            _ => None,
+        },
+    })
+}
+
+/// The columns [`assessment`] reads, in its order.
+pub(crate) const ASSESSMENT_COLUMNS: &str = "level, assessed_at, assessor, recorded_at";
+
+/// A maturity assessment from a row of [`ASSESSMENT_COLUMNS`].
+pub(crate) fn assessment(r: &impl Columns) -> Result<Assessment, StoreError> {
+    Ok(Assessment {
+        level: parse_level(r.int(0)?)?,
+        assessed_at: r.int(1)?,
+        assessor: r.text(2)?,
+        recorded_at: r.int(3)?,
     })
 }
 
@@ -188,7 +217,7 @@ pub(crate) fn gateway(r: &impl Columns) -> Result<Gateway, StoreError> {
 }
 
 /// An enterprise's onboarding state from a row `industry, district, in_program, enrolled,
-/// on_cloud, active`.
+/// on_cloud, active, size, specialised, maturity_level`.
 pub(crate) fn onboarding(r: &impl Columns) -> Result<OnboardingRow, StoreError> {
     Ok(OnboardingRow {
         industry: parse_industry(&r.text(0)?)?,
@@ -197,6 +226,9 @@ pub(crate) fn onboarding(r: &impl Columns) -> Result<OnboardingRow, StoreError> 
         enrolled: r.flag(3)?,
         on_cloud: r.flag(4)?,
         active: r.flag(5)?,
+        size: parse_size(r.opt_text(6)?)?,
+        specialised: parse_specialised(r.opt_text(7)?)?,
+        maturity: r.opt_int(8)?.map(parse_level).transpose()?,
     })
 }
 

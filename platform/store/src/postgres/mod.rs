@@ -47,6 +47,7 @@ mod alarms;
 mod batches;
 mod configs;
 mod integrators;
+mod profile;
 mod reads;
 mod registry;
 mod upkeep;

@@ -153,7 +153,8 @@ impl PostgresStore {
                 "SELECT e.industry, e.district, e.in_program,
                         EXISTS (SELECT 1 FROM gateways g WHERE g.credit_code = e.credit_code),
                         e.first_batch_at IS NOT NULL,
-                        COALESCE(e.last_batch_at >= $1, false)
+                        COALESCE(e.last_batch_at >= $1, false),
+                        e.size, e.specialised, e.maturity_level
                  FROM enterprises e",
             )
             .await?;

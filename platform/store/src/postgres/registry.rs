@@ -5,9 +5,10 @@ use super::PostgresStore;
 use crate::enroll::{self, EnrollTx, TokenRow};
 use crate::rows::{self, ENTERPRISE_COLUMNS, GATEWAY_COLUMNS};
 use crate::{
-    Credentials, EnrollOutcome, EnrollRequest, Enterprise, Gap, Gateway, NewEnterprise, NewToken,
-    StoreError,
+    Credentials, EnrollOutcome, EnrollRequest, Enterprise, Gap, Gateway, NewAssessment,
+    NewEnterprise, NewToken, StoreError,
 };
+use fieldlink_platform_core::profile::{Size, Specialised};
 
 impl PostgresStore {
     pub(crate) async fn insert_enterprises(
@@ -21,9 +22,29 @@ impl PostgresStore {
         let industries: Vec<&str> = enterprises.iter().map(|e| e.industry.code()).collect();
         let districts: Vec<&str> = enterprises.iter().map(|e| e.district.name()).collect();
         let in_program: Vec<bool> = enterprises.iter().map(|e| e.in_program).collect();
-        let (codes, names, industries, districts, in_program) =
-            (&codes, &names, &industries, &districts, &in_program);
+        let sizes: Vec<Option<&str>> = enterprises.iter().map(|e| e.size.map(Size::code)).collect();
+        let specialised: Vec<Option<&str>> = enterprises
+            .iter()
+            .map(|e| e.specialised.map(Specialised::code))
+            .collect();
+        let assessed: Vec<(&str, &NewAssessment)> = enterprises
+            .iter()
+            .filter_map(|e| Some((e.credit_code.as_str(), e.maturity.as_ref()?)))
+            .collect();
+        let assessed_codes: Vec<&str> = assessed.iter().map(|(c, _)| *c).collect();
+        let levels: Vec<i16> = assessed
+            .iter()
+            .map(|(_, a)| i16::from(a.level.get()))
+            .collect();
+        let assessed_at: Vec<i64> = assessed.iter().map(|(_, a)| a.assessed_at).collect();
+        let assessors: Vec<&str> = assessed.iter().map(|(_, a)| a.assessor.as_str()).collect();
+        let enterprise_columns = (&codes, &names, &industries, &districts, &in_program);
+        let classes = (&sizes, &specialised);
+        let assessments = (&assessed_codes, &levels, &assessed_at, &assessors);
         self.retrying("insert enterprises", |mut client| async move {
+            let (codes, names, industries, districts, in_program) = enterprise_columns;
+            let (sizes, specialised) = classes;
+            let (assessed_codes, levels, assessed_at, assessors) = assessments;
             let tx = client.transaction().await?;
             let existing: Vec<String> = tx
                 .query(
@@ -41,10 +62,27 @@ impl PostgresStore {
                 return Ok(Ok(codes.len()));
             }
             tx.execute(
-                "INSERT INTO enterprises (credit_code, name, industry, district, in_program, registered_at)
-                 SELECT c, n, i, d, p, $6 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[])
-                 AS u(c, n, i, d, p)",
-                &[codes, names, industries, districts, in_program, &now],
+                "INSERT INTO enterprises (credit_code, name, industry, district, in_program, registered_at,
+                 size, specialised)
+                 SELECT c, n, i, d, p, $6, s, sp
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $7::text[], $8::text[])
+                 AS u(c, n, i, d, p, s, sp)",
+                &[codes, names, industries, districts, in_program, &now, sizes, specialised],
+            )
+            .await?;
+            // A new enterprise's one assessment is its current maturity.
+            tx.execute(
+                "INSERT INTO maturity_assessments (credit_code, level, assessed_at, assessor, recorded_at)
+                 SELECT c, l, a, r, $5 FROM unnest($1::text[], $2::int2[], $3::int8[], $4::text[])
+                 AS u(c, l, a, r)",
+                &[assessed_codes, levels, assessed_at, assessors, &now],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE enterprises e SET maturity_level = u.l, maturity_assessed_at = u.a
+                 FROM unnest($1::text[], $2::int2[], $3::int8[]) AS u(c, l, a)
+                 WHERE e.credit_code = u.c",
+                &[assessed_codes, levels, assessed_at],
             )
             .await?;
             tx.commit().await?;

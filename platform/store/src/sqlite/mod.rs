@@ -25,6 +25,7 @@ mod alarms;
 mod batches;
 mod configs;
 mod integrators;
+mod profile;
 mod reads;
 mod registry;
 mod upkeep;
@@ -45,6 +46,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/V6__integrators.sql"),
     include_str!("../../migrations/sqlite/V7__gateway_configs.sql"),
     include_str!("../../migrations/sqlite/V8__alarms.sql"),
+    include_str!("../../migrations/sqlite/V9__enterprise_profile.sql"),
 ];
 
 /// The accounts' schema, one migration per version, in `accounts.sqlite3`.

@@ -138,7 +138,8 @@ impl SqliteStore {
                 "SELECT e.industry, e.district, e.in_program,
                         EXISTS (SELECT 1 FROM gateways g WHERE g.credit_code = e.credit_code),
                         e.first_batch_at IS NOT NULL,
-                        COALESCE(e.last_batch_at >= ?1, 0)
+                        COALESCE(e.last_batch_at >= ?1, 0),
+                        e.size, e.specialised, e.maturity_level
                  FROM enterprises e",
             )?;
             all(&mut stmt, [active_since], |r| rows::onboarding(r))

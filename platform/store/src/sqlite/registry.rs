@@ -1,6 +1,7 @@
 //! Enterprises, tokens, gateways and enrollment on SQLite: the statements (the enroll
 //! decisions are [`crate::enroll`]'s).
 
+use super::profile::insert_assessment;
 use super::{SqliteStore, all, first, write_tx};
 use crate::enroll::{self, EnrollTx, TokenRow};
 use crate::ready::run_ready;
@@ -9,6 +10,7 @@ use crate::{
     Credentials, EnrollOutcome, EnrollRequest, Enterprise, Gap, Gateway, NewEnterprise, NewToken,
     StoreError,
 };
+use fieldlink_platform_core::profile::{Size, Specialised};
 use rusqlite::{OptionalExtension, Transaction, params};
 
 impl SqliteStore {
@@ -38,8 +40,9 @@ impl SqliteStore {
             }
             {
                 let mut insert = tx.prepare_cached(
-                    "INSERT INTO enterprises (credit_code, name, industry, district, in_program, registered_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO enterprises (credit_code, name, industry, district, in_program, registered_at,
+                     size, specialised)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )?;
                 for e in &enterprises {
                     insert.execute(params![
@@ -48,8 +51,15 @@ impl SqliteStore {
                         e.industry.code(),
                         e.district.name(),
                         e.in_program,
-                        now
+                        now,
+                        e.size.map(Size::code),
+                        e.specialised.map(Specialised::code),
                     ])?;
+                }
+                for e in &enterprises {
+                    if let Some(assessment) = &e.maturity {
+                        insert_assessment(&tx, e.credit_code.as_str(), assessment, now)?;
+                    }
                 }
             }
             tx.commit()?;
