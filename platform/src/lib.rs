@@ -13,7 +13,8 @@
 //!   TLS to an `mqtts://` broker with [`tls`];
 //! - [`store`]: the one storage interface (SQLite in WAL mode, or PostgreSQL for several
 //!   instances);
-//! - [`stats`]: the onboarding counts; [`accounts`]: the web UI's users and sessions;
+//! - [`stats`]: the onboarding counts; [`monitoring`]: the industry monitoring from the
+//!   figures the ingest keeps; [`accounts`]: the web UI's users and sessions;
 //! - [`alarms`]: alarm notifications, with [`alarms::channel`] sending them to webhooks
 //!   and the WeCom, DingTalk and Feishu group robots;
 //! - [`http`]: what every HTTP handler shares (state, errors, who is asking, views), with
@@ -24,7 +25,7 @@
 //!
 //! Layers, each using only those before it: the leaves (`catalog`, `credit_code`, `clock`,
 //! `secret`, `config`, `tls`, `limiter`) → `store` → the domain (`registry`, `mosquitto`,
-//! `stats`, `accounts`, `broker_acl`) → `ingest` and `gap_watch`, and `http` with `api`, `ui` and
+//! `stats`, `monitoring`, `accounts`, `broker_acl`) → `ingest` and `gap_watch`, and `http` with `api`, `ui` and
 //! `broker_hook` over it → `server`.
 //!
 //! Invariants: secrets (enrollment tokens, MQTT passwords, the bureau token) are stored
@@ -49,6 +50,7 @@ pub mod gateway_config;
 pub mod http;
 pub mod ingest;
 pub mod limiter;
+pub mod monitoring;
 pub mod mosquitto;
 pub mod ranking;
 pub mod registry;

@@ -728,6 +728,12 @@ fn api_steps(c: &City) -> Vec<Step> {
             "/api/v1/stats/integrators?format=csv".into(),
             bureau_city,
         ),
+        step(
+            "/api/v1/stats/monitoring",
+            Method::GET,
+            "/api/v1/stats/monitoring?by=district&days=30".into(),
+            bureau_city,
+        ),
     ]
 }
 

@@ -67,6 +67,20 @@ impl Industry {
         }
     }
 
+    /// The industry's name in Chinese, as the city's program names it.
+    pub fn name_zh(self) -> &'static str {
+        match self {
+            Industry::OpticalLaser => "光通信及激光",
+            Industry::ElectricalEquipment => "电气及高端装备",
+            Industry::AutoParts => "汽车零部件",
+            Industry::Biomedicine => "生物医药",
+            Industry::Petrochemical => "石油化工",
+            Industry::NewMaterials => "新材料",
+            Industry::FoodProcessing => "食品加工",
+            Industry::TextileApparel => "纺织服装",
+        }
+    }
+
     /// True for the program's 4 pilot industries.
     pub fn pilot(self) -> bool {
         matches!(

@@ -45,6 +45,7 @@
 //! | `GET /api/v1/stats/onboarding/silent` | bureau, district (its district) | enrolled enterprises with no batch yet |
 //! | `GET /api/v1/stats/ingest` | bureau | the ingest's counters, the open gaps |
 //! | `GET /api/v1/stats/integrators` | bureau, district (its district) | the integrators' ranking (CSV likewise) |
+//! | `GET /api/v1/stats/monitoring?by=industry\|district&days=N` | bureau, district (its district) | the industry monitoring per group and day, withheld below 3 enterprises unless all share (CSV likewise) |
 //!
 //! The request's state, errors, authentication and the shared views are in [`crate::http`];
 //! the server merges these routes with the web UI's (`crate::server`).
@@ -56,6 +57,7 @@ mod enterprises;
 mod format;
 mod gateways;
 mod integrators;
+mod monitoring;
 mod stats;
 mod templates;
 mod users;
@@ -78,7 +80,7 @@ use axum::routing::{get, post, put};
 use std::sync::Arc;
 
 /// Every route the API serves, for tests that must walk them all.
-pub const ROUTES: [&str; 33] = [
+pub const ROUTES: [&str; 34] = [
     "/healthz",
     "/api/v1/enterprises",
     "/api/v1/enterprises/import",
@@ -112,6 +114,7 @@ pub const ROUTES: [&str; 33] = [
     "/api/v1/stats/onboarding/silent",
     "/api/v1/stats/ingest",
     "/api/v1/stats/integrators",
+    "/api/v1/stats/monitoring",
 ];
 
 /// The API's routes (the server adds the UI's, the body limit and the fallback).
@@ -195,4 +198,5 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/api/v1/stats/onboarding/silent", get(stats::silent))
         .route("/api/v1/stats/ingest", get(stats::ingest))
         .route("/api/v1/stats/integrators", get(integrators::ranking))
+        .route("/api/v1/stats/monitoring", get(monitoring::monitoring))
 }

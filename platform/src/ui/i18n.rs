@@ -41,16 +41,7 @@ impl Lang {
     pub fn industry(self, industry: Industry) -> &'static str {
         match self {
             Lang::En => industry.name(),
-            Lang::ZhCn => match industry {
-                Industry::OpticalLaser => "光通信及激光",
-                Industry::ElectricalEquipment => "电气及高端装备",
-                Industry::AutoParts => "汽车零部件",
-                Industry::Biomedicine => "生物医药",
-                Industry::Petrochemical => "石油化工",
-                Industry::NewMaterials => "新材料",
-                Industry::FoodProcessing => "食品加工",
-                Industry::TextileApparel => "纺织服装",
-            },
+            Lang::ZhCn => industry.name_zh(),
         }
     }
 }
