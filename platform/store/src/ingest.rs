@@ -19,7 +19,7 @@ use crate::alarms::{self, AlarmTx};
 use crate::columns::{
     MINUTE_MS, MinuteAggregate, SeqStep, hull, numeric, seq_step, split_gap, subtract_ranges,
 };
-use crate::monitoring::{self, MonitorTx};
+use crate::monitoring::{self, GroupGateway, MonitorTx};
 use crate::{BatchOutcome, IncomingBatch, StoreError};
 use fieldlink_platform_core::clock::day_of;
 use fieldlink_wire::Sample;
@@ -304,11 +304,21 @@ pub(crate) async fn store_group<T: IngestTx>(
     }
     tx.upsert_minutes(&minutes).await?;
     tx.update_latest(&newest).await?;
+    let group_gateways = tallies
+        .iter()
+        .map(|(id, t)| {
+            let gateway = GroupGateway {
+                credit_code: &t.credit_code,
+                roles_version: t.roles_version,
+            };
+            (id.as_str(), gateway)
+        })
+        .collect();
     let enterprise_days = monitoring::record(
         tx.monitor(),
         &stored,
         &samples,
-        &tallies,
+        &group_gateways,
         utc_offset_minutes,
     )
     .await?;

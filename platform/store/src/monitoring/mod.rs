@@ -24,7 +24,6 @@
 pub(crate) mod chain;
 
 use crate::columns::numeric;
-use crate::ingest::GatewayTally;
 use crate::{IncomingBatch, StoreError};
 use chain::{Around, DayFigures, Days, Measure, PointState, Reading};
 use fieldlink_platform_core::catalog::{District, Industry};
@@ -160,6 +159,15 @@ pub(crate) trait MonitorTx {
     async fn bump_roles_version(&mut self, gateway: &str) -> Result<(), StoreError>;
 }
 
+/// A gateway of a group, as monitoring needs it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GroupGateway<'a> {
+    /// Its enterprise.
+    pub credit_code: &'a str,
+    /// The version of its points' roles, read with its locked row.
+    pub roles_version: i64,
+}
+
 /// A role point's readings in a group.
 struct PointRun<'b> {
     gateway: &'b str,
@@ -175,14 +183,14 @@ pub(crate) async fn record<T: MonitorTx>(
     tx: &mut T,
     stored: &[&IncomingBatch],
     samples: &[(i64, &Sample)],
-    gateways: &BTreeMap<String, GatewayTally>,
+    gateways: &BTreeMap<&str, GroupGateway<'_>>,
     offset_minutes: i32,
 ) -> Result<EnterpriseDays, StoreError> {
     let mut roles: HashMap<&str, Roles> = HashMap::new();
-    for (id, tally) in gateways {
-        let known = tx.roles(id, tally.roles_version).await?;
+    for (id, gateway) in gateways {
+        let known = tx.roles(id, gateway.roles_version).await?;
         if !known.is_empty() {
-            roles.insert(id.as_str(), known);
+            roles.insert(id, known);
         }
     }
     let mut machine_days: BTreeMap<(&str, &str, i64), DayFigures> = BTreeMap::new();
@@ -273,7 +281,7 @@ pub(crate) async fn record<T: MonitorTx>(
     let began = tx.add_machine_days(&rows).await?;
     let mut enterprise_days = EnterpriseDays::new();
     for (((gateway, _, day), figures), began) in rows.iter().zip(began) {
-        let Some(tally) = gateways.get(*gateway) else {
+        let Some(group_gateway) = gateways.get(gateway) else {
             continue;
         };
         let mut add = EnterpriseDay {
@@ -283,7 +291,7 @@ pub(crate) async fn record<T: MonitorTx>(
         add.figures.samples = 0;
         if add != EnterpriseDay::default() {
             let entry = enterprise_days
-                .entry((tally.credit_code.clone(), *day))
+                .entry((group_gateway.credit_code.to_owned(), *day))
                 .or_default();
             entry.machines += add.machines;
             entry.figures.add(&add.figures);
