@@ -15,7 +15,7 @@
 
 use anyhow::Context;
 use fieldlink::config::DeviceKind;
-use fieldlink_platform::api::{IntegratorInput, UserInput};
+use fieldlink_platform::api::{IntegratorInput, TokenRequest, UserInput};
 use fieldlink_platform::credit_code::CreditCode;
 use fieldlink_platform::registry::{EnterpriseInput, TokenInput};
 use fieldlink_platform::{BrokerConfig, MqttUrl, Platform, PlatformConfig, PlatformError};
@@ -251,6 +251,19 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("logging in as {username} at {}/login", bureau.base()))?;
         passwords.push((username, password, home));
     }
+    // The enterprise shares its data with the bureau, so the bureau's monitoring shows
+    // its press (an aggregate of one enterprise is withheld otherwise).
+    let owner_token = bureau
+        .create_token(ENTERPRISE_USER, &TokenRequest::default())
+        .await
+        .context("a token for the demo enterprise's login")?
+        .token;
+    bureau
+        .clone()
+        .with_token(owner_token)
+        .set_sharing(&code, true)
+        .await
+        .context("sharing the demo enterprise's data with the bureau")?;
 
     let broker = platform.public_mqtt_url().to_owned();
     let broker_url = MqttUrl::parse(&broker)?;
@@ -289,6 +302,10 @@ async fn main() -> anyhow::Result<()> {
         bureau.base()
     );
     println!(
+        "  the industry monitoring:     curl -s -H 'Authorization: Bearer {bureau_token}' '{}/api/v1/stats/monitoring?by=industry&days=1'",
+        bureau.base()
+    );
+    println!(
         "  watch the broker:            mosquitto_sub -h 127.0.0.1 -p {} -t 'fieldlink/v1/#' -v",
         broker_addr.port()
     );
@@ -323,6 +340,9 @@ async fn main() -> anyhow::Result<()> {
         stats = platform.ingest_stats();
     }
     let counts = bureau.onboarding().await?;
+    let monitoring = bureau
+        .get_json("/api/v1/stats/monitoring?by=industry&days=1")
+        .await?;
     platform_shutdown.cancel();
     platform
         .wait()
@@ -331,6 +351,14 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "\ndemo stopped after {batches} batches; the platform stored {} batches ({} samples); on the cloud: {} of {} registered enterprises",
         stats.batches_stored, stats.samples_stored, counts.total.on_cloud, counts.total.registered
+    );
+    let today = &monitoring["total"]["days"][0];
+    println!(
+        "the bureau's monitoring today: {} machines reporting, running {:.0} % of the time observed, {:.2} kWh, {:.0} parts",
+        today["machines"],
+        today["running_rate"].as_f64().unwrap_or(0.0) * 100.0,
+        today["energy_kwh"].as_f64().unwrap_or(0.0),
+        today["output"].as_f64().unwrap_or(0.0)
     );
     anyhow::ensure!(batches > 0, "no batch arrived at the broker");
     anyhow::ensure!(

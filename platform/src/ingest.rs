@@ -37,7 +37,7 @@
 //! of its batch is stored as usual. Such samples are counted (`future_ts`) and logged, once
 //! per gateway, with a WARN that names the gateway.
 
-use crate::clock::{day_of, now_ms};
+use crate::clock::now_ms;
 use crate::config::MqttUrl;
 use crate::store::{BatchOutcome, IncomingBatch, Store};
 use fieldlink_wire::codec::ZSTD_MAGIC;
@@ -529,8 +529,11 @@ async fn store_group(
         let mut delay = ingest_backoff();
         loop {
             let now = now_ms();
-            let day = day_of(now, cx.utc_offset_minutes);
-            match cx.store.ingest(batches.clone(), now, day).await {
+            match cx
+                .store
+                .ingest(batches.clone(), now, cx.utc_offset_minutes)
+                .await
+            {
                 Ok(outcomes) => {
                     // The group may have raised or cleared alarms: the delivery looks now
                     // rather than at its next poll.
@@ -857,7 +860,7 @@ async fn handle_state(cx: &IngestContext, publish: &Publish) {
         {
             Ok(meta) => cx
                 .store
-                .update_meta(gateway, meta, now)
+                .update_meta(gateway, meta, now, cx.utc_offset_minutes)
                 .await
                 .map(|known| (known, &cx.counters.meta_updates)),
             Err(e) => {

@@ -14,8 +14,9 @@
 //! - [`store`]: the one storage interface (SQLite in WAL mode, or PostgreSQL for several
 //!   instances);
 //! - [`stats`]: the onboarding counts; [`program`]: every target of the plan with its
-//!   progress; [`filter`]: lists of enterprises by the plan's classes; [`accounts`]: the
-//!   web UI's users and sessions;
+//!   progress; [`monitoring`]: the industry monitoring from the figures the ingest keeps;
+//!   [`filter`]: lists of enterprises by the plan's classes; [`accounts`]: the web UI's
+//!   users and sessions;
 //! - [`alarms`]: alarm notifications, with [`alarms::channel`] sending them to webhooks
 //!   and the WeCom, DingTalk and Feishu group robots;
 //! - [`http`]: what every HTTP handler shares (state, errors, who is asking, views), with
@@ -26,7 +27,7 @@
 //!
 //! Layers, each using only those before it: the leaves (`catalog`, `credit_code`, `clock`,
 //! `secret`, `config`, `tls`, `limiter`) → `store` → the domain (`registry`, `mosquitto`,
-//! `stats`, `program`, `filter`, `accounts`, `broker_acl`) → `ingest` and `gap_watch`, and `http` with `api`, `ui` and
+//! `stats`, `program`, `monitoring`, `filter`, `accounts`, `broker_acl`) → `ingest` and `gap_watch`, and `http` with `api`, `ui` and
 //! `broker_hook` over it → `server`.
 //!
 //! Invariants: secrets (enrollment tokens, MQTT passwords, the bureau token) are stored
@@ -52,6 +53,7 @@ pub mod gateway_config;
 pub mod http;
 pub mod ingest;
 pub mod limiter;
+pub mod monitoring;
 pub mod mosquitto;
 pub mod program;
 pub mod ranking;

@@ -16,6 +16,7 @@ mod broker_hook;
 mod city;
 mod enroll;
 mod ingest;
+mod monitoring;
 mod mosquitto;
 mod postgres_tls;
 mod program;

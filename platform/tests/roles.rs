@@ -835,6 +835,12 @@ fn api_steps(c: &City) -> Vec<Step> {
             "/api/v1/enterprises?size=above&maturity=3".into(),
             all(OK),
         ),
+        step(
+            "/api/v1/stats/monitoring",
+            Method::GET,
+            "/api/v1/stats/monitoring?by=district&days=30".into(),
+            bureau_city,
+        ),
     ]
 }
 

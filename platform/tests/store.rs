@@ -15,8 +15,8 @@ use fieldlink_platform::store::alarms::{
 };
 use fieldlink_platform::store::{
     AssignOutcome, BatchOutcome, EnrollOutcome, EnrollRequest, Gap, GatewayStatus, IncomingBatch,
-    Maturity, NewAssessment, NewConfig, NewEnterprise, NewIntegrator, NewToken, OpenGaps,
-    SeriesBucket, SeriesPoint, Store,
+    Maturity, MonitoringRow, NewAssessment, NewConfig, NewEnterprise, NewIntegrator, NewToken,
+    OpenGaps, SeriesBucket, SeriesPoint, Store,
 };
 use fieldlink_testkit::postgres::TestDatabase;
 use fieldlink_wire::{GatewayState, Quality, Sample, Status, Value};
@@ -110,6 +110,10 @@ on_both_backends! {
         => sqlite_rules_are_created_while_the_ingest_stores_their_gateways_batches, postgres_rules_are_created_while_the_ingest_stores_their_gateways_batches;
     store sizes_classes_and_the_maturity_history_are_kept
         => sqlite_sizes_classes_and_the_maturity_history_are_kept, postgres_sizes_classes_and_the_maturity_history_are_kept;
+    store monitoring_counts_resets_gaps_and_late_batches_as_in_order
+        => sqlite_monitoring_counts_resets_gaps_and_late_batches_as_in_order, postgres_monitoring_counts_resets_gaps_and_late_batches_as_in_order;
+    store monitoring_follows_the_catalogue_that_arrives_after_the_samples
+        => sqlite_monitoring_follows_the_catalogue_that_arrives_after_the_samples, postgres_monitoring_follows_the_catalogue_that_arrives_after_the_samples;
     open reopening_keeps_the_data_and_migrates_nothing_twice
         => sqlite_reopening_keeps_the_data_and_migrates_nothing_twice, postgres_reopening_keeps_the_data_and_migrates_nothing_twice;
 }
@@ -244,9 +248,8 @@ async fn ingest_at(
     batches: Vec<IncomingBatch>,
     received_at: i64,
 ) -> Vec<BatchOutcome> {
-    let day = day_of(received_at, OFFSET);
     store
-        .ingest(batches.into(), received_at, day)
+        .ingest(batches.into(), received_at, OFFSET)
         .await
         .expect("the batches are stored")
 }
@@ -574,10 +577,7 @@ async fn the_same_batch_in_concurrent_ingests_is_stored_once(store: Store) {
                 let (store, batch) = (store.clone(), batch.clone());
                 tokio::spawn(async move {
                     let at = t0() + DAY_MS / 2;
-                    store
-                        .ingest(batch, at, day_of(at, OFFSET))
-                        .await
-                        .expect("stored")
+                    store.ingest(batch, at, OFFSET).await.expect("stored")
                 })
             })
             .collect();
@@ -621,7 +621,7 @@ async fn concurrent_ingests_of_one_gateway_leave_no_false_gaps(store: Store) {
                     .ingest(
                         vec![floats(&a, seq, ts + seq as i64 * 1000, 1)].into(),
                         at,
-                        day_of(at, OFFSET),
+                        OFFSET,
                     )
                     .await
                     .expect("stored")
@@ -665,7 +665,7 @@ async fn concurrent_groups_over_the_same_gateways_in_any_order_all_commit(store:
                 let store = store.clone();
                 tokio::spawn(async move {
                     let at = t0() + DAY_MS / 2;
-                    store.ingest(group.into(), at, day_of(at, OFFSET)).await
+                    store.ingest(group.into(), at, OFFSET).await
                 })
             })
             .collect();
@@ -1409,12 +1409,17 @@ async fn status_and_meta_are_kept_for_enrolled_gateways_only(store: Store) {
     );
     assert!(
         !store
-            .update_meta("stranger", meta.clone(), now)
+            .update_meta("stranger", meta.clone(), now, OFFSET)
             .await
             .unwrap()
     );
     assert!(store.update_status(&a, status.clone(), now).await.unwrap());
-    assert!(store.update_meta(&a, meta.clone(), now).await.unwrap());
+    assert!(
+        store
+            .update_meta(&a, meta.clone(), now, OFFSET)
+            .await
+            .unwrap()
+    );
     let (g, _) = gateway(&store, &a).await;
     assert_eq!(
         g.status,
@@ -2246,4 +2251,191 @@ async fn rules_are_created_while_the_ingest_stores_their_gateways_batches(store:
         ingest.await.unwrap();
     }
     assert_eq!(store.rules(&c).await.unwrap().len(), 102);
+}
+
+/// A catalogue of `DEVICE` whose points `(name, type, role)` carry those roles.
+fn catalogue(points: &[(&str, &str, Option<&str>)]) -> serde_json::Value {
+    let points: Vec<serde_json::Value> = points
+        .iter()
+        .map(|(name, data_type, role)| match role {
+            Some(role) => serde_json::json!({"name": name, "type": data_type, "role": role}),
+            None => serde_json::json!({"name": name, "type": data_type}),
+        })
+        .collect();
+    serde_json::json!({"devices": [{"name": DEVICE, "protocol": "modbus-tcp", "points": points}]})
+}
+
+/// The monitoring row of enterprise `serial`'s industry (the only enterprise of it in the
+/// test) on local day `day`, if it reported.
+async fn monitored(store: &Store, serial: u32, day: i64) -> Option<MonitoringRow> {
+    let industry = new_enterprise(serial, false).industry;
+    store
+        .monitoring(day, day)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.industry == industry)
+}
+
+/// A local midnight of the program's zone, two days ago.
+fn local_midnight() -> (i64, i64) {
+    let day = day_of(t0(), OFFSET) - 1;
+    (day, day * DAY_MS - i64::from(OFFSET) * MINUTE)
+}
+
+/// Counter resets, a gap over midnight, bad samples, a late batch (a backlog sent after
+/// live data) and a duplicate give the figures of the readings in order, hand-computed.
+async fn monitoring_counts_resets_gaps_and_late_batches_as_in_order(store: Store) {
+    let a = enrolled(&store, 191, false, &["a"]).await.remove(0);
+    let meta = catalogue(&[
+        ("run", "bool", Some("running")),
+        ("kwh", "f64", Some("energy_kwh")),
+        ("parts", "u32", Some("output_count")),
+        ("temp", "f32", None),
+    ]);
+    assert!(store.update_meta(&a, meta, t0(), OFFSET).await.unwrap());
+    let (day, midnight) = local_midnight();
+    let at = |minute: i64| midnight + minute * MINUTE;
+    // Running: true 0–10 min, false 10–40, true 40–60, read every 5 min.
+    let run = |minute: i64| sample("run", at(minute), Value::Bool(!(10..40).contains(&minute)));
+    let seq1 = vec![
+        run(0),
+        run(5),
+        run(10),
+        run(15),
+        run(20),
+        sample("kwh", at(0), Value::Float(100.0)),
+        sample("kwh", at(10), Value::Float(104.0)),
+        sample("kwh", at(20), Value::Float(110.0)),
+        sample("parts", at(0), Value::Int(500)),
+        sample("temp", at(0), Value::Float(21.5)),
+        Sample::good("press-2".into(), "temp".into(), at(1), Value::Float(20.0)),
+    ];
+    // The backlog: sent after seq 3.
+    let seq2 = vec![
+        run(25),
+        run(30),
+        run(35),
+        Sample::bad(DEVICE.into(), "run".into(), at(37), "timeout"),
+        sample("kwh", at(30), Value::Float(112.5)),
+        sample("kwh", at(40), Value::Float(115.0)),
+        Sample::bad(DEVICE.into(), "kwh".into(), at(50), "timeout"),
+        // The parts counter was reset between 0 and 30 min.
+        sample("parts", at(30), Value::Int(20)),
+    ];
+    let seq3 = vec![
+        run(40),
+        run(45),
+        run(50),
+        run(55),
+        run(60),
+        // The meter was swapped: it starts again from 0.
+        sample("kwh", at(60), Value::Float(2.0)),
+        sample("kwh", at(70), Value::Float(5.0)),
+        sample("parts", at(60), Value::Int(560)),
+        sample("parts", at(70), Value::Int(10)),
+    ];
+    // After 23 hours of silence, the next day.
+    let seq4 = vec![
+        run(24 * 60 + 30),
+        sample("kwh", at(24 * 60 + 30), Value::Float(9.0)),
+    ];
+    ingest(&store, vec![incoming(&a, 1, seq1)]).await;
+    ingest(&store, vec![incoming(&a, 3, seq3)]).await;
+    // Before the backlog: 20 → 40 min is a gap (unobserved), the counters jump.
+    let early = monitored(&store, 191, day).await.expect("reported");
+    assert_eq!(
+        (early.observed_ms, early.running_ms),
+        (40 * MINUTE, 30 * MINUTE)
+    );
+    assert_eq!(early.energy_kwh, 4.0 + 6.0 + 2.0 + 3.0);
+    assert_eq!(early.output, 60.0 + 10.0);
+    ingest(&store, vec![incoming(&a, 2, seq2.clone())]).await;
+    assert_eq!(
+        ingest(&store, vec![incoming(&a, 2, seq2), incoming(&a, 4, seq4)]).await,
+        [BatchOutcome::Duplicate, stored(2)]
+    );
+
+    let d = monitored(&store, 191, day).await.expect("reported");
+    assert_eq!((d.enterprises, d.not_sharing, d.machines), (1, 1, 2));
+    // 60 min observed, 30 of them running: a running rate of 0.5.
+    assert_eq!((d.observed_ms, d.running_ms), (60 * MINUTE, 30 * MINUTE));
+    // 100 → 104 → 110 → 112.5 → 115, swapped → 2 → 5.
+    assert_eq!(d.energy_kwh, 4.0 + 6.0 + 2.5 + 2.5 + 2.0 + 3.0);
+    // 500, reset → 20 → 560, reset → 10.
+    assert_eq!(d.output, 20.0 + 540.0 + 10.0);
+    // The increment over the gap counts on the day it was read.
+    let next = monitored(&store, 191, day + 1).await.expect("reported");
+    assert_eq!((next.machines, next.observed_ms), (1, 0));
+    assert_eq!((next.energy_kwh, next.output), (4.0, 0.0));
+    assert!(monitored(&store, 191, day + 2).await.is_none());
+}
+
+/// Samples stored before their gateway's catalogue count once it arrives; a role taken
+/// away takes its figures with it, and given back brings them back.
+async fn monitoring_follows_the_catalogue_that_arrives_after_the_samples(store: Store) {
+    let b = enrolled(&store, 192, false, &["b"]).await.remove(0);
+    let (day, midnight) = local_midnight();
+    let at = |minute: i64| midnight + minute * MINUTE;
+    let first = vec![
+        sample("run", at(0), Value::Bool(true)),
+        sample("run", at(5), Value::Bool(true)),
+        sample("run", at(10), Value::Bool(false)),
+        sample("run", at(15), Value::Bool(false)),
+        sample("kwh", at(0), Value::Float(50.0)),
+        sample("kwh", at(15), Value::Float(55.0)),
+    ];
+    ingest(&store, vec![incoming(&b, 1, first)]).await;
+    let before = monitored(&store, 192, day).await.expect("reported");
+    assert_eq!(
+        (before.machines, before.observed_ms, before.energy_kwh),
+        (1, 0, 0.0)
+    );
+
+    let both = catalogue(&[
+        ("run", "bool", Some("running")),
+        ("kwh", "f64", Some("energy_kwh")),
+    ]);
+    assert!(
+        store
+            .update_meta(&b, both.clone(), t0(), OFFSET)
+            .await
+            .unwrap()
+    );
+    let d = monitored(&store, 192, day).await.unwrap();
+    assert_eq!(
+        (d.observed_ms, d.running_ms, d.energy_kwh),
+        (15 * MINUTE, 10 * MINUTE, 5.0)
+    );
+    // The same catalogue again changes nothing; new samples follow on.
+    assert!(
+        store
+            .update_meta(&b, both.clone(), t0(), OFFSET)
+            .await
+            .unwrap()
+    );
+    let second = vec![
+        sample("run", at(20), Value::Bool(true)),
+        sample("kwh", at(20), Value::Float(60.0)),
+    ];
+    ingest(&store, vec![incoming(&b, 2, second)]).await;
+    let d = monitored(&store, 192, day).await.unwrap();
+    assert_eq!(
+        (d.observed_ms, d.running_ms, d.energy_kwh),
+        (20 * MINUTE, 10 * MINUTE, 10.0)
+    );
+
+    let run_only = catalogue(&[("run", "bool", Some("running")), ("kwh", "f64", None)]);
+    assert!(store.update_meta(&b, run_only, t0(), OFFSET).await.unwrap());
+    let d = monitored(&store, 192, day).await.unwrap();
+    assert_eq!(
+        (d.observed_ms, d.running_ms, d.energy_kwh),
+        (20 * MINUTE, 10 * MINUTE, 0.0)
+    );
+    assert!(store.update_meta(&b, both, t0(), OFFSET).await.unwrap());
+    let d = monitored(&store, 192, day).await.unwrap();
+    assert_eq!(
+        (d.observed_ms, d.energy_kwh, d.machines),
+        (20 * MINUTE, 10.0, 1)
+    );
 }

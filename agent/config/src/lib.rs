@@ -773,14 +773,10 @@ fn read_simulator(
         let signal = p
             .choice(dx, "signal", Signal::NAMES, |s| s.parse().ok())
             .map_or(Signal::default(), |s| s.value);
-        let numeric = !matches!(signal, Signal::Toggle);
+        let data_type = signal.data_type();
+        let numeric = data_type != "bool";
         let deadband_percent = read_deadband_percent(dx, &mut p, numeric);
         if let Some((name, rules)) = read_point_common(dx, &mut p, numeric) {
-            let data_type = match signal {
-                Signal::Toggle => "bool",
-                Signal::Counter => "i64",
-                _ => "f64",
-            };
             sim_points.push(SimPoint {
                 name: name.clone(),
                 signal,

@@ -14,7 +14,8 @@ use tokio::time::{MissedTickBehavior, interval, timeout};
 /// shutdown has fired; after that it is dropped so that shutdown is not held up.
 const SEND_GRACE: Duration = Duration::from_secs(1);
 
-/// One simulated point: its name (which also seeds its curve) and its signal.
+/// One simulated point: its name (which also seeds its curve, but for the machine signals,
+/// seeded by the device's name so that one device is one machine) and its signal.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimPoint {
     /// The point's name, unique within its device.
@@ -79,7 +80,11 @@ async fn run(device: SimulatorDevice, ctx: CollectorContext) {
         .map(|p| Seeded {
             name: Arc::clone(&p.name),
             signal: p.signal,
-            seed: seed_for(&p.name),
+            seed: seed_for(if p.signal.is_machine() {
+                &device.name
+            } else {
+                &p.name
+            }),
         })
         .collect();
     ctx.stats.connected.store(true, Ordering::Relaxed);

@@ -448,6 +448,9 @@ fn encode_registers(data_type: DataType, order: WordOrder, value: &Scalar<'_>, o
     }
 }
 
+/// The name that seeds the demo press's machine signals (running, energy, parts).
+pub const DEMO_MACHINE: &str = "press-1";
+
 /// The demo device's layout (all big-endian, any unit id; `config/demo.toml` mirrors it):
 ///
 /// | area | address | type | point | source |
@@ -455,14 +458,16 @@ fn encode_registers(data_type: DataType, order: WordOrder, value: &Scalar<'_>, o
 /// | holding | 0–1 | f32 | `temperature` | Sine, °C, 20–25 |
 /// | holding | 2–3 | f32 | `pressure` | RandomWalk × 0.1, bar, 4–6 |
 /// | holding | 4 | u16 | `spindle_speed` | Ramp × 30, rpm, 0–3000 |
-/// | holding | 10–11 | u32 | `parts_made` | Counter: parts made since the plant's midnight |
+/// | holding | 10–11 | u32 | `parts_made` | Output (machine `press-1`): parts made, counting while it runs |
+/// | holding | 12–13 | u32 | `energy` | Energy (machine `press-1`) × 100: its meter in 0.01 kWh |
 /// | holding | 20–23 | string (4 registers) | `recipe` | `"AX-7"`, NUL-padded |
 /// | input | 0 | i16 | `motor_current` | RandomWalk × 3: 120–180, i.e. 12.0–18.0 A at scale 0.1 |
 /// | coil | 0 | bool | `door_open` | Toggle |
-/// | coil | 1 | bool | `running` | Toggle |
+/// | coil | 1 | bool | `running` | Running (machine `press-1`): mostly running, with stops |
 /// | discrete | 0 | bool | `alarm` | Pulse: true 1 s in every 60 s |
 ///
-/// Each signal is seeded by its point's name.
+/// Each signal is seeded by its point's name, but for the machine signals, seeded by
+/// [`DEMO_MACHINE`] so that the meter and the counter follow the run state.
 pub fn demo_register_map() -> RegisterMap {
     let mappings = [
         Mapping::new(
@@ -491,7 +496,14 @@ pub fn demo_register_map() -> RegisterMap {
             Area::Holding,
             10,
             DataType::U32,
-            Source::signal(Signal::Counter, "parts_made"),
+            Source::signal(Signal::Output, DEMO_MACHINE),
+        ),
+        Mapping::new(
+            "energy",
+            Area::Holding,
+            12,
+            DataType::U32,
+            Source::scaled(Signal::Energy, DEMO_MACHINE, 100.0, 0.0),
         ),
         Mapping::new(
             "recipe",
@@ -519,7 +531,7 @@ pub fn demo_register_map() -> RegisterMap {
             Area::Coil,
             1,
             DataType::Bool,
-            Source::signal(Signal::Toggle, "running"),
+            Source::signal(Signal::Running, DEMO_MACHINE),
         ),
         Mapping::new(
             "alarm",
@@ -606,6 +618,7 @@ mod tests {
                 "pressure",
                 "spindle_speed",
                 "parts_made",
+                "energy",
                 "recipe",
                 "motor_current",
                 "door_open",

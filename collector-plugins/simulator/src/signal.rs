@@ -32,11 +32,25 @@ pub enum Signal {
     /// `[40, 60]`, rounded to 0.01. It is not a stateful random walk: being a pure
     /// function of time keeps it deterministic and lets any instant be computed alone.
     RandomWalk,
+    /// A machine's run state, mostly running with stops: the plant's day is cut into
+    /// 20-minute slots, 2 in 5 of which (chosen by the seed, the same every day) hold one
+    /// stop of 2 to 8 minutes; a `Bool`, true about 90 % of the time. The machine signals
+    /// ([`Signal::is_machine`]) of one seed describe one machine.
+    Running,
+    /// The machine's active-energy meter, kWh since the plant's midnight starting
+    /// 2024-01-01 ([`MACHINE_EPOCH_MS`]): `P/10` kW all the time and `P` kW more while it
+    /// runs, `P` from 20 to 40 chosen by the seed; a `Float` rounded to 0.01 that never
+    /// goes down.
+    Energy,
+    /// The machine's parts counter since [`MACHINE_EPOCH_MS`]: one part every `C` seconds
+    /// of running, `C = 4 + seed mod 9`; an `Int` that never goes down and stands still
+    /// while the machine stops.
+    Output,
 }
 
 impl Signal {
     /// The configuration names of all signals, for error messages.
-    pub const NAMES: &str = "sine, ramp, counter, toggle, random-walk";
+    pub const NAMES: &str = "sine, ramp, counter, toggle, random-walk, running, energy, output";
 
     /// The signal's configuration name.
     pub fn as_str(self) -> &'static str {
@@ -46,7 +60,25 @@ impl Signal {
             Signal::Counter => "counter",
             Signal::Toggle => "toggle",
             Signal::RandomWalk => "random-walk",
+            Signal::Running => "running",
+            Signal::Energy => "energy",
+            Signal::Output => "output",
         }
+    }
+
+    /// The type of its values as the catalogue names it: `bool`, `i64` or `f64`.
+    pub fn data_type(self) -> &'static str {
+        match self {
+            Signal::Toggle | Signal::Running => "bool",
+            Signal::Counter | Signal::Output => "i64",
+            Signal::Sine | Signal::Ramp | Signal::RandomWalk | Signal::Energy => "f64",
+        }
+    }
+
+    /// True for the signals of one machine (running, energy, output): a simulated device
+    /// seeds them with its own name, so that its meter and counter follow its run state.
+    pub fn is_machine(self) -> bool {
+        matches!(self, Signal::Running | Signal::Energy | Signal::Output)
     }
 
     /// The value at `t_ms` (ms since the Unix epoch) of the curve chosen by `seed`; the
@@ -55,7 +87,9 @@ impl Signal {
         match self {
             Signal::Counter => Value::Int(counter(seed, t_ms)),
             Signal::Toggle => Value::Bool(toggle(seed, t_ms)),
-            Signal::Sine | Signal::Ramp | Signal::RandomWalk => {
+            Signal::Running => Value::Bool(running(seed, t_ms)),
+            Signal::Output => Value::Int(output(seed, t_ms)),
+            Signal::Sine | Signal::Ramp | Signal::RandomWalk | Signal::Energy => {
                 Value::Float(self.number(seed, t_ms))
             }
         }
@@ -78,6 +112,14 @@ impl Signal {
             }
             Signal::Counter => counter(seed, t_ms) as f64,
             Signal::Toggle => f64::from(u8::from(toggle(seed, t_ms))),
+            Signal::Running => f64::from(u8::from(running(seed, t_ms))),
+            Signal::Output => output(seed, t_ms) as f64,
+            Signal::Energy => {
+                let run_kw = 20.0 + span(seed, 7, 21) as f64;
+                let since = t_ms.saturating_sub(MACHINE_EPOCH_MS).max(0);
+                let kwh = |ms: i64, kw: f64| ms as f64 / 3_600_000.0 * kw;
+                round2(kwh(since, run_kw / 10.0) + kwh(running_ms(seed, t_ms), run_kw))
+            }
             Signal::RandomWalk => {
                 let part = |base_ms: i64, weight: f64, stream: u64| {
                     let period = base_ms + span(seed, stream, base_ms);
@@ -101,6 +143,55 @@ fn counter(seed: u64, t_ms: i64) -> i64 {
     // `seed % 9` is below 9, so the cast is exact.
     let cycle_ms = (4 + (seed % 9) as i64) * 1000;
     t_ms.saturating_add(PLANT_UTC_OFFSET_MS).rem_euclid(DAY_MS) / cycle_ms
+}
+
+/// When the machine signals start counting: 2024-01-01 00:00 in the plant's zone.
+pub const MACHINE_EPOCH_MS: i64 = 1_704_067_200_000 - PLANT_UTC_OFFSET_MS;
+/// A machine's day is cut into slots of this length, each with one stop at most (whole
+/// minutes, starting on a whole minute).
+const SLOT_MS: i64 = 20 * 60_000;
+
+/// The stop in slot `slot` of a machine's day: (start within the slot, length), if any.
+fn stop(seed: u64, slot: i64) -> Option<(i64, i64)> {
+    let stream = 100 + 3 * slot.unsigned_abs();
+    if fraction(seed, stream) >= 0.4 {
+        return None;
+    }
+    let minutes = 2 + span(seed, stream + 1, 7);
+    let start = span(seed, stream + 2, SLOT_MS / 60_000 - minutes + 1);
+    Some((start * 60_000, minutes * 60_000))
+}
+
+/// Stopped time of slot `slot` before `into` ms of it.
+fn stopped(seed: u64, slot: i64, into: i64) -> i64 {
+    stop(seed, slot).map_or(0, |(start, length)| (into - start).clamp(0, length))
+}
+
+fn running(seed: u64, t_ms: i64) -> bool {
+    const DAY_MS: i64 = 86_400_000;
+    let in_day = t_ms.saturating_add(PLANT_UTC_OFFSET_MS).rem_euclid(DAY_MS);
+    let into = in_day % SLOT_MS;
+    stop(seed, in_day / SLOT_MS)
+        .is_none_or(|(start, length)| into < start || into >= start + length)
+}
+
+/// Running time from [`MACHINE_EPOCH_MS`] to `t_ms` (0 before it).
+fn running_ms(seed: u64, t_ms: i64) -> i64 {
+    const DAY_MS: i64 = 86_400_000;
+    let since = t_ms.saturating_sub(MACHINE_EPOCH_MS).max(0);
+    let (days, in_day) = (since / DAY_MS, since % DAY_MS);
+    let slot = in_day / SLOT_MS;
+    let per_day: i64 = (0..DAY_MS / SLOT_MS)
+        .map(|s| stopped(seed, s, SLOT_MS))
+        .sum();
+    let today: i64 = (0..slot).map(|s| stopped(seed, s, SLOT_MS)).sum::<i64>()
+        + stopped(seed, slot, in_day % SLOT_MS);
+    since - days * per_day - today
+}
+
+fn output(seed: u64, t_ms: i64) -> i64 {
+    // `seed % 9` is below 9, so the cast is exact.
+    running_ms(seed, t_ms) / ((4 + (seed % 9) as i64) * 1000)
 }
 
 fn toggle(seed: u64, t_ms: i64) -> bool {
@@ -133,6 +224,9 @@ impl FromStr for Signal {
             "counter" => Ok(Signal::Counter),
             "toggle" => Ok(Signal::Toggle),
             "random-walk" => Ok(Signal::RandomWalk),
+            "running" => Ok(Signal::Running),
+            "energy" => Ok(Signal::Energy),
+            "output" => Ok(Signal::Output),
             other => Err(UnknownSignal(other.to_owned())),
         }
     }
@@ -178,12 +272,15 @@ fn round2(v: f64) -> f64 {
 mod tests {
     use super::*;
 
-    const ALL: [Signal; 5] = [
+    const ALL: [Signal; 8] = [
         Signal::Sine,
         Signal::Ramp,
         Signal::Counter,
         Signal::Toggle,
         Signal::RandomWalk,
+        Signal::Running,
+        Signal::Energy,
+        Signal::Output,
     ];
     // 2025-12-01T00:00:00Z.
     const DAY_START: i64 = 1_764_547_200_000;
@@ -198,6 +295,20 @@ mod tests {
         assert_eq!(Signal::default(), Signal::Sine);
         let err = "square".parse::<Signal>().unwrap_err();
         assert!(err.to_string().contains("random-walk"), "{err}");
+    }
+
+    #[test]
+    fn values_have_the_signals_data_type() {
+        for signal in ALL {
+            let value = signal.value(seed_for("x"), DAY_START);
+            let kind = match value {
+                Value::Bool(_) => "bool",
+                Value::Int(_) => "i64",
+                Value::Float(_) => "f64",
+                other => panic!("{signal}: {other:?}"),
+            };
+            assert_eq!(kind, signal.data_type(), "{signal}");
+        }
     }
 
     #[test]
@@ -321,6 +432,51 @@ mod tests {
             for gap in flips.windows(2) {
                 assert_eq!((gap[1] - gap[0]) as i64, half_period, "{name}");
             }
+        }
+    }
+
+    #[test]
+    fn a_machine_runs_with_stops_and_its_counters_follow_it() {
+        for name in ["press-1", "line-2", "a"] {
+            let seed = seed_for(name);
+            let (mut runs, mut last_kwh, mut last_parts) = (0, 0.0, 0);
+            let (mut stops, mut was_running) = (0, true);
+            for s in 0..DAY_MS / 1000 {
+                let t = DAY_START + s * 1000;
+                let on = Signal::Running.value(seed, t) == Value::Bool(true);
+                let Value::Float(kwh) = Signal::Energy.value(seed, t) else {
+                    panic!("energy is a float");
+                };
+                let Value::Int(parts) = Signal::Output.value(seed, t) else {
+                    panic!("output is an int");
+                };
+                if s > 0 {
+                    assert!(kwh >= last_kwh && parts >= last_parts, "{name} at {s} s");
+                    // Standing still while stopped; a part every 4 to 12 s while running.
+                    if !was_running {
+                        assert_eq!(parts, last_parts, "{name} at {s} s");
+                    }
+                    assert!(parts - last_parts <= 1, "{name} at {s} s");
+                }
+                runs += i64::from(on);
+                stops += i64::from(was_running && !on);
+                (last_kwh, last_parts, was_running) = (kwh, parts, on);
+            }
+            let share = runs as f64 / (DAY_MS / 1000) as f64;
+            assert!((0.8..0.97).contains(&share), "{name}: runs {share}");
+            assert!(stops >= 10, "{name}: {stops} stops");
+            // Beyond two years of counting: believable meter and counter readings.
+            assert!(
+                (100_000.0..2_000_000.0).contains(&last_kwh),
+                "{name}: {last_kwh}"
+            );
+            assert!(last_parts > 1_000_000, "{name}: {last_parts}");
+            // The first day counts from zero.
+            assert_eq!(Signal::Output.value(seed, MACHINE_EPOCH_MS), Value::Int(0));
+            assert_eq!(
+                Signal::Energy.value(seed, MACHINE_EPOCH_MS - 1),
+                Value::Float(0.0)
+            );
         }
     }
 

@@ -1,6 +1,6 @@
 use fieldlink_collector_api::{Area, DataType};
 use fieldlink_simulator::modbus_device::{
-    MapError, Mapping, RegisterMap, Source, demo_register_map, serve,
+    DEMO_MACHINE, MapError, Mapping, RegisterMap, Source, demo_register_map, serve,
 };
 use fieldlink_simulator::{Signal, seed_for};
 use fieldlink_wire::Value;
@@ -78,14 +78,18 @@ async fn demo_device_values_decode_as_the_map_says() {
         (number(Signal::Ramp, "spindle_speed", T) * 30.0).round()
     );
 
-    let parts = within(client.read_holding_registers(10, 2))
+    let press = within(client.read_holding_registers(10, 4))
         .await
         .expect("transport")
         .expect("no exception");
-    let parts = (u32::from(parts[0]) << 16) | u32::from(parts[1]);
+    let u32_of = |w: &[u16]| (u32::from(w[0]) << 16) | u32::from(w[1]);
     assert_eq!(
-        Value::Int(i64::from(parts)),
-        Signal::Counter.value(seed_for("parts_made"), T)
+        Value::Int(i64::from(u32_of(&press[0..2]))),
+        Signal::Output.value(seed_for(DEMO_MACHINE), T)
+    );
+    assert_eq!(
+        f64::from(u32_of(&press[2..4])),
+        (number(Signal::Energy, DEMO_MACHINE, T) * 100.0).round()
     );
 
     let recipe = within(client.read_holding_registers(20, 4))
@@ -112,7 +116,7 @@ async fn demo_device_values_decode_as_the_map_says() {
         coils[..2],
         [
             Signal::Toggle.value(seed_for("door_open"), T) == Value::Bool(true),
-            Signal::Toggle.value(seed_for("running"), T) == Value::Bool(true),
+            Signal::Running.value(seed_for(DEMO_MACHINE), T) == Value::Bool(true),
         ]
     );
 

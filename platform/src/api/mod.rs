@@ -48,6 +48,7 @@
 //! | `GET /api/v1/stats/ingest` | bureau | the ingest's counters, the open gaps |
 //! | `GET /api/v1/stats/integrators` | bureau, district (its district) | the integrators' ranking (CSV likewise) |
 //! | `GET /api/v1/stats/program` | bureau, district (its district) | every target of the plan with its progress ([`crate::program`]; CSV likewise) |
+//! | `GET /api/v1/stats/monitoring?by=industry\|district&days=N` | bureau, district (its district) | the industry monitoring per group and day, withheld below 3 enterprises unless all share (CSV likewise) |
 //!
 //! The request's state, errors, authentication and the shared views are in [`crate::http`];
 //! the server merges these routes with the web UI's (`crate::server`).
@@ -59,6 +60,7 @@ mod enterprises;
 mod format;
 mod gateways;
 mod integrators;
+mod monitoring;
 mod program;
 mod stats;
 mod templates;
@@ -82,7 +84,7 @@ use axum::routing::{get, post, put};
 use std::sync::Arc;
 
 /// Every route the API serves, for tests that must walk them all.
-pub const ROUTES: [&str; 35] = [
+pub const ROUTES: [&str; 36] = [
     "/healthz",
     "/api/v1/enterprises",
     "/api/v1/enterprises/import",
@@ -118,6 +120,7 @@ pub const ROUTES: [&str; 35] = [
     "/api/v1/stats/integrators",
     "/api/v1/enterprises/{credit_code}/maturity",
     "/api/v1/stats/program",
+    "/api/v1/stats/monitoring",
 ];
 
 /// The API's routes (the server adds the UI's, the body limit and the fallback).
@@ -209,4 +212,5 @@ pub fn router() -> Router<Arc<AppState>> {
             put(enterprises::record_maturity),
         )
         .route("/api/v1/stats/program", get(program::program))
+        .route("/api/v1/stats/monitoring", get(monitoring::monitoring))
 }

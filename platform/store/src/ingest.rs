@@ -9,16 +9,19 @@
 //! 4. the group's gateways are locked in id order, and each new batch moves its gateway's
 //!    highest `seq` in arrival order: a jump opens a gap (less the gateway's crash windows),
 //!    a late batch splits the gap that holds it;
-//! 5. per-minute aggregates and each point's newest sample, then the alarm rules of the
-//!    group's gateways on its new samples ([`crate::alarms::evaluate_samples`]);
-//! 6. the gateways' counters, then (in credit-code order) their enterprises' on-cloud times
-//!    and active day.
+//! 5. per-minute aggregates and each point's newest sample, the machines' monitoring days
+//!    ([`crate::monitoring::record`]), then the alarm rules of the group's gateways on its
+//!    new samples ([`crate::alarms::evaluate_samples`]);
+//! 6. the gateways' counters, then (in credit-code order) their enterprises' on-cloud times,
+//!    active day and monitoring days.
 
 use crate::alarms::{self, AlarmTx};
 use crate::columns::{
     MINUTE_MS, MinuteAggregate, SeqStep, hull, numeric, seq_step, split_gap, subtract_ranges,
 };
+use crate::monitoring::{self, GroupGateway, MonitorTx};
 use crate::{BatchOutcome, IncomingBatch, StoreError};
+use fieldlink_platform_core::clock::day_of;
 use fieldlink_wire::Sample;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -32,6 +35,8 @@ pub(crate) struct LockedGateway {
     pub credit_code: String,
     /// The highest `seq` stored before this group.
     pub max_seq: Option<i64>,
+    /// The version of its points' roles ([`crate::monitoring`]).
+    pub roles_version: i64,
 }
 
 /// A gateway's share of the group: its enterprise, its new highest `seq`, and how many
@@ -46,6 +51,8 @@ pub(crate) struct GatewayTally {
     pub batches: i64,
     /// Samples the group stored.
     pub samples: i64,
+    /// The version of its points' roles.
+    pub roles_version: i64,
 }
 
 /// An open gap's row.
@@ -96,10 +103,14 @@ pub(crate) trait IngestTx {
     type Gaps: GapTx;
     /// The alarm statements of the same transaction.
     type Alarms: AlarmTx;
+    /// The monitoring statements of the same transaction.
+    type Monitor: MonitorTx;
     /// The gap statements, in the same transaction.
     fn gaps(&mut self) -> &mut Self::Gaps;
     /// The alarm statements, in the same transaction.
     fn alarms(&mut self) -> &mut Self::Alarms;
+    /// The monitoring statements, in the same transaction.
+    fn monitor(&mut self) -> &mut Self::Monitor;
     /// The enrolled gateways among `ids`.
     async fn enrolled(&mut self, ids: &[&str]) -> Result<HashSet<String>, StoreError>;
     /// Inserts the dedup rows `(gateway, seq, samples)` (in key order); the keys that were
@@ -166,12 +177,13 @@ impl Arrival {
     }
 }
 
-/// Stores `batches` with `tx`'s statements; one outcome per batch, in order.
+/// Stores `batches` with `tx`'s statements; one outcome per batch, in order. Days (the
+/// enterprises' active day, the monitoring's) are local to `utc_offset_minutes`.
 pub(crate) async fn store_group<T: IngestTx>(
     tx: &mut T,
     batches: &[IncomingBatch],
     received_at: i64,
-    day: i64,
+    utc_offset_minutes: i32,
 ) -> Result<Vec<BatchOutcome>, StoreError> {
     // 1. The enrolled gateways (rows are never deleted; locked only in step 4).
     let enrolled = tx.enrolled(&gateway_ids(batches.iter())).await?;
@@ -231,6 +243,7 @@ pub(crate) async fn store_group<T: IngestTx>(
                 max_seq: row.max_seq,
                 batches: 0,
                 samples: 0,
+                roles_version: row.roles_version,
             };
             (id, tally)
         })
@@ -291,6 +304,24 @@ pub(crate) async fn store_group<T: IngestTx>(
     }
     tx.upsert_minutes(&minutes).await?;
     tx.update_latest(&newest).await?;
+    let group_gateways = tallies
+        .iter()
+        .map(|(id, t)| {
+            let gateway = GroupGateway {
+                credit_code: &t.credit_code,
+                roles_version: t.roles_version,
+            };
+            (id.as_str(), gateway)
+        })
+        .collect();
+    let enterprise_days = monitoring::record(
+        tx.monitor(),
+        &stored,
+        &samples,
+        &group_gateways,
+        utc_offset_minutes,
+    )
+    .await?;
     let by_gateway: Vec<(&str, &Sample)> = stored
         .iter()
         .flat_map(|b| b.samples.iter().map(|s| (b.gateway.as_str(), s)))
@@ -303,7 +334,9 @@ pub(crate) async fn store_group<T: IngestTx>(
     tx.update_gateways(&tallies, received_at).await?;
     let codes: BTreeSet<&str> = tallies.values().map(|t| t.credit_code.as_str()).collect();
     let codes: Vec<&str> = codes.into_iter().collect();
-    tx.update_enterprises(&codes, received_at, day).await?;
+    tx.update_enterprises(&codes, received_at, day_of(received_at, utc_offset_minutes))
+        .await?;
+    tx.monitor().add_enterprise_days(&enterprise_days).await?;
     Ok(outcomes)
 }
 

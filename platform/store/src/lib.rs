@@ -29,6 +29,7 @@ mod database;
 mod enroll;
 mod ingest;
 mod integrators;
+mod monitoring;
 mod numbering;
 pub mod postgres;
 mod profile;
@@ -41,6 +42,7 @@ pub use accounts::{NewApiToken, NewSession, SessionRow};
 pub use configs::{ConfigToPublish, ConfigVersion, NewConfig};
 pub use database::{Database, DatabaseUrlError, redact_password};
 pub use integrators::{AssignOutcome, Assignment, Integrator, NewIntegrator};
+pub use monitoring::{MAX_GAP_MS, MonitoringRow};
 pub use numbering::WindowNumbering;
 pub use profile::{Assessment, Maturity, NewAssessment};
 
@@ -593,14 +595,15 @@ impl Store {
         dispatch!(self, s => s.password_hash(gateway.to_owned()).await)
     }
 
-    /// Stores a group of batches in one transaction; one outcome per batch, in order.
+    /// Stores a group of batches in one transaction, with their monitoring figures; one
+    /// outcome per batch, in order. Days are local to `utc_offset_minutes` (east of UTC).
     pub async fn ingest(
         &self,
         batches: Arc<[IncomingBatch]>,
         received_at: i64,
-        day: i64,
+        utc_offset_minutes: i32,
     ) -> Result<Vec<BatchOutcome>, StoreError> {
-        dispatch!(self, s => s.ingest(batches, received_at, day).await)
+        dispatch!(self, s => s.ingest(batches, received_at, utc_offset_minutes).await)
     }
 
     /// Records a gateway's retained status; false if the gateway is not enrolled.
@@ -668,14 +671,28 @@ impl Store {
             .collect())
     }
 
-    /// Records a gateway's retained catalogue; false if the gateway is not enrolled.
+    /// Records a gateway's retained catalogue and gives its points the catalogue's roles
+    /// (a point whose role changes has its stored samples processed again for monitoring,
+    /// on days local to `utc_offset_minutes`); false if the gateway is not enrolled.
     pub async fn update_meta(
         &self,
         gateway: &str,
         meta: serde_json::Value,
         received_at: i64,
+        utc_offset_minutes: i32,
     ) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.update_meta(gateway.to_owned(), meta, received_at).await)
+        dispatch!(self, s => s.update_meta(gateway.to_owned(), meta, received_at, utc_offset_minutes).await)
+    }
+
+    /// The monitoring figures of the local days `from_day..=to_day`, per industry, district
+    /// and day, over the enterprises that reported (at most one row read per enterprise and
+    /// day).
+    pub async fn monitoring(
+        &self,
+        from_day: i64,
+        to_day: i64,
+    ) -> Result<Vec<MonitoringRow>, StoreError> {
+        dispatch!(self, s => s.monitoring(from_day, to_day).await)
     }
 
     /// Deletes samples read before `samples_before`, and dedup rows received and gaps

@@ -3,9 +3,11 @@
 //! are [`crate::ingest`]'s).
 
 use super::alarms::PostgresAlarms;
+use super::monitoring::PostgresMonitor;
 use super::{CachedPoint, PostgresStore};
 use crate::columns::{MinuteAggregate, kind_of, quality_columns};
 use crate::ingest::{self, GapRow, GapTx, GatewayTally, IngestTx, LockedGateway, PointKey};
+use crate::monitoring;
 use crate::rows::{self};
 use crate::{AckRows, BatchOutcome, CrashWindow, IncomingBatch, StoreError};
 use fieldlink_wire::{Sample, Status, Value};
@@ -17,7 +19,7 @@ impl PostgresStore {
         &self,
         batches: Arc<[IncomingBatch]>,
         received_at: i64,
-        day: i64,
+        utc_offset_minutes: i32,
     ) -> Result<Vec<BatchOutcome>, StoreError> {
         self.create_partitions_for(&batches, received_at).await;
         let batches = &batches;
@@ -29,10 +31,15 @@ impl PostgresStore {
                     tx: &tx,
                     gaps: PostgresGaps(&tx),
                     alarms: PostgresAlarms(&tx),
+                    monitor: PostgresMonitor {
+                        store: self,
+                        tx: &tx,
+                    },
                     learned: Vec::new(),
                 };
                 let outcomes =
-                    ingest::store_group(&mut statements, batches, received_at, day).await?;
+                    ingest::store_group(&mut statements, batches, received_at, utc_offset_minutes)
+                        .await?;
                 let learned = statements.learned;
                 tx.commit().await?;
                 Ok((outcomes, learned))
@@ -270,16 +277,58 @@ impl PostgresStore {
         gateway: String,
         meta: serde_json::Value,
         received_at: i64,
+        utc_offset_minutes: i32,
     ) -> Result<bool, StoreError> {
         let json = meta.to_string();
-        let client = self.client().await?;
-        let changed = client
-            .execute(
-                "UPDATE gateways SET meta = $2, meta_at = $3 WHERE id = $1",
-                &[&gateway, &json, &received_at],
+        let roles = monitoring::roles_in(&meta);
+        let (gateway, json, meta) = (&gateway, &json, &meta);
+        let device: Vec<&str> = roles.keys().map(|(d, _)| d.as_str()).collect();
+        let point: Vec<&str> = roles.keys().map(|(_, p)| p.as_str()).collect();
+        let (device, point) = (&device, &point);
+        self.retrying("store a catalogue", |mut client| async move {
+            let tx = client.transaction().await?;
+            // The role points first, as the ingest creates points before its locks.
+            let create = tx
+                .prepare_cached(
+                    "INSERT INTO points (gateway, device, point)
+                     SELECT $1, d, p FROM unnest($2::text[], $3::text[]) AS u(d, p)
+                     WHERE EXISTS (SELECT 1 FROM gateways WHERE id = $1)
+                     ORDER BY d, p ON CONFLICT DO NOTHING",
+                )
+                .await?;
+            tx.execute(&create, &[gateway, device, point]).await?;
+            // Then the gateway's lock and its enterprise's, in the ingest's lock order.
+            let Some(row) = tx
+                .query_opt(
+                    "UPDATE gateways SET meta = $2, meta_at = $3 WHERE id = $1 RETURNING credit_code",
+                    &[gateway, json, &received_at],
+                )
+                .await?
+            else {
+                return Ok(false);
+            };
+            let credit_code: String = row.try_get(0)?;
+            tx.execute(
+                "SELECT 1 FROM enterprises WHERE credit_code = $1 FOR UPDATE",
+                &[&credit_code],
             )
             .await?;
-        Ok(changed > 0)
+            let mut statements = PostgresMonitor {
+                store: self,
+                tx: &tx,
+            };
+            monitoring::change_roles(
+                &mut statements,
+                gateway,
+                &credit_code,
+                meta,
+                utc_offset_minutes,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
     }
 }
 
@@ -423,13 +472,19 @@ struct PostgresIngest<'s, 't, 'c> {
     tx: &'t deadpool_postgres::Transaction<'c>,
     gaps: PostgresGaps<'t, 'c>,
     alarms: PostgresAlarms<'t, 'c>,
+    monitor: PostgresMonitor<'s, 't, 'c>,
     /// Point ids found or created by this transaction, cached once it commits.
     learned: Vec<(CachedPoint, i64)>,
 }
 
-impl<'t, 'c> IngestTx for PostgresIngest<'_, 't, 'c> {
+impl<'s, 't, 'c> IngestTx for PostgresIngest<'s, 't, 'c> {
     type Gaps = PostgresGaps<'t, 'c>;
     type Alarms = PostgresAlarms<'t, 'c>;
+    type Monitor = PostgresMonitor<'s, 't, 'c>;
+
+    fn monitor(&mut self) -> &mut PostgresMonitor<'s, 't, 'c> {
+        &mut self.monitor
+    }
 
     fn gaps(&mut self) -> &mut PostgresGaps<'t, 'c> {
         &mut self.gaps
@@ -513,7 +568,8 @@ impl<'t, 'c> IngestTx for PostgresIngest<'_, 't, 'c> {
         let lock = self
             .tx
             .prepare_cached(
-                "SELECT id, credit_code, max_seq FROM gateways WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                "SELECT id, credit_code, max_seq, roles_version FROM gateways WHERE id = ANY($1)
+                 ORDER BY id FOR UPDATE",
             )
             .await?;
         Ok(self
@@ -525,6 +581,7 @@ impl<'t, 'c> IngestTx for PostgresIngest<'_, 't, 'c> {
                 let row = LockedGateway {
                     credit_code: r.get(1),
                     max_seq: r.get(2),
+                    roles_version: r.get(3),
                 };
                 (r.get(0), row)
             })

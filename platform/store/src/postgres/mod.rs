@@ -21,13 +21,16 @@
 //!   window touch only its days, and pruning drops whole days. Samples whose day is far
 //!   from today (a gateway clock years off) go to the default partition instead of making
 //!   a partition each.
-//! - The only process memory is a cache of point ids (immutable once created) and the set
-//!   of partitions known to exist, both safe to lose.
+//! - The only process memory is a cache of point ids (immutable once created), the set
+//!   of partitions known to exist, and each gateway's role points by the `roles_version`
+//!   they were read at (used only by a transaction that read that version under the
+//!   gateway's lock), all safe to lose.
 
 use crate::StoreError;
 use crate::columns::{
     KIND_BOOL, KIND_FLOAT, KIND_INT, KIND_NONE, KIND_TEXT, KIND_UINT, parse_uint,
 };
+use crate::monitoring::RoleCache;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use fieldlink_wire::Value;
 use std::collections::{BTreeSet, HashMap};
@@ -47,6 +50,7 @@ mod alarms;
 mod batches;
 mod configs;
 mod integrators;
+mod monitoring;
 mod profile;
 mod reads;
 mod registry;
@@ -92,6 +96,9 @@ struct Caches {
     points: Mutex<PointIds>,
     /// Days whose sample partition exists.
     partitions: Mutex<BTreeSet<i64>>,
+    /// Each gateway's role points as of a `roles_version` (what that version's roles were
+    /// stays true; a transaction uses them only when it read that version).
+    roles: Mutex<RoleCache>,
 }
 
 impl PostgresStore {
@@ -132,6 +139,7 @@ impl PostgresStore {
             inner: Arc::new(Caches {
                 points: Mutex::new(HashMap::new()),
                 partitions: Mutex::new(BTreeSet::new()),
+                roles: Mutex::new(HashMap::new()),
             }),
         };
         let existing = store.partition_days().await?;
@@ -152,6 +160,13 @@ impl PostgresStore {
     fn partitions(&self) -> std::sync::MutexGuard<'_, BTreeSet<i64>> {
         self.inner
             .partitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn roles(&self) -> std::sync::MutexGuard<'_, RoleCache> {
+        self.inner
+            .roles
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }

@@ -2,9 +2,11 @@
 //! acks need: the statements (the decisions are [`crate::ingest`]'s).
 
 use super::alarms::SqliteAlarms;
+use super::monitoring::SqliteMonitor;
 use super::{PointIds, SqliteStore, Writer, all, first, value_columns, write_tx};
 use crate::columns::{MinuteAggregate, quality_columns};
 use crate::ingest::{self, GapRow, GapTx, GatewayTally, IngestTx, LockedGateway, PointKey};
+use crate::monitoring;
 use crate::ready::run_ready;
 use crate::rows::{self};
 use crate::{AckRows, BatchOutcome, CrashWindow, IncomingBatch, StoreError};
@@ -18,22 +20,27 @@ impl SqliteStore {
         &self,
         batches: Arc<[IncomingBatch]>,
         received_at: i64,
-        day: i64,
+        utc_offset_minutes: i32,
     ) -> Result<Vec<BatchOutcome>, StoreError> {
         self.write(move |w| {
-            let Writer { conn, points } = w;
+            let Writer {
+                conn,
+                points,
+                roles,
+            } = w;
             let result = write_tx(conn).map_err(StoreError::from).and_then(|tx| {
                 let mut statements = SqliteIngest {
                     tx: &tx,
                     gaps: SqliteGaps(&tx),
                     alarms: SqliteAlarms(&tx),
+                    monitor: SqliteMonitor { tx: &tx, roles },
                     points,
                 };
                 let outcomes = run_ready(ingest::store_group(
                     &mut statements,
                     &batches,
                     received_at,
-                    day,
+                    utc_offset_minutes,
                 ))?;
                 tx.commit()?;
                 Ok(outcomes)
@@ -162,14 +169,31 @@ impl SqliteStore {
         gateway: String,
         meta: serde_json::Value,
         received_at: i64,
+        utc_offset_minutes: i32,
     ) -> Result<bool, StoreError> {
         let json = meta.to_string();
         self.write(move |w| {
-            let changed = w
-                .conn
-                .prepare_cached("UPDATE gateways SET meta = ?2, meta_at = ?3 WHERE id = ?1")?
-                .execute(params![gateway, json, received_at])?;
-            Ok(changed > 0)
+            let Writer { conn, roles, .. } = w;
+            let tx = write_tx(conn)?;
+            let credit_code: Option<String> = tx
+                .prepare_cached(
+                    "UPDATE gateways SET meta = ?2, meta_at = ?3 WHERE id = ?1 RETURNING credit_code",
+                )?
+                .query_row(params![gateway, json, received_at], |r| r.get(0))
+                .optional()?;
+            let Some(credit_code) = credit_code else {
+                return Ok(false);
+            };
+            let mut statements = SqliteMonitor { tx: &tx, roles };
+            run_ready(monitoring::change_roles(
+                &mut statements,
+                &gateway,
+                &credit_code,
+                &meta,
+                utc_offset_minutes,
+            ))?;
+            tx.commit()?;
+            Ok(true)
         })
         .await
     }
@@ -259,12 +283,18 @@ struct SqliteIngest<'t> {
     tx: &'t Transaction<'t>,
     gaps: SqliteGaps<'t>,
     alarms: SqliteAlarms<'t>,
+    monitor: SqliteMonitor<'t>,
     points: &'t mut PointIds,
 }
 
 impl<'t> IngestTx for SqliteIngest<'t> {
     type Gaps = SqliteGaps<'t>;
     type Alarms = SqliteAlarms<'t>;
+    type Monitor = SqliteMonitor<'t>;
+
+    fn monitor(&mut self) -> &mut SqliteMonitor<'t> {
+        &mut self.monitor
+    }
 
     fn alarms(&mut self) -> &mut SqliteAlarms<'t> {
         &mut self.alarms
@@ -361,9 +391,9 @@ impl<'t> IngestTx for SqliteIngest<'t> {
         ids: &[&str],
     ) -> Result<BTreeMap<String, LockedGateway>, StoreError> {
         // The transaction holds SQLite's one write lock already.
-        let mut stmt = self
-            .tx
-            .prepare_cached("SELECT credit_code, max_seq FROM gateways WHERE id = ?1")?;
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT credit_code, max_seq, roles_version FROM gateways WHERE id = ?1",
+        )?;
         let mut rows = BTreeMap::new();
         for id in ids {
             let row = stmt
@@ -371,6 +401,7 @@ impl<'t> IngestTx for SqliteIngest<'t> {
                     Ok(LockedGateway {
                         credit_code: r.get(0)?,
                         max_seq: r.get(1)?,
+                        roles_version: r.get(2)?,
                     })
                 })
                 .optional()?;

@@ -5,7 +5,8 @@
 //! rusqlite is synchronous: one writer connection (SQLite has a single writer anyway) and
 //! one reader connection (WAL lets reads run beside the writer), each behind a mutex and
 //! used only inside `spawn_blocking`. The writer keeps a cache of point ids, cleared
-//! whenever a transaction does not commit.
+//! whenever a transaction does not commit, and each gateway's role points by the version
+//! read with the gateway's row.
 //!
 //! Schema changes are numbered migrations in [`MIGRATIONS`], applied in order at open and
 //! recorded in `PRAGMA user_version`.
@@ -14,6 +15,7 @@ use crate::StoreError;
 use crate::columns::{
     KIND_BOOL, KIND_FLOAT, KIND_INT, KIND_NONE, KIND_TEXT, KIND_UINT, kind_of, parse_uint,
 };
+use crate::monitoring::RoleCache;
 use fieldlink_wire::Value;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags, Row, Transaction, TransactionBehavior};
@@ -25,6 +27,7 @@ mod alarms;
 mod batches;
 mod configs;
 mod integrators;
+mod monitoring;
 mod profile;
 mod reads;
 mod registry;
@@ -47,6 +50,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/V7__gateway_configs.sql"),
     include_str!("../../migrations/sqlite/V8__alarms.sql"),
     include_str!("../../migrations/sqlite/V9__enterprise_profile.sql"),
+    include_str!("../../migrations/sqlite/V10__monitoring.sql"),
 ];
 
 /// The accounts' schema, one migration per version, in `accounts.sqlite3`.
@@ -83,6 +87,8 @@ type PointIds = HashMap<String, HashMap<(Arc<str>, Arc<str>), i64>>;
 struct Writer {
     conn: Connection,
     points: PointIds,
+    /// Each gateway's role points by `roles_version` (see [`crate::monitoring`]).
+    roles: RoleCache,
 }
 
 impl SqliteStore {
@@ -108,6 +114,7 @@ impl SqliteStore {
                 writer: Mutex::new(Writer {
                     conn: writer,
                     points: HashMap::new(),
+                    roles: HashMap::new(),
                 }),
                 reader: Mutex::new(reader),
                 accounts: Mutex::new(accounts),
