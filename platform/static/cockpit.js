@@ -11,6 +11,7 @@
   var number = new Intl.NumberFormat(page.dataset.lang, { maximumFractionDigits: 0 });
   var decimal = new Intl.NumberFormat(page.dataset.lang, { maximumFractionDigits: 1, minimumFractionDigits: 1 });
   var trendPlot = null;
+  var WITHHELD = ["running_rate", "energy_kwh", "output"];
   // The axes' steps: whole days, whole enterprises.
   var DAY_STEPS = [86400, 2 * 86400, 3 * 86400, 7 * 86400, 14 * 86400];
   var COUNT_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000];
@@ -137,8 +138,9 @@
     el.dataset.ready = "1";
   }
 
+  // A withheld aggregate keeps its counts; its values are not shown.
   function monitoringCell(day, key) {
-    if (day.withheld) { return { text: page.dataset.withheldMark, withheld: true }; }
+    if (day.withheld && WITHHELD.indexOf(key) >= 0) { return { text: page.dataset.withheldMark, withheld: true }; }
     var v = day[key];
     if (v == null) { return { text: "--", withheld: false }; }
     return { text: key === "running_rate" ? percent(v) : number.format(v), withheld: false };
@@ -155,11 +157,12 @@
       if (figure) {
         var cell = monitoringCell(today, key);
         setText(figure, cell.text);
+        figure.classList.toggle("withheld", cell.withheld);
         figure.title = cell.withheld ? page.dataset.withheld : "";
       }
       var spark = document.querySelector('[data-spark="' + key + '"]');
       if (!spark) { return; }
-      var values = days.map(function (d) { return d.withheld ? null : d[key]; });
+      var values = days.map(function (d) { return d.withheld && WITHHELD.indexOf(key) >= 0 ? null : d[key]; });
       var max = Math.max.apply(null, values.map(function (v) { return v || 0; })) || 1;
       while (spark.children.length < values.length) { spark.appendChild(document.createElement("i")); }
       values.forEach(function (v, k) {

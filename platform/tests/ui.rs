@@ -7,7 +7,7 @@
 use crate::support::{TestPlatform, bounded, code, config, connect, publish_batches};
 use fieldlink_platform::{PlatformConfig, ui};
 use fieldlink_wire::{
-    Batch, DeviceMeta, GatewayState, Meta, PointMeta, Sample, Status, Topics, Value,
+    Batch, DeviceMeta, GatewayState, Meta, PointMeta, PointRole, Sample, Status, Topics, Value,
 };
 use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode};
@@ -1718,6 +1718,7 @@ async fn chromium_shows_the_counts_and_charts() {
         assert_eq!(saved.status(), StatusCode::OK);
         let config = format!("/gateways/{}/config", city.gw_a);
         let alarms = alarm_examples(&city).await;
+        let parts = machine_signals(&city).await;
         let rules = format!("/enterprises/{}/alarm-rules", city.a);
         let channels = format!("/enterprises/{}/alarm-channels", city.a);
         let jobs = json!([
@@ -1789,7 +1790,7 @@ async fn chromium_shows_the_counts_and_charts() {
                 assert_eq!(value.as_u64(), Some(program_figure(&program, figure)), "{name}: {figure}");
             }
         }
-        check_cockpit(&city, &reports["bureau-cockpit"]).await;
+        check_cockpit(&city, &reports["bureau-cockpit"], parts).await;
         assert_eq!(reports["bureau-dashboard"]["lang"], "zh-CN");
         assert_eq!(reports["bureau-dashboard-en"]["lang"], "en");
         assert_eq!(reports["enterprise"]["path"], format!("/enterprises/{}", city.a));
@@ -1857,7 +1858,7 @@ async fn chromium_shows_the_counts_and_charts() {
 
 /// The cockpit at 1920 × 1080 fits the screen exactly, nothing clipped, and shows the
 /// API's figures: the totals, every district's tile, every industry, every program target.
-async fn check_cockpit(city: &City, report: &Json) {
+async fn check_cockpit(city: &City, report: &Json, parts: u64) {
     assert_eq!(report["lang"], "zh-CN");
     assert_eq!(report["height"], 1080, "the cockpit scrolls: {report}");
     assert_eq!(
@@ -1905,6 +1906,136 @@ async fn check_cockpit(city: &City, report: &Json) {
         assert_eq!(shown(&name), t["achieved"].as_u64().unwrap(), "{name}");
     }
     assert!(targets >= 5, "{program}");
+    // Today's monitoring: the counts always, the values only where not withheld.
+    let monitoring = city
+        .p
+        .get("/api/v1/stats/monitoring?by=industry&days=7")
+        .await;
+    let today = |days: &Json| days.as_array().unwrap().last().unwrap().clone();
+    let total = today(&monitoring["total"]["days"]);
+    assert_eq!(
+        shown("monitoring.enterprises"),
+        total["enterprises"].as_u64().unwrap()
+    );
+    assert_eq!(
+        shown("monitoring.machines"),
+        total["machines"].as_u64().unwrap()
+    );
+    assert_eq!(shown("kpi.machines"), total["machines"].as_u64().unwrap());
+    for g in monitoring["groups"].as_array().unwrap() {
+        let name = format!("monitoring.{}.machines", g["group"].as_str().unwrap());
+        assert_eq!(
+            shown(&name),
+            today(&g["days"])["machines"].as_u64().unwrap(),
+            "{name}"
+        );
+    }
+    // B (auto-parts) shares its data: its output is shown; A's group is withheld.
+    let auto_parts = monitoring["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["group"] == "auto-parts")
+        .map(|g| today(&g["days"]))
+        .unwrap();
+    assert_eq!(auto_parts["withheld"], false, "{monitoring}");
+    assert_eq!(
+        auto_parts["output"].as_f64(),
+        Some(parts as f64),
+        "{monitoring}"
+    );
+    assert_eq!(shown("monitoring.auto-parts.output"), parts);
+}
+
+/// B's press reports its machine signals for the last hour (of today), a sample a minute:
+/// running but for 10 minutes, 3 kWh and 5 parts a running minute (B shares its data, so
+/// the cockpit shows its industry's figures). Returns the parts made.
+async fn machine_signals(city: &City) -> u64 {
+    let p = &city.p;
+    let point = |name: &str, data_type: &str, role| PointMeta {
+        name: name.to_owned(),
+        data_type: data_type.to_owned(),
+        unit: None,
+        role,
+    };
+    let meta = Meta {
+        devices: vec![DeviceMeta {
+            name: "press-1".into(),
+            protocol: "modbus-tcp".into(),
+            points: vec![
+                point("temperature", "f32", None),
+                point("running", "bool", Some(PointRole::Running)),
+                point("energy", "f32", Some(PointRole::EnergyKwh)),
+                point("parts", "u32", Some(PointRole::OutputCount)),
+            ]
+            .into_iter()
+            .map(|mut m| {
+                m.unit = (m.name == "temperature").then(|| "°C".to_owned());
+                m
+            })
+            .collect(),
+        }],
+    };
+    let before = p.ingest_stats().await;
+    let mut client = connect(&p.mqtt, &city.gw_b, Some((&city.gw_b, &city.pw_b)))
+        .await
+        .unwrap();
+    client
+        .publish(
+            &Topics::new(&city.gw_b).meta,
+            serde_json::to_vec(&meta).unwrap(),
+            true,
+        )
+        .await;
+    client.disconnect().await;
+    let metas = before["meta_updates"].as_u64().unwrap() + 1;
+    p.wait_ingest(WAIT, |s| s["meta_updates"].as_u64() >= Some(metas))
+        .await;
+    // Within today in Beijing whatever the time: the minutes before now, but not before
+    // today's local midnight.
+    let now = fieldlink_platform::clock::now_ms();
+    let midnight = now - (now + 8 * 3_600_000).rem_euclid(86_400_000);
+    let start = (now - 3_600_000).max(midnight + 1000);
+    let minutes = ((now - start) / 60_000).min(60);
+    let (mut energy, mut parts) = (1000.0, 0u64);
+    let device: Arc<str> = "press-1".into();
+    let mut samples = Vec::new();
+    for m in 0..=minutes {
+        let ts = start + m * 60_000;
+        let running = !(20..30).contains(&m);
+        samples.push(Sample::good(
+            device.clone(),
+            "running".into(),
+            ts,
+            Value::Bool(running),
+        ));
+        samples.push(Sample::good(
+            device.clone(),
+            "energy".into(),
+            ts,
+            Value::Float(energy),
+        ));
+        samples.push(Sample::good(
+            device.clone(),
+            "parts".into(),
+            ts,
+            Value::UInt(parts),
+        ));
+        if running && m < minutes {
+            energy += 3.0;
+            parts += 5;
+        }
+    }
+    let batch = Batch {
+        gateway: city.gw_b.clone(),
+        seq: 2,
+        samples,
+    };
+    publish_batches(&p.mqtt, &city.gw_b, Some(&city.pw_b), &[batch]).await;
+    let stored = before["batches_stored"].as_u64().unwrap() + 1;
+    p.wait_ingest(WAIT, |s| s["batches_stored"].as_u64() >= Some(stored))
+        .await;
+    parts
 }
 
 /// A's alarms for the screenshots, made through the API as A: a channel and three rules on
