@@ -14,7 +14,9 @@
 //! read at one instant) every `gateways × samples / rate` seconds, the gateways' phases
 //! spread evenly over that period, after one priming batch each, stored before the clock
 //! starts (so the figures are the steady state's, with every point already known). The
-//! publish time of every `(gateway, seq)` is kept.
+//! publish time of every `(gateway, seq)` is kept. The enterprises are the simulated
+//! city's ([`crate::city`]), with their sizes, classes and assessments, so the run ends by
+//! printing the plan's targets as `GET /api/v1/stats/program` gives them.
 //!
 //! Figures, over the steady window (after `--warmup`, until publishing stops):
 //! - `offered_samples_per_s`: samples published in the window, per second (below the
@@ -43,6 +45,7 @@ use crate::subscriber::now_ms;
 use crate::system::MachineCpu;
 use anyhow::{Context, bail, ensure};
 use fieldlink_platform::IngestStats;
+use fieldlink_platform::program::Program;
 use fieldlink_platform::registry::TokenInput;
 use fieldlink_testkit::PlatformClient;
 use fieldlink_testkit::mosquitto::free_port;
@@ -236,6 +239,14 @@ async fn run_on(
         .as_secs_f64();
 
     let stored = Stored::read(&db, &ids, &published, args.samples).await?;
+    let program: Program = serde_json::from_value(
+        instances[0]
+            .client
+            .get_json("/api/v1/stats/program")
+            .await?,
+    )?;
+    println!("program figures of the simulated city:");
+    crate::program::print_targets(&program);
     let mut instance_stats = Vec::new();
     for instance in &instances {
         instance_stats.push(instance.client.ingest_stats().await?.counters);
@@ -553,19 +564,11 @@ impl Instance {
     }
 }
 
-/// Registers `count` enterprises (one CSV import) and enrolls one gateway for each; the
-/// gateways' ids and MQTT passwords.
+/// Registers the simulated city's first `count` enterprises ([`crate::city`], one CSV
+/// import) and enrolls one gateway for each; the gateways' ids and MQTT passwords.
 async fn enroll(bureau: &PlatformClient, count: usize) -> anyhow::Result<Vec<(String, String)>> {
-    let mut csv = String::from("credit_code,name,industry,district,in_program\n");
-    let mut codes = Vec::with_capacity(count);
-    for i in 0..count {
-        let e = crate::ingest::enterprise(i)?;
-        csv.push_str(&format!(
-            "{},{},{},{},{}\n",
-            e.credit_code, e.name, e.industry, e.district, e.in_program
-        ));
-        codes.push(e.credit_code);
-    }
+    let (csv, enterprises) = crate::city::registry_csv(count, now_ms(), 8 * 60)?;
+    let codes: Vec<String> = enterprises.into_iter().map(|e| e.credit_code).collect();
     bureau
         .import_enterprises(&csv)
         .await

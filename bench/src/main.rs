@@ -15,6 +15,7 @@ mod alarm_latency;
 mod backlog;
 mod broker;
 mod child;
+mod city;
 mod city_load;
 mod config_push;
 mod fleet;
@@ -27,6 +28,7 @@ mod outbox;
 mod overload;
 mod pipeline;
 mod plc_scale;
+mod program;
 mod subscriber;
 mod system;
 mod wire;
@@ -73,6 +75,9 @@ enum Scenario {
     CityLoad(city_load::Args),
     /// N enrolled agents → the embedded platform storing 1/1.5 of it: puback against platform_ack.
     Overload(overload::Args),
+    /// The plan's targets of the simulated city (4,000 enterprises): its figures and
+    /// `GET /api/v1/stats/program`'s time.
+    Program(program::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -101,6 +106,7 @@ fn main() -> anyhow::Result<()> {
                 Scenario::Opcua(args) => opcua::run(args).await,
                 Scenario::CityLoad(args) => city_load::run(args).await,
                 Scenario::Overload(args) => overload::run(args).await,
+                Scenario::Program(args) => program::run(args).await,
             }
         })?;
         println!("run {run}: {}", result.line());

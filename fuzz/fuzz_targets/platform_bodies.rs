@@ -12,10 +12,14 @@ use fieldlink_platform::registry::{
 use fieldlink_platform::ui::{UserInput, accounts};
 use libfuzzer_sys::fuzz_target;
 
+/// A fixed "now" (2025-11-27T00:00Z) and the program's zone, so a run is reproducible.
+const NOW: i64 = 1_764_201_600_000;
+const OFFSET: i32 = 480;
+
 fuzz_target!(|body: &[u8]| {
     // POST /api/v1/enterprises
     if let Ok(input) = serde_json::from_slice::<EnterpriseInput>(body)
-        && let Ok(enterprise) = input.validate()
+        && let Ok(enterprise) = input.validate(NOW, OFFSET)
     {
         let name_chars = enterprise.name.chars().count();
         assert!((1..=MAX_ENTERPRISE_NAME).contains(&name_chars));
@@ -35,12 +39,12 @@ fuzz_target!(|body: &[u8]| {
     }
     // POST /api/v1/users
     if let Ok(input) = serde_json::from_slice::<UserInput>(body) {
-        let _ = input.credit_code.as_deref().map(CreditCode::parse);
+        let _ = input.scope.as_deref().map(CreditCode::parse);
         let _ = accounts::check_new_user(&input.username, &input.password);
     }
     // POST /api/v1/enterprises/import: the handler refuses a body that is not UTF-8.
     if let Ok(text) = std::str::from_utf8(body) {
-        let (valid, _errors) = parse_csv(text);
+        let (valid, _errors) = parse_csv(text, NOW, OFFSET);
         for (line, _) in &valid {
             assert!(*line >= 2, "a valid enterprise on line {line}");
         }

@@ -207,7 +207,7 @@ fn program_csv(lang: Lang, p: &Program) -> String {
         "base",
         "goal",
         "progress_percent",
-        "met",
+        "goal_met",
     ];
     csv(lang, &columns, &rows)
 }

@@ -443,7 +443,8 @@ pub enum BatchOutcome {
     UnknownGateway,
 }
 
-/// One enterprise's onboarding state, the input of the counts.
+/// One enterprise's onboarding state and classes, the input of the counts and of the
+/// plan's targets.
 #[derive(Debug, Clone, Copy)]
 pub struct OnboardingRow {
     /// Its industry.
