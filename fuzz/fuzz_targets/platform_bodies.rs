@@ -4,12 +4,13 @@
 
 #![no_main]
 
+use fieldlink_platform::api::UserInput;
 use fieldlink_platform::credit_code::CreditCode;
 use fieldlink_platform::registry::{
     EnterpriseInput, MAX_ENTERPRISE_NAME, MAX_GATEWAY_NAME, TokenInput, gateway_id, parse_csv,
     validate_enrollment,
 };
-use fieldlink_platform::ui::{UserInput, accounts};
+use fieldlink_platform::ui::accounts;
 use libfuzzer_sys::fuzz_target;
 
 /// A fixed "now" (2025-11-27T00:00Z) and the program's zone, so a run is reproducible.

@@ -426,6 +426,30 @@ impl Registry {
         Ok(integrator)
     }
 
+    /// Sets the registered enterprise `credit_code`'s (normalised) size and specialised
+    /// class, each only if given.
+    pub async fn set_classes(
+        &self,
+        credit_code: &str,
+        size: Option<Size>,
+        specialised: Option<Specialised>,
+    ) -> Result<(), RegistryError> {
+        if !self
+            .store
+            .set_classes(credit_code, size, specialised)
+            .await?
+        {
+            return Err(RegistryError::NoEnterprise(credit_code.to_owned()));
+        }
+        tracing::info!(
+            enterprise = %credit_code,
+            size = ?size.map(Size::code),
+            specialised = ?specialised.map(Specialised::code),
+            "size and specialised class set"
+        );
+        Ok(())
+    }
+
     /// Records the bureau's maturity assessment of the registered enterprise
     /// `credit_code` (normalised).
     pub async fn record_assessment(

@@ -118,15 +118,9 @@ pub(super) async fn update(
     }
     if classes {
         state
-            .store
+            .registry
             .set_classes(&enterprise.credit_code, input.size, input.specialised)
             .await?;
-        tracing::info!(
-            enterprise = %enterprise.credit_code,
-            size = ?input.size.map(Size::code),
-            specialised = ?input.specialised.map(Specialised::code),
-            "size and specialised class set"
-        );
     }
     if let Some(share) = input.share_data_with_bureau {
         share_data(&state, &enterprise, share).await?;

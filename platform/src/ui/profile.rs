@@ -65,15 +65,10 @@ async fn classes(ctx: &Ctx, code: &str, form: &ClassesForm) -> Result<Response, 
         .transpose()?;
     if size.is_some() || specialised.is_some() {
         ctx.state
-            .store
+            .registry
             .set_classes(&enterprise.credit_code, size, specialised)
-            .await?;
-        tracing::info!(
-            enterprise = %enterprise.credit_code,
-            size = ?size.map(Size::code),
-            specialised = ?specialised.map(Specialised::code),
-            "size and specialised class set"
-        );
+            .await
+            .map_err(registry_error)?;
     }
     Ok(Redirect::to(&format!("/enterprises/{}", enterprise.credit_code)).into_response())
 }
@@ -128,9 +123,16 @@ async fn maturity(ctx: &Ctx, code: &str, form: &AssessmentForm) -> Result<Respon
         Err(e @ RegistryError::Field { .. }) => {
             enterprise_page(ctx, code, Some(refused(e.to_string()))).await
         }
-        Err(RegistryError::NoEnterprise(_)) => Err(UiError::NotFound),
-        Err(RegistryError::Store(e)) => Err(UiError::Store(e)),
-        // Recording an assessment fails in no other way.
-        Err(e) => Err(UiError::BadRequest(e.to_string())),
+        Err(e) => Err(registry_error(e)),
+    }
+}
+
+/// The page's error for a registry's: 404 for an enterprise gone meanwhile, 500 for the
+/// store, 400 for the rest (what the form sent).
+fn registry_error(e: RegistryError) -> UiError {
+    match e {
+        RegistryError::NoEnterprise(_) => UiError::NotFound,
+        RegistryError::Store(e) => UiError::Store(e),
+        e => UiError::BadRequest(e.to_string()),
     }
 }
