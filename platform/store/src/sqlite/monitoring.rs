@@ -9,6 +9,7 @@ use crate::monitoring::{
     EnterpriseDays, MachineDay, MonitorTx, MonitoringRow, RoleCache, RolePoint, Roles, parse_role,
     role_code,
 };
+use fieldlink_platform_core::catalog::{District, Industry};
 use fieldlink_wire::PointRole;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{OptionalExtension, Row, Transaction, params};
@@ -27,6 +28,10 @@ macro_rules! readings_where {
 }
 
 impl SqliteStore {
+    /// The enterprise-days of the window, summed per industry, district and day. The
+    /// enterprises' groups and sharing (a few thousand rows) are joined in memory: the same
+    /// join and grouping in SQL cost SQLite several times the scan of the window's rows
+    /// (a B-tree lookup per row, then a sort).
     pub(crate) async fn monitoring(
         &self,
         from_day: i64,
@@ -34,27 +39,57 @@ impl SqliteStore {
     ) -> Result<Vec<MonitoringRow>, StoreError> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT e.industry, e.district, d.day, COUNT(*), SUM(1 - e.share_data_with_bureau),
-                   SUM(d.machines), SUM(d.running_ms), SUM(d.observed_ms), SUM(d.energy_kwh),
-                   SUM(d.output)
-                 FROM monitoring_enterprise_days d JOIN enterprises e ON e.credit_code = d.credit_code
-                 WHERE d.day BETWEEN ?1 AND ?2 AND d.machines > 0
-                 GROUP BY e.industry, e.district, d.day",
+                "SELECT credit_code, industry, district, share_data_with_bureau FROM enterprises",
             )?;
-            all(&mut stmt, params![from_day, to_day], |r| {
-                Ok(MonitoringRow {
-                    industry: parse_industry(&r.get::<_, String>(0)?)?,
-                    district: parse_district(&r.get::<_, String>(1)?)?,
-                    day: r.get(2)?,
-                    enterprises: r.get::<_, i64>(3)?.unsigned_abs(),
-                    not_sharing: r.get::<_, i64>(4)?.unsigned_abs(),
-                    machines: r.get::<_, i64>(5)?.unsigned_abs(),
-                    running_ms: r.get(6)?,
-                    observed_ms: r.get(7)?,
-                    energy_kwh: r.get(8)?,
-                    output: r.get(9)?,
-                })
-            })
+            let enterprises: HashMap<String, (Industry, District, bool)> =
+                all(&mut stmt, [], |r| {
+                    let group = (
+                        parse_industry(&r.get::<_, String>(1)?)?,
+                        parse_district(&r.get::<_, String>(2)?)?,
+                        r.get(3)?,
+                    );
+                    Ok((r.get(0)?, group))
+                })?
+                .into_iter()
+                .collect();
+            let mut sums: HashMap<(Industry, District, i64), MonitoringRow> = HashMap::new();
+            let mut stmt = c.prepare_cached(
+                "SELECT credit_code, day, machines, running_ms, observed_ms, energy_kwh, output
+                 FROM monitoring_enterprise_days WHERE day BETWEEN ?1 AND ?2 AND machines > 0",
+            )?;
+            let mut rows = stmt.query(params![from_day, to_day])?;
+            while let Some(r) = rows.next()? {
+                let code = r
+                    .get_ref(0)?
+                    .as_str()
+                    .map_err(|e| StoreError::Corrupt(format!("monitoring row: {e}")))?;
+                let Some(&(industry, district, shares)) = enterprises.get(code) else {
+                    continue;
+                };
+                let day: i64 = r.get(1)?;
+                let sum = sums
+                    .entry((industry, district, day))
+                    .or_insert(MonitoringRow {
+                        industry,
+                        district,
+                        day,
+                        enterprises: 0,
+                        not_sharing: 0,
+                        machines: 0,
+                        running_ms: 0,
+                        observed_ms: 0,
+                        energy_kwh: 0.0,
+                        output: 0.0,
+                    });
+                sum.enterprises += 1;
+                sum.not_sharing += u64::from(!shares);
+                sum.machines += r.get::<_, i64>(2)?.unsigned_abs();
+                sum.running_ms += r.get::<_, i64>(3)?;
+                sum.observed_ms += r.get::<_, i64>(4)?;
+                sum.energy_kwh += r.get::<_, f64>(5)?;
+                sum.output += r.get::<_, f64>(6)?;
+            }
+            Ok(sums.into_values().collect())
         })
         .await
     }
