@@ -17,6 +17,9 @@
 //! publish time of every `(gateway, seq)` is kept. The enterprises are the simulated
 //! city's ([`crate::city`]), with their sizes, classes and assessments, so the run ends by
 //! printing the plan's targets as `GET /api/v1/stats/program` gives them.
+//! Each gateway is a machine for the platform's monitoring: its catalogue (published
+//! retained at connect) gives three of its points the roles `running`, `energy_kwh` and
+//! `output_count`, read from the simulator's machine signals seeded by the gateway's id.
 //!
 //! Figures, over the steady window (after `--warmup`, until publishing stops):
 //! - `offered_samples_per_s`: samples published in the window, per second (below the
@@ -47,9 +50,12 @@ use anyhow::{Context, bail, ensure};
 use fieldlink_platform::IngestStats;
 use fieldlink_platform::program::Program;
 use fieldlink_platform::registry::TokenInput;
+use fieldlink_simulator::{Signal, seed_for};
 use fieldlink_testkit::PlatformClient;
 use fieldlink_testkit::mosquitto::free_port;
-use fieldlink_wire::{Batch, EnrollRequest, Topics, encode_batch};
+use fieldlink_wire::{
+    Batch, DeviceMeta, EnrollRequest, Meta, PointMeta, PointRole, Topics, Value, encode_batch,
+};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -247,6 +253,16 @@ async fn run_on(
     )?;
     println!("program figures of the simulated city:");
     crate::program::print_targets(&program);
+    // What the monitoring made of the machines' role points (a check, not a figure).
+    let monitored = db
+        .query_one(
+            "SELECT COUNT(*), COALESCE(SUM(running_ms), 0)::int8,
+               COALESCE(SUM(observed_ms), 0)::int8 FROM monitoring_machine_days",
+            &[],
+        )
+        .await?;
+    let (machine_days, running_ms, observed_ms): (i64, i64, i64) =
+        (monitored.get(0), monitored.get(1), monitored.get(2));
     let mut instance_stats = Vec::new();
     for instance in &instances {
         instance_stats.push(instance.client.ingest_stats().await?.counters);
@@ -325,7 +341,12 @@ async fn run_on(
             args.broker_inflight
         ))
         .note(format!("window={window_s:.0} s"))
-        .note(format!("shares={}%", shares.join("/")));
+        .note(format!("shares={}%", shares.join("/")))
+        .note(format!(
+            "monitoring: {machine_days} machine-days, running {:.0} % of {:.0} s observed",
+            running_ms as f64 * 100.0 / observed_ms.max(1) as f64,
+            observed_ms as f64 / 1000.0
+        ));
     let counters: [(&str, Counter); 7] = [
         ("duplicates", |s| s.duplicates),
         ("store_errors", |s| s.store_errors),
@@ -426,16 +447,16 @@ async fn wait_stored(
 }
 
 /// A database of its own on the server, for one run.
-struct BenchDatabase {
+pub(crate) struct BenchDatabase {
     admin_url: String,
     name: String,
     /// Its URL.
-    url: String,
+    pub(crate) url: String,
 }
 
 impl BenchDatabase {
     /// Creates `fieldlink_bench_PID_N` on the server of `admin_url`.
-    async fn create(admin_url: &str) -> anyhow::Result<BenchDatabase> {
+    pub(crate) async fn create(admin_url: &str) -> anyhow::Result<BenchDatabase> {
         static RUNS: AtomicU64 = AtomicU64::new(0);
         let name = format!(
             "fieldlink_bench_{}_{}",
@@ -461,7 +482,7 @@ impl BenchDatabase {
     }
 
     /// Drops it, closing any connection left.
-    async fn drop(self) -> anyhow::Result<()> {
+    pub(crate) async fn drop(self) -> anyhow::Result<()> {
         let admin = connect_db(&self.admin_url).await?;
         admin
             .batch_execute(&format!(
@@ -626,7 +647,65 @@ struct Gateway {
     batch: Batch,
     /// Each sample's timestamp relative to the batch's newest.
     offsets: Vec<i64>,
+    /// The samples of the machine's role points, by index, with their signal.
+    machine: Vec<(usize, Signal)>,
     log: PublishLog,
+}
+
+/// The points of the template that become the machine's role points: (the template's
+/// point, its name, its role, its signal).
+const MACHINE_POINTS: [(&str, &str, PointRole, Signal); 3] = [
+    ("point_000", "running", PointRole::Running, Signal::Running),
+    (
+        "point_001",
+        "energy_kwh",
+        PointRole::EnergyKwh,
+        Signal::Energy,
+    ),
+    ("point_002", "parts", PointRole::OutputCount, Signal::Output),
+];
+
+/// The template's samples with the machine's role points renamed; the indices of those
+/// samples with their signals; and the catalogue of the template's points.
+fn machine_template(
+    samples: &[fieldlink_wire::Sample],
+) -> (Vec<fieldlink_wire::Sample>, Vec<(usize, Signal)>, Meta) {
+    let mut samples = samples.to_vec();
+    let mut machine = Vec::new();
+    let mut points: Vec<PointMeta> = Vec::new();
+    for (i, sample) in samples.iter_mut().enumerate() {
+        let role = MACHINE_POINTS
+            .iter()
+            .find(|(template, ..)| *template == &*sample.point);
+        if let Some(&(_, name, _, signal)) = role {
+            sample.point = name.into();
+            machine.push((i, signal));
+        }
+        if points.iter().all(|p| *p.name != *sample.point) {
+            let data_type = match (role, &sample.value) {
+                (Some((_, _, PointRole::Running, _)), _) | (None, Value::Bool(_)) => "bool",
+                (Some(_), _) | (None, Value::Int(_)) => "u32",
+                (None, _) => "f64",
+            };
+            points.push(PointMeta {
+                name: sample.point.to_string(),
+                data_type: data_type.to_owned(),
+                unit: None,
+                role: role.map(|&(_, _, role, _)| role),
+            });
+        }
+    }
+    let device = samples
+        .first()
+        .map_or_else(String::new, |s| s.device.to_string());
+    let meta = Meta {
+        devices: vec![DeviceMeta {
+            name: device,
+            protocol: "simulator".to_owned(),
+            points,
+        }],
+    };
+    (samples, machine, meta)
 }
 
 /// When a gateway publishes: at `first`, then every `period`, until before `end`.
@@ -651,12 +730,15 @@ async fn connect(
 ) -> anyhow::Result<Vec<Publisher>> {
     let newest = samples.iter().map(|s| s.ts).max().unwrap_or(0);
     let offsets: Vec<i64> = samples.iter().map(|s| s.ts - newest).collect();
+    let (samples, machine, meta) = machine_template(samples);
+    let meta = serde_json::to_vec(&meta)?;
     let limit = Arc::new(Semaphore::new(SETUP_CONCURRENCY));
     let mut tasks = JoinSet::new();
     let count = gateways.len();
     for (index, (id, password)) in gateways.into_iter().enumerate() {
         let permit = limit.clone().acquire_owned().await?;
-        let (samples, offsets) = (samples.to_vec(), offsets.clone());
+        let (samples, offsets) = (samples.clone(), offsets.clone());
+        let (machine, meta) = (machine.clone(), meta.clone());
         tasks.spawn(async move {
             let mut options = MqttOptions::new(id.clone(), broker.ip().to_string(), broker.port());
             options
@@ -664,9 +746,21 @@ async fn connect(
                 .set_keep_alive(Duration::from_secs(30))
                 .set_inflight(100)
                 .set_max_packet_size(16 << 20, 16 << 20);
-            let (client, events) = crate::ingest::connect_gateway(options, 64).await?;
+            let (client, mut events) = crate::ingest::connect_gateway(options, 64).await?;
+            let topics = Topics::new(&id);
+            client
+                .publish(topics.meta.as_str(), QoS::AtLeastOnce, true, meta)
+                .await?;
+            loop {
+                match tokio::time::timeout(ACK_TIMEOUT, events.poll()).await {
+                    Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => break,
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => bail!("gateway {id}: connection failed: {e}"),
+                    Err(_) => bail!("gateway {id}: no PUBACK for its catalogue"),
+                }
+            }
             drop(permit);
-            let topic = Topics::new(&id).data;
+            let topic = topics.data;
             let batch = Batch {
                 gateway: id.clone(),
                 seq: 0,
@@ -678,6 +772,7 @@ async fn connect(
                 client,
                 batch,
                 offsets,
+                machine,
                 log: PublishLog {
                     published_ms: Vec::new(),
                     lags_ms: Vec::new(),
@@ -701,6 +796,11 @@ impl Gateway {
         self.batch.seq += 1;
         for (sample, offset) in self.batch.samples.iter_mut().zip(&self.offsets) {
             sample.ts = published_ms + offset;
+        }
+        let seed = seed_for(&self.id);
+        for &(i, signal) in &self.machine {
+            let sample = &mut self.batch.samples[i];
+            sample.value = signal.value(seed, sample.ts);
         }
         self.client
             .publish(

@@ -23,6 +23,7 @@ mod footprint;
 mod ingest;
 mod measure;
 mod modbus_scale;
+mod monitoring;
 mod opcua;
 mod outbox;
 mod overload;
@@ -69,6 +70,8 @@ enum Scenario {
     ConfigPush(config_push::Args),
     /// The fleet's page of 2,000 gateways (`GET /api/v1/gateways`) on SQLite.
     Fleet(fleet::Args),
+    /// The industry monitoring of 4,000 enterprises x 30 days over HTTP, SQLite and PostgreSQL.
+    Monitoring(monitoring::Args),
     /// 10,000 OPC UA monitored items changing every second, from the in-process server.
     Opcua(opcua::Args),
     /// N gateways at a fixed rate → mosquitto → K platform instances → PostgreSQL.
@@ -101,6 +104,7 @@ fn main() -> anyhow::Result<()> {
                 Scenario::Footprint(args) => footprint::run(args).await,
                 Scenario::Ingest(args) => ingest::run(args).await,
                 Scenario::Fleet(args) => fleet::run(args).await,
+                Scenario::Monitoring(args) => monitoring::run(args).await,
                 Scenario::ConfigPush(args) => config_push::run(args).await,
                 Scenario::AlarmLatency(args) => alarm_latency::run(args).await,
                 Scenario::Opcua(args) => opcua::run(args).await,
