@@ -303,7 +303,7 @@ mod tests {
         let d = &m.groups[1].days[0];
         assert!(!d.withheld);
         assert_eq!(d.running_rate, Some(0.5));
-        assert_eq!(m.groups[2].days[0].energy_kwh, Some(30.0));
+        assert_eq!(m.groups[2].days[0].energy_kwh, Some(10.0));
         assert!(m.groups[2].days[1].withheld);
         // Nothing reported: nothing to withhold, no running rate.
         let empty = &m.groups[3].days[0];
