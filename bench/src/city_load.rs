@@ -477,7 +477,7 @@ impl BenchDatabase {
     }
 
     /// A connection to it.
-    async fn connect(&self) -> anyhow::Result<tokio_postgres::Client> {
+    pub(crate) async fn connect(&self) -> anyhow::Result<tokio_postgres::Client> {
         connect_db(&self.url).await
     }
 

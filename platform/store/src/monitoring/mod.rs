@@ -131,9 +131,12 @@ pub(crate) trait MonitorTx {
     async fn point_states(&mut self, ids: &[i64]) -> Result<HashMap<i64, PointState>, StoreError>;
     /// Saves points' states.
     async fn save_point_states(&mut self, states: &[(i64, PointState)]) -> Result<(), StoreError>;
-    /// The stored readings of `point` around `lo..=hi`.
-    async fn readings_around(&mut self, point: i64, lo: i64, hi: i64)
-    -> Result<Around, StoreError>;
+    /// The stored readings around each late run `(point, lo, hi)`, one entry per run, by
+    /// point (one statement on PostgreSQL, whatever their number).
+    async fn readings_around(
+        &mut self,
+        runs: &[(i64, i64, i64)],
+    ) -> Result<HashMap<i64, Around>, StoreError>;
     /// Up to `limit` stored readings of `point` after `after` (all if `None`), oldest first.
     async fn readings_after(
         &mut self,
@@ -248,20 +251,29 @@ pub(crate) async fn record<T: MonitorTx>(
     if !points.is_empty() {
         let ids: Vec<i64> = points.keys().copied().collect();
         let states = tx.point_states(&ids).await?;
-        let mut changed = Vec::new();
+        let mut late = Vec::new();
         for (&id, run) in &mut points {
             run.readings.sort_by_key(|r| r.ts);
             let state = states.get(&id).copied().unwrap_or_default();
-            let around = match chain::late_range(&state, &run.readings) {
-                Some((lo, hi)) => Some(tx.readings_around(id, lo, hi).await?),
-                None => None,
-            };
+            if let Some((lo, hi)) = chain::late_range(&state, &run.readings) {
+                late.push((id, lo, hi));
+            }
+        }
+        let arounds = if late.is_empty() {
+            HashMap::new()
+        } else {
+            tx.readings_around(&late).await?
+        };
+        let mut changed = Vec::new();
+        for (&id, run) in &points {
+            let state = states.get(&id).copied().unwrap_or_default();
+            let around = arounds.get(&id);
             let mut days = Days::new();
             let after = chain::splice(
                 run.measure,
                 state,
                 &run.readings,
-                around.as_ref(),
+                around,
                 offset_minutes,
                 &mut days,
             );

@@ -176,31 +176,54 @@ impl MonitorTx for PostgresMonitor<'_, '_, '_> {
 
     async fn readings_around(
         &mut self,
-        point: i64,
-        lo: i64,
-        hi: i64,
-    ) -> Result<Around, StoreError> {
-        let prev = self
+        runs: &[(i64, i64, i64)],
+    ) -> Result<HashMap<i64, Around>, StoreError> {
+        let point: Vec<i64> = runs.iter().map(|r| r.0).collect();
+        let lo: Vec<i64> = runs.iter().map(|r| r.1).collect();
+        let hi: Vec<i64> = runs.iter().map(|r| r.2).collect();
+        // Per run: the reading before it (part 0), those inside it (1), the one after (2).
+        let stmt = self
             .tx
-            .prepare_cached(readings_where!("ts < $2 ORDER BY ts DESC LIMIT 1"))
+            .prepare_cached(
+                "SELECT u.id, s.part, s.ts, s.kind, s.value_int, s.value_float, s.value_text
+                 FROM unnest($1::int8[], $2::int8[], $3::int8[]) AS u(id, lo, hi)
+                 CROSS JOIN LATERAL (
+                   (SELECT 0 AS part, ts, kind, value_int, value_float, value_text FROM samples
+                    WHERE point_id = u.id AND quality = 0 AND kind BETWEEN 1 AND 4 AND ts < u.lo
+                    ORDER BY ts DESC LIMIT 1)
+                   UNION ALL
+                   (SELECT 1, ts, kind, value_int, value_float, value_text FROM samples
+                    WHERE point_id = u.id AND quality = 0 AND kind BETWEEN 1 AND 4
+                      AND ts BETWEEN u.lo AND u.hi)
+                   UNION ALL
+                   (SELECT 2, ts, kind, value_int, value_float, value_text FROM samples
+                    WHERE point_id = u.id AND quality = 0 AND kind BETWEEN 1 AND 4 AND ts > u.hi
+                    ORDER BY ts LIMIT 1)
+                 ) s",
+            )
             .await?;
-        let inside = self
-            .tx
-            .prepare_cached(readings_where!("ts BETWEEN $2 AND $3 ORDER BY ts"))
-            .await?;
-        let next = self
-            .tx
-            .prepare_cached(readings_where!("ts > $2 ORDER BY ts LIMIT 1"))
-            .await?;
-        Ok(Around {
-            prev: readings(&self.tx.query(&prev, &[&point, &lo]).await?)?
-                .first()
-                .copied(),
-            inside: readings(&self.tx.query(&inside, &[&point, &lo, &hi]).await?)?,
-            next: readings(&self.tx.query(&next, &[&point, &hi]).await?)?
-                .first()
-                .copied(),
-        })
+        let mut arounds: HashMap<i64, Around> =
+            point.iter().map(|&p| (p, Around::default())).collect();
+        for r in self.tx.query(&stmt, &[&point, &lo, &hi]).await? {
+            let value = read_value(r.try_get(3)?, r.try_get(4)?, r.try_get(5)?, r.try_get(6)?)?;
+            let (Some(value), Some(around)) = (numeric(&value), arounds.get_mut(&r.try_get(0)?))
+            else {
+                continue;
+            };
+            let reading = Reading {
+                ts: r.try_get(2)?,
+                value,
+            };
+            match r.try_get::<_, i32>(1)? {
+                0 => around.prev = Some(reading),
+                1 => around.inside.push(reading),
+                _ => around.next = Some(reading),
+            }
+        }
+        for around in arounds.values_mut() {
+            around.inside.sort_by_key(|r| r.ts);
+        }
+        Ok(arounds)
     }
 
     async fn readings_after(

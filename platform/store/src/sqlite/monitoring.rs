@@ -192,33 +192,27 @@ impl MonitorTx for SqliteMonitor<'_> {
 
     async fn readings_around(
         &mut self,
-        point: i64,
-        lo: i64,
-        hi: i64,
-    ) -> Result<Around, StoreError> {
-        let prev = readings(
-            &mut self
-                .tx
-                .prepare_cached(readings_where!("ts < ?2 ORDER BY ts DESC LIMIT 1"))?,
-            params![point, lo],
-        )?;
-        let inside = readings(
-            &mut self
-                .tx
-                .prepare_cached(readings_where!("ts BETWEEN ?2 AND ?3 ORDER BY ts"))?,
-            params![point, lo, hi],
-        )?;
-        let next = readings(
-            &mut self
-                .tx
-                .prepare_cached(readings_where!("ts > ?2 ORDER BY ts LIMIT 1"))?,
-            params![point, hi],
-        )?;
-        Ok(Around {
-            prev: prev.first().copied(),
-            inside,
-            next: next.first().copied(),
-        })
+        runs: &[(i64, i64, i64)],
+    ) -> Result<HashMap<i64, Around>, StoreError> {
+        let mut prev = self
+            .tx
+            .prepare_cached(readings_where!("ts < ?2 ORDER BY ts DESC LIMIT 1"))?;
+        let mut inside = self
+            .tx
+            .prepare_cached(readings_where!("ts BETWEEN ?2 AND ?3 ORDER BY ts"))?;
+        let mut next = self
+            .tx
+            .prepare_cached(readings_where!("ts > ?2 ORDER BY ts LIMIT 1"))?;
+        let mut arounds = HashMap::with_capacity(runs.len());
+        for &(point, lo, hi) in runs {
+            let around = Around {
+                prev: readings(&mut prev, params![point, lo])?.first().copied(),
+                inside: readings(&mut inside, params![point, lo, hi])?,
+                next: readings(&mut next, params![point, hi])?.first().copied(),
+            };
+            arounds.insert(point, around);
+        }
+        Ok(arounds)
     }
 
     async fn readings_after(
