@@ -254,18 +254,24 @@ pub fn encode_batch_with(batch: &Batch, compression: Compression) -> Vec<u8> {
         Compression::Zstd { level } => zstd_json(batch, level),
         Compression::Packed { level } if batch.samples.len() <= packed::MAX_SAMPLES => SCRATCH
             .with_borrow_mut(|scratch| {
-                scratch.content.clear();
-                packed::encode(batch, &mut scratch.columns, &mut scratch.content);
-                let mut payload = Vec::with_capacity(scratch.content.len() / 2 + 64);
-                payload.extend_from_slice(&PACKED_MAGIC);
-                let done = zstd_frame::compress(
-                    &scratch.content,
-                    level,
-                    WithDictionary::Packed,
-                    &mut payload,
-                );
+                let Scratch {
+                    content,
+                    columns,
+                    frame,
+                } = scratch;
+                content.clear();
+                packed::encode(batch, columns, content);
+                frame.clear();
+                frame.extend_from_slice(&PACKED_MAGIC);
+                let payload = if zstd_frame::compress(content, level, WithDictionary::Packed, frame)
+                {
+                    // A copy of the exact size: the payload may wait long in the outbox.
+                    frame.clone()
+                } else {
+                    encode_batch(batch)
+                };
                 scratch.trim();
-                if done { payload } else { encode_batch(batch) }
+                payload
             }),
         Compression::Packed { level } => zstd_json(batch, level),
     }
@@ -274,15 +280,15 @@ pub fn encode_batch_with(batch: &Batch, compression: Compression) -> Vec<u8> {
 /// One zstd frame holding the batch's JSON (plain JSON if zstd fails).
 fn zstd_json(batch: &Batch, level: i32) -> Vec<u8> {
     SCRATCH.with_borrow_mut(|scratch| {
-        scratch.content.clear();
-        encode_batch_into(batch, &mut scratch.content);
-        let mut payload = Vec::new();
-        let payload =
-            if zstd_frame::compress(&scratch.content, level, WithDictionary::No, &mut payload) {
-                payload
-            } else {
-                scratch.content.clone()
-            };
+        let Scratch { content, frame, .. } = scratch;
+        content.clear();
+        encode_batch_into(batch, content);
+        frame.clear();
+        let payload = if zstd_frame::compress(content, level, WithDictionary::No, frame) {
+            frame.clone()
+        } else {
+            content.clone()
+        };
         scratch.trim();
         payload
     })
@@ -330,18 +336,21 @@ fn json_capacity(batch: &Batch) -> usize {
 const SCRATCH_KEEP_BYTES: usize = 1 << 20;
 
 /// Per-thread buffers for compressed encoding: the content before compression (JSON or
-/// packed) and the packed layout's columns.
+/// packed), the packed layout's columns, and the compressed payload before it is copied out.
 #[derive(Default)]
 struct Scratch {
     content: Vec<u8>,
     columns: Columns,
+    frame: Vec<u8>,
 }
 
 impl Scratch {
     /// Frees what a rare huge batch made grow.
     fn trim(&mut self) {
-        if self.content.capacity() > SCRATCH_KEEP_BYTES {
-            self.content = Vec::new();
+        for buffer in [&mut self.content, &mut self.frame] {
+            if buffer.capacity() > SCRATCH_KEEP_BYTES {
+                *buffer = Vec::new();
+            }
         }
         self.columns.shrink(SCRATCH_KEEP_BYTES);
     }
