@@ -1,4 +1,5 @@
-//! The fieldlink MQTT contract (version 1), shared by the agent and the platform.
+//! The fieldlink MQTT contract (version 1: topics under `fieldlink/v1`; `data` payloads of
+//! versions 1 and 2), shared by the agent and the platform.
 //!
 //! Parts:
 //! - [`sample`]: one reading ([`Sample`], [`Value`], [`Quality`]);
@@ -15,7 +16,7 @@
 //!   (payload version 1), or the packed layout in a zstd frame (version 2); the decoder
 //!   reads every version, told apart by their first bytes;
 //! - [`packed`]: the packed layout, a batch as columns;
-//! - [`zstd_frame`]: zstd frames, compressed with a context kept per thread and
+//! - `zstd_frame` (private): zstd frames, compressed with a context kept per thread and
 //!   decompressed into a bounded buffer;
 //! - [`dictionary`]: the zstd dictionaries packed payloads are compressed with.
 //!
@@ -34,7 +35,7 @@ pub mod mqtt_url;
 pub mod packed;
 pub mod sample;
 pub mod topic;
-pub mod zstd_frame;
+mod zstd_frame;
 
 pub use backoff::Backoff;
 pub use batch::Batch;

@@ -1,7 +1,7 @@
 //! The packed layout (payload version 2): a batch as columns, so that a small batch (one
 //! device's 100 points read once) costs a few bytes a sample once zstd has squeezed it.
 //! This module is the layout alone, bytes in and bytes out; the zstd frame around it and
-//! the magic in front of that are the codec's ([`crate::codec`]). Parts: [`names`] (the
+//! the magic in front of that are the codec's ([`crate::codec`]). Parts: `names` (the
 //! devices and series, the point names as tokens), `varint` (the primitives).
 //!
 //! Integers are LEB128 varints (`uvarint`), signed ones zigzag-mapped first (`svarint`); a
@@ -48,7 +48,7 @@
 //! the very float the sender had). Nothing follows the errors.
 //!
 //! Why this shape: a point's name is written once per batch, as words from a table and
-//! numbers that mostly count up by one ([`names`]), and devices of one template read in
+//! numbers that mostly count up by one (`names`), and devices of one template read in
 //! one batch repeat the same name columns, which zstd sends as matches; references and
 //! timestamps are small differences (a read of 100 registers: 100 zeros); a value read
 //! from a scaled register or an f32 (22.47) is a small integer and a tag. Each column holds
