@@ -11,7 +11,10 @@ use crate::status::{self, Rates};
 use crate::supervisor::Supervisor;
 use crate::telemetry::Telemetry;
 use fieldlink_outbox::{Outbox, OutboxOptions};
-use fieldlink_wire::{DeviceMeta, GatewayState, Meta, PointMeta, ResumedAfterCrash, Status};
+use fieldlink_wire::codec::DEFAULT_ZSTD_LEVEL;
+use fieldlink_wire::{
+    Compression, DeviceMeta, GatewayState, Meta, PointMeta, ResumedAfterCrash, Status,
+};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -93,6 +96,7 @@ pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), Run
         remote_config::load_last_good(&local.gateway.state_dir, &gateway);
     let config = effective(&local, remote.as_ref());
     let delete_on = delete_on(config.publish.delete_on, enrolled);
+    let compression = compression(config.publish.compression, enrolled);
     let (outbox, resumed_after_crash) = open_outbox(&config).await?;
     let telemetry = Arc::new(Telemetry::new(
         gateway.clone(),
@@ -151,7 +155,7 @@ pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), Run
         max_samples: config.publish.batch_max_samples.get(),
         max_delay: config.publish.batch_max_delay,
         flush_interval: config.buffer.flush_interval,
-        compression: config.publish.compression,
+        compression,
     }));
     let finish = CancellationToken::new();
     let publisher = tokio::spawn(publisher::run(PublisherContext {
@@ -190,7 +194,7 @@ pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), Run
     }
     crate::memory::release_freed();
     notifier.notify("READY=1");
-    tracing::info!(gateway = %gateway, devices = config.devices.len(), broker = %config.platform.mqtt, ?delete_on, "fieldlink running");
+    tracing::info!(gateway = %gateway, devices = config.devices.len(), broker = %config.platform.mqtt, ?delete_on, ?compression, "fieldlink running");
 
     let mut current = config;
     loop {
@@ -276,6 +280,19 @@ fn delete_on(configured: Option<DeleteOn>, enrolled: bool) -> DeleteOn {
         DeleteOn::PlatformAck
     } else {
         DeleteOn::Puback
+    })
+}
+
+/// How batches are framed: as configured, or else packed for a gateway enrolled with the
+/// fieldlink platform (which decodes every payload version) and plain JSON otherwise (what
+/// any receiver, and `mosquitto_sub`, reads).
+fn compression(configured: Option<Compression>, enrolled: bool) -> Compression {
+    configured.unwrap_or(if enrolled {
+        Compression::Packed {
+            level: DEFAULT_ZSTD_LEVEL,
+        }
+    } else {
+        Compression::None
     })
 }
 
@@ -385,5 +402,21 @@ mod tests {
             delete_on(Some(DeleteOn::PlatformAck), false),
             DeleteOn::PlatformAck
         );
+    }
+
+    #[test]
+    fn an_enrolled_gateway_sends_packed_batches_unless_configured_otherwise() {
+        let packed = Compression::Packed {
+            level: DEFAULT_ZSTD_LEVEL,
+        };
+        assert_eq!(compression(None, true), packed);
+        assert_eq!(compression(None, false), Compression::None);
+        assert_eq!(
+            compression(Some(Compression::None), true),
+            Compression::None
+        );
+        let zstd = Compression::Zstd { level: 9 };
+        assert_eq!(compression(Some(zstd), true), zstd);
+        assert_eq!(compression(Some(packed), false), packed);
     }
 }

@@ -329,25 +329,36 @@ fn mqtt_urls_and_tls_options_are_checked() {
 }
 
 #[test]
-fn compression_is_off_unless_asked_for_and_zstd_defaults_to_level_3() {
+fn compression_is_decided_at_start_unless_set_and_defaults_to_level_3() {
     use fieldlink_wire::Compression;
     let compression = |publish: &str| {
         let text = format!("{MINIMAL}\n[publish]\n{publish}\n");
         config::parse(&text, FILE).unwrap().publish.compression
     };
-    assert_eq!(compression(""), Compression::None);
-    assert_eq!(compression("compression = \"none\""), Compression::None);
+    assert_eq!(compression(""), None);
+    assert_eq!(
+        compression("compression = \"none\""),
+        Some(Compression::None)
+    );
     assert_eq!(
         compression("compression = \"zstd\""),
-        Compression::Zstd { level: 3 }
+        Some(Compression::Zstd { level: 3 })
     );
     assert_eq!(
         compression("compression = \"zstd\"\ncompression_level = 19"),
-        Compression::Zstd { level: 19 }
+        Some(Compression::Zstd { level: 19 })
     );
     assert_eq!(
         compression("compression_level = 1\ncompression = \"zstd\""),
-        Compression::Zstd { level: 1 }
+        Some(Compression::Zstd { level: 1 })
+    );
+    assert_eq!(
+        compression("compression = \"packed\""),
+        Some(Compression::Packed { level: 3 })
+    );
+    assert_eq!(
+        compression("compression = \"packed\"\ncompression_level = 9"),
+        Some(Compression::Packed { level: 9 })
     );
 }
 
@@ -355,7 +366,7 @@ fn compression_is_off_unless_asked_for_and_zstd_defaults_to_level_3() {
 fn bad_compression_settings_are_errors() {
     let publish = |lines: &str| errors(&format!("{MINIMAL}\n[publish]\n{lines}\n"));
     let errs = publish("compression = \"gzip\"");
-    assert!(errs.contains(&"agent.toml:16:15: [publish]: `compression` must be one of \"none\", \"zstd\", found \"gzip\"".to_owned()), "{errs:?}");
+    assert!(errs.contains(&"agent.toml:16:15: [publish]: `compression` must be one of \"none\", \"zstd\", \"packed\", found \"gzip\"".to_owned()), "{errs:?}");
     for level in ["0", "20"] {
         let errs = publish(&format!(
             "compression = \"zstd\"\ncompression_level = {level}"
@@ -373,9 +384,14 @@ fn bad_compression_settings_are_errors() {
         ),
         "{errs:?}"
     );
-    // A level without zstd would silently do nothing.
-    let errs = publish("compression_level = 9");
-    assert!(errs.contains(&"agent.toml:16:21: [publish]: `compression_level` applies only with compression = \"zstd\"".to_owned()), "{errs:?}");
+    // A level without zstd would silently do nothing (or, unset, only when enrolled).
+    for lines in [
+        "compression_level = 9",
+        "compression_level = 9\ncompression = \"none\"",
+    ] {
+        let errs = publish(lines);
+        assert!(errs.contains(&"agent.toml:16:21: [publish]: `compression_level` applies only with compression = \"zstd\" or \"packed\"".to_owned()), "{errs:?}");
+    }
 }
 
 const OPCUA: &str = r#"

@@ -58,7 +58,7 @@ enum Scenario {
     PlcScale(plc_scale::Args),
     /// Broker unreachable for 60 s at a fixed live rate, then back: the drain.
     Backlog(backlog::Args),
-    /// Bytes per sample on the wire, JSON and zstd.
+    /// Bytes per sample on the wire at 1 s polling: JSON, zstd-framed JSON and packed.
     Wire(wire::Args),
     /// Binary size and resident memory with 10 and 10,000 points.
     Footprint(footprint::Args),

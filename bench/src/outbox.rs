@@ -114,5 +114,6 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
         .note(match compression {
             Compression::None => "json".to_owned(),
             Compression::Zstd { level } => format!("zstd:{level}"),
+            Compression::Packed { level } => format!("packed:{level}"),
         }))
 }

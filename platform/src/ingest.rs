@@ -25,11 +25,13 @@
 //!   persistence has lost its retained messages (a gateway takes the version it runs
 //!   again as no news). Any instance may publish: they all publish the database's newest.
 //!
-//! Payloads are JSON or one zstd frame holding it (decoded by `fieldlink_wire`, which
-//! caps the decompressed size). Rejected (and acknowledged, so never delivered again),
-//! each counted in [`IngestStats`] and logged: payloads that do not decode (bad JSON, bad
-//! or oversized zstd frames), batches whose `gateway` is not their topic's, batches from
-//! gateways that are not enrolled.
+//! Payloads are of any version the contract has (decoded by `fieldlink_wire`, which caps
+//! the decompressed size and the samples): JSON, one zstd frame holding it, or packed (a
+//! zstd frame with the shipped dictionary holding the batch as columns). Rejected (and
+//! acknowledged, so never delivered again), each counted in [`IngestStats`] and logged:
+//! payloads that do not decode (bad JSON, bad or oversized zstd frames, damaged packed
+//! content, a payload version or dictionary newer than this build), batches whose
+//! `gateway` is not their topic's, batches from gateways that are not enrolled.
 //!
 //! A sample dated more than [`FUTURE_MARGIN_MS`] ahead of the platform's clock when its
 //! batch is stored (a gateway whose clock is wrong, say year 3000) is not stored: it would
@@ -40,9 +42,8 @@
 use crate::clock::now_ms;
 use crate::config::MqttUrl;
 use crate::store::{BatchOutcome, IncomingBatch, Store};
-use fieldlink_wire::codec::ZSTD_MAGIC;
 use fieldlink_wire::topic::{self, DATA_FILTER, META_FILTER, STATUS_FILTER, TopicKind};
-use fieldlink_wire::{Backoff, ConfigMessage, Meta, Status, Topics, decode_batch};
+use fieldlink_wire::{Backoff, ConfigMessage, Framing, Meta, Status, Topics, decode_batch};
 use rumqttc::{
     AsyncClient, Event, MqttOptions, Outgoing, Packet, Publish, QoS, TlsConfiguration, Transport,
 };
@@ -119,6 +120,7 @@ pub struct IngestCounters {
     unknown_gateway: AtomicU64,
     undecodable: AtomicU64,
     compressed: AtomicU64,
+    packed: AtomicU64,
     gaps: AtomicU64,
     missing_batches: AtomicU64,
     late_batches: AtomicU64,
@@ -152,8 +154,10 @@ pub struct IngestStats {
     pub unknown_gateway: u64,
     /// Payloads rejected as not a batch.
     pub undecodable: u64,
-    /// Batches received zstd-framed (and decoded).
+    /// Batches received compressed (and decoded): zstd-framed JSON or packed.
     pub compressed: u64,
+    /// Of those, batches received packed (payload version 2).
+    pub packed: u64,
     /// Gaps detected (a `seq` jump). Most are filled soon after: by the gateway's backlog
     /// (sent live-first), or, with a shared subscription, by a batch another instance
     /// stored a moment later. `stale_gaps` counts what stays missing.
@@ -213,6 +217,7 @@ impl IngestCounters {
             unknown_gateway: get(&self.unknown_gateway),
             undecodable: get(&self.undecodable),
             compressed: get(&self.compressed),
+            packed: get(&self.packed),
             gaps: get(&self.gaps),
             missing_batches: get(&self.missing_batches),
             late_batches: get(&self.late_batches),
@@ -585,8 +590,13 @@ fn decode(publish: &Publish, counters: &IngestCounters, horizon: i64) -> Decoded
             Decoded::Rejected
         }
         Ok(mut batch) => {
-            if publish.payload.starts_with(&ZSTD_MAGIC) {
-                add(&counters.compressed, 1);
+            match Framing::of(&publish.payload) {
+                Framing::Zstd => add(&counters.compressed, 1),
+                Framing::Packed => {
+                    add(&counters.compressed, 1);
+                    add(&counters.packed, 1);
+                }
+                Framing::Json | Framing::Unknown(_) => {}
             }
             let received = batch.samples.len();
             batch.samples.retain(|s| s.ts <= horizon);

@@ -5,9 +5,10 @@
 use crate::support::{TestPlatform, batch, bounded, code, config, connect, publish_batches};
 use fieldlink_platform::{BrokerConfig, MqttUrl};
 use fieldlink_wire::{
-    Compression, DeviceMeta, Meta, PointMeta, Sample, Status, Topics, Value, encode_batch_with,
+    Compression, DeviceMeta, Framing, Meta, PointMeta, Quality, Sample, Status, Topics, Value,
+    encode_batch_with,
 };
-use serde_json::json;
+use serde_json::{Value as Json, json};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -156,13 +157,18 @@ async fn lying_strange_and_unreadable_batches_are_rejected() {
         gw.publish(&data, vec![0x28, 0xB5, 0x2F, 0xFD, 0, 0, 0], false)
             .await;
         gw.publish(&data, b"{\"gateway\":".to_vec(), false).await;
+        // A packed payload cut short, and one of a payload version this build does not know.
+        let packed = encode_batch_with(&batch(a, 2, 10), Compression::Packed { level: 3 });
+        gw.publish(&data, packed[..packed.len() - 3].to_vec(), false)
+            .await;
+        gw.publish(&data, vec![0x9F, b'F', b'L', 3, 0], false).await;
         // A gateway nobody enrolled (possible on the in-process broker, which has no ACL).
         let stranger = "91420100000000000X-ghost";
         gw.publish_batch(stranger, &batch(stranger, 1, 10)).await;
         gw.disconnect().await;
         let stats = p
             .wait_ingest(WAIT, |s| {
-                s["gateway_mismatch"] == 2 && s["undecodable"] == 2 && s["unknown_gateway"] == 1
+                s["gateway_mismatch"] == 2 && s["undecodable"] == 4 && s["unknown_gateway"] == 1
             })
             .await;
         assert_eq!(stats["batches_stored"], 0, "{stats}");
@@ -175,21 +181,67 @@ async fn lying_strange_and_unreadable_batches_are_rejected() {
     .await;
 }
 
+/// The platform decodes every payload version the contract has: JSON and zstd-framed
+/// JSON (version 1), packed (version 2); each stores the same samples.
 #[tokio::test]
-async fn zstd_framed_batches_are_stored() {
+async fn batches_of_every_payload_version_are_stored_alike() {
     bounded(LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
         let mut p = TestPlatform::start(dir.path()).await;
         let gateways = enrolled(&p, 26, 1).await;
         let (id, password) = &gateways[0];
         let mut gw = connect(&p.mqtt, id, Some((id, password))).await.unwrap();
-        let payload = encode_batch_with(&batch(id, 1, 100), Compression::Zstd { level: 3 });
-        assert!(payload.starts_with(&fieldlink_wire::codec::ZSTD_MAGIC));
-        gw.publish(&Topics::new(id).data, payload, false).await;
+        let framings = [
+            ("json", Compression::None, Framing::Json),
+            ("zstd", Compression::Zstd { level: 3 }, Framing::Zstd),
+            ("packed", Compression::Packed { level: 3 }, Framing::Packed),
+        ];
+        for (seq, (name, compression, framing)) in (1..).zip(framings) {
+            let device: Arc<str> = name.into();
+            let ts = 1_764_201_600_000;
+            let samples = vec![
+                Sample::good(device.clone(), "count".into(), ts, Value::UInt(u64::MAX)),
+                Sample::good(device.clone(), "door_open".into(), ts, Value::Bool(true)),
+                Sample::bad(device.clone(), "pressure".into(), ts, "timeout"),
+                Sample::good(device.clone(), "temperature".into(), ts, Value::Float(21.7)),
+                Sample {
+                    quality: Quality::Uncertain,
+                    ..Sample::good(device.clone(), "TT1201.PV".into(), ts, Value::Int(-7))
+                },
+                Sample::good(device, "温度".into(), ts, Value::Text("AX-7".into())),
+            ];
+            let batch = fieldlink_wire::Batch {
+                gateway: id.clone(),
+                seq,
+                samples,
+            };
+            let payload = encode_batch_with(&batch, compression);
+            assert_eq!(Framing::of(&payload), framing);
+            gw.publish(&Topics::new(id).data, payload, false).await;
+        }
         gw.disconnect().await;
-        let stats = p.wait_ingest(WAIT, |s| s["batches_stored"] == 1).await;
-        assert_eq!(stats["compressed"], 1);
-        assert_eq!(stats["samples_stored"], 100);
+        let stats = p.wait_ingest(WAIT, |s| s["batches_stored"] == 3).await;
+        assert_eq!(stats["samples_stored"], 18, "{stats}");
+        assert_eq!(stats["compressed"], 2, "{stats}");
+        assert_eq!(stats["packed"], 1, "{stats}");
+        assert_eq!(stats["undecodable"], 0, "{stats}");
+        let latest = p.latest(id).await;
+        let of = |device: &str| -> Vec<Json> {
+            latest
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["device"] == device)
+                .map(|s| {
+                    let mut s = s.clone();
+                    s["device"] = json!("any");
+                    s
+                })
+                .collect()
+        };
+        assert_eq!(of("json").len(), 6, "{latest}");
+        assert_eq!(of("zstd"), of("json"));
+        assert_eq!(of("packed"), of("json"));
         p.stop().await;
     })
     .await;

@@ -310,6 +310,13 @@ async fn enroll_run_and_count(config: PlatformConfig, dir: &Path) {
         latest.iter().all(|s| s.quality == Quality::Good),
         "{latest:?}"
     );
+    // An enrolled gateway sends packed batches unless configured otherwise: every batch
+    // stored was decoded from one (a batch is decoded before it is stored).
+    let ingest = platform.ingest_stats();
+    assert!(
+        ingest.packed >= 3 && ingest.packed >= ingest.batches_stored,
+        "{ingest:?}"
+    );
 
     // The bureau's counts: on the cloud and active, in its industry, district and the
     // program.

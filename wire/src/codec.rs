@@ -1,23 +1,37 @@
-//! Bytes on the wire. A payload is UTF-8 JSON, or one zstd frame holding that JSON; the
-//! two are told apart by the zstd magic bytes, which JSON never starts with.
+//! Bytes on the wire. A payload is one of three framings, told apart by its first bytes:
+//!
+//! | framing | payload version | starts with | what follows |
+//! |---|---|---|---|
+//! | JSON | 1 | `{` (or JSON whitespace) | the batch as the contract's UTF-8 JSON |
+//! | zstd | 1 | `28 B5 2F FD` (zstd's magic) | the rest of one zstd frame holding that JSON |
+//! | packed | 2 | `9F 46 4C 02` ([`PACKED_MAGIC`]) | one zstd frame holding the batch in the packed layout ([`crate::packed`]), compressed with the dictionary its header names ([`crate::dictionary`]) |
+//!
+//! JSON never starts with zstd's magic, nor with `9F` (a byte that cannot start UTF-8).
+//! `9F 46 4C` followed by another byte is a later payload version, refused by name.
 //!
 //! Encoding picks the framing from [`Compression`]; decoding needs no setting, it reads
-//! both. A zstd frame is decompressed into at most [`MAX_DECOMPRESSED_BYTES`], so that a
-//! small hostile payload (a "zip bomb") cannot make a receiver allocate without bound.
+//! every version. A zstd frame is decompressed into at most [`MAX_DECOMPRESSED_BYTES`], so
+//! that a small hostile payload (a "zip bomb") cannot make a receiver allocate without
+//! bound; packed content also caps its sample count ([`crate::packed::MAX_SAMPLES`]).
 
 use crate::batch::Batch;
+use crate::packed::{self, Columns, PackedError};
 use crate::sample::{Quality, Sample, Value};
+use crate::zstd_frame::{self, FrameError, WithDictionary};
 use serde_json::ser::{CompactFormatter, Formatter};
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::io::Read;
-use std::ops::RangeInclusive;
 
-/// The first four bytes of a zstd frame.
+pub use crate::zstd_frame::ZSTD_LEVELS;
+
+/// The first four bytes of a zstd frame, and of a payload version 1 compressed with zstd.
 pub const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
 
-/// The zstd levels a sender may choose: 1 (fastest) to 19 (smallest).
-pub const ZSTD_LEVELS: RangeInclusive<i32> = 1..=19;
+/// The first three bytes of a payload of version 2 or later; the fourth is the version.
+pub const VERSIONED_PREFIX: [u8; 3] = [0x9F, b'F', b'L'];
+
+/// The first four bytes of a packed payload (version 2).
+pub const PACKED_MAGIC: [u8; 4] = [0x9F, b'F', b'L', 2];
 
 /// The zstd level used when none is configured: zstd's own default, a good trade on
 /// batches of a few thousand samples.
@@ -30,28 +44,64 @@ pub const MAX_DECOMPRESSED_BYTES: usize = 64 << 20;
 /// How a batch is framed on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compression {
-    /// Plain UTF-8 JSON.
+    /// Plain UTF-8 JSON (version 1).
     #[default]
     None,
-    /// One zstd frame holding the JSON.
+    /// One zstd frame holding the JSON (version 1).
     Zstd {
+        /// The compression level, within [`ZSTD_LEVELS`] (values outside are clamped).
+        level: i32,
+    },
+    /// The packed layout in a zstd frame with the shipped dictionary (version 2).
+    Packed {
         /// The compression level, within [`ZSTD_LEVELS`] (values outside are clamped).
         level: i32,
     },
 }
 
-/// Why a payload could not be decoded.
+/// Which framing a payload has, from its first bytes alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Plain JSON (or not a batch at all: decoding says).
+    Json,
+    /// A zstd frame holding JSON.
+    Zstd,
+    /// The packed layout.
+    Packed,
+    /// A payload version this build does not know (a newer sender).
+    Unknown(u8),
+}
+
+impl Framing {
+    /// The framing of `payload`.
+    pub fn of(payload: &[u8]) -> Framing {
+        if payload.starts_with(&ZSTD_MAGIC) {
+            Framing::Zstd
+        } else if payload.starts_with(&PACKED_MAGIC) {
+            Framing::Packed
+        } else if let Some(&[a, b, c, version]) = payload.first_chunk::<4>()
+            && [a, b, c] == VERSIONED_PREFIX
+        {
+            Framing::Unknown(version)
+        } else {
+            Framing::Json
+        }
+    }
+}
+
+/// Why a payload could not be decoded. Every variant means: drop the payload and log the
+/// reason (and the sender).
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    /// The payload is not a batch in the contract's JSON shape; drop it and log the reason.
+    /// The payload is not a batch in the contract's JSON shape.
     #[error("not a valid batch: {0}")]
     Json(#[from] serde_json::Error),
-    /// The payload starts with zstd's magic but is not a valid zstd frame (truncated or
-    /// corrupted); drop it and log the reason.
+    /// The payload starts with zstd's magic (or is packed) but its zstd frame is not valid
+    /// (truncated or corrupted).
     #[error("not a valid zstd frame: {0}")]
     Zstd(String),
     /// Decompressed, the payload would exceed `limit` bytes: a misbehaving sender or a
-    /// decompression bomb. Drop it and log the sender.
+    /// decompression bomb.
     #[error("zstd frame decompresses to more than {limit} bytes")]
     TooLarge {
         /// The limit, [`MAX_DECOMPRESSED_BYTES`].
@@ -61,6 +111,26 @@ pub enum DecodeError {
     /// receivers matching on it still build; match [`DecodeError::Zstd`] instead.
     #[error("zstd-framed payloads are not supported by this build")]
     ZstdUnsupported,
+    /// The payload is packed, its frame is valid, but its content is not a packed batch.
+    #[error("not a valid packed batch: {0}")]
+    Packed(#[from] PackedError),
+    /// A payload version later than this build knows: upgrade the receiver.
+    #[error("payload version {0} is unknown to this build (a newer sender)")]
+    UnknownVersion(u8),
+    /// The frame was compressed with a dictionary this build does not have (a newer
+    /// sender): upgrade the receiver.
+    #[error("zstd dictionary {0} is unknown to this build (a newer sender)")]
+    UnknownDictionary(u32),
+}
+
+impl From<FrameError> for DecodeError {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::Invalid(reason) => DecodeError::Zstd(reason),
+            FrameError::TooLarge { limit } => DecodeError::TooLarge { limit },
+            FrameError::UnknownDictionary(id) => DecodeError::UnknownDictionary(id),
+        }
+    }
 }
 
 /// Encodes a batch as the contract's JSON.
@@ -173,68 +243,86 @@ fn write_number(
     }
 }
 
-/// Encodes a batch framed as `compression` says: JSON, or one zstd frame holding it.
+/// Encodes a batch framed as `compression` says.
+///
+/// A batch of more than [`packed::MAX_SAMPLES`] samples, which receivers refuse packed, is
+/// sent as zstd-framed JSON instead; so is any batch if zstd fails to compress (it fails
+/// only when it cannot allocate), which then goes out as plain JSON.
 pub fn encode_batch_with(batch: &Batch, compression: Compression) -> Vec<u8> {
     match compression {
         Compression::None => encode_batch(batch),
-        Compression::Zstd { level } => SCRATCH.with_borrow_mut(|scratch| {
-            scratch.json.clear();
-            encode_batch_into(batch, &mut scratch.json);
-            let Scratch { json, zstd } = scratch;
-            let payload = zstd.compress(json, level).unwrap_or_else(|| json.clone());
-            if json.capacity() > SCRATCH_KEEP_BYTES {
-                *json = Vec::new();
-            }
-            payload
-        }),
+        Compression::Zstd { level } => zstd_json(batch, level),
+        Compression::Packed { level } if batch.samples.len() <= packed::MAX_SAMPLES => SCRATCH
+            .with_borrow_mut(|scratch| {
+                let Scratch {
+                    content,
+                    columns,
+                    frame,
+                } = scratch;
+                content.clear();
+                packed::encode(batch, columns, content);
+                frame.clear();
+                frame.extend_from_slice(&PACKED_MAGIC);
+                let payload = if zstd_frame::compress(content, level, WithDictionary::Packed, frame)
+                {
+                    // A copy of the exact size: the payload may wait long in the outbox.
+                    frame.clone()
+                } else {
+                    encode_batch(batch)
+                };
+                scratch.trim();
+                payload
+            }),
+        Compression::Packed { level } => zstd_json(batch, level),
     }
 }
 
-/// Decodes a batch from a payload: JSON, or a zstd frame holding JSON.
+/// One zstd frame holding the batch's JSON (plain JSON if zstd fails).
+fn zstd_json(batch: &Batch, level: i32) -> Vec<u8> {
+    SCRATCH.with_borrow_mut(|scratch| {
+        let Scratch { content, frame, .. } = scratch;
+        content.clear();
+        encode_batch_into(batch, content);
+        frame.clear();
+        let payload = if zstd_frame::compress(content, level, WithDictionary::No, frame) {
+            frame.clone()
+        } else {
+            content.clone()
+        };
+        scratch.trim();
+        payload
+    })
+}
+
+/// Decodes a batch from a payload of any framing.
 pub fn decode_batch(payload: &[u8]) -> Result<Batch, DecodeError> {
-    Ok(serde_json::from_slice(&payload_json(payload)?)?)
-}
-
-/// The JSON of a payload: the payload itself, or the content of its zstd frame (at most
-/// [`MAX_DECOMPRESSED_BYTES`]). For receivers that read batches without [`decode_batch`].
-pub fn payload_json(payload: &[u8]) -> Result<Cow<'_, [u8]>, DecodeError> {
-    if !payload.starts_with(&ZSTD_MAGIC) {
-        return Ok(Cow::Borrowed(payload));
+    match Framing::of(payload) {
+        Framing::Json => Ok(serde_json::from_slice(payload)?),
+        Framing::Zstd => Ok(serde_json::from_slice(&zstd_frame::decompress(
+            payload,
+            MAX_DECOMPRESSED_BYTES,
+        )?)?),
+        Framing::Packed => Ok(packed::decode(&zstd_frame::decompress(
+            &payload[PACKED_MAGIC.len()..],
+            MAX_DECOMPRESSED_BYTES,
+        )?)?),
+        Framing::Unknown(version) => Err(DecodeError::UnknownVersion(version)),
     }
-    decompress(payload, MAX_DECOMPRESSED_BYTES).map(Cow::Owned)
 }
 
-/// Decompresses a zstd frame into at most `limit` bytes.
-fn decompress(frame: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
-    let invalid = |e: std::io::Error| DecodeError::Zstd(e.to_string());
-    match zstd::zstd_safe::get_frame_content_size(frame) {
-        // The frame states its size (our encoder always writes it): allocate exactly that;
-        // zstd refuses to write past it if the header lies.
-        Ok(Some(size)) => {
-            let size = usize::try_from(size)
-                .ok()
-                .filter(|&s| s <= limit)
-                .ok_or(DecodeError::TooLarge { limit })?;
-            zstd::bulk::Decompressor::new()
-                .and_then(|mut d| d.decompress(frame, size))
-                .map_err(invalid)
+/// The JSON of a payload: the payload itself, the content of its zstd frame (at most
+/// [`MAX_DECOMPRESSED_BYTES`]), or a packed batch written as the contract's JSON. For
+/// receivers that read batches as JSON without [`decode_batch`].
+pub fn payload_json(payload: &[u8]) -> Result<Cow<'_, [u8]>, DecodeError> {
+    match Framing::of(payload) {
+        Framing::Json => Ok(Cow::Borrowed(payload)),
+        Framing::Zstd => Ok(Cow::Owned(zstd_frame::decompress(
+            payload,
+            MAX_DECOMPRESSED_BYTES,
+        )?)),
+        Framing::Packed | Framing::Unknown(_) => {
+            decode_batch(payload).map(|batch| Cow::Owned(encode_batch(&batch)))
         }
-        // A streaming frame of unknown size: read it, stopping one byte past the limit.
-        Ok(None) => {
-            let decoder = zstd::stream::read::Decoder::with_buffer(frame).map_err(invalid)?;
-            let mut out = Vec::new();
-            decoder
-                .take(limit as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(invalid)?;
-            if out.len() > limit {
-                return Err(DecodeError::TooLarge { limit });
-            }
-            Ok(out)
-        }
-        Err(_) => Err(DecodeError::Zstd(
-            "the frame header cannot be read".to_owned(),
-        )),
     }
 }
 
@@ -243,41 +331,28 @@ fn json_capacity(batch: &Batch) -> usize {
     64 + batch.samples.len() * 96
 }
 
-/// A thread keeps its JSON scratch buffer between batches up to this size (a batch of
-/// 10,000 samples); a larger one is freed after use.
+/// A thread keeps its scratch buffers between batches up to this size (a JSON batch of
+/// 10,000 samples); larger ones are freed after use.
 const SCRATCH_KEEP_BYTES: usize = 1 << 20;
 
-/// Per-thread buffers for compressed encoding: the JSON before compression, and a zstd
-/// context kept between batches (creating one costs more than compressing a small batch).
+/// Per-thread buffers for compressed encoding: the content before compression (JSON or
+/// packed), the packed layout's columns, and the compressed payload before it is copied out.
 #[derive(Default)]
 struct Scratch {
-    json: Vec<u8>,
-    zstd: ZstdContext,
+    content: Vec<u8>,
+    columns: Columns,
+    frame: Vec<u8>,
 }
 
-#[derive(Default)]
-struct ZstdContext {
-    /// The context and the level it is set to.
-    compressor: Option<(i32, zstd::bulk::Compressor<'static>)>,
-}
-
-impl ZstdContext {
-    /// One zstd frame (with its content size in the header) holding `data`; `None` if zstd
-    /// fails, which it does only when it cannot allocate.
-    fn compress(&mut self, data: &[u8], level: i32) -> Option<Vec<u8>> {
-        let level = level.clamp(*ZSTD_LEVELS.start(), *ZSTD_LEVELS.end());
-        let compressor = match &mut self.compressor {
-            Some((current, compressor)) if *current == level => compressor,
-            slot => {
-                *slot = None;
-                &mut slot
-                    .insert((level, zstd::bulk::Compressor::new(level).ok()?))
-                    .1
+impl Scratch {
+    /// Frees what a rare huge batch made grow.
+    fn trim(&mut self) {
+        for buffer in [&mut self.content, &mut self.frame] {
+            if buffer.capacity() > SCRATCH_KEEP_BYTES {
+                *buffer = Vec::new();
             }
-        };
-        let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(data.len()));
-        compressor.compress_to_buffer(data, &mut out).ok()?;
-        Some(out)
+        }
+        self.columns.shrink(SCRATCH_KEEP_BYTES);
     }
 }
 

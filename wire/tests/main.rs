@@ -1,6 +1,7 @@
 //! The wire crate's tests, one binary: the contract's exact JSON (MQTT and enrollment),
-//! and zstd framing.
+//! zstd framing, and the packed payload (version 2).
 
 mod compression;
 mod enroll;
 mod golden;
+mod packed;

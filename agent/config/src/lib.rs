@@ -358,27 +358,48 @@ fn read_publish(dx: &mut Diagnostics<'_>, t: &mut TableReader<'_, '_>) -> Publis
     let shutdown_timeout = t
         .duration(dx, "shutdown_timeout")
         .map_or(Duration::from_secs(10), |d| d.value);
-    let zstd = t
-        .choice(dx, "compression", "\"none\", \"zstd\"", |s| match s {
-            "none" => Some(false),
-            "zstd" => Some(true),
-            _ => None,
-        })
-        .is_some_and(|c| c.value);
+    /// The framings `compression` names, without their level.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Framing {
+        Json,
+        Zstd,
+        Packed,
+    }
+    let framing = t
+        .choice(
+            dx,
+            "compression",
+            "\"none\", \"zstd\", \"packed\"",
+            |s| match s {
+                "none" => Some(Framing::Json),
+                "zstd" => Some(Framing::Zstd),
+                "packed" => Some(Framing::Packed),
+                _ => None,
+            },
+        )
+        .map(|c| c.value);
     let (min, max) = (*ZSTD_LEVELS.start(), *ZSTD_LEVELS.end());
     let level = t.integer(dx, "compression_level", min.into(), max.into());
-    let compression = match level {
-        Some(level) if !zstd => {
-            dx.error(
-                level.range(),
-                "[publish]: `compression_level` applies only with compression = \"zstd\"",
-            );
-            Compression::None
+    // Within ZSTD_LEVELS, checked above.
+    let level_or_default = level
+        .as_ref()
+        .map_or(DEFAULT_ZSTD_LEVEL, |l| l.value as i32);
+    let compression = match framing {
+        Some(Framing::Zstd) => Some(Compression::Zstd {
+            level: level_or_default,
+        }),
+        Some(Framing::Packed) => Some(Compression::Packed {
+            level: level_or_default,
+        }),
+        json_or_unset => {
+            if let Some(level) = level {
+                dx.error(
+                    level.range(),
+                    "[publish]: `compression_level` applies only with compression = \"zstd\" or \"packed\"",
+                );
+            }
+            json_or_unset.map(|_| Compression::None)
         }
-        _ if !zstd => Compression::None,
-        level => Compression::Zstd {
-            level: level.map_or(DEFAULT_ZSTD_LEVEL, |l| l.value as i32),
-        },
     };
     let delete_on = t
         .choice(

@@ -71,8 +71,10 @@ pub struct PublishConfig {
     pub backlog_share: f64,
     /// How long SIGTERM may spend publishing before exiting.
     pub shutdown_timeout: Duration,
-    /// How batches are framed on the wire: plain JSON, or zstd at a level in 1..=19.
-    pub compression: Compression,
+    /// How batches are framed on the wire: plain JSON, zstd-framed JSON, or packed, with a
+    /// zstd level in 1..=19; `None`: not set, decided at start (packed for an enrolled
+    /// gateway, plain JSON otherwise).
+    pub compression: Option<Compression>,
     /// When a sent batch leaves the outbox; `None`: not set, decided at start (the platform's
     /// ack for an enrolled gateway, the broker's PUBACK otherwise).
     pub delete_on: Option<DeleteOn>,
