@@ -40,7 +40,7 @@ pub struct Args {
     /// `[publish] max_inflight`.
     #[arg(long, default_value_t = 32)]
     max_inflight: u16,
-    /// `[publish] compression`: none or zstd.
+    /// `[publish] compression`: none, zstd or packed.
     #[arg(long, default_value = "none")]
     compression: String,
     /// `[publish] compression_level` (with zstd).
