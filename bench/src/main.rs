@@ -22,6 +22,7 @@ mod fleet;
 mod footprint;
 mod ingest;
 mod measure;
+mod modbus_1s;
 mod modbus_scale;
 mod monitoring;
 mod opcua;
@@ -54,6 +55,9 @@ enum Scenario {
     Pipeline(pipeline::Args),
     /// 1,000 Modbus TCP devices x 100 holding registers every second.
     ModbusScale(modbus_scale::Args),
+    /// 10 pymodbus devices x 100 registers every 1 s: CPU, RSS and bytes per point vs Node-RED.
+    #[command(name = "modbus-1s")]
+    Modbus1s(modbus_1s::Args),
     /// 1,000 S7 or MC PLCs (the simulator's) x 100 words every second.
     PlcScale(plc_scale::Args),
     /// Broker unreachable for 60 s at a fixed live rate, then back: the drain.
@@ -98,6 +102,7 @@ fn main() -> anyhow::Result<()> {
                 Scenario::Outbox(args) => outbox::run(args).await,
                 Scenario::Pipeline(args) => pipeline::run(args).await,
                 Scenario::ModbusScale(args) => modbus_scale::run(args).await,
+                Scenario::Modbus1s(args) => modbus_1s::run(args).await,
                 Scenario::PlcScale(args) => plc_scale::run(args).await,
                 Scenario::Backlog(args) => backlog::run(args).await,
                 Scenario::Wire(args) => wire::run(args).await,

@@ -144,7 +144,7 @@ fn register_map(index: usize, registers: u16) -> anyhow::Result<RegisterMap> {
 }
 
 /// `[[device]]` tables of the Modbus devices at `addresses`.
-fn modbus_devices(addresses: &[SocketAddr], registers: u16, poll: &str) -> String {
+pub(crate) fn modbus_devices(addresses: &[SocketAddr], registers: u16, poll: &str) -> String {
     let mut text = String::new();
     for (d, address) in addresses.iter().enumerate() {
         text.push_str(&format!(
