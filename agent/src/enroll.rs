@@ -5,6 +5,7 @@
 //! platform's own.
 
 use crate::config::AgentConfig;
+use crate::http_client::{Client, HttpError, Response};
 use fieldlink_wire::MqttUrl;
 use fieldlink_wire::enroll::{EnrollRequest, Enrollment, ErrorBody};
 use std::path::{Path, PathBuf};
@@ -12,6 +13,9 @@ use std::time::Duration;
 
 /// The file under `state_dir` that holds the enrollment.
 pub const FILE_NAME: &str = "enrollment.json";
+
+/// How long the platform has to answer, connection and TLS included.
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why enrollment failed; each says what the integrator does next.
 #[derive(Debug, thiserror::Error)]
@@ -56,17 +60,6 @@ pub enum EnrollError {
     },
 }
 
-fn describe(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// Calls `POST {url}/api/v1/enroll` with `token` for the gateway named `gateway_name`.
 pub async fn request(
     url: &str,
@@ -77,15 +70,14 @@ pub async fn request(
     if !(base.starts_with("https://") || base.starts_with("http://")) {
         return Err(EnrollError::BadUrl(url.to_owned()));
     }
-    // Installing fails only if a provider is already installed, which is as good.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| EnrollError::Unreachable {
-            url: base.to_owned(),
-            detail: describe(&e),
-        })?;
+    let unreachable = |url: &str, e: HttpError| match e {
+        HttpError::BadUrl(_) => EnrollError::BadUrl(base.to_owned()),
+        e => EnrollError::Unreachable {
+            url: url.to_owned(),
+            detail: e.to_string(),
+        },
+    };
+    let client = Client::with_system_roots(TIMEOUT).map_err(|e| unreachable(base, e))?;
     let body = EnrollRequest {
         token: token.to_owned(),
         gateway_name: gateway_name.to_owned(),
@@ -95,23 +87,10 @@ pub async fn request(
         agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
     };
     let endpoint = format!("{base}/api/v1/enroll");
-    let response = client
-        .post(&endpoint)
-        .json(&body)
-        .send()
+    let Response { status, body: text } = client
+        .post_json(&endpoint, &body)
         .await
-        .map_err(|e| EnrollError::Unreachable {
-            url: endpoint.clone(),
-            detail: describe(&e),
-        })?;
-    let status = response.status().as_u16();
-    let text = response
-        .text()
-        .await
-        .map_err(|e| EnrollError::Unreachable {
-            url: endpoint.clone(),
-            detail: describe(&e),
-        })?;
+        .map_err(|e| unreachable(&endpoint, e))?;
     if status == 201 || status == 200 {
         let enrollment: Enrollment =
             serde_json::from_str(&text).map_err(|e| EnrollError::BadAnswer(e.to_string()))?;

@@ -6,6 +6,7 @@ mod check;
 mod config;
 mod delivery;
 mod faults;
+mod http_client;
 mod modbus;
 mod plugins;
 mod points;

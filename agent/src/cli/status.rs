@@ -25,27 +25,19 @@ pub fn show(config: &Path, url: Option<&str>, json: bool) -> anyhow::Result<()> 
             format!("http://{host}:{}", listen.port())
         }
     };
-    // reqwest is built without a default TLS provider; installing fails only if one is
-    // already installed, which is as good.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let body = runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()?;
-        client
-            .get(format!("{base}/status"))
-            .send()
-            .await?
-            .error_for_status()?
-            .text()
-            .await
-    });
-    let body = body.with_context(|| {
-        format!("cannot reach the agent's status endpoint at {base} (is fieldlink running?)")
-    })?;
+    let client = crate::http_client::Client::plain(Duration::from_secs(5));
+    let unreachable =
+        || format!("cannot reach the agent's status endpoint at {base} (is fieldlink running?)");
+    let answer = runtime
+        .block_on(client.get(&format!("{base}/status")))
+        .with_context(unreachable)?;
+    if !(200..300).contains(&answer.status) {
+        anyhow::bail!("{}: it answered HTTP {}", unreachable(), answer.status);
+    }
+    let body = answer.body;
     if json {
         println!("{body}");
         return Ok(());
