@@ -193,6 +193,7 @@ pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), Run
         ));
     }
     crate::memory::release_freed();
+    helpers.spawn(crate::memory::release_unused(background.clone()));
     notifier.notify("READY=1");
     tracing::info!(gateway = %gateway, devices = config.devices.len(), broker = %config.platform.mqtt, ?delete_on, ?compression, "fieldlink running");
 
