@@ -42,7 +42,7 @@ pub struct Args {
     /// Poll period (the comparison's is 1 s).
     #[arg(long, default_value = "1s")]
     poll: String,
-    /// The agent's `[publish] compression`: "none" (JSON) or "zstd".
+    /// The agent's `[publish] compression`: "none" (JSON), "zstd" or "packed".
     #[arg(long, default_value = "none")]
     compression: String,
     /// Seconds before the window starts.

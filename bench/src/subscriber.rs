@@ -1,7 +1,7 @@
 //! The counting subscriber: a real MQTT client on `fieldlink/v1/+/data` that counts the
 //! batches and samples delivered, cheaply enough to keep up with a million samples a second
 //! on a shared core: it does not build `Sample`s, it finds each sample's `"ts":` key in the
-//! JSON (decompressing zstd payloads first) and reads the number after it.
+//! JSON (zstd and packed payloads decoded to it first) and reads the number after it.
 //!
 //! Optionally it keeps a log of every batch (arrival time, `seq`, samples) and
 //! a latency histogram (arrival time minus `ts`) of the samples stamped at or after a
