@@ -12,7 +12,7 @@
 //! collectors), [`report`] (report by exception), [`batcher`], [`outbox`] (the shared
 //! store), [`publisher`] (MQTT), [`supervisor`] (running collectors, reloads),
 //! [`telemetry`], [`status`], [`metrics`] and [`notify`] (what the outside sees), [`check`]
-//! (what `fieldlink check` prints), [`http_client`] (the command line's HTTP requests), [`memory`] (the start-up peak given back), [`run`],
+//! (what `fieldlink check` prints), [`http_client`] (the command line's HTTP requests), [`memory`] (freed heap given back), [`run`],
 //! which composes them and stops them in order, and [`cli`], the `fieldlink` command.
 
 pub mod batcher;
