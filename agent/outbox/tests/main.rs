@@ -5,6 +5,8 @@ mod cap;
 mod concurrency;
 mod damage;
 mod durability;
+mod log;
+mod migration;
 mod model;
 mod states;
 mod throughput;
