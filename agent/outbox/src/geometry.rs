@@ -9,18 +9,20 @@ pub(crate) const SUPERBLOCK: u64 = 4096;
 /// The superblock area at the start of the file: two copies.
 pub(crate) const HEADER_AREA: u64 = 2 * SUPERBLOCK;
 
-/// The smallest segment: a cap of a few MiB still gets segments a few batches long.
-const MIN_SEGMENT: u64 = 8 * 1024;
+/// The smallest segment: reading one (a backlog's records, a segment's entries) is a few large
+/// reads, and eviction drops a useful amount at a time. Caps under 32 MiB get fewer than 1024
+/// slots (a 1 MiB cap 31); the smallest cap, 7.
+const MIN_SEGMENT: u64 = 32 * 1024;
 
 /// The most slots a file has (the superblock's slot map has room for this many).
 pub(crate) const MAX_SLOTS: u64 = 1024;
 
-/// The fewest slots a cap may give: the newest record must fit beside the head segment and the
-/// slot kept for ack frames, with room to spare (see [`Geometry::max_record`]).
-const MIN_SLOTS: u64 = 16;
+/// The fewest slots a cap may give: the head segment, the two spare slots an append keeps
+/// free (see `writer`), and the newest record (at most a quarter of the slots, see
+/// [`Geometry::max_record`]).
+const MIN_SLOTS: u64 = 7;
 
-/// The smallest accepted cap: [`MIN_SLOTS`] slots of [`MIN_SEGMENT`] and some, plus the
-/// superblocks.
+/// The smallest accepted cap: [`MIN_SLOTS`] slots of [`MIN_SEGMENT`] and the superblocks.
 pub(crate) const MIN_MAX_BYTES: u64 = 256 * 1024;
 
 /// The layout of one file.
@@ -84,8 +86,8 @@ mod tests {
         assert_eq!(
             small,
             Geometry {
-                segment: 8192,
-                slots: 31
+                segment: 32768,
+                slots: 7
             }
         );
         let gib = Geometry::for_cap(1 << 30);
@@ -96,22 +98,23 @@ mod tests {
             let g = Geometry::for_cap(cap);
             assert!(g.len_for_slots(g.slots) <= cap, "cap {cap}: {g:?}");
             assert!(g.slots >= MIN_SLOTS, "cap {cap}: {g:?}");
-            // The largest frame touches at most a quarter of the slots and one more.
+            // The largest frame needs at most this many new slots: with every other record
+            // evicted, they are free beside the head's and a spare one.
             let frame = frame::frame_len(g.max_record());
-            assert!(frame.div_ceil(g.segment) < g.slots / 4 + 2);
+            assert!(frame.div_ceil(g.segment) + 2 <= g.slots, "cap {cap}: {g:?}");
         }
     }
 
     #[test]
     fn an_existing_segment_size_is_kept_while_it_gives_enough_slots() {
         assert_eq!(
-            Geometry::with_segment(1 << 20, 16384),
+            Geometry::with_segment(1 << 20, 32768),
             Some(Geometry {
-                segment: 16384,
-                slots: 63
+                segment: 32768,
+                slots: 31
             })
         );
-        assert_eq!(Geometry::with_segment(MIN_MAX_BYTES, 65536), None);
-        assert_eq!(Geometry::with_segment(1 << 20, 5000), None);
+        assert_eq!(Geometry::with_segment(MIN_MAX_BYTES, 1 << 20), None);
+        assert_eq!(Geometry::with_segment(1 << 20, 70000), None);
     }
 }

@@ -28,12 +28,12 @@
 //!   eviction counters, the log's durable `tail` and `head`, and which slot holds each segment
 //!   in between.
 //! - then up to 1024 *slots* of one segment each (the segment size is the cap divided by
-//!   1024, at least 8 KiB, in whole 4 KiB pages). The log is a sequence of bytes addressed by
+//!   1024, at least 32 KiB, in whole 4 KiB pages). The log is a sequence of bytes addressed by
 //!   position (`lsn`); segment `n` is its bytes `n × size .. (n + 1) × size`, in whichever slot
 //!   was free when the log reached it. A frame may run on from one segment into the next.
-//! - frames (see [`frame`]): a 48-byte header (checksums of header and payload, the kind,
-//!   the frame's own `lsn`, a record's `seq`, samples and append time), then the payload: a
-//!   record's batch, or an ack's ranges of deleted `seq`s.
+//! - frames (see [`frame`]): a 64-byte header (checksums of header and payload, the kind,
+//!   the frame's own `lsn`, a record's `seq`, samples and append time), then the payload (a
+//!   record's batch, or an ack's ranges of deleted `seq`s), padded to a multiple of 64 bytes.
 //!
 //! A segment's slot is reused only once a durable superblock's `tail` has passed the segment:
 //! whole segments are dropped when every record in them is deleted (acked or evicted), with
@@ -45,10 +45,11 @@
 //! record, for the life of the store, across restarts, acks and evictions. Since an append is
 //! visible (and may be published) before it is durable, a crash could otherwise hand out the
 //! same `seq` again: so the outbox also keeps `seq_limit`, a reservation that is always durable
-//! before any `seq` below it is handed out (a durable commit raises it by 1024 when it runs
-//! out). After a crash, numbering resumes at `seq_limit`: receivers see a forward gap, never a
-//! reused `seq`. A clean close lowers the reservation back to `next_seq`, so a clean restart
-//! leaves no gap.
+//! before any `seq` below it is handed out (an append that reaches it commits with it raised by
+//! 1024; a flush raises it ahead, to four times the appends of the last interval, when at that
+//! rate it would run out before the next flush). After a crash, numbering resumes at
+//! `seq_limit`: receivers see a forward gap, never a reused `seq`. A clean close lowers the
+//! reservation back to `next_seq`, so a clean restart leaves no gap.
 //!
 //! The open that finds a reservation above `next_seq` (the last run stopped uncleanly) names
 //! the gap in [`OpenReport::resumed_after_crash`]: from the durable `next_seq` (the first `seq`
@@ -65,8 +66,8 @@
 //! commit (none for deletions the new `tail` passes), fsyncs, writes the next superblock copy
 //! (`head` at the end of the log) and fsyncs again. The agent calls it every flush interval
 //! and at shutdown. Some commits are made on the outbox's own initiative (a `seq` reservation,
-//! freeing slots for an append, dropping the `Outbox`): a record may become durable earlier
-//! than the next flush, never later.
+//! freeing slots for an append, evicting, dropping the `Outbox`): a record may become durable
+//! earlier than the next flush, never later.
 //!
 //! **What a crash costs**: recovery reads the log from the newest valid superblock's `tail` to
 //! its `head` and ignores whatever lies beyond, so a crash (kill -9 as well as a power cut)
@@ -107,22 +108,30 @@
 //!
 //! # Size cap
 //!
-//! `max_bytes` bounds the file's length: the superblocks and 1024 slots at most fit in it, so
-//! the file never grows past the cap, not even for a moment (**margin: 0 bytes**). A record's
-//! frame may take at most a quarter of the slots ([`OutboxError::RecordTooLarge`] beyond);
-//! `max_bytes` must be at least 256 KiB.
+//! `max_bytes` bounds the file's length: the superblocks and the slots, at most 1024 of them
+//! (each at least 32 KiB), fit in it, so the file never grows past the cap, not even for a
+//! moment (**margin: 0 bytes**). A record's frame may take at most a quarter of the slots
+//! ([`OutboxError::RecordTooLarge`] beyond); `max_bytes` must be at least 256 KiB (7 slots).
 //!
 //! The file grows a slot at a time while no slot is free, and a commit frees the slots of the
 //! segments its `tail` passed (the agent flushes every second, so the file settles at what a
 //! second of appends takes, plus the backlog). It shrinks when the free slots at its end are a
-//! quarter of it. When every slot is in use and a commit would free none, the oldest segment's
-//! records are evicted (whole segments, oldest first, at least 1/64 of the cap at a time, so
-//! that a full store commits once per 1/64 of the cap appended, not once per append), counted
-//! (`evicted_batches`, `evicted_samples`, persisted in the superblock) and logged (one warning
-//! per 10 s at most, with the counts since the last one). The newest record is always kept.
-//! A full store holds payload of about 90 % of `max_bytes` (the rest: frame headers, the
-//! segment at the tail that still holds a live record, the room kept for ack frames).
+//! quarter of it. An append keeps two slots free: one for the ack frame a commit may write,
+//! one for the record an eviction makes room for. When it cannot, and a commit would free
+//! none, the oldest records are evicted (whole segments, oldest first, until a commit frees a
+//! segment and 1/64 of the slots more, so that a full store commits once per 1/64 of the cap
+//! appended rather than once per append); the append's record goes into a spare slot and the
+//! commit that frees the evicted ones follows it, so that a crash finds the store before the
+//! append or after it. Evictions are counted (`evicted_batches`, `evicted_samples`,
+//! persisted in the superblock) and logged (one warning per 10 s at most, with the counts
+//! since the last one). The newest record is always kept.
 //!
+//! A full store holds payload of about 90 % of `max_bytes` from 32 MiB up (1,000-sample
+//! batches: the rest is frame headers, the tail segment's deleted records and the spare
+//! slots), less for small caps, where a segment and the two spare slots weigh more (a 256 KiB
+//! cap keeps 4 or 5 segments of 32 KiB). A record takes its payload plus a 64-byte header,
+//! rounded up to a multiple of 64 bytes.
+
 //! # Recovery
 //!
 //! Opening reads the newest valid superblock and every frame from its `tail` to its `head`
@@ -606,6 +615,7 @@ impl Store {
                 end: sb.head,
                 file_len,
                 captures: 0,
+                appended_since_flush: 0,
             }),
             state: Mutex::new(state),
             commits: Mutex::new(CommitLog {
@@ -659,19 +669,26 @@ impl Store {
     /// Turns a call's failure into the caller's error, dropping the file handle when it is
     /// unusable, and logs evictions.
     fn done<T>(&self, result: Result<T, Fault>) -> Result<T, OutboxError> {
-        let mut st = self.lock_state();
         let result = result.map_err(|fault| {
-            if fault.needs_reopen() && st.file.is_some() {
-                st.reopen.failed(&fault);
-                tracing::error!(path = %self.terms.path.display(), error = %fault.text(),
-                    "outbox write failed; the store will be reopened from its last durable state");
-                st.file = None;
-            }
+            self.break_off(&fault);
             fault.into_error(&self.terms.path)
         });
+        let mut st = self.lock_state();
         let oldest = st.ends.oldest.map(|(seq, _)| seq);
         st.evictions.maybe_log(oldest);
         result
+    }
+
+    /// After `fault`, drops the file handle if it is unusable: the next call reopens the file
+    /// (after a backoff), recovering its last durable commit.
+    pub(crate) fn break_off(&self, fault: &Fault) {
+        let mut st = self.lock_state();
+        if fault.needs_reopen() && st.file.is_some() {
+            st.reopen.failed(fault);
+            tracing::error!(path = %self.terms.path.display(), error = %fault.text(),
+                "outbox write failed; the store will be reopened from its last durable state");
+            st.file = None;
+        }
     }
 
     /// Makes sure the file is open, reopening it after an earlier failure (with backoff, so

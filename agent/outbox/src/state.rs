@@ -211,6 +211,18 @@ impl State {
         }
     }
 
+    /// Adds segments `first..=last` in the lowest free slots.
+    pub(crate) fn allocate(&mut self, first: u64, last: u64) -> Result<(), Fault> {
+        for id in first..=last {
+            let slot = self
+                .index
+                .free_slot()
+                .ok_or_else(|| Fault::Internal("no free slot".to_string()))?;
+            self.index.add_segment(id, slot);
+        }
+        Ok(())
+    }
+
     /// Segments that a commit of the current state would free: those before the tail's.
     pub(crate) fn reclaimable(&self) -> u64 {
         let seg = self.index.geometry().segment;

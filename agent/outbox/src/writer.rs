@@ -19,6 +19,10 @@ use crate::index::Entry;
 use crate::superblock::Superblock;
 use crate::{SEQ_RESERVATION, Store, now_ms};
 
+/// Slots an append leaves free: one for the ack frame a commit may write, one for the record
+/// an eviction makes room for (see `make_room`).
+const SPARE_SLOTS: u64 = 2;
+
 /// What only the writer changes.
 #[derive(Debug)]
 pub(crate) struct Writer {
@@ -31,6 +35,8 @@ pub(crate) struct Writer {
     pub file_len: u64,
     /// Captures taken, to order commits.
     pub captures: u64,
+    /// Records appended since the last periodic flush, to reserve `seq`s ahead.
+    pub appended_since_flush: u64,
 }
 
 /// The durable commits made so far.
@@ -72,7 +78,7 @@ impl Store {
             return Err(Fault::TooLarge { bytes: len, max });
         }
         let at_ms = now_ms();
-        let lsn = self.make_room(w, &file, frame::frame_len(len), 1)?;
+        let (lsn, commit) = self.make_room(w, &file, frame::frame_len(len))?;
         let header = Header::record(lsn, seq, samples, at_ms, &payload);
         self.write_frame(w, &file, lsn, &header.encode(), &payload)?;
         let frame_end = lsn + header.frame_len();
@@ -88,6 +94,12 @@ impl Store {
         drop(st);
         w.next_seq = seq + 1;
         w.end = frame_end;
+        w.appended_since_flush += 1;
+        if commit && let Err(fault) = self.commit_holding(w, &file) {
+            // The record is appended (and visible) like any other not yet durable: the store
+            // is reopened from its last durable commit on the next call, as after a crash.
+            self.break_off(&fault);
+        }
         Ok(seq)
     }
 
@@ -103,7 +115,7 @@ impl Store {
     ) -> Result<(), Fault> {
         let file = self.file_for_writing(w)?;
         let len = payload.len() as u64;
-        let lsn = self.make_room(w, &file, frame::frame_len(len), 1)?;
+        let (lsn, commit) = self.make_room(w, &file, frame::frame_len(len))?;
         let header = Header::record(lsn, seq, samples, at_ms, &payload);
         self.write_frame(w, &file, lsn, &header.encode(), &payload)?;
         let frame_end = lsn + header.frame_len();
@@ -119,6 +131,9 @@ impl Store {
         drop(st);
         w.next_seq = w.next_seq.max(seq + 1);
         w.end = frame_end;
+        if commit {
+            self.commit_holding(w, &file)?;
+        }
         Ok(())
     }
 
@@ -132,15 +147,17 @@ impl Store {
     }
 
     /// Makes sure the segments a frame of `len` bytes at the end of the log will touch are
-    /// resident, keeping `spare` slots free (for a commit's ack frame); commits to free slots,
-    /// and evicts the oldest records, when it must. Returns where the frame goes.
+    /// resident, keeping [`SPARE_SLOTS`] slots free; commits to free slots, and evicts the
+    /// oldest records, when it must. Returns where the frame goes, and whether the caller must
+    /// commit once the frame is written: after an eviction the frame takes one of the spare
+    /// slots and the commit that frees the evicted ones comes after it, so that the durable
+    /// state holds the frame too (a crash finds the store before the append or after it).
     fn make_room(
         &self,
         w: &mut MutexGuard<'_, Writer>,
         file: &LogFile,
         len: u64,
-        spare: u64,
-    ) -> Result<u64, Fault> {
+    ) -> Result<(u64, bool), Fault> {
         let seg = w.geometry.segment;
         loop {
             let lsn = w.end;
@@ -153,30 +170,29 @@ impl Store {
             let last_needed = (lsn + len - 1) / seg;
             let needed = (last_needed + 1).saturating_sub(first_new);
             if needed == 0 {
-                return Ok(lsn);
+                return Ok((lsn, false));
             }
-            if st.index.free_slots() >= needed + spare {
-                for id in first_new..=last_needed {
-                    let slot = st
-                        .index
-                        .free_slot()
-                        .ok_or_else(|| Fault::Internal("no free slot".to_string()))?;
-                    st.index.add_segment(id, slot);
-                }
-                return Ok(lsn);
+            let free = st.index.free_slots();
+            if free >= needed + SPARE_SLOTS {
+                st.allocate(first_new, last_needed)?;
+                return Ok((lsn, false));
             }
             if st.reclaimable() == 0 {
-                // Evict whole segments, oldest first, until a commit frees enough slots (and a
-                // little more, so that the next appends do not commit one segment at a time).
-                let want = needed + spare + (w.geometry.slots / 64).max(1);
-                while st.index.free_slots() + st.reclaimable() < want
-                    && st.evict_oldest_segment().is_some()
-                {}
+                // Evict whole segments, oldest first, until a commit frees enough slots (and
+                // 1/64 of the slots more, so that the next appends do not commit for each).
+                let want = needed + SPARE_SLOTS + w.geometry.slots / 64;
+                while free + st.reclaimable() < want && st.evict_oldest_segment().is_some() {}
+                if free > needed {
+                    st.allocate(first_new, last_needed)?;
+                    return Ok((lsn, true));
+                }
                 if st.reclaimable() == 0 {
                     return Err(Fault::Internal(format!(
                         "no room for a frame of {len} bytes with every record evicted"
                     )));
                 }
+                // A frame larger than the spare room: the eviction is committed on its own
+                // (a crash may find it done and the append not).
             }
             drop(st);
             self.commit_holding(w, file)?;
@@ -236,6 +252,12 @@ impl Store {
         let (file, capture) = {
             let mut w = self.lock_writer();
             let file = self.file_for_writing(&mut w)?;
+            // If the reservation may run out before the next flush at the rate of the last
+            // interval, this commit raises it, so that appends rarely commit for one.
+            let rate = std::mem::take(&mut w.appended_since_flush);
+            if w.seq_limit.saturating_sub(w.next_seq) < 2 * rate {
+                w.seq_limit = w.next_seq + (4 * rate).max(SEQ_RESERVATION);
+            }
             let capture = self.capture(&mut w, &file)?;
             (file, capture)
         };
@@ -271,12 +293,8 @@ impl Store {
                     }
                     return Err(Fault::Internal("no room for an ack frame".to_string()));
                 }
-                for id in first_new..first_new + needed {
-                    let slot = st
-                        .index
-                        .free_slot()
-                        .ok_or_else(|| Fault::Internal("no free slot".to_string()))?;
-                    st.index.add_segment(id, slot);
+                if needed > 0 {
+                    st.allocate(first_new, first_new + needed - 1)?;
                 }
                 end += len;
             }
