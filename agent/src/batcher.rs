@@ -1,6 +1,10 @@
 //! The batcher: the one consumer of the collectors' samples. It applies report by
 //! exception, cuts batches by size and age, appends them to the outbox (which gives each
 //! its `seq`), makes them durable every flush interval, and wakes the publisher.
+//!
+//! The flush runs in a task of its own, so that appends go on while the disk syncs (the
+//! outbox holds no lock an append needs during the fsync); a tick that finds the last flush
+//! still running skips. The batcher joins it before it returns.
 
 use crate::config::DeviceConfig;
 use crate::outbox::SharedOutbox;
@@ -12,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 /// What the batcher is handed.
@@ -49,6 +54,7 @@ pub async fn run(mut cx: BatcherContext) -> u64 {
     flush_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut lost = 0u64;
     let mut counters = DeviceCounters::new(&cx.telemetry);
+    let mut flushing: Option<JoinHandle<()>> = None;
     let mut beat = tokio::time::interval(Duration::from_secs(1));
     loop {
         let cut_at = first_at.map(|t| t + cx.max_delay);
@@ -81,7 +87,10 @@ pub async fn run(mut cx: BatcherContext) -> u64 {
             _ = flush_tick.tick() => {
                 // Acks are committed by the publisher without fsync; flushing every
                 // interval makes them durable too, so flush even if nothing was appended.
-                flush(&cx.outbox).await;
+                if flushing.as_ref().is_none_or(JoinHandle::is_finished) {
+                    let outbox = cx.outbox.clone();
+                    flushing = Some(tokio::spawn(async move { flush(&outbox).await }));
+                }
             }
             Some(devices) = cx.reload_rx.recv() => {
                 cx.filter.set_rules(&devices);
@@ -91,6 +100,12 @@ pub async fn run(mut cx: BatcherContext) -> u64 {
         }
     }
     lost += append(&cx, pending).await;
+    if let Some(last) = flushing
+        && let Err(e) = last.await
+    {
+        // The flush below covers whatever that one did not make durable.
+        tracing::error!(error = %e, "a flush task failed");
+    }
     flush(&cx.outbox).await;
     lost
 }
