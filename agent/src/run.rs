@@ -20,16 +20,18 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// Samples the collectors may have handed over before they wait for the batcher, about: the
-/// channel holds whole cycles, as many as make this many samples of the largest device (100
-/// cycles of 1,000 points, 1,000 of 100), so that its memory (about 80 bytes a sample) stays
-/// bounded when the batcher falls behind, whatever the devices.
-const QUEUED_SAMPLES: usize = 100_000;
+/// channel holds whole cycles, as many as make this many samples of the largest device (50
+/// cycles of 1,000 points, 500 of 100), so that its memory (about 80 bytes a sample, 4 MB)
+/// stays bounded when the batcher falls behind, whatever the devices.
+const QUEUED_SAMPLES: usize = 50_000;
 /// The most cycles the channel holds.
 const SAMPLE_CHANNEL_MAX: usize = 1024;
 /// The fewest: room for a burst of small devices.
 const SAMPLE_CHANNEL_MIN: usize = 16;
-/// The outbox's cache of the newest payloads.
-const OUTBOX_CACHE_BYTES: usize = 4 << 20;
+/// The outbox's cache of the newest payloads: the publisher reads what was just appended
+/// from memory (22 JSON batches of 1,000 samples, 400 zstd ones); a backlog comes from the
+/// file. Its index's loaded entries take a quarter as much again.
+const OUTBOX_CACHE_BYTES: usize = 2 << 20;
 
 /// Why the agent could not run.
 #[derive(Debug, thiserror::Error)]
