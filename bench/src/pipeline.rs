@@ -166,11 +166,11 @@ fn label(load: f64, what: &str) -> &'static str {
 /// `preferred`.
 fn devices_for(rate: f64, points: usize, preferred: usize) -> (usize, u64) {
     (1..=20u64)
-        .filter_map(|poll_ms| {
+        .map(|poll_ms| {
             let per_device = points as f64 * 1000.0 / poll_ms as f64;
             let devices = (rate / per_device).round().max(1.0) as usize;
             let error = (devices as f64 * per_device - rate).abs() / rate.max(1.0);
-            Some((error, devices.abs_diff(preferred), devices, poll_ms))
+            (error, devices.abs_diff(preferred), devices, poll_ms)
         })
         .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
         .map_or((preferred, 1), |(_, _, devices, poll_ms)| {
