@@ -303,18 +303,20 @@ fn copy_into_new(
     next_seq: u64,
     evicted: (u64, u64),
     window: Option<CrashWindow>,
-    mut next: impl FnMut(u64) -> Result<Option<(u64, u32, i64, Vec<u8>)>, Fault>,
+    next: impl FnMut(u64) -> Result<Option<(u64, u32, i64, Vec<u8>)>, Fault>,
 ) -> Result<Opened, Fault> {
     let mut name = OsString::from(terms.path.as_os_str());
     name.push(".rebuilding");
     let temp = PathBuf::from(name);
-    let Opened { store, .. } = create(terms, &temp, next_seq)?;
-    let mut from = 0;
-    while let Some((seq, samples, at_ms, payload)) = next(from)? {
-        from = seq.saturating_add(1);
-        store.copy_record(seq, samples, at_ms, payload)?;
-    }
-    store.close_copy(next_seq, evicted)?;
+    let copied = copy_records(terms, &temp, next_seq, evicted, next);
+    let store = match copied {
+        Ok(store) => store,
+        Err(fault) => {
+            // A copy cut short (a full disk): give the space back; the old file is intact.
+            let _ = fs::remove_file(&temp);
+            return Err(fault);
+        }
+    };
     fs::rename(&temp, &terms.path)?;
     if let Some(dir) = terms.path.parent().filter(|d| !d.as_os_str().is_empty()) {
         sync_dir(dir)?;
@@ -327,6 +329,24 @@ fn copy_into_new(
         resumed_after_crash: window,
     };
     Ok(Opened { store, report })
+}
+
+/// Creates a store at `temp` and copies the records `next` yields into it.
+fn copy_records(
+    terms: &Terms,
+    temp: &Path,
+    next_seq: u64,
+    evicted: (u64, u64),
+    mut next: impl FnMut(u64) -> Result<Option<(u64, u32, i64, Vec<u8>)>, Fault>,
+) -> Result<Store, Fault> {
+    let Opened { store, .. } = create(terms, temp, next_seq)?;
+    let mut from = 0;
+    while let Some((seq, samples, at_ms, payload)) = next(from)? {
+        from = seq.saturating_add(1);
+        store.copy_record(seq, samples, at_ms, payload)?;
+    }
+    store.close_copy(next_seq, evicted)?;
+    Ok(store)
 }
 
 /// Tries to read the numbering of a damaged file without writing to it.

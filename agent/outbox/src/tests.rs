@@ -131,3 +131,62 @@ fn the_index_keeps_its_loaded_entries_within_the_budget() {
     assert_eq!(outbox.stats().batches, 1000);
     assert_eq!(outbox.stats().oldest_seq, Some(99_001));
 }
+
+/// A migration that meets a full disk fails the open with `DiskFull`, leaves the redb store
+/// in place and no half-written copy beside it; once space is freed it migrates, every
+/// batch with it.
+#[test]
+fn a_migration_cut_short_by_a_full_disk_leaves_the_redb_store_intact() {
+    const META: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("meta");
+    const RECORDS: redb::TableDefinition<u64, (u32, i64, u32)> =
+        redb::TableDefinition::new("records");
+    const CHUNKS: redb::TableDefinition<(u64, u32), &[u8]> = redb::TableDefinition::new("chunks");
+    let dir = tempdir();
+    let path = dir.path().join("outbox.redb");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut records = txn.open_table(RECORDS).unwrap();
+            let mut chunks = txn.open_table(CHUNKS).unwrap();
+            for seq in 1..=3u64 {
+                records.insert(seq, (5, 1_764_201_600_000, 10)).unwrap();
+                chunks.insert((seq, 0), &[seq as u8; 10][..]).unwrap();
+            }
+            let mut meta = txn.open_table(META).unwrap();
+            for (key, value) in [
+                ("format", 1),
+                ("next_seq", 4),
+                ("seq_limit", 4),
+                ("batches", 3),
+                ("samples", 15),
+                ("payload_bytes", 30),
+                ("chunks", 3),
+            ] {
+                meta.insert(key, value).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+    let switch = DiskFullSwitch::default();
+    switch.set(true);
+    let err = Outbox::open_with(OutboxOptions::new(&path, 16 << 20), switch.clone()).unwrap_err();
+    assert!(matches!(err, OutboxError::DiskFull { .. }), "{err}");
+    assert!(
+        std::fs::read(&path)
+            .unwrap()
+            .starts_with(&legacy::REDB_MAGIC),
+        "still the redb store"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no copy left"
+    );
+
+    switch.set(false);
+    let (outbox, report) =
+        Outbox::open_with(OutboxOptions::new(&path, 16 << 20), switch).expect("open");
+    assert_eq!((report.pending_batches, report.next_seq), (3, 4));
+    assert_eq!(outbox.oldest(0, 10).unwrap()[2].payload, vec![3u8; 10]);
+}
