@@ -133,6 +133,7 @@ impl Fault {
         }
     }
 
+    /// The caller's error, naming the store's file.
     pub(crate) fn into_error(self, path: &std::path::Path) -> OutboxError {
         let path = path.to_path_buf();
         match self {

@@ -17,6 +17,7 @@ use crate::error::Fault;
 pub(crate) struct DiskFullSwitch(Arc<AtomicBool>);
 
 impl DiskFullSwitch {
+    /// Makes writes fail as on a full disk, or work again.
     #[cfg(test)]
     pub(crate) fn set(&self, full: bool) {
         self.0.store(full, Ordering::SeqCst);

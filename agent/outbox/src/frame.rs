@@ -75,6 +75,7 @@ impl Header {
         frame_len(u64::from(self.payload_len))
     }
 
+    /// The header's bytes, both checksums filled in.
     pub(crate) fn encode(&self) -> [u8; HEADER as usize] {
         let mut b = [0u8; HEADER as usize];
         b[4..8].copy_from_slice(&self.payload_crc.to_le_bytes());

@@ -209,6 +209,7 @@ impl Index {
         }
     }
 
+    /// The file's layout.
     pub(crate) fn geometry(&self) -> Geometry {
         self.geometry
     }

@@ -640,6 +640,7 @@ impl Store {
         });
     }
 
+    /// The writer lock (see "Concurrency").
     pub(crate) fn lock_writer(&self) -> MutexGuard<'_, Writer> {
         // A panic in `encode` leaves the writer as it was: it changes only after encoding.
         self.writer.lock().unwrap_or_else(|poisoned| {
@@ -648,6 +649,7 @@ impl Store {
         })
     }
 
+    /// The state lock (see "Concurrency").
     pub(crate) fn lock_state(&self) -> MutexGuard<'_, State> {
         match self.state.lock() {
             Ok(state) => state,
@@ -662,6 +664,7 @@ impl Store {
         }
     }
 
+    /// The commit lock: one superblock write at a time.
     pub(crate) fn lock_commits(&self) -> MutexGuard<'_, CommitLog> {
         self.commits.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -47,6 +47,7 @@ pub(crate) struct LogReader<'a> {
 }
 
 impl<'a> LogReader<'a> {
+    /// A reader of `file` through `map`.
     pub(crate) fn new(file: &'a LogFile, map: &'a SlotMap, chunk: usize) -> Self {
         LogReader {
             file,

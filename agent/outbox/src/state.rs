@@ -60,6 +60,7 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// The state of a store just opened on `file`; the caller sets the counters.
     pub(crate) fn new(file: Arc<LogFile>, index: Index, cache: Cache) -> Self {
         State {
             file: Some(file),
