@@ -8,6 +8,7 @@ mod durability;
 mod log;
 mod migration;
 mod model;
+mod power_cut;
 mod states;
 mod throughput;
 
