@@ -3,8 +3,10 @@
 //! its `seq`), makes them durable every flush interval, and wakes the publisher.
 //!
 //! The flush runs in a task of its own, so that appends go on while the disk syncs (the
-//! outbox holds no lock an append needs during the fsync); a tick that finds the last flush
-//! still running skips. The batcher joins it before it returns.
+//! outbox holds no lock an append needs during the fsync). A tick that finds the last flush
+//! still running starts the next one as soon as it ends, not a whole interval later: what a
+//! kill -9 loses stays what was appended since the last flush began, as when the batcher
+//! flushed inline. The batcher joins the last flush before it returns.
 
 use crate::config::DeviceConfig;
 use crate::outbox::SharedOutbox;
@@ -55,6 +57,8 @@ pub async fn run(mut cx: BatcherContext) -> u64 {
     let mut lost = 0u64;
     let mut counters = DeviceCounters::new(&cx.telemetry);
     let mut flushing: Option<JoinHandle<()>> = None;
+    // A tick came while the last flush was still running.
+    let mut flush_owed = false;
     let mut beat = tokio::time::interval(Duration::from_secs(1));
     loop {
         let cut_at = first_at.map(|t| t + cx.max_delay);
@@ -88,9 +92,14 @@ pub async fn run(mut cx: BatcherContext) -> u64 {
                 // Acks are committed by the publisher without fsync; flushing every
                 // interval makes them durable too, so flush even if nothing was appended.
                 if flushing.as_ref().is_none_or(JoinHandle::is_finished) {
-                    let outbox = cx.outbox.clone();
-                    flushing = Some(tokio::spawn(async move { flush(&outbox).await }));
+                    flushing = Some(spawn_flush(&cx.outbox));
+                } else {
+                    flush_owed = true;
                 }
+            }
+            _ = flush_ended(&mut flushing), if flush_owed => {
+                flush_owed = false;
+                flushing = Some(spawn_flush(&cx.outbox));
             }
             Some(devices) = cx.reload_rx.recv() => {
                 cx.filter.set_rules(&devices);
@@ -108,6 +117,21 @@ pub async fn run(mut cx: BatcherContext) -> u64 {
     }
     flush(&cx.outbox).await;
     lost
+}
+
+/// Starts a flush in a task of its own.
+fn spawn_flush(outbox: &SharedOutbox) -> JoinHandle<()> {
+    let outbox = outbox.clone();
+    tokio::spawn(async move { flush(&outbox).await })
+}
+
+/// Waits until the running flush, if any, has ended.
+async fn flush_ended(flushing: &mut Option<JoinHandle<()>>) {
+    if let Some(running) = flushing
+        && let Err(e) = running.await
+    {
+        tracing::error!(error = %e, "a flush task failed");
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {
