@@ -19,7 +19,7 @@
 //! agent's capacity (`--capacity`, samples/s), one after the other, each with a fresh broker,
 //! subscriber and agent, and reports for each load the samples/s delivered, the agent's
 //! CPU-seconds per million delivered samples and its RSS (the largest within the window, and
-//! the peak since start, which includes parsing the config), with the first two as ratios
+//! the peak since start, which includes parsing the config), with the first three as ratios
 //! to the first load's: whether the pipeline holds up under overload (issue 21, "No
 //! collapse"). A load is offered by `--points`-point devices polled every whole millisecond
 //! count: the device count and poll period that come closest to it.
@@ -139,6 +139,11 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
                 "",
             )
             .add(label(*load, "window_rss"), f.window_rss, "MiB")
+            .add(
+                label(*load, "rss_ratio"),
+                f.window_rss / base.window_rss.max(f64::MIN_POSITIVE),
+                "",
+            )
             .add(label(*load, "peak_rss"), f.peak_rss, "MiB")
             .add(label(*load, "outbox_file_at_end"), f.outbox_mib, "MiB");
     }
