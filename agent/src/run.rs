@@ -19,10 +19,19 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-/// Batches of samples the collectors may hand over before they wait for the batcher.
-const SAMPLE_CHANNEL: usize = 1024;
-/// The outbox's page cache.
-const OUTBOX_CACHE_BYTES: usize = 4 << 20;
+/// Samples the collectors may have handed over before they wait for the batcher, about: the
+/// channel holds whole cycles, as many as make this many samples of the largest device (50
+/// cycles of 1,000 points, 500 of 100), so that its memory (about 80 bytes a sample, 4 MB)
+/// stays bounded when the batcher falls behind, whatever the devices.
+const QUEUED_SAMPLES: usize = 50_000;
+/// The most cycles the channel holds.
+const SAMPLE_CHANNEL_MAX: usize = 1024;
+/// The fewest: room for a burst of small devices.
+const SAMPLE_CHANNEL_MIN: usize = 16;
+/// The outbox's cache of the newest payloads: the publisher reads what was just appended
+/// from memory (22 JSON batches of 1,000 samples, 400 zstd ones); a backlog comes from the
+/// file. Its index's loaded entries take a quarter as much again.
+const OUTBOX_CACHE_BYTES: usize = 2 << 20;
 
 /// Why the agent could not run.
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +135,7 @@ pub async fn run_with(config: AgentConfig, controls: Controls) -> Result<(), Run
         }
     }
 
-    let (samples_tx, samples_rx) = mpsc::channel(SAMPLE_CHANNEL);
+    let (samples_tx, samples_rx) = mpsc::channel(sample_channel(&config.devices));
     let (appended_tx, appended_rx) = watch::channel(0u64);
     let (devices_tx, devices_rx) = mpsc::channel(4);
     let (meta_tx, meta_rx) = watch::channel(meta(&config.devices));
@@ -365,6 +374,13 @@ async fn open_outbox(
         }
     });
     Ok((SharedOutbox::new(outbox), resumed))
+}
+
+/// Cycles the channel from the collectors to the batcher holds (see [`QUEUED_SAMPLES`]).
+/// Sized for the devices at start; a reload keeps it.
+fn sample_channel(devices: &[DeviceConfig]) -> usize {
+    let largest = devices.iter().map(|d| d.points.len()).max().unwrap_or(1);
+    (QUEUED_SAMPLES / largest.max(1)).clamp(SAMPLE_CHANNEL_MIN, SAMPLE_CHANNEL_MAX)
 }
 
 /// The device and point catalogue published on `meta`.

@@ -11,6 +11,8 @@
 //! reconnect, p50 and p99). A batch is backlog if its `seq` is below that of the first batch
 //! that arrived after the reconnect (live first: that one is the newest at connect) and it
 //! had not arrived before the cut. Batches missing at the end (gaps in `seq`) are counted.
+//! And the agent's memory: its RSS as the link comes back (the backlog at its largest) and its
+//! peak RSS over the whole run, outage and drain included.
 
 use crate::agent::{Agent, simulator_devices};
 use crate::broker::{Broker, BrokerChoice};
@@ -88,6 +90,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     cutter.cut();
     tokio::time::sleep(Duration::from_secs(args.outage)).await;
     agent.check_running()?;
+    let rss_at_restore = agent.process.rss_mib();
     cutter.restore();
     let restored_at = now_ms();
 
@@ -120,6 +123,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     subscriber.stop_latency();
     let (p50, live_samples) = subscriber.latency_percentile(50.0);
     let (p99, _) = subscriber.latency_percentile(99.0);
+    let peak_rss = agent.process.peak_rss_mib();
     agent.stop().await?;
     subscriber.stop().await;
     cutter.stop().await;
@@ -147,6 +151,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
         .add("live_latency_p99", p99, "ms")
         .add("live_samples_measured", live_samples as f64, "")
         .add("missing_batches", drained.missing as f64, "")
+        .add("agent_rss_at_restore", rss_at_restore, "MiB")
+        .add("agent_peak_rss", peak_rss, "MiB")
         .note(broker.name())
         .note(format!(
             "{}x{} points every {}, outage {} s, max_inflight {}, backlog_share {}, compression {}",

@@ -3,10 +3,11 @@
 //! open, append, read, ack and flush work (a damage met at run time is reported once, and
 //! the next call recovers).
 //!
-//! The file is one of: arbitrary bytes; a real store with some bytes overwritten and maybe
-//! truncated (redb's checksums catch most of that); or a valid redb file whose outbox tables
-//! hold arbitrary contents (what no checksum catches: counters out of step, records whose
-//! chunks are missing, extreme sequence numbers and lengths).
+//! The file is one of: arbitrary bytes; a real store (a segment log) with some bytes
+//! overwritten and maybe truncated (the superblocks' and frames' checksums catch most of
+//! that); or a valid redb file whose outbox tables hold arbitrary contents, as the redb store
+//! of earlier versions left them, which opening migrates (what no checksum catches: counters
+//! out of step, records whose chunks are missing, extreme sequence numbers and lengths).
 
 #![no_main]
 
@@ -17,7 +18,7 @@ use redb::{Database, TableDefinition};
 use std::path::Path;
 use std::sync::OnceLock;
 
-// The outbox's on-disk tables (agent/outbox/src/lib.rs, "On-disk layout").
+// The redb store's tables (agent/outbox/src/legacy.rs).
 const RECORDS: TableDefinition<u64, (u32, i64, u32)> = TableDefinition::new("records");
 const CHUNKS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("chunks");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -93,8 +94,8 @@ fuzz_target!(|file: File| {
     drop(outbox);
 });
 
-/// redb may panic on a malformed file; the outbox catches that while opening and treats the
-/// file as damaged, so a panic it catches is no failure here. One that escapes still is:
+/// redb may panic on a malformed file (an old store being migrated); the outbox catches that
+/// while opening and treats the file as damaged, so a panic it catches is no failure here. One that escapes still is:
 /// libFuzzer's harness aborts on it. This hook prints the message instead of aborting.
 fn catch_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();

@@ -1,4 +1,5 @@
-//! The outbox's error type, and the mapping from redb's errors onto it.
+//! The outbox's error type, how a failure inside the outbox is classified before it is given
+//! a path, and the mapping of redb's errors (met while migrating an old store) onto it.
 
 use std::io;
 use std::path::PathBuf;
@@ -37,7 +38,7 @@ pub enum OutboxError {
 
     /// The store was found damaged while running (a checksum mismatch, a malformed record).
     ///
-    /// Report it and keep running: the next call reopens the file and, if redb finds it damaged,
+    /// Report it and keep running: the next call reopens the file and, if it is found damaged,
     /// moves it aside and starts a fresh store without reusing any sequence number (logged as an
     /// error; the records in the damaged file are not sent).
     #[error("the outbox file {} is damaged: {detail}", path.display())]
@@ -58,7 +59,7 @@ pub enum OutboxError {
     },
 
     /// The file is a store in a format this version cannot read (written by a newer fieldlink,
-    /// or by an old redb that needs a manual upgrade). It is left untouched.
+    /// or by a redb older than the one format 1 used). It is left untouched.
     ///
     /// Fatal at startup: run the fieldlink version that wrote it, or move the file away by hand.
     #[error("the outbox file {} has an unsupported format: {detail}", path.display())]
@@ -87,13 +88,13 @@ pub enum OutboxError {
         max: u64,
     },
 
-    /// An outbox invariant did not hold, or redb reported something that cannot happen with the
-    /// way the outbox uses it. A bug: report it with the message; retrying may work.
+    /// An outbox invariant did not hold (or redb, reading an old store, reported something
+    /// that cannot happen). A bug: report it with the message; retrying may work.
     #[error("internal outbox error: {0}")]
     Internal(String),
 }
 
-/// How an error from redb is to be treated, before it is given a path.
+/// How a failure is to be treated, before it is given a path.
 #[derive(Debug)]
 pub(crate) enum Fault {
     DiskFull(io::Error),
@@ -106,9 +107,9 @@ pub(crate) enum Fault {
 }
 
 impl Fault {
-    /// Whether redb's handle must be dropped and the file reopened before it can be used again.
-    /// redb latches any I/O failure (later calls return `PreviousIo`) and refuses further writes
-    /// after a failed commit until the database is reopened.
+    /// Whether the file must be dropped and reopened (recovering its last durable commit)
+    /// before it can be used again: after a failed write or fsync the file's contents past
+    /// that commit are not to be trusted, and a damaged record means recovery must look.
     pub(crate) fn needs_reopen(&self) -> bool {
         matches!(
             self,
@@ -122,6 +123,17 @@ impl Fault {
         matches!(self, Fault::Corrupted(_))
     }
 
+    /// What went wrong, in words.
+    pub(crate) fn text(&self) -> String {
+        match self {
+            Fault::DiskFull(e) | Fault::Io(e) => e.to_string(),
+            Fault::Corrupted(s) | Fault::Incompatible(s) | Fault::Internal(s) => s.clone(),
+            Fault::Locked => "in use by another process".to_string(),
+            Fault::TooLarge { bytes, max } => format!("record of {bytes} bytes, at most {max}"),
+        }
+    }
+
+    /// The caller's error, naming the store's file.
     pub(crate) fn into_error(self, path: &std::path::Path) -> OutboxError {
         let path = path.to_path_buf();
         match self {

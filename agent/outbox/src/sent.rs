@@ -20,11 +20,6 @@ impl Sent {
         self.by_seq.len() as u64
     }
 
-    /// True if `seq` is marked sent.
-    pub fn contains(&self, seq: u64) -> bool {
-        self.by_seq.contains_key(&seq)
-    }
-
     /// When the record marked sent the longest ago was marked.
     pub fn oldest_at(&self) -> Option<Instant> {
         self.by_time.first().map(|&(at, _)| at)
@@ -43,6 +38,22 @@ impl Sent {
         let at = self.by_seq.remove(&seq)?;
         self.by_time.remove(&(at, seq));
         Some(at)
+    }
+
+    /// Forgets the entries in `first..=last` (deleted).
+    pub fn remove_range(&mut self, first: u64, last: u64) {
+        if first > last {
+            return;
+        }
+        let doomed: Vec<(u64, Instant)> = self
+            .by_seq
+            .range(first..=last)
+            .map(|(&seq, &at)| (seq, at))
+            .collect();
+        for (seq, at) in doomed {
+            self.by_seq.remove(&seq);
+            self.by_time.remove(&(at, seq));
+        }
     }
 
     /// The seqs in `first..=last` marked sent before `before`.

@@ -5,7 +5,10 @@ mod cap;
 mod concurrency;
 mod damage;
 mod durability;
+mod log;
+mod migration;
 mod model;
+mod power_cut;
 mod states;
 mod throughput;
 

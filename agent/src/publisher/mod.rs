@@ -20,6 +20,7 @@
 //! health changes and at least every `[status] refresh` (see the `refresh` module), and as
 //! `offline` at a clean stop; the broker publishes the `offline` will for an unclean one.
 
+mod delivered;
 mod outage;
 mod plan;
 mod refresh;
@@ -28,6 +29,7 @@ pub mod tls;
 use crate::config::{DeleteOn, PlatformConfig};
 use crate::outbox::{SharedOutbox, StoreError, oldest_awaiting_ack_age};
 use crate::telemetry::{DeviceTelemetry, Telemetry};
+use delivered::Delivered;
 use fieldlink_outbox::{PlatformAck, Record};
 use fieldlink_wire::{Ack, Backoff, ConfigMessage, ConfigState, Meta, Status, Topics};
 use outage::OutageLog;
@@ -424,6 +426,7 @@ async fn session(
         );
     }
     let window_size = usize::from(cx.max_inflight) + 2;
+    let mut delivered = Delivered::new(platform_ack);
     let mut appender_alive = true;
     let mut beat = tokio::time::interval(Duration::from_secs(1));
     // Ticks stay a second apart after a stall: they pace the statuses that changes cause.
@@ -438,6 +441,7 @@ async fn session(
             &mut plan,
             &mut window,
             window_size,
+            &mut delivered,
         )
         .await
         {
@@ -484,15 +488,8 @@ async fn session(
                     // the first step's rate forever.
                     backoff.reset();
                     if let Some(InFlight::Batch { seq, samples, sent_at, .. }) = window.acked(ack.pkid) {
-                        let done = if platform_ack {
-                            let at = Instant::now().into_std();
-                            cx.outbox.run(move |o| o.mark_sent(seq, at).map(drop)).await
-                        } else {
-                            cx.outbox.run(move |o| o.ack(seq)).await
-                        };
-                        if let Err(e) = done {
-                            return SessionEnd::Lost(format!("outbox: {e}"));
-                        }
+                        // Marked sent or deleted by the next `fill`, at the top of the loop.
+                        delivered.push(seq, Instant::now().into_std());
                         let mqtt = &cx.telemetry.mqtt;
                         mqtt.publish_seconds.observe(sent_at.elapsed().as_secs_f64());
                         mqtt.published_batches.fetch_add(1, Ordering::Relaxed);
@@ -729,7 +726,8 @@ async fn connect(events: &mut EventLoop, mode: Mode) -> Result<(), String> {
     }
 }
 
-/// Hands rumqttc as many outbox batches as the window allows: live ones first.
+/// Applies the batches the broker took, then hands rumqttc as many outbox batches as the
+/// window allows: live ones first. The first outbox call applies `delivered`.
 async fn fill(
     cx: &PublisherContext,
     client: &AsyncClient,
@@ -737,14 +735,36 @@ async fn fill(
     plan: &mut SendPlan,
     window: &mut Window,
     window_size: usize,
+    delivered: &mut Delivered,
+) -> Result<(), StoreError> {
+    let result = fill_window(cx, client, topic, plan, window, window_size, delivered).await;
+    if result.is_ok() && !delivered.is_empty() {
+        let done = delivered.take();
+        cx.outbox.run(move |o| done.apply(o)).await?;
+    }
+    result
+}
+
+async fn fill_window(
+    cx: &PublisherContext,
+    client: &AsyncClient,
+    topic: &str,
+    plan: &mut SendPlan,
+    window: &mut Window,
+    window_size: usize,
+    delivered: &mut Delivered,
 ) -> Result<(), StoreError> {
     let newest = (*cx.appended_rx.borrow()).max(plan.newest_at_connect);
     let free = window_size.saturating_sub(window.len());
     if free > 0 && plan.live_next <= newest {
         let from = plan.live_next;
+        let done = delivered.take();
         let records = cx
             .outbox
-            .run(move |o| o.unsent(from, u64::MAX, free))
+            .run(move |o| {
+                done.apply(o)?;
+                o.unsent(from, u64::MAX, free)
+            })
             .await?;
         for record in records {
             let seq = record.seq;
@@ -764,7 +784,14 @@ async fn fill(
         }
         let in_flight = window.seqs();
         let want = free + in_flight.len();
-        let records = cx.outbox.run(move |o| o.unsent(from, below, want)).await?;
+        let done = delivered.take();
+        let records = cx
+            .outbox
+            .run(move |o| {
+                done.apply(o)?;
+                o.unsent(from, below, want)
+            })
+            .await?;
         let exhausted = records.len() < want;
         for record in records {
             let seq = record.seq;
@@ -794,7 +821,14 @@ async fn fill(
     if free > 0 && plan.has_backlog() {
         let from = plan.backlog_next;
         let end = plan.backlog_end;
-        let records = cx.outbox.run(move |o| o.unsent(from, end, free)).await?;
+        let done = delivered.take();
+        let records = cx
+            .outbox
+            .run(move |o| {
+                done.apply(o)?;
+                o.unsent(from, end, free)
+            })
+            .await?;
         let exhausted = records.len() < free;
         for record in records {
             let seq = record.seq;
