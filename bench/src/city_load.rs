@@ -449,7 +449,8 @@ async fn wait_stored(
 /// A database of its own on the server, for one run.
 pub(crate) struct BenchDatabase {
     admin_url: String,
-    name: String,
+    /// Its name.
+    pub(crate) name: String,
     /// Its URL.
     pub(crate) url: String,
 }
@@ -1032,6 +1033,38 @@ struct CpuReading {
     postgres: HashMap<u32, Duration>,
 }
 
+/// The CPU time so far of each PostgreSQL process working for `database`: its backends and
+/// the server's own processes (writer, checkpointer, WAL writer, autovacuum), which have no
+/// database; other databases' backends are someone else's load on a shared server.
+pub(crate) async fn postgres_cpu_times(
+    db: &tokio_postgres::Client,
+    database: &str,
+) -> anyhow::Result<HashMap<u32, Duration>> {
+    let pids = db
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 OR datname IS NULL",
+            &[&database],
+        )
+        .await?;
+    Ok(pids
+        .iter()
+        .filter_map(|r| u32::try_from(r.get::<_, i32>(0)).ok())
+        .map(|pid| (pid, Process { pid }.cpu_time()))
+        .collect())
+}
+
+/// The CPU time spent between two [`postgres_cpu_times`] readings (a process that started
+/// in between counts whole).
+pub(crate) fn postgres_cpu_since(
+    later: &HashMap<u32, Duration>,
+    earlier: &HashMap<u32, Duration>,
+) -> Duration {
+    later
+        .iter()
+        .map(|(pid, &t)| t.saturating_sub(earlier.get(pid).copied().unwrap_or_default()))
+        .sum()
+}
+
 /// Cores busy between two readings.
 struct CpuUse {
     platform: f64,
@@ -1048,19 +1081,7 @@ impl CpuReading {
         db: &tokio_postgres::Client,
         database: &str,
     ) -> anyhow::Result<CpuReading> {
-        // The server's own processes have no database; other databases' backends are
-        // someone else's load on a shared server.
-        let pids = db
-            .query(
-                "SELECT pid FROM pg_stat_activity WHERE datname = $1 OR datname IS NULL",
-                &[&database],
-            )
-            .await?;
-        let postgres = pids
-            .iter()
-            .filter_map(|r| u32::try_from(r.get::<_, i32>(0)).ok())
-            .map(|pid| (pid, Process { pid }.cpu_time()))
-            .collect();
+        let postgres = postgres_cpu_times(db, database).await?;
         Ok(CpuReading {
             at: Instant::now(),
             machine: MachineCpu::now(),
@@ -1076,13 +1097,7 @@ impl CpuReading {
         let cores = |later: Duration, before: Duration| {
             later.saturating_sub(before).as_secs_f64() / seconds
         };
-        let postgres: Duration = self
-            .postgres
-            .iter()
-            .map(|(pid, &t)| {
-                t.saturating_sub(earlier.postgres.get(pid).copied().unwrap_or_default())
-            })
-            .sum();
+        let postgres = postgres_cpu_since(&self.postgres, &earlier.postgres);
         CpuUse {
             platform: cores(self.platform, earlier.platform),
             postgres: postgres.as_secs_f64() / seconds,
