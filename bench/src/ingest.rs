@@ -11,7 +11,7 @@
 //! default queue): keep `gateways × batches × samples` around a million samples (about
 //! 80 MB).
 
-use crate::city_load::{BenchDatabase, postgres_cpu_since, postgres_cpu_times};
+use crate::database::{BenchDatabase, postgres_cpu_since, postgres_cpu_times};
 use crate::measure::{Summary, cpu_time, peak_rss_mib};
 use fieldlink_platform::credit_code::CreditCode;
 use fieldlink_platform::registry::{EnterpriseInput, TokenInput};

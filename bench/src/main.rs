@@ -18,6 +18,7 @@ mod child;
 mod city;
 mod city_load;
 mod config_push;
+mod database;
 mod fleet;
 mod footprint;
 mod ingest;

@@ -371,7 +371,8 @@ impl<'s> SampleCells<'s> {
 }
 
 /// The `samples` columns in the order [`SAMPLE_TYPES`] gives their types.
-const COPY_SAMPLES: &str = "COPY samples (point_id, ts, kind, value_int, value_float, value_text, quality, error)
+const COPY_SAMPLES: &str =
+    "COPY samples (point_id, ts, kind, value_int, value_float, value_text, quality, error)
      FROM STDIN (FORMAT binary)";
 
 /// The types of [`COPY_SAMPLES`]'s columns, in order.
