@@ -43,7 +43,8 @@
 
 use crate::broker::Broker;
 use crate::child::{Child, sibling_binary};
-use crate::measure::{Process, Summary, cpu_time, percentile};
+use crate::database::{BenchDatabase, postgres_cpu_since, postgres_cpu_times};
+use crate::measure::{Summary, cpu_time, percentile};
 use crate::subscriber::now_ms;
 use crate::system::MachineCpu;
 use anyhow::{Context, bail, ensure};
@@ -61,7 +62,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
@@ -444,75 +444,6 @@ async fn wait_stored(
         }
         sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// A database of its own on the server, for one run.
-pub(crate) struct BenchDatabase {
-    admin_url: String,
-    name: String,
-    /// Its URL.
-    pub(crate) url: String,
-}
-
-impl BenchDatabase {
-    /// Creates `fieldlink_bench_PID_N` on the server of `admin_url`.
-    pub(crate) async fn create(admin_url: &str) -> anyhow::Result<BenchDatabase> {
-        static RUNS: AtomicU64 = AtomicU64::new(0);
-        let name = format!(
-            "fieldlink_bench_{}_{}",
-            std::process::id(),
-            RUNS.fetch_add(1, Ordering::Relaxed)
-        );
-        let url = with_database(admin_url, &name)?;
-        let admin = connect_db(admin_url).await?;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .with_context(|| format!("cannot create the database {name}"))?;
-        Ok(BenchDatabase {
-            admin_url: admin_url.to_owned(),
-            name,
-            url,
-        })
-    }
-
-    /// A connection to it.
-    pub(crate) async fn connect(&self) -> anyhow::Result<tokio_postgres::Client> {
-        connect_db(&self.url).await
-    }
-
-    /// Drops it, closing any connection left.
-    pub(crate) async fn drop(self) -> anyhow::Result<()> {
-        let admin = connect_db(&self.admin_url).await?;
-        admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .await
-            .with_context(|| format!("cannot drop the database {}", self.name))
-    }
-}
-
-async fn connect_db(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .with_context(|| format!("cannot connect to PostgreSQL at {url}"))?;
-    tokio::spawn(connection);
-    Ok(client)
-}
-
-/// `url` with its database name replaced by `name` (its query string kept).
-fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        bail!("--database: {url:?} is not a postgres:// URL");
-    };
-    let (rest, query) = match rest.split_once('?') {
-        Some((rest, query)) => (rest, format!("?{query}")),
-        None => (rest, String::new()),
-    };
-    let authority = rest.split('/').next().unwrap_or(rest);
-    Ok(format!("{scheme}://{authority}/{name}{query}"))
 }
 
 /// One `fieldlink-platform` process.
@@ -1048,19 +979,7 @@ impl CpuReading {
         db: &tokio_postgres::Client,
         database: &str,
     ) -> anyhow::Result<CpuReading> {
-        // The server's own processes have no database; other databases' backends are
-        // someone else's load on a shared server.
-        let pids = db
-            .query(
-                "SELECT pid FROM pg_stat_activity WHERE datname = $1 OR datname IS NULL",
-                &[&database],
-            )
-            .await?;
-        let postgres = pids
-            .iter()
-            .filter_map(|r| u32::try_from(r.get::<_, i32>(0)).ok())
-            .map(|pid| (pid, Process { pid }.cpu_time()))
-            .collect();
+        let postgres = postgres_cpu_times(db, database).await?;
         Ok(CpuReading {
             at: Instant::now(),
             machine: MachineCpu::now(),
@@ -1076,13 +995,7 @@ impl CpuReading {
         let cores = |later: Duration, before: Duration| {
             later.saturating_sub(before).as_secs_f64() / seconds
         };
-        let postgres: Duration = self
-            .postgres
-            .iter()
-            .map(|(pid, &t)| {
-                t.saturating_sub(earlier.postgres.get(pid).copied().unwrap_or_default())
-            })
-            .sum();
+        let postgres = postgres_cpu_since(&self.postgres, &earlier.postgres);
         CpuUse {
             platform: cores(self.platform, earlier.platform),
             postgres: postgres.as_secs_f64() / seconds,

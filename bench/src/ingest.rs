@@ -1,20 +1,26 @@
 //! The platform's ingest: 1,000-sample batches from 100 gateways, published at QoS 1
 //! through the in-process broker, decoded and stored in SQLite (WAL, synchronous=FULL,
-//! acknowledged after commit). Figure: samples stored per second, from the first publish
-//! to the last sample committed. Payloads are encoded before the clock starts.
+//! acknowledged after commit) or, with `--postgres ADMIN_URL`, in a PostgreSQL database of
+//! its own on that server (created for the run, dropped after). Figures: samples stored
+//! per second, from the first publish to the last sample committed, and the CPU per
+//! million samples of the bench process (publishers, broker, ingest) and, on PostgreSQL,
+//! of the server's processes working for the database. Payloads are encoded before the
+//! clock starts.
 //!
 //! The in-process broker keeps at most 128 MiB of messages per subscription in memory (its
 //! default queue): keep `gateways × batches × samples` around a million samples (about
 //! 80 MB).
 
+use crate::database::{BenchDatabase, postgres_cpu_since, postgres_cpu_times};
 use crate::measure::{Summary, cpu_time, peak_rss_mib};
 use fieldlink_platform::credit_code::CreditCode;
 use fieldlink_platform::registry::{EnterpriseInput, TokenInput};
 use fieldlink_platform::store::Store;
 use fieldlink_platform::store::alarms::{NewRule, RuleKind, Severity};
-use fieldlink_platform::{BrokerConfig, MqttUrl, Platform, PlatformConfig, Registry};
+use fieldlink_platform::{BrokerConfig, Database, MqttUrl, Platform, PlatformConfig, Registry};
 use fieldlink_wire::{Batch, EnrollRequest, Enrollment, Topics, encode_batch};
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -35,6 +41,10 @@ pub struct Args {
     /// fires (the cost of evaluation, not of notification).
     #[arg(long, default_value_t = 0)]
     alarm_rules: usize,
+    /// A PostgreSQL server's admin URL: the samples are stored there, in a database of
+    /// their own, instead of SQLite (`scripts/pg-test-server start DIR` prints one).
+    #[arg(long)]
+    postgres: Option<String>,
 }
 
 /// A gateway's MQTT client with `options` (client id = gateway id) and a request queue of
@@ -151,9 +161,32 @@ async fn add_alarm_rules(
 
 /// Runs the scenario once.
 pub async fn run(args: &Args) -> anyhow::Result<Summary> {
+    let Some(admin_url) = &args.postgres else {
+        return measure(args, None).await;
+    };
+    let database = BenchDatabase::create(admin_url).await?;
+    let result = measure(args, Some(&database)).await;
+    database.drop().await?;
+    result
+}
+
+/// Runs the scenario once on SQLite, or on `postgres`.
+async fn measure(args: &Args, postgres: Option<&BenchDatabase>) -> anyhow::Result<Summary> {
     let dir = tempfile::tempdir()?;
     let shutdown = CancellationToken::new();
-    let (platform, url) = embedded_platform(dir.path(), &shutdown, |_| {}).await?;
+    let (platform, url) = embedded_platform(dir.path(), &shutdown, |config| {
+        if let Some(database) = postgres {
+            config.database = Database::Postgres {
+                url: database.url.clone(),
+                ca_file: None,
+            };
+        }
+    })
+    .await?;
+    let observer = match postgres {
+        Some(database) => Some((database.connect().await?, database.name.as_str())),
+        None => None,
+    };
     let enrollments = enroll_gateways(platform.registry(), args.gateways).await?;
     add_alarm_rules(platform.registry().store(), &enrollments, args.alarm_rules).await?;
     let gateways: Vec<(String, String)> = enrollments
@@ -187,6 +220,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
 
     let total_samples = args.gateways as u64 * args.batches * args.samples as u64;
     let before = platform.ingest_stats().samples_stored;
+    let postgres_cpu0 = match &observer {
+        Some((db, name)) => postgres_cpu_times(db, name).await?,
+        None => HashMap::new(),
+    };
     let cpu0 = cpu_time();
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -229,25 +266,54 @@ pub async fn run(args: &Args) -> anyhow::Result<Summary> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = (cpu_time() - cpu0).as_secs_f64();
-    let db_mib = std::fs::read_dir(dir.path())?
-        .filter_map(|e| e.ok()?.metadata().ok())
-        .map(|m| m.len())
-        .sum::<u64>() as f64
-        / (1024.0 * 1024.0);
+    let (postgres_cpu, db_bytes) = match &observer {
+        Some((db, name)) => {
+            let cpu = postgres_cpu_since(&postgres_cpu_times(db, name).await?, &postgres_cpu0);
+            let size: i64 = db
+                .query_one("SELECT pg_database_size(current_database())", &[])
+                .await?
+                .get(0);
+            (Some(cpu.as_secs_f64()), size as u64)
+        }
+        None => {
+            let size = std::fs::read_dir(dir.path())?
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum();
+            (None, size)
+        }
+    };
+    let db_mib = db_bytes as f64 / (1024.0 * 1024.0);
     shutdown.cancel();
     platform.wait().await?;
     let batches = (args.gateways as u64 * args.batches) as f64;
-    Ok(Summary::new("ingest")
+    let per_million = |seconds: f64| seconds / total_samples as f64 * 1e6;
+    let mut summary = Summary::new("ingest")
         .add("samples_per_s", total_samples as f64 / elapsed, "")
         .add("batches_per_s", batches / elapsed, "")
         .add("publish_s", published, "s")
         .add("stored_s", elapsed, "s")
-        .add(
-            "cpu_s_per_million_samples",
-            cpu / total_samples as f64 * 1e6,
-            "s",
-        )
+        .add("cpu_s_per_million_samples", per_million(cpu), "s");
+    if let Some(postgres_cpu) = postgres_cpu {
+        summary = summary
+            .add(
+                "postgres_cpu_s_per_million_samples",
+                per_million(postgres_cpu),
+                "s",
+            )
+            .add(
+                "total_cpu_s_per_million_samples",
+                per_million(cpu + postgres_cpu),
+                "s",
+            );
+    }
+    Ok(summary
         .add("db_mib", db_mib, "MiB")
         .add("peak_rss_mib", peak_rss_mib(), "MiB")
-        .note(format!("{} alarm rules", args.alarm_rules)))
+        .note(format!("{} alarm rules", args.alarm_rules))
+        .note(if postgres.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }))
 }

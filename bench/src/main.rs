@@ -18,6 +18,7 @@ mod child;
 mod city;
 mod city_load;
 mod config_push;
+mod database;
 mod fleet;
 mod footprint;
 mod ingest;
@@ -66,7 +67,7 @@ enum Scenario {
     Wire(wire::Args),
     /// Binary size and resident memory with 10 and 10,000 points.
     Footprint(footprint::Args),
-    /// The platform's ingest: batches from 100 gateways stored in SQLite.
+    /// The platform's ingest: batches from 100 gateways stored in SQLite or PostgreSQL.
     Ingest(ingest::Args),
     /// An alarm's webhook: from the sample's publication to the receiver, p50 and p99.
     AlarmLatency(alarm_latency::Args),

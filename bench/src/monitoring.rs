@@ -14,7 +14,7 @@
 //! then sorts the window's rows instead of hashing them), and after `ANALYZE`, as after
 //! any bulk load, and as autovacuum keeps a database in use.
 
-use crate::city_load::BenchDatabase;
+use crate::database::BenchDatabase;
 use crate::ingest::embedded_platform;
 use crate::measure::{Summary, percentile};
 use fieldlink_platform::catalog::{District, Industry};

@@ -68,6 +68,8 @@ on_both_backends! {
         => sqlite_concurrent_enrollments_never_overrun_max_gateways, postgres_concurrent_enrollments_never_overrun_max_gateways;
     store a_batch_is_stored_once_by_gateway_and_seq
         => sqlite_a_batch_is_stored_once_by_gateway_and_seq, postgres_a_batch_is_stored_once_by_gateway_and_seq;
+    store a_resent_batch_spanning_two_days_is_stored_once_on_each_day
+        => sqlite_a_resent_batch_spanning_two_days_is_stored_once_on_each_day, postgres_a_resent_batch_spanning_two_days_is_stored_once_on_each_day;
     store the_same_batch_in_concurrent_ingests_is_stored_once
         => sqlite_the_same_batch_in_concurrent_ingests_is_stored_once, postgres_the_same_batch_in_concurrent_ingests_is_stored_once;
     store concurrent_ingests_of_one_gateway_leave_no_false_gaps
@@ -561,6 +563,50 @@ async fn a_batch_is_stored_once_by_gateway_and_seq(store: Store) {
     assert_eq!((g.missing_batches, gaps.len()), (0, 0));
     assert_eq!(samples_in(&store, a, "p", ts, ts + MINUTE).await, 20);
     assert_eq!(samples_in(&store, b, "p", ts, ts + MINUTE).await, 5);
+}
+
+/// A batch resent after a lost ack, its samples on two days (two partitions on
+/// PostgreSQL, written by one `COPY`), alone and in a group with a new batch: each sample
+/// is stored once, on its own day, with every kind of value.
+async fn a_resent_batch_spanning_two_days_is_stored_once_on_each_day(store: Store) {
+    let a = enrolled(&store, 201, false, &["a"]).await.remove(0);
+    let (yesterday, today) = (t0() - DAY_MS, t0());
+    let first = incoming(
+        &a,
+        1,
+        vec![
+            sample("p", yesterday + MINUTE, Value::Float(1.5)),
+            sample("p", yesterday + 2 * MINUTE, Value::UInt(u64::MAX)),
+            sample("p", yesterday + 3 * MINUTE, Value::Text("jam".into())),
+            sample("p", today + MINUTE, Value::Int(-7)),
+            Sample::bad(DEVICE.into(), "p".into(), today + 2 * MINUTE, "timeout"),
+        ],
+    );
+    let second = incoming(
+        &a,
+        2,
+        vec![
+            sample("p", yesterday + 4 * MINUTE, Value::Bool(true)),
+            sample("p", today + 3 * MINUTE, Value::None),
+        ],
+    );
+    assert_eq!(ingest(&store, vec![first.clone()]).await, [stored(5)]);
+    assert_eq!(
+        ingest(&store, vec![first.clone()]).await,
+        [BatchOutcome::Duplicate]
+    );
+    assert_eq!(
+        ingest(&store, vec![first, second]).await,
+        [BatchOutcome::Duplicate, stored(2)]
+    );
+    // The numeric ones through the charts' path, then every row as pruning counts it.
+    assert_eq!(samples_in(&store, &a, "p", yesterday, today).await, 3);
+    assert_eq!(samples_in(&store, &a, "p", today, today + DAY_MS).await, 1);
+    let (g, gaps) = gateway(&store, &a).await;
+    assert_eq!((g.batches, g.samples, g.max_seq), (2, 7, Some(2)));
+    assert!(gaps.is_empty());
+    assert_eq!(store.prune(today, 0).await.unwrap(), 4);
+    assert_eq!(store.prune(today + DAY_MS, 0).await.unwrap(), 3);
 }
 
 /// Regression guard of the dedup key across instances: the same batch handed to two

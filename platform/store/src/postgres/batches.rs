@@ -1,6 +1,6 @@
 //! Storing batches, statuses, catalogues and crash windows on PostgreSQL, and reading what
-//! the acks need: the statements, one `unnest` statement per step of a group (the decisions
-//! are [`crate::ingest`]'s).
+//! the acks need: the statements, one `unnest` statement per step of a group and a binary
+//! `COPY` for the samples (the decisions are [`crate::ingest`]'s).
 
 use super::alarms::PostgresAlarms;
 use super::monitoring::PostgresMonitor;
@@ -11,8 +11,12 @@ use crate::monitoring;
 use crate::rows::{self};
 use crate::{AckRows, BatchOutcome, CrashWindow, IncomingBatch, StoreError};
 use fieldlink_wire::{Sample, Status, Value};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::pin::pin;
 use std::sync::Arc;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
 
 impl PostgresStore {
     pub(crate) async fn ingest(
@@ -332,42 +336,84 @@ impl PostgresStore {
     }
 }
 
-/// Samples as the columns of one `unnest` statement.
-#[derive(Default)]
-struct SampleColumns {
-    point_id: Vec<i64>,
-    ts: Vec<i64>,
-    kind: Vec<i16>,
-    int: Vec<Option<i64>>,
-    float: Vec<Option<f64>>,
-    text: Vec<Option<String>>,
-    quality: Vec<i16>,
-    error: Vec<Option<String>>,
+/// A sample's value and quality as the `samples` columns hold them (also the `latest_*`
+/// columns of its point).
+struct SampleCells<'s> {
+    kind: i16,
+    int: Option<i64>,
+    float: Option<f64>,
+    text: Option<Cow<'s, str>>,
+    quality: i16,
+    error: Option<&'s str>,
 }
 
-impl SampleColumns {
-    fn push(&mut self, point_id: i64, ts: i64, value: &Value, quality: &fieldlink_wire::Quality) {
+impl<'s> SampleCells<'s> {
+    fn of(value: &'s Value, quality: &'s fieldlink_wire::Quality) -> SampleCells<'s> {
         let (int, float, text) = match value {
             Value::None => (None, None, None),
             Value::Bool(b) => (Some(i64::from(*b)), None, None),
             Value::Int(i) => (Some(*i), None, None),
             // Above i64::MAX: kept exactly, as text.
-            Value::UInt(u) => (None, None, Some(u.to_string())),
+            Value::UInt(u) => (None, None, Some(Cow::Owned(u.to_string()))),
             Value::Float(f) => (None, Some(*f), None),
-            Value::Text(t) => (None, None, Some(t.clone())),
+            Value::Text(t) => (None, None, Some(Cow::Borrowed(t.as_ref()))),
         };
         let (quality, error) = quality_columns(quality);
+        SampleCells {
+            kind: kind_of(value),
+            int,
+            float,
+            text,
+            quality,
+            error,
+        }
+    }
+}
+
+/// The `samples` columns in the order [`SAMPLE_TYPES`] gives their types.
+const COPY_SAMPLES: &str =
+    "COPY samples (point_id, ts, kind, value_int, value_float, value_text, quality, error)
+     FROM STDIN (FORMAT binary)";
+
+/// The types of [`COPY_SAMPLES`]'s columns, in order.
+const SAMPLE_TYPES: [Type; 8] = [
+    Type::INT8,
+    Type::INT8,
+    Type::INT2,
+    Type::INT8,
+    Type::FLOAT8,
+    Type::TEXT,
+    Type::INT2,
+    Type::TEXT,
+];
+
+/// Points' newest samples as the columns of one `unnest` statement.
+#[derive(Default)]
+struct SampleColumns<'s> {
+    point_id: Vec<i64>,
+    ts: Vec<i64>,
+    kind: Vec<i16>,
+    int: Vec<Option<i64>>,
+    float: Vec<Option<f64>>,
+    text: Vec<Option<Cow<'s, str>>>,
+    quality: Vec<i16>,
+    error: Vec<Option<&'s str>>,
+}
+
+impl<'s> SampleColumns<'s> {
+    fn push(&mut self, point_id: i64, sample: &'s Sample) {
+        let cells = SampleCells::of(&sample.value, &sample.quality);
         self.point_id.push(point_id);
-        self.ts.push(ts);
-        self.kind.push(kind_of(value));
-        self.int.push(int);
-        self.float.push(float);
-        self.text.push(text);
-        self.quality.push(quality);
-        self.error.push(error.map(str::to_owned));
+        self.ts.push(sample.ts);
+        self.kind.push(cells.kind);
+        self.int.push(cells.int);
+        self.float.push(cells.float);
+        self.text.push(cells.text);
+        self.quality.push(cells.quality);
+        self.error.push(cells.error);
     }
 
-    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 8] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 8] {
         [
             &self.point_id,
             &self.ts,
@@ -465,7 +511,8 @@ impl GapTx for PostgresGaps<'_, '_> {
 }
 
 /// The statements of storing a group on PostgreSQL (the decisions are
-/// [`ingest::store_group`]'s): one statement over arrays (`unnest`) for each step. The
+/// [`ingest::store_group`]'s): one statement over arrays (`unnest`) for each step, the
+/// samples by binary `COPY`. The
 /// work before the gateways' lock runs beside other instances' groups.
 struct PostgresIngest<'s, 't, 'c> {
     store: &'s PostgresStore,
@@ -542,20 +589,28 @@ impl<'s, 't, 'c> IngestTx for PostgresIngest<'s, 't, 'c> {
         Ok(ids)
     }
 
+    /// Binary `COPY`: the rows go to the server as they are encoded, and it routes them to
+    /// their day's partition without planning a statement over arrays. The dedup rows
+    /// (step 2) already keep a resent batch out, so nothing here can conflict.
     async fn insert_samples(&mut self, samples: &[(i64, &Sample)]) -> Result<(), StoreError> {
-        let mut rows = SampleColumns::default();
-        for (point_id, sample) in samples {
-            rows.push(*point_id, sample.ts, &sample.value, &sample.quality);
+        let copy = self.tx.prepare_cached(COPY_SAMPLES).await?;
+        let sink = self.tx.copy_in(&copy).await?;
+        let mut writer = pin!(BinaryCopyInWriter::new(sink, &SAMPLE_TYPES));
+        for &(point_id, sample) in samples {
+            let cells = SampleCells::of(&sample.value, &sample.quality);
+            let row: [&(dyn ToSql + Sync); 8] = [
+                &point_id,
+                &sample.ts,
+                &cells.kind,
+                &cells.int,
+                &cells.float,
+                &cells.text,
+                &cells.quality,
+                &cells.error,
+            ];
+            writer.as_mut().write(&row).await?;
         }
-        let insert = self
-            .tx
-            .prepare_cached(
-                "INSERT INTO samples (point_id, ts, kind, value_int, value_float, value_text, quality, error)
-                 SELECT * FROM unnest($1::int8[], $2::int8[], $3::int2[], $4::int8[], $5::float8[],
-                                      $6::text[], $7::int2[], $8::text[])",
-            )
-            .await?;
-        self.tx.execute(&insert, &rows.params()).await?;
+        writer.finish().await?;
         Ok(())
     }
 
@@ -620,8 +675,8 @@ impl<'s, 't, 'c> IngestTx for PostgresIngest<'s, 't, 'c> {
 
     async fn update_latest(&mut self, newest: &BTreeMap<i64, &Sample>) -> Result<(), StoreError> {
         let mut latest = SampleColumns::default();
-        for (point_id, sample) in newest {
-            latest.push(*point_id, sample.ts, &sample.value, &sample.quality);
+        for (&point_id, &sample) in newest {
+            latest.push(point_id, sample);
         }
         let update = self
             .tx
