@@ -281,11 +281,19 @@ async fn handle_signals(
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let filter = std::env::var("FIELDLINK_LOG")
-        .ok()
-        .and_then(|directives| directives.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let default = || Targets::new().with_default(LevelFilter::INFO);
+    let filter = match std::env::var("FIELDLINK_LOG") {
+        Ok(directives) => directives.parse::<Targets>().unwrap_or_else(|e| {
+            eprintln!("FIELDLINK_LOG={directives:?} ignored ({e}); logging at info");
+            default()
+        }),
+        Err(_) => default(),
+    };
+    // Colours only on a terminal: under systemd or in a file they are escape codes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let registry = tracing_subscriber::registry().with(filter);
     match format {
         LogFormat::Text => registry.with(layer).init(),

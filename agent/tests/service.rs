@@ -336,3 +336,43 @@ async fn sighup_applies_a_valid_config_refuses_an_invalid_one_and_loses_nothing(
     );
     recorder.stop().await;
 }
+
+/// A log written to a file (or the journal) carries no terminal colour codes, and a
+/// `FIELDLINK_LOG` that does not parse is said, not silently ignored.
+#[test]
+fn logs_to_a_file_are_plain_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "[gateway]\nid = \"gw-log\"\n\n[platform]\nmqtt = \"mqtt://127.0.0.1:{}\"\n\n\
+             [[device]]\nname = \"sim\"\nprotocol = \"simulator\"\npoll = \"100ms\"\n\
+             [[device.point]]\nname = \"p\"\nsignal = \"sine\"\n\n\
+             [status]\nlisten = \"127.0.0.1:0\"\n",
+            free_port()
+        ),
+    );
+    let log_path = dir.path().join("agent.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_fieldlink"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("FIELDLINK_LOG", "fieldlink=loud")
+        .stderr(log)
+        .spawn()
+        .expect("start the agent");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut text = String::new();
+    while std::time::Instant::now() < deadline && !text.contains("fieldlink running") {
+        std::thread::sleep(Duration::from_millis(100));
+        text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    }
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(text.contains("fieldlink running"), "{text}");
+    assert!(
+        text.contains("FIELDLINK_LOG=\"fieldlink=loud\" ignored"),
+        "{text}"
+    );
+    assert!(!text.contains('\u{1b}'), "colour codes in a file:\n{text}");
+}
