@@ -341,15 +341,16 @@ async fn sighup_applies_a_valid_config_refuses_an_invalid_one_and_loses_nothing(
 /// `FIELDLINK_LOG` that does not parse is said, not silently ignored.
 #[test]
 fn logs_to_a_file_are_plain_text() {
+    let broker = Broker::start(loopback()).expect("broker");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(
         dir.path(),
         &format!(
-            "[gateway]\nid = \"gw-log\"\n\n[platform]\nmqtt = \"mqtt://127.0.0.1:{}\"\n\n\
+            "[gateway]\nid = \"gw-log\"\n\n[platform]\nmqtt = \"mqtt://{}\"\n\n\
              [[device]]\nname = \"sim\"\nprotocol = \"simulator\"\npoll = \"100ms\"\n\
              [[device.point]]\nname = \"p\"\nsignal = \"sine\"\n\n\
              [status]\nlisten = \"127.0.0.1:0\"\n",
-            free_port()
+            broker.addr()
         ),
     );
     let log_path = dir.path().join("agent.log");
