@@ -77,23 +77,8 @@ impl Store {
         if len > max {
             return Err(Fault::TooLarge { bytes: len, max });
         }
-        let at_ms = now_ms();
-        let (lsn, commit) = self.make_room(w, &file, frame::frame_len(len))?;
-        let header = Header::record(lsn, seq, samples, at_ms, &payload);
-        self.write_frame(w, &file, lsn, &header.encode(), &payload)?;
-        let frame_end = lsn + header.frame_len();
-        let entry = Entry {
-            lsn,
-            at_ms,
-            len: len as u32,
-            samples,
-        };
-        let mut st = self.lock_state();
-        st.publish(seq, entry, frame_end, Some(payload));
-        st.file_len = w.file_len;
-        drop(st);
+        let commit = self.put_record(w, &file, seq, samples, now_ms(), payload, true)?;
         w.next_seq = seq + 1;
-        w.end = frame_end;
         w.appended_since_flush += 1;
         if commit && let Err(fault) = self.commit_holding(w, &file) {
             // The record is appended (and visible) like any other not yet durable: the store
@@ -114,10 +99,31 @@ impl Store {
         payload: Vec<u8>,
     ) -> Result<(), Fault> {
         let file = self.file_for_writing(w)?;
+        let commit = self.put_record(w, &file, seq, samples, at_ms, payload, false)?;
+        w.next_seq = w.next_seq.max(seq + 1);
+        if commit {
+            self.commit_holding(w, &file)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the record `seq` at the log's end and makes it visible to readers, its payload
+    /// kept in the cache if `cache`; returns whether the room it took asks for a commit.
+    #[allow(clippy::too_many_arguments)] // the record's fields, as `Header::record` takes them
+    fn put_record(
+        &self,
+        w: &mut MutexGuard<'_, Writer>,
+        file: &LogFile,
+        seq: u64,
+        samples: u32,
+        at_ms: i64,
+        payload: Vec<u8>,
+        cache: bool,
+    ) -> Result<bool, Fault> {
         let len = payload.len() as u64;
-        let (lsn, commit) = self.make_room(w, &file, frame::frame_len(len))?;
+        let (lsn, commit) = self.make_room(w, file, frame::frame_len(len))?;
         let header = Header::record(lsn, seq, samples, at_ms, &payload);
-        self.write_frame(w, &file, lsn, &header.encode(), &payload)?;
+        self.write_frame(w, file, lsn, &header.encode(), &payload)?;
         let frame_end = lsn + header.frame_len();
         let entry = Entry {
             lsn,
@@ -126,15 +132,11 @@ impl Store {
             samples,
         };
         let mut st = self.lock_state();
-        st.publish(seq, entry, frame_end, None);
+        st.publish(seq, entry, frame_end, cache.then_some(payload));
         st.file_len = w.file_len;
         drop(st);
-        w.next_seq = w.next_seq.max(seq + 1);
         w.end = frame_end;
-        if commit {
-            self.commit_holding(w, &file)?;
-        }
-        Ok(())
+        Ok(commit)
     }
 
     /// The open file, for a call that writes.
