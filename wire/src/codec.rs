@@ -16,11 +16,11 @@
 
 use crate::batch::Batch;
 use crate::packed::{self, Columns, PackedError};
+use crate::pool::Pool;
 use crate::sample::{Quality, Sample, Value};
 use crate::zstd_frame::{self, FrameError, WithDictionary};
 use serde_json::ser::{CompactFormatter, Formatter};
 use std::borrow::Cow;
-use std::cell::RefCell;
 
 pub use crate::zstd_frame::ZSTD_LEVELS;
 
@@ -253,7 +253,7 @@ pub fn encode_batch_with(batch: &Batch, compression: Compression) -> Vec<u8> {
         Compression::None => encode_batch(batch),
         Compression::Zstd { level } => zstd_json(batch, level),
         Compression::Packed { level } if batch.samples.len() <= packed::MAX_SAMPLES => SCRATCH
-            .with_borrow_mut(|scratch| {
+            .with(Scratch::default, |scratch| {
                 let Scratch {
                     content,
                     columns,
@@ -279,7 +279,7 @@ pub fn encode_batch_with(batch: &Batch, compression: Compression) -> Vec<u8> {
 
 /// One zstd frame holding the batch's JSON (plain JSON if zstd fails).
 fn zstd_json(batch: &Batch, level: i32) -> Vec<u8> {
-    SCRATCH.with_borrow_mut(|scratch| {
+    SCRATCH.with(Scratch::default, |scratch| {
         let Scratch { content, frame, .. } = scratch;
         content.clear();
         encode_batch_into(batch, content);
@@ -356,6 +356,5 @@ impl Scratch {
     }
 }
 
-thread_local! {
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
-}
+/// The encoders' buffers, kept between batches.
+static SCRATCH: Pool<Scratch> = Pool::new();

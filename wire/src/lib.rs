@@ -33,6 +33,7 @@ pub mod enroll;
 pub mod message;
 pub mod mqtt_url;
 pub mod packed;
+mod pool;
 pub mod sample;
 pub mod topic;
 mod zstd_frame;

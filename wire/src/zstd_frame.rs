@@ -1,11 +1,14 @@
-//! zstd frames: compressing with a context kept per thread, and decompressing into a
-//! bounded buffer with the dictionary the frame's header names.
+//! zstd frames: compressing with a reused context, and decompressing into a bounded buffer
+//! with the dictionary the frame's header names.
 //!
-//! Contexts are kept per thread because creating one costs more than compressing a small
-//! batch; the dictionary's tables are built once per thread and level, and once per
-//! process for decompression.
+//! Contexts are reused because creating one costs more than compressing a small batch.
+//! Compression contexts are pooled (as many as compressions ever ran at once: one in the
+//! agent, whose outbox encodes one batch at a time); decompression contexts, which the
+//! platform's ingest uses, are kept per thread, and the dictionary's tables built once
+//! per process.
 
 use crate::dictionary;
+use crate::pool::Pool;
 use std::cell::RefCell;
 use std::io::Read;
 use std::ops::RangeInclusive;
@@ -44,9 +47,11 @@ struct Compressor {
     context: zstd::bulk::Compressor<'static>,
 }
 
+/// Compression contexts between uses.
+static COMPRESSORS: Pool<Option<Compressor>> = Pool::new();
+
 #[derive(Default)]
 struct Contexts {
-    compressor: Option<Compressor>,
     /// A decompression context without a dictionary, and one per dictionary id used.
     plain: Option<zstd::bulk::Decompressor<'static>>,
     with_dictionary: Vec<(u32, zstd::bulk::Decompressor<'static>)>,
@@ -66,38 +71,42 @@ pub(crate) fn compress(
     out: &mut Vec<u8>,
 ) -> bool {
     let level = level.clamp(*ZSTD_LEVELS.start(), *ZSTD_LEVELS.end());
-    CONTEXTS.with_borrow_mut(|contexts| {
-        let compressor = match &mut contexts.compressor {
-            Some(c) if c.level == level && c.dictionary == dictionary => c,
-            slot => {
-                *slot = None;
-                let context = match dictionary {
-                    WithDictionary::No => zstd::bulk::Compressor::new(level),
-                    WithDictionary::Packed => {
-                        zstd::bulk::Compressor::with_dictionary(level, dictionary::current().bytes)
-                    }
-                };
-                let Ok(context) = context else {
-                    return false;
-                };
-                slot.insert(Compressor {
-                    level,
-                    dictionary,
-                    context,
-                })
+    COMPRESSORS.with(
+        || None,
+        |slot| {
+            let compressor = match slot {
+                Some(c) if c.level == level && c.dictionary == dictionary => c,
+                slot => {
+                    *slot = None;
+                    let context = match dictionary {
+                        WithDictionary::No => zstd::bulk::Compressor::new(level),
+                        WithDictionary::Packed => zstd::bulk::Compressor::with_dictionary(
+                            level,
+                            dictionary::current().bytes,
+                        ),
+                    };
+                    let Ok(context) = context else {
+                        return false;
+                    };
+                    slot.insert(Compressor {
+                        level,
+                        dictionary,
+                        context,
+                    })
+                }
+            };
+            let start = out.len();
+            out.reserve(zstd::zstd_safe::compress_bound(data.len()));
+            // The frame goes after what `out` already holds.
+            let mut cursor = std::io::Cursor::new(&mut *out);
+            cursor.set_position(start as u64);
+            let written = compressor.context.compress_to_buffer(data, &mut cursor);
+            if written.is_err() {
+                out.truncate(start);
             }
-        };
-        let start = out.len();
-        out.reserve(zstd::zstd_safe::compress_bound(data.len()));
-        // The frame goes after what `out` already holds.
-        let mut cursor = std::io::Cursor::new(&mut *out);
-        cursor.set_position(start as u64);
-        let written = compressor.context.compress_to_buffer(data, &mut cursor);
-        if written.is_err() {
-            out.truncate(start);
-        }
-        written.is_ok()
-    })
+            written.is_ok()
+        },
+    )
 }
 
 /// Decompresses one zstd frame into at most `limit` bytes, with the dictionary its header
