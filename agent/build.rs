@@ -33,12 +33,19 @@ fn place_hot_text_first(manifest_dir: &str, out_dir: &str) {
     let list = format!("{manifest_dir}/hot-text.txt");
     println!("cargo::rerun-if-changed={list}");
     let Ok(text) = std::fs::read_to_string(&list) else {
-        println!("cargo::warning=no {list}: the release binary's code is left in the linker's order");
+        println!(
+            "cargo::warning=no {list}: the release binary's code is left in the linker's order"
+        );
         return;
     };
     let mut script = String::from("SECTIONS {\n  .text.hot : {\n");
-    for pattern in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        script.push_str(&format!("    *(.text.{pattern} .text.unlikely.{pattern})\n"));
+    for pattern in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        script.push_str(&format!(
+            "    *(.text.{pattern} .text.unlikely.{pattern})\n"
+        ));
     }
     script.push_str("  }\n} INSERT BEFORE .text;\n");
     let path = format!("{out_dir}/hot-text.ld");
